@@ -1,0 +1,39 @@
+/* http.h - HTTP vocabulary shared by every module: methods, idempotency,
+ * hop-by-hop header names.  Pure functions, no state. */
+#ifndef QG_HTTP_H
+#define QG_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum http_method {
+    HTTP_GET = 0,
+    HTTP_HEAD,
+    HTTP_POST,
+    HTTP_PUT,
+    HTTP_PATCH,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_OTHER,
+    HTTP__COUNT
+};
+
+#define HTTP_M(m) (1u << (m))
+
+/* Parse a method token; unknown tokens are HTTP_OTHER. */
+enum http_method http_method_parse(const char *s);
+const char *http_method_name(enum http_method m);
+/* Parse a method name as written in configuration; -1 if unknown. */
+int http_method_from_config(const char *s);
+/* RFC 9110 9.2.2: GET HEAD OPTIONS PUT DELETE (TRACE is refused anyway). */
+bool http_method_idempotent(enum http_method m);
+/* "2xx" style class label for a status, "other" for nonsense. */
+const char *http_status_class(int status);
+
+/* RFC 9110 7.6.1: fixed hop-by-hop names (case-insensitive). */
+bool http_is_hop_by_hop(const char *name, size_t len);
+/* True when name appears as a token in a Connection header value. */
+bool http_connection_lists(const char *connection_value, const char *name,
+                           size_t len);
+
+#endif

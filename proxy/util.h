@@ -1,0 +1,34 @@
+/* util.h - allocation that aborts on exhaustion, and small string helpers.
+ * Out of memory is fatal by policy: callers never test for NULL. */
+#ifndef QG_UTIL_H
+#define QG_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* malloc'ed printf. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+bool util_strcaseeq(const char *a, const char *b);
+bool util_strncaseeq(const char *a, size_t alen, const char *b);
+bool util_has_prefix(const char *s, const char *prefix);
+
+/* Parse "250ms" "2s" "1m" "1h" (unit required); false on bad input. */
+bool util_parse_duration_ms(const char *s, uint64_t *out);
+/* Parse "512" "16KiB" "1MiB" "1GiB" (also kB/MB as powers of 1000). */
+bool util_parse_size(const char *s, uint64_t *out);
+
+/* Monotonic and wall clocks in milliseconds / nanoseconds. */
+uint64_t util_mono_ms(void);
+uint64_t util_mono_ns(void);
+uint64_t util_wall_ms(void);
+
+#endif
