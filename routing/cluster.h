@@ -1,0 +1,76 @@
+/* cluster.h - the cluster view: which controllers are up, which one leads.
+ *
+ * Written only by the control thread (health probes, passive reports it
+ * turns into probes); read lock-free by every worker on the request path.
+ *
+ * Ownership: the app owns the struct cluster; it lives as long as the
+ * process (the controller list is restart-only configuration). */
+#ifndef QG_CLUSTER_H
+#define QG_CLUSTER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/config.h"
+
+struct cluster_node {
+    /* constant after cluster_new */
+    int index;
+    char id[CONFIG_ID_MAX];
+    char *base_url;          /* owned: scheme://name:port (no slash) */
+    char *connect_to;        /* owned: "name:port:host:port" or NULL */
+
+    /* shared, atomic */
+    atomic_int up;           /* 1 when healthy (rise/fall applied) */
+    atomic_int claims_leader;/* last probe answered 200 */
+    atomic_uint_fast64_t last_probe_wall_ms;
+    atomic_int last_status;  /* HTTP status of the last probe, 0 = none */
+    atomic_uint_fast64_t leader_since_ms; /* mono ms it last became leader */
+
+    /* control thread only */
+    bool probed_once;
+    uint32_t ok_streak, fail_streak;
+    char last_error[96];
+};
+
+struct cluster {
+    int n;
+    struct cluster_node *nodes;       /* owned array of n */
+    atomic_int leader;                /* index, -1 = none known */
+    atomic_uint_fast64_t leader_changes;
+    atomic_uint_fast64_t leader_known_since_ms; /* mono */
+    atomic_uint_fast64_t no_leader_since_ms;    /* mono, 0 while known */
+    atomic_uint_fast64_t generation;  /* bumps on any up/leader change */
+};
+
+struct cluster *cluster_new(const struct config *cfg);
+void cluster_free(struct cluster *c);
+
+static inline int cluster_leader(const struct cluster *c)
+{
+    return atomic_load_explicit(&c->leader, memory_order_acquire);
+}
+
+static inline bool cluster_up(const struct cluster *c, int i)
+{
+    return atomic_load_explicit(&c->nodes[i].up, memory_order_relaxed) != 0;
+}
+
+int cluster_index(const struct cluster *c, const char *id);
+
+/* A probe result for node i (control thread).  status 0 = no answer;
+ * is_leader from the body when it could be read (else from the status).
+ * Returns true when anything visible changed (up/down or leader). */
+bool cluster_probe_result(struct cluster *c, int i, int status,
+                          bool is_leader, const char *error, uint32_t rise,
+                          uint32_t fall, uint64_t now_ms);
+/* A worker saw node i fail passively (refused, 503 CLUSTER_NO_LEADER):
+ * counted like a failed probe (control thread). */
+bool cluster_passive_failure(struct cluster *c, int i, const char *why,
+                             uint32_t fall, uint64_t now_ms);
+
+/* Number of nodes currently up. */
+int cluster_count_up(const struct cluster *c);
+
+#endif
