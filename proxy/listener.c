@@ -64,7 +64,6 @@ struct listener_xpriv {
     enum listener_phase phase;
     bool in_handler;               /* inside on_request */
     bool suspended;
-    bool admitted;
     bool discarding;               /* body over the limit: read and drop */
     uint64_t discarded;
     char *raw_url;                 /* owned */
@@ -464,7 +463,7 @@ static bool listener_headers_in(struct listener *l,
     } else if (has_clen && clen > l->limits.max_body_bytes) {
         listener_local_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                              "request body too large", true);
-    } else if (!(xp->admitted = l->ops->admit(l->ctx))) {
+    } else if (!(ex->admitted = l->ops->admit(l->ctx))) {
         listener_local_error(ex, l, 503, "PROXY_OVERLOADED",
                              "too many requests in flight, retry later",
                              false);

@@ -54,6 +54,7 @@ struct listener_exchange {
     int status;
     uint64_t bytes_out;                  /* body bytes */
     bool local_error;                    /* answered by the listener itself */
+    bool admitted;                       /* admit() accepted it */
     const char *error_code;              /* its envelope code, static */
 
     void *user;                          /* owner's state */

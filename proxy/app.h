@@ -1,0 +1,70 @@
+/* app.h - the quorumgate process: configuration, control loop (signals,
+ * reload, health probes, admin listener), worker threads, shared state.
+ *
+ * Ownership: main() owns the app; the app owns everything else.  Shared
+ * state that workers read on the request path (cluster view, budget,
+ * metrics, current configuration) is read lock-free. */
+#ifndef QG_APP_H
+#define QG_APP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/config.h"
+#include "retry/budget.h"
+
+struct log;
+struct loop;
+struct loop_signal;
+struct loop_timer;
+struct upstream;
+struct cluster;
+struct health;
+struct worker;
+struct listener;
+struct metrics;
+struct admin;
+struct app_ext;
+
+struct app {
+    char *config_path;                 /* owned */
+    _Atomic(struct config *) cfg;      /* owned reference: current */
+    struct log *log;                   /* owned */
+    struct metrics *metrics;           /* owned */
+    struct cluster *cluster;           /* owned */
+    struct budget budget;              /* embedded */
+
+    struct loop *loop;                 /* owned: control loop (main thread) */
+    struct upstream *up;               /* owned: probes from the control loop */
+    struct health *health;             /* owned */
+    struct admin *admin;               /* owned */
+    struct worker **workers;           /* owned array */
+    int n_workers;
+    struct loop_signal *sig[4];        /* owned: TERM, INT, HUP, USR1 */
+    struct loop_timer *drain_timer;    /* owned */
+    uint64_t drain_deadline_ms;
+    bool draining;
+    int exit_code;
+    atomic_int connections;            /* open client connections */
+    uint64_t started_wall_ms;
+    uint64_t reloads_ok, reloads_failed;
+    struct app_ext *ext;               /* owned: Redis, gate, affinity */
+};
+
+/* Loads the configuration and builds everything; 0 or -1 (reported). */
+int app_init(struct app *a, const char *config_path);
+/* Runs until SIGTERM/SIGINT has drained; returns the exit code. */
+int app_run(struct app *a);
+void app_free(struct app *a);
+
+/* Reloads the configuration file (SIGHUP); 0 on success. */
+int app_reload(struct app *a);
+
+/* The current configuration, with a reference the caller must drop. */
+struct config *app_config(struct app *a);
+
+/* A worker saw a controller fail passively (thread-safe). */
+void app_report_failure(struct app *a, int node, bool connect_failed);
+
+#endif

@@ -1,0 +1,121 @@
+/* request.h - one client request from arrival to the access-log line:
+ * classify, choose a controller, attempt, retry or reconcile, learn
+ * affinity, rewrite, hold for replication, answer, log, count.
+ *
+ * Ownership: a struct request is owned by its worker (on its list) from
+ * request_start() until the listener reports the exchange complete and no
+ * asynchronous work of its own is left; then it is freed.  It holds a
+ * reference on the configuration it started with. */
+#ifndef QG_REQUEST_H
+#define QG_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/config.h"
+#include "proxy/headers.h"
+#include "proxy/upstream.h"
+#include "retry/failure.h"
+#include "routing/classify.h"
+#include "routing/route.h"
+
+struct worker;
+struct listener_exchange;
+struct loop_timer;
+struct gate_wait;
+
+#define REQUEST_MAX_ATTEMPTS 16
+
+struct request_attempt {
+    int node;                  /* -1 for none */
+    const char *outcome;       /* static label */
+    int status;
+    uint64_t duration_ns;
+    bool reconcile;            /* a state read, not the request itself */
+};
+
+enum request_stage {
+    STAGE_ROUTING = 0,         /* choosing, or waiting for a leader */
+    STAGE_AFFINITY,            /* looking up affinity in Redis */
+    STAGE_ATTEMPT,             /* an attempt is in flight */
+    STAGE_BACKOFF,             /* waiting before the next attempt */
+    STAGE_RECONCILE,           /* reading the state after an ambiguous write */
+    STAGE_GATE,                /* holding the answer for replication */
+    STAGE_ANSWERED,            /* answer handed to the listener */
+};
+
+struct request {
+    struct worker *w;                  /* borrowed */
+    struct listener_exchange *ex;      /* borrowed; NULL once complete */
+    struct config *cfg;                /* owned reference */
+    struct request *prev, *next;       /* worker's list of live requests */
+    struct request *wprev, *wnext;     /* worker's list of waiting requests */
+    bool on_wait_list;
+
+    enum request_stage stage;
+    struct classify_result cls;
+    const struct config_retry_policy *policy; /* into cfg */
+    struct headers up_headers;         /* owned: sent upstream */
+    uint64_t start_ms;                 /* loop clock */
+    uint64_t deadline_ms;              /* overall, loop clock */
+
+    /* routing */
+    struct route_in route;
+    enum route_decision decision;
+    int node;                          /* current or last attempt */
+    int home;                          /* affinity home (hard), -1 */
+    char identity[80];                 /* JWT sub or learned identity id */
+    char session_key[72];              /* hmac of zt-session, "" if none */
+
+    /* attempts */
+    struct upstream_req up;            /* owned */
+    char *url;                         /* owned: URL of the current attempt */
+    struct request_attempt attempts[REQUEST_MAX_ATTEMPTS];
+    int n_attempts;                    /* attempts at the request itself */
+    int n_log;                         /* entries in attempts[] */
+    struct failure last_failure;
+    bool had_ambiguous;
+    bool holds_retry_slot;
+    bool budget_exhausted;
+    bool retried;
+    struct loop_timer *timer;          /* owned: backoff, waits, deadline */
+
+    /* reconciliation / gate */
+    struct upstream_req aux;           /* owned: state reads */
+    char *aux_url;                     /* owned */
+    const char *reconciled;            /* outcome label, NULL if none */
+    struct gate_wait *gate;            /* owned by the gate while held */
+    char replication[256];             /* Quorumgate-Replication value */
+
+    /* the answer */
+    int status;
+    const char *error_code;            /* our own envelope code, if any */
+    bool complete;                     /* the listener is done with us */
+};
+
+/* Listener callbacks (ctx = worker). */
+void request_on_request(void *ctx, struct listener_exchange *ex);
+void request_on_complete(void *ctx, struct listener_exchange *ex);
+bool request_admit(void *ctx);
+void request_on_connection(void *ctx, int delta);
+
+/* The cluster view changed: requests waiting for a leader look again. */
+void request_cluster_changed(struct worker *w);
+/* Abandon every request of the worker (shutdown). */
+void request_abort_all(struct worker *w);
+
+/* Stages other modules drive (reconcile, gate). */
+void request_answer_upstream(struct request *rq);
+void request_answer_error(struct request *rq, int status, const char *code,
+                          const char *message);
+void request_answer_json(struct request *rq, int status, const char *body);
+/* Continue after an asynchronous step: route and attempt again. */
+void request_reroute(struct request *rq);
+/* Log an auxiliary attempt (state reads). */
+void request_log_attempt(struct request *rq, int node, const char *outcome,
+                         int status, uint64_t duration_ns, bool reconcile);
+/* Build the URL of path (a request target) on node into *dst (owned). */
+void request_node_url(struct request *rq, int node, const char *target,
+                      char **dst);
+
+#endif

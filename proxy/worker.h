@@ -1,0 +1,82 @@
+/* worker.h - one worker thread: its own event loop, its own listeners (one
+ * libmicrohttpd daemon per configured client listener, sockets bound with
+ * SO_REUSEPORT), its own libcurl multi handle.  A request is served from
+ * start to end on the worker that accepted it; nothing is handed between
+ * threads on the request path.
+ *
+ * The control thread talks to a worker only through the atomics below and
+ * the wake handle: a new configuration, a drain, a stop, a cluster change.
+ *
+ * Ownership: the app owns its workers; a worker owns its loop and
+ * everything created on it, and holds one reference on its current config. */
+#ifndef QG_WORKER_H
+#define QG_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/config.h"
+#include "proxy/log.h"
+
+struct app;
+struct loop;
+struct loop_async;
+struct loop_prepare;
+struct loop_timer;
+struct upstream;
+struct listener;
+struct request;
+struct worker_ext;
+
+struct worker {
+    struct app *app;                  /* borrowed */
+    int id;
+    struct loop *loop;                /* owned */
+    struct upstream *up;              /* owned */
+    struct listener *listeners[CONFIG_MAX_LISTENERS]; /* owned */
+    int n_listeners;
+    struct loop_async *wake;          /* owned */
+    struct loop_prepare *flush;       /* owned: access-log batch */
+    struct log_batch access;          /* owned */
+    struct config *cfg;               /* owned reference */
+    pthread_t thread;
+
+    /* from the control thread */
+    _Atomic(struct config *) next_cfg;/* owned reference when set */
+    atomic_int drain;
+    atomic_int stop;
+    atomic_uint_fast64_t cluster_gen;
+
+    /* worker-local state */
+    int *outstanding;                 /* owned: attempts in flight per node */
+    uint64_t rng;                     /* balancing and jitter */
+    struct request *requests;         /* borrowed list of live requests */
+    struct request *waiting;          /* requests waiting for the cluster */
+    atomic_int live;                  /* requests in progress */
+    bool draining;
+    uint64_t seen_gen;
+    struct worker_ext *ext;           /* owned: routing/gate state */
+};
+
+/* Creates the worker (not started).  fds[i] is the bound socket for
+ * configured listener i (taken over). */
+struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
+                          char **err);
+int worker_start(struct worker *w);
+/* Stop accepting; in-flight requests go on (thread-safe). */
+void worker_drain(struct worker *w);
+/* Stop the loop and join the thread (thread-safe, blocks). */
+void worker_stop(struct worker *w);
+void worker_free(struct worker *w);
+/* Hand over a new configuration (thread-safe; takes a reference). */
+void worker_set_config(struct worker *w, struct config *cfg);
+/* The cluster view changed: re-check waiting requests (thread-safe). */
+void worker_kick(struct worker *w);
+/* Requests still in progress on this worker (approximate, any thread). */
+int worker_in_flight(const struct worker *w);
+
+uint64_t worker_rand(struct worker *w);
+
+#endif

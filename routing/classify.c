@@ -1,0 +1,144 @@
+/* classify.c - see classify.h. */
+#include "routing/classify.h"
+
+#include <string.h>
+
+#include "proxy/listener.h"
+#include "proxy/util.h"
+
+static int classify_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool classify_unreserved(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+           c == '~';
+}
+
+size_t classify_normalise(const char *path, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < cap; i++) {
+        char c = path[i];
+        if (c == '%' && i + 2 < len) {
+            int hi = classify_hex(path[i + 1]), lo = classify_hex(path[i + 2]);
+            if (hi >= 0 && lo >= 0 && classify_unreserved(hi * 16 + lo)) {
+                c = (char)(hi * 16 + lo);
+                i += 2;
+            }
+        }
+        if (c == '/' && o > 0 && out[o - 1] == '/')
+            continue;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static bool classify_has_header(const struct listener_header *h, int n,
+                                const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (util_strncaseeq(h[i].name, h[i].name_len, name))
+            return true;
+    return false;
+}
+
+/* "/edge/client/v1/..." or "/edge/management/v1/..." -> the rest, or NULL */
+static const char *classify_api_rest(const char *p)
+{
+    static const char *const bases[] = {"/edge/client/v1",
+                                        "/edge/management/v1"};
+    for (size_t i = 0; i < ARRAY_LEN(bases); i++)
+        if (util_has_prefix(p, bases[i]))
+            return p + strlen(bases[i]);
+    return NULL;
+}
+
+static enum classify_call classify_call_of(enum http_method m, const char *p)
+{
+    const char *rest = classify_api_rest(p);
+    if (rest) {
+        if (strcmp(rest, "/current-identity/mfa") == 0) {
+            if (m == HTTP_POST)
+                return CALL_MFA_CREATE;
+            if (m == HTTP_DELETE)
+                return CALL_MFA_DELETE;
+            return CALL_MFA_READ;
+        }
+        if (strcmp(rest, "/current-identity/mfa/verify") == 0 &&
+            m == HTTP_POST)
+            return CALL_MFA_VERIFY;
+        if (util_has_prefix(rest, "/current-identity/mfa/"))
+            return CALL_MFA_READ;
+        if (strcmp(rest, "/controllers") == 0 && m == HTTP_GET)
+            return CALL_CONTROLLERS;
+        if (strcmp(rest, "/version") == 0 && m == HTTP_GET)
+            return CALL_VERSION;
+        if (strcmp(rest, "/authenticate") == 0 && m == HTTP_POST &&
+            util_has_prefix(p, "/edge/client/"))
+            return CALL_AUTHENTICATE;
+        return CALL_OTHER;
+    }
+    if (strcmp(p, "/version") == 0 && m == HTTP_GET)
+        return CALL_VERSION;
+    if (strcmp(p, "/oidc/authorize") == 0)
+        return CALL_OIDC_AUTHORIZE;
+    if (strcmp(p, "/oidc/oauth/token") == 0 || strcmp(p, "/oidc/token") == 0)
+        return CALL_OIDC_TOKEN;
+    if (util_has_prefix(p, "/oidc/"))
+        return CALL_OIDC_LOGIN;
+    return CALL_OTHER;
+}
+
+void classify_request(const struct config_routing *rt, enum http_method m,
+                      const char *path, size_t path_len,
+                      const struct listener_header *headers, int n_headers,
+                      struct classify_result *out)
+{
+    char p[512];
+    classify_normalise(path, path_len, p, sizeof(p));
+    out->call = classify_call_of(m, p);
+    out->row = -1;
+    out->cls = (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS)
+                   ? ROUTE_READ
+                   : ROUTE_WRITE;
+    for (int i = 0; i < rt->n_routes; i++) {
+        const struct config_route *r = &rt->routes[i];
+        if (r->methods && !(r->methods & HTTP_M(m)))
+            continue;
+        if (r->path_prefix && *r->path_prefix &&
+            !util_has_prefix(p, r->path_prefix))
+            continue;
+        if (r->header && !classify_has_header(headers, n_headers, r->header))
+            continue;
+        out->cls = r->cls;
+        out->row = i;
+        return;
+    }
+}
+
+const char *classify_call_name(enum classify_call c)
+{
+    static const char *const names[CALL__COUNT] = {
+        "other",      "mfa_create",  "mfa_verify",    "mfa_delete",
+        "mfa_read",   "authenticate", "controllers",  "version",
+        "oidc_authorize", "oidc_token", "oidc_login",
+    };
+    return (unsigned)c < CALL__COUNT ? names[c] : "other";
+}
+
+bool classify_is_mfa_write(enum classify_call c)
+{
+    return c == CALL_MFA_CREATE || c == CALL_MFA_VERIFY ||
+           c == CALL_MFA_DELETE;
+}

@@ -1,0 +1,85 @@
+/* route.c - see route.h. */
+#include "routing/route.h"
+
+#include "retry/policy.h"
+#include "routing/cluster.h"
+
+int route_p2c(const int *outstanding, uint64_t mask, int n, uint64_t *rng)
+{
+    int idx[64], k = 0;
+    for (int i = 0; i < n && i < 64; i++)
+        if (mask & (1ull << i))
+            idx[k++] = i;
+    if (k == 0)
+        return -1;
+    if (k == 1)
+        return idx[0];
+    int a = idx[policy_rand(rng) % (uint64_t)k];
+    int b = idx[policy_rand(rng) % (uint64_t)(k - 1)];
+    if (b == a)
+        b = idx[k - 1];
+    return outstanding[b] < outstanding[a] ? b : a;
+}
+
+static uint64_t route_up_mask(const struct cluster *c)
+{
+    uint64_t m = 0;
+    for (int i = 0; i < c->n && i < 64; i++)
+        if (cluster_up(c, i))
+            m |= 1ull << i;
+    return m;
+}
+
+void route_pick(const struct cluster *c, const struct route_in *in,
+                const int *outstanding, uint64_t *rng, struct route_out *out)
+{
+    uint64_t up = route_up_mask(c);
+    uint64_t allowed = up & ~in->fenced;
+    out->node = -1;
+    out->fenced_skip = false;
+
+    if (in->home >= 0) {
+        out->decision = DECISION_STICKY_HIT;
+        if (!(up & (1ull << in->home))) {
+            out->kind = ROUTE_HOME_GONE;
+            return;
+        }
+        out->kind = ROUTE_TO;
+        out->node = in->home;
+        return;
+    }
+
+    int leader = cluster_leader(c);
+    if (in->pin != PIN_NONE && leader >= 0 && (up & (1ull << leader))) {
+        if (!(in->fenced & (1ull << leader))) {
+            out->kind = ROUTE_TO;
+            out->node = leader;
+            out->decision = DECISION_PINNED;
+            return;
+        }
+        out->fenced_skip = true;
+    }
+    if (in->pin == PIN_REQUIRE_LEADER) {
+        out->kind = ROUTE_WAIT_LEADER;
+        out->decision = DECISION_NO_LEADER_WAIT;
+        return;
+    }
+
+    uint64_t mask = allowed & ~in->tried;
+    if (!mask)
+        mask = allowed; /* everyone tried: start over rather than fail */
+    out->fenced_skip |= (up & in->fenced) != 0;
+    out->node = route_p2c(outstanding, mask, c->n, rng);
+    out->kind = out->node >= 0 ? ROUTE_TO : ROUTE_NO_HEALTHY;
+    out->decision = out->fenced_skip ? DECISION_FENCED_SKIP
+                                     : DECISION_BALANCED;
+}
+
+const char *route_decision_name(enum route_decision d)
+{
+    static const char *const names[DECISION__COUNT] = {
+        "pinned",       "sticky_hit", "sticky_miss",
+        "fenced_skip",  "no_leader_wait", "balanced",
+    };
+    return (unsigned)d < DECISION__COUNT ? names[d] : "balanced";
+}
