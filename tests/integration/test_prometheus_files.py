@@ -213,3 +213,9 @@ def test_checker_catches_undeclared_names():
     assert resolve("quorumgate_requests_total_bucket", metrics) is None
     assert resolve("quorumgate_no_such_metric", metrics) is None
     assert resolve("up", metrics) is None
+
+
+def test_readme_lists_every_metric():
+    readme = (ROOT / "metrics" / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(\w+)` \|", readme, flags=re.M))
+    assert listed == set(parse_def()), "metrics/README.md table out of date"
