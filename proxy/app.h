@@ -61,7 +61,8 @@ void app_free(struct app *a);
 /* Reloads the configuration file (SIGHUP); 0 on success. */
 int app_reload(struct app *a);
 
-/* The current configuration, with a reference the caller must drop. */
+/* The current configuration, with a reference the caller must drop.
+ * Control thread only. */
 struct config *app_config(struct app *a);
 
 /* A worker saw a controller fail passively (thread-safe). */

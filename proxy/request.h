@@ -57,6 +57,8 @@ struct request {
     const struct config_retry_policy *policy; /* into cfg */
     struct headers up_headers;         /* owned: sent upstream */
     uint64_t start_ms;                 /* loop clock */
+    uint64_t start_wall_ms;            /* wall clock, for createdAt */
+    void (*timer_cb)(void *rq);        /* what the timer does next */
     uint64_t deadline_ms;              /* overall, loop clock */
 
     /* routing */
@@ -111,6 +113,15 @@ void request_answer_error(struct request *rq, int status, const char *code,
 void request_answer_json(struct request *rq, int status, const char *body);
 /* Continue after an asynchronous step: route and attempt again. */
 void request_reroute(struct request *rq);
+/* The last attempt's failure goes back to the client as it was (an
+ * upstream answer) or as our envelope (no answer). */
+void request_give_up_original(struct request *rq);
+/* Resend the call if attempts, deadline and budget allow; else give up. */
+void request_retry_if_allowed(struct request *rq);
+/* A reconciled answer is in rq->up: continue as after a success. */
+void request_reconciled_success(struct request *rq);
+/* Run cb(rq) after ms on the request's timer. */
+void request_after(struct request *rq, uint64_t ms, void (*cb)(void *));
 /* Log an auxiliary attempt (state reads). */
 void request_log_attempt(struct request *rq, int node, const char *outcome,
                          int status, uint64_t duration_ns, bool reconcile);

@@ -79,4 +79,11 @@ int worker_in_flight(const struct worker *w);
 
 uint64_t worker_rand(struct worker *w);
 
+struct upstream_settings;
+/* The upstream engine's settings from a configuration. */
+void worker_upstream_settings(const struct config *cfg,
+                              struct upstream_settings *s);
+/* A whole file (PEM material), malloc'ed; NULL and *err on failure. */
+char *worker_read_file(const char *path, char **err);
+
 #endif

@@ -48,6 +48,8 @@ struct route_in {
     int home;              /* hard home node, -1 = none */
     uint64_t fenced;       /* nodes this identity must not reach */
     uint64_t tried;        /* nodes already tried (avoided when balancing) */
+    int not_leader;        /* answered CLUSTER_NO_LEADER, -1 = none ... */
+    uint64_t not_leader_gen; /* ... while the cluster view was this one */
 };
 
 struct route_out {

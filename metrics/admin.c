@@ -1,0 +1,248 @@
+/* admin.c - see admin.h. */
+#include "metrics/admin.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "metrics/metrics.h"
+#include "proxy/app.h"
+#include "proxy/app_ext.h"
+#include "proxy/buf.h"
+#include "proxy/crypto.h"
+#include "proxy/envelope.h"
+#include "proxy/listener.h"
+#include "proxy/util.h"
+#include "proxy/worker.h"
+#include "routing/cluster.h"
+
+/* Owned by the app, on the control loop. */
+struct admin {
+    struct app *app;             /* borrowed */
+    struct listener *l;          /* owned */
+};
+
+bool admin_client_allowed(const struct config_admin *cfg, const char *addr)
+{
+    unsigned char a[16];
+    int fam;
+    if (cfg->n_allow == 0)
+        return true;
+    if (inet_pton(AF_INET, addr, a) == 1)
+        fam = AF_INET;
+    else if (inet_pton(AF_INET6, addr, a) == 1)
+        fam = AF_INET6;
+    else
+        return false;
+    for (int i = 0; i < cfg->n_allow; i++) {
+        const struct config_cidr *c = &cfg->allow[i];
+        if (c->family != fam)
+            continue;
+        int bits = c->prefix, k = 0;
+        bool match = true;
+        for (; bits >= 8; bits -= 8, k++)
+            if (a[k] != c->addr[k])
+                match = false;
+        if (match && bits > 0) {
+            unsigned char mask = (unsigned char)(0xff << (8 - bits));
+            match = (a[k] & mask) == (c->addr[k] & mask);
+        }
+        if (match)
+            return true;
+    }
+    return false;
+}
+
+static bool admin_consttime_eq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    for (size_t i = 0; i < la && i < lb; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+bool admin_auth_ok(const struct config_admin *cfg, const char *authorization)
+{
+    if (!cfg->basic_auth_user)
+        return true;
+    if (!authorization || strncasecmp(authorization, "Basic ", 6) != 0)
+        return false;
+    char *plain = xasprintf("%s:%s", cfg->basic_auth_user,
+                            cfg->basic_auth_password
+                                ? cfg->basic_auth_password
+                                : "");
+    char *expect = crypto_b64_encode(plain, strlen(plain));
+    const char *given = authorization + 6;
+    while (*given == ' ')
+        given++;
+    bool ok = admin_consttime_eq(given, expect);
+    free(plain);
+    free(expect);
+    return ok;
+}
+
+bool admin_ready(struct app *app, struct buf *reasons)
+{
+    bool ready = true;
+    buf_putc(reasons, '[');
+    if (app->draining) {
+        buf_puts(reasons, "\"draining\"");
+        ready = false;
+    }
+    if (cluster_leader(app->cluster) < 0) {
+        buf_printf(reasons, "%s\"no raft leader known\"", ready ? "" : ",");
+        ready = false;
+    }
+    ready = app_ext_ready(app, reasons, ready);
+    buf_putc(reasons, ']');
+    return ready;
+}
+
+static void admin_status(struct app *app, struct buf *b)
+{
+    struct cluster *c = app->cluster;
+    int leader = cluster_leader(c);
+    int in_flight = 0;
+    for (int i = 0; i < app->n_workers; i++)
+        in_flight += worker_in_flight(app->workers[i]);
+    buf_printf(b, "{\"version\":\"%s\",\"uptime_seconds\":%.3f,"
+                  "\"draining\":%s,\"leader\":\"%s\","
+                  "\"leader_changes\":%llu,\"controllers\":[",
+               QG_VERSION,
+               (double)(util_wall_ms() - app->started_wall_ms) / 1000.0,
+               app->draining ? "true" : "false",
+               leader >= 0 ? c->nodes[leader].id : "",
+               (unsigned long long)atomic_load(&c->leader_changes));
+    for (int i = 0; i < c->n; i++) {
+        struct cluster_node *nd = &c->nodes[i];
+        buf_printf(b, "%s{\"id\":\"", i ? "," : "");
+        buf_json_escape(b, nd->id, strlen(nd->id));
+        buf_puts(b, "\",\"url\":\"");
+        buf_json_escape(b, nd->base_url, strlen(nd->base_url));
+        buf_printf(b, "\",\"up\":%s,\"leader\":%s,\"last_status\":%d,"
+                      "\"last_probe_ms\":%llu,\"last_error\":\"",
+                   cluster_up(c, i) ? "true" : "false",
+                   i == leader ? "true" : "false",
+                   atomic_load(&nd->last_status),
+                   (unsigned long long)atomic_load(&nd->last_probe_wall_ms));
+        buf_json_escape(b, nd->last_error, strlen(nd->last_error));
+        buf_puts(b, "\"}");
+    }
+    buf_printf(b, "],\"requests_in_flight\":%d,\"client_connections\":%d,"
+                  "\"retries_in_flight\":%d,\"workers\":%d,"
+                  "\"config_reloads\":{\"success\":%llu,\"failure\":%llu}",
+               in_flight, atomic_load(&app->connections),
+               atomic_load(&app->budget.retries), app->n_workers,
+               (unsigned long long)app->reloads_ok,
+               (unsigned long long)app->reloads_failed);
+    app_ext_status(app, b);
+    buf_puts(b, "}\n");
+}
+
+static void admin_reply(struct listener_exchange *ex, int status,
+                        const char *ctype, struct buf *body,
+                        const char *extra_name, const char *extra_value)
+{
+    const char *hdrs[6] = {"Content-Type", ctype, "Cache-Control",
+                           "no-store", extra_name, extra_value};
+    size_t len;
+    char *data = buf_steal(body, &len);
+    listener_respond(ex, status, hdrs, extra_name ? 3 : 2, data, len, false);
+}
+
+static void admin_on_request(void *ctx, struct listener_exchange *ex)
+{
+    struct admin *ad = ctx;
+    struct app *app = ad->app;
+    struct config *cfg = app_config(app);
+    struct buf b = {0};
+    size_t plen = strcspn(ex->url, "?");
+    char path[64];
+    snprintf(path, sizeof(path), "%.*s", (int)(plen < 63 ? plen : 63),
+             ex->url);
+
+    if (!admin_client_allowed(&cfg->admin, ex->client_addr)) {
+        buf_puts(&b, "forbidden\n");
+        admin_reply(ex, 403, "text/plain; charset=utf-8", &b, NULL, NULL);
+    } else if (!admin_auth_ok(&cfg->admin,
+                              listener_header(ex, "Authorization"))) {
+        buf_puts(&b, "authentication required\n");
+        admin_reply(ex, 401, "text/plain; charset=utf-8", &b,
+                    "WWW-Authenticate", "Basic realm=\"quorumgate admin\"");
+    } else if (ex->method != HTTP_GET && ex->method != HTTP_HEAD) {
+        buf_puts(&b, "method not allowed\n");
+        admin_reply(ex, 405, "text/plain; charset=utf-8", &b, "Allow",
+                    "GET, HEAD");
+    } else if (strcmp(path, "/metrics") == 0) {
+        metrics_render(app->metrics, &b);
+        admin_reply(ex, 200, METRICS_CONTENT_TYPE, &b, NULL, NULL);
+    } else if (strcmp(path, "/healthz") == 0) {
+        buf_puts(&b, "{\"status\":\"ok\"}\n");
+        admin_reply(ex, 200, "application/json", &b, NULL, NULL);
+    } else if (strcmp(path, "/readyz") == 0) {
+        struct buf reasons = {0};
+        bool ready = admin_ready(app, &reasons);
+        buf_printf(&b, "{\"status\":\"%s\",\"reasons\":%s}\n",
+                   ready ? "ready" : "not ready", reasons.data);
+        buf_free(&reasons);
+        admin_reply(ex, ready ? 200 : 503, "application/json", &b, NULL,
+                    NULL);
+    } else if (strcmp(path, "/status") == 0) {
+        admin_status(app, &b);
+        admin_reply(ex, 200, "application/json", &b, NULL, NULL);
+    } else {
+        buf_puts(&b, "not found: try /metrics, /healthz, /readyz, /status\n");
+        admin_reply(ex, 404, "text/plain; charset=utf-8", &b, NULL, NULL);
+    }
+    config_unref(cfg);
+}
+
+static void admin_on_complete(void *ctx, struct listener_exchange *ex)
+{
+}
+
+static bool admin_admit(void *ctx)
+{
+    return true;
+}
+
+static const struct listener_ops admin_ops = {
+    .on_request = admin_on_request,
+    .on_complete = admin_on_complete,
+    .admit = admin_admit,
+    .on_connection = NULL,
+};
+
+struct admin *admin_new(struct app *app, struct loop *loop, int fd,
+                        char **err)
+{
+    struct admin *ad = xcalloc(1, sizeof(*ad));
+    struct listener_limits lim = {
+        .max_header_bytes = 16 * 1024,
+        .max_headers = 64,
+        .max_body_bytes = 0,
+        .header_timeout_ms = 10000,
+        .body_timeout_ms = 10000,
+        .idle_timeout_ms = 60000,
+        .max_connections = 256,
+    };
+    ad->app = app;
+    ad->l = listener_new(loop, fd, -1, NULL, &lim, "X-Request-Id", &admin_ops,
+                         ad, err);
+    if (!ad->l) {
+        free(ad);
+        return NULL;
+    }
+    return ad;
+}
+
+void admin_free(struct admin *ad)
+{
+    if (!ad)
+        return;
+    listener_free(ad->l);
+    free(ad);
+}

@@ -1,0 +1,371 @@
+/* app.c - see app.h. */
+#include "proxy/app.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "metrics/admin.h"
+#include "metrics/metrics.h"
+#include "proxy/app_ext.h"
+#include "proxy/listener.h"
+#include "proxy/log.h"
+#include "proxy/loop.h"
+#include "proxy/upstream.h"
+#include "proxy/util.h"
+#include "proxy/worker.h"
+#include "routing/cluster.h"
+#include "routing/health.h"
+
+struct config *app_config(struct app *a)
+{
+    /* Control thread only: it is also the only writer of a->cfg, so the
+     * configuration cannot be released between the load and the ref.
+     * Workers use their own reference (w->cfg). */
+    return config_ref(atomic_load(&a->cfg));
+}
+
+static void app_print_errors(const struct config_errors *errs)
+{
+    for (int i = 0; i < errs->n; i++) {
+        if (errs->items[i].line > 0)
+            fprintf(stderr, "%s:%d: %s\n", errs->items[i].file,
+                    errs->items[i].line, errs->items[i].message);
+        else
+            fprintf(stderr, "%s: %s\n", errs->items[i].file,
+                    errs->items[i].message);
+    }
+}
+
+static void app_log_errors(struct app *a, const struct config_errors *errs)
+{
+    for (int i = 0; i < errs->n; i++) {
+        struct buf f = {0};
+        buf_puts(&f, "\"problem\":\"");
+        char *line = xasprintf("%s:%d: %s", errs->items[i].file,
+                               errs->items[i].line, errs->items[i].message);
+        buf_json_escape(&f, line, strlen(line));
+        buf_putc(&f, '"');
+        log_write(a->log, CONFIG_LOG_ERROR,
+                  "configuration reload refused: keeping the running one",
+                  f.data);
+        free(line);
+        buf_free(&f);
+    }
+}
+
+/* ---- cluster view -> metrics and workers ------------------------------ */
+
+static void app_cluster_changed(void *arg)
+{
+    struct app *a = arg;
+    struct cluster *c = a->cluster;
+    int leader = cluster_leader(c);
+    for (int i = 0; i < c->n; i++) {
+        metrics_set(a->metrics, M_CONTROLLER_UP, i, cluster_up(c, i) ? 1 : 0);
+        metrics_set(a->metrics, M_CONTROLLER_LEADER, i, i == leader ? 1 : 0);
+    }
+    for (int i = 0; i < a->n_workers; i++)
+        worker_kick(a->workers[i]);
+    app_ext_config(a);
+}
+
+static void app_probe_done(void *arg, int node, int status)
+{
+    struct app *a = arg;
+    enum metrics_probe_result r = status == 200   ? M_PROBE_LEADER
+                                  : status == 429 ? M_PROBE_FOLLOWER
+                                  : status == 0   ? M_PROBE_ERROR
+                                                  : M_PROBE_UNHEALTHY;
+    metrics_inc(a->metrics, M_HEALTH_PROBES_TOTAL, node, r);
+}
+
+void app_report_failure(struct app *a, int node, bool connect_failed)
+{
+    health_report(a->health, node, connect_failed);
+}
+
+/* ---- signals ---------------------------------------------------------- */
+
+static int app_in_flight(struct app *a)
+{
+    int n = 0;
+    for (int i = 0; i < a->n_workers; i++)
+        n += worker_in_flight(a->workers[i]);
+    return n;
+}
+
+static void app_drain_tick(void *arg)
+{
+    struct app *a = arg;
+    int n = app_in_flight(a);
+    uint64_t now = loop_now_ms(a->loop);
+    if (n == 0 || now >= a->drain_deadline_ms) {
+        if (n > 0)
+            log_printf(a->log, CONFIG_LOG_WARN,
+                       "drain time is up: %d request(s) still in flight are "
+                       "answered 503",
+                       n);
+        else
+            log_printf(a->log, CONFIG_LOG_INFO, "drained, exiting");
+        loop_stop(a->loop);
+        return;
+    }
+    loop_timer_start(a->drain_timer, 20, 0);
+}
+
+static void app_on_term(void *arg)
+{
+    struct app *a = arg;
+    if (a->draining)
+        return;
+    struct config *cfg = app_config(a);
+    a->draining = true;
+    a->drain_deadline_ms = loop_now_ms(a->loop) + cfg->timeouts.drain_ms;
+    config_unref(cfg);
+    log_printf(a->log, CONFIG_LOG_INFO,
+               "stopping: no new connections, draining %d request(s)",
+               app_in_flight(a));
+    for (int i = 0; i < a->n_workers; i++)
+        worker_drain(a->workers[i]);
+    loop_timer_start(a->drain_timer, 0, 0);
+}
+
+static void app_on_hup(void *arg)
+{
+    app_reload(arg);
+}
+
+static void app_on_usr1(void *arg)
+{
+    struct app *a = arg;
+    struct config *cfg = app_config(a);
+    char *err = NULL;
+    if (log_reopen(a->log, &cfg->log, &err) != 0) {
+        log_printf(a->log, CONFIG_LOG_ERROR, "log reopen failed: %s", err);
+        free(err);
+    }
+    config_unref(cfg);
+}
+
+int app_reload(struct app *a)
+{
+    struct config_errors errs = {0};
+    struct config *neu = config_load(a->config_path, &errs);
+    struct config *old = atomic_load(&a->cfg);
+    char *err = NULL;
+    if (neu) {
+        char *diff = config_restart_only_diff(old, neu);
+        if (diff) {
+            log_printf(a->log, CONFIG_LOG_ERROR,
+                       "configuration reload refused: %s changed, which "
+                       "needs a restart; keeping the running configuration",
+                       diff);
+            free(diff);
+            config_unref(neu);
+            neu = NULL;
+        } else if (log_reopen(a->log, &neu->log, &err) != 0) {
+            log_printf(a->log, CONFIG_LOG_ERROR,
+                       "configuration reload refused: %s", err);
+            free(err);
+            config_unref(neu);
+            neu = NULL;
+        }
+    } else {
+        app_log_errors(a, &errs);
+    }
+    config_errors_free(&errs);
+    if (!neu) {
+        a->reloads_failed++;
+        metrics_inc(a->metrics, M_CONFIG_RELOADS_TOTAL, M_RELOAD_FAILURE);
+        metrics_set(a->metrics, M_CONFIG_LAST_RELOAD_SUCCESSFUL, 0);
+        return -1;
+    }
+    atomic_store(&a->cfg, neu);
+    health_set_config(a->health, neu);
+    budget_configure(&a->budget, neu->retry.budget_ratio,
+                     neu->retry.budget_min);
+    for (int i = 0; i < a->n_workers; i++)
+        worker_set_config(a->workers[i], neu);
+    app_ext_config(a);
+    config_unref(old);
+    a->reloads_ok++;
+    metrics_inc(a->metrics, M_CONFIG_RELOADS_TOTAL, M_RELOAD_SUCCESS);
+    metrics_set(a->metrics, M_CONFIG_LAST_RELOAD_SUCCESSFUL, 1);
+    metrics_set(a->metrics, M_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+                (double)util_wall_ms() / 1000.0);
+    log_printf(a->log, CONFIG_LOG_INFO, "configuration reloaded from %s",
+               a->config_path);
+    return 0;
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static void app_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void app_log_listening(struct app *a, const char *kind,
+                              const struct config_addr *addr, uint16_t port,
+                              bool tls)
+{
+    char fields[256];
+    bool v6 = strchr(addr->host, ':') != NULL;
+    snprintf(fields, sizeof(fields),
+             "\"kind\":\"%s\",\"address\":\"%s%s%s:%u\",\"tls\":%s", kind,
+             v6 ? "[" : "", addr->host, v6 ? "]" : "", port,
+             tls ? "true" : "false");
+    log_write(a->log, CONFIG_LOG_INFO, "listening", fields);
+}
+
+/* Binds every client listener once per worker (SO_REUSEPORT), the first
+ * bind choosing the port when the configuration says 0.  fds is
+ * [worker][listener]. */
+static int app_bind_all(struct app *a, const struct config *cfg, int *fds)
+{
+    for (int l = 0; l < cfg->n_listeners; l++) {
+        const struct config_listener *cl = &cfg->listeners[l];
+        uint16_t port = cl->addr.port;
+        for (int w = 0; w < a->n_workers; w++) {
+            char *err = NULL;
+            int fd = listener_bind(cl->addr.host, port, 1024, &err);
+            if (fd < 0) {
+                fprintf(stderr, "%s:%d: %s\n", cfg->path, cl->line, err);
+                free(err);
+                return -1;
+            }
+            if (port == 0)
+                port = listener_bound_port(fd);
+            fds[w * CONFIG_MAX_LISTENERS + l] = fd;
+        }
+        app_log_listening(a, "client", &cl->addr, port, cl->tls);
+    }
+    return 0;
+}
+
+int app_init(struct app *a, const char *config_path)
+{
+    struct config_errors errs = {0};
+    struct config *cfg;
+    char *err = NULL;
+    int *fds = NULL;
+    int rc = -1;
+    memset(a, 0, sizeof(*a));
+    a->config_path = xstrdup(config_path);
+    a->started_wall_ms = util_wall_ms();
+    cfg = config_load(config_path, &errs);
+    if (!cfg) {
+        app_print_errors(&errs);
+        config_errors_free(&errs);
+        return -1;
+    }
+    atomic_store(&a->cfg, cfg);
+    a->log = log_new(&cfg->log, &err);
+    if (!a->log) {
+        fprintf(stderr, "quorumgate: %s\n", err);
+        free(err);
+        return -1;
+    }
+    app_raise_nofile();
+
+    const char *ids[CONFIG_MAX_CONTROLLERS];
+    for (int i = 0; i < cfg->n_controllers; i++)
+        ids[i] = cfg->controllers[i].id;
+    a->metrics = metrics_create(ids, cfg->n_controllers);
+    a->cluster = cluster_new(cfg);
+    budget_configure(&a->budget, cfg->retry.budget_ratio,
+                     cfg->retry.budget_min);
+    a->loop = loop_new();
+    a->drain_timer = loop_timer_new(a->loop, app_drain_tick, a);
+
+    struct upstream_settings us;
+    worker_upstream_settings(cfg, &us);
+    a->up = upstream_new(a->loop, &us);
+    struct health_events ev = {app_cluster_changed, app_probe_done, a};
+    a->health = health_new(a->loop, a->up, a->cluster, a->log, cfg, &ev);
+
+    a->n_workers = (int)cfg->workers;
+    a->workers = xcalloc((size_t)a->n_workers, sizeof(*a->workers));
+    fds = xmalloc((size_t)a->n_workers * CONFIG_MAX_LISTENERS * sizeof(int));
+    if (app_bind_all(a, cfg, fds) != 0)
+        goto out;
+
+    int afd = listener_bind(cfg->admin.addr.host, cfg->admin.addr.port, 128,
+                            &err);
+    if (afd < 0) {
+        fprintf(stderr, "%s: admin: %s\n", cfg->path, err);
+        goto out;
+    }
+    uint16_t aport = listener_bound_port(afd);
+    a->admin = admin_new(a, a->loop, afd, &err);
+    if (!a->admin) {
+        fprintf(stderr, "%s: admin: %s\n", cfg->path, err);
+        goto out;
+    }
+    app_log_listening(a, "admin", &cfg->admin.addr, aport, false);
+
+    for (int w = 0; w < a->n_workers; w++) {
+        a->workers[w] = worker_new(a, w, &fds[w * CONFIG_MAX_LISTENERS],
+                                   cfg->n_listeners, &err);
+        if (!a->workers[w]) {
+            fprintf(stderr, "%s: %s\n", cfg->path, err);
+            goto out;
+        }
+    }
+    app_ext_init(a);
+    a->sig[0] = loop_signal_new(a->loop, SIGTERM, app_on_term, a);
+    a->sig[1] = loop_signal_new(a->loop, SIGINT, app_on_term, a);
+    a->sig[2] = loop_signal_new(a->loop, SIGHUP, app_on_hup, a);
+    a->sig[3] = loop_signal_new(a->loop, SIGUSR1, app_on_usr1, a);
+    app_cluster_changed(a);
+    rc = 0;
+out:
+    free(err);
+    free(fds);
+    return rc;
+}
+
+int app_run(struct app *a)
+{
+    for (int i = 0; i < a->n_workers; i++) {
+        if (worker_start(a->workers[i]) != 0) {
+            log_printf(a->log, CONFIG_LOG_ERROR, "cannot start worker %d", i);
+            return 1;
+        }
+    }
+    log_printf(a->log, CONFIG_LOG_INFO,
+               "quorumgate %s started: %d worker(s), %d controller(s)",
+               QG_VERSION, a->n_workers, a->cluster->n);
+    loop_run(a->loop);
+    for (int i = 0; i < a->n_workers; i++)
+        worker_stop(a->workers[i]);
+    return a->exit_code;
+}
+
+void app_free(struct app *a)
+{
+    for (int i = 0; i < a->n_workers; i++)
+        worker_free(a->workers[i]);
+    free(a->workers);
+    admin_free(a->admin);
+    app_ext_free(a);
+    health_free(a->health);
+    upstream_free(a->up);
+    for (size_t i = 0; i < ARRAY_LEN(a->sig); i++)
+        loop_signal_free(a->sig[i]);
+    loop_timer_free(a->drain_timer);
+    loop_free(a->loop);
+    cluster_free(a->cluster);
+    metrics_free(a->metrics);
+    log_free(a->log);
+    config_unref(atomic_load(&a->cfg));
+    free(a->config_path);
+}

@@ -1,0 +1,250 @@
+/* worker.c - see worker.h. */
+#include "proxy/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/app.h"
+#include "proxy/crypto.h"
+#include "proxy/listener.h"
+#include "proxy/loop.h"
+#include "proxy/request.h"
+#include "proxy/upstream.h"
+#include "proxy/util.h"
+#include "proxy/worker_ext.h"
+#include "routing/cluster.h"
+
+static const struct listener_ops worker_listener_ops = {
+    .on_request = request_on_request,
+    .on_complete = request_on_complete,
+    .admit = request_admit,
+    .on_connection = request_on_connection,
+};
+
+static void worker_limits(const struct config *cfg, int n_workers,
+                          struct listener_limits *lim)
+{
+    lim->max_header_bytes = cfg->limits.max_header_bytes;
+    lim->max_headers = cfg->limits.max_headers;
+    lim->max_body_bytes = cfg->limits.max_body_bytes;
+    lim->header_timeout_ms = cfg->timeouts.client_header_ms;
+    lim->body_timeout_ms = cfg->timeouts.client_body_ms;
+    lim->idle_timeout_ms = cfg->timeouts.client_idle_ms;
+    lim->max_connections = cfg->limits.max_connections / (uint32_t)n_workers;
+    if (lim->max_connections == 0)
+        lim->max_connections = 1;
+}
+
+void worker_upstream_settings(const struct config *cfg,
+                              struct upstream_settings *s)
+{
+    s->ca_file = cfg->upstream.ca_file;
+    s->cert_file = cfg->upstream.cert_file;
+    s->key_file = cfg->upstream.key_file;
+    s->verify = cfg->upstream.verify;
+    s->connect_timeout_ms = cfg->upstream.connect_timeout_ms;
+    s->idle_timeout_ms = cfg->upstream.idle_timeout_ms;
+    s->max_host_connections = cfg->upstream.max_connections;
+}
+
+uint64_t worker_rand(struct worker *w)
+{
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void worker_apply_config(struct worker *w, struct config *cfg)
+{
+    struct listener_limits lim;
+    struct upstream_settings us;
+    worker_limits(cfg, w->app->n_workers, &lim);
+    for (int i = 0; i < w->n_listeners; i++)
+        listener_set_limits(w->listeners[i], &lim);
+    worker_upstream_settings(cfg, &us);
+    upstream_set_settings(w->up, &us);
+    config_unref(w->cfg);
+    w->cfg = cfg; /* the reference handed over by worker_set_config */
+    worker_ext_config(w);
+}
+
+static void worker_shutdown(struct worker *w)
+{
+    request_abort_all(w);
+    for (int i = 0; i < w->n_listeners; i++) {
+        listener_free(w->listeners[i]);
+        w->listeners[i] = NULL;
+    }
+    w->n_listeners = 0;
+    worker_ext_stop(w);
+    loop_stop(w->loop);
+}
+
+static void worker_wake(void *arg)
+{
+    struct worker *w = arg;
+    struct config *cfg = atomic_exchange(&w->next_cfg, NULL);
+    if (cfg)
+        worker_apply_config(w, cfg);
+    if (atomic_load(&w->drain) && !w->draining) {
+        w->draining = true;
+        for (int i = 0; i < w->n_listeners; i++)
+            listener_quiesce(w->listeners[i]);
+    }
+    uint64_t gen = atomic_load(&w->cluster_gen);
+    if (gen != w->seen_gen) {
+        w->seen_gen = gen;
+        request_cluster_changed(w);
+    }
+    if (atomic_load(&w->stop))
+        worker_shutdown(w);
+}
+
+static void worker_flush(void *arg)
+{
+    struct worker *w = arg;
+    log_batch_flush(&w->access);
+}
+
+struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
+                          char **err)
+{
+    struct worker *w = xcalloc(1, sizeof(*w));
+    struct config *cfg = app_config(app);
+    struct listener_limits lim;
+    struct upstream_settings us;
+    w->app = app;
+    w->id = id;
+    w->cfg = cfg;
+    w->loop = loop_new();
+    crypto_random(&w->rng, sizeof(w->rng));
+    w->rng |= 1;
+    w->outstanding = xcalloc((size_t)cfg->n_controllers, sizeof(int));
+    worker_upstream_settings(cfg, &us);
+    w->up = upstream_new(w->loop, &us);
+    w->wake = loop_async_new(w->loop, worker_wake, w);
+    log_batch_init(&w->access, app->log);
+    w->flush = loop_prepare_new(w->loop, worker_flush, w);
+    worker_limits(cfg, app->n_workers, &lim);
+    for (int i = 0; i < n_fds; i++) {
+        const struct config_listener *cl = &cfg->listeners[i];
+        struct listener_tls tls = {0};
+        char *cert = NULL, *key = NULL, *ca = NULL;
+        if (cl->tls) {
+            cert = worker_read_file(cl->tls_cert, err);
+            key = cert ? worker_read_file(cl->tls_key, err) : NULL;
+            ca = key && cl->tls_client_ca
+                     ? worker_read_file(cl->tls_client_ca, err)
+                     : NULL;
+            if (!key || (cl->tls_client_ca && !ca)) {
+                free(cert);
+                free(key);
+                worker_free(w);
+                return NULL;
+            }
+            tls = (struct listener_tls){cert, key, ca};
+        }
+        w->listeners[i] = listener_new(w->loop, fds[i], i,
+                                       cl->tls ? &tls : NULL, &lim,
+                                       cfg->headers.request_id,
+                                       &worker_listener_ops, w, err);
+        free(cert);
+        free(key);
+        free(ca);
+        if (!w->listeners[i]) {
+            worker_free(w);
+            return NULL;
+        }
+        w->n_listeners++;
+    }
+    worker_ext_init(w);
+    return w;
+}
+
+char *worker_read_file(const char *path, char **err)
+{
+    FILE *f = fopen(path, "rb");
+    struct buf b = {0};
+    char chunk[4096];
+    size_t n;
+    if (!f) {
+        *err = xasprintf("cannot read '%s'", path);
+        return NULL;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        buf_append(&b, chunk, n);
+    fclose(f);
+    return buf_steal(&b, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "qg-worker-%d", w->id);
+    pthread_setname_np(pthread_self(), name);
+    loop_run(w->loop);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void worker_drain(struct worker *w)
+{
+    atomic_store(&w->drain, 1);
+    loop_async_send(w->wake);
+}
+
+void worker_stop(struct worker *w)
+{
+    atomic_store(&w->stop, 1);
+    loop_async_send(w->wake);
+    pthread_join(w->thread, NULL);
+}
+
+void worker_set_config(struct worker *w, struct config *cfg)
+{
+    struct config *old = atomic_exchange(&w->next_cfg, config_ref(cfg));
+    if (old)
+        config_unref(old);
+    loop_async_send(w->wake);
+}
+
+void worker_kick(struct worker *w)
+{
+    atomic_fetch_add(&w->cluster_gen, 1);
+    loop_async_send(w->wake);
+}
+
+int worker_in_flight(const struct worker *w)
+{
+    return atomic_load(&w->live);
+}
+
+void worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < w->n_listeners; i++)
+        listener_free(w->listeners[i]);
+    worker_ext_free(w);
+    upstream_free(w->up);
+    loop_async_free(w->wake);
+    loop_prepare_free(w->flush);
+    log_batch_free(&w->access);
+    loop_free(w->loop);
+    struct config *next = atomic_exchange(&w->next_cfg, NULL);
+    if (next)
+        config_unref(next);
+    config_unref(w->cfg);
+    free(w->outstanding);
+    free(w);
+}

@@ -1,0 +1,263 @@
+/* reconcile.c - see reconcile.h. */
+#include "retry/reconcile.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics/metrics.h"
+#include "proxy/app.h"
+#include "proxy/json.h"
+#include "proxy/listener.h"
+#include "proxy/loop.h"
+#include "proxy/request.h"
+#include "proxy/util.h"
+#include "proxy/worker.h"
+#include "routing/cluster.h"
+
+bool reconcile_available(const struct request *rq)
+{
+    return classify_is_mfa_write(rq->cls.call);
+}
+
+bool reconcile_after_answer(const struct request *rq)
+{
+    if (rq->up.result != UPSTREAM_OK)
+        return false;
+    switch (rq->cls.call) {
+    case CALL_MFA_CREATE:
+        return rq->up.status == 409;
+    case CALL_MFA_VERIFY:
+    case CALL_MFA_DELETE:
+        return rq->up.status == 404;
+    default:
+        return false;
+    }
+}
+
+uint64_t reconcile_parse_time(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    if (!s)
+        return 0;
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return 0;
+    if (*p == '.') {
+        int digits = 0;
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+            digits++;
+            p++;
+        }
+        while (digits < 3) {
+            ms *= 10;
+            digits++;
+        }
+    }
+    time_t t = timegm(&tm);
+    long off = 0;
+    if (*p == '+' || *p == '-') {
+        int hh = 0, mm = 0;
+        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) == 2)
+            off = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
+    }
+    return (uint64_t)(t - off) * 1000u + (uint64_t)ms;
+}
+
+enum reconcile_state reconcile_parse(int status, const char *body,
+                                     size_t len, char *id, size_t id_cap,
+                                     uint64_t *created_ms)
+{
+    if (status == 404)
+        return RECONCILE_ABSENT;
+    if (status != 200)
+        return RECONCILE_UNREADABLE;
+    struct json *j = json_parse(body, len);
+    struct json *data = json_get(j, "data");
+    enum reconcile_state st = RECONCILE_UNREADABLE;
+    bool verified;
+    if (json_is_object(data) && json_bool(json_get(data, "isVerified"),
+                                          &verified)) {
+        st = verified ? RECONCILE_VERIFIED : RECONCILE_UNVERIFIED;
+        const char *i = json_string(json_get(data, "id"));
+        if (id && id_cap)
+            snprintf(id, id_cap, "%s", i ? i : "");
+        if (created_ms)
+            *created_ms = reconcile_parse_time(
+                json_string(json_get(data, "createdAt")));
+    }
+    json_free(j);
+    return st;
+}
+
+static enum metrics_mfa_call reconcile_call(const struct request *rq)
+{
+    switch (rq->cls.call) {
+    case CALL_MFA_CREATE:
+        return M_CALL_CREATE;
+    case CALL_MFA_VERIFY:
+        return M_CALL_VERIFY;
+    default:
+        return M_CALL_DELETE;
+    }
+}
+
+static void reconcile_count(struct request *rq,
+                            enum metrics_reconcile_result res)
+{
+    metrics_inc(rq->w->app->metrics, M_RECONCILED_TOTAL, reconcile_call(rq),
+                res);
+}
+
+/* The state says the call happened: answer as it would have. */
+static void reconcile_applied(struct request *rq, const char *id)
+{
+    struct metrics *m = rq->w->app->metrics;
+    reconcile_count(rq, M_RECONCILE_APPLIED);
+    if (rq->cls.call == CALL_MFA_CREATE) {
+        char body[256];
+        /* the create envelope (controller/response/responder.go) */
+        snprintf(body, sizeof(body),
+                 "{\"data\":{\"_links\":{\"self\":{\"href\":"
+                 "\"./current-identity/mfa\"}},\"id\":\"%s\"},\"meta\":{}}",
+                 id);
+        rq->reconciled = "create";
+        metrics_inc(m, M_RETRY_OUTCOMES_TOTAL, rq->cls.cls,
+                    M_RETRY_RECONCILED_CREATE);
+        rq->up.status = 201;
+        rq->up.result = UPSTREAM_OK;
+        buf_reset(&rq->up.resp_body);
+        buf_puts(&rq->up.resp_body, body);
+    } else {
+        bool verify = rq->cls.call == CALL_MFA_VERIFY;
+        rq->reconciled = verify ? "verify" : "delete";
+        metrics_inc(m, M_RETRY_OUTCOMES_TOTAL, rq->cls.cls,
+                    verify ? M_RETRY_RECONCILED_VERIFY
+                           : M_RETRY_RECONCILED_DELETE);
+        rq->up.status = 200;
+        rq->up.result = UPSTREAM_OK;
+        buf_reset(&rq->up.resp_body);
+        buf_puts(&rq->up.resp_body, "{\"data\":{},\"meta\":{}}");
+    }
+    /* the answer is now ours: keep only what describes the body */
+    rq->up.n_resp_hdrs = 0;
+    buf_reset(&rq->up.resp_hdr_data);
+    request_reconciled_success(rq);
+}
+
+static void reconcile_done(struct upstream_req *r, void *arg)
+{
+    struct request *rq = arg;
+    char id[128] = "";
+    uint64_t created = 0;
+    enum reconcile_state st = RECONCILE_UNREADABLE;
+    if (r->result == UPSTREAM_OK)
+        st = reconcile_parse(r->status, r->resp_body.data, r->resp_body.len,
+                             id, sizeof(id), &created);
+    request_log_attempt(rq, rq->node, st == RECONCILE_UNREADABLE
+                                          ? "state_unreadable" : "state",
+                        r->status, r->duration_ns, true);
+    if (st == RECONCILE_UNREADABLE) {
+        reconcile_count(rq, M_RECONCILE_FAILED);
+        request_give_up_original(rq);
+        return;
+    }
+    bool applied = false;
+    switch (rq->cls.call) {
+    case CALL_MFA_CREATE: {
+        uint64_t since = rq->start_wall_ms > rq->cfg->retry.clock_skew_ms
+                             ? rq->start_wall_ms - rq->cfg->retry.clock_skew_ms
+                             : 0;
+        if (st != RECONCILE_ABSENT && created && created < since) {
+            /* it existed before this request: the create's own answer */
+            reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
+            request_answer_error(rq, 409, "MFA_EXISTS",
+                                 "an MFA record already exists");
+            return;
+        }
+        applied = st != RECONCILE_ABSENT;
+        break;
+    }
+    case CALL_MFA_VERIFY:
+        applied = st == RECONCILE_VERIFIED;
+        break;
+    case CALL_MFA_DELETE:
+        applied = st == RECONCILE_ABSENT;
+        break;
+    default:
+        break;
+    }
+    if (applied) {
+        reconcile_applied(rq, id);
+        return;
+    }
+    reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
+    request_retry_if_allowed(rq);
+}
+
+/* "/edge/client/v1/current-identity/mfa/verify?x" -> ".../mfa" */
+static char *reconcile_state_path(const char *target)
+{
+    size_t n = strcspn(target, "?");
+    const char *mfa = NULL;
+    for (const char *p = target; (p = strstr(p, "/current-identity/mfa"));
+         p++) {
+        if ((size_t)(p - target) < n)
+            mfa = p;
+        else
+            break;
+    }
+    if (!mfa)
+        return xstrndup(target, n);
+    return xstrndup(target, (size_t)(mfa - target) +
+                                strlen("/current-identity/mfa"));
+}
+
+static void reconcile_wait_leader(void *arg);
+
+void reconcile_start(struct request *rq)
+{
+    struct app *a = rq->w->app;
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    int leader = cluster_leader(a->cluster);
+    rq->stage = STAGE_RECONCILE;
+    if (leader < 0 || !cluster_up(a->cluster, leader)) {
+        if (now >= rq->deadline_ms) {
+            reconcile_count(rq, M_RECONCILE_FAILED);
+            request_give_up_original(rq);
+            return;
+        }
+        request_after(rq, 50, reconcile_wait_leader);
+        return;
+    }
+    char *path = reconcile_state_path(rq->ex->url);
+    request_node_url(rq, leader, path, &rq->aux_url);
+    free(path);
+    rq->node = leader;
+    uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
+    uint64_t per_try = rq->policy->per_try_timeout_ms;
+    rq->aux.method = HTTP_GET;
+    rq->aux.url = rq->aux_url;
+    rq->aux.connect_to = a->cluster->nodes[leader].connect_to;
+    rq->aux.headers = headers_lines(&rq->up_headers);
+    rq->aux.n_headers = rq->up_headers.n;
+    rq->aux.body = NULL;
+    rq->aux.body_len = 0;
+    rq->aux.timeout_ms = per_try && per_try < left ? per_try : left;
+    rq->aux.max_response = 1024 * 1024;
+    rq->aux.fresh_connection = false;
+    rq->aux.done = reconcile_done;
+    rq->aux.arg = rq;
+    upstream_start(w->up, &rq->aux);
+}
+
+static void reconcile_wait_leader(void *arg)
+{
+    reconcile_start(arg);
+}

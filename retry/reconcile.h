@@ -1,0 +1,45 @@
+/* reconcile.h - resolving ambiguous MFA writes by reading the state.
+ *
+ * After an ambiguous create, verify or delete (a sent failure, a 429 after
+ * a forward, a 500 UNHANDLED from the raft dispatch), or after a resent
+ * call meets the answer its first attempt would cause (409 MFA_EXISTS for a
+ * create, 404 for a verify or delete), quorumgate reads
+ * GET .../current-identity/mfa on the leader with the client's own
+ * credentials and answers from what it shows:
+ *   - create: the enrollment exists and was created since the request began
+ *     (createdAt, with retry.clock_skew of tolerance): 201 with its id, as
+ *     the create would have answered;
+ *   - verify: isVerified is true: 200, as the verify would have answered;
+ *   - delete: no enrollment: 200, as the delete would have answered;
+ *   - the change is not there: the call is sent again (attempts, deadline
+ *     and budget permitting);
+ *   - the state cannot be read: the real upstream error goes back, never an
+ *     invented success. */
+#ifndef QG_RECONCILE_H
+#define QG_RECONCILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct request;
+
+/* The request is an MFA write that can be reconciled. */
+bool reconcile_available(const struct request *rq);
+/* After an earlier ambiguous attempt, this answer needs a state read. */
+bool reconcile_after_answer(const struct request *rq);
+/* Start the state read (the request is in STAGE_RECONCILE until done). */
+void reconcile_start(struct request *rq);
+
+enum reconcile_state { RECONCILE_ABSENT = 0, RECONCILE_UNVERIFIED,
+                       RECONCILE_VERIFIED, RECONCILE_UNREADABLE };
+
+/* Parse a GET .../current-identity/mfa answer (pure, for tests).  id and
+ * created_ms are filled when present (created_ms 0 if unparsable). */
+enum reconcile_state reconcile_parse(int status, const char *body,
+                                     size_t len, char *id, size_t id_cap,
+                                     uint64_t *created_ms);
+/* RFC 3339 timestamp to Unix milliseconds; 0 on bad input. */
+uint64_t reconcile_parse_time(const char *s);
+
+#endif

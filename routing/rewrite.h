@@ -1,0 +1,32 @@
+/* rewrite.h - keeping clients on the proxy.  SDKs learn controller
+ * addresses from GET .../controllers (apiAddresses), from /version
+ * (apiBaseUrls), from Location headers and from ziti-ctrl-address, and then
+ * go straight to the controllers (ziti-sdk-c library/ziti_ctrl.c).  These
+ * are rewritten to the configured public URL, and ziti-ctrl-address is
+ * dropped. */
+#ifndef QG_REWRITE_H
+#define QG_REWRITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct request;
+struct headers;
+struct buf;
+
+/* Rewrites rq's upstream answer (body in rq->up.resp_body) and the header
+ * list about to be sent to the client. */
+void rewrite_response(struct request *rq, struct headers *h);
+
+/* Replaces the origin (scheme://host:port) of url by public_url; malloc'ed.
+ * Returns NULL when url is not absolute. */
+char *rewrite_origin(const char *url, const char *public_url);
+/* Rewrites every "url" in data[].apiAddresses.*[] (controllers) or every
+ * element of data.apiVersions.*.*.apiBaseUrls (version).  Returns a new
+ * malloc'ed body, or NULL when the body was not of that shape. */
+char *rewrite_controllers_body(const char *body, size_t len,
+                               const char *public_url, size_t *out_len);
+char *rewrite_version_body(const char *body, size_t len,
+                           const char *public_url, size_t *out_len);
+
+#endif
