@@ -62,6 +62,11 @@ static struct config *config_build(struct config_parse *p,
     if (!root)
         goto out;
     p->root = root;
+    if (root->kind != YAML_DOC_MAPPING && !yaml_doc_is_null(root)) {
+        config_parse_error(p, root->line, "the document must be a mapping, "
+                           "found %s", yaml_doc_kind_name(root->kind));
+        goto out;
+    }
     cfg = xcalloc(1, sizeof(*cfg));
     atomic_init(&cfg->refs, 1);
     cfg->path = xstrdup(name);

@@ -65,10 +65,14 @@ static void config_check_not_more(struct config_parse *p, uint64_t small,
 
 static void config_check_lists(struct config_parse *p, struct config *cfg)
 {
-    if (cfg->n_listeners == 0)
+    /* "None" only when absent or an empty list: a wrong type is already
+     * reported. */
+    const struct yaml_doc_node *n = config_util_node(p, "listeners");
+    if (cfg->n_listeners == 0 && (!n || n->kind == YAML_DOC_SEQUENCE))
         config_parse_error(p, config_util_line(p, "listeners"),
                            "listeners: at least one listener is required");
-    if (cfg->n_controllers == 0)
+    n = config_util_node(p, "controllers");
+    if (cfg->n_controllers == 0 && (!n || n->kind == YAML_DOC_SEQUENCE))
         config_parse_error(p, config_util_line(p, "controllers"),
                            "controllers: at least one controller is required");
     const struct config_addr *admin = &cfg->admin.addr;
@@ -115,7 +119,8 @@ static void config_check_values(struct config_parse *p, struct config *cfg)
     if (cfg->gate.mode == GATE_COUNT && cfg->n_controllers > 0 &&
         cfg->gate.count > (uint32_t)cfg->n_controllers)
         config_parse_error(p, config_util_line(p, "gate.mode"),
-                           "gate.mode: %u is more than the %d controllers",
+                           "gate.mode: %u is more than the number of "
+                           "controllers (%d)",
                            (unsigned)cfg->gate.count, cfg->n_controllers);
     for (int c = 0; c < ROUTE__COUNT; c++) {
         const struct config_retry_policy *pol = &cfg->retry.policy[c];

@@ -170,6 +170,11 @@ static bool config_parse_string(struct config_parse *p,
         config_parse_error(p, line, "%s: '%s' %s", path, text, why);
         return false;
     }
+    if (f->check == CONFIG_STR_ERROR_LOG && strcmp(text, "off") == 0) {
+        config_parse_error(p, line, "%s: 'off' is not allowed: the error log "
+                           "cannot be turned off", path);
+        return false;
+    }
     bool is_path = f->check == CONFIG_STR_PATH;
     if (f->check == CONFIG_STR_ERROR_LOG)
         is_path = strcmp(text, "stderr") != 0 && strcmp(text, "stdout") != 0;
@@ -516,22 +521,19 @@ static void config_parse_unknown(struct config_parse *p,
                            pair->key->str, where);
 }
 
-void config_parse_section(struct config_parse *p,
-                          const struct config_section *sec,
-                          const struct yaml_doc_node *node, const char *path,
-                          void *base, bool apply_defaults)
+/* config_parse_section, with required keys checked only when asked (a
+ * list item that is not a mapping is reported once, as that). */
+static void config_parse_mapping(struct config_parse *p,
+                                 const struct config_section *sec,
+                                 const struct yaml_doc_node *node,
+                                 const char *path, void *base,
+                                 bool apply_defaults, bool check_required)
 {
-    bool check_required = true;
     if (node && yaml_doc_is_null(node))
         node = NULL;
     if (node && node->kind != YAML_DOC_MAPPING) {
-        if (*path)
-            config_parse_error(p, node->line, "%s: expected a mapping, found "
-                               "%s", path, yaml_doc_kind_name(node->kind));
-        else
-            config_parse_error(p, node->line, "the document must be a "
-                               "mapping, found %s",
-                               yaml_doc_kind_name(node->kind));
+        config_parse_error(p, node->line, "%s: expected a mapping, found %s",
+                           path, yaml_doc_kind_name(node->kind));
         node = NULL;
         check_required = false;
     }
@@ -564,6 +566,14 @@ void config_parse_section(struct config_parse *p,
     }
 }
 
+void config_parse_section(struct config_parse *p,
+                          const struct config_section *sec,
+                          const struct yaml_doc_node *node, const char *path,
+                          void *base, bool apply_defaults)
+{
+    config_parse_mapping(p, sec, node, path, base, apply_defaults, true);
+}
+
 int config_parse_list(struct config_parse *p, const struct config_section *item,
                       const struct yaml_doc_node *node, const char *path,
                       void *array, size_t item_size, int max)
@@ -579,11 +589,12 @@ int config_parse_list(struct config_parse *p, const struct config_section *item,
     for (size_t i = 0; i < n; i++) {
         char *ipath = xasprintf("%s[%zu]", path, i);
         const struct yaml_doc_node *it = node->items[i];
-        if (yaml_doc_is_null(it))   /* "- " alone: not an empty mapping */
+        bool null = yaml_doc_is_null(it); /* "- " alone */
+        if (null)
             config_parse_error(p, it->line, "%s: expected a mapping, found "
                                "nothing", ipath);
-        config_parse_section(p, item, yaml_doc_is_null(it) ? NULL : it, ipath,
-                             (char *)array + i * item_size, true);
+        config_parse_mapping(p, item, null ? NULL : it, ipath,
+                             (char *)array + i * item_size, true, !null);
         free(ipath);
     }
     return (int)n;
