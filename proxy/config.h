@@ -2,7 +2,8 @@
  * form of the YAML file.
  *
  * Ownership: config_load() returns a struct config that owns every string
- * and array inside it (all heap-allocated, freed by config_free()).  Once
+ * and array inside it (all heap-allocated, freed by the last
+ * config_unref()).  Once
  * loaded a config is never modified; it is shared between threads by
  * reference counting (config_ref / config_unref), so a reload builds a new
  * one aside and swaps a pointer.
@@ -152,7 +153,9 @@ struct config_route {
 
 struct config_routing {
     struct config_route routes[CONFIG_MAX_ROUTES];
-    int n_routes;                    /* 0 = built-in OpenZiti table */
+    int n_routes;                    /* >= 1 after loading: without
+                                        routing.classes the built-in OpenZiti
+                                        table is filled in (lines 0) */
     uint64_t affinity_ttl_ms;        /* 30m, refreshed on use */
     uint64_t leader_wait_ms;         /* wait for a leader: 10s */
 };
@@ -205,7 +208,9 @@ struct config_gate {
 
 struct config_relay_source {
     char id[CONFIG_ID_MAX];          /* controller id the file belongs to */
-    char *path;                      /* owned: event file */
+    char *path;                      /* owned: event file (resolved; it
+                                        need not exist yet) */
+    int line;
 };
 
 struct config_relay {
@@ -220,7 +225,9 @@ struct config {
     uint32_t workers;                /* 0 in the file = CPUs; resolved here */
     char *public_url;                /* owned; what clients use, for rewriting
                                         /controllers, /version, Location;
-                                        NULL = derived from the first listener */
+                                        never NULL after loading: when the
+                                        file has none it is derived from the
+                                        first listener; no trailing slash */
 
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int n_listeners;
@@ -246,9 +253,12 @@ struct config {
 struct config_error {
     char *file;                      /* owned */
     int line;                        /* 0 when not tied to a line */
-    char *message;                   /* owned */
+    char *message;                   /* owned; without file and line */
+    char *text;                      /* owned: "file:line: message" (or
+                                        "file: message" when line is 0) */
 };
 
+/* Sorted by line; problems not tied to a line come last. */
 struct config_errors {
     struct config_error *items;      /* owned array */
     int n;
@@ -256,12 +266,19 @@ struct config_errors {
 
 /* Parse and validate path.  On success returns a config with refs == 1 and
  * leaves errs empty; on failure returns NULL and fills errs with every
- * problem found (not just the first). */
+ * problem found (not just the first).  *errs must start empty ({0}).
+ * Relative file names in the file are resolved against path's directory. */
 struct config *config_load(const char *path, struct config_errors *errs);
 
-/* The same from a string (tests); name is used in messages. */
+/* The same from a string (tests); name is used in messages, and relative
+ * file names resolve against name's directory (the current directory when
+ * name has none). */
 struct config *config_load_string(const char *name, const char *yaml,
                                   struct config_errors *errs);
+/* The same with an explicit directory for relative file names. */
+struct config *config_load_string_dir(const char *name, const char *yaml,
+                                      const char *base_dir,
+                                      struct config_errors *errs);
 
 void config_errors_free(struct config_errors *errs);
 
@@ -269,8 +286,9 @@ struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
 
 /* Keys that an in-process reload (SIGHUP) cannot change: listeners, admin,
- * workers, controllers, redis address.  Returns a malloc'ed, comma
- * separated list of the ones that differ, or NULL when none do. */
+ * workers, controllers, redis address.  Returns a malloc'ed, ", "
+ * separated list of the ones that differ, named as in the file (e.g.
+ * "workers, listeners, admin.allow, redis.address"), or NULL when none do. */
 char *config_restart_only_diff(const struct config *old,
                                const struct config *neu);
 
