@@ -218,8 +218,11 @@ void listener_respond(struct listener_exchange *ex, int status,
     xp->resp = listener_make_response(ex, headers, n_header_pairs, body,
                                       body_len, close);
     if (xp->suspended) {
+        /* In external-epoll mode the library has no wakeup channel: run
+         * it on the next loop iteration (one run serves every resume). */
         xp->suspended = false;
         MHD_resume_connection(xp->conn->c);
+        loop_timer_start(xp->conn->l->timer, 0, 0);
     }
 }
 
