@@ -12,6 +12,12 @@
  * bytes (uint64_t).  In YAML, durations are written "250ms", "2s", "1m",
  * "1h" (a bare integer is rejected: the unit must be explicit) and sizes
  * "512", "16KiB", "1MiB", "1GiB".
+ *
+ * Files: every file path is resolved against the configuration file's
+ * directory when relative; certificate, key and CA paths are checked to be
+ * readable at load time and stored as paths; *password_file keys are read
+ * and stored as the file's content without its trailing newline (wiped
+ * when freed).
  */
 #ifndef QG_CONFIG_H
 #define QG_CONFIG_H
@@ -30,14 +36,16 @@
 /* A host:port, "[v6]:port" or "unix:/path" address as written in the file. */
 struct config_addr {
     char *text;            /* as written, owned */
-    char *host;            /* owned; "" for unix sockets */
+    char *host;            /* owned; "" for unix sockets; IPv6 literals
+                              without their brackets */
     uint16_t port;         /* 0 = pick a free port (tests) */
-    char *unix_path;       /* owned; NULL unless "unix:" */
+    char *unix_path;       /* owned; NULL unless "unix:" (only redis.address
+                              accepts it); resolved like file paths */
 };
 
 struct config_listener {
     struct config_addr addr;
-    bool tls;
+    bool tls;              /* a tls: mapping was given (cert + key) */
     char *tls_cert;        /* owned PEM path, NULL unless tls */
     char *tls_key;         /* owned PEM path */
     char *tls_client_ca;   /* owned; optional: ask clients for certificates */
@@ -60,7 +68,9 @@ struct config_admin {
 
 struct config_controller {
     char id[CONFIG_ID_MAX];          /* raft member id, e.g. "ctrl1" */
-    char *url;                       /* owned, e.g. "https://10.0.0.1:1280" */
+    char *url;                       /* owned, e.g. "https://10.0.0.1:1280"
+                                        (scheme lower-cased, no trailing
+                                        slash; never a path) */
     char *scheme;                    /* owned: "http" or "https" */
     char *host;                      /* owned: host part of url */
     uint16_t port;                   /* port part of url (default by scheme) */
@@ -124,6 +134,8 @@ struct config_log {
     enum config_log_level level;     /* info */
     char *error_log;                 /* owned: "stderr", "stdout" or a path */
     char *access_log;                /* owned: "stdout", "stderr", path, "off" */
+                                     /* (paths resolved against the file's
+                                        directory) */
 };
 
 struct config_headers {
@@ -239,7 +251,9 @@ struct config {
     struct config_timeouts timeouts;
     struct config_limits limits;
     struct config_redis redis;
-    unsigned char *hmac_key;         /* owned; from secrets.hmac_key_file */
+    unsigned char *hmac_key;         /* owned; the bytes of
+                                        secrets.hmac_key_file as they are
+                                        (required; wiped when freed) */
     size_t hmac_key_len;             /* >= 32 */
     struct config_log log;
     struct config_headers headers;

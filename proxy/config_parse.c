@@ -277,10 +277,12 @@ static bool config_parse_range(struct config_parse *p,
 static bool config_parse_ratio(struct config_parse *p, const char *text,
                                int line, const char *path, double *dst)
 {
+    /* Plain decimal only: strtod would also take "inf", "nan", "0x1p-1". */
+    bool plain = *text != '\0' && strspn(text, "+-0123456789.eE") == strlen(text);
     char *end;
     errno = 0;
-    double v = strtod(text, &end);
-    if (!*text || *end || errno || !isfinite(v) || isspace((unsigned char)*text)) {
+    double v = plain ? strtod(text, &end) : 0.0;
+    if (!plain || *end || errno || !isfinite(v)) {
         config_parse_error(p, line, "%s: '%s' is not a number", path, text);
         return false;
     }
@@ -350,18 +352,24 @@ static bool config_parse_file(struct config_parse *p, const char *text,
         config_parse_error(p, line, "%s: the file name is empty", path);
         return false;
     }
+    /* Only a check: whoever uses the file opens it again. */
     char *file = config_util_resolve(p, text);
+    bool ok = false;
     int fd = config_util_open(file);
     if (fd < 0) {
         config_parse_error(p, line, "%s: cannot read '%s': %s", path, file,
                            strerror(errno));
-        free(file);
-        return false;
+        goto out;
     }
-    close(fd);
     free(*dst);
     *dst = file;
-    return true;
+    file = NULL;
+    ok = true;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(file);
+    return ok;
 }
 
 static void config_parse_wipe(char *s)

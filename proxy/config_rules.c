@@ -36,11 +36,18 @@ void config_rules_routes(struct config_parse *p, const struct config_field *f,
         if (!rt->path_prefix)
             rt->path_prefix = xstrdup("");
     }
-    /* A row matching everything hides every row after it. */
+    /* A row with no condition (as written: a condition with a wrong value
+     * is reported as such) hides every row after it. */
     for (int i = 0; i + 1 < r->n_routes; i++) {
-        const struct config_route *rt = &r->routes[i];
-        if (!rt->path_prefix[0] && !rt->methods && !rt->header) {
-            config_parse_error(p, rt->line, "%s[%d]: matches every request, "
+        const struct yaml_doc_node *it = node->items[i];
+        bool open = it->kind == YAML_DOC_MAPPING;
+        static const char *const conds[] = {"path", "methods", "header"};
+        for (size_t c = 0; open && c < ARRAY_LEN(conds); c++) {
+            const struct yaml_doc_pair *pair = yaml_doc_find(it, conds[c]);
+            open = !pair || yaml_doc_is_null(pair->value);
+        }
+        if (open) {
+            config_parse_error(p, it->line, "%s[%d]: matches every request, "
                                "so the rows after it are never used", path, i);
             break;
         }

@@ -15,10 +15,13 @@
 #include "proxy/config.h"
 #include "proxy/util.h"
 
-/* 40 bytes, ending in a newline that must be kept: the key is bytes. */
+/* Each including test uses some of these. */
+#define FIXTURE_FN static __attribute__((unused))
+
+/* 39 bytes, ending in a newline that must be kept: the key is bytes. */
 #define FIXTURE_HMAC "0123456789abcdef0123456789abcdef-hmac-\n"
 
-static void fixture_write(const char *dir, const char *rel, const char *data)
+FIXTURE_FN void fixture_write(const char *dir, const char *rel, const char *data)
 {
     char *path = xasprintf("%s/%s", dir, rel);
     char *slash = strrchr(path, '/');
@@ -37,7 +40,7 @@ static void fixture_write(const char *dir, const char *rel, const char *data)
 
 /* A fresh directory with every file examples/quorumgate.yaml names
  * (relative to /etc/quorumgate/) plus a few extras. */
-static char *fixture_make(void)
+FIXTURE_FN char *fixture_make(void)
 {
     char *dir = xstrdup("/tmp/qg-config-test-XXXXXX");
     if (!mkdtemp(dir))
@@ -60,21 +63,21 @@ static char *fixture_make(void)
     return dir;
 }
 
-static int fixture_rm(const char *path, const struct stat *st, int flag,
+FIXTURE_FN int fixture_rm(const char *path, const struct stat *st, int flag,
                       struct FTW *ftw)
 {
     (void)st; (void)flag; (void)ftw;
     return remove(path);
 }
 
-static void fixture_remove(char *dir)
+FIXTURE_FN void fixture_remove(char *dir)
 {
     nftw(dir, fixture_rm, 16, FTW_DEPTH | FTW_PHYS);
     free(dir);
 }
 
 /* Print every error (for a failing test's log). */
-static void fixture_dump(const struct config_errors *errs)
+FIXTURE_FN void fixture_dump(const struct config_errors *errs)
 {
     for (int i = 0; i < errs->n; i++)
         fprintf(stderr, "  [%d] %s\n", i, errs->items[i].text);

@@ -285,8 +285,8 @@ static void check_example_specifics(const struct config *c, const char *dir)
     free(p);
     assert_string_equal(c->listeners[1].addr.text, "127.0.0.1:8080");
     assert_false(c->listeners[1].tls);
-    assert_int_equal(c->listeners[0].line, 21);
-    assert_int_equal(c->listeners[1].line, 27);
+    assert_int_equal(c->listeners[0].line, 23);
+    assert_int_equal(c->listeners[1].line, 29);
     assert_int_equal(c->admin.n_allow, 2);
     assert_int_equal(c->admin.allow[0].prefix, 8);
     assert_int_equal(c->admin.allow[1].prefix, 128);
@@ -301,8 +301,8 @@ static void check_example_specifics(const struct config *c, const char *dir)
     free(p);
     assert_string_equal(c->upstream.server_name, "ctrl.ziti.example.com");
     /* The example spells out the built-in classes: lines are its own. */
-    assert_int_equal(c->routing.routes[0].line, 118);
-    assert_int_equal(c->routing.routes[5].line, 123);
+    assert_int_equal(c->routing.routes[0].line, 120);
+    assert_int_equal(c->routing.routes[5].line, 125);
 }
 
 static void test_example_as_shipped(void **state)

@@ -73,6 +73,10 @@ static const struct error_case cases[] = {
      {"q.yaml:6: retry.budget.ratio: -0.1 is out of range (0 to 1)"}},
     {B "retry: {budget: {ratio: lots}}\n",
      {"q.yaml:6: retry.budget.ratio: 'lots' is not a number"}},
+    {B "retry: {budget: {ratio: nan}}\n",
+     {"q.yaml:6: retry.budget.ratio: 'nan' is not a number"}},
+    {B "retry: {budget: {ratio: 0x1p-1}}\n",
+     {"q.yaml:6: retry.budget.ratio: '0x1p-1' is not a number"}},
     {B "log: {level: inof}\n",
      {"q.yaml:6: log.level: 'inof' is not one of debug, info, warn, error "
       "(did you mean 'info'?)"}},
