@@ -511,7 +511,9 @@ class Cluster:
                 n.known_leader = None
                 n.leaderless_since = t
         self._replicate()
-        if self.leader is None:
+        L = self.leader_node()
+        if L is None or not L.up:
+            # a frozen (paused) leader does not stop the others from electing
             self._maybe_elect(t)
 
     def _maybe_elect(self, t):
