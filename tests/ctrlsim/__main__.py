@@ -19,6 +19,18 @@ else:
     from .sim import Simulator
 
 
+def raise_fd_limit(want=65536):
+    """~1000 concurrent connections need more than a 1024 soft limit."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m tests.ctrlsim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +66,7 @@ def main(argv=None):
     ap.add_argument("--totp-issuer", default="openziti.io", help="edge.totp.hostname")
     ap.add_argument("--access-token-ttl", type=int, default=1800, help="seconds")
     a = ap.parse_args(argv)
+    raise_fd_limit()
 
     ports = [int(p) for p in a.ports.split(",")] if a.ports else None
     if ports and len(ports) != a.nodes:

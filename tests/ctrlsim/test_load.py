@@ -2,10 +2,12 @@
 import threading
 
 from tests.conftest import IDENTITIES
+from tests.ctrlsim.__main__ import raise_fd_limit
 from tests.ctrlsim.client import ZitiClient
 
 
 def test_a_thousand_concurrent_requests(sim):
+    raise_fd_limit()
     n = 999
     barrier = threading.Barrier(n, timeout=30)
     results = [None] * n
