@@ -13,7 +13,7 @@ def read_events(sim, nid):
 
 def test_every_node_emits_at_its_own_apply(sim):
     ctl = sim.control
-    ctl.set_lag("ctrl3", 600)
+    ctl.set_lag("ctrl3", 2000)
     c = ZitiClient(sim.url("ctrl1"))
     c.oidc_login("alice", IDENTITIES["alice"]).expect(200)
     c.mfa_create().expect(201)

@@ -33,7 +33,7 @@ def as_node(c, sim, nid, timeout=15.0):
 
 def test_follower_forwards_and_lagging_node_reads_stale(sim):
     ctl = sim.control
-    ctl.set_lag("ctrl3", 800)
+    ctl.set_lag("ctrl3", 2000)
     c2 = login(sim, "ctrl2")
     c2.mfa_create().expect(201)                      # ctrl2 is a follower: forwarded
     assert c2.mfa_get().status == 200                # the serving node has applied it
@@ -89,6 +89,7 @@ def test_no_quorum_writes_503_reads_still_served(sim):
 
 def test_leader_death_dial_error_then_election(sim):
     ctl = sim.control
+    ctl.config(electionTimeoutMs=1000)       # room for the first request to beat detection
     c2 = login(sim, "ctrl2")
     ctl.kill("ctrl1")
     t0 = time.monotonic()
@@ -97,7 +98,7 @@ def test_leader_death_dial_error_then_election(sim):
     assert "dial" in r.json()["error"]["cause"]["message"]
     new = ctl.wait_leader(not_in=["ctrl1"], timeout=5)
     took = time.monotonic() - t0
-    assert took >= ET - 0.05, took                     # not before the election timeout
+    assert took >= 1.0 - 0.05, took                   # not before the election timeout
     assert new in ("ctrl2", "ctrl3")
     assert ZitiClient(sim.url(new)).raft_health().status == 200
     c2.mfa_create().expect(201)
@@ -105,7 +106,7 @@ def test_leader_death_dial_error_then_election(sim):
 
 
 def test_forward_errors_head_mode_is_429(sim_factory):
-    s = sim_factory(args=["--forward-errors", "head"])
+    s = sim_factory(args=["--forward-errors", "head", "--election-timeout-ms", "1000"])
     c2 = login(s, "ctrl2")
     s.control.kill("ctrl1")
     r = c2.mfa_create()
@@ -114,6 +115,7 @@ def test_forward_errors_head_mode_is_429(sim_factory):
 
 def test_paused_leader_forward_times_out_and_requests_hang(sim):
     ctl = sim.control
+    ctl.config(electionTimeoutMs=1500)       # ctrl2 still believes in ctrl1 when it forwards
     c2 = login(sim, "ctrl2")
     c1 = as_node(c2, sim, "ctrl1", timeout=0.5)
     ctl.pause("ctrl1")
@@ -144,6 +146,7 @@ def test_paused_leader_forward_times_out_and_requests_hang(sim):
 
 def test_partitioned_leader_steps_down_and_catches_up_after_heal(sim):
     ctl = sim.control
+    ctl.config(electionTimeoutMs=1000)       # the stale-leader window we look at
     c2 = login(sim, "ctrl2")
     ctl.isolate("ctrl1")
     # the isolated leader keeps claiming leadership until its lease runs out
@@ -214,6 +217,7 @@ def test_transfer_and_forced_election(sim):
     assert ZitiClient(sim.url("ctrl3")).raft_health().status == 200
     assert ZitiClient(sim.url("ctrl1")).raft_health().status == 429
     c1 = login(sim, "ctrl1")
+    ctl.config(electionDelayMs=1000)         # the leaderless window we look at
     ctl.force_election()
     r = c1.mfa_create()
     assert r.status == 503 and r.error_code == "CLUSTER_NO_LEADER"
