@@ -68,6 +68,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     raise_fd_limit()
 
+    if not (a.host.startswith("127.") or a.host in ("::1", "localhost")):
+        ap.error("--host must be a loopback address (nothing may leave the machine)")
     ports = [int(p) for p in a.ports.split(",")] if a.ports else None
     if ports and len(ports) != a.nodes:
         ap.error("--ports needs exactly --nodes entries")

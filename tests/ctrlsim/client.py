@@ -18,7 +18,6 @@ import http.client
 import json
 import secrets
 import ssl
-import time
 import urllib.parse
 
 from .totp import secret_from_url, totp as _totp

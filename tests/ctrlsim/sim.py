@@ -4,7 +4,6 @@ import json
 import os
 import ssl
 import threading
-import time
 import urllib.parse
 
 from . import cluster as cl

@@ -1,6 +1,5 @@
 """Entity-change event files (propagateAlways: every node, at its own apply)."""
 import json
-import time
 
 from tests.conftest import IDENTITIES
 from tests.ctrlsim.client import ZitiClient, totp_now

@@ -2,7 +2,6 @@
 and the Quorumgate process wrapper driven with a contract-following fake."""
 import os
 import signal
-import urllib.request
 
 import pytest
 
