@@ -1,0 +1,79 @@
+"""Tests of the harness itself: redis fixture, YAML writer, metrics parser,
+and the Quorumgate process wrapper driven with a contract-following fake."""
+import os
+import signal
+
+import pytest
+
+from tests.conftest import default_qg_config
+from tests.ctrlsim.client import ZitiClient
+from tests.support.procs import Quorumgate, deep_merge, parse_metrics, Metrics
+from tests.support.yamlout import dump_yaml
+
+FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_quorumgate.py")
+
+
+def test_redis_fixture(redis_server):
+    assert redis_server.ping()
+    assert redis_server.command("SET", "k", "v") == b"+OK\r\n"
+    assert redis_server.command("GET", "k") == b"$1\r\nv\r\n"
+    assert redis_server.command("CONFIG", "GET", "save").endswith(b"$4\r\nsave\r\n$0\r\n\r\n")
+    pid = redis_server.proc.pid
+    redis_server.stop()
+    assert redis_server.proc.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_yaml_writer_round_trip(tmp_path, sim, redis_server, certs):
+    yaml = pytest.importorskip("yaml")
+    cfg = deep_merge(default_qg_config(sim, redis_server, certs, str(tmp_path)),
+                     {"weird": ["yes", "0", "a: b", "", None, "-x", "80%", {"k": []}], "gate": {"mode": "2"},
+                      "log": None})
+    assert "log" not in cfg
+    assert yaml.safe_load(dump_yaml(cfg)) == cfg
+
+
+def test_metrics_parser():
+    m = Metrics(parse_metrics('# HELP a_total x\n# TYPE a_total counter\na_total{c="x",d="y"} 3\n'
+                              'a_total{c="z"} 4\nb 1.5e3\n'))
+    assert m.value("a_total", c="x") == 3 and m.value("a_total") == 7 and m.value("b") == 1500
+    assert m.value("nope") is None
+    with pytest.raises(ValueError):
+        parse_metrics("bad line here\n")
+
+
+def make(tmp_path, sim, redis_server, certs, name="fake"):
+    return Quorumgate(FAKE, str(tmp_path), default_qg_config(sim, redis_server, certs, str(tmp_path)), name=name)
+
+
+def test_quorumgate_wrapper_with_fake_binary(tmp_path, sim, redis_server, certs):
+    qg = make(tmp_path, sim, redis_server, certs).start()
+    try:
+        assert qg.url.startswith("http://127.0.0.1:") and qg.admin_url.startswith("http://127.0.0.1:")
+        assert qg.url != qg.admin_url
+        r = ZitiClient(qg.url).version().expect(200)
+        assert r.json()["data"]["version"] == "v1.5.4"
+        assert qg.access_log()[-1]["path"] == "/version"
+        assert qg.metrics().value("quorumgate_build_info", version="fake") == 1
+        assert [e["kind"] for e in qg.error_log() if e.get("msg") == "listening"] == ["client", "admin"]
+    finally:
+        code = qg.stop()
+    assert code == 0 and qg.problems() == []
+
+
+@pytest.mark.parametrize("mode,needle", [("asan", "AddressSanitizer"), ("crash", "died by signal %d" % signal.SIGSEGV),
+                                         ("ignore_term", "did not exit")])
+def test_problems_are_detected(tmp_path, sim, redis_server, certs, monkeypatch, mode, needle):
+    monkeypatch.setenv("FAKE_QG_MODE", mode)
+    qg = make(tmp_path, sim, redis_server, certs).start()
+    qg.stop(timeout=2)
+    problems = qg.problems()
+    assert any(needle in p for p in problems), problems
+
+
+def test_start_reports_an_early_exit(tmp_path, sim, redis_server, certs):
+    qg = Quorumgate("/bin/false", str(tmp_path), default_qg_config(sim, redis_server, certs, str(tmp_path)))
+    with pytest.raises(RuntimeError, match="exited"):
+        qg.start(timeout=5)
+    qg.stop()
