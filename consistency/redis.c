@@ -850,6 +850,9 @@ struct redis *redis_new(struct loop *loop, const struct config_redis *cfg,
     r->username = cfg->username && *cfg->username ? xstrdup(cfg->username)
                                                   : NULL;
     r->password = cfg->password ? xstrdup(cfg->password) : NULL;
+    if (r->username && !r->password)
+        REDIS_LOG(r, CONFIG_LOG_WARN, "%s", "username without a password: "
+                  "not authenticating");
     r->database = cfg->database;
     r->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms
                                                     : 1000;

@@ -139,8 +139,9 @@ struct redis *redis_new(struct loop *loop, const struct config_redis *cfg,
 void redis_free(struct redis *r);
 
 /* hiredis format: %s (C string), %b (pointer, size_t: binary-safe), and
- * %d %u %x... with hh/h/l/ll only (no %zu, %jd: cast), %f, %%; spaces
- * separate arguments, a directive never splits one.  Returns a handle
+ * %d %u %x... with hh/h/l/ll only (no %zu, %jd: cast), %f, %%.  Spaces in
+ * fmt separate arguments; what a directive expands to is never split, so
+ * "qg:aff:%b" is one argument whatever the key holds.  Returns a handle
  * valid until the callback runs (for redis_cancel), never NULL.  A
  * (P)SUBSCRIBE/UNSUBSCRIBE/MONITOR command, a subscriber connection or a
  * bad format string are programming errors and abort. */

@@ -264,6 +264,7 @@ static void on_reply(void *arg, enum redis_status st,
 struct state {
     int ups, downs;
     bool up;
+    struct redis **free_me;     /* redis_free(*free_me) when going down */
 };
 
 static void on_state(void *arg, bool up)
@@ -274,6 +275,10 @@ static void on_state(void *arg, bool up)
     else
         s->downs++;
     s->up = up;
+    if (!up && s->free_me) {
+        redis_free(*s->free_me);
+        *s->free_me = NULL;
+    }
 }
 
 struct msgs {
@@ -281,6 +286,7 @@ struct msgs {
     char channel[64];
     char last[64];
     size_t last_len;
+    struct redis **free_me;     /* redis_free(*free_me) on a message */
 };
 
 static void on_message(void *arg, const char *channel, size_t channel_len,
@@ -293,6 +299,10 @@ static void on_message(void *arg, const char *channel, size_t channel_len,
     memset(m->last, 0, sizeof(m->last));
     memcpy(m->last, msg, len < 63 ? len : 63);
     m->last_len = len;
+    if (m->free_me) {
+        redis_free(*m->free_me);
+        *m->free_me = NULL;
+    }
 }
 
 static struct redis *new_redis(struct fx *f, int slot, struct state *st,
@@ -729,6 +739,7 @@ static void test_connect_timeout(void **state)
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(listen(lfd, 16), 0);
     f->cfg.connect_timeout_ms = 200;
+    f->cfg.command_timeout_ms = 5000; /* only connect_timeout may fire */
     struct redis *r = new_redis(f, 0, NULL, false);
     struct redis_stats s;
     uint64_t t0 = util_mono_ms();
@@ -846,6 +857,65 @@ static void test_unix_socket(void **state)
     assert_string_equal(p.str, "PONG");
 }
 
+struct chain {
+    struct redis *r;
+    int steps;
+    enum redis_status last;
+    long long value;
+};
+
+static void on_chain(void *arg, enum redis_status st,
+                     const struct redis_reply *rep)
+{
+    struct chain *c = arg;
+    c->last = st;
+    if (st != REDIS_STATUS_OK)
+        return;
+    c->value = rep->integer;
+    if (++c->steps < 5)
+        redis_command(c->r, on_chain, c, "INCR %s", "chain");
+}
+
+static void test_reentrancy(void **state)
+{
+    struct fx *f = *state;
+    struct state st = {.free_me = &f->r[0]};
+    struct redis *r = connect_up(f, 0, &st);
+
+    /* commands issued from inside callbacks */
+    struct chain c = {.r = r};
+    redis_command(r, on_chain, &c, "INCR %s", "chain");
+    RUN_UNTIL(f, c.steps == 5, 2000);
+    assert_int_equal(c.steps, 5);
+    assert_int_equal(c.value, 5);
+
+    /* a subscriber freed by its own message callback: the second message,
+     * already read in the same batch, is not delivered */
+    struct state sst = {0};
+    struct redis *sub = new_redis(f, 1, &sst, true);
+    struct msgs m = {.free_me = &f->r[1]};
+    redis_subscribe(sub, "qg:free", on_message, &m);
+    RUN_UNTIL(f, sst.ups == 1, 3000);
+    assert_int_equal(sst.ups, 1);
+    struct res p = {0};
+    redis_command(r, on_reply, &p, "EVAL %s 0",
+                  "redis.call('PUBLISH', 'qg:free', 'one'); "
+                  "return redis.call('PUBLISH', 'qg:free', 'two')");
+    RUN_UNTIL(f, f->r[1] == NULL && p.calls > 0, 2000);
+    assert_null(f->r[1]);
+    run_ms(f->loop, 50);
+    assert_int_equal(m.n, 1);
+    assert_string_equal(m.last, "one");
+
+    /* freed from on_state(false), which runs while hiredis tears the
+     * context down */
+    server_kill(f);
+    RUN_UNTIL(f, f->r[0] == NULL, 2000);
+    assert_null(f->r[0]);
+    assert_int_equal(st.downs, 1);
+    run_ms(f->loop, 50);
+}
+
 static void expect_abort(struct fx *f, bool subscriber, const char *fmt)
 {
     pid_t pid = fork();
@@ -907,6 +977,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_cancel, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reentrancy, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_misuse_aborts,
                                         fx_setup_no_server, fx_teardown),
