@@ -142,9 +142,10 @@ void redis_free(struct redis *r);
  * %d %u %x... with hh/h/l/ll only (no %zu, %jd: cast), %f, %%.  Spaces in
  * fmt separate arguments; what a directive expands to is never split, so
  * "qg:aff:%b" is one argument whatever the key holds.  Returns a handle
- * valid until the callback runs (for redis_cancel), never NULL.  A
- * (P)SUBSCRIBE/UNSUBSCRIBE/MONITOR command, a subscriber connection or a
- * bad format string are programming errors and abort. */
+ * valid until the callback runs (for redis_cancel), never NULL.  Commands
+ * that would change the connection behind the module's back ((P|S)SUBSCRIBE
+ * and UNSUBSCRIBE, MONITOR, SELECT, AUTH, HELLO, RESET, QUIT), a command on
+ * a subscriber or a bad format string are programming errors and abort. */
 struct redis_cmd *redis_command(struct redis *r, redis_cb cb, void *arg,
                                 const char *fmt, ...);
 /* The same with explicit arguments; argvlen NULL = strlen of each. */
