@@ -30,6 +30,11 @@ struct cluster *cluster_new(const struct config *cfg)
                                      cc->port);
         }
     }
+    /* Until its first probe answers, a controller counts as up: requests
+     * that arrive in the first milliseconds are balanced (and retried
+     * elsewhere if it is in fact down) rather than refused. */
+    for (int i = 0; i < c->n; i++)
+        atomic_store(&c->nodes[i].up, 1);
     atomic_store(&c->leader, -1);
     atomic_store(&c->no_leader_since_ms, util_mono_ms());
     return c;

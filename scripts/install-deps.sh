@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# install-deps.sh - install what quorumgate needs on Debian 12 (bookworm).
+# The README, .ci/run and docker/Dockerfile all use this one script.
+#
+#   scripts/install-deps.sh build     compiler, CMake, the -dev libraries
+#   scripts/install-deps.sh test      build + redis-server, prometheus/promtool,
+#                                     openssl, curl, python3 with pytest and PyYAML
+#   scripts/install-deps.sh bench     test + nginx, haproxy, wrk
+#   scripts/install-deps.sh runtime   the shared libraries the binary links
+#
+# Runs apt-get as root (or through sudo when not root).  Nothing is started:
+# tests start their own servers on loopback ports.
+set -euo pipefail
+
+what=${1:-test}
+
+build_pkgs=(build-essential cmake ninja-build pkg-config
+            libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
+            libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
+test_pkgs=(redis-server prometheus openssl curl ca-certificates procps
+           python3 python3-pip python3-pytest python3-yaml)
+bench_pkgs=(nginx-light haproxy wrk util-linux)
+runtime_pkgs=(libmicrohttpd12 libcurl4 libssl3 libhiredis0.14 libuv1
+              libyaml-0-2 libcjson1 ca-certificates)
+
+case "$what" in
+  build)   pkgs=("${build_pkgs[@]}") ;;
+  test)    pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench)   pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  runtime) pkgs=("${runtime_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|bench|runtime" >&2; exit 2 ;;
+esac
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's prometheus package starts nothing without systemd, but on a
+# machine that has systemd it would: keep the test machine quiet.
+if [ "$what" != build ] && [ "$what" != runtime ] && command -v systemctl >/dev/null 2>&1 \
+   && [ -d /run/systemd/system ]; then
+  for s in prometheus redis-server nginx haproxy prometheus-node-exporter; do
+    as_root systemctl disable --now "$s" >/dev/null 2>&1 || true
+  done
+fi
+
+# The python3 first on PATH (which may not be Debian's) must have pytest and
+# PyYAML for the test suite.
+if [ "$what" = test ] || [ "$what" = bench ]; then
+  if ! python3 -c 'import pytest, yaml' 2>/dev/null; then
+    python3 -m pip install --quiet pytest pyyaml \
+      || python3 -m pip install --quiet --break-system-packages pytest pyyaml
+  fi
+fi
+echo "install-deps: $what dependencies present"
