@@ -177,6 +177,7 @@ static void admin_on_request(void *ctx, struct listener_exchange *ex)
         admin_reply(ex, 405, "text/plain; charset=utf-8", &b, "Allow",
                     "GET, HEAD");
     } else if (strcmp(path, "/metrics") == 0) {
+        app_ext_scrape(app);
         metrics_render(app->metrics, &b);
         admin_reply(ex, 200, METRICS_CONTENT_TYPE, &b, NULL, NULL);
     } else if (strcmp(path, "/healthz") == 0) {

@@ -1,33 +1,259 @@
-/* app_ext.c - see app_ext.h. */
+/* app_ext.c - see app_ext.h.  The control thread's side of the shared
+ * state: the process-wide affinity and fence tables (read lock-free by the
+ * workers), a Redis connection that answers readiness (a PING every
+ * second) and keeps the fences in step with the other quorumgate
+ * processes (a subscriber on <prefix>fences). */
 #include "proxy/app_ext.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consistency/ackstore.h"
+#include "consistency/redis.h"
+#include "metrics/metrics.h"
 #include "proxy/app.h"
 #include "proxy/buf.h"
+#include "proxy/log.h"
+#include "proxy/loop.h"
+#include "proxy/util.h"
+#include "proxy/worker.h"
+#include "proxy/worker_ext.h"
+#include "routing/affinity.h"
+#include "routing/atable.h"
+#include "routing/cluster.h"
+#include "routing/fence.h"
+
+#define APP_EXT_AFFINITY_SLOTS (1u << 17)
+#define APP_EXT_FENCE_SLOTS 4096
+
+/* Counting context for Redis commands whose only follow-up is a metric. */
+struct app_ext_count {
+    struct metrics *m;
+    enum metrics_redis_op op;
+};
+
+/* Owned by the app. */
+struct app_ext {
+    struct app *a;                       /* borrowed */
+    struct atable affinity;              /* process-wide */
+    struct fence fence;                  /* process-wide */
+    struct redis *redis;                 /* owned, control loop */
+    struct redis *sub;                   /* owned, control loop */
+    struct loop_timer *ping;             /* owned */
+    atomic_bool redis_ok;                /* last PING answered */
+    struct ackstore_ctx fence_ctx;
+    struct app_ext_count counts[M_REDIS_OP__COUNT];
+    uint64_t last_ping_ms;
+};
+
+struct atable *app_ext_affinity(struct app *a)
+{
+    return &a->ext->affinity;
+}
+
+struct fence *app_ext_fence(struct app *a)
+{
+    return &a->ext->fence;
+}
+
+bool app_ext_redis_ok(struct app *a)
+{
+    return a->ext && atomic_load(&a->ext->redis_ok);
+}
+
+void *app_ext_count_ctx(struct app *a, int op)
+{
+    return &a->ext->counts[op];
+}
+
+void app_ext_count_cb(void *arg, enum redis_status st,
+                      const struct redis_reply *rep)
+{
+    struct app_ext_count *c = arg;
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    metrics_inc(c->m, M_REDIS_OPERATIONS_TOTAL, c->op,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+}
+
+static void app_ext_on_ping(void *arg, enum redis_status st,
+                            const struct redis_reply *rep)
+{
+    struct app_ext *x = arg;
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool was = atomic_exchange(&x->redis_ok, ok);
+    metrics_inc(x->a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_PING,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+    metrics_set(x->a->metrics, M_REDIS_UP, ok ? 1 : 0);
+    if (was != ok) {
+        char err[160] = "";
+        redis_last_error(x->redis, err, sizeof(err));
+        if (ok)
+            log_printf(x->a->log, CONFIG_LOG_INFO, "Redis is reachable");
+        else
+            log_printf(x->a->log, CONFIG_LOG_WARN,
+                       "Redis is unreachable (%s): affinity falls back to "
+                       "the local cache, gated MFA calls are refused",
+                       err[0] ? err : redis_status_name(st));
+    }
+}
+
+static void app_ext_ping(void *arg)
+{
+    struct app_ext *x = arg;
+    redis_command(x->redis, app_ext_on_ping, x, "PING");
+    loop_timer_start(x->ping, 1000, 0);
+}
+
+static void app_ext_state(void *arg, bool up)
+{
+    struct app_ext *x = arg;
+    if (!up)
+        atomic_store(&x->redis_ok, false);
+    loop_timer_start(x->ping, 0, 0); /* find out now, not in a second */
+}
+
+static void app_ext_on_fence(void *arg, bool ok, const char *idhex,
+                             uint64_t mask, uint64_t expiry_ms)
+{
+    struct app_ext *x = arg;
+    if (!idhex) {
+        metrics_inc(x->a->metrics, M_REDIS_OPERATIONS_TOTAL,
+                    M_REDIS_FENCE_READ, ok ? M_RESULT_OK : M_RESULT_ERROR);
+        metrics_set(x->a->metrics, M_FENCED_IDENTITIES,
+                    atomic_load(&x->fence.identities));
+        return;
+    }
+    struct fence_key k;
+    uint64_t now_wall = util_wall_ms();
+    fence_key_from_hex(idhex, &k);
+    uint64_t left_s = expiry_ms > now_wall ? (expiry_ms - now_wall + 999) / 1000
+                                           : 0;
+    fence_set(&x->fence, &k, left_s ? mask : 0,
+              fence_now(&x->fence) + left_s);
+}
+
+static void app_ext_fence_message(void *arg, const char *ch, size_t chlen,
+                                  const char *msg, size_t len)
+{
+    struct app_ext *x = arg;
+    char idhex[CRYPTO_HMAC_HEX_LEN + 1];
+    if (len != CRYPTO_HMAC_HEX_LEN)
+        return;
+    memcpy(idhex, msg, len);
+    idhex[len] = '\0';
+    struct config *cfg = app_config(x->a);
+    ackstore_fence_read(x->redis, cfg, idhex, &x->fence_ctx);
+    config_unref(cfg);
+}
+
+static void app_ext_sub_state(void *arg, bool up)
+{
+    struct app_ext *x = arg;
+    if (!up)
+        return;
+    /* messages may have been missed while down: read every fence */
+    struct config *cfg = app_config(x->a);
+    ackstore_fence_read_all(x->redis, cfg, &x->fence_ctx);
+    config_unref(cfg);
+}
 
 void app_ext_init(struct app *a)
 {
-    (void)a;
+    struct app_ext *x = xcalloc(1, sizeof(*x));
+    struct config *cfg = app_config(a);
+    char chan[96];
+    a->ext = x;
+    x->a = a;
+    atable_init(&x->affinity, APP_EXT_AFFINITY_SLOTS);
+    fence_init(&x->fence, APP_EXT_FENCE_SLOTS);
+    for (int i = 0; i < M_REDIS_OP__COUNT; i++)
+        x->counts[i] = (struct app_ext_count){a->metrics,
+                                              (enum metrics_redis_op)i};
+    x->fence_ctx = (struct ackstore_ctx){.c = a->cluster,
+                                         .fence = app_ext_on_fence, .arg = x};
+    x->ping = loop_timer_new(a->loop, app_ext_ping, x);
+    x->redis = redis_new(a->loop, &cfg->redis,
+                         &(struct redis_options){.name = "control",
+                                                 .log = a->log,
+                                                 .on_state = app_ext_state,
+                                                 .state_arg = x});
+    x->sub = redis_new(a->loop, &cfg->redis,
+                       &(struct redis_options){.name = "control-sub",
+                                               .subscriber = true,
+                                               .log = a->log,
+                                               .on_state = app_ext_sub_state,
+                                               .state_arg = x});
+    snprintf(chan, sizeof(chan), "%sfences", cfg->redis.key_prefix);
+    redis_subscribe(x->sub, chan, app_ext_fence_message, x);
+    loop_timer_start(x->ping, 0, 0);
+    config_unref(cfg);
 }
 
 void app_ext_config(struct app *a)
 {
-    (void)a;
+    (void)a; /* Redis settings are restart-only */
 }
 
 bool app_ext_ready(struct app *a, struct buf *reasons, bool ready)
 {
-    (void)a;
-    (void)reasons;
+    if (!app_ext_redis_ok(a)) {
+        buf_printf(reasons, "%s\"Redis does not answer\"", ready ? "" : ",");
+        return false;
+    }
     return ready;
 }
 
 void app_ext_status(struct app *a, struct buf *b)
 {
-    (void)a;
-    (void)b;
+    struct app_ext *x = a->ext;
+    int counts[AFF__COUNT];
+    int held = 0;
+    affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),
+                   counts);
+    for (int i = 0; i < a->n_workers; i++)
+        held += worker_ext_gate_waiting(a->workers[i]);
+    buf_printf(b, ",\"redis_ok\":%s,\"affinity\":{\"sess\":%d,\"oidc\":%d,"
+                  "\"code\":%d},\"fenced_identities\":%d,"
+                  "\"login_fenced\":[",
+               app_ext_redis_ok(a) ? "true" : "false", counts[AFF_SESS],
+               counts[AFF_OIDC], counts[AFF_CODE],
+               atomic_load(&x->fence.identities));
+    uint64_t lm = fence_login_mask(&x->fence, fence_now(&x->fence));
+    bool first = true;
+    for (int i = 0; i < a->cluster->n; i++)
+        if (lm & (1ull << i)) {
+            buf_printf(b, "%s\"%s\"", first ? "" : ",",
+                       a->cluster->nodes[i].id);
+            first = false;
+        }
+    buf_printf(b, "],\"pending_acknowledgements\":%d", held);
+}
+
+void app_ext_scrape(struct app *a)
+{
+    struct app_ext *x = a->ext;
+    int counts[AFF__COUNT];
+    affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),
+                   counts);
+    for (int k = 0; k < AFF__COUNT; k++)
+        metrics_set(a->metrics, M_AFFINITY_ENTRIES,
+                    (enum metrics_affinity_kind)k, counts[k]);
+    fence_login_mask(&x->fence, fence_now(&x->fence)); /* refresh count */
+    metrics_set(a->metrics, M_FENCED_IDENTITIES,
+                atomic_load(&x->fence.identities));
 }
 
 void app_ext_free(struct app *a)
 {
-    (void)a;
+    struct app_ext *x = a->ext;
+    if (!x)
+        return;
+    redis_free(x->redis);
+    redis_free(x->sub);
+    loop_timer_free(x->ping);
+    atable_free(&x->affinity);
+    fence_free(&x->fence);
+    free(x);
+    a->ext = NULL;
 }

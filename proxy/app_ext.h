@@ -1,13 +1,18 @@
-/* app_ext.h - process-wide state of the optional stages (the control
- * thread's Redis connection, fences, gate bookkeeping), owned by the app
- * through a->ext. */
+/* app_ext.h - process-wide state of the optional stages, owned by the app
+ * through a->ext: the affinity and fence tables (workers read them without
+ * locks), and the control thread's Redis connections (readiness PING,
+ * fence updates from other quorumgate processes). */
 #ifndef QG_APP_EXT_H
 #define QG_APP_EXT_H
 
 #include <stdbool.h>
 
+#include "consistency/redis.h"
+
 struct app;
 struct buf;
+struct atable;
+struct fence;
 
 void app_ext_init(struct app *a);
 /* a->cfg changed (reload, control thread). */
@@ -17,6 +22,18 @@ void app_ext_config(struct app *a);
 bool app_ext_ready(struct app *a, struct buf *reasons, bool ready);
 /* Append ,"key":value members to the /status object. */
 void app_ext_status(struct app *a, struct buf *b);
+/* Refresh gauges that are computed, before a scrape. */
+void app_ext_scrape(struct app *a);
 void app_ext_free(struct app *a);
+
+struct atable *app_ext_affinity(struct app *a);
+struct fence *app_ext_fence(struct app *a);
+/* Redis answered the last PING (any thread). */
+bool app_ext_redis_ok(struct app *a);
+/* A redis_command callback + argument that only counts the result in
+ * redis_operations_total{op} (op: enum metrics_redis_op). */
+void app_ext_count_cb(void *arg, enum redis_status st,
+                      const struct redis_reply *rep);
+void *app_ext_count_ctx(struct app *a, int op);
 
 #endif

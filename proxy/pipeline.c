@@ -1,26 +1,509 @@
 /* pipeline.c - see pipeline.h. */
 #include "proxy/pipeline.h"
 
-#include "proxy/request.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-bool pipeline_before_route(struct request *rq)
+#include "consistency/gate.h"
+#include "consistency/redis.h"
+#include "metrics/metrics.h"
+#include "proxy/app.h"
+#include "proxy/app_ext.h"
+#include "proxy/json.h"
+#include "proxy/listener.h"
+#include "proxy/log.h"
+#include "proxy/loop.h"
+#include "proxy/request.h"
+#include "proxy/util.h"
+#include "proxy/worker.h"
+#include "proxy/worker_ext.h"
+#include "retry/reconcile.h"
+#include "routing/atable.h"
+#include "routing/cluster.h"
+#include "routing/fence.h"
+#include "routing/identity.h"
+
+enum pipeline_step {
+    STEP_IDENTITY = 0,
+    STEP_AFFINITY,
+    STEP_GATE_CHECK,
+    STEP_STATE_READ,
+    STEP_RECORD,
+    STEP_DONE,
+};
+
+static bool pipeline_run(struct request *rq);
+
+static struct app *pipeline_app(struct request *rq)
 {
-    (void)rq;
+    return rq->w->app;
+}
+
+static uint64_t pipeline_now_s(struct request *rq)
+{
+    return atable_clock(app_ext_affinity(pipeline_app(rq)), util_mono_ms());
+}
+
+/* An asynchronous step finished: go on, and route when all are done. */
+static void pipeline_resume(struct request *rq)
+{
+    rq->pipe.async = true;
+    if (!pipeline_run(rq) && rq->stage != STAGE_ANSWERED)
+        request_reroute(rq);
+}
+
+static void pipeline_warn_redis(struct request *rq, const char *what)
+{
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    if (now - w->redis_warned_ms < 10000 && w->redis_warned_ms)
+        return; /* at most one line every 10 s per worker */
+    w->redis_warned_ms = now;
+    log_printf(w->app->log, CONFIG_LOG_WARN,
+               "Redis unavailable for %s: using the local affinity cache",
+               what);
+}
+
+/* ---- identity and fences -------------------------------------------- */
+
+static void pipeline_identity(struct request *rq)
+{
+    struct listener_exchange *ex = rq->ex;
+    struct app *a = pipeline_app(rq);
+    struct fence *f = app_ext_fence(a);
+    identity_bearer_sub(ex->headers, ex->n_headers, rq->identity,
+                        sizeof(rq->identity));
+    if (atomic_load(&f->identities) == 0)
+        return;
+    uint64_t now = fence_now(f);
+    if (rq->identity[0]) {
+        char idhex[CRYPTO_HMAC_HEX_LEN + 1];
+        struct fence_key k;
+        gate_identity_hex(rq->cfg, rq->identity, idhex);
+        fence_key_from_hex(idhex, &k);
+        rq->route.fenced |= fence_mask(f, &k, now);
+    }
+    if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
+        rq->cls.call == CALL_AUTHENTICATE)
+        rq->route.fenced |= fence_login_mask(f, now);
+}
+
+/* ---- affinity -------------------------------------------------------- */
+
+static void pipeline_set_home(struct request *rq, int node)
+{
+    rq->home = node;
+    rq->route.home = node;
+    rq->decision = DECISION_STICKY_HIT;
+}
+
+static void pipeline_aff_reply(void *arg, enum redis_status st,
+                               const struct redis_reply *rep)
+{
+    struct request *rq = arg;
+    struct app *a = pipeline_app(rq);
+    rq->pipe.cmd = NULL;
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+    if (!ok) {
+        pipeline_warn_redis(rq, "an affinity lookup");
+    } else if (rep->type == REDIS_TYPE_STRING) {
+        char id[CONFIG_ID_MAX];
+        snprintf(id, sizeof(id), "%.*s", (int)rep->len, rep->str);
+        int node = cluster_index(a->cluster, id);
+        if (node >= 0) {
+            uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
+            affinity_put(app_ext_affinity(a), &rq->pipe.aff, node,
+                         pipeline_now_s(rq) + ttl_s);
+            pipeline_set_home(rq, node);
+        }
+    }
+    if (rq->home < 0)
+        metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
+                    M_DECISION_STICKY_MISS);
+    pipeline_resume(rq);
+}
+
+/* Which login state does this request refer to?  false when none. */
+static bool pipeline_aff_key(struct request *rq, struct affinity_key *k)
+{
+    struct listener_exchange *ex = rq->ex;
+    const struct config *cfg = rq->cfg;
+    char tok[1024];
+    const char *sess = identity_session(ex->headers, ex->n_headers);
+    if (sess) {
+        affinity_key(cfg->hmac_key, cfg->hmac_key_len, AFF_SESS, sess,
+                     strlen(sess), k);
+        return true;
+    }
+    if (rq->cls.call == CALL_OIDC_TOKEN &&
+        identity_oidc_code(ex->body, ex->body_len, tok, sizeof(tok))) {
+        affinity_key(cfg->hmac_key, cfg->hmac_key_len, AFF_CODE, tok,
+                     strlen(tok), k);
+        return true;
+    }
+    if (rq->cls.call == CALL_OIDC_LOGIN &&
+        identity_oidc_request_id(ex->url, ex->body, ex->body_len, tok,
+                                 sizeof(tok))) {
+        affinity_key(cfg->hmac_key, cfg->hmac_key_len, AFF_OIDC, tok,
+                     strlen(tok), k);
+        return true;
+    }
     return false;
+}
+
+/* true when a Redis lookup went out */
+static bool pipeline_affinity(struct request *rq)
+{
+    struct app *a = pipeline_app(rq);
+    struct pipeline_state *ps = &rq->pipe;
+    if (!pipeline_aff_key(rq, &ps->aff))
+        return false;
+    ps->has_aff = true;
+    int node = affinity_get(app_ext_affinity(a), &ps->aff, pipeline_now_s(rq),
+                            &ps->aff_expiry);
+    if (node >= 0) {
+        ps->aff_hit = true;
+        pipeline_set_home(rq, node);
+        /* refreshed on use: locally, and in Redis past half its life */
+        uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
+        uint64_t now = pipeline_now_s(rq);
+        if (ps->aff_expiry < now + ttl_s / 2) {
+            char key[160];
+            affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
+            affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
+                               sizeof(key));
+            redis_command(worker_ext_redis(rq->w), app_ext_count_cb,
+                          app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+                          "PEXPIRE %s %llu", key,
+                          (unsigned long long)rq->cfg->routing.affinity_ttl_ms);
+        }
+        return false;
+    }
+    if (!redis_up(worker_ext_redis(rq->w))) {
+        pipeline_warn_redis(rq, "an affinity lookup");
+        metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
+                    M_RESULT_ERROR);
+        metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
+                    M_DECISION_STICKY_MISS);
+        return false;
+    }
+    char key[160];
+    affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key, sizeof(key));
+    rq->stage = STAGE_AFFINITY;
+    ps->cmd = redis_command(worker_ext_redis(rq->w), pipeline_aff_reply, rq,
+                            "GET %s", key);
+    return true;
+}
+
+static void pipeline_learn_one(struct request *rq, enum affinity_kind kind,
+                               const char *token, size_t len, int node)
+{
+    struct app *a = pipeline_app(rq);
+    const struct config *cfg = rq->cfg;
+    struct affinity_key k;
+    char key[160];
+    uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
+    if (!len || node < 0)
+        return;
+    affinity_key(cfg->hmac_key, cfg->hmac_key_len, kind, token, len, &k);
+    affinity_put(app_ext_affinity(a), &k, node, pipeline_now_s(rq) + ttl_s);
+    affinity_redis_key(cfg->redis.key_prefix, &k, key, sizeof(key));
+    redis_command(worker_ext_redis(rq->w), app_ext_count_cb,
+                  app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+                  "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
+                  (unsigned long long)cfg->routing.affinity_ttl_ms);
+}
+
+static bool pipeline_is_authenticate(const struct request *rq)
+{
+    size_t n = strcspn(rq->ex->url, "?");
+    return rq->ex->method == HTTP_POST &&
+           ((n == 28 &&
+             memcmp(rq->ex->url, "/edge/client/v1/authenticate", 28) == 0) ||
+            (n == 32 &&
+             memcmp(rq->ex->url, "/edge/management/v1/authenticate", 32) ==
+                 0));
 }
 
 void pipeline_learn(struct request *rq)
 {
-    (void)rq;
+    struct upstream_req *up = &rq->up;
+    const char *v;
+    size_t len;
+    char tok[1024];
+    if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0)
+        return;
+    /* legacy: the session lives on the controller that issued it */
+    if (pipeline_is_authenticate(rq) && up->status == 200) {
+        struct json *j = json_parse(up->resp_body.data, up->resp_body.len);
+        const char *t = json_path_string(j, "data.token");
+        if (t)
+            pipeline_learn_one(rq, AFF_SESS, t, strlen(t), rq->node);
+        else if (upstream_resp_header(up, "zt-session", &v, &len))
+            pipeline_learn_one(rq, AFF_SESS, v, len, rq->node);
+        json_free(j);
+    }
+    if (rq->cls.call != CALL_OIDC_AUTHORIZE && rq->cls.call != CALL_OIDC_LOGIN)
+        return;
+    /* OIDC: the auth request id and the code, from the controller's own
+     * answers (login.go: auth-request-id; redirects) */
+    if (upstream_resp_header(up, "auth-request-id", &v, &len))
+        pipeline_learn_one(rq, AFF_OIDC, v, len, rq->node);
+    if (upstream_resp_header(up, "Location", &v, &len)) {
+        char *loc = xstrndup(v, len);
+        if (identity_location_param(loc, "authRequestID", tok, sizeof(tok)))
+            pipeline_learn_one(rq, AFF_OIDC, tok, strlen(tok), rq->node);
+        else if (strstr(loc, "/oidc/") &&
+                 identity_location_param(loc, "id", tok, sizeof(tok)))
+            pipeline_learn_one(rq, AFF_OIDC, tok, strlen(tok), rq->node);
+        if (identity_location_param(loc, "code", tok, sizeof(tok)))
+            pipeline_learn_one(rq, AFF_CODE, tok, strlen(tok), rq->node);
+        free(loc);
+    }
+}
+
+/* ---- gate preparation ------------------------------------------------- */
+
+static int pipeline_gate_call(enum classify_call c)
+{
+    switch (c) {
+    case CALL_MFA_CREATE:
+        return GATE_CREATE;
+    case CALL_MFA_VERIFY:
+        return GATE_VERIFY;
+    case CALL_MFA_DELETE:
+        return GATE_DELETE;
+    default:
+        return -1;
+    }
+}
+
+static void pipeline_state_read_done(struct upstream_req *r, void *arg)
+{
+    struct request *rq = arg;
+    struct pipeline_state *ps = &rq->pipe;
+    ps->pre_state = RECONCILE_UNREADABLE;
+    if (r->result == UPSTREAM_OK)
+        ps->pre_state = reconcile_parse(r->status, r->resp_body.data,
+                                        r->resp_body.len, ps->mfa_id,
+                                        sizeof(ps->mfa_id), NULL);
+    request_log_attempt(rq, rq->node, "state", r->status, r->duration_ns,
+                        true);
+    pipeline_resume(rq);
+}
+
+static void pipeline_state_read_retry(void *arg)
+{
+    pipeline_resume(arg);
+}
+
+/* Reads the enrollment on the leader: its id names the change for the
+ * gate, and a verify already verified may be a repeat.  true = async. */
+static bool pipeline_state_read(struct request *rq)
+{
+    struct app *a = pipeline_app(rq);
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    int leader = cluster_leader(a->cluster);
+    if (leader < 0 || !cluster_up(a->cluster, leader)) {
+        if (now >= rq->pipe.deadline_ms) {
+            request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
+                                 "Cluster has no leader, unable to make "
+                                 "model updates.");
+            return true;
+        }
+        request_after(rq, 50, pipeline_state_read_retry);
+        rq->pipe.step = STEP_STATE_READ;
+        return true;
+    }
+    char *path = reconcile_state_path(rq->ex->url);
+    request_node_url(rq, leader, path, &rq->aux_url);
+    free(path);
+    rq->node = leader;
+    rq->aux.method = HTTP_GET;
+    rq->aux.url = rq->aux_url;
+    rq->aux.connect_to = a->cluster->nodes[leader].connect_to;
+    rq->aux.headers = headers_lines(&rq->up_headers);
+    rq->aux.n_headers = rq->up_headers.n;
+    rq->aux.body = NULL;
+    rq->aux.body_len = 0;
+    rq->aux.timeout_ms = rq->policy->per_try_timeout_ms;
+    rq->aux.max_response = 1024 * 1024;
+    rq->aux.fresh_connection = false;
+    rq->aux.done = pipeline_state_read_done;
+    rq->aux.arg = rq;
+    rq->stage = STAGE_RECONCILE;
+    upstream_start(w->up, &rq->aux);
+    return true;
+}
+
+/* A repeated verify: the record of the first one decides the answer. */
+static void pipeline_record(void *arg, bool ok,
+                            const struct ackstore_record *rec)
+{
+    struct request *rq = arg;
+    struct app *a = pipeline_app(rq);
+    rq->pipe.cmd = NULL;
+    metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_GATE_READ,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+    if (!ok) {
+        metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
+        request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+                             "replication tracking (Redis) is unavailable; "
+                             "nothing was changed, retry later");
+        return;
+    }
+    if (!rec->exists) {
+        pipeline_resume(rq); /* not ours: the controller answers (404) */
+        return;
+    }
+    /* the verify happened (it is verified on the leader): answer as the
+     * first verify was answered, or wait with it if it is still held */
+    rq->up.result = UPSTREAM_OK;
+    rq->up.status = 200;
+    rq->up.n_resp_hdrs = 0;
+    buf_reset(&rq->up.resp_hdr_data);
+    buf_reset(&rq->up.resp_body);
+    buf_puts(&rq->up.resp_body, "{\"data\":{},\"meta\":{}}");
+    upstream_resp_header_add(&rq->up, "Content-Type", "application/json");
+    rq->reconciled = "repeat";
+    if (strcmp(rec->status, "pending") == 0) {
+        uint64_t now_wall = util_wall_ms();
+        uint64_t left = rec->deadline_wall_ms > now_wall
+                            ? rec->deadline_wall_ms - now_wall
+                            : 0;
+        rq->stage = STAGE_GATE;
+        if (gate_hold(worker_ext_gate(rq->w), rq, GATE_VERIFY, rq->identity,
+                      rq->pipe.mfa_id, -1, loop_now_ms(rq->w->loop) + left))
+            return;
+    }
+    if (strcmp(rec->status, "timeout") == 0 && rq->cfg->gate.fail_on_timeout) {
+        snprintf(rq->replication, sizeof(rq->replication), "%s",
+                 rec->replication);
+        request_answer_error(rq, 504, "REPLICATION_TIMEOUT",
+                             "the change committed but was not acknowledged "
+                             "in time by every controller");
+        return;
+    }
+    snprintf(rq->replication, sizeof(rq->replication), "%s",
+             rec->replication);
+    request_answer_upstream(rq);
+}
+
+static bool pipeline_gate_prepare(struct request *rq, int step)
+{
+    struct app *a = pipeline_app(rq);
+    struct pipeline_state *ps = &rq->pipe;
+    switch (step) {
+    case STEP_GATE_CHECK:
+        ps->step = STEP_STATE_READ;
+        if (!ps->gated)
+            return false;
+        if (!rq->identity[0]) {
+            /* a legacy session: the gate cannot confirm the change on other
+             * controllers with it; the answer is not held (see README) */
+            ps->gated = false;
+            return false;
+        }
+        if (!redis_up(worker_ext_redis(rq->w))) {
+            metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
+            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+                                 "replication tracking (Redis) is "
+                                 "unavailable; nothing was changed, retry "
+                                 "later");
+            return true;
+        }
+        if (ps->gcall == GATE_CREATE)
+            return false; /* its id comes with its answer */
+        return pipeline_gate_prepare(rq, STEP_STATE_READ);
+    case STEP_STATE_READ:
+        ps->step = STEP_RECORD;
+        if (!ps->gated || ps->gcall == GATE_CREATE || ps->pre_state >= 0)
+            return false;
+        return pipeline_state_read(rq);
+    case STEP_RECORD:
+        ps->step = STEP_DONE;
+        if (!ps->gated || ps->gcall != GATE_VERIFY ||
+            ps->pre_state != RECONCILE_VERIFIED)
+            return false;
+        char cid[CRYPTO_HMAC_HEX_LEN + 1];
+        gate_change_id(rq->cfg, rq->identity, ps->mfa_id, GATE_VERIFY, cid);
+        ps->actx = (struct ackstore_ctx){.c = a->cluster,
+                                         .record = pipeline_record,
+                                         .arg = rq};
+        rq->stage = STAGE_GATE;
+        ps->cmd = ackstore_read_record(worker_ext_redis(rq->w), rq->cfg, cid,
+                                       &ps->actx);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Runs the remaining steps; true when one went asynchronous (or answered). */
+static bool pipeline_run(struct request *rq)
+{
+    struct pipeline_state *ps = &rq->pipe;
+    while (ps->step < STEP_DONE) {
+        int step = ps->step;
+        switch (step) {
+        case STEP_IDENTITY:
+            pipeline_identity(rq);
+            ps->step = STEP_AFFINITY;
+            break;
+        case STEP_AFFINITY:
+            ps->step = STEP_GATE_CHECK;
+            if (pipeline_affinity(rq))
+                return true;
+            break;
+        default:
+            if (pipeline_gate_prepare(rq, step))
+                return true;
+            break;
+        }
+        if (rq->stage == STAGE_ANSWERED)
+            return true;
+    }
+    rq->stage = STAGE_ROUTING;
+    return false;
+}
+
+bool pipeline_before_route(struct request *rq)
+{
+    struct pipeline_state *ps = &rq->pipe;
+    int gc = pipeline_gate_call(rq->cls.call);
+    ps->pre_state = -1;
+    ps->gated = rq->cfg->gate.enabled && gc >= 0;
+    ps->gcall = gc;
+    ps->deadline_ms = rq->start_ms + rq->cfg->routing.leader_wait_ms;
+    return pipeline_run(rq);
 }
 
 bool pipeline_gate(struct request *rq)
 {
-    (void)rq;
-    return false;
+    struct pipeline_state *ps = &rq->pipe;
+    if (!ps->gated || rq->up.status < 200 || rq->up.status > 299)
+        return false;
+    if (ps->gcall == GATE_CREATE) {
+        struct json *j = json_parse(rq->up.resp_body.data,
+                                    rq->up.resp_body.len);
+        const char *id = json_path_string(j, "data.id");
+        snprintf(ps->mfa_id, sizeof(ps->mfa_id), "%s", id ? id : "");
+        json_free(j);
+    }
+    rq->stage = STAGE_GATE;
+    return gate_hold(worker_ext_gate(rq->w), rq, (enum gate_call)ps->gcall,
+                     rq->identity, ps->mfa_id, rq->node, 0);
 }
 
 void pipeline_cancel(struct request *rq)
 {
-    (void)rq;
+    if (rq->pipe.cmd) {
+        redis_cancel(worker_ext_redis(rq->w), rq->pipe.cmd);
+        rq->pipe.cmd = NULL;
+    }
+    gate_detach(rq);
 }

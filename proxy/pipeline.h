@@ -1,22 +1,43 @@
 /* pipeline.h - the optional stages of the request path, in one place:
- * affinity (routing/affinity), fencing (routing/fence) and the replication
- * gate (consistency/gate).  request.c calls these; each returns whether it
- * took the request over (continuing asynchronously). */
+ *   before routing: the identity (fences), affinity lookups (local table,
+ *     then Redis), and for gated MFA writes the gate's preparation (Redis
+ *     must answer, the enrollment state is read on the leader, a repeated
+ *     verify gets the original outcome);
+ *   after a usable answer: learning affinity from it;
+ *   after a successful MFA write: holding the answer in the gate.
+ * request.c calls these; each returns whether it took the request over. */
 #ifndef QG_PIPELINE_H
 #define QG_PIPELINE_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+#include "consistency/ackstore.h"
+#include "routing/affinity.h"
 
 struct request;
+struct redis_cmd;
 
-/* Before the first routing: affinity lookups, gate preparation.  true when
- * the request continues later (request_reroute). */
+/* Per-request state of these stages (embedded in struct request). */
+struct pipeline_state {
+    int step;                       /* next step of pipeline_run */
+    bool async;                     /* went asynchronous at least once */
+    struct affinity_key aff;        /* the entry looked up */
+    bool has_aff;
+    bool aff_hit;
+    uint64_t aff_expiry;            /* table seconds, of a local hit */
+    struct redis_cmd *cmd;          /* outstanding, cancelled on free */
+    struct ackstore_ctx actx;       /* gate record reads */
+    bool gated;                     /* an MFA write the gate holds */
+    int gcall;                      /* enum gate_call */
+    int pre_state;                  /* enum reconcile_state, -1 = unread */
+    char mfa_id[128];
+    uint64_t deadline_ms;           /* leader wait for the state read */
+};
+
 bool pipeline_before_route(struct request *rq);
-/* After a usable answer: learn affinity from it. */
 void pipeline_learn(struct request *rq);
-/* After a successful answer: hold it for replication?  true when held. */
 bool pipeline_gate(struct request *rq);
-/* The request is going away: drop any asynchronous work of these stages. */
 void pipeline_cancel(struct request *rq);
 
 #endif

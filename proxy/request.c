@@ -331,6 +331,18 @@ void request_retry_if_allowed(struct request *rq)
     request_retry(rq, delay);
 }
 
+const char *request_header(const struct request *rq, const char *name)
+{
+    return rq && rq->ex ? listener_header(rq->ex, name) : NULL;
+}
+
+char *request_mfa_state_path(const struct request *rq)
+{
+    return reconcile_state_path(rq && rq->ex ? rq->ex->url
+                                             : "/edge/client/v1/"
+                                               "current-identity/mfa");
+}
+
 void request_after(struct request *rq, uint64_t ms, void (*cb)(void *))
 {
     rq->timer_cb = cb;

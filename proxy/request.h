@@ -14,6 +14,7 @@
 
 #include "proxy/config.h"
 #include "proxy/headers.h"
+#include "proxy/pipeline.h"
 #include "proxy/upstream.h"
 #include "retry/failure.h"
 #include "routing/classify.h"
@@ -89,6 +90,8 @@ struct request {
     struct gate_wait *gate;            /* owned by the gate while held */
     char replication[256];             /* Quorumgate-Replication value */
 
+    struct pipeline_state pipe;        /* affinity and gate stages */
+
     /* the answer */
     int status;
     const char *error_code;            /* our own envelope code, if any */
@@ -120,6 +123,10 @@ void request_give_up_original(struct request *rq);
 void request_retry_if_allowed(struct request *rq);
 /* A reconciled answer is in rq->up: continue as after a success. */
 void request_reconciled_success(struct request *rq);
+/* A request header's first value, or NULL (and NULL once complete). */
+const char *request_header(const struct request *rq, const char *name);
+/* ".../current-identity/mfa" of the request's API (malloc'ed). */
+char *request_mfa_state_path(const struct request *rq);
 /* Run cb(rq) after ms on the request's timer. */
 void request_after(struct request *rq, uint64_t ms, void (*cb)(void *));
 /* Log an auxiliary attempt (state reads). */

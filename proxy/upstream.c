@@ -78,6 +78,31 @@ static void upstream_settings_copy(struct upstream_settings *dst,
 
 /* ---- response capture ------------------------------------------------ */
 
+static void upstream_add_header(struct upstream_req *r, const char *p,
+                                size_t nlen, const char *v, size_t vlen)
+{
+    if (r->n_resp_hdrs == r->cap_resp_hdrs) {
+        r->cap_resp_hdrs = r->cap_resp_hdrs ? 2 * r->cap_resp_hdrs : 16;
+        r->resp_hdrs = xrealloc(r->resp_hdrs, (size_t)r->cap_resp_hdrs *
+                                                  sizeof(*r->resp_hdrs));
+    }
+    struct upstream_header *h = &r->resp_hdrs[r->n_resp_hdrs++];
+    h->name_off = (uint32_t)r->resp_hdr_data.len;
+    h->name_len = (uint32_t)nlen;
+    buf_append(&r->resp_hdr_data, p, nlen);
+    buf_putc(&r->resp_hdr_data, '\0');
+    h->value_off = (uint32_t)r->resp_hdr_data.len;
+    h->value_len = (uint32_t)vlen;
+    buf_append(&r->resp_hdr_data, v, vlen);
+    buf_putc(&r->resp_hdr_data, '\0');
+}
+
+void upstream_resp_header_add(struct upstream_req *r, const char *name,
+                              const char *value)
+{
+    upstream_add_header(r, name, strlen(name), value, strlen(value));
+}
+
 static size_t upstream_on_header(char *p, size_t size, size_t n, void *arg)
 {
     struct upstream_req *r = arg;
@@ -97,21 +122,7 @@ static size_t upstream_on_header(char *p, size_t size, size_t n, void *arg)
     const char *v = colon + 1;
     while (v < p + end && (*v == ' ' || *v == '\t'))
         v++;
-    size_t vlen = (size_t)(p + end - v);
-    if (r->n_resp_hdrs == r->cap_resp_hdrs) {
-        r->cap_resp_hdrs = r->cap_resp_hdrs ? 2 * r->cap_resp_hdrs : 16;
-        r->resp_hdrs = xrealloc(r->resp_hdrs, (size_t)r->cap_resp_hdrs *
-                                                  sizeof(*r->resp_hdrs));
-    }
-    struct upstream_header *h = &r->resp_hdrs[r->n_resp_hdrs++];
-    h->name_off = (uint32_t)r->resp_hdr_data.len;
-    h->name_len = (uint32_t)nlen;
-    buf_append(&r->resp_hdr_data, p, nlen);
-    buf_putc(&r->resp_hdr_data, '\0');
-    h->value_off = (uint32_t)r->resp_hdr_data.len;
-    h->value_len = (uint32_t)vlen;
-    buf_append(&r->resp_hdr_data, v, vlen);
-    buf_putc(&r->resp_hdr_data, '\0');
+    upstream_add_header(r, p, nlen, v, (size_t)(p + end - v));
     return len;
 }
 

@@ -102,6 +102,9 @@ void upstream_req_free(struct upstream_req *r);
  * into out; false when absent. */
 bool upstream_resp_header(const struct upstream_req *r, const char *name,
                           const char **value, size_t *len);
+/* Appends a response header (for answers quorumgate composes itself). */
+void upstream_resp_header_add(struct upstream_req *r, const char *name,
+                              const char *value);
 const char *upstream_result_name(enum upstream_result res);
 /* true when nothing of the request can have reached the controller */
 bool upstream_result_never_sent(const struct upstream_req *r);

@@ -57,6 +57,7 @@ struct worker {
     atomic_int live;                  /* requests in progress */
     bool draining;
     uint64_t seen_gen;
+    uint64_t redis_warned_ms;         /* rate limit of a warning */
     struct worker_ext *ext;           /* owned: routing/gate state */
 };
 

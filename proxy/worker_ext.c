@@ -1,24 +1,101 @@
 /* worker_ext.c - see worker_ext.h. */
 #include "proxy/worker_ext.h"
 
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "consistency/gate.h"
+#include "consistency/redis.h"
+#include "proxy/app.h"
+#include "proxy/util.h"
 #include "proxy/worker.h"
+
+/* Owned by the worker, on its loop. */
+struct worker_ext {
+    struct redis *redis;        /* owned: commands */
+    struct redis *sub;          /* owned: <prefix>acks */
+    struct gate *gate;          /* owned */
+    atomic_int waiting;         /* mirror of gate_waiting for other threads */
+};
+
+static void worker_ext_ack_message(void *arg, const char *ch, size_t chlen,
+                                   const char *msg, size_t len)
+{
+    struct worker *w = arg;
+    gate_on_message(w->ext->gate, msg, len);
+}
+
+static void worker_ext_sub_state(void *arg, bool up)
+{
+    struct worker *w = arg;
+    if (up) /* publishes may have been missed: read again */
+        gate_resync(w->ext->gate);
+}
 
 void worker_ext_init(struct worker *w)
 {
-    (void)w;
+    struct worker_ext *x = xcalloc(1, sizeof(*x));
+    char name[32], chan[96];
+    w->ext = x;
+    snprintf(name, sizeof(name), "worker-%d", w->id);
+    x->redis = redis_new(w->loop, &w->cfg->redis,
+                         &(struct redis_options){.name = name,
+                                                 .log = w->app->log});
+    snprintf(name, sizeof(name), "worker-%d-sub", w->id);
+    x->sub = redis_new(w->loop, &w->cfg->redis,
+                       &(struct redis_options){.name = name,
+                                               .subscriber = true,
+                                               .log = w->app->log,
+                                               .on_state = worker_ext_sub_state,
+                                               .state_arg = w});
+    snprintf(chan, sizeof(chan), "%sacks", w->cfg->redis.key_prefix);
+    redis_subscribe(x->sub, chan, worker_ext_ack_message, w);
+    x->gate = gate_new(w);
 }
 
 void worker_ext_config(struct worker *w)
 {
-    (void)w;
+    (void)w; /* Redis settings are restart-only */
 }
 
 void worker_ext_stop(struct worker *w)
 {
-    (void)w;
+    struct worker_ext *x = w->ext;
+    if (!x)
+        return;
+    /* connections first: their callbacks never run after this, so the gate
+     * can then free every wait */
+    redis_free(x->redis);
+    redis_free(x->sub);
+    x->redis = x->sub = NULL;
+    gate_free(x->gate);
+    x->gate = NULL;
 }
 
 void worker_ext_free(struct worker *w)
 {
-    (void)w;
+    worker_ext_stop(w);
+    free(w->ext);
+    w->ext = NULL;
+}
+
+struct redis *worker_ext_redis(struct worker *w)
+{
+    return w->ext->redis;
+}
+
+struct gate *worker_ext_gate(struct worker *w)
+{
+    return w->ext->gate;
+}
+
+int worker_ext_gate_waiting(struct worker *w)
+{
+    return w->ext ? atomic_load(&w->ext->waiting) : 0;
+}
+
+atomic_int *worker_ext_waiting_counter(struct worker *w)
+{
+    return &w->ext->waiting;
 }

@@ -147,6 +147,7 @@ static void reconcile_applied(struct request *rq, const char *id)
     /* the answer is now ours: keep only what describes the body */
     rq->up.n_resp_hdrs = 0;
     buf_reset(&rq->up.resp_hdr_data);
+    upstream_resp_header_add(&rq->up, "Content-Type", "application/json");
     request_reconciled_success(rq);
 }
 
@@ -201,7 +202,7 @@ static void reconcile_done(struct upstream_req *r, void *arg)
 }
 
 /* "/edge/client/v1/current-identity/mfa/verify?x" -> ".../mfa" */
-static char *reconcile_state_path(const char *target)
+char *reconcile_state_path(const char *target)
 {
     size_t n = strcspn(target, "?");
     const char *mfa = NULL;

@@ -39,6 +39,9 @@ enum reconcile_state { RECONCILE_ABSENT = 0, RECONCILE_UNVERIFIED,
 enum reconcile_state reconcile_parse(int status, const char *body,
                                      size_t len, char *id, size_t id_cap,
                                      uint64_t *created_ms);
+/* ".../current-identity/mfa" of a request target such as
+ * "/edge/client/v1/current-identity/mfa/verify?x" (malloc'ed). */
+char *reconcile_state_path(const char *target);
 /* RFC 3339 timestamp to Unix milliseconds; 0 on bad input. */
 uint64_t reconcile_parse_time(const char *s);
 

@@ -1,0 +1,317 @@
+/* ackstore.c - see ackstore.h. */
+#include "consistency/ackstore.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consistency/redis.h"
+#include "proxy/config.h"
+#include "proxy/util.h"
+#include "routing/cluster.h"
+
+/* KEYS: record, acks.  ARGV: call, identity, required, deadline,
+ * answeredBy, ttl_ms, channel, cid. */
+static const char ackstore_hold_lua[] =
+    "redis.call('HSETNX',KEYS[1],'call',ARGV[1]) "
+    "redis.call('HSETNX',KEYS[1],'identity',ARGV[2]) "
+    "redis.call('HSETNX',KEYS[1],'required',ARGV[3]) "
+    "redis.call('HSETNX',KEYS[1],'deadline',ARGV[4]) "
+    "redis.call('HSETNX',KEYS[1],'answeredBy',ARGV[5]) "
+    "redis.call('HSETNX',KEYS[1],'status','pending') "
+    "if ARGV[5] ~= '' then redis.call('SADD',KEYS[2],ARGV[5]) end "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[6]) "
+    "if redis.call('EXISTS',KEYS[2]) == 1 then "
+    "redis.call('PEXPIRE',KEYS[2],ARGV[6]) end "
+    "redis.call('PUBLISH',ARGV[7],ARGV[8]) "
+    "return redis.call('SMEMBERS',KEYS[2])";
+
+/* KEYS: acks.  ARGV: controller, ttl_ms, channel, cid. */
+static const char ackstore_ack_lua[] =
+    "local n = redis.call('SADD',KEYS[1],ARGV[1]) "
+    "if redis.call('PTTL',KEYS[1]) < 0 then "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[2]) end "
+    "redis.call('PUBLISH',ARGV[3],ARGV[4]) "
+    "return n";
+
+/* KEYS: record, acks. */
+static const char ackstore_read_lua[] =
+    "return {redis.call('HGETALL',KEYS[1]),redis.call('SMEMBERS',KEYS[2])}";
+
+/* KEYS: fence.  ARGV: ttl_ms, channel, idhex, then controller/expiry pairs
+ * (add) or controllers (clear, expiry "-"). */
+static const char ackstore_fence_lua[] =
+    "local i = 4 "
+    "while i <= #ARGV do "
+    "if ARGV[i+1] == '-' then redis.call('HDEL',KEYS[1],ARGV[i]) "
+    "else redis.call('HSET',KEYS[1],ARGV[i],ARGV[i+1]) end "
+    "i = i + 2 end "
+    "if redis.call('EXISTS',KEYS[1]) == 1 then "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[1]) end "
+    "redis.call('PUBLISH',ARGV[2],ARGV[3]) "
+    "return 1";
+
+uint64_t ackstore_mask_of(const struct cluster *c, const char *s, size_t len)
+{
+    uint64_t m = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != ',')
+            j++;
+        for (int k = 0; k < c->n; k++)
+            if (strlen(c->nodes[k].id) == j - i &&
+                memcmp(c->nodes[k].id, s + i, j - i) == 0)
+                m |= 1ull << k;
+        i = j + 1;
+    }
+    return m;
+}
+
+static uint64_t ackstore_members(const struct cluster *c,
+                                 const struct redis_reply *rep)
+{
+    uint64_t m = 0;
+    if (!rep || rep->type != REDIS_TYPE_ARRAY)
+        return 0;
+    for (size_t i = 0; i < rep->n_elements; i++)
+        if (rep->elements[i].type == REDIS_TYPE_STRING)
+            m |= ackstore_mask_of(c, rep->elements[i].str,
+                                  rep->elements[i].len);
+    return m;
+}
+
+static void ackstore_ids(const struct cluster *c, uint64_t mask, char *out,
+                         size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < c->n; i++)
+        if (mask & (1ull << i))
+            o += (size_t)snprintf(out + o, o < cap ? cap - o : 0, "%s%s",
+                                  o ? "," : "", c->nodes[i].id);
+}
+
+static void ackstore_on_acks(void *arg, enum redis_status st,
+                             const struct redis_reply *rep)
+{
+    struct ackstore_ctx *k = arg;
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    k->acks(k->arg, ok, ok ? ackstore_members(k->c, rep) : 0);
+}
+
+struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
+                                const char *cid, const char *idhex,
+                                const char *call, const struct cluster *c,
+                                uint64_t required, uint64_t deadline_ms,
+                                const char *answered_by,
+                                struct ackstore_ctx *ctx)
+{
+    char rec[160], acks[170], chan[96], req[512], dl[24], ttl[24];
+    const char *p = cfg->redis.key_prefix;
+    snprintf(rec, sizeof(rec), "%sgate:%s", p, cid);
+    snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
+    snprintf(chan, sizeof(chan), "%sacks", p);
+    ackstore_ids(c, required, req, sizeof(req));
+    snprintf(dl, sizeof(dl), "%llu",
+             (unsigned long long)(util_wall_ms() + (deadline_ms >
+                                                    util_mono_ms()
+                                                    ? deadline_ms -
+                                                          util_mono_ms()
+                                                    : 0)));
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)(cfg->gate.timeout_ms +
+                                  cfg->gate.outcome_ttl_ms));
+    const char *argv[] = {"EVAL", ackstore_hold_lua, "2", rec, acks, call,
+                          idhex, req, dl, answered_by, ttl, chan, cid};
+    return redis_command_argv(r, ackstore_on_acks, ctx, (int)ARRAY_LEN(argv),
+                              argv, NULL);
+}
+
+void ackstore_ack(struct redis *r, const struct config *cfg, const char *cid,
+                  const char *controller_id)
+{
+    char acks[170], chan[96], ttl[24];
+    const char *p = cfg->redis.key_prefix;
+    snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
+    snprintf(chan, sizeof(chan), "%sacks", p);
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)(cfg->gate.timeout_ms +
+                                  cfg->gate.outcome_ttl_ms));
+    const char *argv[] = {"EVAL", ackstore_ack_lua, "1", acks, controller_id,
+                          ttl, chan, cid};
+    redis_command_argv(r, NULL, NULL, (int)ARRAY_LEN(argv), argv, NULL);
+}
+
+struct redis_cmd *ackstore_read_acks(struct redis *r,
+                                     const struct config *cfg,
+                                     const char *cid,
+                                     struct ackstore_ctx *ctx)
+{
+    return redis_command(r, ackstore_on_acks, ctx, "SMEMBERS %sgate:%s:acks",
+                         cfg->redis.key_prefix, cid);
+}
+
+static void ackstore_on_record(void *arg, enum redis_status st,
+                               const struct redis_reply *rep)
+{
+    struct ackstore_ctx *k = arg;
+    struct ackstore_record rec = {0};
+    bool ok = st == REDIS_STATUS_OK && rep->type == REDIS_TYPE_ARRAY &&
+              rep->n_elements == 2;
+    if (ok) {
+        const struct redis_reply *h = &rep->elements[0];
+        for (size_t i = 0; i + 1 < h->n_elements; i += 2) {
+            const struct redis_reply *f = &h->elements[i];
+            const struct redis_reply *v = &h->elements[i + 1];
+            rec.exists = true;
+            if (strcmp(f->str, "status") == 0)
+                snprintf(rec.status, sizeof(rec.status), "%s", v->str);
+            else if (strcmp(f->str, "replication") == 0)
+                snprintf(rec.replication, sizeof(rec.replication), "%s",
+                         v->str);
+            else if (strcmp(f->str, "deadline") == 0)
+                rec.deadline_wall_ms = strtoull(v->str, NULL, 10);
+        }
+        rec.acked = ackstore_members(k->c, &rep->elements[1]);
+    }
+    k->record(k->arg, ok, &rec);
+}
+
+struct redis_cmd *ackstore_read_record(struct redis *r,
+                                       const struct config *cfg,
+                                       const char *cid,
+                                       struct ackstore_ctx *ctx)
+{
+    char rec[160], acks[170];
+    const char *p = cfg->redis.key_prefix;
+    snprintf(rec, sizeof(rec), "%sgate:%s", p, cid);
+    snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
+    const char *argv[] = {"EVAL", ackstore_read_lua, "2", rec, acks};
+    return redis_command_argv(r, ackstore_on_record, ctx,
+                              (int)ARRAY_LEN(argv), argv, NULL);
+}
+
+void ackstore_record_outcome(struct redis *r, const struct config *cfg,
+                             const char *cid, const char *status,
+                             const char *replication)
+{
+    redis_command(r, NULL, NULL, "HSET %sgate:%s status %s replication %s",
+                  cfg->redis.key_prefix, cid, status, replication);
+}
+
+static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
+                               const char *idhex, const struct cluster *c,
+                               uint64_t mask, bool add)
+{
+    char key[160], chan[96], ttl[24], exp[24];
+    const char *argv[6 + 2 * CONFIG_MAX_CONTROLLERS];
+    int n = 0;
+    const char *p = cfg->redis.key_prefix;
+    snprintf(key, sizeof(key), "%sfence:%s", p, idhex);
+    snprintf(chan, sizeof(chan), "%sfences", p);
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)cfg->gate.fence_ttl_ms);
+    snprintf(exp, sizeof(exp), "%llu",
+             (unsigned long long)(util_wall_ms() + cfg->gate.fence_ttl_ms));
+    argv[n++] = "EVAL";
+    argv[n++] = ackstore_fence_lua;
+    argv[n++] = "1";
+    argv[n++] = key;
+    argv[n++] = ttl;
+    argv[n++] = chan;
+    argv[n++] = idhex;
+    for (int i = 0; i < c->n && n + 2 <= (int)ARRAY_LEN(argv); i++)
+        if (mask & (1ull << i)) {
+            argv[n++] = c->nodes[i].id;
+            argv[n++] = add ? exp : "-";
+        }
+    redis_command_argv(r, NULL, NULL, n, argv, NULL);
+}
+
+void ackstore_fence_add(struct redis *r, const struct config *cfg,
+                        const char *idhex, const struct cluster *c,
+                        uint64_t mask)
+{
+    ackstore_fence_cmd(r, cfg, idhex, c, mask, true);
+}
+
+void ackstore_fence_clear(struct redis *r, const struct config *cfg,
+                          const char *idhex, const struct cluster *c,
+                          uint64_t mask)
+{
+    ackstore_fence_cmd(r, cfg, idhex, c, mask, false);
+}
+
+/* KEYS: fence.  ARGV: idhex. */
+static const char ackstore_fence_get_lua[] =
+    "return {{ARGV[1], redis.call('HGETALL',KEYS[1])}}";
+
+/* ARGV: key pattern, prefix length. */
+static const char ackstore_fence_all_lua[] =
+    "local out = {} local cursor = '0' local n = 0 "
+    "repeat "
+    "local r = redis.call('SCAN',cursor,'MATCH',ARGV[1],'COUNT',1000) "
+    "cursor = r[1] "
+    "for _,k in ipairs(r[2]) do "
+    "out[#out+1] = {string.sub(k, tonumber(ARGV[2])+1), "
+    "redis.call('HGETALL',k)} n = n + 1 end "
+    "until cursor == '0' or n >= 100000 "
+    "return out";
+
+static void ackstore_fence_one(struct ackstore_ctx *k,
+                               const struct redis_reply *pair)
+{
+    uint64_t mask = 0, latest = 0, now = util_wall_ms();
+    char idhex[80];
+    if (pair->type != REDIS_TYPE_ARRAY || pair->n_elements != 2)
+        return;
+    const struct redis_reply *id = &pair->elements[0];
+    const struct redis_reply *h = &pair->elements[1];
+    snprintf(idhex, sizeof(idhex), "%.*s", (int)id->len, id->str);
+    for (size_t i = 0; i + 1 < h->n_elements; i += 2) {
+        uint64_t exp = strtoull(h->elements[i + 1].str, NULL, 10);
+        if (exp <= now)
+            continue;
+        mask |= ackstore_mask_of(k->c, h->elements[i].str,
+                                 h->elements[i].len);
+        if (exp > latest)
+            latest = exp;
+    }
+    k->fence(k->arg, true, idhex, mask, latest);
+}
+
+static void ackstore_on_fence(void *arg, enum redis_status st,
+                              const struct redis_reply *rep)
+{
+    struct ackstore_ctx *k = arg;
+    bool ok = st == REDIS_STATUS_OK && rep->type == REDIS_TYPE_ARRAY;
+    for (size_t i = 0; ok && i < rep->n_elements; i++)
+        ackstore_fence_one(k, &rep->elements[i]);
+    k->fence(k->arg, ok, NULL, 0, 0);
+}
+
+struct redis_cmd *ackstore_fence_read(struct redis *r,
+                                      const struct config *cfg,
+                                      const char *idhex,
+                                      struct ackstore_ctx *ctx)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "%sfence:%s", cfg->redis.key_prefix, idhex);
+    const char *argv[] = {"EVAL", ackstore_fence_get_lua, "1", key, idhex};
+    return redis_command_argv(r, ackstore_on_fence, ctx, (int)ARRAY_LEN(argv),
+                              argv, NULL);
+}
+
+struct redis_cmd *ackstore_fence_read_all(struct redis *r,
+                                          const struct config *cfg,
+                                          struct ackstore_ctx *ctx)
+{
+    char pat[128], plen[16];
+    snprintf(pat, sizeof(pat), "%sfence:*", cfg->redis.key_prefix);
+    snprintf(plen, sizeof(plen), "%zu",
+             strlen(cfg->redis.key_prefix) + strlen("fence:"));
+    const char *argv[] = {"EVAL", ackstore_fence_all_lua, "0", pat, plen};
+    return redis_command_argv(r, ackstore_on_fence, ctx, (int)ARRAY_LEN(argv),
+                              argv, NULL);
+}

@@ -1,0 +1,661 @@
+/* gate.c - see gate.h. */
+#include "consistency/gate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consistency/ackstore.h"
+#include "consistency/redis.h"
+#include "metrics/metrics.h"
+#include "proxy/app.h"
+#include "proxy/app_ext.h"
+#include "proxy/envelope.h"
+#include "proxy/json.h"
+#include "proxy/log.h"
+#include "proxy/loop.h"
+#include "proxy/request.h"
+#include "proxy/upstream.h"
+#include "proxy/util.h"
+#include "proxy/worker.h"
+#include "proxy/worker_ext.h"
+#include "routing/cluster.h"
+#include "routing/fence.h"
+
+#define GATE_BUCKETS 256
+
+struct gate_probe {
+    struct gate_wait *gw;         /* borrowed: the owner */
+    int node;
+    bool in_flight;
+    uint64_t delay_ms;            /* next backoff */
+    struct loop_timer *timer;     /* owned */
+    struct upstream_req req;      /* owned response buffers */
+    char *url;                    /* owned */
+    const char *hdr_lines[2];     /* borrowed from the wait */
+};
+
+/* Owned by the gate; borrows its request until released or detached. */
+struct gate_wait {
+    struct gate *g;               /* borrowed */
+    struct request *rq;           /* borrowed, NULL once answered/detached */
+    struct gate_wait *next, *prev;/* bucket list */
+    char cid[CRYPTO_HMAC_HEX_LEN + 1];
+    char idhex[CRYPTO_HMAC_HEX_LEN + 1];
+    struct fence_key fk;
+    enum gate_call call;
+    char mfa_id[128];
+    char *auth;                   /* owned: "Authorization: ..." line */
+    char *state_path;             /* owned: .../current-identity/mfa */
+    uint64_t all, required, acked, counted;
+    int need;
+    bool match_all;               /* healthy/all: every required one */
+    uint64_t start_ms, deadline_ms;
+    uint64_t start_ns;
+    bool released;
+    bool redis_lost;
+    struct loop_timer *deadline;  /* owned */
+    struct loop_timer *poll;      /* owned */
+    struct gate_probe probes[CONFIG_MAX_CONTROLLERS];
+    int n;
+    struct ackstore_ctx held_ctx;  /* Redis callbacks (see refs) */
+    struct ackstore_ctx read_ctx;
+    int refs;                     /* Redis commands still to call back */
+    bool dead;                    /* finished; memory kept for refs */
+};
+
+/* One per worker. */
+struct gate {
+    struct worker *w;             /* borrowed */
+    struct gate_wait *buckets[GATE_BUCKETS];
+    struct gate_wait *dead;       /* finished waits Redis still refers to */
+    int waiting;                  /* held answers */
+    int live;                     /* waits, held or probing on */
+};
+
+static const char *const gate_call_names[] = {"create", "verify", "delete"};
+
+const char *gate_call_name(enum gate_call call)
+{
+    return (unsigned)call < 3 ? gate_call_names[call] : "verify";
+}
+
+static struct app *gate_app(const struct gate *g)
+{
+    return g->w->app;
+}
+
+void gate_change_id(const struct config *cfg, const char *identity,
+                    const char *mfa_id, enum gate_call call,
+                    char out[CRYPTO_HMAC_HEX_LEN + 1])
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf), "change|%s|%s|%s", identity, mfa_id,
+                     gate_call_name(call));
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+}
+
+void gate_identity_hex(const struct config *cfg, const char *identity,
+                       char out[CRYPTO_HMAC_HEX_LEN + 1])
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "identity|%s", identity);
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+}
+
+bool gate_acknowledges(enum gate_call call, const char *mfa_id, int status,
+                       const char *body, size_t len)
+{
+    if (status == 404)
+        return call == GATE_DELETE;
+    if (status != 200)
+        return false;
+    struct json *j = json_parse(body, len);
+    struct json *data = json_get(j, "data");
+    const char *id = json_string(json_get(data, "id"));
+    bool verified = false, has = json_bool(json_get(data, "isVerified"),
+                                           &verified);
+    bool same = id && mfa_id && strcmp(id, mfa_id) == 0;
+    bool ack = false;
+    switch (call) {
+    case GATE_CREATE:
+        ack = has && same;
+        break;
+    case GATE_VERIFY:
+        ack = has && same && verified;
+        break;
+    case GATE_DELETE:
+        ack = has && !same; /* a newer enrollment: the old one is gone */
+        break;
+    }
+    json_free(j);
+    return ack;
+}
+
+static unsigned gate_bucket(const char *cid)
+{
+    return (unsigned)strtoul((char[3]){cid[0], cid[1], 0}, NULL, 16) %
+           GATE_BUCKETS;
+}
+
+static int gate_popcount(uint64_t m)
+{
+    return __builtin_popcountll(m);
+}
+
+/* ---- bookkeeping -------------------------------------------------------- */
+
+static void gate_unlink(struct gate_wait *gw)
+{
+    struct gate *g = gw->g;
+    unsigned b = gate_bucket(gw->cid);
+    if (gw->prev)
+        gw->prev->next = gw->next;
+    else if (g->buckets[b] == gw)
+        g->buckets[b] = gw->next;
+    if (gw->next)
+        gw->next->prev = gw->prev;
+    gw->next = gw->prev = NULL;
+}
+
+/* Ends a wait: everything but its memory, which Redis callbacks may still
+ * reach; that goes when the last of them ran (gate_unref). */
+static void gate_wait_free(struct gate_wait *gw)
+{
+    struct worker *w = gw->g->w;
+    if (gw->dead)
+        return;
+    gate_unlink(gw);
+    for (int i = 0; i < gw->n; i++) {
+        struct gate_probe *p = &gw->probes[i];
+        if (p->req.priv)
+            upstream_cancel(w->up, &p->req);
+        upstream_req_free(&p->req);
+        loop_timer_free(p->timer);
+        free(p->url);
+    }
+    loop_timer_free(gw->deadline);
+    loop_timer_free(gw->poll);
+    free(gw->auth);
+    free(gw->state_path);
+    gw->auth = gw->state_path = NULL;
+    gw->g->live--;
+    gw->dead = true;
+    if (gw->refs == 0) {
+        free(gw);
+        return;
+    }
+    gw->next = gw->g->dead; /* parked until its callbacks ran */
+    if (gw->next)
+        gw->next->prev = gw;
+    gw->g->dead = gw;
+}
+
+/* A Redis callback for gw arrived: true when gw is finished (and freed if
+ * it was the last reference), so the callback must return at once. */
+static bool gate_unref(struct gate_wait *gw)
+{
+    gw->refs--;
+    if (!gw->dead)
+        return false;
+    if (gw->refs == 0) {
+        struct gate *g = gw->g;
+        if (gw->prev)
+            gw->prev->next = gw->next;
+        else
+            g->dead = gw->next;
+        if (gw->next)
+            gw->next->prev = gw->prev;
+        free(gw);
+    }
+    return true;
+}
+
+static void gate_read(struct gate_wait *gw)
+{
+    gw->refs++;
+    ackstore_read_acks(worker_ext_redis(gw->g->w), gw->g->w->cfg, gw->cid,
+                       &gw->read_ctx);
+}
+
+static void gate_names(const struct cluster *c, uint64_t mask, struct buf *b)
+{
+    bool first = true;
+    for (int i = 0; i < c->n; i++) {
+        if (!(mask & (1ull << i)))
+            continue;
+        buf_printf(b, "%s%s", first ? "" : ",", c->nodes[i].id);
+        first = false;
+    }
+}
+
+static bool gate_satisfied(const struct gate_wait *gw)
+{
+    if (gw->match_all)
+        return (gw->acked & gw->required) == gw->required;
+    return gate_popcount(gw->acked & gw->all) >= gw->need;
+}
+
+/* ---- fences ------------------------------------------------------------ */
+
+static void gate_fence(struct gate_wait *gw, uint64_t mask)
+{
+    struct gate *g = gw->g;
+    struct app *a = gate_app(g);
+    struct config *cfg = g->w->cfg;
+    if (!mask)
+        return;
+    uint64_t now_s = fence_now(app_ext_fence(a));
+    uint64_t ttl_s = (cfg->gate.fence_ttl_ms + 999) / 1000;
+    fence_add(app_ext_fence(a), &gw->fk, mask, now_s + ttl_s);
+    ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, a->cluster,
+                       mask);
+    metrics_set(a->metrics, M_FENCED_IDENTITIES,
+                atomic_load(&app_ext_fence(a)->identities));
+}
+
+static void gate_unfence(struct gate_wait *gw, uint64_t mask)
+{
+    struct gate *g = gw->g;
+    struct app *a = gate_app(g);
+    if (!(fence_mask(app_ext_fence(a), &gw->fk,
+                     fence_now(app_ext_fence(a))) & mask))
+        return;
+    fence_clear(app_ext_fence(a), &gw->fk, mask);
+    ackstore_fence_clear(worker_ext_redis(g->w), g->w->cfg, gw->idhex,
+                         a->cluster, mask);
+    metrics_set(a->metrics, M_FENCED_IDENTITIES,
+                atomic_load(&app_ext_fence(a)->identities));
+}
+
+/* ---- release ----------------------------------------------------------- */
+
+static void gate_maybe_finish(struct gate_wait *gw);
+
+static void gate_release(struct gate_wait *gw, bool timed_out)
+{
+    struct gate *g = gw->g;
+    struct app *a = gate_app(g);
+    struct config *cfg = g->w->cfg;
+    struct cluster *c = a->cluster;
+    uint64_t pending = gw->all & ~gw->acked;
+    struct buf h = {0};
+    if (gw->released)
+        return;
+    gw->released = true;
+    buf_puts(&h, "acked=");
+    gate_names(c, gw->acked & gw->all, &h);
+    if (pending) {
+        buf_puts(&h, "; pending=");
+        gate_names(c, pending, &h);
+    }
+    if (timed_out)
+        metrics_inc(a->metrics, M_REPLICATION_TIMEOUTS_TOTAL,
+                    (enum metrics_mfa_call)gw->call);
+    metrics_observe_ns(a->metrics, M_REPLICATION_WAIT_SECONDS,
+                       (enum metrics_mfa_call)gw->call,
+                       util_mono_ns() - gw->start_ns);
+    gate_fence(gw, pending);
+    ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,
+                            timed_out ? "timeout" : "released", h.data);
+    struct request *rq = gw->rq;
+    gw->rq = NULL;
+    g->waiting--;
+    atomic_store(worker_ext_waiting_counter(g->w), g->waiting);
+    if (rq) {
+        rq->gate = NULL;
+        snprintf(rq->replication, sizeof(rq->replication), "%s", h.data);
+        if (timed_out && cfg->gate.fail_on_timeout) {
+            char msg[320];
+            snprintf(msg, sizeof(msg),
+                     "the change committed but was not acknowledged in time "
+                     "by every controller (%s)",
+                     h.data);
+            request_answer_error(rq, 504, "REPLICATION_TIMEOUT", msg);
+        } else {
+            request_answer_upstream(rq);
+        }
+    }
+    buf_free(&h);
+    gate_maybe_finish(gw);
+}
+
+/* Free the wait once it is released and nothing is left to learn. */
+static void gate_maybe_finish(struct gate_wait *gw)
+{
+    if (!gw->released)
+        return;
+    uint64_t now = loop_now_ms(gw->g->w->loop);
+    bool all_acked = (gw->acked & gw->all) == gw->all;
+    if (all_acked || now >= gw->deadline_ms)
+        gate_wait_free(gw);
+}
+
+static void gate_check(struct gate_wait *gw)
+{
+    if (!gw->released && gate_satisfied(gw))
+        gate_release(gw, false);
+    else
+        gate_maybe_finish(gw);
+}
+
+/* New acknowledgements learned (from a probe, Redis or a publish). */
+static void gate_add_acks(struct gate_wait *gw, uint64_t mask)
+{
+    struct app *a = gate_app(gw->g);
+    uint64_t fresh = mask & ~gw->counted & gw->all;
+    gw->acked |= mask & gw->all;
+    for (int i = 0; i < gw->n; i++)
+        if (fresh & (1ull << i))
+            metrics_inc(a->metrics, M_REPLICATION_ACKS_TOTAL, i);
+    gw->counted |= fresh;
+    if (fresh && gw->released)
+        gate_unfence(gw, fresh);
+}
+
+/* ---- Redis ------------------------------------------------------------- */
+
+static void gate_redis_lost(struct gate_wait *gw, const char *what);
+static void gate_start_probes(struct gate_wait *gw);
+
+static void gate_on_members(void *arg, bool ok, uint64_t mask)
+{
+    struct gate_wait *gw = arg;
+    if (gate_unref(gw))
+        return;
+    if (!ok) {
+        gate_redis_lost(gw, "reading acknowledgements");
+        return;
+    }
+    gate_add_acks(gw, mask);
+    gate_check(gw);
+}
+
+static void gate_poll(void *arg)
+{
+    struct gate_wait *gw = arg;
+    struct config *cfg = gw->g->w->cfg;
+    if (!gw->redis_lost)
+        gate_read(gw);
+    loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
+}
+
+static void gate_redis_lost(struct gate_wait *gw, const char *what)
+{
+    struct app *a = gate_app(gw->g);
+    if (gw->redis_lost)
+        return;
+    gw->redis_lost = true;
+    metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
+    log_printf(a->log, CONFIG_LOG_WARN,
+               "replication gate: Redis unavailable while %s; confirming "
+               "the %s directly with the controllers",
+               what, gate_call_name(gw->call));
+    gate_start_probes(gw); /* events mode falls back to probing too */
+}
+
+static void gate_on_held(void *arg, bool ok, uint64_t mask)
+{
+    struct gate_wait *gw = arg;
+    if (gate_unref(gw))
+        return;
+    if (!ok) {
+        gate_redis_lost(gw, "recording the change");
+        return;
+    }
+    gate_add_acks(gw, mask);
+    gate_check(gw);
+}
+
+/* ---- probes ------------------------------------------------------------ */
+
+static void gate_probe_send(void *arg);
+
+static void gate_probe_done(struct upstream_req *r, void *arg)
+{
+    struct gate_probe *p = arg;
+    struct gate_wait *gw = p->gw;
+    struct config *cfg = gw->g->w->cfg;
+    p->in_flight = false;
+    bool ack = r->result == UPSTREAM_OK &&
+               gate_acknowledges(gw->call, gw->mfa_id, r->status,
+                                 r->resp_body.data, r->resp_body.len);
+    if (ack) {
+        if (!gw->redis_lost)
+            ackstore_ack(worker_ext_redis(gw->g->w), cfg, gw->cid,
+                         gate_app(gw->g)->cluster->nodes[p->node].id);
+        gate_add_acks(gw, 1ull << p->node);
+        gate_check(gw); /* may free gw */
+        return;
+    }
+    uint64_t now = loop_now_ms(gw->g->w->loop);
+    if (now + p->delay_ms >= gw->deadline_ms)
+        return; /* the deadline timer takes it from here */
+    loop_timer_start(p->timer, p->delay_ms, 0);
+    p->delay_ms *= 2;
+    if (p->delay_ms > cfg->gate.probe_max_ms)
+        p->delay_ms = cfg->gate.probe_max_ms;
+}
+
+static void gate_probe_send(void *arg)
+{
+    struct gate_probe *p = arg;
+    struct gate_wait *gw = p->gw;
+    struct worker *w = gw->g->w;
+    struct cluster *c = gate_app(gw->g)->cluster;
+    uint64_t now = loop_now_ms(w->loop);
+    if (p->in_flight || (gw->acked & (1ull << p->node)) || !gw->auth ||
+        now >= gw->deadline_ms)
+        return;
+    if (!p->url)
+        p->url = xasprintf("%s%s", c->nodes[p->node].base_url,
+                           gw->state_path);
+    p->hdr_lines[0] = "Accept: application/json";
+    p->hdr_lines[1] = gw->auth;
+    p->req.method = HTTP_GET;
+    p->req.url = p->url;
+    p->req.connect_to = c->nodes[p->node].connect_to;
+    p->req.headers = p->hdr_lines;
+    p->req.n_headers = 2;
+    p->req.timeout_ms = gw->deadline_ms - now;
+    p->req.max_response = 256 * 1024;
+    p->req.done = gate_probe_done;
+    p->req.arg = p;
+    p->in_flight = true;
+    upstream_start(w->up, &p->req);
+}
+
+static void gate_start_probes(struct gate_wait *gw)
+{
+    uint64_t targets = (gw->match_all ? gw->required : gw->all) & ~gw->acked;
+    for (int i = 0; i < gw->n; i++)
+        if (targets & (1ull << i))
+            gate_probe_send(&gw->probes[i]);
+}
+
+/* ---- deadline ---------------------------------------------------------- */
+
+static void gate_deadline(void *arg)
+{
+    struct gate_wait *gw = arg;
+    if (!gw->released)
+        gate_release(gw, !gate_satisfied(gw));
+    else
+        gate_wait_free(gw);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
+               const char *identity, const char *mfa_id, int answered_by,
+               uint64_t deadline_ms)
+{
+    struct worker *w = g->w;
+    struct app *a = gate_app(g);
+    struct config *cfg = w->cfg;
+    struct cluster *c = a->cluster;
+    uint64_t now = loop_now_ms(w->loop);
+    if (!identity || !*identity || !mfa_id || !*mfa_id)
+        return false;
+    struct gate_wait *gw = xcalloc(1, sizeof(*gw));
+    gw->g = g;
+    gw->rq = rq;
+    gw->call = call;
+    gw->n = c->n;
+    snprintf(gw->mfa_id, sizeof(gw->mfa_id), "%s", mfa_id);
+    gate_change_id(cfg, identity, mfa_id, call, gw->cid);
+    gate_identity_hex(cfg, identity, gw->idhex);
+    fence_key_from_hex(gw->idhex, &gw->fk);
+    gw->start_ms = now;
+    gw->start_ns = util_mono_ns();
+    gw->deadline_ms = deadline_ms ? deadline_ms : now + cfg->gate.timeout_ms;
+    gw->all = (c->n >= 64) ? ~0ull : (1ull << c->n) - 1;
+    uint64_t up = 0;
+    for (int i = 0; i < c->n; i++)
+        if (cluster_up(c, i))
+            up |= 1ull << i;
+    switch (cfg->gate.mode) {
+    case GATE_HEALTHY:
+        gw->required = up | (answered_by >= 0 ? 1ull << answered_by : 0);
+        gw->match_all = true;
+        break;
+    case GATE_ALL:
+        gw->required = gw->all;
+        gw->match_all = true;
+        break;
+    case GATE_MAJORITY:
+        gw->required = gw->all;
+        gw->need = c->n / 2 + 1;
+        break;
+    case GATE_COUNT:
+    default:
+        gw->required = gw->all;
+        gw->need = (int)cfg->gate.count < c->n ? (int)cfg->gate.count : c->n;
+        break;
+    }
+    if (gw->match_all)
+        gw->need = gate_popcount(gw->required);
+    const char *auth = rq ? request_header(rq, "Authorization") : NULL;
+    if (auth)
+        gw->auth = xasprintf("Authorization: %s", auth);
+    gw->state_path = request_mfa_state_path(rq);
+    for (int i = 0; i < c->n; i++) {
+        gw->probes[i].gw = gw;
+        gw->probes[i].node = i;
+        gw->probes[i].delay_ms = cfg->gate.probe_initial_ms;
+        gw->probes[i].timer = loop_timer_new(w->loop, gate_probe_send,
+                                             &gw->probes[i]);
+    }
+    gw->deadline = loop_timer_new(w->loop, gate_deadline, gw);
+    gw->poll = loop_timer_new(w->loop, gate_poll, gw);
+    unsigned b = gate_bucket(gw->cid);
+    gw->next = g->buckets[b];
+    if (gw->next)
+        gw->next->prev = gw;
+    g->buckets[b] = gw;
+    g->waiting++;
+    atomic_store(worker_ext_waiting_counter(w), g->waiting);
+    g->live++;
+    if (rq)
+        rq->gate = gw;
+
+    /* the controller that answered has it */
+    if (answered_by >= 0)
+        gate_add_acks(gw, 1ull << answered_by);
+    /* healthy mode: the unhealthy ones are fenced at once */
+    if (cfg->gate.mode == GATE_HEALTHY)
+        gate_fence(gw, gw->all & ~gw->required);
+
+    loop_timer_start(gw->deadline,
+                     gw->deadline_ms > now ? gw->deadline_ms - now : 0, 0);
+    loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
+    gw->held_ctx = (struct ackstore_ctx){.c = c, .acks = gate_on_held,
+                                         .arg = gw};
+    gw->read_ctx = (struct ackstore_ctx){.c = c, .acks = gate_on_members,
+                                         .arg = gw};
+    gw->refs++;
+    ackstore_hold(worker_ext_redis(w), cfg, gw->cid, gw->idhex,
+                  gate_call_name(call), c, gw->required, gw->deadline_ms,
+                  answered_by >= 0 ? c->nodes[answered_by].id : "",
+                  &gw->held_ctx);
+    if (cfg->gate.source == GATE_SRC_PROBE)
+        gate_start_probes(gw);
+    if (gate_satisfied(gw)) {
+        /* one-controller clusters and modes already met need no wait */
+        gate_release(gw, false);
+    }
+    return true;
+}
+
+void gate_detach(struct request *rq)
+{
+    struct gate_wait *gw = rq->gate;
+    if (!gw)
+        return;
+    rq->gate = NULL;
+    gw->rq = NULL;
+    if (!gw->released) {
+        gw->released = true; /* nobody to answer; keep probing for fences */
+        gw->g->waiting--;
+        atomic_store(worker_ext_waiting_counter(gw->g->w), gw->g->waiting);
+    }
+    gate_maybe_finish(gw);
+}
+
+void gate_on_message(struct gate *g, const char *cid, size_t len)
+{
+    char id[CRYPTO_HMAC_HEX_LEN + 1];
+    if (len != CRYPTO_HMAC_HEX_LEN)
+        return;
+    memcpy(id, cid, len);
+    id[len] = '\0';
+    struct gate_wait *gw = g->buckets[gate_bucket(id)];
+    while (gw) {
+        struct gate_wait *next = gw->next;
+        if (strcmp(gw->cid, id) == 0 && !gw->redis_lost)
+            gate_read(gw);
+        gw = next;
+    }
+}
+
+void gate_resync(struct gate *g)
+{
+    for (int b = 0; b < GATE_BUCKETS; b++)
+        for (struct gate_wait *gw = g->buckets[b]; gw; gw = gw->next)
+            if (!gw->redis_lost)
+                gate_read(gw);
+}
+
+int gate_waiting(const struct gate *g)
+{
+    return g->waiting;
+}
+
+struct gate *gate_new(struct worker *w)
+{
+    struct gate *g = xcalloc(1, sizeof(*g));
+    g->w = w;
+    return g;
+}
+
+/* The worker's Redis connections are gone (their callbacks never run):
+ * every wait can go. */
+void gate_free(struct gate *g)
+{
+    if (!g)
+        return;
+    for (int b = 0; b < GATE_BUCKETS; b++)
+        while (g->buckets[b]) {
+            struct gate_wait *gw = g->buckets[b];
+            if (gw->rq)
+                gw->rq->gate = NULL;
+            gw->refs = 0;
+            gate_wait_free(gw);
+        }
+    while (g->dead) {
+        struct gate_wait *gw = g->dead;
+        g->dead = gw->next;
+        free(gw);
+    }
+    free(g);
+}

@@ -1,0 +1,58 @@
+/* fence.h - identities fenced away from controllers that do not have their
+ * latest MFA change yet (the replication gate fences them), until those
+ * controllers acknowledge it or the fence expires.  A fenced controller is
+ * skipped for that identity's requests.  New logins do not say who logs in
+ * until the password step, and the login's controller is chosen at its
+ * first step, so a controller fenced for anyone is avoided for new logins
+ * while the fence lasts.
+ *
+ * Process-wide: readers (workers) never lock; writers (gates, the Redis
+ * subscriber) serialise on a mutex.  Redis holds the shared copy
+ * (<prefix>fence:<identity hmac>: controller -> expiry) so every
+ * quorumgate applies the same fences.
+ *
+ * Ownership: embedded in the app's extension state. */
+#ifndef QG_FENCE_H
+#define QG_FENCE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/config.h"
+#include "routing/atable.h"
+
+struct fence {
+    struct atable t;                   /* identity fp -> mask + check */
+    pthread_mutex_t wlock;             /* writers only */
+    atomic_uint_fast64_t login_mask;   /* nodes fenced for someone */
+    atomic_uint_fast64_t login_until;  /* table clock: mask valid until */
+    atomic_int identities;             /* fenced identities (gauge) */
+};
+
+struct fence_key {
+    uint64_t fp;
+    uint8_t check;
+};
+
+void fence_init(struct fence *f, uint32_t capacity);
+void fence_free(struct fence *f);
+/* Key from the identity HMAC hex (64 chars). */
+void fence_key_from_hex(const char *hex, struct fence_key *k);
+/* Nodes fenced for this identity at now (table seconds). */
+uint64_t fence_mask(const struct fence *f, const struct fence_key *k,
+                    uint64_t now_s);
+/* Adds nodes to an identity's fence, lasting until expiry_s. */
+void fence_add(struct fence *f, const struct fence_key *k, uint64_t mask,
+               uint64_t expiry_s);
+/* Removes nodes (they acknowledged). */
+void fence_clear(struct fence *f, const struct fence_key *k, uint64_t mask);
+/* Replace an identity's fence (from Redis): mask 0 removes it. */
+void fence_set(struct fence *f, const struct fence_key *k, uint64_t mask,
+               uint64_t expiry_s);
+/* Nodes fenced for anyone (new logins avoid them). */
+uint64_t fence_login_mask(const struct fence *f, uint64_t now_s);
+uint64_t fence_now(const struct fence *f);
+
+#endif

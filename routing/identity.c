@@ -1,0 +1,169 @@
+/* identity.c - see identity.h. */
+#include "routing/identity.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy/crypto.h"
+#include "proxy/json.h"
+#include "proxy/listener.h"
+#include "proxy/util.h"
+
+static const char *identity_header(const struct listener_header *h, int n,
+                                   const char *name, size_t *len)
+{
+    for (int i = 0; i < n; i++)
+        if (util_strncaseeq(h[i].name, h[i].name_len, name)) {
+            *len = h[i].value_len;
+            return h[i].value;
+        }
+    return NULL;
+}
+
+bool identity_bearer_sub(const struct listener_header *h, int n, char *out,
+                         size_t cap)
+{
+    size_t len;
+    const char *v = identity_header(h, n, "Authorization", &len);
+    if (!v || len < 8 || strncasecmp(v, "Bearer ", 7) != 0)
+        return false;
+    const char *tok = v + 7;
+    const char *dot1 = memchr(tok, '.', len - 7);
+    if (!dot1)
+        return false;
+    const char *p = dot1 + 1;
+    const char *dot2 = memchr(p, '.', (size_t)(v + len - p));
+    if (!dot2)
+        return false;
+    size_t plen;
+    unsigned char *payload = crypto_b64url_decode(p, (size_t)(dot2 - p), &plen);
+    if (!payload)
+        return false;
+    struct json *j = json_parse((const char *)payload, plen);
+    const char *sub = json_string(json_get(j, "sub"));
+    bool ok = sub && *sub && strlen(sub) < cap;
+    if (ok)
+        strcpy(out, sub);
+    json_free(j);
+    free(payload);
+    return ok;
+}
+
+const char *identity_session(const struct listener_header *h, int n)
+{
+    size_t len;
+    const char *v = identity_header(h, n, "zt-session", &len);
+    return v && len ? v : NULL;
+}
+
+static int identity_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes (and '+' -> ' ') len bytes into out; false if too long. */
+static bool identity_unescape(const char *s, size_t len, char *out,
+                              size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < len) {
+            int hi = identity_hex(s[i + 1]), lo = identity_hex(s[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                c = (char)(hi * 16 + lo);
+                i += 2;
+            }
+        }
+        if (o + 1 >= cap)
+            return false;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return o > 0;
+}
+
+/* name=value in an &-separated list. */
+static bool identity_form_param(const char *q, size_t len, const char *name,
+                                char *out, size_t cap)
+{
+    size_t nlen = strlen(name);
+    const char *end = q + len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(stop - q));
+        if (eq && (size_t)(eq - q) == nlen && memcmp(q, name, nlen) == 0)
+            return identity_unescape(eq + 1, (size_t)(stop - eq - 1), out,
+                                     cap);
+        q = amp ? amp + 1 : end;
+    }
+    return false;
+}
+
+bool identity_query_param(const char *target, const char *name, char *out,
+                          size_t cap)
+{
+    const char *q = strchr(target, '?');
+    if (!q)
+        return false;
+    q++;
+    size_t len = strcspn(q, "#");
+    return identity_form_param(q, len, name, out, cap);
+}
+
+bool identity_body_field(const char *body, size_t len, const char *name,
+                         char *out, size_t cap)
+{
+    size_t i = 0;
+    if (!body || !len)
+        return false;
+    while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\t' ||
+                       body[i] == '\r'))
+        i++;
+    if (i < len && body[i] == '{') {
+        struct json *j = json_parse(body, len);
+        const char *v = json_string(json_get(j, name));
+        bool ok = v && *v && strlen(v) < cap;
+        if (ok)
+            strcpy(out, v);
+        json_free(j);
+        return ok;
+    }
+    return identity_form_param(body, len, name, out, cap);
+}
+
+bool identity_oidc_request_id(const char *target, const char *body,
+                              size_t len, char *out, size_t cap)
+{
+    /* login.go / parse.go: query authRequestID (alternative name id), or
+     * the id of the form/JSON body */
+    return identity_query_param(target, "authRequestID", out, cap) ||
+           identity_query_param(target, "id", out, cap) ||
+           identity_body_field(body, len, "id", out, cap) ||
+           identity_body_field(body, len, "authRequestID", out, cap);
+}
+
+bool identity_oidc_code(const char *body, size_t len, char *out, size_t cap)
+{
+    char grant[64];
+    if (!identity_body_field(body, len, "grant_type", grant, sizeof(grant)) ||
+        strcmp(grant, "authorization_code") != 0)
+        return false;
+    return identity_body_field(body, len, "code", out, cap);
+}
+
+bool identity_location_param(const char *location, const char *name,
+                             char *out, size_t cap)
+{
+    return identity_query_param(location, name, out, cap);
+}
