@@ -131,6 +131,13 @@ struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
 void ackstore_ack(struct redis *r, const struct config *cfg, const char *cid,
                   const char *controller_id)
 {
+    ackstore_ack_cb(r, cfg, cid, controller_id, NULL, NULL);
+}
+
+struct redis_cmd *ackstore_ack_cb(struct redis *r, const struct config *cfg,
+                                  const char *cid, const char *controller_id,
+                                  redis_cb cb, void *arg)
+{
     char acks[170], chan[96], ttl[24];
     const char *p = cfg->redis.key_prefix;
     snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
@@ -140,7 +147,7 @@ void ackstore_ack(struct redis *r, const struct config *cfg, const char *cid,
                                   cfg->gate.outcome_ttl_ms));
     const char *argv[] = {"EVAL", ackstore_ack_lua, "1", acks, controller_id,
                           ttl, chan, cid};
-    redis_command_argv(r, NULL, NULL, (int)ARRAY_LEN(argv), argv, NULL);
+    return redis_command_argv(r, cb, arg, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 struct redis_cmd *ackstore_read_acks(struct redis *r,

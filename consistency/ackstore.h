@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "consistency/redis.h"
+
 struct redis;
 struct redis_cmd;
 struct config;
@@ -59,6 +61,10 @@ struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
 /* controller_id has the change: add it and publish (no callback). */
 void ackstore_ack(struct redis *r, const struct config *cfg, const char *cid,
                   const char *controller_id);
+/* The same with a redis_command callback (cb(arg, status, reply)). */
+struct redis_cmd *ackstore_ack_cb(struct redis *r, const struct config *cfg,
+                                  const char *cid, const char *controller_id,
+                                  redis_cb cb, void *arg);
 struct redis_cmd *ackstore_read_acks(struct redis *r,
                                      const struct config *cfg,
                                      const char *cid,

@@ -229,6 +229,7 @@ struct config_relay {
     struct config_relay_source sources[CONFIG_MAX_CONTROLLERS];
     int n_sources;
     uint64_t poll_ms;                /* 200ms */
+    struct config_addr metrics_addr; /* relay's /metrics: 127.0.0.1:9902 */
 };
 
 struct config {

@@ -364,6 +364,9 @@ const struct config_section config_schema_relay_source =
 
 static const struct config_field config_schema_relay_fields[] = {
     DUR("poll", struct config_relay, poll_ms, "200ms", 1, MS_1H),
+    {.key = "metrics_address", .type = CONFIG_T_ADDR,
+     .offset = offsetof(struct config_relay, metrics_addr),
+     .def = "127.0.0.1:9902", .check = CONFIG_ADDR_PORT0},
     {.key = "sources", .type = CONFIG_T_CUSTOM,
      .parse = config_rules_relay_sources,
      .release = config_rules_relay_sources_release},
