@@ -7,6 +7,7 @@
 # the tests themselves on free loopback ports and stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh test
 asan=1
 if [ "${1:-}" = "--no-asan" ]; then asan=0; shift; fi
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -221,7 +221,7 @@ static void check_documented_values(const struct config *c)
     assert_false(c->gate.fail_on_timeout);
     assert_int_equal(c->gate.source, GATE_SRC_PROBE);
     assert_int_equal(c->gate.probe_initial_ms, 50);
-    assert_int_equal(c->gate.probe_max_ms, 1000);
+    assert_int_equal(c->gate.probe_max_ms, 250);
     assert_int_equal(c->gate.poll_ms, 500);
     assert_int_equal(c->gate.fence_ttl_ms, 600000);
     assert_int_equal(c->gate.outcome_ttl_ms, 600000);

@@ -162,7 +162,7 @@ static const struct error_case cases[] = {
      {"q.yaml:6: retry.policies.oidc: per_try_timeout (20s) is longer than "
       "deadline (15s)"}},
     {B "gate: {probe: {initial: 2s}}\n",
-     {"q.yaml:6: gate.probe: initial (2s) is longer than max (1s)"}},
+     {"q.yaml:6: gate.probe: initial (2s) is longer than max (250ms)"}},
     {B "gate: {mode: 0}\n",
      {"q.yaml:6: gate.mode: 0 is not a number of controllers (at least 1)"}},
     {B "gate: {mode: 2}\n",
