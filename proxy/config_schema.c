@@ -128,7 +128,7 @@ static const struct config_section config_schema_upstream_tls =
 
 static const struct config_field config_schema_upstream_fields[] = {
     {.key = "tls", .type = CONFIG_T_SECTION, .offset = 0,
-     .section = &config_schema_upstream_tls},
+     .section = &config_schema_upstream_tls, .restart = true},
     DUR("connect_timeout", struct config_upstream, connect_timeout_ms, "2s",
         1, MS_1H),
     DUR("idle_timeout", struct config_upstream, idle_timeout_ms, "60s", 1,
@@ -398,7 +398,9 @@ static const struct config_field config_schema_top_fields[] = {
     SECTION("health", struct config, health, config_schema_health),
     SECTION("timeouts", struct config, timeouts, config_schema_timeouts),
     SECTION("limits", struct config, limits, config_schema_limits),
-    SECTION("redis", struct config, redis, config_schema_redis),
+    {.key = "redis", .type = CONFIG_T_SECTION,
+     .offset = offsetof(struct config, redis),
+     .section = &config_schema_redis, .restart = true},
     {.key = "secrets", .type = CONFIG_T_SECTION, .offset = 0,
      .section = &config_schema_secrets},
     SECTION("log", struct config, log, config_schema_log),

@@ -285,8 +285,8 @@ static void check_example_specifics(const struct config *c, const char *dir)
     free(p);
     assert_string_equal(c->listeners[1].addr.text, "127.0.0.1:8080");
     assert_false(c->listeners[1].tls);
-    assert_int_equal(c->listeners[0].line, 23);
-    assert_int_equal(c->listeners[1].line, 29);
+    assert_int_equal(c->listeners[0].line, 24);
+    assert_int_equal(c->listeners[1].line, 31);
     assert_int_equal(c->admin.n_allow, 2);
     assert_int_equal(c->admin.allow[0].prefix, 8);
     assert_int_equal(c->admin.allow[1].prefix, 128);
@@ -527,11 +527,11 @@ static void test_restart_only_diff(void **state)
     char *d = config_restart_only_diff(a, b);
     assert_non_null(d);
     assert_string_equal(d, "workers, listeners, admin.allow, controllers, "
-                           "redis.address");
+                           "redis.address, redis.database");
     free(d);
     d = config_restart_only_diff(b, a);
     assert_string_equal(d, "workers, listeners, admin.allow, controllers, "
-                           "redis.address");
+                           "redis.address, redis.database");
     free(d);
     config_unref(b);
 
