@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "proxy/buf.h"
+#include "proxy/crypto.h"
 #include "proxy/config_addr.h"
 #include "proxy/config_schema.h"
 #include "proxy/config_util.h"
@@ -136,6 +137,39 @@ static void config_check_values(struct config_parse *p, struct config *cfg)
     }
 }
 
+/* A readable file that holds no PEM of the right kind is an error too: a
+ * broken certificate found by -t is better than one found by the first
+ * request. */
+static void config_check_pem(struct config_parse *p, const char *path,
+                             const char *where, bool key)
+{
+    char *err = NULL;
+    if (!path || access(path, R_OK) != 0)
+        return; /* absent or unreadable: reported by the file check */
+    if (!crypto_check_pem(path, key, &err)) {
+        config_parse_error(p, config_util_line(p, where), "%s: %s", where,
+                           err);
+        free(err);
+    }
+}
+
+static void config_check_pems(struct config_parse *p, struct config *cfg)
+{
+    for (int i = 0; i < cfg->n_listeners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        char w[64];
+        snprintf(w, sizeof(w), "listeners[%d].tls.cert", i);
+        config_check_pem(p, l->tls_cert, w, false);
+        snprintf(w, sizeof(w), "listeners[%d].tls.key", i);
+        config_check_pem(p, l->tls_key, w, true);
+        snprintf(w, sizeof(w), "listeners[%d].tls.client_ca", i);
+        config_check_pem(p, l->tls_client_ca, w, false);
+    }
+    config_check_pem(p, cfg->upstream.ca_file, "upstream.tls.ca", false);
+    config_check_pem(p, cfg->upstream.cert_file, "upstream.tls.cert", false);
+    config_check_pem(p, cfg->upstream.key_file, "upstream.tls.key", true);
+}
+
 /* True for 0.0.0.0 and :: (any address). */
 static bool config_check_unspecified(const char *host)
 {
@@ -170,6 +204,7 @@ static void config_check_derive(struct config_parse *p, struct config *cfg)
 
 void config_check(struct config_parse *p, struct config *cfg)
 {
+    config_check_pems(p, cfg);
     config_check_lists(p, cfg);
     config_check_values(p, cfg);
     config_check_derive(p, cfg);

@@ -38,6 +38,26 @@ FIXTURE_FN void fixture_write(const char *dir, const char *rel, const char *data
     free(path);
 }
 
+/* A throw-away self-signed EC certificate and its key (test only). */
+#define FIXTURE_CERT \
+    "-----BEGIN CERTIFICATE-----\n" \
+    "MIIBmjCCAUGgAwIBAgIUX9+uqRvE14RqGI3ThS9or6tIFJ4wCgYIKoZIzj0EAwIw\n" \
+    "IjEgMB4GA1UEAwwXcXVvcnVtZ2F0ZSB0ZXN0IGZpeHR1cmUwIBcNMjYxMTI2MTEz\n" \
+    "MTI3WhgPMjEyNjExMDIxMTMxMjdaMCIxIDAeBgNVBAMMF3F1b3J1bWdhdGUgdGVz\n" \
+    "dCBmaXh0dXJlMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEtnHpLgZrdVWZ9eUs\n" \
+    "M7tHd7x4txVsNQnGxakJxpJcfZ6GTtDFBS9pJvujDKC4x3cBtEYRj7N+Wf3ZFRrd\n" \
+    "EtNOc6NTMFEwHQYDVR0OBBYEFDsmR6pdE3C5Dwy62TZ/ghpN45y+MB8GA1UdIwQY\n" \
+    "MBaAFDsmR6pdE3C5Dwy62TZ/ghpN45y+MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI\n" \
+    "zj0EAwIDRwAwRAIgJoQdQbk5MyvUkeIcGyIy5kxNNSw+SiE8gv6Y4725WTgCIH4d\n" \
+    "rCxStzts2PHkPlG7uZ3QobPubw5kCQfV+svyQ4/A\n" \
+    "-----END CERTIFICATE-----\n"
+#define FIXTURE_KEY \
+    "-----BEGIN PRIVATE KEY-----\n" \
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgMEDeCfg/ka5CGZjr\n" \
+    "X2W/fja1bBI1MirzE0Ziy5VvhhChRANCAAS2cekuBmt1VZn15Swzu0d3vHi3FWw1\n" \
+    "CcbFqQnGklx9noZO0MUFL2km+6MMoLjHdwG0RhGPs35Z/dkVGt0S005z\n" \
+    "-----END PRIVATE KEY-----\n"
+
 /* A fresh directory with every file examples/quorumgate.yaml names
  * (relative to /etc/quorumgate/) plus a few extras. */
 FIXTURE_FN char *fixture_make(void)
@@ -45,12 +65,13 @@ FIXTURE_FN char *fixture_make(void)
     char *dir = xstrdup("/tmp/qg-config-test-XXXXXX");
     if (!mkdtemp(dir))
         abort();
-    fixture_write(dir, "tls/server.pem", "-----BEGIN CERTIFICATE-----\n");
-    fixture_write(dir, "tls/server.key", "-----BEGIN PRIVATE KEY-----\n");
-    fixture_write(dir, "tls/clients-ca.pem", "-----BEGIN CERTIFICATE-----\n");
-    fixture_write(dir, "ctrl-ca.pem", "-----BEGIN CERTIFICATE-----\n");
-    fixture_write(dir, "er.pem", "-----BEGIN CERTIFICATE-----\n");
-    fixture_write(dir, "er.key", "-----BEGIN PRIVATE KEY-----\n");
+    fixture_write(dir, "tls/server.pem", FIXTURE_CERT);
+    fixture_write(dir, "tls/server.key", FIXTURE_KEY);
+    fixture_write(dir, "tls/clients-ca.pem", FIXTURE_CERT);
+    fixture_write(dir, "ctrl-ca.pem", FIXTURE_CERT);
+    fixture_write(dir, "er.pem", FIXTURE_CERT);
+    fixture_write(dir, "not-a-cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    fixture_write(dir, "er.key", FIXTURE_KEY);
     fixture_write(dir, "hmac.key", FIXTURE_HMAC);
     fixture_write(dir, "short.key", "only-20-bytes-long!\n");
     fixture_write(dir, "admin.password", "s3cret\n");

@@ -138,6 +138,11 @@ static const struct error_case cases[] = {
       "or directory"}},
     {B "upstream: {tls: {ca: adir}}\n",
      {"q.yaml:6: upstream.tls.ca: cannot read '@D/adir': Is a directory"}},
+    {B "upstream: {tls: {ca: not-a-cert.pem}}\n",
+     {"q.yaml:6: upstream.tls.ca: '@D/not-a-cert.pem' holds no PEM "
+      "certificate"}},
+    {B "upstream: {tls: {cert: er.pem, key: er.pem}}\n",
+     {"q.yaml:6: upstream.tls.key: '@D/er.pem' holds no PEM private key"}},
     {B "redis: {username: u, password_file: empty.password}\n",
      {"q.yaml:6: redis.password_file: '@D/empty.password' is empty"}},
     {B "gate: {management: {username: u, password_file: nope}}\n",
