@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/mgmt.h"
 #include "consistency/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
@@ -32,7 +33,9 @@ struct gate_probe {
     struct loop_timer *timer;     /* owned */
     struct upstream_req req;      /* owned response buffers */
     char *url;                    /* owned */
-    const char *hdr_lines[2];     /* borrowed from the wait */
+    const char *hdr_lines[2];     /* [1] borrowed from the wait or auth */
+    char *auth;                   /* owned: legacy "zt-session: ..." line */
+    char *token;                  /* owned: the management session used */
 };
 
 /* Owned by the gate; borrows its request until released or detached. */
@@ -45,6 +48,8 @@ struct gate_wait {
     struct fence_key fk;
     enum gate_call call;
     char mfa_id[128];
+    char identity[128];           /* for the management API (legacy) */
+    bool legacy;                  /* confirm with gate.management */
     char *auth;                   /* owned: "Authorization: ..." line */
     char *state_path;             /* owned: .../current-identity/mfa */
     uint64_t all, required, acked, counted;
@@ -67,6 +72,7 @@ struct gate_wait {
 /* One per worker. */
 struct gate {
     struct worker *w;             /* borrowed */
+    struct mgmt *mgmt;            /* owned: management sessions */
     struct gate_wait *buckets[GATE_BUCKETS];
     struct gate_wait *dead;       /* finished waits Redis still refers to */
     int waiting;                  /* held answers */
@@ -101,6 +107,20 @@ void gate_identity_hex(const struct config *cfg, const char *identity,
     char buf[256];
     int n = snprintf(buf, sizeof(buf), "identity|%s", identity);
     crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+}
+
+bool gate_acknowledges_mgmt(enum gate_call call, int status, const char *body,
+                            size_t len)
+{
+    bool enabled = false;
+    if (status != 200 || call == GATE_CREATE)
+        return false;
+    struct json *j = json_parse(body, len);
+    bool has = json_bool(json_path(j, "data.isMfaEnabled"), &enabled);
+    json_free(j);
+    if (!has)
+        return false;
+    return call == GATE_VERIFY ? enabled : !enabled;
 }
 
 bool gate_acknowledges(enum gate_call call, const char *mfa_id, int status,
@@ -170,9 +190,12 @@ static void gate_wait_free(struct gate_wait *gw)
         struct gate_probe *p = &gw->probes[i];
         if (p->req.priv)
             upstream_cancel(w->up, &p->req);
+        mgmt_cancel(gw->g->mgmt, p);
         upstream_req_free(&p->req);
         loop_timer_free(p->timer);
         free(p->url);
+        free(p->auth);
+        free(p->token);
     }
     loop_timer_free(gw->deadline);
     loop_timer_free(gw->poll);
@@ -410,6 +433,7 @@ static void gate_on_held(void *arg, bool ok, uint64_t mask)
 /* ---- probes ------------------------------------------------------------ */
 
 static void gate_probe_send(void *arg);
+static void gate_probe_again(struct gate_probe *p);
 
 static void gate_probe_done(struct upstream_req *r, void *arg)
 {
@@ -417,9 +441,18 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
     struct gate_wait *gw = p->gw;
     struct config *cfg = gw->g->w->cfg;
     p->in_flight = false;
-    bool ack = r->result == UPSTREAM_OK &&
-               gate_acknowledges(gw->call, gw->mfa_id, r->status,
-                                 r->resp_body.data, r->resp_body.len);
+    bool ack;
+    if (gw->legacy) {
+        ack = r->result == UPSTREAM_OK &&
+              gate_acknowledges_mgmt(gw->call, r->status, r->resp_body.data,
+                                     r->resp_body.len);
+        if (r->status == 401) /* the management session expired */
+            mgmt_invalidate(gw->g->mgmt, p->node, p->token);
+    } else {
+        ack = r->result == UPSTREAM_OK &&
+              gate_acknowledges(gw->call, gw->mfa_id, r->status,
+                                r->resp_body.data, r->resp_body.len);
+    }
     if (ack) {
         if (!gw->redis_lost)
             ackstore_ack(worker_ext_redis(gw->g->w), cfg, gw->cid,
@@ -428,6 +461,14 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         gate_check(gw); /* may free gw */
         return;
     }
+    gate_probe_again(p);
+}
+
+/* Schedules the next probe of p's controller with backoff. */
+static void gate_probe_again(struct gate_probe *p)
+{
+    struct gate_wait *gw = p->gw;
+    struct config *cfg = gw->g->w->cfg;
     uint64_t now = loop_now_ms(gw->g->w->loop);
     if (now + p->delay_ms >= gw->deadline_ms)
         return; /* the deadline timer takes it from here */
@@ -437,6 +478,41 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         p->delay_ms = cfg->gate.probe_max_ms;
 }
 
+/* Legacy: a management session for p's controller arrived (or not). */
+static void gate_probe_token(void *arg, const char *token)
+{
+    struct gate_probe *p = arg;
+    struct gate_wait *gw = p->gw;
+    struct worker *w = gw->g->w;
+    struct cluster *c = gate_app(gw->g)->cluster;
+    uint64_t now = loop_now_ms(w->loop);
+    p->in_flight = false;
+    if (!token) {
+        gate_probe_again(p);
+        return;
+    }
+    free(p->token);
+    p->token = xstrdup(token);
+    free(p->auth);
+    p->auth = xasprintf("zt-session: %s", token);
+    if (!p->url)
+        p->url = xasprintf("%s/edge/management/v1/identities/%s",
+                           c->nodes[p->node].base_url, gw->identity);
+    p->hdr_lines[0] = "Accept: application/json";
+    p->hdr_lines[1] = p->auth;
+    p->req.method = HTTP_GET;
+    p->req.url = p->url;
+    p->req.connect_to = c->nodes[p->node].connect_to;
+    p->req.headers = p->hdr_lines;
+    p->req.n_headers = 2;
+    p->req.timeout_ms = gw->deadline_ms > now ? gw->deadline_ms - now : 1;
+    p->req.max_response = 256 * 1024;
+    p->req.done = gate_probe_done;
+    p->req.arg = p;
+    p->in_flight = true;
+    upstream_start(w->up, &p->req);
+}
+
 static void gate_probe_send(void *arg)
 {
     struct gate_probe *p = arg;
@@ -444,8 +520,15 @@ static void gate_probe_send(void *arg)
     struct worker *w = gw->g->w;
     struct cluster *c = gate_app(gw->g)->cluster;
     uint64_t now = loop_now_ms(w->loop);
-    if (p->in_flight || (gw->acked & (1ull << p->node)) || !gw->auth ||
+    if (p->in_flight || (gw->acked & (1ull << p->node)) ||
         now >= gw->deadline_ms)
+        return;
+    if (gw->legacy) {
+        p->in_flight = true;
+        mgmt_token(gw->g->mgmt, p->node, gate_probe_token, p);
+        return;
+    }
+    if (!gw->auth)
         return;
     if (!p->url)
         p->url = xasprintf("%s%s", c->nodes[p->node].base_url,
@@ -488,7 +571,7 @@ static void gate_deadline(void *arg)
 
 bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
                const char *identity, const char *mfa_id, int answered_by,
-               uint64_t deadline_ms)
+               uint64_t deadline_ms, bool legacy)
 {
     struct worker *w = g->w;
     struct app *a = gate_app(g);
@@ -503,6 +586,8 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     gw->call = call;
     gw->n = c->n;
     snprintf(gw->mfa_id, sizeof(gw->mfa_id), "%s", mfa_id);
+    snprintf(gw->identity, sizeof(gw->identity), "%s", identity);
+    gw->legacy = legacy;
     gate_change_id(cfg, identity, mfa_id, call, gw->cid);
     gate_identity_hex(cfg, identity, gw->idhex);
     fence_key_from_hex(gw->idhex, &gw->fk);
@@ -532,6 +617,13 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
         gw->required = gw->all;
         gw->need = (int)cfg->gate.count < c->n ? (int)cfg->gate.count : c->n;
         break;
+    }
+    if (legacy && call == GATE_CREATE &&
+        cfg->gate.source == GATE_SRC_PROBE && answered_by >= 0) {
+        /* not observable through the management API: the controller that
+         * answered (where the session lives) is what can be confirmed */
+        gw->all = gw->required = 1ull << answered_by;
+        gw->match_all = true;
     }
     if (gw->match_all)
         gw->need = gate_popcount(gw->required);
@@ -626,6 +718,11 @@ void gate_resync(struct gate *g)
                 gate_read(gw);
 }
 
+struct mgmt *gate_mgmt(struct gate *g)
+{
+    return g->mgmt;
+}
+
 int gate_waiting(const struct gate *g)
 {
     return g->waiting;
@@ -635,6 +732,7 @@ struct gate *gate_new(struct worker *w)
 {
     struct gate *g = xcalloc(1, sizeof(*g));
     g->w = w;
+    g->mgmt = mgmt_new(w);
     return g;
 }
 
@@ -657,5 +755,6 @@ void gate_free(struct gate *g)
         g->dead = gw->next;
         free(gw);
     }
+    mgmt_free(g->mgmt);
     free(g);
 }

@@ -20,6 +20,13 @@
  * fenced for the identity until they acknowledge (or 504 REPLICATION_TIMEOUT
  * when gate.on_timeout is fail).
  *
+ * Legacy sessions (zt-session, valid only on the controller that issued
+ * them) are confirmed with quorumgate's own management credential
+ * (gate.management) through GET /edge/management/v1/identities/{id}
+ * (isMfaEnabled).  An unverified enrollment is not visible there, so with
+ * probes a legacy create is confirmed by the controller that answered it
+ * (every later call of that session goes there too); the relay sees it.
+ *
  * Memory, not threads: a held answer is a struct gate_wait on its worker's
  * loop; probes and timers run on that loop.
  *
@@ -52,6 +59,9 @@ void gate_free(struct gate *g);
 void gate_on_message(struct gate *g, const char *cid, size_t len);
 /* The subscriber (re)connected: messages may have been missed. */
 void gate_resync(struct gate *g);
+struct mgmt;
+/* The worker's management sessions (legacy confirmations). */
+struct mgmt *gate_mgmt(struct gate *g);
 /* Held answers on this worker. */
 int gate_waiting(const struct gate *g);
 
@@ -68,7 +78,7 @@ const char *gate_call_name(enum gate_call call);
  * cannot be held (it is then sent at once). */
 bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
                const char *identity, const char *mfa_id, int answered_by,
-               uint64_t deadline_ms);
+               uint64_t deadline_ms, bool legacy);
 /* The request is going away before its answer was released. */
 void gate_detach(struct request *rq);
 
@@ -76,5 +86,9 @@ void gate_detach(struct request *rq);
  * answer show the change? */
 bool gate_acknowledges(enum gate_call call, const char *mfa_id, int status,
                        const char *body, size_t len);
+/* The same for GET /edge/management/v1/identities/{id} (isMfaEnabled),
+ * used for legacy sessions; a create cannot be seen there. */
+bool gate_acknowledges_mgmt(enum gate_call call, int status, const char *body,
+                            size_t len);
 
 #endif

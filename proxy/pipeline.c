@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "consistency/gate.h"
+#include "consistency/mgmt.h"
 #include "consistency/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
@@ -28,6 +29,7 @@ enum pipeline_step {
     STEP_IDENTITY = 0,
     STEP_AFFINITY,
     STEP_GATE_CHECK,
+    STEP_LEGACY_ID,
     STEP_STATE_READ,
     STEP_RECORD,
     STEP_DONE,
@@ -63,6 +65,19 @@ static void pipeline_warn_redis(struct request *rq, const char *what)
     log_printf(w->app->log, CONFIG_LOG_WARN,
                "Redis unavailable for %s: using the local affinity cache",
                what);
+}
+
+static void pipeline_warn_legacy(struct request *rq)
+{
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    if (w->legacy_warned_ms && now - w->legacy_warned_ms < 60000)
+        return;
+    w->legacy_warned_ms = now;
+    log_printf(w->app->log, CONFIG_LOG_WARN,
+               "replication gate: an MFA call made with a legacy zt-session "
+               "is not held: configure gate.management (or gate.source: "
+               "events) to confirm it on the other controllers");
 }
 
 /* ---- identity and fences -------------------------------------------- */
@@ -307,7 +322,8 @@ static bool pipeline_state_read(struct request *rq)
     struct app *a = pipeline_app(rq);
     struct worker *w = rq->w;
     uint64_t now = loop_now_ms(w->loop);
-    int leader = cluster_leader(a->cluster);
+    /* a legacy session can only be read where it lives */
+    int leader = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
     if (leader < 0 || !cluster_up(a->cluster, leader)) {
         if (now >= rq->pipe.deadline_ms) {
             request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
@@ -337,6 +353,54 @@ static bool pipeline_state_read(struct request *rq)
     rq->aux.arg = rq;
     rq->stage = STAGE_RECONCILE;
     upstream_start(w->up, &rq->aux);
+    return true;
+}
+
+static void pipeline_legacy_id_done(struct upstream_req *r, void *arg)
+{
+    struct request *rq = arg;
+    request_log_attempt(rq, rq->node, "identity", r->status, r->duration_ns,
+                        true);
+    if (r->result == UPSTREAM_OK && r->status == 200) {
+        struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
+        const char *id = json_path_string(j, "data.id");
+        if (id)
+            snprintf(rq->identity, sizeof(rq->identity), "%s", id);
+        json_free(j);
+    }
+    if (!rq->identity[0])
+        rq->pipe.gated = false; /* the call itself will say what is wrong */
+    pipeline_resume(rq);
+}
+
+/* Legacy session: ask its controller who it is (GET current-identity). */
+static bool pipeline_legacy_id(struct request *rq)
+{
+    struct app *a = pipeline_app(rq);
+    int node = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
+    if (node < 0) {
+        rq->pipe.gated = false;
+        return false;
+    }
+    const char *api = util_has_prefix(rq->ex->url, "/edge/management/")
+                          ? "/edge/management/v1/current-identity"
+                          : "/edge/client/v1/current-identity";
+    request_node_url(rq, node, api, &rq->aux_url);
+    rq->node = node;
+    rq->aux.method = HTTP_GET;
+    rq->aux.url = rq->aux_url;
+    rq->aux.connect_to = a->cluster->nodes[node].connect_to;
+    rq->aux.headers = headers_lines(&rq->up_headers);
+    rq->aux.n_headers = rq->up_headers.n;
+    rq->aux.body = NULL;
+    rq->aux.body_len = 0;
+    rq->aux.timeout_ms = rq->policy->per_try_timeout_ms;
+    rq->aux.max_response = 1024 * 1024;
+    rq->aux.fresh_connection = false;
+    rq->aux.done = pipeline_legacy_id_done;
+    rq->aux.arg = rq;
+    rq->stage = STAGE_RECONCILE;
+    upstream_start(rq->w->up, &rq->aux);
     return true;
 }
 
@@ -377,7 +441,8 @@ static void pipeline_record(void *arg, bool ok,
                             : 0;
         rq->stage = STAGE_GATE;
         if (gate_hold(worker_ext_gate(rq->w), rq, GATE_VERIFY, rq->identity,
-                      rq->pipe.mfa_id, -1, loop_now_ms(rq->w->loop) + left))
+                      rq->pipe.mfa_id, -1, loop_now_ms(rq->w->loop) + left,
+                      rq->pipe.legacy))
             return;
     }
     if (strcmp(rec->status, "timeout") == 0 && rq->cfg->gate.fail_on_timeout) {
@@ -399,14 +464,24 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
     struct pipeline_state *ps = &rq->pipe;
     switch (step) {
     case STEP_GATE_CHECK:
-        ps->step = STEP_STATE_READ;
+        ps->step = STEP_LEGACY_ID;
         if (!ps->gated)
             return false;
         if (!rq->identity[0]) {
-            /* a legacy session: the gate cannot confirm the change on other
-             * controllers with it; the answer is not held (see README) */
-            ps->gated = false;
-            return false;
+            if (!identity_session(rq->ex->headers, rq->ex->n_headers)) {
+                ps->gated = false; /* no credential: the controller says 401 */
+                return false;
+            }
+            ps->legacy = true;
+            if (rq->cfg->gate.source == GATE_SRC_PROBE &&
+                !mgmt_configured(worker_ext_mgmt(rq->w)) &&
+                ps->gcall != GATE_CREATE) {
+                /* nothing to confirm the change on other controllers with:
+                 * see README, "Legacy sessions" */
+                pipeline_warn_legacy(rq);
+                ps->gated = false;
+                return false;
+            }
         }
         if (!redis_up(worker_ext_redis(rq->w))) {
             metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
@@ -416,9 +491,14 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                                  "later");
             return true;
         }
-        if (ps->gcall == GATE_CREATE)
+        if (ps->gcall == GATE_CREATE && !ps->legacy)
             return false; /* its id comes with its answer */
-        return pipeline_gate_prepare(rq, STEP_STATE_READ);
+        return pipeline_gate_prepare(rq, STEP_LEGACY_ID);
+    case STEP_LEGACY_ID:
+        ps->step = STEP_STATE_READ;
+        if (!ps->gated || !ps->legacy || rq->identity[0])
+            return false;
+        return pipeline_legacy_id(rq);
     case STEP_STATE_READ:
         ps->step = STEP_RECORD;
         if (!ps->gated || ps->gcall == GATE_CREATE || ps->pre_state >= 0)
@@ -496,7 +576,7 @@ bool pipeline_gate(struct request *rq)
     }
     rq->stage = STAGE_GATE;
     return gate_hold(worker_ext_gate(rq->w), rq, (enum gate_call)ps->gcall,
-                     rq->identity, ps->mfa_id, rq->node, 0);
+                     rq->identity, ps->mfa_id, rq->node, 0, ps->legacy);
 }
 
 void pipeline_cancel(struct request *rq)

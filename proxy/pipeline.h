@@ -29,6 +29,7 @@ struct pipeline_state {
     struct redis_cmd *cmd;          /* outstanding, cancelled on free */
     struct ackstore_ctx actx;       /* gate record reads */
     bool gated;                     /* an MFA write the gate holds */
+    bool legacy;                    /* ... made with a zt-session */
     int gcall;                      /* enum gate_call */
     int pre_state;                  /* enum reconcile_state, -1 = unread */
     char mfa_id[128];

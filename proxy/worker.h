@@ -58,6 +58,7 @@ struct worker {
     bool draining;
     uint64_t seen_gen;
     uint64_t redis_warned_ms;         /* rate limit of a warning */
+    uint64_t legacy_warned_ms;        /* likewise */
     struct worker_ext *ext;           /* owned: routing/gate state */
 };
 

@@ -90,6 +90,11 @@ struct gate *worker_ext_gate(struct worker *w)
     return w->ext->gate;
 }
 
+struct mgmt *worker_ext_mgmt(struct worker *w)
+{
+    return gate_mgmt(w->ext->gate);
+}
+
 int worker_ext_gate_waiting(struct worker *w)
 {
     return w->ext ? atomic_load(&w->ext->waiting) : 0;

@@ -18,6 +18,7 @@ void worker_ext_free(struct worker *w);
 
 struct redis *worker_ext_redis(struct worker *w);
 struct gate *worker_ext_gate(struct worker *w);
+struct mgmt *worker_ext_mgmt(struct worker *w);
 /* Held answers (approximate, any thread), and the counter the gate keeps
  * up to date for that. */
 int worker_ext_gate_waiting(struct worker *w);

@@ -127,6 +127,15 @@ bool cluster_probe_result(struct cluster *c, int i, int status,
             changed |= cluster_set_up(nd, false);
     }
     nd->probed_once = true;
+    if (!atomic_load(&c->settled)) {
+        bool all = true;
+        for (int k = 0; k < c->n; k++)
+            all &= c->nodes[k].probed_once;
+        if (all) {
+            atomic_store(&c->settled, true);
+            changed = true;
+        }
+    }
     bool claims = healthy && is_leader;
     if (claims && !atomic_load(&nd->claims_leader))
         atomic_store(&nd->leader_since_ms, now_ms);

@@ -42,6 +42,7 @@ struct cluster {
     atomic_uint_fast64_t leader_known_since_ms; /* mono */
     atomic_uint_fast64_t no_leader_since_ms;    /* mono, 0 while known */
     atomic_uint_fast64_t generation;  /* bumps on any up/leader change */
+    atomic_bool settled;              /* every controller probed once */
 };
 
 struct cluster *cluster_new(const struct config *cfg);

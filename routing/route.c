@@ -50,6 +50,12 @@ void route_pick(const struct cluster *c, const struct route_in *in,
     }
 
     int leader = cluster_leader(c);
+    if (in->pin != PIN_NONE && leader < 0 && !atomic_load(&c->settled)) {
+        /* just started: the first probes will say who leads */
+        out->kind = ROUTE_WAIT_LEADER;
+        out->decision = DECISION_NO_LEADER_WAIT;
+        return;
+    }
     if (leader >= 0 && leader == in->not_leader &&
         atomic_load(&c->generation) == in->not_leader_gen)
         leader = -1; /* it said it is not leading: wait for a new view */
