@@ -247,6 +247,14 @@ static int app_bind_all(struct app *a, const struct config *cfg, int *fds)
             fds[w * CONFIG_MAX_LISTENERS + l] = fd;
         }
         app_log_listening(a, "client", &cl->addr, port, cl->tls);
+        if (l == 0 && cfg->public_url_derived) {
+            const char *host = cl->addr.host;
+            bool v6 = strchr(host, ':') != NULL;
+            if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+                host = v6 ? "::1" : "127.0.0.1";
+            a->public_url = xasprintf(v6 ? "%s://[%s]:%u" : "%s://%s:%u",
+                                      cl->tls ? "https" : "http", host, port);
+        }
     }
     return 0;
 }
@@ -368,4 +376,5 @@ void app_free(struct app *a)
     log_free(a->log);
     config_unref(atomic_load(&a->cfg));
     free(a->config_path);
+    free(a->public_url);
 }

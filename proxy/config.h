@@ -241,6 +241,7 @@ struct config {
                                         never NULL after loading: when the
                                         file has none it is derived from the
                                         first listener; no trailing slash */
+    bool public_url_derived;         /* not in the file: from listeners[0] */
 
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int n_listeners;

@@ -11,6 +11,7 @@
 #include "proxy/json.h"
 #include "proxy/request.h"
 #include "proxy/util.h"
+#include "proxy/worker.h"
 
 char *rewrite_origin(const char *url, const char *public_url)
 {
@@ -112,7 +113,9 @@ static bool rewrite_points_at_controller(const struct config *cfg,
 void rewrite_response(struct request *rq, struct headers *h)
 {
     const struct config *cfg = rq->cfg;
-    const char *pub = cfg->public_url;
+    struct app *a = rq->w->app;
+    const char *pub = cfg->public_url_derived && a->public_url ? a->public_url
+                                                              : cfg->public_url;
     headers_remove(h, "ziti-ctrl-address");
     if (!pub)
         return;
