@@ -8,11 +8,27 @@
 #   scripts/install-deps.sh bench     test + nginx, haproxy, wrk
 #   scripts/install-deps.sh runtime   the shared libraries the binary links
 #
+#   scripts/install-deps.sh MODE PACKAGE...   MODE's packages and these extra
+#                                     ones (docker/Dockerfile: runtime curl)
+#   scripts/install-deps.sh --list MODE       print MODE's packages, one a
+#                                     line, and install nothing (the tests
+#                                     read the runtime list this way)
+#
 # Runs apt-get as root (or through sudo when not root).  Nothing is started:
 # tests start their own servers on loopback ports.
 set -euo pipefail
 
+list=0
+if [ "${1:-}" = --list ]; then list=1; shift; fi
 what=${1:-test}
+[ $# -gt 0 ] && shift
+extra=("$@")
+for p in "${extra[@]}"; do
+  case "$p" in
+    [a-z0-9]*) ;;
+    *) echo "install-deps: '$p' is not a package name" >&2; exit 2 ;;
+  esac
+done
 
 build_pkgs=(build-essential cmake ninja-build pkg-config
             libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
@@ -28,8 +44,14 @@ case "$what" in
   test)    pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
   bench)   pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   runtime) pkgs=("${runtime_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test|bench|runtime" >&2; exit 2 ;;
+  *) echo "usage: $0 [--list] build|test|bench|runtime [PACKAGE...]" >&2; exit 2 ;;
 esac
+pkgs+=("${extra[@]}")
+
+if [ "$list" = 1 ]; then
+  printf '%s\n' "${pkgs[@]}"
+  exit 0
+fi
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
