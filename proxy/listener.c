@@ -635,7 +635,14 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
               ((uint64_t)fd << 40)) | 1;
     if (l->tls)
         flags |= MHD_USE_TLS;
-    uint64_t mem = 2 * limits->max_header_bytes + 32 * 1024;
+    /* The per-connection pool holds the request head (up to
+     * max_header_bytes, parsed in place), the header index and the
+     * response head.  libmicrohttpd 0.9.75 zeroes the whole pool when a
+     * keep-alive connection starts its next request and the freed half
+     * when it shrinks the read buffer, so every byte here is paid for on
+     * every request: keep it to the head limit plus room for the answer's
+     * head (controllers send well under 4 KiB of headers). */
+    uint64_t mem = limits->max_header_bytes + 16 * 1024;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                         (intptr_t)listener_notify_connection, l};
