@@ -31,6 +31,7 @@ struct listener {
     struct MHD_Daemon *d;          /* owned */
     struct loop_io *io;            /* owned: watches the daemon's epoll fd */
     struct loop_timer *timer;      /* owned: the daemon's own timeouts */
+    struct loop_defer *soon;       /* owned: run the daemon next iteration */
     const struct listener_ops *ops;/* borrowed */
     void *ctx;                     /* borrowed */
     struct listener_limits limits;
@@ -222,7 +223,7 @@ void listener_respond(struct listener_exchange *ex, int status,
          * it on the next loop iteration (one run serves every resume). */
         xp->suspended = false;
         MHD_resume_connection(xp->conn->c);
-        loop_timer_start(xp->conn->l->timer, 0, 0);
+        loop_defer_schedule(xp->conn->l->soon);
     }
 }
 
@@ -596,10 +597,16 @@ static void listener_run(struct listener *l)
 {
     MHD_UNSIGNED_LONG_LONG to;
     MHD_run(l->d);
-    if (MHD_get_timeout(l->d, &to) == MHD_YES)
-        loop_timer_start(l->timer, to, 0);
-    else
+    if (MHD_get_timeout(l->d, &to) != MHD_YES) {
         loop_timer_stop(l->timer);
+    } else if (to == 0) {
+        /* work left (data already read, resumed connections): once per
+         * loop iteration, so that the loop keeps polling for I/O */
+        loop_timer_stop(l->timer);
+        loop_defer_schedule(l->soon);
+    } else {
+        loop_timer_start(l->timer, to, 0);
+    }
 }
 
 static void listener_io(void *arg, int events)
@@ -691,6 +698,7 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->io = loop_io_new(loop, di->epoll_fd, listener_io, l);
     loop_io_set(l->io, LOOP_READ);
     l->timer = loop_timer_new(loop, listener_timer, l);
+    l->soon = loop_defer_new(loop, listener_timer, l);
     listener_run(l);
     return l;
 }
@@ -713,6 +721,7 @@ void listener_free(struct listener *l)
     MHD_stop_daemon(l->d);
     loop_io_free(l->io);
     loop_timer_free(l->timer);
+    loop_defer_free(l->soon);
     free(l->request_id_header);
     free(l);
 }

@@ -20,6 +20,7 @@ struct upstream {
     CURLM *multi;                /* owned */
     CURLSH *share;               /* owned: DNS and TLS sessions */
     struct loop_timer *timer;    /* owned */
+    struct loop_defer *soon;     /* owned: libcurl asked for a 0 ms timeout */
     struct upstream_settings s;  /* strings owned */
     CURL **pool;                 /* owned idle easy handles */
     int n_pool, cap_pool;
@@ -309,10 +310,18 @@ static int upstream_sock_cb(CURL *e, curl_socket_t s, int what, void *userp,
 static int upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
     struct upstream *u = userp;
-    if (timeout_ms < 0)
+    if (timeout_ms < 0) {
         loop_timer_stop(u->timer);
-    else
+        loop_defer_cancel(u->soon);
+    } else if (timeout_ms == 0) {
+        /* once per loop iteration, never again inside this timer phase:
+         * responses waiting on sockets are read first */
+        loop_timer_stop(u->timer);
+        loop_defer_schedule(u->soon);
+    } else {
+        loop_defer_cancel(u->soon);
         loop_timer_start(u->timer, (uint64_t)timeout_ms, 0);
+    }
     return 0;
 }
 
@@ -331,6 +340,7 @@ struct upstream *upstream_new(struct loop *loop,
     curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     u->timer = loop_timer_new(loop, upstream_timeout, u);
+    u->soon = loop_defer_new(loop, upstream_timeout, u);
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, upstream_sock_cb);
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, upstream_timer_cb);
@@ -379,6 +389,7 @@ void upstream_free(struct upstream *u)
     }
     free(u->routes);
     loop_timer_free(u->timer);
+    loop_defer_free(u->soon);
     upstream_settings_copy(&u->s, &(struct upstream_settings){0});
     free(u);
 }
