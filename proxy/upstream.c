@@ -28,6 +28,7 @@ struct upstream {
     int n_routes;
     int active;
     struct upstream_run *runs;   /* owned: requests in flight */
+    struct upstream_run *spare;  /* owned: finished runs, for reuse */
 };
 
 /* One per socket libcurl asks us to watch. */
@@ -37,12 +38,16 @@ struct upstream_sock {
     struct loop_io *io;          /* owned */
 };
 
-/* Per running request, hung on the easy handle's private pointer. */
+/* Per running request, hung on the easy handle's private pointer.  The
+ * header list handed to libcurl is built in place over the caller's lines
+ * (libcurl only reads it, and the lines outlive the transfer), so a
+ * request allocates no list nodes; runs are recycled. */
 struct upstream_run {
     struct upstream_req *r;      /* borrowed */
     CURL *e;                     /* the easy handle it runs on */
-    struct curl_slist *headers;  /* owned */
-    struct upstream_run *prev, *next; /* the upstream's list */
+    struct curl_slist *nodes;    /* owned array; data borrowed from r */
+    int cap_nodes;
+    struct upstream_run *prev, *next; /* the upstream's list (or spares) */
 };
 
 static void upstream_run_unlink(struct upstream *u, struct upstream_run *run)
@@ -54,10 +59,44 @@ static void upstream_run_unlink(struct upstream *u, struct upstream_run *run)
     if (run->next)
         run->next->prev = run->prev;
     curl_multi_remove_handle(u->multi, run->e);
-    curl_slist_free_all(run->headers);
+    curl_easy_setopt(run->e, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(run->e, CURLOPT_PRIVATE, NULL);
     run->r->priv = NULL;
     u->active--;
+}
+
+static void upstream_run_put(struct upstream *u, struct upstream_run *run)
+{
+    run->next = u->spare;
+    u->spare = run;
+}
+
+static struct upstream_run *upstream_run_get(struct upstream *u)
+{
+    struct upstream_run *run = u->spare;
+    if (!run)
+        return xcalloc(1, sizeof(*run));
+    u->spare = run->next;
+    run->prev = run->next = NULL;
+    return run;
+}
+
+static struct curl_slist *upstream_run_headers(struct upstream_run *run,
+                                               const char *const *lines,
+                                               int n)
+{
+    if (n <= 0)
+        return NULL;
+    if (n > run->cap_nodes) {
+        run->cap_nodes = n < 16 ? 16 : n;
+        run->nodes = xrealloc(run->nodes,
+                              (size_t)run->cap_nodes * sizeof(*run->nodes));
+    }
+    for (int i = 0; i < n; i++) {
+        run->nodes[i].data = (char *)lines[i];
+        run->nodes[i].next = i + 1 < n ? &run->nodes[i + 1] : NULL;
+    }
+    return run->nodes;
 }
 
 static char *upstream_dup(const char *s)
@@ -234,7 +273,7 @@ static void upstream_finish(struct upstream *u, CURL *e, CURLcode rc)
     if (rc != CURLE_OK && !r->error[0])
         snprintf(r->error, sizeof(r->error), "%s", curl_easy_strerror(rc));
     upstream_run_unlink(u, run);
-    free(run);
+    upstream_run_put(u, run);
     upstream_easy_put(u, e);
     r->done(r, r->arg);
 }
@@ -375,8 +414,14 @@ void upstream_free(struct upstream *u)
         struct upstream_run *run = u->runs;
         CURL *e = run->e;
         upstream_run_unlink(u, run);
-        free(run);
+        upstream_run_put(u, run);
         curl_easy_cleanup(e);
+    }
+    while (u->spare) {
+        struct upstream_run *run = u->spare;
+        u->spare = run->next;
+        free(run->nodes);
+        free(run);
     }
     for (int i = 0; i < u->n_pool; i++)
         curl_easy_cleanup(u->pool[i]);
@@ -397,7 +442,7 @@ void upstream_free(struct upstream *u)
 void upstream_start(struct upstream *u, struct upstream_req *r)
 {
     CURL *e = upstream_easy_get(u);
-    struct upstream_run *run = xcalloc(1, sizeof(*run));
+    struct upstream_run *run = upstream_run_get(u);
     run->r = r;
     run->e = e;
     run->next = u->runs;
@@ -405,8 +450,6 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
         u->runs->prev = run;
     u->runs = run;
     upstream_req_reset(r);
-    for (int i = 0; i < r->n_headers; i++)
-        run->headers = curl_slist_append(run->headers, r->headers[i]);
     r->priv = e;
 
     curl_easy_setopt(e, CURLOPT_PRIVATE, run);
@@ -415,7 +458,8 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_CONNECT_TO,
                      r->connect_to ? upstream_route(u, r->connect_to) : NULL);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, run->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER,
+                     upstream_run_headers(run, r->headers, r->n_headers));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh_connection ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
@@ -458,7 +502,7 @@ void upstream_cancel(struct upstream *u, struct upstream_req *r)
     struct upstream_run *run = NULL;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&run);
     upstream_run_unlink(u, run);
-    free(run);
+    upstream_run_put(u, run);
     upstream_easy_put(u, e);
 }
 
