@@ -56,6 +56,8 @@ struct listener_conn {
     int fd;
     struct loop_timer *deadline;   /* owned */
     struct listener_exchange *ex;  /* borrowed: the request in progress */
+    struct listener_exchange_alloc *spare; /* owned: the last exchange's
+                                      memory, for the next request */
 };
 
 /* Private part of an exchange, allocated with it. */
@@ -68,6 +70,8 @@ struct listener_xpriv {
     bool discarding;               /* body over the limit: read and drop */
     uint64_t discarded;
     char *raw_url;                 /* owned */
+    size_t url_cap;
+    int hdr_cap;                   /* allocated entries of ex->headers */
     struct buf body;               /* owned */
 };
 
@@ -79,6 +83,7 @@ struct listener_exchange_alloc {
 #define XP(ex) ((struct listener_xpriv *)(ex)->priv)
 
 static void listener_run(struct listener *l);
+static void listener_exchange_free(struct listener_exchange_alloc *a);
 
 /* ---- request ids ---------------------------------------------------- */
 
@@ -115,9 +120,13 @@ static void listener_set_request_id(struct listener *l,
         snprintf(ex->request_id, sizeof(ex->request_id), "%s", in);
         return;
     }
-    snprintf(ex->request_id, sizeof(ex->request_id), "%016llx%016llx",
-             (unsigned long long)listener_rand(l),
-             (unsigned long long)listener_rand(l));
+    static const char hex[] = "0123456789abcdef";
+    for (int k = 0; k < 2; k++) {
+        uint64_t x = listener_rand(l);
+        for (int i = 15; i >= 0; i--, x >>= 4)
+            ex->request_id[16 * k + i] = hex[x & 15];
+    }
+    ex->request_id[32] = '\0';
 }
 
 /* ---- sockets ---------------------------------------------------------- */
@@ -305,12 +314,47 @@ static void listener_notify_connection(void *cls, struct MHD_Connection *c,
         struct listener_conn *conn = *socket_context;
         if (conn) {
             loop_timer_free(conn->deadline);
+            listener_exchange_free(conn->spare);
             free(conn);
         }
         *socket_context = NULL;
         if (l->ops->on_connection)
             l->ops->on_connection(l->ctx, -1);
     }
+}
+
+static void listener_exchange_free(struct listener_exchange_alloc *a)
+{
+    if (!a)
+        return;
+    buf_free(&a->p.body);
+    free(a->p.raw_url);
+    free(a->ex.headers);
+    free(a);
+}
+
+/* A zeroed exchange; on a keep-alive connection the previous one's memory
+ * (header index, URL and body buffers) is reused. */
+static struct listener_exchange_alloc *listener_exchange_new(
+    struct listener_conn *conn)
+{
+    struct listener_exchange_alloc *a = conn ? conn->spare : NULL;
+    if (!a)
+        return xcalloc(1, sizeof(*a));
+    conn->spare = NULL;
+    struct listener_header *hdrs = a->ex.headers;
+    int hdr_cap = a->p.hdr_cap;
+    char *url = a->p.raw_url;
+    size_t url_cap = a->p.url_cap;
+    struct buf body = a->p.body;
+    memset(a, 0, sizeof(*a));
+    a->ex.headers = hdrs;
+    a->p.hdr_cap = hdr_cap;
+    a->p.raw_url = url;
+    a->p.url_cap = url_cap;
+    buf_reset(&body);
+    a->p.body = body;
+    return a;
 }
 
 static void *listener_uri_log(void *cls, const char *uri,
@@ -320,11 +364,16 @@ static void *listener_uri_log(void *cls, const char *uri,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     struct listener_conn *conn = ci ? ci->socket_context : NULL;
-    struct listener_exchange_alloc *a = xcalloc(1, sizeof(*a));
+    struct listener_exchange_alloc *a = listener_exchange_new(conn);
     struct listener_exchange *ex = &a->ex;
+    size_t ulen = strlen(uri ? uri : "");
     ex->priv = &a->p;
     a->p.conn = conn;
-    a->p.raw_url = xstrdup(uri ? uri : "");
+    if (ulen + 1 > a->p.url_cap) {
+        a->p.url_cap = ulen + 1 < 256 ? 256 : ulen + 1;
+        a->p.raw_url = xrealloc(a->p.raw_url, a->p.url_cap);
+    }
+    memcpy(a->p.raw_url, uri ? uri : "", ulen + 1);
     ex->url = a->p.raw_url;
     ex->start_ns = util_mono_ns();
     ex->tls = l->tls;
@@ -437,8 +486,8 @@ static bool listener_headers_in(struct listener *l,
                                 struct MHD_Connection *c, const char *method,
                                 const char *version)
 {
-    struct listener_hdr_walk w = {0};
     struct listener_xpriv *xp = XP(ex);
+    struct listener_hdr_walk w = {ex->headers, 0, xp->hdr_cap};
     uint64_t clen = 0;
     bool has_clen;
     ex->method_name = method;
@@ -447,6 +496,7 @@ static bool listener_headers_in(struct listener *l,
     MHD_get_connection_values_n(c, MHD_HEADER_KIND, listener_collect, &w);
     ex->headers = w.items;
     ex->n_headers = w.n;
+    xp->hdr_cap = w.cap;
     listener_client_addr(ex, c);
     listener_set_request_id(l, ex);
 
@@ -573,11 +623,17 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
     l->ops->on_complete(l->ctx, ex);
     if (xp->resp)
         MHD_destroy_response(xp->resp);
-    buf_free(&xp->body);
-    free(xp->raw_url);
-    free(ex->headers);
-    free(ex);
     *con_cls = NULL;
+    struct listener_exchange_alloc *a = (struct listener_exchange_alloc *)ex;
+    if (xp->conn && !xp->conn->spare && xp->hdr_cap <= 256) {
+        /* the connection's next request reuses it; an idle connection
+         * keeps no more than a few KiB */
+        if (xp->body.cap > 4096)
+            buf_free(&xp->body);
+        xp->conn->spare = a;
+        return;
+    }
+    listener_exchange_free(a);
 }
 
 static size_t listener_unescape(void *cls, struct MHD_Connection *c, char *s)
