@@ -88,19 +88,22 @@ static const char **headers_view(struct headers *h, int count)
 
 const char *const *headers_lines(struct headers *h)
 {
-    uint32_t *pos = xmalloc((size_t)(h->n ? h->n : 1) * sizeof(*pos));
+    size_t need = 0;
+    for (int i = 0; i < h->n; i++) /* "name: value\0", name and value
+                                      are NUL-terminated in data */
+        need += (h->off[2 * i + 1] - h->off[2 * i] - 1) + 2 +
+                strlen(headers_value(h, i)) + 1;
     buf_reset(&h->lines);
+    buf_reserve(&h->lines, need);
+    const char **v = headers_view(h, h->n);
     for (int i = 0; i < h->n; i++) {
-        pos[i] = (uint32_t)h->lines.len;
+        /* no reallocation below: the pointers stay valid */
+        v[i] = h->lines.data + h->lines.len;
         buf_puts(&h->lines, headers_name(h, i));
-        buf_puts(&h->lines, ": ");
+        buf_append(&h->lines, ": ", 2);
         buf_puts(&h->lines, headers_value(h, i));
         buf_putc(&h->lines, '\0');
     }
-    const char **v = headers_view(h, h->n);
-    for (int i = 0; i < h->n; i++)
-        v[i] = h->lines.data + pos[i];
-    free(pos);
     return v;
 }
 

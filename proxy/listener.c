@@ -31,6 +31,7 @@ struct listener {
     struct MHD_Daemon *d;          /* owned */
     struct loop_io *io;            /* owned: watches the daemon's epoll fd */
     struct loop_timer *timer;      /* owned: the daemon's own timeouts */
+    struct loop_defer *soon;       /* owned: run the daemon next iteration */
     const struct listener_ops *ops;/* borrowed */
     void *ctx;                     /* borrowed */
     struct listener_limits limits;
@@ -55,6 +56,8 @@ struct listener_conn {
     int fd;
     struct loop_timer *deadline;   /* owned */
     struct listener_exchange *ex;  /* borrowed: the request in progress */
+    struct listener_exchange_alloc *spare; /* owned: the last exchange's
+                                      memory, for the next request */
 };
 
 /* Private part of an exchange, allocated with it. */
@@ -67,6 +70,8 @@ struct listener_xpriv {
     bool discarding;               /* body over the limit: read and drop */
     uint64_t discarded;
     char *raw_url;                 /* owned */
+    size_t url_cap;
+    int hdr_cap;                   /* allocated entries of ex->headers */
     struct buf body;               /* owned */
 };
 
@@ -78,6 +83,7 @@ struct listener_exchange_alloc {
 #define XP(ex) ((struct listener_xpriv *)(ex)->priv)
 
 static void listener_run(struct listener *l);
+static void listener_exchange_free(struct listener_exchange_alloc *a);
 
 /* ---- request ids ---------------------------------------------------- */
 
@@ -114,9 +120,13 @@ static void listener_set_request_id(struct listener *l,
         snprintf(ex->request_id, sizeof(ex->request_id), "%s", in);
         return;
     }
-    snprintf(ex->request_id, sizeof(ex->request_id), "%016llx%016llx",
-             (unsigned long long)listener_rand(l),
-             (unsigned long long)listener_rand(l));
+    static const char hex[] = "0123456789abcdef";
+    for (int k = 0; k < 2; k++) {
+        uint64_t x = listener_rand(l);
+        for (int i = 15; i >= 0; i--, x >>= 4)
+            ex->request_id[16 * k + i] = hex[x & 15];
+    }
+    ex->request_id[32] = '\0';
 }
 
 /* ---- sockets ---------------------------------------------------------- */
@@ -222,7 +232,7 @@ void listener_respond(struct listener_exchange *ex, int status,
          * it on the next loop iteration (one run serves every resume). */
         xp->suspended = false;
         MHD_resume_connection(xp->conn->c);
-        loop_timer_start(xp->conn->l->timer, 0, 0);
+        loop_defer_schedule(xp->conn->l->soon);
     }
 }
 
@@ -304,12 +314,47 @@ static void listener_notify_connection(void *cls, struct MHD_Connection *c,
         struct listener_conn *conn = *socket_context;
         if (conn) {
             loop_timer_free(conn->deadline);
+            listener_exchange_free(conn->spare);
             free(conn);
         }
         *socket_context = NULL;
         if (l->ops->on_connection)
             l->ops->on_connection(l->ctx, -1);
     }
+}
+
+static void listener_exchange_free(struct listener_exchange_alloc *a)
+{
+    if (!a)
+        return;
+    buf_free(&a->p.body);
+    free(a->p.raw_url);
+    free(a->ex.headers);
+    free(a);
+}
+
+/* A zeroed exchange; on a keep-alive connection the previous one's memory
+ * (header index, URL and body buffers) is reused. */
+static struct listener_exchange_alloc *listener_exchange_new(
+    struct listener_conn *conn)
+{
+    struct listener_exchange_alloc *a = conn ? conn->spare : NULL;
+    if (!a)
+        return xcalloc(1, sizeof(*a));
+    conn->spare = NULL;
+    struct listener_header *hdrs = a->ex.headers;
+    int hdr_cap = a->p.hdr_cap;
+    char *url = a->p.raw_url;
+    size_t url_cap = a->p.url_cap;
+    struct buf body = a->p.body;
+    memset(a, 0, sizeof(*a));
+    a->ex.headers = hdrs;
+    a->p.hdr_cap = hdr_cap;
+    a->p.raw_url = url;
+    a->p.url_cap = url_cap;
+    buf_reset(&body);
+    a->p.body = body;
+    return a;
 }
 
 static void *listener_uri_log(void *cls, const char *uri,
@@ -319,11 +364,16 @@ static void *listener_uri_log(void *cls, const char *uri,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     struct listener_conn *conn = ci ? ci->socket_context : NULL;
-    struct listener_exchange_alloc *a = xcalloc(1, sizeof(*a));
+    struct listener_exchange_alloc *a = listener_exchange_new(conn);
     struct listener_exchange *ex = &a->ex;
+    size_t ulen = strlen(uri ? uri : "");
     ex->priv = &a->p;
     a->p.conn = conn;
-    a->p.raw_url = xstrdup(uri ? uri : "");
+    if (ulen + 1 > a->p.url_cap) {
+        a->p.url_cap = ulen + 1 < 256 ? 256 : ulen + 1;
+        a->p.raw_url = xrealloc(a->p.raw_url, a->p.url_cap);
+    }
+    memcpy(a->p.raw_url, uri ? uri : "", ulen + 1);
     ex->url = a->p.raw_url;
     ex->start_ns = util_mono_ns();
     ex->tls = l->tls;
@@ -436,8 +486,8 @@ static bool listener_headers_in(struct listener *l,
                                 struct MHD_Connection *c, const char *method,
                                 const char *version)
 {
-    struct listener_hdr_walk w = {0};
     struct listener_xpriv *xp = XP(ex);
+    struct listener_hdr_walk w = {ex->headers, 0, xp->hdr_cap};
     uint64_t clen = 0;
     bool has_clen;
     ex->method_name = method;
@@ -446,6 +496,7 @@ static bool listener_headers_in(struct listener *l,
     MHD_get_connection_values_n(c, MHD_HEADER_KIND, listener_collect, &w);
     ex->headers = w.items;
     ex->n_headers = w.n;
+    xp->hdr_cap = w.cap;
     listener_client_addr(ex, c);
     listener_set_request_id(l, ex);
 
@@ -572,11 +623,17 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
     l->ops->on_complete(l->ctx, ex);
     if (xp->resp)
         MHD_destroy_response(xp->resp);
-    buf_free(&xp->body);
-    free(xp->raw_url);
-    free(ex->headers);
-    free(ex);
     *con_cls = NULL;
+    struct listener_exchange_alloc *a = (struct listener_exchange_alloc *)ex;
+    if (xp->conn && !xp->conn->spare && xp->hdr_cap <= 256) {
+        /* the connection's next request reuses it; an idle connection
+         * keeps no more than a few KiB */
+        if (xp->body.cap > 4096)
+            buf_free(&xp->body);
+        xp->conn->spare = a;
+        return;
+    }
+    listener_exchange_free(a);
 }
 
 static size_t listener_unescape(void *cls, struct MHD_Connection *c, char *s)
@@ -596,10 +653,16 @@ static void listener_run(struct listener *l)
 {
     MHD_UNSIGNED_LONG_LONG to;
     MHD_run(l->d);
-    if (MHD_get_timeout(l->d, &to) == MHD_YES)
-        loop_timer_start(l->timer, to, 0);
-    else
+    if (MHD_get_timeout(l->d, &to) != MHD_YES) {
         loop_timer_stop(l->timer);
+    } else if (to == 0) {
+        /* work left (data already read, resumed connections): once per
+         * loop iteration, so that the loop keeps polling for I/O */
+        loop_timer_stop(l->timer);
+        loop_defer_schedule(l->soon);
+    } else {
+        loop_timer_start(l->timer, to, 0);
+    }
 }
 
 static void listener_io(void *arg, int events)
@@ -635,7 +698,19 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
               ((uint64_t)fd << 40)) | 1;
     if (l->tls)
         flags |= MHD_USE_TLS;
-    uint64_t mem = 2 * limits->max_header_bytes + 32 * 1024;
+    /* The per-connection pool holds the request head (up to
+     * max_header_bytes, parsed in place), the header index and the
+     * response head.  libmicrohttpd 0.9.75 zeroes the whole pool when a
+     * keep-alive connection starts its next request and the freed half
+     * when it shrinks the read buffer, so every byte here is paid for on
+     * every request: keep it to the head limit plus room for the answer's
+     * head (controllers send well under 4 KiB of headers).  Above 32 KiB
+     * the library mmaps the pool instead of malloc'ing it, so an idle
+     * connection that never sent a request costs no resident memory and a
+     * closed one gives its pool back: stay above that. */
+    uint64_t mem = limits->max_header_bytes + 20 * 1024;
+    if (mem <= 32 * 1024)
+        mem = 32 * 1024 + 4096;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                         (intptr_t)listener_notify_connection, l};
@@ -684,6 +759,7 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->io = loop_io_new(loop, di->epoll_fd, listener_io, l);
     loop_io_set(l->io, LOOP_READ);
     l->timer = loop_timer_new(loop, listener_timer, l);
+    l->soon = loop_defer_new(loop, listener_timer, l);
     listener_run(l);
     return l;
 }
@@ -706,6 +782,7 @@ void listener_free(struct listener *l)
     MHD_stop_daemon(l->d);
     loop_io_free(l->io);
     loop_timer_free(l->timer);
+    loop_defer_free(l->soon);
     free(l->request_id_header);
     free(l);
 }

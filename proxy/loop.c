@@ -41,6 +41,13 @@ struct loop_prepare {
     void *arg;
 };
 
+struct loop_defer {
+    uv_idle_t h;           /* active while scheduled: the loop polls
+                              without blocking, then runs it once */
+    loop_cb cb;
+    void *arg;
+};
+
 struct loop *loop_new(void)
 {
     struct loop *l = xcalloc(1, sizeof(*l));
@@ -250,4 +257,38 @@ void loop_prepare_free(struct loop_prepare *p)
         return;
     uv_prepare_stop(&p->h);
     uv_close((uv_handle_t *)&p->h, loop_close_cb);
+}
+
+static void loop_defer_cb(uv_idle_t *h)
+{
+    struct loop_defer *d = (struct loop_defer *)h;
+    uv_idle_stop(h);
+    d->cb(d->arg);
+}
+
+struct loop_defer *loop_defer_new(struct loop *l, loop_cb cb, void *arg)
+{
+    struct loop_defer *d = xcalloc(1, sizeof(*d));
+    d->cb = cb;
+    d->arg = arg;
+    uv_idle_init(&l->uv, &d->h);
+    return d;
+}
+
+void loop_defer_schedule(struct loop_defer *d)
+{
+    uv_idle_start(&d->h, loop_defer_cb); /* no-op when already scheduled */
+}
+
+void loop_defer_cancel(struct loop_defer *d)
+{
+    uv_idle_stop(&d->h);
+}
+
+void loop_defer_free(struct loop_defer *d)
+{
+    if (!d)
+        return;
+    uv_idle_stop(&d->h);
+    uv_close((uv_handle_t *)&d->h, loop_close_cb);
 }

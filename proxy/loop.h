@@ -18,6 +18,7 @@ struct loop_io;
 struct loop_async;
 struct loop_signal;
 struct loop_prepare;
+struct loop_defer;
 
 typedef void (*loop_cb)(void *arg);
 /* events: LOOP_READ / LOOP_WRITE that are ready, LOOP_ERROR on poll error. */
@@ -58,6 +59,17 @@ void loop_async_free(struct loop_async *a);
 struct loop_signal *loop_signal_new(struct loop *l, int signum, loop_cb cb,
                                     void *arg);
 void loop_signal_free(struct loop_signal *s);
+
+/* "Run soon": loop_defer_schedule() makes cb run once on the loop's next
+ * iteration, after the loop has looked for I/O (without blocking), however
+ * often it was scheduled.  Unlike a 0 ms timer restarted from a timer
+ * callback (which libuv 1.44 runs again in the same timer phase, so a
+ * busy timer can keep the loop from ever polling), deferred work cannot
+ * starve I/O. */
+struct loop_defer *loop_defer_new(struct loop *l, loop_cb cb, void *arg);
+void loop_defer_schedule(struct loop_defer *d);
+void loop_defer_cancel(struct loop_defer *d);
+void loop_defer_free(struct loop_defer *d);
 
 /* Runs cb at every loop iteration, just before the loop waits for I/O
  * (used to flush per-iteration batches such as the access log). */

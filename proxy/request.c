@@ -25,6 +25,7 @@
 
 static void request_route(struct request *rq);
 static void request_maybe_free(struct request *rq);
+static void request_wait_timeout(void *arg);
 static void request_retry(struct request *rq, uint64_t delay_ms);
 
 static struct app *request_app(struct request *rq)
@@ -100,7 +101,8 @@ static void request_send(struct request *rq, int status, struct headers *h,
         return;
     }
     request_unwait(rq);
-    loop_timer_stop(rq->timer);
+    if (rq->timer)
+        loop_timer_stop(rq->timer);
     rq->stage = STAGE_ANSWERED;
     rq->status = status;
     request_add_own_headers(rq, h);
@@ -108,37 +110,42 @@ static void request_send(struct request *rq, int status, struct headers *h,
                      rq->w->draining);
 }
 
+/* The answer's header list: the request's own, kept (with its storage)
+ * from one request to the next on this worker. */
+static struct headers *request_answer_headers(struct request *rq)
+{
+    headers_reset(&rq->answer_headers);
+    return &rq->answer_headers;
+}
+
 void request_answer_error(struct request *rq, int status, const char *code,
                           const char *message)
 {
-    struct headers h = {0};
+    struct headers *h = request_answer_headers(rq);
     size_t len;
     char *body = envelope_error(code, message,
                                 rq->ex ? rq->ex->request_id : "", NULL, &len);
     rq->error_code = code;
-    headers_adds(&h, "Content-Type", ENVELOPE_CONTENT_TYPE);
-    request_send(rq, status, &h, body, len);
-    headers_free(&h);
+    headers_adds(h, "Content-Type", ENVELOPE_CONTENT_TYPE);
+    request_send(rq, status, h, body, len);
 }
 
 void request_answer_json(struct request *rq, int status, const char *json)
 {
-    struct headers h = {0};
-    headers_adds(&h, "Content-Type", "application/json");
+    struct headers *h = request_answer_headers(rq);
+    headers_adds(h, "Content-Type", "application/json");
     char *body = xstrdup(json);
-    request_send(rq, status, &h, body, strlen(body));
-    headers_free(&h);
+    request_send(rq, status, h, body, strlen(body));
 }
 
 void request_answer_upstream(struct request *rq)
 {
-    struct headers h = {0};
+    struct headers *h = request_answer_headers(rq);
     size_t len;
-    headers_for_client(&h, &rq->up);
-    rewrite_response(rq, &h);
+    headers_for_client(h, &rq->up);
+    rewrite_response(rq, h);
     char *body = buf_steal(&rq->up.resp_body, &len);
-    request_send(rq, rq->up.status, &h, body, len);
-    headers_free(&h);
+    request_send(rq, rq->up.status, h, body, len);
 }
 
 /* No usable answer from any attempt: say why, in the envelope. */
@@ -248,8 +255,13 @@ void request_node_url(struct request *rq, int node, const char *target,
                       char **dst)
 {
     struct cluster *c = request_app(rq)->cluster;
-    free(*dst);
-    *dst = xasprintf("%s%s", c->nodes[node].base_url, target);
+    const char *base = c->nodes[node].base_url;
+    size_t nb = strlen(base), nt = strlen(target);
+    /* realloc keeps the block when it is big enough: the URL buffer of a
+     * recycled request is reused */
+    *dst = xrealloc(*dst, nb + nt + 1);
+    memcpy(*dst, base, nb);
+    memcpy(*dst + nb, target, nt + 1);
 }
 
 static void request_attempt_done(struct upstream_req *r, void *arg);
@@ -346,6 +358,8 @@ char *request_mfa_state_path(const struct request *rq)
 void request_after(struct request *rq, uint64_t ms, void (*cb)(void *))
 {
     rq->timer_cb = cb;
+    if (!rq->timer) /* most requests never wait: created on first use */
+        rq->timer = loop_timer_new(rq->w->loop, request_wait_timeout, rq);
     loop_timer_start(rq->timer, ms, 0);
 }
 
@@ -525,10 +539,83 @@ static enum route_pin request_pin(const struct request *rq)
     return PIN_NONE;
 }
 
+/* Spare request structs per worker: a finished request keeps its buffers
+ * (upstream header list, answer header list, response header storage,
+ * URL, timer) for the next one, so the steady state allocates none of
+ * them.  At most REQUEST_SPARES are kept. */
+#define REQUEST_SPARES 256
+
+static struct request *request_alloc(struct worker *w)
+{
+    struct request *rq = w->spare_requests;
+    if (!rq)
+        return xcalloc(1, sizeof(*rq));
+    w->spare_requests = rq->next;
+    w->n_spare_requests--;
+    struct request keep = *rq;
+    memset(rq, 0, sizeof(*rq));
+    rq->up_headers = keep.up_headers;
+    rq->answer_headers = keep.answer_headers;
+    rq->up.resp_hdr_data = keep.up.resp_hdr_data;
+    rq->up.resp_hdrs = keep.up.resp_hdrs;
+    rq->up.cap_resp_hdrs = keep.up.cap_resp_hdrs;
+    rq->up.resp_body = keep.up.resp_body;
+    rq->url = keep.url;
+    rq->timer = keep.timer;
+    return rq;
+}
+
+static void request_release(struct request *rq)
+{
+    struct worker *w = rq->w;
+    upstream_req_free(&rq->aux);
+    free(rq->aux_url);
+    rq->aux_url = NULL;
+    if (w->n_spare_requests < REQUEST_SPARES && !w->draining) {
+        /* keep ordinary amounts of storage, not what a huge one grew */
+        if (rq->up_headers.data.cap + rq->up_headers.lines.cap > 32768)
+            headers_free(&rq->up_headers);
+        if (rq->answer_headers.data.cap > 32768)
+            headers_free(&rq->answer_headers);
+        if (rq->up.resp_hdr_data.cap > 32768)
+            upstream_req_free(&rq->up);
+        headers_reset(&rq->up_headers);
+        headers_reset(&rq->answer_headers);
+        upstream_req_reset(&rq->up);
+        rq->next = w->spare_requests;
+        w->spare_requests = rq;
+        w->n_spare_requests++;
+        return;
+    }
+    request_destroy(rq);
+}
+
+void request_destroy(struct request *rq)
+{
+    loop_timer_free(rq->timer);
+    headers_free(&rq->up_headers);
+    headers_free(&rq->answer_headers);
+    upstream_req_free(&rq->up);
+    upstream_req_free(&rq->aux);
+    free(rq->url);
+    free(rq->aux_url);
+    free(rq);
+}
+
+void request_free_spares(struct worker *w)
+{
+    while (w->spare_requests) {
+        struct request *rq = w->spare_requests;
+        w->spare_requests = rq->next;
+        request_destroy(rq);
+    }
+    w->n_spare_requests = 0;
+}
+
 void request_on_request(void *ctx, struct listener_exchange *ex)
 {
     struct worker *w = ctx;
-    struct request *rq = xcalloc(1, sizeof(*rq));
+    struct request *rq = request_alloc(w);
     rq->w = w;
     rq->ex = ex;
     ex->user = rq;
@@ -540,7 +627,6 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
         w->requests->prev = rq;
     w->requests = rq;
     atomic_fetch_add(&w->live, 1);
-    rq->timer = loop_timer_new(w->loop, request_wait_timeout, rq);
     rq->start_ms = loop_now_ms(w->loop);
     rq->start_wall_ms = util_wall_ms();
 
@@ -577,7 +663,8 @@ static void request_cancel_work(struct request *rq)
     }
     if (rq->aux.priv)
         upstream_cancel(w->up, &rq->aux);
-    loop_timer_stop(rq->timer);
+    if (rq->timer)
+        loop_timer_stop(rq->timer);
     request_unwait(rq);
     pipeline_cancel(rq);
 }
@@ -590,14 +677,9 @@ static void request_maybe_free(struct request *rq)
         budget_release(&a->budget);
     request_unlink(rq);
     atomic_fetch_sub(&rq->w->live, 1);
-    loop_timer_free(rq->timer);
-    headers_free(&rq->up_headers);
-    upstream_req_free(&rq->up);
-    upstream_req_free(&rq->aux);
-    free(rq->url);
-    free(rq->aux_url);
     config_unref(rq->cfg);
-    free(rq);
+    rq->cfg = NULL;
+    request_release(rq);
 }
 
 void request_on_complete(void *ctx, struct listener_exchange *ex)

@@ -5,7 +5,9 @@
  * Ownership: a struct request is owned by its worker (on its list) from
  * request_start() until the listener reports the exchange complete and no
  * asynchronous work of its own is left; then it is freed.  It holds a
- * reference on the configuration it started with. */
+ * reference on the configuration it started with.  Freed request structs
+ * are kept by the worker (with their buffers) for the next request: a new
+ * request starts zeroed except for that storage. */
 #ifndef QG_REQUEST_H
 #define QG_REQUEST_H
 
@@ -60,6 +62,7 @@ struct request {
     uint64_t start_ms;                 /* loop clock */
     uint64_t start_wall_ms;            /* wall clock, for createdAt */
     void (*timer_cb)(void *rq);        /* what the timer does next */
+    struct headers answer_headers;     /* owned: the answer's headers */
     uint64_t deadline_ms;              /* overall, loop clock */
 
     /* routing */
@@ -81,7 +84,8 @@ struct request {
     bool holds_retry_slot;
     bool budget_exhausted;
     bool retried;
-    struct loop_timer *timer;          /* owned: backoff, waits, deadline */
+    struct loop_timer *timer;          /* owned: backoff, waits, deadline;
+                                          NULL until request_after() */
 
     /* reconciliation / gate */
     struct upstream_req aux;           /* owned: state reads */
@@ -103,6 +107,11 @@ void request_on_request(void *ctx, struct listener_exchange *ex);
 void request_on_complete(void *ctx, struct listener_exchange *ex);
 bool request_admit(void *ctx);
 void request_on_connection(void *ctx, int delta);
+
+/* Frees the worker's spare request structs (worker shutdown). */
+void request_free_spares(struct worker *w);
+/* Frees one request struct and everything it owns. */
+void request_destroy(struct request *rq);
 
 /* The cluster view changed: requests waiting for a leader look again. */
 void request_cluster_changed(struct worker *w);

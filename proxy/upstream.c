@@ -20,6 +20,7 @@ struct upstream {
     CURLM *multi;                /* owned */
     CURLSH *share;               /* owned: DNS and TLS sessions */
     struct loop_timer *timer;    /* owned */
+    struct loop_defer *soon;     /* owned: libcurl asked for a 0 ms timeout */
     struct upstream_settings s;  /* strings owned */
     CURL **pool;                 /* owned idle easy handles */
     int n_pool, cap_pool;
@@ -27,6 +28,7 @@ struct upstream {
     int n_routes;
     int active;
     struct upstream_run *runs;   /* owned: requests in flight */
+    struct upstream_run *spare;  /* owned: finished runs, for reuse */
 };
 
 /* One per socket libcurl asks us to watch. */
@@ -36,12 +38,16 @@ struct upstream_sock {
     struct loop_io *io;          /* owned */
 };
 
-/* Per running request, hung on the easy handle's private pointer. */
+/* Per running request, hung on the easy handle's private pointer.  The
+ * header list handed to libcurl is built in place over the caller's lines
+ * (libcurl only reads it, and the lines outlive the transfer), so a
+ * request allocates no list nodes; runs are recycled. */
 struct upstream_run {
     struct upstream_req *r;      /* borrowed */
     CURL *e;                     /* the easy handle it runs on */
-    struct curl_slist *headers;  /* owned */
-    struct upstream_run *prev, *next; /* the upstream's list */
+    struct curl_slist *nodes;    /* owned array; data borrowed from r */
+    int cap_nodes;
+    struct upstream_run *prev, *next; /* the upstream's list (or spares) */
 };
 
 static void upstream_run_unlink(struct upstream *u, struct upstream_run *run)
@@ -53,10 +59,44 @@ static void upstream_run_unlink(struct upstream *u, struct upstream_run *run)
     if (run->next)
         run->next->prev = run->prev;
     curl_multi_remove_handle(u->multi, run->e);
-    curl_slist_free_all(run->headers);
+    curl_easy_setopt(run->e, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(run->e, CURLOPT_PRIVATE, NULL);
     run->r->priv = NULL;
     u->active--;
+}
+
+static void upstream_run_put(struct upstream *u, struct upstream_run *run)
+{
+    run->next = u->spare;
+    u->spare = run;
+}
+
+static struct upstream_run *upstream_run_get(struct upstream *u)
+{
+    struct upstream_run *run = u->spare;
+    if (!run)
+        return xcalloc(1, sizeof(*run));
+    u->spare = run->next;
+    run->prev = run->next = NULL;
+    return run;
+}
+
+static struct curl_slist *upstream_run_headers(struct upstream_run *run,
+                                               const char *const *lines,
+                                               int n)
+{
+    if (n <= 0)
+        return NULL;
+    if (n > run->cap_nodes) {
+        run->cap_nodes = n < 16 ? 16 : n;
+        run->nodes = xrealloc(run->nodes,
+                              (size_t)run->cap_nodes * sizeof(*run->nodes));
+    }
+    for (int i = 0; i < n; i++) {
+        run->nodes[i].data = (char *)lines[i];
+        run->nodes[i].next = i + 1 < n ? &run->nodes[i + 1] : NULL;
+    }
+    return run->nodes;
 }
 
 static char *upstream_dup(const char *s)
@@ -244,7 +284,7 @@ static void upstream_finish(struct upstream *u, CURL *e, CURLcode rc)
     if (rc != CURLE_OK && !r->error[0])
         snprintf(r->error, sizeof(r->error), "%s", curl_easy_strerror(rc));
     upstream_run_unlink(u, run);
-    free(run);
+    upstream_run_put(u, run);
     upstream_easy_put(u, e);
     r->done(r, r->arg);
 }
@@ -320,10 +360,18 @@ static int upstream_sock_cb(CURL *e, curl_socket_t s, int what, void *userp,
 static int upstream_timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
     struct upstream *u = userp;
-    if (timeout_ms < 0)
+    if (timeout_ms < 0) {
         loop_timer_stop(u->timer);
-    else
+        loop_defer_cancel(u->soon);
+    } else if (timeout_ms == 0) {
+        /* once per loop iteration, never again inside this timer phase:
+         * responses waiting on sockets are read first */
+        loop_timer_stop(u->timer);
+        loop_defer_schedule(u->soon);
+    } else {
+        loop_defer_cancel(u->soon);
         loop_timer_start(u->timer, (uint64_t)timeout_ms, 0);
+    }
     return 0;
 }
 
@@ -342,6 +390,7 @@ struct upstream *upstream_new(struct loop *loop,
     curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     u->timer = loop_timer_new(loop, upstream_timeout, u);
+    u->soon = loop_defer_new(loop, upstream_timeout, u);
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, upstream_sock_cb);
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, upstream_timer_cb);
@@ -376,8 +425,14 @@ void upstream_free(struct upstream *u)
         struct upstream_run *run = u->runs;
         CURL *e = run->e;
         upstream_run_unlink(u, run);
-        free(run);
+        upstream_run_put(u, run);
         curl_easy_cleanup(e);
+    }
+    while (u->spare) {
+        struct upstream_run *run = u->spare;
+        u->spare = run->next;
+        free(run->nodes);
+        free(run);
     }
     for (int i = 0; i < u->n_pool; i++)
         curl_easy_cleanup(u->pool[i]);
@@ -390,6 +445,7 @@ void upstream_free(struct upstream *u)
     }
     free(u->routes);
     loop_timer_free(u->timer);
+    loop_defer_free(u->soon);
     upstream_settings_copy(&u->s, &(struct upstream_settings){0});
     free(u);
 }
@@ -397,7 +453,7 @@ void upstream_free(struct upstream *u)
 void upstream_start(struct upstream *u, struct upstream_req *r)
 {
     CURL *e = upstream_easy_get(u);
-    struct upstream_run *run = xcalloc(1, sizeof(*run));
+    struct upstream_run *run = upstream_run_get(u);
     run->r = r;
     run->e = e;
     run->next = u->runs;
@@ -405,8 +461,6 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
         u->runs->prev = run;
     u->runs = run;
     upstream_req_reset(r);
-    for (int i = 0; i < r->n_headers; i++)
-        run->headers = curl_slist_append(run->headers, r->headers[i]);
     r->priv = e;
 
     curl_easy_setopt(e, CURLOPT_PRIVATE, run);
@@ -415,7 +469,8 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_CONNECT_TO,
                      r->connect_to ? upstream_route(u, r->connect_to) : NULL);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, run->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER,
+                     upstream_run_headers(run, r->headers, r->n_headers));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->fresh_connection ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
@@ -458,7 +513,7 @@ void upstream_cancel(struct upstream *u, struct upstream_req *r)
     struct upstream_run *run = NULL;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&run);
     upstream_run_unlink(u, run);
-    free(run);
+    upstream_run_put(u, run);
     upstream_easy_put(u, e);
 }
 

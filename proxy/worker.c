@@ -236,6 +236,7 @@ void worker_free(struct worker *w)
     for (int i = 0; i < w->n_listeners; i++)
         listener_free(w->listeners[i]);
     worker_ext_free(w);
+    request_free_spares(w);
     upstream_free(w->up);
     loop_async_free(w->wake);
     loop_prepare_free(w->flush);

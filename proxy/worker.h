@@ -54,6 +54,8 @@ struct worker {
     uint64_t rng;                     /* balancing and jitter */
     struct request *requests;         /* borrowed list of live requests */
     struct request *waiting;          /* requests waiting for the cluster */
+    struct request *spare_requests;   /* owned: freed structs for reuse */
+    int n_spare_requests;
     atomic_int live;                  /* requests in progress */
     bool draining;
     uint64_t seen_gen;

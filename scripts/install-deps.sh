@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh build     compiler, CMake, the -dev libraries
 #   scripts/install-deps.sh test      build + redis-server, prometheus/promtool,
 #                                     openssl, curl, python3 with pytest and PyYAML
-#   scripts/install-deps.sh bench     test + nginx, haproxy, wrk
+#   scripts/install-deps.sh bench     test + nginx, haproxy, wrk, strace, valgrind
 #   scripts/install-deps.sh runtime   the shared libraries the binary links
 #
 #   scripts/install-deps.sh MODE PACKAGE...   MODE's packages and these extra
@@ -35,7 +35,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
             libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
 test_pkgs=(redis-server prometheus openssl curl ca-certificates procps
            python3 python3-pip python3-pytest python3-yaml)
-bench_pkgs=(nginx-light haproxy wrk util-linux)
+bench_pkgs=(nginx-light haproxy wrk util-linux strace valgrind)
 runtime_pkgs=(libmicrohttpd12 libcurl4 libssl3 libhiredis0.14 libuv1
               libyaml-0-2 libcjson1 ca-certificates)
 

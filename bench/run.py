@@ -1,0 +1,818 @@
+#!/usr/bin/env python3
+"""quorumgate load benchmark: one upstream, four ways to reach it.
+
+    bench/run.sh [--duration 10] [--rounds 1] [--access-log off|on]
+                 [--only compare,idle,soak] [--soak-duration 60]
+                 [--idle-connections 10000] [--bin build-rel/quorumgate]
+
+compare  starts one small upstream (nginx, a 21-byte JSON body, keep-alive,
+         the raft health path answering 200 "isLeader":true) and measures
+         direct / quorumgate / nginx (proxy) / HAProxy with
+         `wrk -t1 -c64 -d10s --latency` after a warm-up.  Servers (upstream
+         and proxy) run on CPU 0, wrk on CPU 1.  Prints req/s, p50, p99,
+         proxy CPU time per request (utime+stime of the proxy process from
+         /proc/PID/stat, before/after) and ratios against nginx and HAProxy.
+idle     holds N idle client connections to quorumgate (default 10,000),
+         checks it still serves (fresh connections and a sample of the idle
+         ones) and reports its RSS before, while held and after closing.
+soak     runs wrk against quorumgate for --soak-duration seconds and
+         samples its RSS along the way: memory must stay flat.
+
+Everything runs on free loopback ports in a temporary directory and is
+stopped by PID at exit (also on errors and ^C), with bounded waits.  Only
+Debian packages are used: nginx, haproxy, wrk, util-linux (taskset).
+"""
+import argparse
+import atexit
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+BODY = '{"data":{},"meta":{}}'  # 21 bytes
+HEALTH_BODY = '{"data":{},"meta":{},"raft":{"isLeader":true,"isRaftEnabled":true}}'
+HEALTH_PATH = "/health-checks/controller/raft"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# --------------------------------------------------------------------------
+# processes: everything we start is recorded and stopped by PID at exit
+
+_procs = []
+
+
+def _stop(p, timeout=5.0):
+    if p.poll() is not None:
+        return
+    try:
+        os.kill(p.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def stop_all():
+    while _procs:
+        _stop(_procs.pop())
+
+
+def _on_signal(signum, frame):
+    stop_all()
+    sys.exit(128 + signum)
+
+
+def start(name, argv, tmp, cpu=None, env=None):
+    if cpu is not None and CPUS:
+        argv = ["taskset", "-c", str(cpu)] + argv
+    out = open(os.path.join(tmp, name + ".out"), "wb")
+    err = open(os.path.join(tmp, name + ".err"), "wb")
+    p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                         cwd=tmp, env=env)
+    out.close()
+    err.close()
+    p.bench_name = name
+    _procs.append(p)
+    return p
+
+
+def stop(p):
+    _stop(p)
+    if p in _procs:
+        _procs.remove(p)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path="/", timeout=1.0):
+    """(status, body) of a GET over a fresh connection, or (0, b'')."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                       % path).encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body
+    except (OSError, ValueError, IndexError):
+        return 0, b""
+
+
+def wait_for(pred, timeout, what, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited (%s) while waiting for %s; see %s.err"
+                               % (proc.bench_name, proc.returncode, what, proc.bench_name))
+        if pred():
+            return
+        time.sleep(0.05)
+    raise RuntimeError("timed out after %.0fs waiting for %s" % (timeout, what))
+
+
+def cpu_seconds(pid):
+    """utime+stime of the whole process (all threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# --------------------------------------------------------------------------
+# generated configurations
+
+def nginx_common(tmp, name):
+    t = os.path.join(tmp, name)
+    os.makedirs(t, exist_ok=True)
+    return """daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 30000;
+pid {t}/nginx.pid;
+error_log {t}/error.log warn;
+events {{ worker_connections 20000; }}
+""".format(t=t), t
+
+
+def nginx_temp_paths(t):
+    return "".join("    %s_temp_path %s/%s;\n" % (k, t, k)
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+
+
+def upstream_conf(tmp, port):
+    head, t = nginx_common(tmp, "upstream")
+    return head + """http {{
+{temps}    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        default_type application/json;
+        location = {hp} {{ return 200 '{hb}'; }}
+        location / {{ return 200 '{body}'; }}
+    }}
+}}
+""".format(temps=nginx_temp_paths(t), port=port, hp=HEALTH_PATH, hb=HEALTH_BODY, body=BODY)
+
+
+def nginx_proxy_conf(tmp, port, up_port, access_log):
+    head, t = nginx_common(tmp, "nginx-proxy")
+    log = ("access_log %s/access.log combined buffer=64k flush=1s;" % t
+           if access_log else "access_log off;")
+    return head + """http {{
+{temps}    {log}
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    upstream up {{
+        server 127.0.0.1:{up};
+        keepalive 64;
+        keepalive_requests 10000000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+""".format(temps=nginx_temp_paths(t), log=log, port=port, up=up_port)
+
+
+def haproxy_conf(tmp, port, up_port, access_log):
+    log = ("    log stdout format raw local0 info\n" if access_log else "")
+    opt = ("    option httplog\n    log global\n" if access_log else "    no log\n")
+    return """global
+    nbthread 1
+    maxconn 8000
+{log}defaults
+    mode http
+{opt}    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    server up 127.0.0.1:{up} maxconn 1000
+""".format(log=log, opt=opt, port=port, up=up_port)
+
+
+def quorumgate_conf(tmp, port, admin_port, up_port, access_log):
+    key = os.path.join(tmp, "hmac.key")
+    with open(key, "w") as f:
+        f.write("b3" * 32 + "\n")
+    return """workers: 1
+listeners:
+  - address: "127.0.0.1:{port}"
+admin:
+  address: "127.0.0.1:{admin}"
+controllers:
+  - id: ctrl1
+    url: "http://127.0.0.1:{up}"
+upstream:
+  max_connections: 64
+health:
+  interval: 500ms
+limits:
+  max_connections: 20000
+secrets:
+  hmac_key_file: {key}
+log:
+  level: warn
+  access_log: {alog}
+""".format(port=port, admin=admin_port, up=up_port, key=key,
+           alog=os.path.join(tmp, "quorumgate-access.log") if access_log else "off")
+
+
+def write(tmp, name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# --------------------------------------------------------------------------
+# servers
+
+class Server:
+    def __init__(self, name, proc, port, admin_port=None):
+        self.name, self.proc, self.port, self.admin_port = name, proc, port, admin_port
+
+
+def start_upstream(tmp):
+    port = free_port()
+    conf = write(tmp, "upstream.conf", upstream_conf(tmp, port))
+    p = start("upstream", ["nginx", "-p", tmp, "-e", os.path.join(tmp, "upstream", "boot.log"),
+                           "-c", conf], tmp, cpu=0)
+    wait_for(lambda: http_get(port)[0] == 200, 10, "the upstream", p)
+    st, body = http_get(port, HEALTH_PATH)
+    assert st == 200 and body.decode() == HEALTH_BODY, (st, body)
+    assert http_get(port)[1].decode() == BODY
+    return Server("upstream", p, port)
+
+
+def start_quorumgate(tmp, args, up):
+    port, admin = free_port(), free_port()
+    conf = write(tmp, "quorumgate.yaml",
+                 quorumgate_conf(tmp, port, admin, up.port, args.access_log == "on"))
+    p = start("quorumgate", [args.bin, "-c", conf], tmp, cpu=0)
+    # 200 through the proxy = it listens and has seen the leader
+    wait_for(lambda: http_get(port)[0] == 200, 15, "quorumgate to route to the leader", p)
+    return Server("quorumgate", p, port, admin)
+
+
+def start_nginx_proxy(tmp, args, up):
+    port = free_port()
+    conf = write(tmp, "nginx-proxy.conf",
+                 nginx_proxy_conf(tmp, port, up.port, args.access_log == "on"))
+    p = start("nginx-proxy", ["nginx", "-p", tmp, "-e",
+                              os.path.join(tmp, "nginx-proxy", "boot.log"), "-c", conf],
+              tmp, cpu=0)
+    wait_for(lambda: http_get(port)[0] == 200, 10, "the nginx proxy", p)
+    return Server("nginx", p, port)
+
+
+def start_haproxy(tmp, args, up):
+    port = free_port()
+    conf = write(tmp, "haproxy.cfg", haproxy_conf(tmp, port, up.port, args.access_log == "on"))
+    p = start("haproxy", ["haproxy", "-db", "-f", conf], tmp, cpu=0)
+    wait_for(lambda: http_get(port)[0] == 200, 10, "HAProxy", p)
+    return Server("haproxy", p, port)
+
+
+# --------------------------------------------------------------------------
+# wrk
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out):
+    r = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+         "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+    for pct in ("50", "99"):
+        r["p" + pct] = _ms(re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M).group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["errors"] = sum(map(int, m.groups())) if m else 0
+    return r
+
+
+def wrk(port, seconds, conns, path="/"):
+    argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency",
+            "http://127.0.0.1:%d%s" % (port, path)]
+    if CPUS:
+        argv = ["taskset", "-c", "1"] + argv
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if p.returncode != 0:
+        raise RuntimeError("wrk failed: %s" % p.stderr)
+    return parse_wrk(p.stdout)
+
+
+def measure(target, up, args):
+    """Warm-up, then one measured wrk run; CPU of the proxy and upstream."""
+    wrk(target.port, args.warmup, args.connections, args.path)
+    procs = {"proxy": target.proc, "upstream": up.proc}
+    before = {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    r = wrk(target.port, args.duration, args.connections, args.path)
+    after = {k: cpu_seconds(p.pid) for k, p in procs.items()}
+    n = max(r["requests"], 1)
+    r["up_us"] = (after["upstream"] - before["upstream"]) * 1e6 / n
+    r["cpu_us"] = ((after["proxy"] - before["proxy"]) * 1e6 / n
+                   if target.proc is not up.proc else None)
+    return r
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def fmt_ratio(a, b):
+    return "%.2f" % (a / b) if a is not None and b else "-"
+
+
+def compare(tmp, args):
+    print("== compare: wrk -t1 -c%d -d%ds --latency %s (after a %ds warm-up); servers on CPU 0, "
+          "wrk on CPU 1; access logs %s for every proxy"
+          % (args.connections, args.duration, args.path, args.warmup, args.access_log),
+          flush=True)
+    up = start_upstream(tmp)
+    starters = {"quorumgate": start_quorumgate, "nginx": start_nginx_proxy,
+                "haproxy": start_haproxy}
+    names = ["direct", "quorumgate", "nginx", "haproxy"]
+    runs = {n: [] for n in names}
+    for rnd in range(args.rounds):
+        for name in names:
+            srv = up if name == "direct" else starters[name](tmp, args, up)
+            try:
+                r = measure(srv, up, args)
+            finally:
+                if srv is not up:
+                    stop(srv.proc)
+            runs[name].append(r)
+            print("   round %d %-10s %9.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req  "
+                  "errors %d non-2xx %d"
+                  % (rnd + 1, name, r["rps"], r["p50"], r["p99"],
+                     "%.2f" % r["cpu_us"] if r["cpu_us"] is not None else "-",
+                     r["errors"], r["non2xx"]), flush=True)
+    stop(up.proc)
+
+    res = {}
+    for n in names:
+        rs = runs[n]
+        res[n] = {k: (median([x[k] for x in rs]) if rs[0][k] is not None else None)
+                  for k in ("rps", "p50", "p99", "cpu_us", "up_us")}
+        res[n]["bad"] = sum(x["errors"] + x["non2xx"] for x in rs)
+    print()
+    hdr = ("%-11s %10s %9s %9s %11s %10s | %9s %9s | %9s %9s | %9s %9s | %6s"
+           % ("target", "req/s", "p50 ms", "p99 ms", "proxy us/rq", "upstr us/rq",
+              "rps/ngx", "rps/hap", "p99/ngx", "p99/hap", "cpu/ngx", "cpu/hap", "errors"))
+    print(hdr)
+    print("-" * len(hdr))
+    ngx, hap = res["nginx"], res["haproxy"]
+    for n in names:
+        r = res[n]
+        print("%-11s %10.0f %9.3f %9.3f %11s %10.2f | %9s %9s | %9s %9s | %9s %9s | %6d"
+              % (n, r["rps"], r["p50"], r["p99"],
+                 "%.2f" % r["cpu_us"] if r["cpu_us"] is not None else "-", r["up_us"],
+                 fmt_ratio(r["rps"], ngx["rps"]), fmt_ratio(r["rps"], hap["rps"]),
+                 fmt_ratio(r["p99"], ngx["p99"]), fmt_ratio(r["p99"], hap["p99"]),
+                 fmt_ratio(r["cpu_us"], ngx["cpu_us"]), fmt_ratio(r["cpu_us"], hap["cpu_us"]),
+                 r["bad"]))
+    print("(medians of %d round(s); ratios > 1 mean more req/s, a worse p99, more CPU)"
+          % args.rounds)
+    q = res["quorumgate"]
+    ok = (q["rps"] >= min(ngx["rps"], hap["rps"]) and q["p99"] <= max(ngx["p99"], hap["p99"]))
+    best = (q["rps"] >= max(ngx["rps"], hap["rps"]) and q["p99"] <= min(ngx["p99"], hap["p99"]))
+    print("target (>= nginx and HAProxy req/s, p99 no worse): %s"
+          % ("met" if best else "met against one peer only" if ok else "NOT met"))
+    return res
+
+
+def ab(tmp, args):
+    """Several quorumgate binaries, interleaved round by round on the same
+    upstream (before/after numbers for one change on a noisy machine)."""
+    bins = [os.path.abspath(b) for b in args.ab.split(",")]
+    print("== A/B: %s; %d interleaved rounds of wrk -c%d -d%ds"
+          % (", ".join(bins), args.rounds, args.connections, args.duration), flush=True)
+    up = start_upstream(tmp)
+    runs = {b: [] for b in bins}
+    for rnd in range(args.rounds):
+        for b in bins:
+            args.bin = b
+            srv = start_quorumgate(tmp, args, up)
+            try:
+                runs[b].append(measure(srv, up, args))
+            finally:
+                stop(srv.proc)
+    stop(up.proc)
+    for b in bins:
+        rs = runs[b]
+        print("   %-40s req/s %8.0f  p50 %6.3f ms  p99 %7.3f ms  cpu %6.2f us/req   "
+              "(req/s per round: %s)"
+              % (b, median([r["rps"] for r in rs]), median([r["p50"] for r in rs]),
+                 median([r["p99"] for r in rs]), median([r["cpu_us"] for r in rs]),
+                 " ".join("%.0f" % r["rps"] for r in rs)))
+    return runs
+
+
+# --------------------------------------------------------------------------
+# idle connections
+
+def idle(tmp, args):
+    n = args.idle_connections
+    print("\n== idle: %d idle client connections to quorumgate" % n, flush=True)
+    up = start_upstream(tmp)
+    qg = start_quorumgate(tmp, args, up)
+    pid = qg.proc.pid
+    rss0 = rss_kib(pid)
+    socks, failed = [], 0
+    t0 = time.monotonic()
+    for i in range(n):
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", qg.port))
+            socks.append(s)
+        except OSError:
+            failed += 1
+            s.close()
+    t_conn = time.monotonic() - t0
+    # quorumgate has accepted them all when its gauge says so
+    def gauge():
+        st, body = http_get(qg.admin_port, "/metrics", timeout=5)
+        m = re.search(rb"^quorumgate_client_connections(?:\{[^}]*\})? (\S+)", body, re.M)
+        return int(float(m.group(1))) if st == 200 and m else -1
+    try:
+        wait_for(lambda: gauge() >= len(socks), 30, "quorumgate to accept every connection",
+                 qg.proc)
+    except RuntimeError as e:
+        print("   " + str(e))
+    seen = gauge()
+    time.sleep(args.idle_hold)
+    rss_held = rss_kib(pid)
+    fresh_ok = sum(http_get(qg.port)[0] == 200 for _ in range(20))
+    # a request on every 100th idle connection
+    sample = socks[::100]
+    used_ok = 0
+    for s in sample:
+        try:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(BODY.encode()):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            used_ok += data.startswith(b"HTTP/1.1 200")
+        except OSError:
+            pass
+    alive = qg.proc.poll() is None
+    for s in socks:
+        s.close()
+    wait_for(lambda: gauge() == 0, 30, "quorumgate to see the connections close", qg.proc)
+    time.sleep(0.5)
+    rss_after = rss_kib(pid)
+    ok = (alive and failed == 0 and seen >= n and fresh_ok == 20 and used_ok == len(sample))
+    print("   connected %d/%d in %.1fs (failed %d); quorumgate_client_connections %d"
+          % (len(socks), n, t_conn, failed, seen))
+    print("   while held (%ds): %d/20 fresh requests ok, %d/%d requests on idle connections ok"
+          % (args.idle_hold, fresh_ok, used_ok, len(sample)))
+    print("   RSS before %.1f MiB, with %d connections %.1f MiB (%.1f KiB each), after close "
+          "%.1f MiB" % (rss0 / 1024, len(socks), rss_held / 1024,
+                        (rss_held - rss0) / max(len(socks), 1), rss_after / 1024))
+    print("   idle connections: %s" % ("OK" if ok else "FAILED"))
+    stop(qg.proc)
+    stop(up.proc)
+    return ok
+
+
+# --------------------------------------------------------------------------
+# memory under load
+
+def soak(tmp, args):
+    secs = args.soak_duration
+    print("\n== soak: quorumgate RSS under load (wrk -c%d for %ds)" % (args.connections, secs),
+          flush=True)
+    up = start_upstream(tmp)
+    qg = start_quorumgate(tmp, args, up)
+    pid = qg.proc.pid
+    rss_idle = rss_kib(pid)
+    wrk(qg.port, args.warmup, args.connections, args.path)
+    argv = ["wrk", "-t1", "-c%d" % args.connections, "-d%ds" % secs, "--latency",
+            "http://127.0.0.1:%d%s" % (qg.port, args.path)]
+    if CPUS:
+        argv = ["taskset", "-c", "1"] + argv
+    w = start("wrk-soak", argv, tmp)
+    samples = []
+    t0 = time.monotonic()
+    step = max(1.0, secs / 12.0)
+    time.sleep(step / 2)
+    while time.monotonic() - t0 < secs - step / 2 and w.poll() is None:
+        samples.append((time.monotonic() - t0, rss_kib(pid)))
+        time.sleep(step)
+    w.wait(secs + 30)
+    _procs.remove(w)
+    with open(os.path.join(tmp, "wrk-soak.out")) as f:
+        r = parse_wrk(f.read())
+    rss_end = rss_kib(pid)
+    first, last = samples[0][1], samples[-1][1]
+    peak = max(kb for _, kb in samples)
+    growth = last - first
+    flat = growth <= max(1024, first * 0.05)
+    print("   %.0f req/s, p99 %.3f ms, %d requests, errors %d, non-2xx %d"
+          % (r["rps"], r["p99"], r["requests"], r["errors"], r["non2xx"]))
+    print("   RSS idle %.1f MiB; under load every %.0fs: %s MiB (peak %.1f); after the load "
+          "%.1f MiB" % (rss_idle / 1024, step,
+                        " ".join("%.1f" % (kb / 1024) for _, kb in samples),
+                        peak / 1024, rss_end / 1024))
+    print("   first to last sample under load: %+.2f MiB -> %s"
+          % (growth / 1024, "flat" if flat else "GROWING"))
+    stop(qg.proc)
+    stop(up.proc)
+    return flat and r["errors"] == 0 and r["non2xx"] == 0
+
+
+# --------------------------------------------------------------------------
+# cost: instructions and system calls per request (deterministic, for A/B)
+
+def drive(port, total, conns=8):
+    """Exactly `total` keep-alive GETs over `conns` connections, each
+    connection one request at a time; returns the number answered 200."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    state, sent, ok = {}, 0, 0
+    for i in range(min(conns, total)):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        state[s] = b""
+        s.sendall(req)
+        sent += 1
+    deadline = time.monotonic() + 600
+    while state and time.monotonic() < deadline:
+        for key, _ in sel.select(5):
+            s = key.fileobj
+            data = s.recv(65536)
+            if not data:
+                sel.unregister(s)
+                s.close()
+                del state[s]
+                continue
+            state[s] += data
+            buf = state[s]
+            if b"\r\n\r\n" in buf and buf.endswith(BODY.encode()):
+                ok += buf.startswith(b"HTTP/1.1 200")
+                state[s] = b""
+                if sent < total:
+                    s.sendall(req)
+                    sent += 1
+                else:
+                    sel.unregister(s)
+                    s.close()
+                    del state[s]
+    return ok
+
+
+def cost(tmp, args):
+    """Per-request cost of quorumgate that does not depend on how busy the
+    machine is: instructions (valgrind callgrind, user space only) and
+    system calls (strace -c), over a fixed number of requests."""
+    n = args.cost_requests
+    print("\n== cost: %d requests over 8 connections (after a warm-up)" % n, flush=True)
+    up = start_upstream(tmp)
+    res = {}
+    if shutil.which("strace"):
+        qg = start_quorumgate(tmp, args, up)
+        drive(qg.port, 2000)
+        out = os.path.join(tmp, "strace.txt")
+        st = start("strace", ["strace", "-c", "-f", "-o", out, "-p", str(qg.proc.pid)], tmp)
+        time.sleep(1.0)
+        ok = drive(qg.port, n)
+        os.kill(st.pid, signal.SIGINT)
+        st.wait(30)
+        _procs.remove(st)
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)$", line)
+                if m and m.group(3) != "total":
+                    calls[m.group(3)] = int(m.group(1))
+        res["syscalls"] = sum(calls.values()) / n
+        top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+        print("   system calls per request: %.2f (%s); %d/%d answered 200"
+              % (res["syscalls"], ", ".join("%s %.2f" % (k, v / n) for k, v in top), ok, n))
+        stop(qg.proc)
+    if shutil.which("valgrind"):
+        port, admin = free_port(), free_port()
+        conf = write(tmp, "quorumgate-cg.yaml",
+                     quorumgate_conf(tmp, port, admin, up.port, args.access_log == "on"))
+        cg = os.path.join(tmp, "callgrind.out")
+        p = start("quorumgate-callgrind",
+                  ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + cg + ".%p",
+                   "--dump-instr=no", args.bin, "-c", conf], tmp, cpu=0)
+        wait_for(lambda: http_get(port)[0] == 200, 60, "quorumgate under valgrind", p)
+        drive(port, 1000)
+        # every dump restarts the counters: the second one holds the n requests
+        subprocess.run(["callgrind_control", "--dump=warmup", str(p.pid)],
+                       capture_output=True, timeout=60, cwd=tmp)
+        ok = drive(port, n)
+        subprocess.run(["callgrind_control", "--dump=bench", str(p.pid)], capture_output=True,
+                       timeout=60, cwd=tmp)
+        stop(p)
+        dumps = sorted(f for f in os.listdir(tmp) if f.startswith("callgrind.out.")
+                       and not f.endswith(".txt"))
+        total = 0
+        for d in dumps:
+            with open(os.path.join(tmp, d)) as f:
+                text = f.read()
+            m = re.search(r"^totals: (\d+)", text, re.M)
+            if m and re.search(r"^desc: Trigger: .*bench", text, re.M):
+                total += int(m.group(1))
+        res["instructions"] = total / n
+        print("   instructions per request (user space, callgrind): %.0f; %d/%d answered 200"
+              % (res["instructions"], ok, n))
+        if args.profile_dir:
+            for d in dumps:
+                shutil.copy(os.path.join(tmp, d), args.profile_dir)
+    stop(up.proc)
+    return res
+
+
+# --------------------------------------------------------------------------
+# profile (not part of the default run)
+
+def profile(tmp, args):
+    """perf (software cpu-clock event) on quorumgate while wrk loads it;
+    callgrind when perf cannot sample."""
+    print("\n== profile: quorumgate under wrk -c%d" % args.connections, flush=True)
+    up = start_upstream(tmp)
+    out = os.path.join(args.profile_dir or tmp, "quorumgate")
+    perf_ok = shutil.which("perf") and subprocess.run(
+        ["perf", "record", "-e", "cpu-clock", "-o", os.devnull, "true"],
+        capture_output=True).returncode == 0
+    if perf_ok:
+        qg = start_quorumgate(tmp, args, up)
+        wrk(qg.port, args.warmup, args.connections, args.path)
+        rec = start("perf", ["perf", "record", "-e", "cpu-clock", "-F", "4999",
+                             "--call-graph", args.call_graph, "-o", out + ".perf.data",
+                             "-p", str(qg.proc.pid)], tmp)
+        time.sleep(0.5)
+        r = wrk(qg.port, args.duration, args.connections, args.path)
+        os.kill(rec.pid, signal.SIGINT)
+        rec.wait(60)
+        _procs.remove(rec)
+        rep = subprocess.run(["perf", "report", "-i", out + ".perf.data", "--no-children",
+                              "--stdio", "-g", "none", "--percent-limit", "0.5",
+                              "--sort", "dso,symbol"],
+                             capture_output=True, text=True, timeout=600).stdout
+        with open(out + ".perf.txt", "w") as f:
+            f.write(rep)
+        print("   %.0f req/s under perf; report: %s.perf.txt (perf.data next to it)"
+              % (r["rps"], out))
+        print("\n".join(l for l in rep.splitlines() if l and not l.startswith("#"))[:6000])
+    else:
+        qg = Server("quorumgate", None, free_port(), free_port())
+        conf = write(tmp, "quorumgate.yaml",
+                     quorumgate_conf(tmp, qg.port, qg.admin_port, up.port, False))
+        qg.proc = start("quorumgate", ["valgrind", "--tool=callgrind",
+                                       "--callgrind-out-file=" + out + ".callgrind",
+                                       args.bin, "-c", conf], tmp, cpu=0)
+        wait_for(lambda: http_get(qg.port)[0] == 200, 60, "quorumgate under valgrind", qg.proc)
+        argv = ["wrk", "-t1", "-c8", "-d%ds" % args.duration, "http://127.0.0.1:%d%s"
+                % (qg.port, args.path)]
+        subprocess.run(argv, capture_output=True, timeout=args.duration + 60)
+        stop(qg.proc)
+        rep = subprocess.run(["callgrind_annotate", "--inclusive=no", out + ".callgrind"],
+                             capture_output=True, text=True).stdout
+        with open(out + ".callgrind.txt", "w") as f:
+            f.write(rep)
+        print(rep[:6000])
+    stop(qg.proc)
+    stop(up.proc)
+    return True
+
+
+# --------------------------------------------------------------------------
+
+CPUS = False
+
+
+def main():
+    global CPUS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build-rel", "quorumgate"))
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every target this many times (interleaved); medians")
+    ap.add_argument("--path", default="/")
+    ap.add_argument("--access-log", choices=("off", "on"), default="off",
+                    help="access logs for every proxy (files in the temp dir)")
+    ap.add_argument("--only", default="compare,idle,soak")
+    ap.add_argument("--idle-connections", type=int, default=10000)
+    ap.add_argument("--idle-hold", type=int, default=5)
+    ap.add_argument("--soak-duration", type=int, default=60)
+    ap.add_argument("--cost-requests", type=int, default=5000)
+    ap.add_argument("--ab", help="comma-separated quorumgate binaries to compare "
+                    "(interleaved --rounds; use with --only none)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--profile-dir", help="where --only profile writes its report")
+    ap.add_argument("--call-graph", default="fp", help="perf --call-graph mode (fp, dwarf)")
+    args = ap.parse_args()
+    args.bin = os.path.abspath(args.bin)
+    parts = set(args.only.split(","))
+
+    for tool in ("nginx", "haproxy", "wrk", "taskset"):
+        if not shutil.which(tool):
+            sys.exit("bench: '%s' is missing (scripts/install-deps.sh bench)" % tool)
+    if not os.access(args.bin, os.X_OK):
+        sys.exit("bench: no quorumgate binary at %s; build it with\n  cmake -S . -B build-rel "
+                 "-G Ninja -DCMAKE_BUILD_TYPE=Release -DQG_TESTS=OFF && ninja -C build-rel"
+                 % args.bin)
+    CPUS = len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
+    if not CPUS:
+        print("bench: WARNING fewer than 2 CPUs: nothing is pinned, numbers mean little")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = args.idle_connections + 2000
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    if "idle" in parts and hard < need:
+        print("bench: WARNING RLIMIT_NOFILE hard limit %d < %d" % (hard, need))
+
+    tmp = tempfile.mkdtemp(prefix="qg-bench-")
+    atexit.register(lambda: None if args.keep else shutil.rmtree(tmp, ignore_errors=True))
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    print("bench: %s, %s; temp dir %s; load average %s"
+          % (args.bin, subprocess.run([args.bin, "--version"], capture_output=True,
+                                      text=True).stdout.strip(), tmp,
+             " ".join("%.2f" % x for x in os.getloadavg())))
+    ok = True
+    if "compare" in parts:
+        compare(tmp, args)
+    if "idle" in parts:
+        ok &= idle(tmp, args)
+    if "soak" in parts:
+        ok &= soak(tmp, args)
+    if args.ab:
+        ab(tmp, args)
+    if "cost" in parts:
+        cost(tmp, args)
+    if "profile" in parts:
+        profile(tmp, args)
+    stop_all()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
