@@ -45,6 +45,9 @@ struct app_ext {
     struct ackstore_ctx fence_ctx;
     struct app_ext_count counts[M_REDIS_OP__COUNT];
     uint64_t last_ping_ms;
+    /* connect ok/error, subscribe ok/error already counted (control
+     * thread, at scrapes) */
+    uint64_t redis_seen[2][2];
 };
 
 struct atable *app_ext_affinity(struct app *a)
@@ -230,9 +233,51 @@ void app_ext_status(struct app *a, struct buf *b)
     buf_printf(b, "],\"pending_acknowledgements\":%d", held);
 }
 
+static void app_ext_add_stats(uint64_t sum[2][2],
+                              const struct redis_stats *s)
+{
+    const uint64_t *sub = s->ops[REDIS_OP_SUBSCRIBE];
+    sum[0][0] += s->connects;
+    sum[0][1] += s->connect_failures;
+    sum[1][0] += sub[REDIS_RESULT_OK];
+    sum[1][1] += sub[REDIS_RESULT_ERROR] + sub[REDIS_RESULT_TIMEOUT] +
+                 sub[REDIS_RESULT_UNAVAILABLE];
+}
+
+/* Connections and subscriptions are counted by the Redis module, per
+ * connection: what every connection of the process did since the last
+ * scrape goes into redis_operations_total{op="connect"|"subscribe"}. */
+static void app_ext_count_connections(struct app *a)
+{
+    struct app_ext *x = a->ext;
+    static const enum metrics_redis_op ops[2] = {M_REDIS_CONNECT,
+                                                 M_REDIS_SUBSCRIBE};
+    static const enum metrics_ok_error res[2] = {M_RESULT_OK,
+                                                 M_RESULT_ERROR};
+    uint64_t sum[2][2] = {{0}};
+    struct redis_stats s[2];
+    redis_stats(x->redis, &s[0]);
+    redis_stats(x->sub, &s[1]);
+    app_ext_add_stats(sum, &s[0]);
+    app_ext_add_stats(sum, &s[1]);
+    for (int i = 0; i < a->n_workers; i++) {
+        worker_ext_redis_stats(a->workers[i], s);
+        app_ext_add_stats(sum, &s[0]);
+        app_ext_add_stats(sum, &s[1]);
+    }
+    for (int o = 0; o < 2; o++)
+        for (int r = 0; r < 2; r++) {
+            if (sum[o][r] > x->redis_seen[o][r])
+                metrics_add(a->metrics, M_REDIS_OPERATIONS_TOTAL, ops[o],
+                            res[r], sum[o][r] - x->redis_seen[o][r]);
+            x->redis_seen[o][r] = sum[o][r];
+        }
+}
+
 void app_ext_scrape(struct app *a)
 {
     struct app_ext *x = a->ext;
+    app_ext_count_connections(a);
     int counts[AFF__COUNT];
     affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),
                    counts);
