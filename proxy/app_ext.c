@@ -189,7 +189,9 @@ void app_ext_init(struct app *a)
                                                .state_arg = x});
     snprintf(chan, sizeof(chan), "%sfences", cfg->redis.key_prefix);
     redis_subscribe(x->sub, chan, app_ext_fence_message, x);
-    loop_timer_start(x->ping, 0, 0);
+    /* The first PING goes out when the connection is up (app_ext_state):
+     * one sent now could only fail and count a Redis error at every
+     * start. */
     config_unref(cfg);
 }
 
