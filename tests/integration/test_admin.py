@@ -62,6 +62,11 @@ def test_ready_when_a_leader_is_known_and_redis_answers(quorumgate):
     body = wait_ready(qg, True)
     assert body == {"status": "ready", "reasons": []}
     assert healthz_ok(qg)
+    # Redis answered from the start: no Redis error was counted on the way
+    assert metric(qg, "quorumgate_redis_up") == 1
+    assert metric(qg, "quorumgate_redis_operations_total", op="ping", result="ok") >= 1
+    assert metric(qg, "quorumgate_redis_operations_total", op="connect", result="ok") >= 1
+    assert metric(qg, "quorumgate_redis_operations_total", result="error") == 0
 
 
 def test_readyz_flips_when_the_cluster_loses_its_leader_and_back(quorumgate):
