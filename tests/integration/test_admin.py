@@ -4,16 +4,26 @@ auth, the client allow-list, its own bind address, and the answers to
 anything else.  Readiness is polled with deadlines, never slept on."""
 import base64
 import json
+import os
 import socket
 import time
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from tests.ctrlsim.client import ZitiClient
 from tests.support.procs import wait_until
 from tests.support.prom import admin_get, admin_json, parse_exposition
 
 ENDPOINTS = ("/metrics", "/healthz", "/readyz", "/status")
+with open(os.path.join(REPO_ROOT, "docs", "admin.md")) as _f:
+    ADMIN_DOC = _f.read()
+
+
+def documented(body):
+    """Every readiness reason quorumgate gives is listed in docs/admin.md."""
+    for r in body["reasons"]:
+        assert '`"%s"`' % r in ADMIN_DOC, "reason %r is not in docs/admin.md" % r
 
 
 def readyz(qg, **kw):
@@ -81,6 +91,7 @@ def test_readyz_flips_when_the_cluster_loses_its_leader_and_back(quorumgate):
     ctl.partition(*[[n] for n in qg.sim.node_ids])
     body = wait_ready(qg, False, reason="leader")
     assert any("no raft leader" in r for r in body["reasons"]), body
+    documented(body)
     assert not any("Redis" in r for r in body["reasons"]), body
     assert healthz_ok(qg)
     assert metric(qg, "quorumgate_controller_leader") == 0
@@ -136,6 +147,7 @@ def test_readyz_flips_when_redis_dies_and_back(quorumgate):
     redis.stop()
     body = wait_ready(qg, False, reason="Redis", timeout=10)
     assert not any("leader" in r for r in body["reasons"]), body
+    documented(body)
     assert healthz_ok(qg)
     assert admin_json(qg.admin_url, "/status")[1]["redis_ok"] is False
     wait_until(lambda: metric(qg, "quorumgate_redis_up") == 0, timeout=5, what="redis_up 0")
@@ -159,6 +171,30 @@ def test_readyz_names_every_reason_at_once(quorumgate):
     body = wait_ready(qg, False, reason="leader", timeout=10)
     assert any("Redis" in r for r in body["reasons"]), body
     assert len(body["reasons"]) == 2, body
+
+
+def test_readyz_says_draining_after_sigterm(quorumgate):
+    """While SIGTERM drains a request in flight, /readyz is 503 "draining"
+    (load balancers stop sending) and /healthz still 200."""
+    import threading
+    qg = quorumgate({"timeouts": {"drain": "10s"}})
+    wait_ready(qg, True)
+    qg.sim.control.inject("delay", "/version", method="GET", count=1, delay_ms=1500)
+    out = {}
+    c = ZitiClient(qg.url, ca_file=qg.ca)
+    t = threading.Thread(target=lambda: out.setdefault("r", c.version()))
+    t.start()
+    try:
+        wait_until(lambda: metric(qg, "quorumgate_requests_in_flight") == 1, timeout=5,
+                   what="the slow request in flight")
+        qg.sigterm()
+        body = wait_ready(qg, False, reason="draining", timeout=5)
+        documented(body)
+        assert healthz_ok(qg)
+    finally:
+        t.join(15)
+    assert out["r"].status == 200
+    assert qg.stop() == 0
 
 
 # ---------------------------------------------------------------------------
