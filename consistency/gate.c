@@ -24,6 +24,13 @@
 
 #define GATE_BUCKETS 256
 
+/* The call label of the gate's metrics is the gate call, cast. */
+_Static_assert((int)GATE_CREATE == (int)M_CALL_CREATE &&
+                   (int)GATE_VERIFY == (int)M_CALL_VERIFY &&
+                   (int)GATE_DELETE == (int)M_CALL_DELETE &&
+                   (int)M_MFA_CALL__COUNT == 3,
+               "enum gate_call and METRICS_VALUES_MFA_CALL differ");
+
 struct gate_probe {
     struct gate_wait *gw;         /* borrowed: the owner */
     int node;

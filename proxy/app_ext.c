@@ -25,6 +25,13 @@
 #include "routing/fence.h"
 
 #define APP_EXT_AFFINITY_SLOTS (1u << 17)
+
+/* affinity_entries{kind} is indexed by enum affinity_kind. */
+_Static_assert((int)AFF_SESS == (int)M_AFFINITY_SESS &&
+                   (int)AFF_OIDC == (int)M_AFFINITY_OIDC &&
+                   (int)AFF_CODE == (int)M_AFFINITY_CODE &&
+                   (int)AFF__COUNT == (int)M_AFFINITY_KIND__COUNT,
+               "enum affinity_kind and METRICS_VALUES_AFFINITY_KIND differ");
 #define APP_EXT_FENCE_SLOTS 4096
 
 /* Counting context for Redis commands whose only follow-up is a metric. */
