@@ -114,9 +114,16 @@ def test_requests_and_retries_are_counted_exactly(quorumgate):
 
 
 def test_client_status_classes_and_methods(quorumgate):
-    qg = quorumgate()
+    qg = quorumgate({"limits": {"max_body_bytes": "1KiB", "max_header_bytes": "2KiB"}})
     ctl = qg.sim.control
     c = ZitiClient(qg.url, ca_file=qg.ca)
+    # answered by quorumgate itself, before any controller: counted too
+    c.request("POST", "/edge/client/v1/authenticate?method=password", body=b"x" * 4096).expect(413)
+    c.request("GET", "/version", headers={"x-big": "y" * 4096}).expect(431)
+    e = wait_value(qg, "quorumgate_requests_total", 2, code="4xx")
+    assert e.value("quorumgate_requests_total", method="POST", code="4xx") == 1
+    assert e.value("quorumgate_requests_total", method="GET", code="4xx") == 1
+    assert e.value("quorumgate_upstream_attempts_total") == 0
     c.version().expect(200)
     c.current_identity().expect(401)                      # controller's 4xx
     c.request("HEAD", "/version")
@@ -126,9 +133,9 @@ def test_client_status_classes_and_methods(quorumgate):
     r = c.version()                                       # retried until attempts run out
     assert r.status == 503, r
     ctl.clear_injections()
-    e = wait_value(qg, "quorumgate_requests_total", 6)
+    e = wait_value(qg, "quorumgate_requests_total", 8)
     assert e.value("quorumgate_requests_total", method="GET", code="2xx") == 1
-    assert e.value("quorumgate_requests_total", method="GET", code="4xx") == 1
+    assert e.value("quorumgate_requests_total", method="GET", code="4xx") == 2
     assert e.value("quorumgate_requests_total", method="GET", code="5xx") == 1
     assert e.value("quorumgate_requests_total", method="HEAD") == 1
     assert e.value("quorumgate_requests_total", method="OPTIONS") == 1
