@@ -248,6 +248,35 @@ def test_replication_timeout_fences_and_counts(quorumgate):
     assert st["fenced_identities"] == 1
 
 
+def test_ambiguous_mfa_writes_are_reconciled_and_counted(quorumgate):
+    """A verify that commits but answers 500, and a create that commits but
+    is reset: quorumgate reads the enrollment on the leader instead of
+    resending; reconciled_total and retry_outcomes_total say so."""
+    qg = quorumgate()
+    ctl = qg.sim.control
+    alice = ZitiClient(qg.url, ca_file=qg.ca)
+    alice.oidc_login("alice", "alice-pw").expect(200)
+    mfa = "/edge/client/v1/current-identity/mfa"
+    ctl.inject("reset_after_commit", mfa, method="POST", count=1)
+    alice.mfa_create().expect(201)
+    secret = alice.mfa_secret()
+    ctl.inject("500_after_commit", mfa + "/verify", method="POST", count=1)
+    alice.mfa_verify(totp_now(secret)).expect(200)
+    e = wait_value(qg, "quorumgate_reconciled_total", 2)
+    mfa_cls = {"class": "mfa"}
+    assert e.value("quorumgate_reconciled_total", call="create", result="applied") == 1
+    assert e.value("quorumgate_reconciled_total", call="verify", result="applied") == 1
+    assert e.value("quorumgate_retry_outcomes_total", **mfa_cls, outcome="reconciled_create") == 1
+    assert e.value("quorumgate_retry_outcomes_total", **mfa_cls, outcome="reconciled_verify") == 1
+    assert e.value("quorumgate_upstream_attempts_total", outcome="reset") == 1
+    assert e.value("quorumgate_upstream_attempts_total", outcome="server_error") == 1
+    assert e.value("quorumgate_requests_total", **mfa_cls, method="POST", code="2xx") == 2
+    # neither call was sent twice
+    posts = [x for reqs in ctl.requests().values() for x in reqs
+             if x["method"] == "POST" and x["path"].startswith(mfa)]
+    assert len(posts) == 2, posts
+
+
 def test_retry_budget_exhaustion_is_counted(quorumgate):
     qg = quorumgate({"retry": {"budget": {"ratio": 0, "min": 0}}})
     ctl = qg.sim.control
