@@ -25,6 +25,13 @@
 
 #define GATE_BUCKETS 256
 
+/* The call label of the gate's metrics is the gate call, cast. */
+_Static_assert((int)GATE_CREATE == (int)M_CALL_CREATE &&
+                   (int)GATE_VERIFY == (int)M_CALL_VERIFY &&
+                   (int)GATE_DELETE == (int)M_CALL_DELETE &&
+                   (int)M_MFA_CALL__COUNT == 3,
+               "enum gate_call and METRICS_VALUES_MFA_CALL differ");
+
 struct gate_probe {
     struct gate_wait *gw;         /* borrowed: the owner */
     int node;
@@ -272,7 +279,8 @@ static void gate_fence(struct gate_wait *gw, uint64_t mask)
     uint64_t ttl_s = (cfg->gate.fence_ttl_ms + 999) / 1000;
     fence_add(app_ext_fence(a), &gw->fk, mask, now_s + ttl_s);
     ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, a->cluster,
-                       mask);
+                       mask, app_ext_count_cb,
+                       app_ext_count_ctx(a, M_REDIS_FENCE_WRITE));
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&app_ext_fence(a)->identities));
 }
@@ -286,7 +294,8 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
         return;
     fence_clear(app_ext_fence(a), &gw->fk, mask);
     ackstore_fence_clear(worker_ext_redis(g->w), g->w->cfg, gw->idhex,
-                         a->cluster, mask);
+                         a->cluster, mask, app_ext_count_cb,
+                         app_ext_count_ctx(a, M_REDIS_FENCE_WRITE));
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&app_ext_fence(a)->identities));
 }
@@ -320,7 +329,9 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
                        util_mono_ns() - gw->start_ns);
     gate_fence(gw, pending);
     ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,
-                            timed_out ? "timeout" : "released", h.data);
+                            timed_out ? "timeout" : "released", h.data,
+                            app_ext_count_cb,
+                            app_ext_count_ctx(a, M_REDIS_GATE_WRITE));
     struct request *rq = gw->rq;
     gw->rq = NULL;
     g->waiting--;
@@ -384,6 +395,8 @@ static void gate_start_probes(struct gate_wait *gw);
 static void gate_on_members(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
+    metrics_inc(gate_app(gw->g)->metrics, M_REDIS_OPERATIONS_TOTAL,
+                M_REDIS_ACK_READ, ok ? M_RESULT_OK : M_RESULT_ERROR);
     if (gate_unref(gw))
         return;
     if (!ok) {
@@ -420,6 +433,8 @@ static void gate_redis_lost(struct gate_wait *gw, const char *what)
 static void gate_on_held(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
+    metrics_inc(gate_app(gw->g)->metrics, M_REDIS_OPERATIONS_TOTAL,
+                M_REDIS_GATE_WRITE, ok ? M_RESULT_OK : M_RESULT_ERROR);
     if (gate_unref(gw))
         return;
     if (!ok) {
@@ -455,8 +470,11 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
     }
     if (ack) {
         if (!gw->redis_lost)
-            ackstore_ack(worker_ext_redis(gw->g->w), cfg, gw->cid,
-                         gate_app(gw->g)->cluster->nodes[p->node].id);
+            ackstore_ack_cb(worker_ext_redis(gw->g->w), cfg, gw->cid,
+                            gate_app(gw->g)->cluster->nodes[p->node].id,
+                            app_ext_count_cb,
+                            app_ext_count_ctx(gate_app(gw->g),
+                                              M_REDIS_ACK_WRITE));
         gate_add_acks(gw, 1ull << p->node);
         gate_check(gw); /* may free gw */
         return;

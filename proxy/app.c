@@ -68,6 +68,11 @@ static void app_cluster_changed(void *arg)
         metrics_set(a->metrics, M_CONTROLLER_UP, i, cluster_up(c, i) ? 1 : 0);
         metrics_set(a->metrics, M_CONTROLLER_LEADER, i, i == leader ? 1 : 0);
     }
+    if (leader != a->metrics_leader) {
+        /* every change of the known leader, to and from none as well */
+        metrics_inc(a->metrics, M_LEADER_CHANGES_TOTAL);
+        a->metrics_leader = leader;
+    }
     for (int i = 0; i < a->n_workers; i++)
         worker_kick(a->workers[i]);
     app_ext_config(a);
@@ -288,6 +293,7 @@ int app_init(struct app *a, const char *config_path)
     for (int i = 0; i < cfg->n_controllers; i++)
         ids[i] = cfg->controllers[i].id;
     a->metrics = metrics_create(ids, cfg->n_controllers);
+    a->metrics_leader = -1;
     a->cluster = cluster_new(cfg);
     budget_configure(&a->budget, cfg->retry.budget_ratio,
                      cfg->retry.budget_min);

@@ -32,6 +32,8 @@ struct app {
     _Atomic(struct config *) cfg;      /* owned reference: current */
     struct log *log;                   /* owned */
     struct metrics *metrics;           /* owned */
+    int metrics_leader;                /* leader the metrics last showed,
+                                          -1 = none (control thread) */
     struct cluster *cluster;           /* owned */
     struct budget budget;              /* embedded */
 

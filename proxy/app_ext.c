@@ -25,6 +25,13 @@
 #include "routing/fence.h"
 
 #define APP_EXT_AFFINITY_SLOTS (1u << 17)
+
+/* affinity_entries{kind} is indexed by enum affinity_kind. */
+_Static_assert((int)AFF_SESS == (int)M_AFFINITY_SESS &&
+                   (int)AFF_OIDC == (int)M_AFFINITY_OIDC &&
+                   (int)AFF_CODE == (int)M_AFFINITY_CODE &&
+                   (int)AFF__COUNT == (int)M_AFFINITY_KIND__COUNT,
+               "enum affinity_kind and METRICS_VALUES_AFFINITY_KIND differ");
 #define APP_EXT_FENCE_SLOTS 4096
 
 /* Counting context for Redis commands whose only follow-up is a metric. */
@@ -45,6 +52,9 @@ struct app_ext {
     struct ackstore_ctx fence_ctx;
     struct app_ext_count counts[M_REDIS_OP__COUNT];
     uint64_t last_ping_ms;
+    /* connect ok/error, subscribe ok/error already counted (control
+     * thread, at scrapes) */
+    uint64_t redis_seen[2][2];
 };
 
 struct atable *app_ext_affinity(struct app *a)
@@ -186,7 +196,9 @@ void app_ext_init(struct app *a)
                                                .state_arg = x});
     snprintf(chan, sizeof(chan), "%sfences", cfg->redis.key_prefix);
     redis_subscribe(x->sub, chan, app_ext_fence_message, x);
-    loop_timer_start(x->ping, 0, 0);
+    /* The first PING goes out when the connection is up (app_ext_state):
+     * one sent now could only fail and count a Redis error at every
+     * start. */
     config_unref(cfg);
 }
 
@@ -230,9 +242,51 @@ void app_ext_status(struct app *a, struct buf *b)
     buf_printf(b, "],\"pending_acknowledgements\":%d", held);
 }
 
+static void app_ext_add_stats(uint64_t sum[2][2],
+                              const struct redis_stats *s)
+{
+    const uint64_t *sub = s->ops[REDIS_OP_SUBSCRIBE];
+    sum[0][0] += s->connects;
+    sum[0][1] += s->connect_failures;
+    sum[1][0] += sub[REDIS_RESULT_OK];
+    sum[1][1] += sub[REDIS_RESULT_ERROR] + sub[REDIS_RESULT_TIMEOUT] +
+                 sub[REDIS_RESULT_UNAVAILABLE];
+}
+
+/* Connections and subscriptions are counted by the Redis module, per
+ * connection: what every connection of the process did since the last
+ * scrape goes into redis_operations_total{op="connect"|"subscribe"}. */
+static void app_ext_count_connections(struct app *a)
+{
+    struct app_ext *x = a->ext;
+    static const enum metrics_redis_op ops[2] = {M_REDIS_CONNECT,
+                                                 M_REDIS_SUBSCRIBE};
+    static const enum metrics_ok_error res[2] = {M_RESULT_OK,
+                                                 M_RESULT_ERROR};
+    uint64_t sum[2][2] = {{0}};
+    struct redis_stats s[2];
+    redis_stats(x->redis, &s[0]);
+    redis_stats(x->sub, &s[1]);
+    app_ext_add_stats(sum, &s[0]);
+    app_ext_add_stats(sum, &s[1]);
+    for (int i = 0; i < a->n_workers; i++) {
+        worker_ext_redis_stats(a->workers[i], s);
+        app_ext_add_stats(sum, &s[0]);
+        app_ext_add_stats(sum, &s[1]);
+    }
+    for (int o = 0; o < 2; o++)
+        for (int r = 0; r < 2; r++) {
+            if (sum[o][r] > x->redis_seen[o][r])
+                metrics_add(a->metrics, M_REDIS_OPERATIONS_TOTAL, ops[o],
+                            res[r], sum[o][r] - x->redis_seen[o][r]);
+            x->redis_seen[o][r] = sum[o][r];
+        }
+}
+
 void app_ext_scrape(struct app *a)
 {
     struct app_ext *x = a->ext;
+    app_ext_count_connections(a);
     int counts[AFF__COUNT];
     affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),
                    counts);

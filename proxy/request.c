@@ -23,6 +23,18 @@
 #include "routing/cluster.h"
 #include "routing/rewrite.h"
 
+/* routing_decisions_total{decision} is counted by casting the route
+ * decision: both lists must keep the same order. */
+_Static_assert((int)DECISION_PINNED == (int)M_DECISION_PINNED &&
+                   (int)DECISION_STICKY_HIT == (int)M_DECISION_STICKY_HIT &&
+                   (int)DECISION_STICKY_MISS == (int)M_DECISION_STICKY_MISS &&
+                   (int)DECISION_FENCED_SKIP == (int)M_DECISION_FENCED_SKIP &&
+                   (int)DECISION_NO_LEADER_WAIT ==
+                       (int)M_DECISION_NO_LEADER_WAIT &&
+                   (int)DECISION_BALANCED == (int)M_DECISION_BALANCED &&
+                   (int)DECISION__COUNT == (int)M_DECISION__COUNT,
+               "enum route_decision and METRICS_VALUES_DECISION differ");
+
 static void request_route(struct request *rq);
 static void request_maybe_free(struct request *rq);
 static void request_wait_timeout(void *arg);

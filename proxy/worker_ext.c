@@ -85,6 +85,12 @@ struct redis *worker_ext_redis(struct worker *w)
     return w->ext->redis;
 }
 
+void worker_ext_redis_stats(struct worker *w, struct redis_stats *out)
+{
+    redis_stats(w->ext->redis, &out[0]);
+    redis_stats(w->ext->sub, &out[1]);
+}
+
 struct gate *worker_ext_gate(struct worker *w)
 {
     return w->ext->gate;

@@ -17,6 +17,10 @@ void worker_ext_stop(struct worker *w);
 void worker_ext_free(struct worker *w);
 
 struct redis *worker_ext_redis(struct worker *w);
+/* Statistics of the worker's Redis connections: out[0] commands,
+ * out[1] subscriber.  Any thread, until the worker stops. */
+struct redis_stats;
+void worker_ext_redis_stats(struct worker *w, struct redis_stats *out);
 struct gate *worker_ext_gate(struct worker *w);
 struct mgmt *worker_ext_mgmt(struct worker *w);
 /* Held answers (approximate, any thread), and the counter the gate keeps

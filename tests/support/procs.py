@@ -1,6 +1,7 @@
 """Process helpers for the pytest harness: free ports, waiting, certificates
 (openssl CLI), redis-server, and the quorumgate binary.  Every process is
 started by us and stopped by its PID."""
+import base64
 import json
 import os
 import re
@@ -91,11 +92,12 @@ class RedisServer:
         self.port = None
         self.log_path = os.path.join(workdir, "redis.log")
 
-    def start(self, attempts=5):
+    def start(self, attempts=5, port=None):
+        """port: listen on this one (a restart after stop()); default a free one."""
         os.makedirs(self.workdir, exist_ok=True)
         last = ""
         for _ in range(attempts):   # a free port can be taken between probe and bind
-            self.port = free_port()
+            self.port = port or free_port()
             self._log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -269,7 +271,7 @@ class Quorumgate:
         if self.proc.poll() is not None:
             raise RuntimeError("quorumgate exited with %s:\n%s" % (self.proc.returncode, self.stderr_text()[-3000:]))
         try:
-            with urllib.request.urlopen(self.admin_url + "/healthz", timeout=2) as r:
+            with urllib.request.urlopen(self.admin_request("/healthz"), timeout=2) as r:
                 return r.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -289,6 +291,18 @@ class Quorumgate:
     @property
     def admin_url(self):
         return "http://%s" % self.admin_address
+
+    def admin_request(self, path):
+        """A request for the admin listener, with the configured basic auth
+        (admin.basic_auth) when there is one."""
+        req = urllib.request.Request(self.admin_url + path)
+        auth = (self.config.get("admin") or {}).get("basic_auth")
+        if auth:
+            with open(auth["password_file"]) as f:
+                pw = f.read().rstrip("\r\n")
+            token = base64.b64encode(("%s:%s" % (auth["username"], pw)).encode()).decode()
+            req.add_header("Authorization", "Basic " + token)
+        return req
 
     # ---- signals -----------------------------------------------------------
     def sighup(self):
@@ -322,7 +336,7 @@ class Quorumgate:
         return parse_json_lines(self.stderr_text())
 
     def metrics_text(self):
-        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=5) as r:
+        with urllib.request.urlopen(self.admin_request("/metrics"), timeout=5) as r:
             return r.read().decode()
 
     def metrics(self):
