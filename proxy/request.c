@@ -440,7 +440,11 @@ static void request_route(struct request *rq)
     rq->decision = out.decision;
     switch (out.kind) {
     case ROUTE_TO:
+        /* a leader wait may have armed the timer: it must not route this
+         * request again while the attempt is in flight */
         request_unwait(rq);
+        loop_timer_stop(rq->timer);
+        rq->timer_cb = NULL;
         request_attempt(rq, out.node);
         return;
     case ROUTE_WAIT_LEADER: {
