@@ -434,7 +434,12 @@ static void request_route(struct request *rq)
     uint64_t now = loop_now_ms(w->loop);
     rq->stage = STAGE_ROUTING;
     route_pick(a->cluster, &rq->route, w->outstanding, &w->rng, &out);
-    if (out.kind == ROUTE_TO || rq->n_attempts == 0)
+    /* one decision per attempt sent; a wait for a leader counts once,
+     * when it starts, not at every cluster-view change that finds none */
+    bool count = out.kind == ROUTE_TO ||
+                 (out.kind == ROUTE_WAIT_LEADER ? !rq->on_wait_list
+                                                : rq->n_attempts == 0);
+    if (count)
         metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
                     (enum metrics_decision)out.decision);
     rq->decision = out.decision;
