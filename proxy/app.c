@@ -151,6 +151,20 @@ static void app_on_usr1(void *arg)
     config_unref(cfg);
 }
 
+/* A public URL derived from a first listener with port 0 ("...:0") gets
+ * the port that listener was given, so that rewritten addresses reach us. */
+static void app_fix_public_url(struct app *a, struct config *cfg)
+{
+    const char *u = cfg->public_url;
+    size_t n = u ? strlen(u) : 0;
+    if (!cfg->public_url_derived || a->public_port == 0 || n < 2 ||
+        strcmp(u + n - 2, ":0") != 0)
+        return;
+    cfg->public_url = xasprintf("%.*s:%u", (int)(n - 2), u,
+                                (unsigned)a->public_port);
+    free((char *)u);
+}
+
 int app_reload(struct app *a)
 {
     struct config_errors errs = {0};
@@ -158,6 +172,7 @@ int app_reload(struct app *a)
     struct config *old = atomic_load(&a->cfg);
     char *err = NULL;
     if (neu) {
+        app_fix_public_url(a, neu);
         char *diff = config_restart_only_diff(old, neu);
         if (diff) {
             log_printf(a->log, CONFIG_LOG_ERROR,
@@ -246,6 +261,8 @@ static int app_bind_all(struct app *a, const struct config *cfg, int *fds)
                 port = listener_bound_port(fd);
             fds[w * CONFIG_MAX_LISTENERS + l] = fd;
         }
+        if (l == 0)
+            a->public_port = port;
         app_log_listening(a, "client", &cl->addr, port, cl->tls);
     }
     return 0;
@@ -297,6 +314,7 @@ int app_init(struct app *a, const char *config_path)
     fds = xmalloc((size_t)a->n_workers * CONFIG_MAX_LISTENERS * sizeof(int));
     if (app_bind_all(a, cfg, fds) != 0)
         goto out;
+    app_fix_public_url(a, cfg);
 
     int afd = listener_bind(cfg->admin.addr.host, cfg->admin.addr.port, 128,
                             &err);

@@ -166,6 +166,7 @@ static void config_check_derive(struct config_parse *p, struct config *cfg)
         host = v6 ? "::1" : "127.0.0.1";
     cfg->public_url = xasprintf(v6 ? "%s://[%s]:%u" : "%s://%s:%u", scheme,
                                 host, (unsigned)l->addr.port);
+    cfg->public_url_derived = true;
 }
 
 void config_check(struct config_parse *p, struct config *cfg)
