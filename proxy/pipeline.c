@@ -126,6 +126,17 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
     pipeline_resume(rq);
 }
 
+static bool pipeline_is_authenticate(const struct request *rq)
+{
+    size_t n = strcspn(rq->ex->url, "?");
+    return rq->ex->method == HTTP_POST &&
+           ((n == 28 &&
+             memcmp(rq->ex->url, "/edge/client/v1/authenticate", 28) == 0) ||
+            (n == 32 &&
+             memcmp(rq->ex->url, "/edge/management/v1/authenticate", 32) ==
+                 0));
+}
+
 /* Which login state does this request refer to?  false when none. */
 static bool pipeline_aff_key(struct request *rq, struct affinity_key *k)
 {
@@ -133,7 +144,9 @@ static bool pipeline_aff_key(struct request *rq, struct affinity_key *k)
     const struct config *cfg = rq->cfg;
     char tok[1024];
     const char *sess = identity_session(ex->headers, ex->n_headers);
-    if (sess) {
+    /* a login creates a session (on the leader): an old one it still
+     * carries says nothing about where it must go */
+    if (sess && !pipeline_is_authenticate(rq)) {
         affinity_key(cfg->hmac_key, cfg->hmac_key_len, AFF_SESS, sess,
                      strlen(sess), k);
         return true;
@@ -215,17 +228,6 @@ static void pipeline_learn_one(struct request *rq, enum affinity_kind kind,
                   app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
                   "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
                   (unsigned long long)cfg->routing.affinity_ttl_ms);
-}
-
-static bool pipeline_is_authenticate(const struct request *rq)
-{
-    size_t n = strcspn(rq->ex->url, "?");
-    return rq->ex->method == HTTP_POST &&
-           ((n == 28 &&
-             memcmp(rq->ex->url, "/edge/client/v1/authenticate", 28) == 0) ||
-            (n == 32 &&
-             memcmp(rq->ex->url, "/edge/management/v1/authenticate", 32) ==
-                 0));
 }
 
 void pipeline_learn(struct request *rq)
