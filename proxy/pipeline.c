@@ -211,60 +211,107 @@ static bool pipeline_affinity(struct request *rq)
     return true;
 }
 
-static void pipeline_learn_one(struct request *rq, enum affinity_kind kind,
-                               const char *token, size_t len, int node)
+/* The last entry learned from an answer is in Redis (or Redis failed):
+ * the answer may go.  Until then a client that takes the next step to
+ * another quorumgate would find nothing there. */
+static void pipeline_learned(void *arg, enum redis_status st,
+                             const struct redis_reply *rep)
+{
+    struct request *rq = arg;
+    struct app *a = pipeline_app(rq);
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    rq->pipe.cmd = NULL;
+    metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_SET,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+    if (!ok)
+        pipeline_warn_redis(rq, "storing an affinity entry");
+    request_learned(rq);
+}
+
+/* Learns one entry: in the local table at once, in Redis with the
+ * answer held until Redis has it when hold (the last entry learned). */
+static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
+                               const char *token, size_t len, int node,
+                               bool hold)
 {
     struct app *a = pipeline_app(rq);
     const struct config *cfg = rq->cfg;
+    struct redis *r = worker_ext_redis(rq->w);
     struct affinity_key k;
     char key[160];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
     if (!len || node < 0)
-        return;
+        return false;
     affinity_key(cfg->hmac_key, cfg->hmac_key_len, kind, token, len, &k);
     affinity_put(app_ext_affinity(a), &k, node, pipeline_now_s(rq) + ttl_s);
     affinity_redis_key(cfg->redis.key_prefix, &k, key, sizeof(key));
-    redis_command(worker_ext_redis(rq->w), app_ext_count_cb,
-                  app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
-                  "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
-                  (unsigned long long)cfg->routing.affinity_ttl_ms);
+    hold = hold && redis_up(r);
+    struct redis_cmd *cmd = redis_command(
+        r, hold ? pipeline_learned : app_ext_count_cb,
+        hold ? (void *)rq : app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+        "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
+        (unsigned long long)cfg->routing.affinity_ttl_ms);
+    if (hold)
+        rq->pipe.cmd = cmd;
+    return hold;
 }
 
-void pipeline_learn(struct request *rq)
+/* One thing an answer teaches (pipeline_learn). */
+struct pipeline_learning {
+    enum affinity_kind kind;
+    char *tok; /* owned */
+};
+
+bool pipeline_learn(struct request *rq)
 {
     struct upstream_req *up = &rq->up;
     const char *v;
     size_t len;
+    /* what this answer teaches, in order; the last one holds the answer */
+    struct pipeline_learning learn[4];
+    int n = 0;
     char tok[1024];
+    bool held = false;
     if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0)
-        return;
+        return false;
     /* legacy: the session lives on the controller that issued it */
     if (pipeline_is_authenticate(rq) && up->status == 200) {
         struct json *j = json_parse(up->resp_body.data, up->resp_body.len);
         const char *t = json_path_string(j, "data.token");
         if (t)
-            pipeline_learn_one(rq, AFF_SESS, t, strlen(t), rq->node);
+            learn[n++] = (struct pipeline_learning){AFF_SESS, xstrdup(t)};
         else if (upstream_resp_header(up, "zt-session", &v, &len))
-            pipeline_learn_one(rq, AFF_SESS, v, len, rq->node);
+            learn[n++] = (struct pipeline_learning){AFF_SESS, xstrndup(v, len)};
         json_free(j);
     }
-    if (rq->cls.call != CALL_OIDC_AUTHORIZE && rq->cls.call != CALL_OIDC_LOGIN)
-        return;
-    /* OIDC: the auth request id and the code, from the controller's own
-     * answers (login.go: auth-request-id; redirects) */
-    if (upstream_resp_header(up, "auth-request-id", &v, &len))
-        pipeline_learn_one(rq, AFF_OIDC, v, len, rq->node);
-    if (upstream_resp_header(up, "Location", &v, &len)) {
-        char *loc = xstrndup(v, len);
-        if (identity_location_param(loc, "authRequestID", tok, sizeof(tok)))
-            pipeline_learn_one(rq, AFF_OIDC, tok, strlen(tok), rq->node);
-        else if (strstr(loc, "/oidc/") &&
-                 identity_location_param(loc, "id", tok, sizeof(tok)))
-            pipeline_learn_one(rq, AFF_OIDC, tok, strlen(tok), rq->node);
-        if (identity_location_param(loc, "code", tok, sizeof(tok)))
-            pipeline_learn_one(rq, AFF_CODE, tok, strlen(tok), rq->node);
-        free(loc);
+    if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
+        rq->cls.call == CALL_OIDC_LOGIN) {
+        /* OIDC: the auth request id and the code, from the controller's
+         * own answers (login.go: auth-request-id; redirects) */
+        if (upstream_resp_header(up, "auth-request-id", &v, &len))
+            learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrndup(v, len)};
+        if (upstream_resp_header(up, "Location", &v, &len)) {
+            char *loc = xstrndup(v, len);
+            if (identity_location_param(loc, "authRequestID", tok,
+                                        sizeof(tok)) ||
+                (strstr(loc, "/oidc/") &&
+                 identity_location_param(loc, "id", tok, sizeof(tok))))
+                learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrdup(tok)};
+            if (identity_location_param(loc, "code", tok, sizeof(tok)))
+                learn[n++] = (struct pipeline_learning){AFF_CODE, xstrdup(tok)};
+            free(loc);
+        }
     }
+    for (int i = 0; i < n; i++) {
+        held |= pipeline_learn_one(rq, learn[i].kind, learn[i].tok,
+                                   strlen(learn[i].tok), rq->node,
+                                   i == n - 1);
+        explicit_bzero(learn[i].tok, strlen(learn[i].tok));
+        free(learn[i].tok);
+    }
+    if (held)
+        rq->stage = STAGE_AFFINITY;
+    return held;
 }
 
 /* ---- gate preparation ------------------------------------------------- */

@@ -236,7 +236,13 @@ static void request_success(struct request *rq)
 
 void request_reconciled_success(struct request *rq)
 {
-    pipeline_learn(rq);
+    if (pipeline_learn(rq))
+        return; /* request_learned once Redis has the affinity entries */
+    request_learned(rq);
+}
+
+void request_learned(struct request *rq)
+{
     if (pipeline_gate(rq))
         return; /* the gate answers when the acknowledgements are in */
     request_answer_upstream(rq);
