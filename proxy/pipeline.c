@@ -180,10 +180,11 @@ static bool pipeline_affinity(struct request *rq)
     if (node >= 0) {
         ps->aff_hit = true;
         pipeline_set_home(rq, node);
-        /* refreshed on use: locally, and in Redis past half its life */
+        /* refreshed on use: locally, and in Redis, once at most half its
+         * life is left (whole seconds: a TTL of 1 or 2 s refreshes too) */
         uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
         uint64_t now = pipeline_now_s(rq);
-        if (ps->aff_expiry < now + ttl_s / 2) {
+        if (ps->aff_expiry <= now + (ttl_s + 1) / 2) {
             char key[160];
             affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
