@@ -4,10 +4,12 @@ requests go there whatever the leader, a dead home answers 401 in the
 OpenZiti envelope (never 404s from the others), and two quorumgate
 processes sharing a Redis route a session the same way.
 """
+import time
 import uuid
 
 from tests.integration.routing_support import (
-    ZitiClient, assert_envelope, decisions, delta, nodes_that_saw, wait_view)
+    ZitiClient, assert_envelope, decisions, delta, nodes_that_saw, redis_call, redis_dump, wait_view)
+from tests.support.procs import wait_until
 
 
 def _session_requests(r):
@@ -132,3 +134,40 @@ def test_authenticate_carrying_an_old_session_goes_to_the_leader(quorumgate, sim
     assert r.header("quorumgate-controller") == "ctrl2"
     # ... while the old session itself is gone
     assert_envelope(old.current_identity(), 401, "UNAUTHORIZED")
+
+
+def test_affinity_ttl_is_refreshed_on_use_and_expires_when_idle(quorumgate, sim):
+    """routing.affinity_ttl: an entry used more often than its TTL lives on
+    (locally and in Redis); left alone it expires in both."""
+    ttl_ms = 2000
+    qg = quorumgate({"routing": {"affinity_ttl": "%dms" % ttl_ms}}, sim=sim)
+    wait_view(qg, leader="ctrl1")
+    bob = ZitiClient(qg.url)
+    bob.legacy_login("bob", "bob-pw").expect(200)
+    keys = [k for k in redis_dump(qg.redis) if k.startswith(b"qg:aff:sess:")]
+    assert len(keys) == 1, keys
+    pttl = redis_call(qg.redis, "PTTL", keys[0])
+    assert 0 < pttl <= ttl_ms, pttl
+    sim.control.transfer("ctrl2")                 # home is no longer the leader
+    wait_view(qg, leader="ctrl2")
+    before = decisions(qg)
+    # in use for three TTLs: every request goes home
+    end = time.monotonic() + 3 * ttl_ms / 1000
+    n = 0
+    while time.monotonic() < end:
+        assert bob.current_identity().expect(200).header("quorumgate-controller") == "ctrl1"
+        n += 1
+        time.sleep(0.1)                           # a client's pace, not a wait
+    d = delta(decisions(qg), before)
+    assert d.get(("session", "sticky_hit"), 0) == n, d
+    assert d.get(("session", "sticky_miss"), 0) == 0, d
+    assert redis_call(qg.redis, "PTTL", keys[0]) > 0
+    # left alone: gone from Redis and from the local cache
+    wait_until(lambda: redis_call(qg.redis, "EXISTS", keys[0]) == 0, timeout=3 * ttl_ms / 1000,
+               what="the Redis entry expiring")
+    wait_until(lambda: qg.metrics().value("quorumgate_affinity_entries", kind="sess") == 0,
+               timeout=3 * ttl_ms / 1000, what="the local entry expiring")
+    before = decisions(qg)
+    assert bob.current_identity().status in (200, 401)
+    d = delta(decisions(qg), before)
+    assert d.get(("session", "sticky_miss"), 0) == 1, d
