@@ -58,6 +58,14 @@ def test_legacy_session_stays_home_and_gets_401_when_home_dies(quorumgate, sim):
     fresh.current_identity().expect(200)
     assert nodes_that_saw(sim, _session_requests) == ["ctrl2"]
 
+    # home comes back with its database (legacy sessions live in bolt):
+    # the old session works again, at home
+    sim.control.restart(home)
+    wait_view(qg, up={home: True})
+    sim.control.reset_requests()
+    assert bob.current_identity().expect(200).header("quorumgate-controller") == home
+    assert nodes_that_saw(sim, _session_requests) == [home]
+
 
 def test_unknown_session_is_a_sticky_miss_and_balanced(quorumgate, sim):
     qg = quorumgate(sim=sim)
