@@ -120,9 +120,6 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
             pipeline_set_home(rq, node);
         }
     }
-    if (rq->home < 0)
-        metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
-                    M_DECISION_STICKY_MISS);
     pipeline_resume(rq);
 }
 
@@ -200,8 +197,6 @@ static bool pipeline_affinity(struct request *rq)
         pipeline_warn_redis(rq, "an affinity lookup");
         metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                     M_RESULT_ERROR);
-        metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
-                    M_DECISION_STICKY_MISS);
         return false;
     }
     char key[160];

@@ -440,6 +440,9 @@ static void request_route(struct request *rq)
     uint64_t now = loop_now_ms(w->loop);
     rq->stage = STAGE_ROUTING;
     route_pick(a->cluster, &rq->route, w->outstanding, &w->rng, &out);
+    /* the request named login state that nobody knew: balanced for that */
+    if (out.decision == DECISION_BALANCED && rq->pipe.has_aff && rq->home < 0)
+        out.decision = DECISION_STICKY_MISS;
     /* one decision per attempt sent; a wait for a leader counts once,
      * when it starts, not at every cluster-view change that finds none */
     bool count = out.kind == ROUTE_TO ||
