@@ -156,6 +156,20 @@ static void app_on_usr1(void *arg)
     config_unref(cfg);
 }
 
+/* A public URL derived from a first listener with port 0 ("...:0") gets
+ * the port that listener was given, so that rewritten addresses reach us. */
+static void app_fix_public_url(struct app *a, struct config *cfg)
+{
+    const char *u = cfg->public_url;
+    size_t n = u ? strlen(u) : 0;
+    if (!cfg->public_url_derived || a->public_port == 0 || n < 2 ||
+        strcmp(u + n - 2, ":0") != 0)
+        return;
+    cfg->public_url = xasprintf("%.*s:%u", (int)(n - 2), u,
+                                (unsigned)a->public_port);
+    free((char *)u);
+}
+
 int app_reload(struct app *a)
 {
     struct config_errors errs = {0};
@@ -163,6 +177,7 @@ int app_reload(struct app *a)
     struct config *old = atomic_load(&a->cfg);
     char *err = NULL;
     if (neu) {
+        app_fix_public_url(a, neu);
         char *diff = config_restart_only_diff(old, neu);
         if (diff) {
             log_printf(a->log, CONFIG_LOG_ERROR,
@@ -251,15 +266,9 @@ static int app_bind_all(struct app *a, const struct config *cfg, int *fds)
                 port = listener_bound_port(fd);
             fds[w * CONFIG_MAX_LISTENERS + l] = fd;
         }
+        if (l == 0)
+            a->public_port = port;
         app_log_listening(a, "client", &cl->addr, port, cl->tls);
-        if (l == 0 && cfg->public_url_derived) {
-            const char *host = cl->addr.host;
-            bool v6 = strchr(host, ':') != NULL;
-            if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
-                host = v6 ? "::1" : "127.0.0.1";
-            a->public_url = xasprintf(v6 ? "%s://[%s]:%u" : "%s://%s:%u",
-                                      cl->tls ? "https" : "http", host, port);
-        }
     }
     return 0;
 }
@@ -311,6 +320,7 @@ int app_init(struct app *a, const char *config_path)
     fds = xmalloc((size_t)a->n_workers * CONFIG_MAX_LISTENERS * sizeof(int));
     if (app_bind_all(a, cfg, fds) != 0)
         goto out;
+    app_fix_public_url(a, cfg);
 
     int afd = listener_bind(cfg->admin.addr.host, cfg->admin.addr.port, 128,
                             &err);
@@ -382,5 +392,4 @@ void app_free(struct app *a)
     log_free(a->log);
     config_unref(atomic_load(&a->cfg));
     free(a->config_path);
-    free(a->public_url);
 }

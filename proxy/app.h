@@ -52,9 +52,7 @@ struct app {
     uint64_t started_wall_ms;
     uint64_t reloads_ok, reloads_failed;
     struct app_ext *ext;               /* owned: Redis, gate, affinity */
-    char *public_url;                  /* owned: derived from the first
-                                          listener as bound (port 0 ->
-                                          its real port); NULL if set */
+    uint16_t public_port;              /* port the first client listener got */
 };
 
 /* Loads the configuration and builds everything; 0 or -1 (reported). */

@@ -241,7 +241,9 @@ struct config {
                                         never NULL after loading: when the
                                         file has none it is derived from the
                                         first listener; no trailing slash */
-    bool public_url_derived;         /* not in the file: from listeners[0] */
+    bool public_url_derived;         /* public_url came from listeners[0]
+                                        (whose port 0 the app replaces by
+                                        the port it bound) */
 
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int n_listeners;

@@ -135,10 +135,18 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
             pipeline_set_home(rq, node);
         }
     }
-    if (rq->home < 0)
-        metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
-                    M_DECISION_STICKY_MISS);
     pipeline_resume(rq);
+}
+
+static bool pipeline_is_authenticate(const struct request *rq)
+{
+    size_t n = strcspn(rq->ex->url, "?");
+    return rq->ex->method == HTTP_POST &&
+           ((n == 28 &&
+             memcmp(rq->ex->url, "/edge/client/v1/authenticate", 28) == 0) ||
+            (n == 32 &&
+             memcmp(rq->ex->url, "/edge/management/v1/authenticate", 32) ==
+                 0));
 }
 
 /* Which login state does this request refer to?  false when none. */
@@ -148,7 +156,9 @@ static bool pipeline_aff_key(struct request *rq, struct affinity_key *k)
     const struct config *cfg = rq->cfg;
     char tok[1024];
     const char *sess = identity_session(ex->headers, ex->n_headers);
-    if (sess) {
+    /* a login creates a session (on the leader): an old one it still
+     * carries says nothing about where it must go */
+    if (sess && !pipeline_is_authenticate(rq)) {
         affinity_key(cfg->hmac_key, cfg->hmac_key_len, AFF_SESS, sess,
                      strlen(sess), k);
         return true;
@@ -182,10 +192,11 @@ static bool pipeline_affinity(struct request *rq)
     if (node >= 0) {
         ps->aff_hit = true;
         pipeline_set_home(rq, node);
-        /* refreshed on use: locally, and in Redis past half its life */
+        /* refreshed on use: locally, and in Redis, once at most half its
+         * life is left (whole seconds: a TTL of 1 or 2 s refreshes too) */
         uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
         uint64_t now = pipeline_now_s(rq);
-        if (ps->aff_expiry < now + ttl_s / 2) {
+        if (ps->aff_expiry <= now + (ttl_s + 1) / 2) {
             char key[160];
             affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
@@ -201,8 +212,6 @@ static bool pipeline_affinity(struct request *rq)
         pipeline_warn_redis(rq, "an affinity lookup");
         metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                     M_RESULT_ERROR);
-        metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
-                    M_DECISION_STICKY_MISS);
         return false;
     }
     char key[160];
@@ -213,71 +222,107 @@ static bool pipeline_affinity(struct request *rq)
     return true;
 }
 
-static void pipeline_learn_one(struct request *rq, enum affinity_kind kind,
-                               const char *token, size_t len, int node)
+/* The last entry learned from an answer is in Redis (or Redis failed):
+ * the answer may go.  Until then a client that takes the next step to
+ * another quorumgate would find nothing there. */
+static void pipeline_learned(void *arg, enum redis_status st,
+                             const struct redis_reply *rep)
+{
+    struct request *rq = arg;
+    struct app *a = pipeline_app(rq);
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    rq->pipe.cmd = NULL;
+    metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_SET,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+    if (!ok)
+        pipeline_warn_redis(rq, "storing an affinity entry");
+    request_learned(rq);
+}
+
+/* Learns one entry: in the local table at once, in Redis with the
+ * answer held until Redis has it when hold (the last entry learned). */
+static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
+                               const char *token, size_t len, int node,
+                               bool hold)
 {
     struct app *a = pipeline_app(rq);
     const struct config *cfg = rq->cfg;
+    struct redis *r = worker_ext_redis(rq->w);
     struct affinity_key k;
     char key[160];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
     if (!len || node < 0)
-        return;
+        return false;
     affinity_key(cfg->hmac_key, cfg->hmac_key_len, kind, token, len, &k);
     affinity_put(app_ext_affinity(a), &k, node, pipeline_now_s(rq) + ttl_s);
     affinity_redis_key(cfg->redis.key_prefix, &k, key, sizeof(key));
-    redis_command(worker_ext_redis(rq->w), app_ext_count_cb,
-                  app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
-                  "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
-                  (unsigned long long)cfg->routing.affinity_ttl_ms);
+    hold = hold && redis_up(r);
+    struct redis_cmd *cmd = redis_command(
+        r, hold ? pipeline_learned : app_ext_count_cb,
+        hold ? (void *)rq : app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+        "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
+        (unsigned long long)cfg->routing.affinity_ttl_ms);
+    if (hold)
+        rq->pipe.cmd = cmd;
+    return hold;
 }
 
-static bool pipeline_is_authenticate(const struct request *rq)
-{
-    size_t n = strcspn(rq->ex->url, "?");
-    return rq->ex->method == HTTP_POST &&
-           ((n == 28 &&
-             memcmp(rq->ex->url, "/edge/client/v1/authenticate", 28) == 0) ||
-            (n == 32 &&
-             memcmp(rq->ex->url, "/edge/management/v1/authenticate", 32) ==
-                 0));
-}
+/* One thing an answer teaches (pipeline_learn). */
+struct pipeline_learning {
+    enum affinity_kind kind;
+    char *tok; /* owned */
+};
 
-void pipeline_learn(struct request *rq)
+bool pipeline_learn(struct request *rq)
 {
     struct upstream_req *up = &rq->up;
     const char *v;
     size_t len;
+    /* what this answer teaches, in order; the last one holds the answer */
+    struct pipeline_learning learn[4];
+    int n = 0;
     char tok[1024];
+    bool held = false;
     if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0)
-        return;
+        return false;
     /* legacy: the session lives on the controller that issued it */
     if (pipeline_is_authenticate(rq) && up->status == 200) {
         struct json *j = json_parse(up->resp_body.data, up->resp_body.len);
         const char *t = json_path_string(j, "data.token");
         if (t)
-            pipeline_learn_one(rq, AFF_SESS, t, strlen(t), rq->node);
+            learn[n++] = (struct pipeline_learning){AFF_SESS, xstrdup(t)};
         else if (upstream_resp_header(up, "zt-session", &v, &len))
-            pipeline_learn_one(rq, AFF_SESS, v, len, rq->node);
+            learn[n++] = (struct pipeline_learning){AFF_SESS, xstrndup(v, len)};
         json_free(j);
     }
-    if (rq->cls.call != CALL_OIDC_AUTHORIZE && rq->cls.call != CALL_OIDC_LOGIN)
-        return;
-    /* OIDC: the auth request id and the code, from the controller's own
-     * answers (login.go: auth-request-id; redirects) */
-    if (upstream_resp_header(up, "auth-request-id", &v, &len))
-        pipeline_learn_one(rq, AFF_OIDC, v, len, rq->node);
-    if (upstream_resp_header(up, "Location", &v, &len)) {
-        char *loc = xstrndup(v, len);
-        if (identity_location_param(loc, "authRequestID", tok, sizeof(tok)))
-            pipeline_learn_one(rq, AFF_OIDC, tok, strlen(tok), rq->node);
-        else if (strstr(loc, "/oidc/") &&
-                 identity_location_param(loc, "id", tok, sizeof(tok)))
-            pipeline_learn_one(rq, AFF_OIDC, tok, strlen(tok), rq->node);
-        if (identity_location_param(loc, "code", tok, sizeof(tok)))
-            pipeline_learn_one(rq, AFF_CODE, tok, strlen(tok), rq->node);
-        free(loc);
+    if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
+        rq->cls.call == CALL_OIDC_LOGIN) {
+        /* OIDC: the auth request id and the code, from the controller's
+         * own answers (login.go: auth-request-id; redirects) */
+        if (upstream_resp_header(up, "auth-request-id", &v, &len))
+            learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrndup(v, len)};
+        if (upstream_resp_header(up, "Location", &v, &len)) {
+            char *loc = xstrndup(v, len);
+            if (identity_location_param(loc, "authRequestID", tok,
+                                        sizeof(tok)) ||
+                (strstr(loc, "/oidc/") &&
+                 identity_location_param(loc, "id", tok, sizeof(tok))))
+                learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrdup(tok)};
+            if (identity_location_param(loc, "code", tok, sizeof(tok)))
+                learn[n++] = (struct pipeline_learning){AFF_CODE, xstrdup(tok)};
+            free(loc);
+        }
     }
+    for (int i = 0; i < n; i++) {
+        held |= pipeline_learn_one(rq, learn[i].kind, learn[i].tok,
+                                   strlen(learn[i].tok), rq->node,
+                                   i == n - 1);
+        explicit_bzero(learn[i].tok, strlen(learn[i].tok));
+        free(learn[i].tok);
+    }
+    if (held)
+        rq->stage = STAGE_AFFINITY;
+    return held;
 }
 
 /* ---- gate preparation ------------------------------------------------- */

@@ -37,7 +37,9 @@ struct pipeline_state {
 };
 
 bool pipeline_before_route(struct request *rq);
-void pipeline_learn(struct request *rq);
+/* Learns affinity from a usable answer; true when the answer waits until
+ * Redis has it (request_learned continues). */
+bool pipeline_learn(struct request *rq);
 bool pipeline_gate(struct request *rq);
 void pipeline_cancel(struct request *rq);
 

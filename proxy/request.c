@@ -255,7 +255,13 @@ static void request_success(struct request *rq)
 
 void request_reconciled_success(struct request *rq)
 {
-    pipeline_learn(rq);
+    if (pipeline_learn(rq))
+        return; /* request_learned once Redis has the affinity entries */
+    request_learned(rq);
+}
+
+void request_learned(struct request *rq)
+{
     if (pipeline_gate(rq))
         return; /* the gate answers when the acknowledgements are in */
     request_answer_upstream(rq);
@@ -460,13 +466,25 @@ static void request_route(struct request *rq)
     uint64_t now = loop_now_ms(w->loop);
     rq->stage = STAGE_ROUTING;
     route_pick(a->cluster, &rq->route, w->outstanding, &w->rng, &out);
-    if (out.kind == ROUTE_TO || rq->n_attempts == 0)
+    /* the request named login state that nobody knew: balanced for that */
+    if (out.decision == DECISION_BALANCED && rq->pipe.has_aff && rq->home < 0)
+        out.decision = DECISION_STICKY_MISS;
+    /* one decision per attempt sent; a wait for a leader counts once,
+     * when it starts, not at every cluster-view change that finds none */
+    bool count = out.kind == ROUTE_TO ||
+                 (out.kind == ROUTE_WAIT_LEADER ? !rq->on_wait_list
+                                                : rq->n_attempts == 0);
+    if (count)
         metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
                     (enum metrics_decision)out.decision);
     rq->decision = out.decision;
     switch (out.kind) {
     case ROUTE_TO:
+        /* a leader wait may have armed the timer: it must not route this
+         * request again while the attempt is in flight */
         request_unwait(rq);
+        loop_timer_stop(rq->timer);
+        rq->timer_cb = NULL;
         request_attempt(rq, out.node);
         return;
     case ROUTE_WAIT_LEADER: {

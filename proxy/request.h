@@ -132,6 +132,8 @@ void request_give_up_original(struct request *rq);
 void request_retry_if_allowed(struct request *rq);
 /* A reconciled answer is in rq->up: continue as after a success. */
 void request_reconciled_success(struct request *rq);
+/* Affinity learned from the answer is stored: gate or answer it. */
+void request_learned(struct request *rq);
 /* A request header's first value, or NULL (and NULL once complete). */
 const char *request_header(const struct request *rq, const char *name);
 /* ".../current-identity/mfa" of the request's API (malloc'ed). */

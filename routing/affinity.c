@@ -3,8 +3,10 @@
 #include "routing/affinity.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "proxy/util.h"
 #include "routing/atable.h"
 
 static const char *const affinity_names[AFF__COUNT] = {"sess", "oidc", "code"};
@@ -28,12 +30,18 @@ void affinity_key(const unsigned char *hmac_key, size_t key_len,
                   enum affinity_kind kind, const char *token, size_t len,
                   struct affinity_key *out)
 {
-    char buf[16 + 4096];
-    int n = snprintf(buf, sizeof(buf), "%s:", affinity_kind_name(kind));
-    size_t take = len < sizeof(buf) - (size_t)n ? len : sizeof(buf) - (size_t)n;
-    memcpy(buf + n, token, take);
+    char small[16 + 512];
+    const char *name = affinity_kind_name(kind);
+    size_t n = strlen(name) + 1;
+    /* the whole token: tokens that differ past any fixed size differ */
+    char *buf = n + len <= sizeof(small) ? small : xmalloc(n + len);
+    memcpy(buf, name, n - 1);
+    buf[n - 1] = ':';
+    memcpy(buf + n, token, len);
     out->kind = kind;
-    crypto_hmac_hex(hmac_key, key_len, buf, (size_t)n + take, out->hex);
+    crypto_hmac_hex(hmac_key, key_len, buf, n + len, out->hex);
+    if (buf != small)
+        free(buf);
     out->fp = affinity_hex64(out->hex);
     if (out->fp == 0)
         out->fp = 1;

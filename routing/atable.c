@@ -48,28 +48,53 @@ static uint64_t atable_mix(uint64_t k)
     return k;
 }
 
+/* Replaces the value of a slot that holds key. */
+static void atable_update(struct atable *t, struct atable_slot *s,
+                          uint64_t val, uint64_t now)
+{
+    uint64_t old = atomic_exchange(&s->val, val);
+    if (atable_expiry(old) <= now)
+        atomic_fetch_add(&t->live, 1);
+}
+
 void atable_put(struct atable *t, uint64_t key, uint32_t payload,
                 uint64_t expiry)
 {
     uint64_t h = atable_mix(key);
     uint64_t now = atable_clock(t, util_mono_ms());
+    uint64_t val = atable_pack(payload, expiry);
     struct atable_slot *victim = NULL;
     uint64_t victim_exp = UINT64_MAX;
+    /* Where the key already is, it is updated there: storing it again in
+     * a slot freed before it would leave two copies, and the older one
+     * would come back once the newer is deleted and its slot reused. */
     for (int i = 0; i < ATABLE_PROBE; i++) {
         struct atable_slot *s = &t->slots[(h + (uint64_t)i) & t->mask];
         uint64_t k = atomic_load(&s->key);
+        if (k == 0)
+            break; /* keys are never cleared: it is not further on */
         if (k == key) {
-            uint64_t old = atomic_exchange(&s->val, atable_pack(payload, expiry));
-            if (atable_expiry(old) <= now)
-                atomic_fetch_add(&t->live, 1);
+            atable_update(t, s, val, now);
+            return;
+        }
+    }
+    for (int i = 0; i < ATABLE_PROBE; i++) {
+        struct atable_slot *s = &t->slots[(h + (uint64_t)i) & t->mask];
+        uint64_t k = atomic_load(&s->key);
+        if (k == key) { /* put by another thread meanwhile */
+            atable_update(t, s, val, now);
             return;
         }
         uint64_t v = atomic_load(&s->val);
         if (k == 0 || atable_expiry(v) <= now) {
             /* empty or expired: claim it */
             if (atomic_compare_exchange_strong(&s->key, &k, key)) {
-                atomic_store(&s->val, atable_pack(payload, expiry));
+                atomic_store(&s->val, val);
                 atomic_fetch_add(&t->live, 1);
+                return;
+            }
+            if (k == key) { /* the same key won the slot */
+                atable_update(t, s, val, now);
                 return;
             }
             continue; /* somebody else took it */
@@ -83,7 +108,7 @@ void atable_put(struct atable *t, uint64_t key, uint32_t payload,
         /* full window: replace the entry that expires first */
         atomic_store(&victim->val, 0);
         atomic_store(&victim->key, key);
-        atomic_store(&victim->val, atable_pack(payload, expiry));
+        atomic_store(&victim->val, val);
     }
 }
 

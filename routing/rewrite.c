@@ -84,28 +84,56 @@ char *rewrite_version_body(const char *body, size_t len,
 }
 
 /* Does url's origin name one of the controllers (by configured address or
- * by the server name sent to them)? */
+ * by the server name sent to them)?  A port left out is the scheme's
+ * default: that is how a controller on 443 names itself, since the Host
+ * it was sent (and builds absolute redirects from) leaves it out. */
 static bool rewrite_points_at_controller(const struct config *cfg,
                                          const char *url)
 {
     const char *p = strstr(url, "://");
     if (!p)
         return false;
+    size_t slen = (size_t)(p - url);
     p += 3;
     size_t n = strcspn(p, "/?#");
+    /* host (brackets of an IPv6 literal dropped) and port */
+    const char *host = p, *hend = p + n;
+    const char *colon = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', n);
+        if (!rb)
+            return false;
+        host = p + 1;
+        colon = rb + 1 < hend && rb[1] == ':' ? rb + 1 : NULL;
+        hend = rb;
+    } else {
+        colon = memchr(p, ':', n);
+        if (colon)
+            hend = colon;
+    }
+    unsigned long port;
+    if (colon) {
+        char *end;
+        port = strtoul(colon + 1, &end, 10);
+        if (end != p + n || end == colon + 1)
+            return false;
+    } else if (slen == 5 && strncasecmp(url, "https", 5) == 0) {
+        port = 443;
+    } else if (slen == 4 && strncasecmp(url, "http", 4) == 0) {
+        port = 80;
+    } else {
+        return false;
+    }
+    size_t hlen = (size_t)(hend - host);
     for (int i = 0; i < cfg->n_controllers; i++) {
         const struct config_controller *cc = &cfg->controllers[i];
         const char *names[2] = {cc->host, cfg->upstream.server_name};
-        for (int k = 0; k < 2; k++) {
-            if (!names[k])
-                continue;
-            char hp[300];
-            bool v6 = strchr(names[k], ':') != NULL;
-            int m = snprintf(hp, sizeof(hp), "%s%s%s:%u", v6 ? "[" : "",
-                             names[k], v6 ? "]" : "", cc->port);
-            if ((size_t)m == n && strncasecmp(p, hp, n) == 0)
+        if (port != cc->port)
+            continue;
+        for (int k = 0; k < 2; k++)
+            if (names[k] && strlen(names[k]) == hlen &&
+                strncasecmp(host, names[k], hlen) == 0)
                 return true;
-        }
     }
     return false;
 }
@@ -113,9 +141,7 @@ static bool rewrite_points_at_controller(const struct config *cfg,
 void rewrite_response(struct request *rq, struct headers *h)
 {
     const struct config *cfg = rq->cfg;
-    struct app *a = rq->w->app;
-    const char *pub = cfg->public_url_derived && a->public_url ? a->public_url
-                                                              : cfg->public_url;
+    const char *pub = cfg->public_url;
     headers_remove(h, "ziti-ctrl-address");
     if (!pub)
         return;
