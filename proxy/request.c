@@ -483,7 +483,8 @@ static void request_route(struct request *rq)
         /* a leader wait may have armed the timer: it must not route this
          * request again while the attempt is in flight */
         request_unwait(rq);
-        loop_timer_stop(rq->timer);
+        if (rq->timer)
+            loop_timer_stop(rq->timer);
         rq->timer_cb = NULL;
         request_attempt(rq, out.node);
         return;

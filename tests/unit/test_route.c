@@ -62,6 +62,7 @@ static void view(struct fx *f, unsigned up, int leader)
     for (int i = 0; i < 3; i++)
         atomic_store(&f->c->nodes[i].up, (up >> i) & 1);
     atomic_store(&f->c->leader, leader);
+    atomic_store(&f->c->settled, true); /* every controller probed once */
     atomic_fetch_add(&f->c->generation, 1);
 }
 
