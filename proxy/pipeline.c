@@ -299,7 +299,10 @@ bool pipeline_learn(struct request *rq)
         rq->cls.call == CALL_OIDC_LOGIN) {
         /* OIDC: the auth request id and the code, from the controller's
          * own answers (login.go: auth-request-id; redirects) */
-        if (upstream_resp_header(up, "auth-request-id", &v, &len))
+        /* login.go echoes whatever id it is given: the header only says
+         * something when the login's owner was not known yet */
+        if (rq->home < 0 &&
+            upstream_resp_header(up, "auth-request-id", &v, &len))
             learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrndup(v, len)};
         if (upstream_resp_header(up, "Location", &v, &len)) {
             char *loc = xstrndup(v, len);

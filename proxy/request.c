@@ -98,8 +98,7 @@ static void request_add_own_headers(struct request *rq, struct headers *h)
     headers_adds(h, cfg->headers.request_id, rq->ex->request_id);
     snprintf(n, sizeof(n), "%d", rq->n_attempts);
     headers_adds(h, "Quorumgate-Attempts", n);
-    if (cfg->headers.expose_controller && rq->node >= 0 &&
-        rq->status != 0)
+    if (cfg->headers.expose_controller && rq->node >= 0 && !rq->error_code)
         headers_adds(h, "Quorumgate-Controller", a->cluster->nodes[rq->node].id);
     if (rq->replication[0])
         headers_adds(h, "Quorumgate-Replication", rq->replication);
