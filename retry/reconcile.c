@@ -114,25 +114,46 @@ static void reconcile_count(struct request *rq,
                 res);
 }
 
+/* Replace r's response headers with the JSON Content-Type the controller
+ * gives its envelopes (responder.go). */
+static void reconcile_set_content_type(struct upstream_req *r)
+{
+    static const char name[] = "Content-Type";
+    static const char value[] = "application/json";
+    r->n_resp_hdrs = 0;
+    buf_reset(&r->resp_hdr_data);
+    if (r->cap_resp_hdrs == 0) {
+        r->cap_resp_hdrs = 4;
+        r->resp_hdrs = xrealloc(r->resp_hdrs, (size_t)r->cap_resp_hdrs *
+                                                  sizeof(*r->resp_hdrs));
+    }
+    struct upstream_header *h = &r->resp_hdrs[r->n_resp_hdrs++];
+    h->name_off = 0;
+    h->name_len = (uint32_t)(sizeof(name) - 1);
+    buf_append(&r->resp_hdr_data, name, sizeof(name));
+    h->value_off = (uint32_t)r->resp_hdr_data.len;
+    h->value_len = (uint32_t)(sizeof(value) - 1);
+    buf_append(&r->resp_hdr_data, value, sizeof(value));
+}
+
 /* The state says the call happened: answer as it would have. */
 static void reconcile_applied(struct request *rq, const char *id)
 {
     struct metrics *m = rq->w->app->metrics;
     reconcile_count(rq, M_RECONCILE_APPLIED);
     if (rq->cls.call == CALL_MFA_CREATE) {
-        char body[256];
-        /* the create envelope (controller/response/responder.go) */
-        snprintf(body, sizeof(body),
-                 "{\"data\":{\"_links\":{\"self\":{\"href\":"
-                 "\"./current-identity/mfa\"}},\"id\":\"%s\"},\"meta\":{}}",
-                 id);
         rq->reconciled = "create";
         metrics_inc(m, M_RETRY_OUTCOMES_TOTAL, rq->cls.cls,
                     M_RETRY_RECONCILED_CREATE);
         rq->up.status = 201;
         rq->up.result = UPSTREAM_OK;
+        /* the create envelope (controller/response/responder.go) */
         buf_reset(&rq->up.resp_body);
-        buf_puts(&rq->up.resp_body, body);
+        buf_puts(&rq->up.resp_body, "{\"data\":{\"id\":\"");
+        buf_json_escape(&rq->up.resp_body, id, strlen(id));
+        buf_puts(&rq->up.resp_body, "\",\"_links\":{\"self\":{\"href\":"
+                                    "\"./current-identity/mfa\"}}},"
+                                    "\"meta\":{}}");
     } else {
         bool verify = rq->cls.call == CALL_MFA_VERIFY;
         rq->reconciled = verify ? "verify" : "delete";
@@ -144,9 +165,8 @@ static void reconcile_applied(struct request *rq, const char *id)
         buf_reset(&rq->up.resp_body);
         buf_puts(&rq->up.resp_body, "{\"data\":{},\"meta\":{}}");
     }
-    /* the answer is now ours: keep only what describes the body */
-    rq->up.n_resp_hdrs = 0;
-    buf_reset(&rq->up.resp_hdr_data);
+    /* the answer is now ours: only what describes the body */
+    reconcile_set_content_type(&rq->up);
     request_reconciled_success(rq);
 }
 
