@@ -261,6 +261,11 @@ static void request_attempt(struct request *rq, int node)
     uint64_t now = loop_now_ms(w->loop);
     uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
+    /* A wait for a leader that a cluster change ended still has its timer
+     * armed: it must not route (and send) the request a second time while
+     * this attempt is in flight. */
+    loop_timer_stop(rq->timer);
+    rq->timer_cb = NULL;
     rq->stage = STAGE_ATTEMPT;
     rq->node = node;
     rq->n_attempts++;
