@@ -365,6 +365,7 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
         app_report_failure(a, node, false);
         rq->route.not_leader = node;
         rq->route.not_leader_gen = atomic_load(&a->cluster->generation);
+        rq->route.not_leader_wall_ms = util_wall_ms();
     }
 
     if (f->kind == FAILURE_NONE) {
@@ -451,7 +452,12 @@ static void request_route(struct request *rq)
             return;
         }
         request_wait(rq);
-        request_after(rq, until - now, NULL);
+        /* A change of view wakes us; a probe that only confirms the leader
+         * that answered CLUSTER_NO_LEADER changes nothing: look again. */
+        uint64_t wait = until - now;
+        if (rq->route.not_leader >= 0 && wait > rq->cfg->health.fast_interval_ms)
+            wait = rq->cfg->health.fast_interval_ms;
+        request_after(rq, wait, NULL);
         return;
     }
     case ROUTE_HOME_GONE:

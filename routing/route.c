@@ -51,7 +51,9 @@ void route_pick(const struct cluster *c, const struct route_in *in,
 
     int leader = cluster_leader(c);
     if (leader >= 0 && leader == in->not_leader &&
-        atomic_load(&c->generation) == in->not_leader_gen)
+        atomic_load(&c->generation) == in->not_leader_gen &&
+        atomic_load(&c->nodes[leader].last_probe_wall_ms) <=
+            in->not_leader_wall_ms)
         leader = -1; /* it said it is not leading: wait for a new view */
     if (in->pin != PIN_NONE && leader >= 0 && (up & (1ull << leader))) {
         if (!(in->fenced & (1ull << leader))) {
