@@ -296,19 +296,27 @@ static void request_backoff_done(void *arg)
     request_route(rq);
 }
 
+bool request_retry_slot(struct request *rq)
+{
+    struct app *a = request_app(rq);
+    if (rq->holds_retry_slot)
+        return true;
+    if (!budget_acquire(&a->budget)) {
+        rq->budget_exhausted = true;
+        metrics_inc(a->metrics, M_RETRY_BUDGET_EXHAUSTED_TOTAL, rq->cls.cls);
+        request_retry_outcome(rq, M_RETRY_BUDGET_EXHAUSTED);
+        return false;
+    }
+    rq->holds_retry_slot = true;
+    return true;
+}
+
 static void request_retry(struct request *rq, uint64_t delay_ms)
 {
     struct app *a = request_app(rq);
-    if (!rq->holds_retry_slot) {
-        if (!budget_acquire(&a->budget)) {
-            rq->budget_exhausted = true;
-            metrics_inc(a->metrics, M_RETRY_BUDGET_EXHAUSTED_TOTAL,
-                        rq->cls.cls);
-            request_retry_outcome(rq, M_RETRY_BUDGET_EXHAUSTED);
-            request_give_up_original(rq);
-            return;
-        }
-        rq->holds_retry_slot = true;
+    if (!request_retry_slot(rq)) {
+        request_give_up_original(rq);
+        return;
     }
     rq->retried = true;
     metrics_inc(a->metrics, M_RETRIES_TOTAL, rq->cls.cls,

@@ -84,6 +84,7 @@ struct request {
 
     /* reconciliation / gate */
     struct upstream_req aux;           /* owned: state reads */
+    int n_reads;                       /* state reads made so far */
     char *aux_url;                     /* owned */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */
@@ -116,6 +117,9 @@ void request_reroute(struct request *rq);
 /* The last attempt's failure goes back to the client as it was (an
  * upstream answer) or as our envelope (no answer). */
 void request_give_up_original(struct request *rq);
+/* Take a retry slot from the budget (held until the request ends); false
+ * (and counted) when the budget is exhausted. */
+bool request_retry_slot(struct request *rq);
 /* Resend the call if attempts, deadline and budget allow; else give up. */
 void request_retry_if_allowed(struct request *rq);
 /* A reconciled answer is in rq->up: continue as after a success. */

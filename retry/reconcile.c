@@ -14,6 +14,7 @@
 #include "proxy/request.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
+#include "retry/policy.h"
 #include "routing/cluster.h"
 
 bool reconcile_available(const struct request *rq)
@@ -170,6 +171,35 @@ static void reconcile_applied(struct request *rq, const char *id)
     request_reconciled_success(rq);
 }
 
+static void reconcile_wait_leader(void *arg);
+
+/* A read that failed for a reason that may pass (no answer, 429, 5xx): the
+ * leader may be dying or just elected.  Read again, on whoever leads then,
+ * while the deadline and the read allowance last. */
+static bool reconcile_read_again(struct request *rq,
+                                 const struct upstream_req *r)
+{
+    struct app *a = rq->w->app;
+    if (r->result == UPSTREAM_OK && r->status != 429 && r->status < 500)
+        return false; /* an answer (401, 400...): reading again won't help */
+    if (r->result == UPSTREAM_CONNECT_ERROR)
+        app_report_failure(a, rq->node, true);
+    else if (r->result == UPSTREAM_OK && r->status == 503)
+        app_report_failure(a, rq->node, false);
+    if ((uint32_t)rq->n_reads >= 2 * rq->policy->max_attempts)
+        return false;
+    uint64_t now = loop_now_ms(rq->w->loop);
+    uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
+                                    rq->policy->backoff_cap_ms,
+                                    (uint32_t)rq->n_reads - 1, &rq->w->rng);
+    if (now + delay >= rq->deadline_ms)
+        return false;
+    if (!request_retry_slot(rq))
+        return false; /* a sick cluster is not stormed with reads either */
+    request_after(rq, delay, reconcile_wait_leader);
+    return true;
+}
+
 static void reconcile_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
@@ -183,6 +213,8 @@ static void reconcile_done(struct upstream_req *r, void *arg)
                                           ? "state_unreadable" : "state",
                         r->status, r->duration_ns, true);
     if (st == RECONCILE_UNREADABLE) {
+        if (reconcile_read_again(rq, r))
+            return;
         reconcile_count(rq, M_RECONCILE_FAILED);
         request_give_up_original(rq);
         return;
@@ -238,8 +270,6 @@ static char *reconcile_state_path(const char *target)
                                 strlen("/current-identity/mfa"));
 }
 
-static void reconcile_wait_leader(void *arg);
-
 void reconcile_start(struct request *rq)
 {
     struct app *a = rq->w->app;
@@ -260,6 +290,7 @@ void reconcile_start(struct request *rq)
     request_node_url(rq, leader, path, &rq->aux_url);
     free(path);
     rq->node = leader;
+    rq->n_reads++;
     uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
     rq->aux.method = HTTP_GET;
