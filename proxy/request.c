@@ -281,9 +281,14 @@ static void request_attempt(struct request *rq, int node)
     rq->up.body_len = ex->body_len;
     rq->up.timeout_ms = per_try && per_try < left ? per_try : left;
     rq->up.max_response = rq->cfg->limits.max_response_bytes;
+    /* libcurl silently resends a request whose reused connection dies
+     * before any answer (Curl_retry_request): for a write that may have
+     * been processed that is a hidden duplicate, and for any method an
+     * attempt nobody sees.  A fresh connection is never resent that way. */
     rq->up.fresh_connection = rq->policy->fresh_connection &&
-                              (!http_method_idempotent(ex->method) ||
-                               classify_is_mfa_write(rq->cls.call));
+                              ex->method != HTTP_GET &&
+                              ex->method != HTTP_HEAD &&
+                              ex->method != HTTP_OPTIONS;
     rq->up.done = request_attempt_done;
     rq->up.arg = rq;
     w->outstanding[node]++;
