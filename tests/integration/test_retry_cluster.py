@@ -1,0 +1,262 @@
+"""Issue 4: retries across cluster events -- a leader killed between create
+and verify and during a call, an isolated leader, elections shorter and
+longer than the deadline.  Answers and state are read on the leader.
+
+Run: python3 -m pytest tests/integration/test_retry_cluster.py -q
+"""
+import time
+
+import pytest
+
+from tests.ctrlsim.client import totp_now
+from tests.integration.retry_support import (MFA, VERIFY, Background, Env, attempts_header, enroll_started,
+                                             retry_config)
+from tests.support.procs import wait_until
+
+
+def started(quorumgate, overrides):
+    e = Env(quorumgate(overrides))
+    e.ctl.wait_leader()
+    e.wait_qg_leader(e.leader())
+    return e
+
+
+@pytest.fixture
+def env(quorumgate):
+    return started(quorumgate, retry_config())
+
+
+def injection_hit(env, mode, path, method):
+    """The injection (mode, path, method) has been taken by a request."""
+    return any(i["mode"] == mode and i["path"] == path and i["method"] == method and i["hits"] > 0
+               for i in env.ctl.injections())
+
+
+def test_leader_killed_between_create_and_verify(env):
+    c, _ = env.login()
+    ident = c.identity_id
+    old = env.leader()
+    r = c.mfa_create().expect(201)
+    mfa_id = r.json()["data"]["id"]
+    secret = c.mfa_secret()                           # leader-pinned read through quorumgate
+    env.ctl.kill(old)
+    t0 = time.monotonic()
+    r = c.mfa_verify(totp_now(secret))
+    took = time.monotonic() - t0
+    assert r.status == 200 and r.json() == {"data": {}, "meta": {}}, r.body
+    new = env.ctl.wait_leader(not_in=(old,))
+    assert r.header("quorumgate-controller") == new
+    assert took < 6.0, took                            # within the MFA deadline
+    st = env.ctl.mfa_on(new, ident)
+    assert st == {"id": mfa_id, "isVerified": True}, st
+    assert env.create_events(ident, nid=new) == [mfa_id]
+    # every verify the cluster saw went to a leader: none to the dead one succeeded
+    verifies = env.seen("POST", VERIFY)
+    assert [v for v in verifies if v[1] == 200] == [(new, 200, None)], verifies
+
+
+@pytest.mark.parametrize("call", ["create", "verify"])
+def test_leader_killed_during_call_before_commit(env, call):
+    """The call is held (delay) on the leader, which dies before it commits:
+    the connection breaks, quorumgate cannot know, reads the state on the new
+    leader, finds nothing done and sends the call there."""
+    c, d = env.login()
+    ident = c.identity_id
+    old = env.leader()
+    secret = enroll_started(env, c, d) if call == "verify" else None
+    path = MFA if call == "create" else VERIFY
+    env.ctl.inject("delay", path, method="POST", node=old, delay_ms=3000)
+    bg = Background(c.mfa_create if call == "create" else (lambda: c.mfa_verify(totp_now(secret))))
+    wait_until(lambda: injection_hit(env, "delay", path, "POST"), timeout=5, what="the call on the leader")
+    env.ctl.kill(old)
+    r = bg.result(timeout=20)
+    new = env.ctl.wait_leader(not_in=(old,))
+    st = env.ctl.mfa_on(new, ident)
+    if call == "create":
+        assert r.status == 201, r.body
+        assert st is not None and r.json()["data"]["id"] == st["id"] and st["isVerified"] is False
+        assert env.create_events(ident, nid=new) == [st["id"]]
+    else:
+        assert r.status == 200 and r.json() == {"data": {}, "meta": {}}, r.body
+        assert st is not None and st["isVerified"] is True
+    assert attempts_header(r) == 2
+    assert r.header("quorumgate-controller") == new
+    entry = env.access_entry(r.header("x-request-id"))
+    assert entry["upstream"][0]["controller"] == old, entry
+    assert any(a.get("read") and a["controller"] == new and a["status"] in (200, 404)
+               for a in entry["upstream"]), entry
+
+
+@pytest.mark.parametrize("call", ["create", "verify"])
+def test_leader_killed_after_commit_before_the_state_read(env, call):
+    """The call commits but its answer is lost (reset), and the leader dies
+    while quorumgate reads the state: the read is done again on the new
+    leader, which has the change -- a committed verify is not reported as
+    failed, a committed create is not repeated."""
+    c, d = env.login()
+    ident = c.identity_id
+    old = env.leader()
+    secret = enroll_started(env, c, d) if call == "verify" else None
+    before = env.ctl.mfa_on(old, ident)
+    path = MFA if call == "create" else VERIFY
+    env.ctl.inject("reset_after_commit", path, method="POST", node=old)
+    env.ctl.inject("hang", MFA, method="GET", node=old)
+    bg = Background(c.mfa_create if call == "create" else (lambda: c.mfa_verify(totp_now(secret))))
+    wait_until(lambda: injection_hit(env, "hang", MFA, "GET"), timeout=5, what="the state read on the leader")
+    env.ctl.kill(old)
+    r = bg.result(timeout=20)
+    new = env.ctl.wait_leader(not_in=(old,))
+    st = env.ctl.mfa_on(new, ident)
+    assert attempts_header(r) == 1, r.header_list       # never resent
+    if call == "create":
+        assert r.status == 201, r.body
+        assert r.json()["data"]["id"] == st["id"]
+        assert env.create_events(ident, nid=new) == [st["id"]]
+    else:
+        assert r.status == 200, r.body
+        assert st == {"id": before["id"], "isVerified": True}
+    assert len(env.seen("POST", path)) == 1
+    entry = env.access_entry(r.header("x-request-id"))
+    assert entry.get("reconciled") == call, entry
+
+
+@pytest.mark.parametrize("forward_errors", ["v1.5.4", "head"])
+def test_isolated_leader_create(quorumgate, sim_factory, forward_errors):
+    """The leader is cut off from the others: its raft write cannot commit
+    (500 UNHANDLED 'leadership lost' once it steps down).  Quorumgate reads
+    the state on the new leader, finds nothing, and creates there -- once."""
+    sim = sim_factory(tls=True, args=["--forward-errors", forward_errors])
+    e = Env(quorumgate(retry_config(), sim=sim))
+    old = e.ctl.wait_leader()
+    e.wait_qg_leader(old)
+    c, _ = e.login()
+    ident = c.identity_id
+    e.ctl.isolate(old)
+    r = c.mfa_create()
+    new = e.ctl.wait_leader(not_in=(old,))
+    assert r.status == 201, r.body
+    st = e.ctl.mfa_on(new, ident)
+    assert st is not None and r.json()["data"]["id"] == st["id"]
+    assert e.create_events(ident, nid=new) == [st["id"]]
+    assert r.header("quorumgate-controller") == new
+    posts = e.seen("POST", MFA)
+    assert [p for p in posts if p[1] == 201] == [(new, 201, None)], posts
+    # the old leader, healed, catches up to the same single enrollment
+    e.ctl.heal()
+    e.ctl.wait_applied()
+    assert e.ctl.mfa_on(old, ident) == {"id": st["id"], "isVerified": False}
+
+
+def leaderless(env, delay_ms):
+    """Start an election that takes delay_ms and wait until quorumgate knows
+    there is no leader."""
+    env.ctl.config(electionDelayMs=delay_ms)
+    env.ctl.reset_requests()
+    env.ctl.force_election()
+    env.wait_qg_leader("")
+
+
+def test_election_within_the_deadline_is_ridden_out(env):
+    """No leader for about a second: the MFA call waits for the new leader
+    (it is not failed, and nothing is sent to a leaderless cluster)."""
+    c, _ = env.login()
+    leaderless(env, 1000)
+    t0 = time.monotonic()
+    r = c.mfa_create()
+    took = time.monotonic() - t0
+    assert r.status == 201, r.body
+    new = env.ctl.wait_leader()
+    assert r.header("quorumgate-controller") == new
+    assert 0.3 < took < 6.0, took
+    st = env.ctl.mfa_on(new, c.identity_id)
+    assert r.json()["data"]["id"] == st["id"]
+    posts = env.seen("POST", MFA)
+    assert posts == [(new, 201, None)], posts
+
+
+def test_election_longer_than_the_deadline_ends_in_a_clean_503(quorumgate):
+    """No leader for longer than the MFA deadline (2 s): a 503
+    CLUSTER_NO_LEADER envelope at the deadline -- not a hang, not a write
+    sent to a leaderless cluster."""
+    e = started(quorumgate, retry_config(mfa={"deadline": "2s", "per_try_timeout": "1s"}))
+    c, _ = e.login()
+    leaderless(e, 5000)
+    t0 = time.monotonic()
+    r = c.mfa_create()
+    took = time.monotonic() - t0
+    assert r.status == 503, r.body
+    assert r.header("content-type", "").startswith("application/json"), r.header_list
+    err = r.json()["error"]
+    assert err["code"] == "CLUSTER_NO_LEADER", err
+    assert err["requestId"] == r.header("x-request-id"), (err, r.header_list)
+    assert 1.5 <= took < 3.5, took
+    assert e.seen("POST", MFA) == []                  # nothing was sent
+    # when the election ends there is still no enrollment
+    e.ctl.config(electionDelayMs=100)
+    new = e.ctl.wait_leader(timeout=10)
+    assert e.ctl.mfa_on(new, c.identity_id) is None
+
+
+def test_leaderless_followers_503_until_the_deadline(quorumgate):
+    """quorumgate believes in a leader that answers 503 CLUSTER_NO_LEADER on
+    every call (it lost leadership and nobody else won): the retries stop at
+    the deadline with the controller's own 503, within the attempt limit."""
+    e = started(quorumgate, retry_config(mfa={"deadline": "2s", "max_attempts": 4}))
+    c, _ = e.login()
+    leader = e.leader()
+    e.ctl.reset_requests()
+    e.ctl.inject("503", MFA, method="POST", node=leader, count=100)
+    t0 = time.monotonic()
+    r = c.mfa_create()
+    took = time.monotonic() - t0
+    e.ctl.clear_injections()
+    assert r.status == 503 and r.error_code == "CLUSTER_NO_LEADER", r.body
+    n = len(e.seen("POST", MFA))
+    assert attempts_header(r) == n
+    assert 2 <= n <= 4, n
+    assert took < 3.0, took
+    assert e.ctl.mfa_on(leader, c.identity_id) is None
+
+
+def test_election_noticed_late_ends_in_the_controllers_503(quorumgate):
+    """The same long election, but the call reaches the old leader before
+    quorumgate's probes notice: that controller's own 503 envelope goes back
+    at the deadline (it committed nothing), not a hang."""
+    e = started(quorumgate, retry_config(mfa={"deadline": "2s", "per_try_timeout": "1s"}))
+    c, _ = e.login()
+    old = e.leader()
+    e.ctl.config(electionDelayMs=5000)
+    e.ctl.reset_requests()
+    e.ctl.force_election()
+    t0 = time.monotonic()
+    r = c.mfa_create()                                 # at once: quorumgate still names the old leader
+    took = time.monotonic() - t0
+    assert r.status == 503 and r.error_code == "CLUSTER_NO_LEADER", r.body
+    assert r.header("content-type", "").startswith("application/json"), r.header_list
+    assert r.json()["error"]["requestId"], r.body
+    assert took < 3.5, took
+    assert all(p[1] == 503 for p in e.seen("POST", MFA)), e.seen("POST", MFA)
+    assert len(e.seen("POST", MFA)) == attempts_header(r)
+    e.ctl.config(electionDelayMs=100)
+    new = e.ctl.wait_leader(timeout=10)
+    assert e.ctl.mfa_on(new, c.identity_id) is None
+    assert e.ctl.mfa_on(old, c.identity_id) is None
+
+
+def test_leader_wait_timer_does_not_send_the_call_twice(quorumgate):
+    """A call that waited for a leader is sent when the new leader appears;
+    the timer bounding that wait (routing.leader_wait) must not send it a
+    second time while the first is still in flight (a second create, or a
+    use-after-free when the client leaves)."""
+    e = started(quorumgate, retry_config(mfa={"per_try_timeout": "3s"}, leader_wait="1s"))
+    c, _ = e.login()
+    leaderless(e, 300)
+    e.ctl.inject("delay", MFA, method="POST", count=1, delay_ms=1500)   # in flight across leader_wait
+    r = c.mfa_create()
+    assert r.status == 201, r.body
+    new = e.ctl.wait_leader()
+    st = e.ctl.mfa_on(new, c.identity_id)
+    assert r.json()["data"]["id"] == st["id"]
+    assert e.seen("POST", MFA) == [(new, 201, None)], e.seen("POST", MFA)
+    assert attempts_header(r) == 1
+    assert e.create_events(c.identity_id, nid=new) == [st["id"]]
