@@ -64,7 +64,8 @@ struct request {
     /* routing */
     struct route_in route;
     enum route_decision decision;
-    int node;                          /* current or last attempt */
+    int node;                          /* current or last attempt (or the
+                                          controller whose state answered) */
     int home;                          /* affinity home (hard), -1 */
     char identity[80];                 /* JWT sub or learned identity id */
     char session_key[72];              /* hmac of zt-session, "" if none */
@@ -84,6 +85,7 @@ struct request {
 
     /* reconciliation / gate */
     struct upstream_req aux;           /* owned: state reads */
+    int aux_node;                      /* where the current read goes */
     int n_reads;                       /* state reads made so far */
     char *aux_url;                     /* owned */
     const char *reconciled;            /* outcome label, NULL if none */

@@ -183,9 +183,9 @@ static bool reconcile_read_again(struct request *rq,
     if (r->result == UPSTREAM_OK && r->status != 429 && r->status < 500)
         return false; /* an answer (401, 400...): reading again won't help */
     if (r->result == UPSTREAM_CONNECT_ERROR)
-        app_report_failure(a, rq->node, true);
+        app_report_failure(a, rq->aux_node, true);
     else if (r->result == UPSTREAM_OK && r->status == 503)
-        app_report_failure(a, rq->node, false);
+        app_report_failure(a, rq->aux_node, false);
     if ((uint32_t)rq->n_reads >= 2 * rq->policy->max_attempts)
         return false;
     uint64_t now = loop_now_ms(rq->w->loop);
@@ -209,7 +209,7 @@ static void reconcile_done(struct upstream_req *r, void *arg)
     if (r->result == UPSTREAM_OK)
         st = reconcile_parse(r->status, r->resp_body.data, r->resp_body.len,
                              id, sizeof(id), &created);
-    request_log_attempt(rq, rq->node, st == RECONCILE_UNREADABLE
+    request_log_attempt(rq, rq->aux_node, st == RECONCILE_UNREADABLE
                                           ? "state_unreadable" : "state",
                         r->status, r->duration_ns, true);
     if (st == RECONCILE_UNREADABLE) {
@@ -245,6 +245,7 @@ static void reconcile_done(struct upstream_req *r, void *arg)
         break;
     }
     if (applied) {
+        rq->node = rq->aux_node; /* its state is the answer */
         reconcile_applied(rq, id);
         return;
     }
@@ -289,7 +290,7 @@ void reconcile_start(struct request *rq)
     char *path = reconcile_state_path(rq->ex->url);
     request_node_url(rq, leader, path, &rq->aux_url);
     free(path);
-    rq->node = leader;
+    rq->aux_node = leader; /* rq->node stays the one that had the call */
     rq->n_reads++;
     uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
