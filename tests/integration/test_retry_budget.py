@@ -117,3 +117,4 @@ def test_budget_exhausted_answers_the_original_error(quorumgate):
     assert len(env.seen("POST", MFA)) == 1
     entry = env.access_entry(r.header("x-request-id"))
     assert entry.get("budget_exhausted") is True, entry
+    assert entry.get("retried") is False, entry                # it was not retried

@@ -123,11 +123,15 @@ def test_idempotent_write_resent_after_a_sent_failure(env, method):
 
 
 def test_post_never_sent_is_resent(quorumgate):
-    """quorumgate still believes in a controller that just died (slow
-    probes): the connection is refused, nothing was sent, so even a POST goes
-    to another controller."""
-    env = started(quorumgate, extra={"health": {"interval": "30s", "fast_interval": "30s", "rise": 1,
-                                                "fall": 3}})
+    """quorumgate still believes in a leader that just died (slow probes,
+    a high fall count): the connection is refused, nothing was sent, so even
+    a POST is resent -- to another controller, not to the refusing one."""
+    cfg = retry_config(read=POLICIES["read"], write=dict(POLICIES["write"], backoff_base="0ms", backoff_cap="0ms"),
+                       extra={"health": {"interval": "30s", "fast_interval": "30s", "rise": 1, "fall": 10}})
+    env = Env(quorumgate(cfg))
+    env.ctl.wait_leader()
+    env.wait_qg_leader(env.leader())
+    # (no backoff: the resend races the re-probe of the dead leader)
     c = client(env)
     leader = env.leader()
     env.ctl.kill(leader)

@@ -4,7 +4,9 @@ longer than the deadline.  Answers and state are read on the leader.
 
 Run: python3 -m pytest tests/integration/test_retry_cluster.py -q
 """
+import json
 import time
+import urllib.request
 
 import pytest
 
@@ -260,3 +262,71 @@ def test_leader_wait_timer_does_not_send_the_call_twice(quorumgate):
     assert e.seen("POST", MFA) == [(new, 201, None)], e.seen("POST", MFA)
     assert attempts_header(r) == 1
     assert e.create_events(c.identity_id, nid=new) == [st["id"]]
+
+
+@pytest.mark.parametrize("forward_errors,status", [("v1.5.4", 500), ("head", 429)])
+def test_forward_to_a_frozen_leader(quorumgate, sim_factory, forward_errors, status):
+    """The MFA create reaches a follower whose leader is frozen: the forward
+    times out -- 500 UNHANDLED in v1.5.4, 429 SERVER_TOO_MANY_REQUESTS from
+    v1.8 -- and either may hide a commit.  quorumgate reads the state, finds
+    nothing, and creates once the cluster has a leader again.  (health.path
+    /version answers 200 on every controller, so quorumgate's view keeps
+    naming one fixed controller: the test makes another one the raft leader,
+    so the call is forwarded for sure.)"""
+    sim = sim_factory(tls=True, args=["--forward-errors", forward_errors])
+    e = Env(quorumgate(retry_config(mfa={"per_try_timeout": "3s", "deadline": "8s"},
+                                    extra={"health": {"path": "/version"}}), sim=sim))
+
+    def view():
+        with urllib.request.urlopen(e.qg.admin_url + "/status", timeout=2) as r:
+            st = json.loads(r.read())
+        return st["leader"] if all(n["last_status"] == 200 for n in st["controllers"]) else None
+    pinned = wait_until(view, timeout=10, what="quorumgate's view of the cluster")
+    frozen = next(n for n in sim.node_ids if n != pinned)
+    e.ctl.transfer(frozen)
+    c, _ = e.login()
+    ident = c.identity_id
+    e.ctl.pause(frozen)
+    e.ctl.reset_requests()
+    r = c.mfa_create()
+    e.ctl.resume(frozen)
+    with urllib.request.urlopen(e.qg.admin_url + "/status", timeout=2) as resp:
+        assert json.loads(resp.read())["leader"] == pinned     # the view never moved
+    assert r.status == 201, r.body
+    new = e.ctl.wait_leader()
+    st = e.ctl.mfa_on(new, ident)
+    assert st is not None and r.json()["data"]["id"] == st["id"], (r.body, st)
+    assert e.create_events(ident, nid=new) == [st["id"]]
+    posts = e.seen("POST", MFA)
+    assert [(n, s) for n, s, _ in posts] == [(pinned, status), (pinned, 201)], posts
+    assert [(n, s) for n, s, _ in e.seen("GET", MFA)] == [(pinned, 404)]
+    entry = e.access_entry(r.header("x-request-id"))
+    assert entry["attempts"] == 2 and entry.get("reconciled") is None, entry
+
+
+def test_unreadable_state_after_a_leader_change_answers_the_real_error(env):
+    """The create's connection breaks on the old leader (nothing committed),
+    the old leader dies while its state is read, and the new leader cannot
+    show its state either: the client gets the real failure -- the reset on
+    the controller that had the call -- not an invented answer, and not a
+    failure attributed to the controller that was only read."""
+    c, _ = env.login()
+    old = env.leader()
+    env.ctl.inject("reset", MFA, method="POST", node=old)
+    env.ctl.inject("hang", MFA, method="GET", node=old)
+    bg = Background(c.mfa_create)
+    wait_until(lambda: injection_hit(env, "hang", MFA, "GET"), timeout=5, what="the state read on the leader")
+    env.ctl.inject("500", MFA, method="GET", count=1000)        # no state readable anywhere
+    env.ctl.kill(old)
+    r = bg.result(timeout=20)
+    env.ctl.clear_injections()
+    assert r.status == 502 and r.error_code == "PROXY_UPSTREAM_ERROR", r.body
+    assert old in r.json()["error"]["message"], r.body
+    assert r.header("quorumgate-controller") == old, r.header_list
+    assert attempts_header(r) == 1
+    entry = env.access_entry(r.header("x-request-id"))
+    assert entry["controller"] == old, entry
+    reads = [a for a in entry["upstream"] if a.get("read")]
+    new = env.ctl.wait_leader(not_in=(old,))
+    assert any(a["controller"] == new and a["status"] == 500 for a in reads), entry
+    assert env.ctl.mfa_on(new, c.identity_id) is None

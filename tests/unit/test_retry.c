@@ -20,6 +20,8 @@
 #include "retry/failure.h"
 #include "retry/policy.h"
 #include "retry/reconcile.h"
+#include "routing/cluster.h"
+#include "routing/route.h"
 
 /* ---- envelopes ------------------------------------------------------------ */
 
@@ -610,6 +612,98 @@ static void test_reconcile_parse_time(void **state)
     assert_int_equal(reconcile_parse_time("yesterday"), 0);
 }
 
+/* ---- where a retry goes (routing/route.c) ------------------------------- */
+
+/* Three controllers, all up, ctrl1 (index 0) leading. */
+static void test_cluster3(struct cluster *c, struct cluster_node *nodes)
+{
+    memset(c, 0, sizeof(*c));
+    memset(nodes, 0, 3 * sizeof(*nodes));
+    c->n = 3;
+    c->nodes = nodes;
+    for (int i = 0; i < 3; i++) {
+        nodes[i].index = i;
+        snprintf(nodes[i].id, sizeof(nodes[i].id), "ctrl%d", i + 1);
+        atomic_store(&nodes[i].up, 1);
+        atomic_store(&nodes[i].last_probe_wall_ms, 1000);
+    }
+    atomic_store(&nodes[0].claims_leader, 1);
+    atomic_store(&c->leader, 0);
+    atomic_store(&c->generation, 7);
+}
+
+static struct route_out test_route(const struct cluster *c,
+                                   const struct route_in *in)
+{
+    int outstanding[3] = {0};
+    uint64_t rng = 99;
+    struct route_out out;
+    route_pick(c, in, outstanding, &rng, &out);
+    return out;
+}
+
+static void test_retry_of_a_preferred_leader_goes_elsewhere(void **state)
+{
+    (void)state;
+    struct cluster c;
+    struct cluster_node nodes[3];
+    test_cluster3(&c, nodes);
+    struct route_in in = {.pin = PIN_PREFER_LEADER, .home = -1,
+                          .not_leader = -1};
+    struct route_out o = test_route(&c, &in);
+    assert_int_equal(o.kind, ROUTE_TO);
+    assert_int_equal(o.node, 0);
+    assert_int_equal(o.decision, DECISION_PINNED);
+    /* the leader refused the first attempt: a write is resent to another */
+    in.tried = 1u << 0;
+    for (int i = 0; i < 20; i++) {
+        o = test_route(&c, &in);
+        assert_int_equal(o.kind, ROUTE_TO);
+        assert_true(o.node == 1 || o.node == 2);
+    }
+    /* everyone tried: anyone, the leader included */
+    in.tried = 7;
+    o = test_route(&c, &in);
+    assert_int_equal(o.kind, ROUTE_TO);
+    /* a required leader stays required */
+    in.pin = PIN_REQUIRE_LEADER;
+    in.tried = 1u << 0;
+    o = test_route(&c, &in);
+    assert_int_equal(o.kind, ROUTE_TO);
+    assert_int_equal(o.node, 0);
+}
+
+static void test_no_leader_answer_until_a_later_probe(void **state)
+{
+    (void)state;
+    struct cluster c;
+    struct cluster_node nodes[3];
+    test_cluster3(&c, nodes);
+    /* ctrl1 answered CLUSTER_NO_LEADER at wall time 2000, view unchanged */
+    struct route_in in = {.pin = PIN_REQUIRE_LEADER, .home = -1,
+                          .not_leader = 0, .not_leader_gen = 7,
+                          .not_leader_wall_ms = 2000};
+    struct route_out o = test_route(&c, &in);
+    assert_int_equal(o.kind, ROUTE_WAIT_LEADER);
+    /* a probe answered at 2000 or before says nothing new */
+    atomic_store(&nodes[0].last_probe_wall_ms, 2000);
+    assert_int_equal(test_route(&c, &in).kind, ROUTE_WAIT_LEADER);
+    /* a later probe still finds it leading: it is the leader again */
+    atomic_store(&nodes[0].last_probe_wall_ms, 2001);
+    o = test_route(&c, &in);
+    assert_int_equal(o.kind, ROUTE_TO);
+    assert_int_equal(o.node, 0);
+    /* or the view changed (another leader): that one */
+    atomic_store(&nodes[0].last_probe_wall_ms, 1500);
+    atomic_store(&nodes[0].claims_leader, 0);
+    atomic_store(&nodes[1].claims_leader, 1);
+    atomic_store(&c.leader, 1);
+    atomic_store(&c.generation, 8);
+    o = test_route(&c, &in);
+    assert_int_equal(o.kind, ROUTE_TO);
+    assert_int_equal(o.node, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -629,6 +723,8 @@ int main(void)
         cmocka_unit_test(test_budget_never_exceeded_under_contention),
         cmocka_unit_test(test_reconcile_parse_states),
         cmocka_unit_test(test_reconcile_parse_time),
+        cmocka_unit_test(test_retry_of_a_preferred_leader_goes_elsewhere),
+        cmocka_unit_test(test_no_leader_answer_until_a_later_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
