@@ -316,3 +316,19 @@ def test_client_leaving_mid_retry(env, stage):
         assert r.status == 409 and r.error_code == "MFA_EXISTS", r.body
     st = env.mfa_on_leader(ident)
     assert env.create_events(ident) == [st["id"]]
+
+
+def test_management_api_mfa_is_reconciled_on_its_own_api(env):
+    """The same routes under /edge/management/v1: the state is read there."""
+    c, _ = env.login()
+    ident = c.identity_id
+    leader = env.leader()
+    path = "/edge/management/v1/current-identity/mfa"
+    env.ctl.inject("reset_after_commit", path, method="POST", node=leader)
+    r = c.mfa_create(api="management")
+    assert r.status == 201, r.body
+    st = env.mfa_on_leader(ident)
+    assert r.json()["data"]["id"] == st["id"]
+    assert [(n, s) for n, s, _ in env.seen("GET", path)] == [(leader, 200)]
+    assert env.seen("GET", MFA) == []
+    assert env.create_events(ident) == [st["id"]]
