@@ -173,9 +173,28 @@ static void reconcile_applied(struct request *rq, const char *id)
 
 static void reconcile_wait_leader(void *arg);
 
+/* Read the state again after the policy's backoff, on whoever leads then,
+ * at most 2 x max_attempts reads, while the deadline lasts and the budget
+ * gives the request a retry slot (a sick cluster is not stormed with reads
+ * either). */
+static bool reconcile_read_later(struct request *rq)
+{
+    if ((uint32_t)rq->n_reads >= 2 * rq->policy->max_attempts)
+        return false;
+    uint64_t now = loop_now_ms(rq->w->loop);
+    uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
+                                    rq->policy->backoff_cap_ms,
+                                    (uint32_t)rq->n_reads - 1, &rq->w->rng);
+    if (now + delay >= rq->deadline_ms)
+        return false;
+    if (!request_retry_slot(rq))
+        return false;
+    request_after(rq, delay, reconcile_wait_leader);
+    return true;
+}
+
 /* A read that failed for a reason that may pass (no answer, 429, 5xx): the
- * leader may be dying or just elected.  Read again, on whoever leads then,
- * while the deadline and the read allowance last. */
+ * leader may be dying or just elected. */
 static bool reconcile_read_again(struct request *rq,
                                  const struct upstream_req *r)
 {
@@ -186,18 +205,7 @@ static bool reconcile_read_again(struct request *rq,
         app_report_failure(a, rq->aux_node, true);
     else if (r->result == UPSTREAM_OK && r->status == 503)
         app_report_failure(a, rq->aux_node, false);
-    if ((uint32_t)rq->n_reads >= 2 * rq->policy->max_attempts)
-        return false;
-    uint64_t now = loop_now_ms(rq->w->loop);
-    uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
-                                    rq->policy->backoff_cap_ms,
-                                    (uint32_t)rq->n_reads - 1, &rq->w->rng);
-    if (now + delay >= rq->deadline_ms)
-        return false;
-    if (!request_retry_slot(rq))
-        return false; /* a sick cluster is not stormed with reads either */
-    request_after(rq, delay, reconcile_wait_leader);
-    return true;
+    return reconcile_read_later(rq);
 }
 
 static void reconcile_done(struct upstream_req *r, void *arg)
@@ -222,6 +230,17 @@ static void reconcile_done(struct upstream_req *r, void *arg)
     bool applied = false;
     switch (rq->cls.call) {
     case CALL_MFA_CREATE: {
+        if (st == RECONCILE_ABSENT && rq->up.result == UPSTREAM_OK &&
+            rq->up.status == 409) {
+            /* The raft apply just said an enrollment exists (MFA_EXISTS is
+             * checked there); a state without it is behind (a new leader
+             * still applying): read again, never resend. */
+            if (reconcile_read_later(rq))
+                return;
+            reconcile_count(rq, M_RECONCILE_FAILED);
+            request_give_up_original(rq);
+            return;
+        }
         uint64_t since = rq->start_wall_ms > rq->cfg->retry.clock_skew_ms
                              ? rq->start_wall_ms - rq->cfg->retry.clock_skew_ms
                              : 0;
