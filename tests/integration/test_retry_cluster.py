@@ -338,3 +338,32 @@ def test_unreadable_state_after_a_leader_change_answers_the_real_error(env):
     new = env.ctl.wait_leader(not_in=(old,))
     assert any(a["controller"] == new and a["status"] == 500 for a in reads), entry
     assert env.ctl.mfa_on(new, c.identity_id) is None
+
+
+def test_new_leader_still_applying_does_not_turn_a_create_into_409(quorumgate):
+    """The create commits on the old leader, its answer is lost and the old
+    leader dies; the new leader has the entry (raft) but applies it 1.5 s
+    late, so its state still shows no enrollment while a resent create meets
+    409 MFA_EXISTS from the raft apply.  That 409 proves the enrollment
+    exists: quorumgate keeps reading instead of resending, and answers 201
+    with the id once the state shows it.  (Reads back off up to 500 ms, at
+    most 2 x max_attempts of them.)"""
+    env = started(quorumgate, retry_config(mfa={"backoff_cap": "500ms"}))
+    c, _ = env.login()
+    ident = c.identity_id
+    old = env.leader()
+    env.ctl.call("POST", "/lag", {n: 1500 for n in env.sim.node_ids if n != old})
+    env.ctl.inject("reset_after_commit", MFA, method="POST", node=old)
+    env.ctl.inject("hang", MFA, method="GET", node=old)
+    bg = Background(c.mfa_create)
+    wait_until(lambda: injection_hit(env, "hang", MFA, "GET"), timeout=5, what="the state read on the leader")
+    env.ctl.kill(old)
+    r = bg.result(timeout=20)
+    new = env.ctl.wait_leader(not_in=(old,))
+    env.ctl.wait_applied(nodes=[new])
+    st = env.ctl.mfa_on(new, ident)
+    assert r.status == 201, r.body
+    assert r.json()["data"]["id"] == st["id"]
+    assert env.create_events(ident, nid=new) == [st["id"]]
+    # no resend storm: at most one create met the 409
+    assert len([p for p in env.seen("POST", MFA) if p[1] == 409]) <= 1, env.seen("POST", MFA)
