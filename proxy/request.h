@@ -87,6 +87,7 @@ struct request {
     struct upstream_req aux;           /* owned: state reads */
     int aux_node;                      /* where the current read goes */
     int n_reads;                       /* state reads made so far */
+    int n_read_failures;               /* ... that got no usable answer */
     char *aux_url;                     /* owned */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */

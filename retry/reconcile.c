@@ -174,13 +174,10 @@ static void reconcile_applied(struct request *rq, const char *id)
 static void reconcile_wait_leader(void *arg);
 
 /* Read the state again after the policy's backoff, on whoever leads then,
- * at most 2 x max_attempts reads, while the deadline lasts and the budget
- * gives the request a retry slot (a sick cluster is not stormed with reads
- * either). */
+ * while the deadline lasts and the budget gives the request a retry slot
+ * (a sick cluster is not stormed with reads either). */
 static bool reconcile_read_later(struct request *rq)
 {
-    if ((uint32_t)rq->n_reads >= 2 * rq->policy->max_attempts)
-        return false;
     uint64_t now = loop_now_ms(rq->w->loop);
     uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
                                     rq->policy->backoff_cap_ms,
@@ -205,7 +202,26 @@ static bool reconcile_read_again(struct request *rq,
         app_report_failure(a, rq->aux_node, true);
     else if (r->result == UPSTREAM_OK && r->status == 503)
         app_report_failure(a, rq->aux_node, false);
+    if ((uint32_t)++rq->n_read_failures >= 2 * rq->policy->max_attempts)
+        return false;
     return reconcile_read_later(rq);
+}
+
+/* The answer that sent us reading was a resend meeting what its committed
+ * first attempt would cause, decided in the raft apply -- 409 MFA_EXISTS
+ * for a create (MfaManager.ApplyCreate), 404 for a delete whose record the
+ * apply no longer found -- yet the state read says otherwise: that state is
+ * behind (a new leader still applying).  Read again; resending cannot help. */
+static bool reconcile_state_behind(const struct request *rq,
+                                   enum reconcile_state st)
+{
+    if (rq->up.result != UPSTREAM_OK)
+        return false;
+    if (rq->cls.call == CALL_MFA_CREATE)
+        return rq->up.status == 409 && st == RECONCILE_ABSENT;
+    if (rq->cls.call == CALL_MFA_DELETE)
+        return rq->up.status == 404 && st != RECONCILE_ABSENT;
+    return false;
 }
 
 static void reconcile_done(struct upstream_req *r, void *arg)
@@ -227,28 +243,29 @@ static void reconcile_done(struct upstream_req *r, void *arg)
         request_give_up_original(rq);
         return;
     }
+    if (reconcile_state_behind(rq, st)) {
+        if (reconcile_read_later(rq))
+            return;
+        reconcile_count(rq, M_RECONCILE_FAILED);
+        request_give_up_original(rq);
+        return;
+    }
     bool applied = false;
     switch (rq->cls.call) {
     case CALL_MFA_CREATE: {
-        if (st == RECONCILE_ABSENT && rq->up.result == UPSTREAM_OK &&
-            rq->up.status == 409) {
-            /* The raft apply just said an enrollment exists (MFA_EXISTS is
-             * checked there); a state without it is behind (a new leader
-             * still applying): read again, never resend. */
-            if (reconcile_read_later(rq))
-                return;
-            reconcile_count(rq, M_RECONCILE_FAILED);
-            request_give_up_original(rq);
-            return;
-        }
         uint64_t since = rq->start_wall_ms > rq->cfg->retry.clock_skew_ms
                              ? rq->start_wall_ms - rq->cfg->retry.clock_skew_ms
                              : 0;
         if (st != RECONCILE_ABSENT && created && created < since) {
             /* it existed before this request: the create's own answer */
             reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
+            if (rq->up.result == UPSTREAM_OK && rq->up.status == 409) {
+                request_give_up_original(rq); /* the controller's own 409 */
+                return;
+            }
             request_answer_error(rq, 409, "MFA_EXISTS",
-                                 "an MFA record already exists");
+                                 "An MFA record already exists, try "
+                                 "removing it");
             return;
         }
         applied = st != RECONCILE_ABSENT;
