@@ -12,6 +12,7 @@ import pytest
 
 from tests.ctrlsim.client import totp_now
 from tests.integration.retry_support import (MFA, VERIFY, Background, Env, attempts_header, enroll_started,
+                                             enroll_verified,
                                              retry_config)
 from tests.support.procs import wait_until
 
@@ -346,9 +347,9 @@ def test_new_leader_still_applying_does_not_turn_a_create_into_409(quorumgate):
     late, so its state still shows no enrollment while a resent create meets
     409 MFA_EXISTS from the raft apply.  That 409 proves the enrollment
     exists: quorumgate keeps reading instead of resending, and answers 201
-    with the id once the state shows it.  (Reads back off up to 500 ms, at
-    most 2 x max_attempts of them.)"""
-    env = started(quorumgate, retry_config(mfa={"backoff_cap": "500ms"}))
+    with the id once the state shows it.  (Resends back off from 50 ms up to
+    500 ms: the attempts would all be spent in under 1.5 s.)"""
+    env = started(quorumgate, retry_config(mfa={"backoff_base": "50ms", "backoff_cap": "500ms"}))
     c, _ = env.login()
     ident = c.identity_id
     old = env.leader()
@@ -367,3 +368,27 @@ def test_new_leader_still_applying_does_not_turn_a_create_into_409(quorumgate):
     assert env.create_events(ident, nid=new) == [st["id"]]
     # no resend storm: at most one create met the 409
     assert len([p for p in env.seen("POST", MFA) if p[1] == 409]) <= 1, env.seen("POST", MFA)
+
+
+def test_new_leader_still_applying_a_committed_delete(quorumgate):
+    """The delete commits on the old leader, its answer is lost and the old
+    leader dies; the new leader applies 1.5 s late: a resent delete meets
+    404 from the raft apply while its state still shows the enrollment.  The
+    client is told the delete happened (200), not 404."""
+    env = started(quorumgate, retry_config(mfa={"backoff_base": "50ms", "backoff_cap": "500ms"}))
+    c, d = env.login()
+    ident = c.identity_id
+    secret = enroll_verified(env, c, d)
+    old = env.leader()
+    env.ctl.wait_applied()
+    env.ctl.call("POST", "/lag", {n: 1500 for n in env.sim.node_ids if n != old})
+    env.ctl.inject("reset_after_commit", MFA, method="DELETE", node=old)
+    env.ctl.inject("hang", MFA, method="GET", node=old)
+    bg = Background(lambda: c.mfa_delete(totp_now(secret)))
+    wait_until(lambda: injection_hit(env, "hang", MFA, "GET"), timeout=5, what="the state read on the leader")
+    env.ctl.kill(old)
+    r = bg.result(timeout=20)
+    new = env.ctl.wait_leader(not_in=(old,))
+    env.ctl.wait_applied(nodes=[new])
+    assert r.status == 200 and r.json() == {"data": {}, "meta": {}}, r.body
+    assert env.ctl.mfa_on(new, ident) is None
