@@ -5,7 +5,6 @@ rest get the original error at once.  Counted from what the simulator saw.
 Run: python3 -m pytest tests/integration/test_retry_budget.py -q
 """
 import concurrent.futures
-import secrets
 
 from tests.ctrlsim.client import ZitiClient
 from tests.integration.retry_support import MFA, Env, MetricDelta, attempts_header, retry_config

@@ -8,9 +8,7 @@ Run: python3 -m pytest tests/integration/test_retry_classes.py -q
 """
 import pytest
 
-from tests.ctrlsim.client import ZitiClient
 from tests.integration.retry_support import Env, MetricDelta, attempts_header, retry_config, shared_env
-from tests.support.procs import wait_until
 
 READ = "/edge/client/v1/current-identity"
 WRITE = "/edge/management/v1/services"          # the simulator answers 404 NOT_FOUND: a plain answer
