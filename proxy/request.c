@@ -333,16 +333,13 @@ static void request_retry(struct request *rq, uint64_t delay_ms)
 void request_retry_if_allowed(struct request *rq)
 {
     uint64_t now = loop_now_ms(rq->w->loop);
-    if ((uint32_t)rq->n_attempts >= rq->policy->max_attempts) {
-        request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
-        request_give_up_original(rq);
-        return;
-    }
     uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
                                     rq->policy->backoff_cap_ms,
                                     (uint32_t)rq->n_attempts - 1, &rq->w->rng);
-    if (now + delay >= rq->deadline_ms) {
-        request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
+    if ((uint32_t)rq->n_attempts >= rq->policy->max_attempts ||
+        now + delay >= rq->deadline_ms) {
+        request_retry_outcome(rq, rq->retried ? M_RETRY_RETRIED_FAILURE
+                                              : M_RETRY_NOT_RETRYABLE);
         request_give_up_original(rq);
         return;
     }
@@ -455,6 +452,8 @@ static void request_route(struct request *rq)
         if (until > rq->deadline_ms)
             until = rq->deadline_ms;
         if (now >= until) {
+            if (rq->retried)
+                request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
             if (rq->up.result == UPSTREAM_OK && rq->up.status == 503) {
                 request_give_up_original(rq); /* the controller's own 503 */
                 return;
@@ -481,6 +480,8 @@ static void request_route(struct request *rq)
     case ROUTE_NO_HEALTHY:
     default:
         if (rq->n_attempts > 0) {
+            if (rq->retried)
+                request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
             request_give_up_original(rq);
             return;
         }
