@@ -11,9 +11,8 @@ import urllib.request
 import pytest
 
 from tests.ctrlsim.client import totp_now
-from tests.integration.retry_support import (MFA, VERIFY, Background, Env, attempts_header, enroll_started,
-                                             enroll_verified,
-                                             retry_config)
+from tests.integration.retry_support import (MFA, VERIFY, Background, Env, MetricDelta, attempts_header,
+                                             enroll_started, enroll_verified, retry_config)
 from tests.support.procs import wait_until
 
 
@@ -235,21 +234,27 @@ def test_election_noticed_late_ends_in_the_controllers_503(quorumgate):
     """The same long election, but the call reaches the old leader before
     quorumgate's probes notice: that controller's own 503 envelope goes back
     at the deadline (it committed nothing), not a hang."""
-    e = started(quorumgate, retry_config(mfa={"deadline": "2s", "per_try_timeout": "1s"}))
+    e = started(quorumgate, retry_config(mfa={"deadline": "2s", "per_try_timeout": "1s"},
+                                         extra={"health": {"interval": "5s"}}))    # slow to notice
     c, _ = e.login()
     old = e.leader()
+    failed = MetricDelta(e, "quorumgate_retry_outcomes_total", **{"class": "mfa", "outcome": "retried_failure"})
+    retries = MetricDelta(e, "quorumgate_retries_total", **{"class": "mfa", "reason": "no_leader"})
     e.ctl.config(electionDelayMs=5000)
     e.ctl.reset_requests()
     e.ctl.force_election()
     t0 = time.monotonic()
-    r = c.mfa_create()                                 # at once: quorumgate still names the old leader
+    r = c.mfa_create()                                 # quorumgate still names the old leader
     took = time.monotonic() - t0
     assert r.status == 503 and r.error_code == "CLUSTER_NO_LEADER", r.body
     assert r.header("content-type", "").startswith("application/json"), r.header_list
     assert r.json()["error"]["requestId"], r.body
     assert took < 3.5, took
-    assert all(p[1] == 503 for p in e.seen("POST", MFA)), e.seen("POST", MFA)
-    assert len(e.seen("POST", MFA)) == attempts_header(r)
+    posts = e.seen("POST", MFA)
+    assert posts and all(p == (old, 503, None) for p in posts), posts
+    assert len(posts) == attempts_header(r)
+    assert retries.get() == 1                          # resent once: then no leader to send it to
+    assert failed.get() == 1                           # and counted as a retry that failed
     e.ctl.config(electionDelayMs=100)
     new = e.ctl.wait_leader(timeout=10)
     assert e.ctl.mfa_on(new, c.identity_id) is None
