@@ -22,6 +22,7 @@ MODES = {
     "reset": (False, 2),
     "hang": (False, 2),
     "429": (False, 2),
+    "500": (False, 2),                 # the simulator's alias of 500_before_commit
     "500_before_commit": (False, 2),
     "503": (False, 2),
     "500_after_commit": (True, 1),
@@ -29,7 +30,7 @@ MODES = {
     "reset_after_commit": (True, 1),
     "delay": (True, 1),
 }
-AMBIGUOUS = {"reset", "hang", "429", "500_before_commit", "500_after_commit", "429_after_commit",
+AMBIGUOUS = {"reset", "hang", "429", "500", "500_before_commit", "500_after_commit", "429_after_commit",
              "reset_after_commit"}
 CALLS = ["create", "verify", "delete"]
 
