@@ -467,8 +467,9 @@ static void request_route(struct request *rq)
         /* A change of view wakes us; a probe that only confirms the leader
          * that answered CLUSTER_NO_LEADER changes nothing: look again. */
         uint64_t wait = until - now;
-        if (rq->route.not_leader >= 0 && wait > rq->cfg->health.fast_interval_ms)
-            wait = rq->cfg->health.fast_interval_ms;
+        uint64_t fast = rq->cfg->health.fast_interval_ms;
+        if (rq->route.not_leader >= 0 && wait > fast)
+            wait = fast;
         request_after(rq, wait, NULL);
         return;
     }

@@ -23,13 +23,15 @@
 #include "routing/cluster.h"
 #include "routing/route.h"
 
-/* ---- envelopes ------------------------------------------------------------ */
+/* ---- envelopes --------------------------------------------------------- */
 
-#define META "\"meta\":{\"apiEnrollmentVersion\":\"0.0.1\",\"apiVersion\":\"0.0.1\"}"
+#define META                                                                 \
+    "\"meta\":{\"apiEnrollmentVersion\":\"0.0.1\",\"apiVersion\":\"0.0.1\"}"
 
 static char test_body[1024];
 
-/* {"error":{"code":C,"message":M,"requestId":..,"cause":{"code":"UNHANDLED","message":CAUSE}},meta} */
+/* {"error":{"code":C,"message":M,"requestId":..,
+ *  "cause":{"code":"UNHANDLED","message":CAUSE}},meta} */
 static const char *test_env(const char *code, const char *msg,
                             const char *cause)
 {
@@ -546,7 +548,8 @@ static void test_reconcile_parse_states(void **state)
     char id[64];
     uint64_t created = 1;
     const char *unverified =
-        "{\"data\":{\"_links\":{\"self\":{\"href\":\"./current-identity/mfa\"}},"
+        "{\"data\":{\"_links\":{\"self\":"
+        "{\"href\":\"./current-identity/mfa\"}},"
         "\"createdAt\":\"2026-11-26T11:21:37.123456Z\",\"id\":\"mFa1\","
         "\"isVerified\":false,\"provisioningUrl\":\"otpauth://totp/x\","
         "\"recoveryCodes\":[\"AAAAAA\"],\"tags\":{},"
