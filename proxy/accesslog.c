@@ -109,7 +109,8 @@ void accesslog_write(struct worker *w, const struct listener_exchange *ex,
         }
         buf_printf(&b, "],\"upstream_ms\":%.3f", (double)up_ns / 1e6);
         if (rq->retried || rq->budget_exhausted)
-            buf_printf(&b, ",\"retried\":true,\"budget_exhausted\":%s",
+            buf_printf(&b, ",\"retried\":%s,\"budget_exhausted\":%s",
+                       rq->retried ? "true" : "false",
                        rq->budget_exhausted ? "true" : "false");
         if (rq->reconciled)
             accesslog_str(&b, "reconciled", rq->reconciled);

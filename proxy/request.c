@@ -290,6 +290,11 @@ static void request_attempt(struct request *rq, int node)
     uint64_t now = loop_now_ms(w->loop);
     uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
+    /* A wait for a leader that a cluster change ended still has its timer
+     * armed: it must not route (and send) the request a second time while
+     * this attempt is in flight. */
+    loop_timer_stop(rq->timer);
+    rq->timer_cb = NULL;
     rq->stage = STAGE_ATTEMPT;
     rq->node = node;
     rq->n_attempts++;
@@ -305,9 +310,14 @@ static void request_attempt(struct request *rq, int node)
     rq->up.body_len = ex->body_len;
     rq->up.timeout_ms = per_try && per_try < left ? per_try : left;
     rq->up.max_response = rq->cfg->limits.max_response_bytes;
+    /* libcurl silently resends a request whose reused connection dies
+     * before any answer (Curl_retry_request): for a write that may have
+     * been processed that is a hidden duplicate, and for any method an
+     * attempt nobody sees.  A fresh connection is never resent that way. */
     rq->up.fresh_connection = rq->policy->fresh_connection &&
-                              (!http_method_idempotent(ex->method) ||
-                               classify_is_mfa_write(rq->cls.call));
+                              ex->method != HTTP_GET &&
+                              ex->method != HTTP_HEAD &&
+                              ex->method != HTTP_OPTIONS;
     rq->up.done = request_attempt_done;
     rq->up.arg = rq;
     w->outstanding[node]++;
@@ -320,19 +330,27 @@ static void request_backoff_done(void *arg)
     request_route(rq);
 }
 
+bool request_retry_slot(struct request *rq)
+{
+    struct app *a = request_app(rq);
+    if (rq->holds_retry_slot)
+        return true;
+    if (!budget_acquire(&a->budget)) {
+        rq->budget_exhausted = true;
+        metrics_inc(a->metrics, M_RETRY_BUDGET_EXHAUSTED_TOTAL, rq->cls.cls);
+        request_retry_outcome(rq, M_RETRY_BUDGET_EXHAUSTED);
+        return false;
+    }
+    rq->holds_retry_slot = true;
+    return true;
+}
+
 static void request_retry(struct request *rq, uint64_t delay_ms)
 {
     struct app *a = request_app(rq);
-    if (!rq->holds_retry_slot) {
-        if (!budget_acquire(&a->budget)) {
-            rq->budget_exhausted = true;
-            metrics_inc(a->metrics, M_RETRY_BUDGET_EXHAUSTED_TOTAL,
-                        rq->cls.cls);
-            request_retry_outcome(rq, M_RETRY_BUDGET_EXHAUSTED);
-            request_give_up_original(rq);
-            return;
-        }
-        rq->holds_retry_slot = true;
+    if (!request_retry_slot(rq)) {
+        request_give_up_original(rq);
+        return;
     }
     rq->retried = true;
     metrics_inc(a->metrics, M_RETRIES_TOTAL, rq->cls.cls,
@@ -344,16 +362,13 @@ static void request_retry(struct request *rq, uint64_t delay_ms)
 void request_retry_if_allowed(struct request *rq)
 {
     uint64_t now = loop_now_ms(rq->w->loop);
-    if ((uint32_t)rq->n_attempts >= rq->policy->max_attempts) {
-        request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
-        request_give_up_original(rq);
-        return;
-    }
     uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
                                     rq->policy->backoff_cap_ms,
                                     (uint32_t)rq->n_attempts - 1, &rq->w->rng);
-    if (now + delay >= rq->deadline_ms) {
-        request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
+    if ((uint32_t)rq->n_attempts >= rq->policy->max_attempts ||
+        now + delay >= rq->deadline_ms) {
+        request_retry_outcome(rq, rq->retried ? M_RETRY_RETRIED_FAILURE
+                                              : M_RETRY_NOT_RETRYABLE);
         request_give_up_original(rq);
         return;
     }
@@ -403,6 +418,7 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
         app_report_failure(a, node, false);
         rq->route.not_leader = node;
         rq->route.not_leader_gen = atomic_load(&a->cluster->generation);
+        rq->route.not_leader_wall_ms = util_wall_ms();
     }
 
     if (f->kind == FAILURE_NONE) {
@@ -492,6 +508,8 @@ static void request_route(struct request *rq)
         if (until > rq->deadline_ms)
             until = rq->deadline_ms;
         if (now >= until) {
+            if (rq->retried)
+                request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
             if (rq->up.result == UPSTREAM_OK && rq->up.status == 503) {
                 request_give_up_original(rq); /* the controller's own 503 */
                 return;
@@ -502,7 +520,13 @@ static void request_route(struct request *rq)
             return;
         }
         request_wait(rq);
-        request_after(rq, until - now, NULL);
+        /* A change of view wakes us; a probe that only confirms the leader
+         * that answered CLUSTER_NO_LEADER changes nothing: look again. */
+        uint64_t wait = until - now;
+        uint64_t fast = rq->cfg->health.fast_interval_ms;
+        if (rq->route.not_leader >= 0 && wait > fast)
+            wait = fast;
+        request_after(rq, wait, NULL);
         return;
     }
     case ROUTE_HOME_GONE:
@@ -513,6 +537,8 @@ static void request_route(struct request *rq)
     case ROUTE_NO_HEALTHY:
     default:
         if (rq->n_attempts > 0) {
+            if (rq->retried)
+                request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
             request_give_up_original(rq);
             return;
         }

@@ -68,7 +68,8 @@ struct request {
     /* routing */
     struct route_in route;
     enum route_decision decision;
-    int node;                          /* current or last attempt */
+    int node;                          /* current or last attempt (or the
+                                          controller whose state answered) */
     int home;                          /* affinity home (hard), -1 */
     char identity[80];                 /* JWT sub or learned identity id */
     char session_key[72];              /* hmac of zt-session, "" if none */
@@ -89,6 +90,9 @@ struct request {
 
     /* reconciliation / gate */
     struct upstream_req aux;           /* owned: state reads */
+    int aux_node;                      /* where the current read goes */
+    int n_reads;                       /* state reads made so far */
+    int n_read_failures;               /* ... that got no usable answer */
     char *aux_url;                     /* owned */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */
@@ -128,6 +132,9 @@ void request_reroute(struct request *rq);
 /* The last attempt's failure goes back to the client as it was (an
  * upstream answer) or as our envelope (no answer). */
 void request_give_up_original(struct request *rq);
+/* Take a retry slot from the budget (held until the request ends); false
+ * (and counted) when the budget is exhausted. */
+bool request_retry_slot(struct request *rq);
 /* Resend the call if attempts, deadline and budget allow; else give up. */
 void request_retry_if_allowed(struct request *rq);
 /* A reconciled answer is in rq->up: continue as after a success. */

@@ -14,6 +14,7 @@
 #include "proxy/request.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
+#include "retry/policy.h"
 #include "routing/cluster.h"
 
 bool reconcile_available(const struct request *rq)
@@ -114,25 +115,26 @@ static void reconcile_count(struct request *rq,
                 res);
 }
 
+/* Replace r's response headers with the JSON Content-Type the controller
+ * gives its envelopes (responder.go). */
 /* The state says the call happened: answer as it would have. */
 static void reconcile_applied(struct request *rq, const char *id)
 {
     struct metrics *m = rq->w->app->metrics;
     reconcile_count(rq, M_RECONCILE_APPLIED);
     if (rq->cls.call == CALL_MFA_CREATE) {
-        char body[256];
-        /* the create envelope (controller/response/responder.go) */
-        snprintf(body, sizeof(body),
-                 "{\"data\":{\"_links\":{\"self\":{\"href\":"
-                 "\"./current-identity/mfa\"}},\"id\":\"%s\"},\"meta\":{}}",
-                 id);
         rq->reconciled = "create";
         metrics_inc(m, M_RETRY_OUTCOMES_TOTAL, rq->cls.cls,
                     M_RETRY_RECONCILED_CREATE);
         rq->up.status = 201;
         rq->up.result = UPSTREAM_OK;
+        /* the create envelope (controller/response/responder.go) */
         buf_reset(&rq->up.resp_body);
-        buf_puts(&rq->up.resp_body, body);
+        buf_puts(&rq->up.resp_body, "{\"data\":{\"id\":\"");
+        buf_json_escape(&rq->up.resp_body, id, strlen(id));
+        buf_puts(&rq->up.resp_body, "\",\"_links\":{\"self\":{\"href\":"
+                                    "\"./current-identity/mfa\"}}},"
+                                    "\"meta\":{}}");
     } else {
         bool verify = rq->cls.call == CALL_MFA_VERIFY;
         rq->reconciled = verify ? "verify" : "delete";
@@ -151,6 +153,59 @@ static void reconcile_applied(struct request *rq, const char *id)
     request_reconciled_success(rq);
 }
 
+static void reconcile_wait_leader(void *arg);
+
+/* Read the state again after the policy's backoff, on whoever leads then,
+ * while the deadline lasts and the budget gives the request a retry slot
+ * (a sick cluster is not stormed with reads either). */
+static bool reconcile_read_later(struct request *rq)
+{
+    uint64_t now = loop_now_ms(rq->w->loop);
+    uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
+                                    rq->policy->backoff_cap_ms,
+                                    (uint32_t)rq->n_reads - 1, &rq->w->rng);
+    if (now + delay >= rq->deadline_ms)
+        return false;
+    if (!request_retry_slot(rq))
+        return false;
+    request_after(rq, delay, reconcile_wait_leader);
+    return true;
+}
+
+/* A read that failed for a reason that may pass (no answer, 429, 5xx): the
+ * leader may be dying or just elected. */
+static bool reconcile_read_again(struct request *rq,
+                                 const struct upstream_req *r)
+{
+    struct app *a = rq->w->app;
+    if (r->result == UPSTREAM_OK && r->status != 429 && r->status < 500)
+        return false; /* an answer (401, 400...): reading again won't help */
+    if (r->result == UPSTREAM_CONNECT_ERROR)
+        app_report_failure(a, rq->aux_node, true);
+    else if (r->result == UPSTREAM_OK && r->status == 503)
+        app_report_failure(a, rq->aux_node, false);
+    if ((uint32_t)++rq->n_read_failures >= 2 * rq->policy->max_attempts)
+        return false;
+    return reconcile_read_later(rq);
+}
+
+/* The answer that sent us reading was a resend meeting what its committed
+ * first attempt would cause, decided in the raft apply -- 409 MFA_EXISTS
+ * for a create (MfaManager.ApplyCreate), 404 for a delete whose record the
+ * apply no longer found -- yet the state read says otherwise: that state is
+ * behind (a new leader still applying).  Read again; resending cannot help. */
+static bool reconcile_state_behind(const struct request *rq,
+                                   enum reconcile_state st)
+{
+    if (rq->up.result != UPSTREAM_OK)
+        return false;
+    if (rq->cls.call == CALL_MFA_CREATE)
+        return rq->up.status == 409 && st == RECONCILE_ABSENT;
+    if (rq->cls.call == CALL_MFA_DELETE)
+        return rq->up.status == 404 && st != RECONCILE_ABSENT;
+    return false;
+}
+
 static void reconcile_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
@@ -160,10 +215,19 @@ static void reconcile_done(struct upstream_req *r, void *arg)
     if (r->result == UPSTREAM_OK)
         st = reconcile_parse(r->status, r->resp_body.data, r->resp_body.len,
                              id, sizeof(id), &created);
-    request_log_attempt(rq, rq->node, st == RECONCILE_UNREADABLE
+    request_log_attempt(rq, rq->aux_node, st == RECONCILE_UNREADABLE
                                           ? "state_unreadable" : "state",
                         r->status, r->duration_ns, true);
     if (st == RECONCILE_UNREADABLE) {
+        if (reconcile_read_again(rq, r))
+            return;
+        reconcile_count(rq, M_RECONCILE_FAILED);
+        request_give_up_original(rq);
+        return;
+    }
+    if (reconcile_state_behind(rq, st)) {
+        if (reconcile_read_later(rq))
+            return;
         reconcile_count(rq, M_RECONCILE_FAILED);
         request_give_up_original(rq);
         return;
@@ -177,8 +241,13 @@ static void reconcile_done(struct upstream_req *r, void *arg)
         if (st != RECONCILE_ABSENT && created && created < since) {
             /* it existed before this request: the create's own answer */
             reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
+            if (rq->up.result == UPSTREAM_OK && rq->up.status == 409) {
+                request_give_up_original(rq); /* the controller's own 409 */
+                return;
+            }
             request_answer_error(rq, 409, "MFA_EXISTS",
-                                 "an MFA record already exists");
+                                 "An MFA record already exists, try "
+                                 "removing it");
             return;
         }
         applied = st != RECONCILE_ABSENT;
@@ -194,6 +263,7 @@ static void reconcile_done(struct upstream_req *r, void *arg)
         break;
     }
     if (applied) {
+        rq->node = rq->aux_node; /* its state is the answer */
         reconcile_applied(rq, id);
         return;
     }
@@ -219,8 +289,6 @@ char *reconcile_state_path(const char *target)
                                 strlen("/current-identity/mfa"));
 }
 
-static void reconcile_wait_leader(void *arg);
-
 void reconcile_start(struct request *rq)
 {
     struct app *a = rq->w->app;
@@ -240,7 +308,8 @@ void reconcile_start(struct request *rq)
     char *path = reconcile_state_path(rq->ex->url);
     request_node_url(rq, leader, path, &rq->aux_url);
     free(path);
-    rq->node = leader;
+    rq->aux_node = leader; /* rq->node stays the one that had the call */
+    rq->n_reads++;
     uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
     rq->aux.method = HTTP_GET;
@@ -255,6 +324,8 @@ void reconcile_start(struct request *rq)
     rq->aux.fresh_connection = false;
     rq->aux.done = reconcile_done;
     rq->aux.arg = rq;
+    loop_timer_stop(rq->timer); /* nothing else may run meanwhile */
+    rq->timer_cb = NULL;
     upstream_start(w->up, &rq->aux);
 }
 

@@ -12,7 +12,15 @@
  *   - verify: isVerified is true: 200, as the verify would have answered;
  *   - delete: no enrollment: 200, as the delete would have answered;
  *   - the change is not there: the call is sent again (attempts, deadline
- *     and budget permitting);
+ *     and budget permitting) -- except that a resent create that met 409
+ *     MFA_EXISTS, or a resent delete that met 404, was answered from the
+ *     raft apply (or a state that already has the change): a state read
+ *     that disagrees is behind, so it is read again (backoff, deadline,
+ *     budget), never resent;
+ *   - a read that gets no answer, a 429 or a 5xx is made again after the
+ *     policy's backoff on whoever leads then (at most 2 x max_attempts such
+ *     failures, deadline and budget permitting: a repeated read takes a
+ *     retry slot);
  *   - the state cannot be read: the real upstream error goes back, never an
  *     invented success. */
 #ifndef QG_RECONCILE_H

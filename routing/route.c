@@ -57,8 +57,15 @@ void route_pick(const struct cluster *c, const struct route_in *in,
         return;
     }
     if (leader >= 0 && leader == in->not_leader &&
-        atomic_load(&c->generation) == in->not_leader_gen)
+        atomic_load(&c->generation) == in->not_leader_gen &&
+        atomic_load(&c->nodes[leader].last_probe_wall_ms) <=
+            in->not_leader_wall_ms)
         leader = -1; /* it said it is not leading: wait for a new view */
+    /* A preferred leader that already failed this request (refused it,
+     * timed out...) is a preference no longer: the retry goes elsewhere. */
+    if (in->pin == PIN_PREFER_LEADER && leader >= 0 &&
+        (in->tried & (1ull << leader)))
+        leader = -1;
     if (in->pin != PIN_NONE && leader >= 0 && (up & (1ull << leader))) {
         if (!(in->fenced & (1ull << leader))) {
             out->kind = ROUTE_TO;

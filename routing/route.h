@@ -49,7 +49,10 @@ struct route_in {
     uint64_t fenced;       /* nodes this identity must not reach */
     uint64_t tried;        /* nodes already tried (avoided when balancing) */
     int not_leader;        /* answered CLUSTER_NO_LEADER, -1 = none ... */
-    uint64_t not_leader_gen; /* ... while the cluster view was this one */
+    uint64_t not_leader_gen; /* ... while the cluster view was this one, */
+    uint64_t not_leader_wall_ms; /* ... at this time (wall clock): a probe
+                              answered later that still says "leader"
+                              confirms it again */
 };
 
 struct route_out {
