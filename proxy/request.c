@@ -98,7 +98,9 @@ static void request_add_own_headers(struct request *rq, struct headers *h)
     headers_adds(h, cfg->headers.request_id, rq->ex->request_id);
     snprintf(n, sizeof(n), "%d", rq->n_attempts);
     headers_adds(h, "Quorumgate-Attempts", n);
-    if (cfg->headers.expose_controller && rq->node >= 0 && !rq->error_code)
+    /* the controller that answered, or for our own errors the one the
+     * request was last sent to (the one the error is about) */
+    if (cfg->headers.expose_controller && rq->node >= 0)
         headers_adds(h, "Quorumgate-Controller", a->cluster->nodes[rq->node].id);
     if (rq->replication[0])
         headers_adds(h, "Quorumgate-Replication", rq->replication);
@@ -112,8 +114,7 @@ static void request_send(struct request *rq, int status, struct headers *h,
         return;
     }
     request_unwait(rq);
-    if (rq->timer)
-        loop_timer_stop(rq->timer);
+    request_timer_stop(rq);
     rq->stage = STAGE_ANSWERED;
     rq->status = status;
     request_add_own_headers(rq, h);
@@ -293,7 +294,7 @@ static void request_attempt(struct request *rq, int node)
     /* A wait for a leader that a cluster change ended still has its timer
      * armed: it must not route (and send) the request a second time while
      * this attempt is in flight. */
-    loop_timer_stop(rq->timer);
+    request_timer_stop(rq);
     rq->timer_cb = NULL;
     rq->stage = STAGE_ATTEMPT;
     rq->node = node;
@@ -385,6 +386,12 @@ char *request_mfa_state_path(const struct request *rq)
     return reconcile_state_path(rq && rq->ex ? rq->ex->url
                                              : "/edge/client/v1/"
                                                "current-identity/mfa");
+}
+
+void request_timer_stop(struct request *rq)
+{
+    if (rq->timer) /* created on first use */
+        loop_timer_stop(rq->timer);
 }
 
 void request_after(struct request *rq, uint64_t ms, void (*cb)(void *))
@@ -498,8 +505,7 @@ static void request_route(struct request *rq)
         /* a leader wait may have armed the timer: it must not route this
          * request again while the attempt is in flight */
         request_unwait(rq);
-        if (rq->timer)
-            loop_timer_stop(rq->timer);
+        request_timer_stop(rq);
         rq->timer_cb = NULL;
         request_attempt(rq, out.node);
         return;
@@ -719,8 +725,7 @@ static void request_cancel_work(struct request *rq)
     }
     if (rq->aux.priv)
         upstream_cancel(w->up, &rq->aux);
-    if (rq->timer)
-        loop_timer_stop(rq->timer);
+    request_timer_stop(rq);
     request_unwait(rq);
     pipeline_cancel(rq);
 }

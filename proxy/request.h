@@ -145,6 +145,8 @@ void request_learned(struct request *rq);
 const char *request_header(const struct request *rq, const char *name);
 /* ".../current-identity/mfa" of the request's API (malloc'ed). */
 char *request_mfa_state_path(const struct request *rq);
+/* Stop the request's timer, if it has one yet. */
+void request_timer_stop(struct request *rq);
 /* Run cb(rq) after ms on the request's timer. */
 void request_after(struct request *rq, uint64_t ms, void (*cb)(void *));
 /* Log an auxiliary attempt (state reads). */

@@ -324,7 +324,7 @@ void reconcile_start(struct request *rq)
     rq->aux.fresh_connection = false;
     rq->aux.done = reconcile_done;
     rq->aux.arg = rq;
-    loop_timer_stop(rq->timer); /* nothing else may run meanwhile */
+    request_timer_stop(rq); /* nothing else may run meanwhile */
     rq->timer_cb = NULL;
     upstream_start(w->up, &rq->aux);
 }
