@@ -760,7 +760,10 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     loop_io_set(l->io, LOOP_READ);
     l->timer = loop_timer_new(loop, listener_timer, l);
     l->soon = loop_defer_new(loop, listener_timer, l);
-    listener_run(l);
+    /* The daemon first runs when its loop does (on the loop's own thread),
+     * never here: the listener may be built on another thread before its
+     * owner is complete. */
+    loop_defer_schedule(l->soon);
     return l;
 }
 

@@ -130,6 +130,7 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
     w->wake = loop_async_new(w->loop, worker_wake, w);
     log_batch_init(&w->access, app->log);
     w->flush = loop_prepare_new(w->loop, worker_flush, w);
+    worker_ext_init(w); /* before any listener can take a request */
     worker_limits(cfg, app->n_workers, &lim);
     for (int i = 0; i < n_fds; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
@@ -162,7 +163,6 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
         }
         w->n_listeners++;
     }
-    worker_ext_init(w);
     return w;
 }
 
