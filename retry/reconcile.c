@@ -289,15 +289,22 @@ char *reconcile_state_path(const char *target)
                                 strlen("/current-identity/mfa"));
 }
 
+/* An attempt that used up the deadline may still have committed: its
+ * state is read even then, for at most this long past the deadline, so
+ * that a committed call is not reported as failed. */
+#define RECONCILE_GRACE_MS 2000
+
 void reconcile_start(struct request *rq)
 {
     struct app *a = rq->w->app;
     struct worker *w = rq->w;
     uint64_t now = loop_now_ms(w->loop);
-    int leader = cluster_leader(a->cluster);
+    uint64_t hard = rq->deadline_ms + RECONCILE_GRACE_MS;
+    /* a legacy session can only be read where it lives */
+    int leader = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
     rq->stage = STAGE_RECONCILE;
     if (leader < 0 || !cluster_up(a->cluster, leader)) {
-        if (now >= rq->deadline_ms) {
+        if (now >= hard) {
             reconcile_count(rq, M_RECONCILE_FAILED);
             request_give_up_original(rq);
             return;
@@ -310,7 +317,7 @@ void reconcile_start(struct request *rq)
     free(path);
     rq->aux_node = leader; /* rq->node stays the one that had the call */
     rq->n_reads++;
-    uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
+    uint64_t left = hard > now ? hard - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
     rq->aux.method = HTTP_GET;
     rq->aux.url = rq->aux_url;
