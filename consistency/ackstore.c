@@ -201,15 +201,17 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
 
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
                              const char *cid, const char *status,
-                             const char *replication)
+                             const char *replication, redis_cb cb,
+                             void *arg)
 {
-    redis_command(r, NULL, NULL, "HSET %sgate:%s status %s replication %s",
+    redis_command(r, cb, arg, "HSET %sgate:%s status %s replication %s",
                   cfg->redis.key_prefix, cid, status, replication);
 }
 
 static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
                                const char *idhex, const struct cluster *c,
-                               uint64_t mask, bool add)
+                               uint64_t mask, bool add, redis_cb cb,
+                               void *arg)
 {
     char key[160], chan[96], ttl[24], exp[24];
     const char *argv[6 + 2 * CONFIG_MAX_CONTROLLERS];
@@ -233,21 +235,21 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
             argv[n++] = c->nodes[i].id;
             argv[n++] = add ? exp : "-";
         }
-    redis_command_argv(r, NULL, NULL, n, argv, NULL);
+    redis_command_argv(r, cb, arg, n, argv, NULL);
 }
 
 void ackstore_fence_add(struct redis *r, const struct config *cfg,
                         const char *idhex, const struct cluster *c,
-                        uint64_t mask)
+                        uint64_t mask, redis_cb cb, void *arg)
 {
-    ackstore_fence_cmd(r, cfg, idhex, c, mask, true);
+    ackstore_fence_cmd(r, cfg, idhex, c, mask, true, cb, arg);
 }
 
 void ackstore_fence_clear(struct redis *r, const struct config *cfg,
                           const char *idhex, const struct cluster *c,
-                          uint64_t mask)
+                          uint64_t mask, redis_cb cb, void *arg)
 {
-    ackstore_fence_cmd(r, cfg, idhex, c, mask, false);
+    ackstore_fence_cmd(r, cfg, idhex, c, mask, false, cb, arg);
 }
 
 /* KEYS: fence.  ARGV: idhex. */

@@ -73,15 +73,17 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
                                        const struct config *cfg,
                                        const char *cid,
                                        struct ackstore_ctx *ctx);
+/* The next three take an optional redis_command callback (may be NULL). */
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
                              const char *cid, const char *status,
-                             const char *replication);
+                             const char *replication, redis_cb cb,
+                             void *arg);
 void ackstore_fence_add(struct redis *r, const struct config *cfg,
                         const char *idhex, const struct cluster *c,
-                        uint64_t mask);
+                        uint64_t mask, redis_cb cb, void *arg);
 void ackstore_fence_clear(struct redis *r, const struct config *cfg,
                           const char *idhex, const struct cluster *c,
-                          uint64_t mask);
+                          uint64_t mask, redis_cb cb, void *arg);
 /* Read a fence hash: mask of controllers still fenced and the latest
  * expiry (unix ms). */
 struct redis_cmd *ackstore_fence_read(struct redis *r,

@@ -211,6 +211,20 @@ static bool gate_unref(struct gate_wait *gw)
     return true;
 }
 
+/* redis_operations_total{op}: a callback for commands whose only
+ * follow-up is the count, and the count for those that have one. */
+static void *gate_count(struct gate *g, enum metrics_redis_op op)
+{
+    return app_ext_count_ctx(gate_app(g), op);
+}
+
+static void gate_count_result(struct gate *g, enum metrics_redis_op op,
+                              bool ok)
+{
+    metrics_inc(gate_app(g)->metrics, M_REDIS_OPERATIONS_TOTAL, op,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+}
+
 static void gate_read(struct gate_wait *gw)
 {
     gw->refs++;
@@ -249,7 +263,8 @@ static void gate_fence(struct gate_wait *gw, uint64_t mask)
     uint64_t ttl_s = (cfg->gate.fence_ttl_ms + 999) / 1000;
     fence_add(app_ext_fence(a), &gw->fk, mask, now_s + ttl_s);
     ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, a->cluster,
-                       mask);
+                       mask, app_ext_count_cb,
+                       gate_count(g, M_REDIS_FENCE_WRITE));
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&app_ext_fence(a)->identities));
 }
@@ -263,7 +278,8 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
         return;
     fence_clear(app_ext_fence(a), &gw->fk, mask);
     ackstore_fence_clear(worker_ext_redis(g->w), g->w->cfg, gw->idhex,
-                         a->cluster, mask);
+                         a->cluster, mask, app_ext_count_cb,
+                         gate_count(g, M_REDIS_FENCE_WRITE));
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&app_ext_fence(a)->identities));
 }
@@ -297,7 +313,9 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
                        util_mono_ns() - gw->start_ns);
     gate_fence(gw, pending);
     ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,
-                            timed_out ? "timeout" : "released", h.data);
+                            timed_out ? "timeout" : "released", h.data,
+                            app_ext_count_cb,
+                            gate_count(g, M_REDIS_GATE_WRITE));
     struct request *rq = gw->rq;
     gw->rq = NULL;
     g->waiting--;
@@ -361,6 +379,7 @@ static void gate_start_probes(struct gate_wait *gw);
 static void gate_on_members(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
+    gate_count_result(gw->g, M_REDIS_ACK_READ, ok);
     if (gate_unref(gw))
         return;
     if (!ok) {
@@ -397,6 +416,7 @@ static void gate_redis_lost(struct gate_wait *gw, const char *what)
 static void gate_on_held(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
+    gate_count_result(gw->g, M_REDIS_GATE_WRITE, ok);
     if (gate_unref(gw))
         return;
     if (!ok) {
@@ -422,8 +442,10 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
                                  r->resp_body.data, r->resp_body.len);
     if (ack) {
         if (!gw->redis_lost)
-            ackstore_ack(worker_ext_redis(gw->g->w), cfg, gw->cid,
-                         gate_app(gw->g)->cluster->nodes[p->node].id);
+            ackstore_ack_cb(worker_ext_redis(gw->g->w), cfg, gw->cid,
+                            gate_app(gw->g)->cluster->nodes[p->node].id,
+                            app_ext_count_cb,
+                            gate_count(gw->g, M_REDIS_ACK_WRITE));
         gate_add_acks(gw, 1ull << p->node);
         gate_check(gw); /* may free gw */
         return;
