@@ -38,13 +38,18 @@ static const char ackstore_ack_lua[] =
 static const char ackstore_read_lua[] =
     "return {redis.call('HGETALL',KEYS[1]),redis.call('SMEMBERS',KEYS[2])}";
 
-/* KEYS: fence.  ARGV: ttl_ms, channel, idhex, then controller/expiry pairs
- * (add) or controllers (clear, expiry "-"). */
+/* KEYS: fence.  ARGV: ttl_ms, channel, idhex, then pairs: controller and
+ * "<expiry>:<cid>" (add) or "-<cid>" (clear: only if cid set that fence). */
 static const char ackstore_fence_lua[] =
     "local i = 4 "
     "while i <= #ARGV do "
-    "if ARGV[i+1] == '-' then redis.call('HDEL',KEYS[1],ARGV[i]) "
-    "else redis.call('HSET',KEYS[1],ARGV[i],ARGV[i+1]) end "
+    "local v = ARGV[i+1] "
+    "if string.sub(v,1,1) == '-' then "
+    "local cur = redis.call('HGET',KEYS[1],ARGV[i]) "
+    "local want = ':' .. string.sub(v,2) "
+    "if cur and string.sub(cur,-#want) == want then "
+    "redis.call('HDEL',KEYS[1],ARGV[i]) end "
+    "else redis.call('HSET',KEYS[1],ARGV[i],v) end "
     "i = i + 2 end "
     "if redis.call('EXISTS',KEYS[1]) == 1 then "
     "redis.call('PEXPIRE',KEYS[1],ARGV[1]) end "
@@ -209,11 +214,11 @@ void ackstore_record_outcome(struct redis *r, const struct config *cfg,
 }
 
 static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
-                               const char *idhex, const struct cluster *c,
-                               uint64_t mask, bool add, redis_cb cb,
-                               void *arg)
+                               const char *idhex, const char *cid,
+                               const struct cluster *c, uint64_t mask,
+                               bool add, redis_cb cb, void *arg)
 {
-    char key[160], chan[96], ttl[24], exp[24];
+    char key[160], chan[96], ttl[24], val[112];
     const char *argv[6 + 2 * CONFIG_MAX_CONTROLLERS];
     int n = 0;
     const char *p = cfg->redis.key_prefix;
@@ -221,8 +226,13 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
     snprintf(chan, sizeof(chan), "%sfences", p);
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)cfg->gate.fence_ttl_ms);
-    snprintf(exp, sizeof(exp), "%llu",
-             (unsigned long long)(util_wall_ms() + cfg->gate.fence_ttl_ms));
+    if (add)
+        snprintf(val, sizeof(val), "%llu:%s",
+                 (unsigned long long)(util_wall_ms() +
+                                      cfg->gate.fence_ttl_ms),
+                 cid);
+    else
+        snprintf(val, sizeof(val), "-%s", cid);
     argv[n++] = "EVAL";
     argv[n++] = ackstore_fence_lua;
     argv[n++] = "1";
@@ -233,23 +243,25 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
     for (int i = 0; i < c->n && n + 2 <= (int)ARRAY_LEN(argv); i++)
         if (mask & (1ull << i)) {
             argv[n++] = c->nodes[i].id;
-            argv[n++] = add ? exp : "-";
+            argv[n++] = val;
         }
     redis_command_argv(r, cb, arg, n, argv, NULL);
 }
 
 void ackstore_fence_add(struct redis *r, const struct config *cfg,
-                        const char *idhex, const struct cluster *c,
-                        uint64_t mask, redis_cb cb, void *arg)
+                        const char *idhex, const char *cid,
+                        const struct cluster *c, uint64_t mask, redis_cb cb,
+                        void *arg)
 {
-    ackstore_fence_cmd(r, cfg, idhex, c, mask, true, cb, arg);
+    ackstore_fence_cmd(r, cfg, idhex, cid, c, mask, true, cb, arg);
 }
 
 void ackstore_fence_clear(struct redis *r, const struct config *cfg,
-                          const char *idhex, const struct cluster *c,
-                          uint64_t mask, redis_cb cb, void *arg)
+                          const char *idhex, const char *cid,
+                          const struct cluster *c, uint64_t mask,
+                          redis_cb cb, void *arg)
 {
-    ackstore_fence_cmd(r, cfg, idhex, c, mask, false, cb, arg);
+    ackstore_fence_cmd(r, cfg, idhex, cid, c, mask, false, cb, arg);
 }
 
 /* KEYS: fence.  ARGV: idhex. */

@@ -48,6 +48,8 @@ struct gate_wait {
     char *auth;                   /* owned: "Authorization: ..." line */
     char *state_path;             /* owned: .../current-identity/mfa */
     uint64_t all, required, acked, counted;
+    uint64_t fenced;              /* fences this change set, not lifted */
+    uint64_t unfenced;            /* fences lifted through Redis */
     int need;
     bool match_all;               /* healthy/all: every required one */
     uint64_t start_ms, deadline_ms;
@@ -262,26 +264,58 @@ static void gate_fence(struct gate_wait *gw, uint64_t mask)
     uint64_t now_s = fence_now(app_ext_fence(a));
     uint64_t ttl_s = (cfg->gate.fence_ttl_ms + 999) / 1000;
     fence_add(app_ext_fence(a), &gw->fk, mask, now_s + ttl_s);
-    ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, a->cluster,
-                       mask, app_ext_count_cb,
+    gw->fenced |= mask;
+    ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, gw->cid,
+                       a->cluster, mask, app_ext_count_cb,
                        gate_count(g, M_REDIS_FENCE_WRITE));
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&app_ext_fence(a)->identities));
 }
 
+static void gate_unfence_local(struct gate *g, const struct fence_key *fk,
+                               uint64_t mask)
+{
+    struct app *a = gate_app(g);
+    fence_clear(app_ext_fence(a), fk, mask);
+    metrics_set(a->metrics, M_FENCED_IDENTITIES,
+                atomic_load(&app_ext_fence(a)->identities));
+}
+
+static void gate_on_unfenced(void *arg, enum redis_status st,
+                             const struct redis_reply *rep)
+{
+    struct gate_wait *gw = arg; /* memory kept while refs > 0 */
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    gate_count_result(gw->g, M_REDIS_FENCE_WRITE, ok);
+    if (!ok) /* Redis is gone: lift them here at least */
+        gate_unfence_local(gw->g, &gw->fk, gw->unfenced);
+    gate_unref(gw);
+}
+
+/* Controllers in mask acknowledged this change: lift the fences it set.
+ * Several changes of one identity may fence the same controller, and an
+ * acknowledgement of an older one (the create) says nothing about a newer
+ * one (the verify).  Redis knows which change fenced each controller last
+ * and lifts the fence only for that one; every quorumgate (this one too)
+ * then re-reads the fence from the publish that follows.  Without Redis,
+ * the fence is lifted here directly. */
 static void gate_unfence(struct gate_wait *gw, uint64_t mask)
 {
     struct gate *g = gw->g;
     struct app *a = gate_app(g);
-    if (!(fence_mask(app_ext_fence(a), &gw->fk,
-                     fence_now(app_ext_fence(a))) & mask))
+    struct redis *r = worker_ext_redis(g->w);
+    mask &= gw->fenced;
+    if (!mask)
         return;
-    fence_clear(app_ext_fence(a), &gw->fk, mask);
-    ackstore_fence_clear(worker_ext_redis(g->w), g->w->cfg, gw->idhex,
-                         a->cluster, mask, app_ext_count_cb,
-                         gate_count(g, M_REDIS_FENCE_WRITE));
-    metrics_set(a->metrics, M_FENCED_IDENTITIES,
-                atomic_load(&app_ext_fence(a)->identities));
+    gw->fenced &= ~mask;
+    if (gw->redis_lost || !redis_up(r)) {
+        gate_unfence_local(g, &gw->fk, mask);
+        return;
+    }
+    gw->unfenced |= mask;
+    gw->refs++;
+    ackstore_fence_clear(r, g->w->cfg, gw->idhex, gw->cid, a->cluster, mask,
+                         gate_on_unfenced, gw);
 }
 
 /* ---- release ----------------------------------------------------------- */

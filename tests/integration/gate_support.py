@@ -327,13 +327,14 @@ def change_id(qg, identity_id, mfa_id, call):
 
 
 def fence_of(qg, identity_id, prefix="qg:"):
-    """{controller: expiry ms} of the identity's fence in Redis."""
+    """{controller: expiry ms} of the identity's fence in Redis (the value
+    is "<expiry>:<change id>")."""
     r = redis_client(qg.redis)
     try:
         v = r("HGETALL", "%sfence:%s" % (prefix, identity_hex(qg, identity_id)))
     finally:
         r.close()
-    return {v[i].decode(): int(v[i + 1]) for i in range(0, len(v), 2)}
+    return {v[i].decode(): int(v[i + 1].split(b":")[0]) for i in range(0, len(v), 2)}
 
 
 def wait_controller_up(qg, node, up, timeout=10.0):

@@ -1,0 +1,96 @@
+"""Replication gate (issue 7): an identity fenced away from a controller that
+has not acknowledged its change.
+
+While the fence lasts, its new logins never start on that controller (an
+OIDC login's auth request is created elsewhere) and its bearer-token
+requests are not routed there -- the simulator's request log is the
+witness.  The fence clears once that controller acknowledges, also when that
+happens long after the gate's own timeout."""
+import time
+
+from tests.integration.gate_support import (client, fence_of, last_seq, replication, requests_on,
+                                            start_enrollment, timed, totp_now, wait_all_have,
+                                            wait_controller_up, wait_until)
+
+READS = 24
+GATE_TIMEOUT_S = 1.0
+
+
+def let_the_gate_time_out(answered_at, timeout_s):
+    """Nothing to wait for but time: the fence must outlive the gate's own
+    timeout, so let that pass (plus a margin) before the controller catches up."""
+    left = answered_at + timeout_s + 0.5 - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+
+
+def roles(sim):
+    leader = sim.control.leader()
+    return leader, [n for n in sim.node_ids if n != leader]
+
+
+def fenced_verify(qg, lagging, lag_ms=60000):
+    """alice verifies while `lagging` cannot apply: the gate (majority)
+    answers and fences her away from it."""
+    sim = qg.sim
+    c = client(qg)
+    mfa_id, secret = start_enrollment(c)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=False)
+    sim.control.set_lag(lagging, lag_ms)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    answered_at = time.monotonic()
+    assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
+    assert list(fence_of(qg, c.identity_id)) == [lagging]
+    return c, mfa_id, secret, answered_at
+
+
+def reads_landing_on(qg, c, node, n=READS):
+    """n balanced reads with c's bearer token; how many reached node."""
+    seq = last_seq(qg.sim, node)
+    for _ in range(n):
+        c.current_identity().expect(200)
+    return len(requests_on(qg.sim, node, "GET", "/edge/client/v1/current-identity", since_seq=seq))
+
+
+def test_an_older_change_acknowledged_does_not_lift_the_fence_of_a_newer_one(quorumgate):
+    """A lagging controller applies the create before the verify.  Its
+    acknowledgement of the create must not lift the fence the verify set:
+    until it has the verify, alice stays away from it."""
+    qg = quorumgate({"gate": {"mode": "majority", "timeout": "6s",
+                              "probe": {"initial": "20ms", "max": "100ms"}}})
+    sim = qg.sim
+    leader, (lagging, other) = roles(sim)
+    alice = client(qg)
+    sim.control.set_lag(lagging, 3000)
+    r = alice.mfa_create().expect(201)                 # majority: not waiting for it
+    mfa_id = r.json()["data"]["id"]
+    assert replication(r)["pending"] == [lagging]
+    secret = alice.mfa_secret()
+    # the user takes a moment to type the code: the create reaches the
+    # lagging controller while the verify has not yet
+    time.sleep(1.5)
+    r = alice.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [lagging]
+
+    wait_until(lambda: sim.control.mfa_on(lagging, alice.identity_id), timeout=5,
+               what="the create on %s" % lagging)
+    # its create acknowledgement is in ...
+    wait_until(lambda: any(lagging in x for x in _acks_of(qg, alice.identity_id, mfa_id, "create")), timeout=3,
+               what="%s's acknowledgement of the create" % lagging)
+    assert sim.control.mfa_on(lagging, alice.identity_id)["isVerified"] is False
+    # ... but the verify is not: still fenced, still avoided
+    assert list(fence_of(qg, alice.identity_id)) == [lagging]
+    assert reads_landing_on(qg, alice, lagging) == 0
+    assert sim.control.mfa_on(lagging, alice.identity_id)["isVerified"] is False, "test too slow"
+
+    wait_all_have(sim, alice.identity_id, mfa_id, verified=True)
+    wait_until(lambda: fence_of(qg, alice.identity_id) == {}, timeout=5, what="the fence to clear")
+
+
+def _acks_of(qg, identity_id, mfa_id, call):
+    from tests.integration.gate_support import change_id, redis_client
+    rc = redis_client(qg.redis)
+    try:
+        return [x.decode() for x in rc("SMEMBERS", "qg:gate:%s:acks" % change_id(qg, identity_id, mfa_id, call))]
+    finally:
+        rc.close()
