@@ -53,6 +53,8 @@ struct gate_wait {
     int need;
     bool match_all;               /* healthy/all: every required one */
     uint64_t start_ms, deadline_ms;
+    uint64_t end_ms;              /* watch for acks until (>= deadline_ms;
+                                   * a fence extends it to its expiry) */
     uint64_t start_ns;
     bool released;
     bool redis_lost;
@@ -263,8 +265,12 @@ static void gate_fence(struct gate_wait *gw, uint64_t mask)
         return;
     uint64_t now_s = fence_now(app_ext_fence(a));
     uint64_t ttl_s = (cfg->gate.fence_ttl_ms + 999) / 1000;
+    uint64_t until = loop_now_ms(g->w->loop) + cfg->gate.fence_ttl_ms;
     fence_add(app_ext_fence(a), &gw->fk, mask, now_s + ttl_s);
     gw->fenced |= mask;
+    /* the fence lasts until they acknowledge: keep asking them as long */
+    if (until > gw->end_ms)
+        gw->end_ms = until;
     ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, gw->cid,
                        a->cluster, mask, app_ext_count_cb,
                        gate_count(g, M_REDIS_FENCE_WRITE));
@@ -321,6 +327,7 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
 /* ---- release ----------------------------------------------------------- */
 
 static void gate_maybe_finish(struct gate_wait *gw);
+static void gate_start_probes(struct gate_wait *gw);
 
 static void gate_release(struct gate_wait *gw, bool timed_out)
 {
@@ -346,6 +353,8 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
                        (enum metrics_mfa_call)gw->call,
                        util_mono_ns() - gw->start_ns);
     gate_fence(gw, pending);
+    if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
+        gate_start_probes(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,
                             timed_out ? "timeout" : "released", h.data,
                             app_ext_count_cb,
@@ -372,15 +381,20 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     gate_maybe_finish(gw);
 }
 
-/* Free the wait once it is released and nothing is left to learn. */
+/* Free the wait once it is released and nothing is left to learn: every
+ * controller acknowledged, or the last fence it set expired.  Until then
+ * it keeps asking the controllers it fenced, so their fences clear as soon
+ * as they have the change, also long after the answer went out. */
 static void gate_maybe_finish(struct gate_wait *gw)
 {
     if (!gw->released)
         return;
     uint64_t now = loop_now_ms(gw->g->w->loop);
     bool all_acked = (gw->acked & gw->all) == gw->all;
-    if (all_acked || now >= gw->deadline_ms)
+    if (all_acked || now >= gw->end_ms)
         gate_wait_free(gw);
+    else if (now >= gw->deadline_ms)
+        loop_timer_start(gw->deadline, gw->end_ms - now, 0);
 }
 
 static void gate_check(struct gate_wait *gw)
@@ -408,7 +422,6 @@ static void gate_add_acks(struct gate_wait *gw, uint64_t mask)
 /* ---- Redis ------------------------------------------------------------- */
 
 static void gate_redis_lost(struct gate_wait *gw, const char *what);
-static void gate_start_probes(struct gate_wait *gw);
 
 static void gate_on_members(void *arg, bool ok, uint64_t mask)
 {
@@ -485,7 +498,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         return;
     }
     uint64_t now = loop_now_ms(gw->g->w->loop);
-    if (now + p->delay_ms >= gw->deadline_ms)
+    if (now + p->delay_ms >= gw->end_ms)
         return; /* the deadline timer takes it from here */
     loop_timer_start(p->timer, p->delay_ms, 0);
     p->delay_ms *= 2;
@@ -501,7 +514,7 @@ static void gate_probe_send(void *arg)
     struct cluster *c = gate_app(gw->g)->cluster;
     uint64_t now = loop_now_ms(w->loop);
     if (p->in_flight || (gw->acked & (1ull << p->node)) || !gw->auth ||
-        now >= gw->deadline_ms)
+        now >= gw->end_ms)
         return;
     if (!p->url)
         p->url = xasprintf("%s%s", c->nodes[p->node].base_url,
@@ -513,7 +526,9 @@ static void gate_probe_send(void *arg)
     p->req.connect_to = c->nodes[p->node].connect_to;
     p->req.headers = p->hdr_lines;
     p->req.n_headers = 2;
-    p->req.timeout_ms = gw->deadline_ms - now;
+    p->req.timeout_ms = gw->end_ms - now;
+    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
+        p->req.timeout_ms = w->cfg->gate.timeout_ms;
     p->req.max_response = 256 * 1024;
     p->req.done = gate_probe_done;
     p->req.arg = p;
@@ -521,23 +536,28 @@ static void gate_probe_send(void *arg)
     upstream_start(w->up, &p->req);
 }
 
+/* Every controller that has not acknowledged: the required ones, and the
+ * fenced ones, whose fences clear when they do.  A probe in flight or
+ * waiting on its backoff goes on as it is. */
 static void gate_start_probes(struct gate_wait *gw)
 {
-    uint64_t targets = (gw->match_all ? gw->required : gw->all) & ~gw->acked;
+    uint64_t targets = gw->all & ~gw->acked;
     for (int i = 0; i < gw->n; i++)
-        if (targets & (1ull << i))
+        if ((targets & (1ull << i)) &&
+            !loop_timer_active(gw->probes[i].timer))
             gate_probe_send(&gw->probes[i]);
 }
 
 /* ---- deadline ---------------------------------------------------------- */
 
+/* The deadline, and later the end of the watch over fenced controllers. */
 static void gate_deadline(void *arg)
 {
     struct gate_wait *gw = arg;
     if (!gw->released)
         gate_release(gw, !gate_satisfied(gw));
     else
-        gate_wait_free(gw);
+        gate_maybe_finish(gw);
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -565,6 +585,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     gw->start_ms = now;
     gw->start_ns = util_mono_ns();
     gw->deadline_ms = deadline_ms ? deadline_ms : now + cfg->gate.timeout_ms;
+    gw->end_ms = gw->deadline_ms;
     gw->all = (c->n >= 64) ? ~0ull : (1ull << c->n) - 1;
     uint64_t up = 0;
     for (int i = 0; i < c->n; i++)

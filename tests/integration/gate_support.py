@@ -357,3 +357,22 @@ def restart_redis_same_port(redis):
 def wait_log(proc, pred, timeout=10.0, what="a log line"):
     """Wait for an error-log (stderr JSON) line that pred accepts."""
     return wait_until(lambda: next((e for e in proc.error_log() if pred(e)), None), timeout=timeout, what=what)
+
+
+def wait_fenced(qg, identity_id, nodes, timeout=3.0):
+    """The identity's fence in Redis names exactly `nodes`.  quorumgate fences
+    its own routing before it answers; the shared copy in Redis follows a
+    moment later (its write may leave after the answer)."""
+    want = sorted(nodes)
+    return wait_until(lambda: sorted(fence_of(qg, identity_id)) == want, timeout=timeout,
+                      what="fence of %s in Redis to be %s (last: %s)" % (
+                          identity_id, want, sorted(fence_of(qg, identity_id))))
+
+
+def settled(qg, sim, identity_id, mfa_id, verified=None):
+    """Every node holds the enrollment and quorumgate heard every
+    acknowledgement of it: no fence left from the change (in modes that do
+    not wait for every controller, the last ones acknowledge after the
+    answer)."""
+    wait_all_have(sim, identity_id, mfa_id, verified=verified)
+    wait_fenced(qg, identity_id, [])

@@ -8,9 +8,9 @@ witness.  The fence clears once that controller acknowledges, also when that
 happens long after the gate's own timeout."""
 import time
 
-from tests.integration.gate_support import (client, fence_of, last_seq, replication, requests_on,
+from tests.integration.gate_support import (client, fence_of, last_seq, replication, requests_on, settled,
                                             start_enrollment, timed, totp_now, wait_all_have,
-                                            wait_controller_up, wait_until)
+                                            wait_controller_up, wait_fenced, wait_until)
 
 READS = 24
 GATE_TIMEOUT_S = 1.0
@@ -35,12 +35,12 @@ def fenced_verify(qg, lagging, lag_ms=60000):
     sim = qg.sim
     c = client(qg)
     mfa_id, secret = start_enrollment(c)
-    wait_all_have(sim, c.identity_id, mfa_id, verified=False)
+    settled(qg, sim, c.identity_id, mfa_id, verified=False)
     sim.control.set_lag(lagging, lag_ms)
     r = c.mfa_verify(totp_now(secret)).expect(200)
     answered_at = time.monotonic()
     assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
-    assert list(fence_of(qg, c.identity_id)) == [lagging]
+    wait_fenced(qg, c.identity_id, [lagging])
     return c, mfa_id, secret, answered_at
 
 
@@ -50,6 +50,70 @@ def reads_landing_on(qg, c, node, n=READS):
     for _ in range(n):
         c.current_identity().expect(200)
     return len(requests_on(qg.sim, node, "GET", "/edge/client/v1/current-identity", since_seq=seq))
+
+
+def test_fenced_identity_is_kept_away_from_the_controller_until_it_acknowledges(quorumgate):
+    qg = quorumgate({"gate": {"mode": "majority", "timeout": "%dms" % (GATE_TIMEOUT_S * 1000),
+                              "probe": {"initial": "20ms", "max": "100ms"}}})
+    sim = qg.sim
+    leader, (lagging, other) = roles(sim)
+    alice, mfa_id, secret, answered_at = fenced_verify(qg, lagging)
+    bob = client(qg, "bob")
+
+    # bearer-token requests: alice never on the fenced controller, bob (not
+    # fenced, the control) is balanced over all three
+    assert reads_landing_on(qg, alice, lagging) == 0
+    assert reads_landing_on(qg, bob, lagging) > 0
+
+    # new logins: the auth request starts elsewhere, every time
+    seq = last_seq(sim, lagging)
+    for _ in range(6):
+        again = client(qg, "alice", totp_secret=secret)
+        assert again.access_token
+    assert requests_on(sim, lagging, path="/oidc/*", since_seq=seq) == []
+
+    # the gate's own timeout passes; the controller then catches up: the
+    # fence goes (here and in Redis) and alice may use it again
+    let_the_gate_time_out(answered_at, GATE_TIMEOUT_S)
+    sim.control.set_lag(lagging, 0)
+    wait_all_have(sim, alice.identity_id, mfa_id, verified=True)
+    wait_until(lambda: fence_of(qg, alice.identity_id) == {}, timeout=5,
+               what="the fence on %s to clear in Redis after it acknowledged" % lagging)
+    wait_until(lambda: qg.metrics().value("quorumgate_fenced_identities") == 0, timeout=5,
+               what="fenced_identities to drop to 0")
+    assert reads_landing_on(qg, alice, lagging) > 0
+
+
+def test_dead_controller_fenced_at_once_then_cleared_when_it_comes_back(quorumgate):
+    qg = quorumgate({"gate": {"mode": "healthy", "timeout": "%dms" % (GATE_TIMEOUT_S * 1000),
+                              "probe": {"initial": "20ms", "max": "100ms"}}})
+    sim = qg.sim
+    leader, (dead, other) = roles(sim)
+    alice = client(qg)
+    mfa_id, secret = start_enrollment(alice)
+    settled(qg, sim, alice.identity_id, mfa_id, verified=False)
+    sim.control.kill(dead)
+    wait_controller_up(qg, dead, False)
+
+    r, took = timed(alice.mfa_verify, totp_now(secret))
+    answered_at = time.monotonic()
+    r.expect(200)
+    assert took < 1.0 and replication(r)["pending"] == [dead]
+    wait_fenced(qg, alice.identity_id, [dead])
+
+    # back, well after the gate's timeout: it catches up and acknowledges
+    let_the_gate_time_out(answered_at, GATE_TIMEOUT_S)
+    seq = last_seq(sim, dead)
+    sim.control.restart(dead)
+    wait_controller_up(qg, dead, True)
+    wait_all_have(sim, alice.identity_id, mfa_id, verified=True)
+    wait_until(lambda: fence_of(qg, alice.identity_id) == {}, timeout=5,
+               what="the fence on %s to clear after it came back" % dead)
+    wait_until(lambda: qg.metrics().value("quorumgate_fenced_identities") == 0, timeout=5,
+               what="fenced_identities to drop to 0")
+    assert reads_landing_on(qg, alice, dead) > 0
+    assert requests_on(sim, dead, "GET", "/edge/client/v1/current-identity/mfa", since_seq=seq), \
+        "nobody asked the returning controller whether it has the change"
 
 
 def test_an_older_change_acknowledged_does_not_lift_the_fence_of_a_newer_one(quorumgate):
@@ -79,7 +143,7 @@ def test_an_older_change_acknowledged_does_not_lift_the_fence_of_a_newer_one(quo
                what="%s's acknowledgement of the create" % lagging)
     assert sim.control.mfa_on(lagging, alice.identity_id)["isVerified"] is False
     # ... but the verify is not: still fenced, still avoided
-    assert list(fence_of(qg, alice.identity_id)) == [lagging]
+    wait_fenced(qg, alice.identity_id, [lagging])
     assert reads_landing_on(qg, alice, lagging) == 0
     assert sim.control.mfa_on(lagging, alice.identity_id)["isVerified"] is False, "test too slow"
 
