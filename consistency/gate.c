@@ -57,6 +57,7 @@ struct gate_wait {
                                    * a fence extends it to its expiry) */
     uint64_t start_ns;
     bool released;
+    bool holding;                 /* the hold's Redis reply is awaited */
     bool redis_lost;
     struct loop_timer *deadline;  /* owned */
     struct loop_timer *poll;      /* owned */
@@ -399,10 +400,15 @@ static void gate_maybe_finish(struct gate_wait *gw)
 
 static void gate_check(struct gate_wait *gw)
 {
-    if (!gw->released && gate_satisfied(gw))
-        gate_release(gw, false);
-    else
+    if (gw->released) {
         gate_maybe_finish(gw);
+        return;
+    }
+    if (gate_satisfied(gw))
+        gate_release(gw, false);
+    else if (!gw->holding &&
+             loop_now_ms(gw->g->w->loop) >= gw->deadline_ms)
+        gate_release(gw, true); /* the deadline passed during the hold */
 }
 
 /* New acknowledgements learned (from a probe, Redis or a publish). */
@@ -464,13 +470,13 @@ static void gate_on_held(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
     gate_count_result(gw->g, M_REDIS_GATE_WRITE, ok);
+    gw->holding = false;
     if (gate_unref(gw))
         return;
-    if (!ok) {
+    if (!ok)
         gate_redis_lost(gw, "recording the change");
-        return;
-    }
-    gate_add_acks(gw, mask);
+    else
+        gate_add_acks(gw, mask);
     gate_check(gw);
 }
 
@@ -554,6 +560,8 @@ static void gate_start_probes(struct gate_wait *gw)
 static void gate_deadline(void *arg)
 {
     struct gate_wait *gw = arg;
+    if (!gw->released && gw->holding)
+        return; /* the hold's reply (bounded by the command timeout) */
     if (!gw->released)
         gate_release(gw, !gate_satisfied(gw));
     else
@@ -651,6 +659,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     gw->read_ctx = (struct ackstore_ctx){.c = c, .acks = gate_on_members,
                                          .arg = gw};
     gw->refs++;
+    gw->holding = true;
     ackstore_hold(worker_ext_redis(w), cfg, gw->cid, gw->idhex,
                   gate_call_name(call), c, gw->required, gw->deadline_ms,
                   answered_by >= 0 ? c->nodes[answered_by].id : "",
