@@ -52,6 +52,7 @@ struct gate_wait {
     uint64_t unfenced;            /* fences lifted through Redis */
     int need;
     bool match_all;               /* healthy/all: every required one */
+    bool healthy;                 /* mode healthy: required follows health */
     uint64_t start_ms, deadline_ms;
     uint64_t end_ms;              /* watch for acks until (>= deadline_ms;
                                    * a fence extends it to its expiry) */
@@ -443,13 +444,32 @@ static void gate_on_members(void *arg, bool ok, uint64_t mask)
     gate_check(gw);
 }
 
+/* Mode healthy: a required controller that went down during the wait is
+ * no longer waited for; it is fenced at once, like one down at the start. */
+static void gate_drop_unhealthy(struct gate_wait *gw)
+{
+    struct cluster *c = gate_app(gw->g)->cluster;
+    uint64_t down = 0;
+    for (int i = 0; i < gw->n; i++)
+        if ((gw->required & ~gw->acked & (1ull << i)) && !cluster_up(c, i))
+            down |= 1ull << i;
+    if (!down)
+        return;
+    gw->required &= ~down;
+    gw->need = gate_popcount(gw->required);
+    gate_fence(gw, down);
+    gate_check(gw); /* may free gw */
+}
+
 static void gate_poll(void *arg)
 {
     struct gate_wait *gw = arg;
     struct config *cfg = gw->g->w->cfg;
+    loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
     if (!gw->redis_lost)
         gate_read(gw);
-    loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
+    if (gw->healthy && !gw->released)
+        gate_drop_unhealthy(gw); /* last: may free gw */
 }
 
 static void gate_redis_lost(struct gate_wait *gw, const char *what)
@@ -603,6 +623,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     case GATE_HEALTHY:
         gw->required = up | (answered_by >= 0 ? 1ull << answered_by : 0);
         gw->match_all = true;
+        gw->healthy = true;
         break;
     case GATE_ALL:
         gw->required = gw->all;

@@ -153,3 +153,30 @@ def test_a_number_of_controllers(quorumgate, count, expect_wait):
         assert took < 1.0, took
         assert replication(r)["pending"] == [lagging]
 
+
+def test_healthy_stops_waiting_for_a_follower_that_dies_during_the_wait(quorumgate):
+    """healthy = the controllers the cluster view holds healthy: one that goes
+    down while a verify waits for it is fenced at once instead of holding the
+    answer until the timeout."""
+    qg = quorumgate(gate("healthy", timeout="8s"))
+    sim = qg.sim
+    leader, (lagging, other) = roles(sim)
+    c = client(qg)
+    mfa_id, secret = start_enrollment(c)
+    settled(qg, sim, c.identity_id, mfa_id, verified=False)
+    sim.control.set_lag(lagging, 30000)
+    bg = Background(c.mfa_verify, totp_now(secret))
+    wait_until(lambda: sim.control.mfa_on(other, c.identity_id)["isVerified"], timeout=5,
+               what="the verify on the other follower")
+    sim.control.kill(lagging)
+    wait_controller_up(qg, lagging, False)
+    seen_down = bg.elapsed
+
+    r = bg.result(timeout=10)
+
+    assert r.status == 200
+    assert bg.elapsed - seen_down < 1.5, "answered %.2fs after %s was seen down (timeout 8s)" % (
+        bg.elapsed - seen_down, lagging)
+    assert replication(r)["pending"] == [lagging]
+    wait_fenced(qg, c.identity_id, [lagging])
+    assert metric(qg, "quorumgate_replication_timeouts_total", call="verify") == 0
