@@ -295,8 +295,10 @@ static void relay_poll_source(struct relay *r, int si)
     }
     relay_read(r, si);
     if (stat(s->path, &pst) != 0 || pst.st_ino != s->ino) {
-        /* rotated (or removed): finish the old file, then follow the new */
-        relay_read(r, si);
+        /* rotated (or removed): finish the old file -- all of it, not one
+         * poll's worth: it is closed next -- then follow the new one */
+        while (relay_read(r, si) > 0)
+            ;
         log_printf(r->lg, CONFIG_LOG_INFO,
                    "relay: %s was rotated; following the new file", s->path);
         relay_close(s);
