@@ -376,3 +376,11 @@ def settled(qg, sim, identity_id, mfa_id, verified=None):
     answer)."""
     wait_all_have(sim, identity_id, mfa_id, verified=verified)
     wait_fenced(qg, identity_id, [])
+
+
+def wait_leader_known(qg, timeout=10.0):
+    """quorumgate's cluster view names the simulator's leader."""
+    leader = qg.sim.control.leader()
+    wait_until(lambda: qg.metrics().value("quorumgate_controller_leader", controller=leader) == 1,
+               timeout=timeout, what="quorumgate to know the leader %s" % leader)
+    return leader

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from tests.integration.gate_support import (MFA_PATH, Background, change_id, client, metric, mfa_states,
-                                            redis_client, replication, requests_on, restart_redis_same_port,
-                                            start_enrollment, timed, totp_now, wait_all_have, wait_log,
-                                            wait_until)
+from tests.integration.gate_support import (MFA_PATH, Background, change_id, client, last_seq, metric,
+                                            mfa_states, redis_client, replication, requests_on,
+                                            restart_redis_same_port, settled, start_enrollment, timed, totp_now,
+                                            wait_all_have, wait_fenced, wait_log, wait_until)
 
 FAST = {"initial": "20ms", "max": "100ms"}
 
@@ -250,3 +250,34 @@ def test_a_missed_publish_is_covered_by_the_fallback_poll(quorumgate):
 
     assert r.status == 200 and replication(r)["pending"] == []
     assert bg.elapsed - t_ack < 1.0
+
+
+def test_a_fence_set_by_one_quorumgate_routes_the_other_too(quorumgate):
+    g = {"gate": {"mode": "majority", "timeout": "1s", "probe": FAST}}
+    qg1 = quorumgate(g)
+    qg2 = quorumgate(g, sim=qg1.sim)
+    sim = qg1.sim
+    leader, (lagging, other) = roles(sim)
+    c = client(qg1)
+    mfa_id, secret = start_enrollment(c)
+    settled(qg1, sim, c.identity_id, mfa_id, verified=False)
+    sim.control.set_lag(lagging, 60000)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [lagging]
+    wait_fenced(qg1, c.identity_id, [lagging])
+    wait_until(lambda: qg2.metrics().value("quorumgate_fenced_identities") == 1, timeout=3,
+               what="qg2 to apply qg1's fence")
+
+    via2 = client(qg2, login=False)
+    via2.access_token = c.access_token
+    seq = last_seq(sim, lagging)
+    for _ in range(20):
+        via2.current_identity().expect(200)
+    assert requests_on(sim, lagging, "GET", "/edge/client/v1/current-identity", since_seq=seq) == []
+
+    sim.control.set_lag(lagging, 0)                      # it catches up; qg1's probe sees it
+    wait_until(lambda: qg2.metrics().value("quorumgate_fenced_identities") == 0, timeout=5,
+               what="qg2 to lift the fence qg1 lifted")
+    for _ in range(20):
+        via2.current_identity().expect(200)
+    assert requests_on(sim, lagging, "GET", "/edge/client/v1/current-identity", since_seq=seq)
