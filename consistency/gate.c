@@ -49,11 +49,14 @@ struct gate_wait {
     char *state_path;             /* owned: .../current-identity/mfa */
     uint64_t all, required, acked, counted;
     uint64_t fenced;              /* fences this change set, not lifted */
-    uint64_t unfenced;            /* fences lifted through Redis */
+    uint64_t unfenced;            /* own fences lifted through Redis */
+    uint64_t lifted_once;         /* fenced, but no longer in the table at
+                                   * the last poll */
     int need;
     bool match_all;               /* healthy/all: every required one */
     bool healthy;                 /* mode healthy: required follows health */
     uint64_t start_ms, deadline_ms;
+    uint64_t held_wall_ms;        /* orders one identity's changes */
     uint64_t end_ms;              /* watch for acks until (>= deadline_ms;
                                    * a fence extends it to its expiry) */
     uint64_t start_ns;
@@ -274,7 +277,7 @@ static void gate_fence(struct gate_wait *gw, uint64_t mask)
     if (until > gw->end_ms)
         gw->end_ms = until;
     ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, gw->cid,
-                       a->cluster, mask, app_ext_count_cb,
+                       gw->held_wall_ms, a->cluster, mask, app_ext_count_cb,
                        gate_count(g, M_REDIS_FENCE_WRITE));
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&app_ext_fence(a)->identities));
@@ -300,30 +303,34 @@ static void gate_on_unfenced(void *arg, enum redis_status st,
     gate_unref(gw);
 }
 
-/* Controllers in mask acknowledged this change: lift the fences it set.
- * Several changes of one identity may fence the same controller, and an
- * acknowledgement of an older one (the create) says nothing about a newer
- * one (the verify).  Redis knows which change fenced each controller last
- * and lifts the fence only for that one; every quorumgate (this one too)
- * then re-reads the fence from the publish that follows.  Without Redis,
- * the fence is lifted here directly. */
+/* Controllers in mask acknowledged this change: lift the fences it set,
+ * and those an older change of the identity set there (a controller that
+ * has a change has every earlier one).  An acknowledgement of an older
+ * change (the create) says nothing about a newer one (the verify): Redis
+ * knows which change fenced each controller last and when it was held, and
+ * lifts accordingly; every quorumgate (this one too) then re-reads the
+ * fence from the publish that follows.  Without Redis, this change's own
+ * fences are lifted here directly. */
 static void gate_unfence(struct gate_wait *gw, uint64_t mask)
 {
     struct gate *g = gw->g;
     struct app *a = gate_app(g);
+    struct fence *f = app_ext_fence(a);
     struct redis *r = worker_ext_redis(g->w);
-    mask &= gw->fenced;
+    uint64_t own = mask & gw->fenced;
+    mask &= gw->fenced | fence_mask(f, &gw->fk, fence_now(f));
     if (!mask)
         return;
     gw->fenced &= ~mask;
     if (gw->redis_lost || !redis_up(r)) {
-        gate_unfence_local(g, &gw->fk, mask);
+        if (own)
+            gate_unfence_local(g, &gw->fk, own);
         return;
     }
-    gw->unfenced |= mask;
+    gw->unfenced |= own;
     gw->refs++;
-    ackstore_fence_clear(r, g->w->cfg, gw->idhex, gw->cid, a->cluster, mask,
-                         gate_on_unfenced, gw);
+    ackstore_fence_clear(r, g->w->cfg, gw->idhex, gw->cid, gw->held_wall_ms,
+                         a->cluster, mask, gate_on_unfenced, gw);
 }
 
 /* ---- release ----------------------------------------------------------- */
@@ -384,16 +391,18 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
 }
 
 /* Free the wait once it is released and nothing is left to learn: every
- * controller acknowledged, or the last fence it set expired.  Until then
- * it keeps asking the controllers it fenced, so their fences clear as soon
- * as they have the change, also long after the answer went out. */
+ * controller it fenced acknowledged, or its fence there went otherwise
+ * (expired; lifted by a newer change's acknowledgement), or the last fence
+ * it set expired.  Until then it keeps asking the controllers it fenced, so
+ * their fences clear as soon as they have the change, also long after the
+ * answer went out. */
 static void gate_maybe_finish(struct gate_wait *gw)
 {
     if (!gw->released)
         return;
     uint64_t now = loop_now_ms(gw->g->w->loop);
-    bool all_acked = (gw->acked & gw->all) == gw->all;
-    if (all_acked || now >= gw->end_ms)
+    uint64_t watching = gw->all & ~gw->acked & gw->fenced;
+    if (!watching || now >= gw->end_ms)
         gate_wait_free(gw);
     else if (now >= gw->deadline_ms)
         loop_timer_start(gw->deadline, gw->end_ms - now, 0);
@@ -422,7 +431,7 @@ static void gate_add_acks(struct gate_wait *gw, uint64_t mask)
         if (fresh & (1ull << i))
             metrics_inc(a->metrics, M_REPLICATION_ACKS_TOTAL, i);
     gw->counted |= fresh;
-    if (fresh && gw->released)
+    if (fresh)
         gate_unfence(gw, fresh);
 }
 
@@ -461,6 +470,20 @@ static void gate_drop_unhealthy(struct gate_wait *gw)
     gate_check(gw); /* may free gw */
 }
 
+/* A released wait stops watching a controller whose fence is gone from
+ * the table without its acknowledgement (lifted by a newer change that
+ * controller acknowledged, or expired): two polls in a row, so that a
+ * re-read of the fence racing with our own write cannot end the watch. */
+static void gate_forget_lifted(struct gate_wait *gw)
+{
+    struct fence *f = app_ext_fence(gate_app(gw->g));
+    uint64_t gone = gw->fenced & ~gw->acked &
+                    ~fence_mask(f, &gw->fk, fence_now(f));
+    gw->fenced &= ~(gone & gw->lifted_once);
+    gw->lifted_once = gone;
+    gate_maybe_finish(gw); /* may free gw */
+}
+
 static void gate_poll(void *arg)
 {
     struct gate_wait *gw = arg;
@@ -468,8 +491,11 @@ static void gate_poll(void *arg)
     loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
     if (!gw->redis_lost)
         gate_read(gw);
-    if (gw->healthy && !gw->released)
-        gate_drop_unhealthy(gw); /* last: may free gw */
+    /* last: these may free gw */
+    if (gw->released)
+        gate_forget_lifted(gw);
+    else if (gw->healthy)
+        gate_drop_unhealthy(gw);
 }
 
 static void gate_redis_lost(struct gate_wait *gw, const char *what)
@@ -542,6 +568,8 @@ static void gate_probe_send(void *arg)
     if (p->in_flight || (gw->acked & (1ull << p->node)) || !gw->auth ||
         now >= gw->end_ms)
         return;
+    if (gw->released && !(gw->fenced & (1ull << p->node)))
+        return; /* answered, and nothing of ours to lift there */
     if (!p->url)
         p->url = xasprintf("%s%s", c->nodes[p->node].base_url,
                            gw->state_path);
@@ -612,6 +640,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     fence_key_from_hex(gw->idhex, &gw->fk);
     gw->start_ms = now;
     gw->start_ns = util_mono_ns();
+    gw->held_wall_ms = util_wall_ms();
     gw->deadline_ms = deadline_ms ? deadline_ms : now + cfg->gate.timeout_ms;
     gw->end_ms = gw->deadline_ms;
     gw->all = (c->n >= 64) ? ~0ull : (1ull << c->n) - 1;

@@ -8,7 +8,7 @@ witness.  The fence clears once that controller acknowledges, also when that
 happens long after the gate's own timeout."""
 import time
 
-from tests.integration.gate_support import (client, fence_of, last_seq, replication, requests_on, settled,
+from tests.integration.gate_support import (Background, client, fence_of, last_seq, replication, requests_on, settled,
                                             start_enrollment, timed, totp_now, wait_all_have,
                                             wait_controller_up, wait_fenced, wait_until)
 
@@ -158,3 +158,69 @@ def _acks_of(qg, identity_id, mfa_id, call):
         return [x.decode() for x in rc("SMEMBERS", "qg:gate:%s:acks" % change_id(qg, identity_id, mfa_id, call))]
     finally:
         rc.close()
+
+
+def test_a_newer_change_acknowledged_lifts_an_older_changes_fence(quorumgate):
+    """qg1 (majority) answers a verify while a follower is frozen, fencing
+    alice away from it.  Her delete then goes through qg2 (mode all), which
+    waits for that follower.  Unfrozen, it applies both at once: the verify
+    can no longer be seen there (the enrollment is gone), but the follower
+    acknowledged a newer change -- it has the verify too, so the verify's
+    fence must go, on both quorumgates."""
+    qg1 = quorumgate({"gate": {"mode": "majority", "timeout": "1s", "probe": {"initial": "20ms", "max": "100ms"}}})
+    qg2 = quorumgate({"gate": {"mode": "all", "timeout": "20s", "probe": {"initial": "20ms", "max": "100ms"}}},
+                     sim=qg1.sim)
+    sim = qg1.sim
+    leader, (frozen, other) = roles(sim)
+    alice = client(qg1)
+    mfa_id, secret = start_enrollment(alice)
+    settled(qg1, sim, alice.identity_id, mfa_id, verified=False)
+    sim.control.pause(frozen)
+    r = alice.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [frozen]
+    wait_fenced(qg1, alice.identity_id, [frozen])
+    wait_until(lambda: qg2.metrics().value("quorumgate_fenced_identities") == 1, timeout=3,
+               what="qg2 to apply the fence")
+
+    via2 = client(qg2, login=False)
+    via2.access_token = alice.access_token
+    bg = Background(via2.mfa_delete, totp_now(secret))
+    wait_until(lambda: all(sim.control.mfa_on(n, alice.identity_id) is None for n in (leader, other)),
+               timeout=5, what="the delete on the leader and the other follower")
+    sim.control.resume(frozen)
+    r = bg.result(timeout=20)
+    assert r.status == 200 and replication(r)["pending"] == [], (r.status, r.header("quorumgate-replication"))
+    assert sim.control.mfa_on(frozen, alice.identity_id) is None
+
+    wait_fenced(qg1, alice.identity_id, [], timeout=5)
+    for qg in (qg1, qg2):
+        wait_until(lambda: qg.metrics().value("quorumgate_fenced_identities") == 0, timeout=5,
+                   what="%s to lift the verify's fence" % qg.name)
+
+
+def test_a_wait_stops_asking_once_its_fence_is_gone(quorumgate):
+    """The verify's wait cannot see its change on the frozen follower any
+    more once the delete is there too; the delete's acknowledgement lifts the
+    fence.  The verify's wait must then stop probing that follower instead
+    of doing so until gate.fence_ttl."""
+    qg = quorumgate({"gate": {"mode": "majority", "timeout": "1s", "poll": "100ms",
+                              "probe": {"initial": "20ms", "max": "100ms"}}})
+    sim = qg.sim
+    leader, (frozen, other) = roles(sim)
+    alice = client(qg)
+    mfa_id, secret = start_enrollment(alice)
+    settled(qg, sim, alice.identity_id, mfa_id, verified=False)
+    sim.control.pause(frozen)
+    alice.mfa_verify(totp_now(secret)).expect(200)
+    alice.mfa_delete(totp_now(secret)).expect(200)
+    wait_fenced(qg, alice.identity_id, [frozen])
+    sim.control.resume(frozen)
+    wait_until(lambda: sim.control.mfa_on(frozen, alice.identity_id) is None, timeout=5,
+               what="the frozen follower to catch up")
+    wait_fenced(qg, alice.identity_id, [], timeout=5)
+
+    # a moment for the polls to notice, then nobody asks any more
+    time.sleep(1.0)
+    seq = last_seq(sim, frozen)
+    time.sleep(1.0)
+    assert requests_on(sim, frozen, "GET", "/edge/client/v1/current-identity/mfa", since_seq=seq) == []
