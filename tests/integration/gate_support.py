@@ -26,12 +26,6 @@ def client(qg, name="alice", login=True, timeout=30.0, url=None, totp_secret=Non
     return c
 
 
-def new_identity(sim, name):
-    sim.control.create_identity(name, name + "-pw")
-    IDENTITIES.setdefault(name, name + "-pw")
-    return name
-
-
 def mfa_states(sim, identity_id):
     """{node id: {"id", "isVerified"} or None} as the simulator holds it now."""
     st = sim.control.state()
@@ -298,10 +292,6 @@ class Relay:
             found.append("relay exited with %s" % self.exit_code)
         return found
 
-
-__all__ = ["client", "new_identity", "mfa_states", "wait_all_have", "start_enrollment", "timed",
-           "replication", "metric", "requests_on", "last_seq", "Background", "RedisClient",
-           "redis_client", "Relay", "totp_now", "MFA_PATH", "wait_until"]
 
 
 # ---------------------------------------------------------------------------

@@ -11,8 +11,8 @@ N        that many controllers, counting the leader
 import pytest
 
 from tests.integration.gate_support import (Background, client, fence_of, metric, replication, settled,
-                                            start_enrollment, timed, totp_now, wait_all_have,
-                                            wait_controller_up, wait_fenced, wait_until)
+                                            start_enrollment, timed, totp_now, wait_controller_up,
+                                            wait_fenced, wait_until)
 
 FAST_PROBES = {"initial": "20ms", "max": "100ms"}
 

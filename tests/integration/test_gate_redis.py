@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.gate_support import (MFA_PATH, Background, change_id, client, last_seq, metric,
                                             mfa_states, redis_client, replication, requests_on,
-                                            restart_redis_same_port, settled, start_enrollment, timed, totp_now,
+                                            restart_redis_same_port, settled, start_enrollment, totp_now,
                                             wait_all_have, wait_fenced, wait_log, wait_until)
 
 FAST = {"initial": "20ms", "max": "100ms"}

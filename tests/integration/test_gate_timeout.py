@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from tests.integration.gate_support import (MFA_PATH, change_id, client, fence_of, identity_hex, metric,
-                                            mfa_states, redis_client, replication, requests_on, settled,
-                                            start_enrollment, timed, totp_now, wait_all_have, wait_fenced,
-                                            wait_until)
+from tests.integration.gate_support import (MFA_PATH, change_id, client, identity_hex, metric, mfa_states,
+                                            redis_client, replication, requests_on, settled, start_enrollment,
+                                            timed, totp_now, wait_fenced, wait_until)
 
 TIMEOUT_MS = 1000
 
