@@ -81,7 +81,9 @@ void relay_parse_line(const char *line, size_t len, struct relay_event *out)
         goto out;
     struct json *fin = json_get(j, "finalState");
     struct json *ini = json_get(j, "initialState");
-    struct json *state = fin ? fin : ini;
+    /* a state the event has not is left out or written as null
+     * (entity_change.go: a typed nil in an omitempty interface) */
+    struct json *state = json_is_object(fin) ? fin : ini;
     const char *ident = json_string(json_get(state, "identityId"));
     const char *id = json_string(json_get(state, "id"));
     struct json *idx = json_path(j, "metadata.raft_index");
