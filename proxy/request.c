@@ -440,7 +440,11 @@ static void request_route(struct request *rq)
     rq->decision = out.decision;
     switch (out.kind) {
     case ROUTE_TO:
+        /* a leader wait ends here too when the cluster change routed it:
+         * its timer must not route the request again mid-attempt */
         request_unwait(rq);
+        loop_timer_stop(rq->timer);
+        rq->timer_cb = NULL;
         request_attempt(rq, out.node);
         return;
     case ROUTE_WAIT_LEADER: {
