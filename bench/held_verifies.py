@@ -310,11 +310,14 @@ def main():
         report["rss_kib_at_end"] = rss_kib(qg.proc.pid)
         qg.stop()
         report["quorumgate_problems"] = qg.problems()
+        # with another health setting the cluster view may flap: mode
+        # healthy then answers without a follower it holds down (and fences
+        # it), so only errors and quorumgate's own soundness are checked
         flapping = args.health != ap.get_default("health")
-        ok = (all(r["errors"] == 0 and (flapping or (r["not_fully_acknowledged"] == 0 and
-                                                     r["answered_before_lag"] == 0))
-                  for r in (r1, r2, r3)) and r1["all_nodes_verified_all"] and r2["no_node_has_any"]
-              and not report["quorumgate_problems"])
+        ok = (all(r["errors"] == 0 for r in (r1, r2, r3)) and not report["quorumgate_problems"]
+              and (flapping or (all(r["not_fully_acknowledged"] == 0 and r["answered_before_lag"] == 0
+                                    for r in (r1, r2, r3))
+                                and r1["all_nodes_verified_all"] and r2["no_node_has_any"])))
         report["ok"] = ok
     except Exception as e:  # noqa: BLE001 - reported, with what quorumgate said
         report["ok"] = False
