@@ -374,3 +374,29 @@ def wait_leader_known(qg, timeout=10.0):
     wait_until(lambda: qg.metrics().value("quorumgate_controller_leader", controller=leader) == 1,
                timeout=timeout, what="quorumgate to know the leader %s" % leader)
     return leader
+
+
+def direct(qg, c, node):
+    """A client that talks straight to controller `node` with c's token
+    (bypassing quorumgate)."""
+    d = client(qg, login=False, url=qg.sim.url(node))
+    d.access_token = c.access_token
+    return d
+
+
+def enroll_on_leader(qg, c):
+    """Create c's enrollment directly on the leader (not gated); returns
+    (mfa id, secret)."""
+    d = direct(qg, c, qg.sim.control.leader())
+    mfa_id = d.mfa_create().expect(201).json()["data"]["id"]
+    return mfa_id, d.mfa_secret()
+
+
+def enrolled_then_lagging(qg, lagging, lag_ms, name="alice"):
+    """name logged in through quorumgate, its enrollment created and settled
+    everywhere, then `lagging` set to lag.  Returns (client, mfa id, secret)."""
+    c = client(qg, name)
+    mfa_id, secret = start_enrollment(c)
+    settled(qg, qg.sim, c.identity_id, mfa_id, verified=False)
+    qg.sim.control.set_lag(lagging, lag_ms)
+    return c, mfa_id, secret

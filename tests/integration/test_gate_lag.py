@@ -6,7 +6,7 @@ state is read right after the response returns, and the answer must have
 taken at least the follower's lag."""
 import pytest
 
-from tests.integration.gate_support import (client, metric, mfa_states, replication, start_enrollment,
+from tests.integration.gate_support import (client, direct, metric, mfa_states, replication, start_enrollment,
                                             timed, totp_now, wait_all_have)
 
 LAG_MS = 2000
@@ -71,9 +71,7 @@ def test_create_is_held_until_every_controller_has_the_enrollment(quorumgate):
     assert sorted(replication(r)["acked"]) == sorted(sim.node_ids)
     # so the follow-up read cannot 404 on whichever controller serves it
     for n in sim.node_ids:
-        direct = client(qg, login=False, url=sim.url(n))
-        direct.access_token = c.access_token
-        assert direct.mfa_get().status == 200, n
+        assert direct(qg, c, n).mfa_get().status == 200, n
 
 
 def test_delete_is_held_until_every_controller_dropped_the_enrollment(quorumgate):

@@ -10,9 +10,9 @@ N        that many controllers, counting the leader
 """
 import pytest
 
-from tests.integration.gate_support import (Background, client, fence_of, metric, replication, settled,
-                                            start_enrollment, timed, totp_now, wait_controller_up,
-                                            wait_fenced, wait_until)
+from tests.integration.gate_support import (Background, client, enrolled_then_lagging, fence_of, metric,
+                                            replication, settled, start_enrollment, timed, totp_now,
+                                            wait_controller_up, wait_fenced, wait_until)
 
 FAST_PROBES = {"initial": "20ms", "max": "100ms"}
 
@@ -114,10 +114,7 @@ def test_majority_does_not_wait_for_a_lagging_follower_but_fences_it_until_it_ac
     qg = quorumgate(gate("majority", timeout="4s"))
     sim = qg.sim
     leader, (lagging, fast) = roles(sim)
-    c = client(qg)
-    mfa_id, secret = start_enrollment(c)
-    settled(qg, sim, c.identity_id, mfa_id, verified=False)
-    sim.control.set_lag(lagging, 1500)
+    c, mfa_id, secret = enrolled_then_lagging(qg, lagging, 1500)
 
     r, took = timed(c.mfa_verify, totp_now(secret))
 
@@ -138,10 +135,7 @@ def test_a_number_of_controllers(quorumgate, count, expect_wait):
     qg = quorumgate(gate(str(count), timeout="4s"))
     sim = qg.sim
     leader, (lagging, other) = roles(sim)
-    c = client(qg)
-    mfa_id, secret = start_enrollment(c)
-    settled(qg, sim, c.identity_id, mfa_id, verified=False)
-    sim.control.set_lag(lagging, 1200)
+    c, mfa_id, secret = enrolled_then_lagging(qg, lagging, 1200)
 
     r, took = timed(c.mfa_verify, totp_now(secret))
 
@@ -161,10 +155,7 @@ def test_healthy_stops_waiting_for_a_follower_that_dies_during_the_wait(quorumga
     qg = quorumgate(gate("healthy", timeout="8s"))
     sim = qg.sim
     leader, (lagging, other) = roles(sim)
-    c = client(qg)
-    mfa_id, secret = start_enrollment(c)
-    settled(qg, sim, c.identity_id, mfa_id, verified=False)
-    sim.control.set_lag(lagging, 30000)
+    c, mfa_id, secret = enrolled_then_lagging(qg, lagging, 30000)
     bg = Background(c.mfa_verify, totp_now(secret))
     wait_until(lambda: sim.control.mfa_on(other, c.identity_id)["isVerified"], timeout=5,
                what="the verify on the other follower")

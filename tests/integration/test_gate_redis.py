@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from tests.integration.gate_support import (MFA_PATH, Background, change_id, client, last_seq, metric,
-                                            mfa_states, redis_client, replication, requests_on,
+from tests.integration.gate_support import (Background, change_id, client, enroll_on_leader, last_seq, metric,
+                                            MFA_PATH, mfa_states, redis_client, replication, requests_on,
                                             restart_redis_same_port, settled, start_enrollment, totp_now,
                                             wait_all_have, wait_fenced, wait_log, wait_until)
 
@@ -100,10 +100,7 @@ def test_redis_lost_during_a_verify_the_answer_still_comes_from_direct_probes(qu
     mfa_id, secret = start_enrollment(c) if source == "probe" else (None, None)
     if source == "events":
         # the create itself would wait for the relay: make it directly
-        direct = client(qg, login=False, url=sim.url(leader))
-        direct.access_token = c.access_token
-        mfa_id = direct.mfa_create().expect(201).json()["data"]["id"]
-        secret = direct.mfa_secret()
+        mfa_id, secret = enroll_on_leader(qg, c)
     wait_all_have(sim, c.identity_id, mfa_id, verified=False)
     sim.control.set_lag(lagging, 1500)
     cid = change_id(qg, c.identity_id, mfa_id, "verify")
@@ -187,10 +184,7 @@ def test_two_quorumgates_release_the_same_waiting_verify_on_one_acknowledgement(
     sim = qg1.sim
     leader, (f1, f2) = roles(sim)
     c = client(qg1)
-    direct = client(qg1, login=False, url=sim.url(leader))
-    direct.access_token = c.access_token
-    mfa_id = direct.mfa_create().expect(201).json()["data"]["id"]
-    secret = direct.mfa_secret()
+    mfa_id, secret = enroll_on_leader(qg1, c)
     wait_all_have(sim, c.identity_id, mfa_id, verified=False)
     cid = change_id(qg1, c.identity_id, mfa_id, "verify")
     rc = redis_client(qg1.redis)
@@ -234,10 +228,7 @@ def test_a_missed_publish_is_covered_by_the_fallback_poll(quorumgate):
     sim = qg.sim
     leader, (f1, f2) = roles(sim)
     c = client(qg)
-    direct = client(qg, login=False, url=sim.url(leader))
-    direct.access_token = c.access_token
-    mfa_id = direct.mfa_create().expect(201).json()["data"]["id"]
-    secret = direct.mfa_secret()
+    mfa_id, secret = enroll_on_leader(qg, c)
     wait_all_have(sim, c.identity_id, mfa_id, verified=False)
     cid = change_id(qg, c.identity_id, mfa_id, "verify")
     rc = redis_client(qg.redis)

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from tests.integration.gate_support import (MFA_PATH, change_id, client, identity_hex, metric, mfa_states,
-                                            redis_client, replication, requests_on, settled, start_enrollment,
-                                            timed, totp_now, wait_fenced, wait_until)
+from tests.integration.gate_support import (change_id, client, direct, identity_hex, metric, MFA_PATH,
+                                            mfa_states, redis_client, replication, requests_on, settled,
+                                            start_enrollment, timed, totp_now, wait_fenced, wait_until)
 
 TIMEOUT_MS = 1000
 
@@ -92,9 +92,7 @@ def test_a_verify_repeated_after_a_timeout_gets_the_original_outcome(quorumgate,
     # answered from the record: no second verify reached a controller
     assert verify_posts(sim) == posts
     # without quorumgate's memory the controller would have said 404
-    direct = client(qg, login=False, url=sim.url(leader))
-    direct.access_token = c.access_token
-    assert direct.mfa_verify(totp_now(secret)).status == 404
+    assert direct(qg, c, leader).mfa_verify(totp_now(secret)).status == 404
 
 
 def test_a_verify_repeated_after_release_gets_the_original_success(quorumgate):
@@ -169,9 +167,7 @@ def test_a_verify_repeated_on_a_stale_pending_record_does_not_fence_the_leader(q
     must not fence the identity away from controllers that have the change
     (above all the leader, which just showed it verified)."""
     qg, sim, leader, lagging, c, mfa_id, secret = setup(quorumgate, lag_ms=60000, timeout_ms=TIMEOUT_MS)
-    direct = client(qg, login=False, url=sim.url(leader))
-    direct.access_token = c.access_token
-    direct.mfa_verify(totp_now(secret)).expect(200)          # the first verify, its holder gone
+    direct(qg, c, leader).mfa_verify(totp_now(secret)).expect(200)   # the first verify, its holder gone
     cid = change_id(qg, c.identity_id, mfa_id, "verify")
     rc = redis_client(qg.redis)
     rc("HSET", "qg:gate:" + cid, "call", "verify", "identity", identity_hex(qg, c.identity_id),
