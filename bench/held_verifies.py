@@ -213,7 +213,8 @@ def main():
     report = {"n": args.n, "lag_ms": args.lag_ms, "workers": args.workers, "source": args.source,
               "binary": binary}
     try:
-        redis = RedisServer(os.path.join(workdir, "redis")).start()
+        redis = RedisServer(os.path.join(workdir, "redis"))
+        redis.start()
         # a Python process answering N writes and the gate's probes is slow:
         # give its raft applies time rather than 500s (real controllers
         # commit such a load in well under their 5 s)
@@ -223,7 +224,8 @@ def main():
         for n in names:
             sim_args += ["--identity", "%s:%s" % (n, password_of[n])]
         os.makedirs(os.path.join(workdir, "sim"))
-        sim = SimProcess(sim_args, workdir=os.path.join(workdir, "sim")).start(timeout=60)
+        sim = SimProcess(sim_args, workdir=os.path.join(workdir, "sim"))
+        sim.start(timeout=60)
         key = os.path.join(workdir, "hmac.key")
         with open(key, "w") as f:
             f.write(secrets.token_hex(32) + "\n")
@@ -244,13 +246,15 @@ def main():
             "upstream": {"max_connections": max(64, args.n)},
             "retry": {"policies": {"mfa": {"per_try_timeout": "60s", "deadline": "60s"}}},
         }
-        qg = Quorumgate(binary, workdir, cfg, name="quorumgate").start()
+        qg = Quorumgate(binary, workdir, cfg, name="quorumgate")   # assigned first: stopped even
+        qg.start()                                                  # when the start fails
         if args.source == "events":
             from tests.integration.gate_support import Relay
             rcfg = dict(cfg, relay={"poll": "50ms", "metrics_address": "127.0.0.1:0",
                                     "sources": [{"controller": n, "path": sim.events_path(n)}
                                                 for n in sim.node_ids]})
-            relay = Relay(binary, workdir, rcfg).start()
+            relay = Relay(binary, workdir, rcfg)
+            relay.start()
         leader = sim.control.leader()
         wait_until(lambda: qg.metrics().value("quorumgate_controller_leader", controller=leader) == 1,
                    timeout=10, what="quorumgate to know the leader")
