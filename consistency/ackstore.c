@@ -38,13 +38,27 @@ static const char ackstore_ack_lua[] =
 static const char ackstore_read_lua[] =
     "return {redis.call('HGETALL',KEYS[1]),redis.call('SMEMBERS',KEYS[2])}";
 
-/* KEYS: fence.  ARGV: ttl_ms, channel, idhex, then controller/expiry pairs
- * (add) or controllers (clear, expiry "-"). */
+/* KEYS: fence.  ARGV: ttl_ms, channel, idhex, then pairs: controller and
+ * "<expiry>:<held>:<cid>" (add) or "-<held>:<cid>" (clear).  A field names
+ * the latest change that fenced that controller (held: when it was held,
+ * unix ms).  Add keeps a newer change's fence; clear lifts the fence of the
+ * same change or of an older one (a controller that has a change has every
+ * earlier one), never a newer one's. */
 static const char ackstore_fence_lua[] =
     "local i = 4 "
     "while i <= #ARGV do "
-    "if ARGV[i+1] == '-' then redis.call('HDEL',KEYS[1],ARGV[i]) "
-    "else redis.call('HSET',KEYS[1],ARGV[i],ARGV[i+1]) end "
+    "local v = ARGV[i+1] "
+    "local clear = string.sub(v,1,1) == '-' "
+    "local wh, wc = string.match(v, '(%d+):(%x+)$') "
+    "local cur = redis.call('HGET',KEYS[1],ARGV[i]) "
+    "local ch, cc = nil, nil "
+    "if cur then ch, cc = string.match(cur, '^%d+:(%d+):(%x+)$') end "
+    "local mine_or_older = cur and (cc == wc or "
+    "(ch ~= nil and tonumber(ch) <= tonumber(wh))) "
+    "if clear then "
+    "if mine_or_older then redis.call('HDEL',KEYS[1],ARGV[i]) end "
+    "elseif not cur or mine_or_older or not ch then "
+    "redis.call('HSET',KEYS[1],ARGV[i],v) end "
     "i = i + 2 end "
     "if redis.call('EXISTS',KEYS[1]) == 1 then "
     "redis.call('PEXPIRE',KEYS[1],ARGV[1]) end "
@@ -201,18 +215,20 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
 
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
                              const char *cid, const char *status,
-                             const char *replication, redis_cb cb, void *arg)
+                             const char *replication, redis_cb cb,
+                             void *arg)
 {
     redis_command(r, cb, arg, "HSET %sgate:%s status %s replication %s",
                   cfg->redis.key_prefix, cid, status, replication);
 }
 
 static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
-                               const char *idhex, const struct cluster *c,
+                               const char *idhex, const char *cid,
+                               uint64_t held_ms, const struct cluster *c,
                                uint64_t mask, bool add, redis_cb cb,
                                void *arg)
 {
-    char key[160], chan[96], ttl[24], exp[24];
+    char key[160], chan[96], ttl[24], val[112];
     const char *argv[6 + 2 * CONFIG_MAX_CONTROLLERS];
     int n = 0;
     const char *p = cfg->redis.key_prefix;
@@ -220,8 +236,14 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
     snprintf(chan, sizeof(chan), "%sfences", p);
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)cfg->gate.fence_ttl_ms);
-    snprintf(exp, sizeof(exp), "%llu",
-             (unsigned long long)(util_wall_ms() + cfg->gate.fence_ttl_ms));
+    if (add)
+        snprintf(val, sizeof(val), "%llu:%llu:%s",
+                 (unsigned long long)(util_wall_ms() +
+                                      cfg->gate.fence_ttl_ms),
+                 (unsigned long long)held_ms, cid);
+    else
+        snprintf(val, sizeof(val), "-%llu:%s", (unsigned long long)held_ms,
+                 cid);
     argv[n++] = "EVAL";
     argv[n++] = ackstore_fence_lua;
     argv[n++] = "1";
@@ -232,23 +254,26 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
     for (int i = 0; i < c->n && n + 2 <= (int)ARRAY_LEN(argv); i++)
         if (mask & (1ull << i)) {
             argv[n++] = c->nodes[i].id;
-            argv[n++] = add ? exp : "-";
+            argv[n++] = val;
         }
     redis_command_argv(r, cb, arg, n, argv, NULL);
 }
 
 void ackstore_fence_add(struct redis *r, const struct config *cfg,
-                        const char *idhex, const struct cluster *c,
-                        uint64_t mask, redis_cb cb, void *arg)
+                        const char *idhex, const char *cid, uint64_t held_ms,
+                        const struct cluster *c, uint64_t mask, redis_cb cb,
+                        void *arg)
 {
-    ackstore_fence_cmd(r, cfg, idhex, c, mask, true, cb, arg);
+    ackstore_fence_cmd(r, cfg, idhex, cid, held_ms, c, mask, true, cb, arg);
 }
 
 void ackstore_fence_clear(struct redis *r, const struct config *cfg,
-                          const char *idhex, const struct cluster *c,
+                          const char *idhex, const char *cid,
+                          uint64_t held_ms, const struct cluster *c,
                           uint64_t mask, redis_cb cb, void *arg)
 {
-    ackstore_fence_cmd(r, cfg, idhex, c, mask, false, cb, arg);
+    ackstore_fence_cmd(r, cfg, idhex, cid, held_ms, c, mask, false, cb,
+                       arg);
 }
 
 /* KEYS: fence.  ARGV: idhex. */

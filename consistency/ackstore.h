@@ -3,7 +3,9 @@
  *                             answeredBy, status (pending|released|timeout),
  *                             replication (the header value sent)
  *   <prefix>gate:<cid>:acks   set of controller ids that have the change
- *   <prefix>fence:<idhex>     hash: controller id -> fence expiry (unix ms)
+ *   <prefix>fence:<idhex>     hash: controller id ->
+ *                             "<expiry unix ms>:<held unix ms>:<cid>", the
+ *                             latest change that fenced it there
  *   PUBLISH <prefix>acks <cid>, PUBLISH <prefix>fences <idhex>
  * Every key expires (gate.timeout + gate.outcome_ttl; gate.fence_ttl); no
  * token or secret is stored: cids and identities are HMACs.  Writes that
@@ -73,17 +75,23 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
                                        const struct config *cfg,
                                        const char *cid,
                                        struct ackstore_ctx *ctx);
-/* These three take an optional redis_command callback (cb NULL = none),
- * e.g. to count the write. */
+/* The next three take an optional redis_command callback (may be NULL). */
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
                              const char *cid, const char *status,
                              const char *replication, redis_cb cb,
                              void *arg);
+/* Fence the identity away from the controllers in mask for change cid,
+ * held at held_ms (unix ms); a newer change's fence there stays. */
 void ackstore_fence_add(struct redis *r, const struct config *cfg,
-                        const char *idhex, const struct cluster *c,
-                        uint64_t mask, redis_cb cb, void *arg);
+                        const char *idhex, const char *cid, uint64_t held_ms,
+                        const struct cluster *c, uint64_t mask, redis_cb cb,
+                        void *arg);
+/* Those controllers acknowledged change cid (held at held_ms): lift the
+ * fences it or an older change set there -- having it, they have those --
+ * but not a newer change's, which they may not have yet. */
 void ackstore_fence_clear(struct redis *r, const struct config *cfg,
-                          const char *idhex, const struct cluster *c,
+                          const char *idhex, const char *cid,
+                          uint64_t held_ms, const struct cluster *c,
                           uint64_t mask, redis_cb cb, void *arg);
 /* Read a fence hash: mask of controllers still fenced and the latest
  * expiry (unix ms). */

@@ -60,11 +60,20 @@ struct gate_wait {
     char *auth;                   /* owned: "Authorization: ..." line */
     char *state_path;             /* owned: .../current-identity/mfa */
     uint64_t all, required, acked, counted;
+    uint64_t fenced;              /* fences this change set, not lifted */
+    uint64_t unfenced;            /* own fences lifted through Redis */
+    uint64_t lifted_once;         /* fenced, but no longer in the table at
+                                   * the last poll */
     int need;
     bool match_all;               /* healthy/all: every required one */
+    bool healthy;                 /* mode healthy: required follows health */
     uint64_t start_ms, deadline_ms;
+    uint64_t held_wall_ms;        /* orders one identity's changes */
+    uint64_t end_ms;              /* watch for acks until (>= deadline_ms;
+                                   * a fence extends it to its expiry) */
     uint64_t start_ns;
     bool released;
+    bool holding;                 /* the hold's Redis reply is awaited */
     bool redis_lost;
     struct loop_timer *deadline;  /* owned */
     struct loop_timer *poll;      /* owned */
@@ -241,6 +250,20 @@ static bool gate_unref(struct gate_wait *gw)
     return true;
 }
 
+/* redis_operations_total{op}: a callback for commands whose only
+ * follow-up is the count, and the count for those that have one. */
+static void *gate_count(struct gate *g, enum metrics_redis_op op)
+{
+    return app_ext_count_ctx(gate_app(g), op);
+}
+
+static void gate_count_result(struct gate *g, enum metrics_redis_op op,
+                              bool ok)
+{
+    metrics_inc(gate_app(g)->metrics, M_REDIS_OPERATIONS_TOTAL, op,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+}
+
 static void gate_read(struct gate_wait *gw)
 {
     gw->refs++;
@@ -277,32 +300,73 @@ static void gate_fence(struct gate_wait *gw, uint64_t mask)
         return;
     uint64_t now_s = fence_now(app_ext_fence(a));
     uint64_t ttl_s = (cfg->gate.fence_ttl_ms + 999) / 1000;
+    uint64_t until = loop_now_ms(g->w->loop) + cfg->gate.fence_ttl_ms;
     fence_add(app_ext_fence(a), &gw->fk, mask, now_s + ttl_s);
-    ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, a->cluster,
-                       mask, app_ext_count_cb,
-                       app_ext_count_ctx(a, M_REDIS_FENCE_WRITE));
+    gw->fenced |= mask;
+    /* the fence lasts until they acknowledge: keep asking them as long */
+    if (until > gw->end_ms)
+        gw->end_ms = until;
+    ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, gw->cid,
+                       gw->held_wall_ms, a->cluster, mask, app_ext_count_cb,
+                       gate_count(g, M_REDIS_FENCE_WRITE));
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&app_ext_fence(a)->identities));
 }
 
+static void gate_unfence_local(struct gate *g, const struct fence_key *fk,
+                               uint64_t mask)
+{
+    struct app *a = gate_app(g);
+    fence_clear(app_ext_fence(a), fk, mask);
+    metrics_set(a->metrics, M_FENCED_IDENTITIES,
+                atomic_load(&app_ext_fence(a)->identities));
+}
+
+static void gate_on_unfenced(void *arg, enum redis_status st,
+                             const struct redis_reply *rep)
+{
+    struct gate_wait *gw = arg; /* memory kept while refs > 0 */
+    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    gate_count_result(gw->g, M_REDIS_FENCE_WRITE, ok);
+    if (!ok) /* Redis is gone: lift them here at least */
+        gate_unfence_local(gw->g, &gw->fk, gw->unfenced);
+    gate_unref(gw);
+}
+
+/* Controllers in mask acknowledged this change: lift the fences it set,
+ * and those an older change of the identity set there (a controller that
+ * has a change has every earlier one).  An acknowledgement of an older
+ * change (the create) says nothing about a newer one (the verify): Redis
+ * knows which change fenced each controller last and when it was held, and
+ * lifts accordingly; every quorumgate (this one too) then re-reads the
+ * fence from the publish that follows.  Without Redis, this change's own
+ * fences are lifted here directly. */
 static void gate_unfence(struct gate_wait *gw, uint64_t mask)
 {
     struct gate *g = gw->g;
     struct app *a = gate_app(g);
-    if (!(fence_mask(app_ext_fence(a), &gw->fk,
-                     fence_now(app_ext_fence(a))) & mask))
+    struct fence *f = app_ext_fence(a);
+    struct redis *r = worker_ext_redis(g->w);
+    uint64_t own = mask & gw->fenced;
+    mask &= gw->fenced | fence_mask(f, &gw->fk, fence_now(f));
+    if (!mask)
         return;
-    fence_clear(app_ext_fence(a), &gw->fk, mask);
-    ackstore_fence_clear(worker_ext_redis(g->w), g->w->cfg, gw->idhex,
-                         a->cluster, mask, app_ext_count_cb,
-                         app_ext_count_ctx(a, M_REDIS_FENCE_WRITE));
-    metrics_set(a->metrics, M_FENCED_IDENTITIES,
-                atomic_load(&app_ext_fence(a)->identities));
+    gw->fenced &= ~mask;
+    if (gw->redis_lost || !redis_up(r)) {
+        if (own)
+            gate_unfence_local(g, &gw->fk, own);
+        return;
+    }
+    gw->unfenced |= own;
+    gw->refs++;
+    ackstore_fence_clear(r, g->w->cfg, gw->idhex, gw->cid, gw->held_wall_ms,
+                         a->cluster, mask, gate_on_unfenced, gw);
 }
 
 /* ---- release ----------------------------------------------------------- */
 
 static void gate_maybe_finish(struct gate_wait *gw);
+static void gate_start_probes(struct gate_wait *gw);
 
 static void gate_release(struct gate_wait *gw, bool timed_out)
 {
@@ -328,10 +392,12 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
                        (enum metrics_mfa_call)gw->call,
                        util_mono_ns() - gw->start_ns);
     gate_fence(gw, pending);
+    if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
+        gate_start_probes(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,
                             timed_out ? "timeout" : "released", h.data,
                             app_ext_count_cb,
-                            app_ext_count_ctx(a, M_REDIS_GATE_WRITE));
+                            gate_count(g, M_REDIS_GATE_WRITE));
     struct request *rq = gw->rq;
     gw->rq = NULL;
     g->waiting--;
@@ -354,23 +420,35 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     gate_maybe_finish(gw);
 }
 
-/* Free the wait once it is released and nothing is left to learn. */
+/* Free the wait once it is released and nothing is left to learn: every
+ * controller it fenced acknowledged, or its fence there went otherwise
+ * (expired; lifted by a newer change's acknowledgement), or the last fence
+ * it set expired.  Until then it keeps asking the controllers it fenced, so
+ * their fences clear as soon as they have the change, also long after the
+ * answer went out. */
 static void gate_maybe_finish(struct gate_wait *gw)
 {
     if (!gw->released)
         return;
     uint64_t now = loop_now_ms(gw->g->w->loop);
-    bool all_acked = (gw->acked & gw->all) == gw->all;
-    if (all_acked || now >= gw->deadline_ms)
+    uint64_t watching = gw->all & ~gw->acked & gw->fenced;
+    if (!watching || now >= gw->end_ms)
         gate_wait_free(gw);
+    else if (now >= gw->deadline_ms)
+        loop_timer_start(gw->deadline, gw->end_ms - now, 0);
 }
 
 static void gate_check(struct gate_wait *gw)
 {
-    if (!gw->released && gate_satisfied(gw))
-        gate_release(gw, false);
-    else
+    if (gw->released) {
         gate_maybe_finish(gw);
+        return;
+    }
+    if (gate_satisfied(gw))
+        gate_release(gw, false);
+    else if (!gw->holding &&
+             loop_now_ms(gw->g->w->loop) >= gw->deadline_ms)
+        gate_release(gw, true); /* the deadline passed during the hold */
 }
 
 /* New acknowledgements learned (from a probe, Redis or a publish). */
@@ -383,20 +461,18 @@ static void gate_add_acks(struct gate_wait *gw, uint64_t mask)
         if (fresh & (1ull << i))
             metrics_inc(a->metrics, M_REPLICATION_ACKS_TOTAL, i);
     gw->counted |= fresh;
-    if (fresh && gw->released)
+    if (fresh)
         gate_unfence(gw, fresh);
 }
 
 /* ---- Redis ------------------------------------------------------------- */
 
 static void gate_redis_lost(struct gate_wait *gw, const char *what);
-static void gate_start_probes(struct gate_wait *gw);
 
 static void gate_on_members(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
-    metrics_inc(gate_app(gw->g)->metrics, M_REDIS_OPERATIONS_TOTAL,
-                M_REDIS_ACK_READ, ok ? M_RESULT_OK : M_RESULT_ERROR);
+    gate_count_result(gw->g, M_REDIS_ACK_READ, ok);
     if (gate_unref(gw))
         return;
     if (!ok) {
@@ -407,13 +483,49 @@ static void gate_on_members(void *arg, bool ok, uint64_t mask)
     gate_check(gw);
 }
 
+/* Mode healthy: a required controller that went down during the wait is
+ * no longer waited for; it is fenced at once, like one down at the start. */
+static void gate_drop_unhealthy(struct gate_wait *gw)
+{
+    struct cluster *c = gate_app(gw->g)->cluster;
+    uint64_t down = 0;
+    for (int i = 0; i < gw->n; i++)
+        if ((gw->required & ~gw->acked & (1ull << i)) && !cluster_up(c, i))
+            down |= 1ull << i;
+    if (!down)
+        return;
+    gw->required &= ~down;
+    gw->need = gate_popcount(gw->required);
+    gate_fence(gw, down);
+    gate_check(gw); /* may free gw */
+}
+
+/* A released wait stops watching a controller whose fence is gone from
+ * the table without its acknowledgement (lifted by a newer change that
+ * controller acknowledged, or expired): two polls in a row, so that a
+ * re-read of the fence racing with our own write cannot end the watch. */
+static void gate_forget_lifted(struct gate_wait *gw)
+{
+    struct fence *f = app_ext_fence(gate_app(gw->g));
+    uint64_t gone = gw->fenced & ~gw->acked &
+                    ~fence_mask(f, &gw->fk, fence_now(f));
+    gw->fenced &= ~(gone & gw->lifted_once);
+    gw->lifted_once = gone;
+    gate_maybe_finish(gw); /* may free gw */
+}
+
 static void gate_poll(void *arg)
 {
     struct gate_wait *gw = arg;
     struct config *cfg = gw->g->w->cfg;
+    loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
     if (!gw->redis_lost)
         gate_read(gw);
-    loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
+    /* last: these may free gw */
+    if (gw->released)
+        gate_forget_lifted(gw);
+    else if (gw->healthy)
+        gate_drop_unhealthy(gw);
 }
 
 static void gate_redis_lost(struct gate_wait *gw, const char *what)
@@ -433,15 +545,14 @@ static void gate_redis_lost(struct gate_wait *gw, const char *what)
 static void gate_on_held(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
-    metrics_inc(gate_app(gw->g)->metrics, M_REDIS_OPERATIONS_TOTAL,
-                M_REDIS_GATE_WRITE, ok ? M_RESULT_OK : M_RESULT_ERROR);
+    gate_count_result(gw->g, M_REDIS_GATE_WRITE, ok);
+    gw->holding = false;
     if (gate_unref(gw))
         return;
-    if (!ok) {
+    if (!ok)
         gate_redis_lost(gw, "recording the change");
-        return;
-    }
-    gate_add_acks(gw, mask);
+    else
+        gate_add_acks(gw, mask);
     gate_check(gw);
 }
 
@@ -473,8 +584,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
             ackstore_ack_cb(worker_ext_redis(gw->g->w), cfg, gw->cid,
                             gate_app(gw->g)->cluster->nodes[p->node].id,
                             app_ext_count_cb,
-                            app_ext_count_ctx(gate_app(gw->g),
-                                              M_REDIS_ACK_WRITE));
+                            gate_count(gw->g, M_REDIS_ACK_WRITE));
         gate_add_acks(gw, 1ull << p->node);
         gate_check(gw); /* may free gw */
         return;
@@ -488,7 +598,7 @@ static void gate_probe_again(struct gate_probe *p)
     struct gate_wait *gw = p->gw;
     struct config *cfg = gw->g->w->cfg;
     uint64_t now = loop_now_ms(gw->g->w->loop);
-    if (now + p->delay_ms >= gw->deadline_ms)
+    if (now + p->delay_ms >= gw->end_ms)
         return; /* the deadline timer takes it from here */
     loop_timer_start(p->timer, p->delay_ms, 0);
     p->delay_ms *= 2;
@@ -523,7 +633,9 @@ static void gate_probe_token(void *arg, const char *token)
     p->req.connect_to = c->nodes[p->node].connect_to;
     p->req.headers = p->hdr_lines;
     p->req.n_headers = 2;
-    p->req.timeout_ms = gw->deadline_ms > now ? gw->deadline_ms - now : 1;
+    p->req.timeout_ms = gw->end_ms > now ? gw->end_ms - now : 1;
+    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
+        p->req.timeout_ms = w->cfg->gate.timeout_ms;
     p->req.max_response = 256 * 1024;
     p->req.done = gate_probe_done;
     p->req.arg = p;
@@ -539,8 +651,10 @@ static void gate_probe_send(void *arg)
     struct cluster *c = gate_app(gw->g)->cluster;
     uint64_t now = loop_now_ms(w->loop);
     if (p->in_flight || (gw->acked & (1ull << p->node)) ||
-        now >= gw->deadline_ms)
+        now >= gw->end_ms)
         return;
+    if (gw->released && !(gw->fenced & (1ull << p->node)))
+        return; /* answered, and nothing of ours to lift there */
     if (gw->legacy) {
         p->in_flight = true;
         mgmt_token(gw->g->mgmt, p->node, gate_probe_token, p);
@@ -558,7 +672,9 @@ static void gate_probe_send(void *arg)
     p->req.connect_to = c->nodes[p->node].connect_to;
     p->req.headers = p->hdr_lines;
     p->req.n_headers = 2;
-    p->req.timeout_ms = gw->deadline_ms - now;
+    p->req.timeout_ms = gw->end_ms - now;
+    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
+        p->req.timeout_ms = w->cfg->gate.timeout_ms;
     p->req.max_response = 256 * 1024;
     p->req.done = gate_probe_done;
     p->req.arg = p;
@@ -566,23 +682,30 @@ static void gate_probe_send(void *arg)
     upstream_start(w->up, &p->req);
 }
 
+/* Every controller that has not acknowledged: the required ones, and the
+ * fenced ones, whose fences clear when they do.  A probe in flight or
+ * waiting on its backoff goes on as it is. */
 static void gate_start_probes(struct gate_wait *gw)
 {
-    uint64_t targets = (gw->match_all ? gw->required : gw->all) & ~gw->acked;
+    uint64_t targets = gw->all & ~gw->acked;
     for (int i = 0; i < gw->n; i++)
-        if (targets & (1ull << i))
+        if ((targets & (1ull << i)) &&
+            !loop_timer_active(gw->probes[i].timer))
             gate_probe_send(&gw->probes[i]);
 }
 
 /* ---- deadline ---------------------------------------------------------- */
 
+/* The deadline, and later the end of the watch over fenced controllers. */
 static void gate_deadline(void *arg)
 {
     struct gate_wait *gw = arg;
+    if (!gw->released && gw->holding)
+        return; /* the hold's reply (bounded by the command timeout) */
     if (!gw->released)
         gate_release(gw, !gate_satisfied(gw));
     else
-        gate_wait_free(gw);
+        gate_maybe_finish(gw);
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -611,7 +734,9 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     fence_key_from_hex(gw->idhex, &gw->fk);
     gw->start_ms = now;
     gw->start_ns = util_mono_ns();
+    gw->held_wall_ms = util_wall_ms();
     gw->deadline_ms = deadline_ms ? deadline_ms : now + cfg->gate.timeout_ms;
+    gw->end_ms = gw->deadline_ms;
     gw->all = (c->n >= 64) ? ~0ull : (1ull << c->n) - 1;
     uint64_t up = 0;
     for (int i = 0; i < c->n; i++)
@@ -621,6 +746,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     case GATE_HEALTHY:
         gw->required = up | (answered_by >= 0 ? 1ull << answered_by : 0);
         gw->match_all = true;
+        gw->healthy = true;
         break;
     case GATE_ALL:
         gw->required = gw->all;
@@ -684,6 +810,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     gw->read_ctx = (struct ackstore_ctx){.c = c, .acks = gate_on_members,
                                          .arg = gw};
     gw->refs++;
+    gw->holding = true;
     ackstore_hold(worker_ext_redis(w), cfg, gw->cid, gw->idhex,
                   gate_call_name(call), c, gw->required, gw->deadline_ms,
                   answered_by >= 0 ? c->nodes[answered_by].id : "",

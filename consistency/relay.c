@@ -81,7 +81,9 @@ void relay_parse_line(const char *line, size_t len, struct relay_event *out)
         goto out;
     struct json *fin = json_get(j, "finalState");
     struct json *ini = json_get(j, "initialState");
-    struct json *state = fin ? fin : ini;
+    /* a state the event has not is left out or written as null
+     * (entity_change.go: a typed nil in an omitempty interface) */
+    struct json *state = json_is_object(fin) ? fin : ini;
     const char *ident = json_string(json_get(state, "identityId"));
     const char *id = json_string(json_get(state, "id"));
     struct json *idx = json_path(j, "metadata.raft_index");
@@ -295,8 +297,10 @@ static void relay_poll_source(struct relay *r, int si)
     }
     relay_read(r, si);
     if (stat(s->path, &pst) != 0 || pst.st_ino != s->ino) {
-        /* rotated (or removed): finish the old file, then follow the new */
-        relay_read(r, si);
+        /* rotated (or removed): finish the old file -- all of it, not one
+         * poll's worth: it is closed next -- then follow the new one */
+        while (relay_read(r, si) > 0)
+            ;
         log_printf(r->lg, CONFIG_LOG_INFO,
                    "relay: %s was rotated; following the new file", s->path);
         relay_close(s);

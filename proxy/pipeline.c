@@ -488,9 +488,10 @@ static void pipeline_record(void *arg, bool ok,
                             ? rec->deadline_wall_ms - now_wall
                             : 0;
         rq->stage = STAGE_GATE;
+        /* rq->node, the leader, just showed it verified: it has it */
         if (gate_hold(worker_ext_gate(rq->w), rq, GATE_VERIFY, rq->identity,
-                      rq->pipe.mfa_id, -1, loop_now_ms(rq->w->loop) + left,
-                      rq->pipe.legacy))
+                      rq->pipe.mfa_id, rq->node,
+                      loop_now_ms(rq->w->loop) + left, rq->pipe.legacy))
             return;
     }
     if (strcmp(rec->status, "timeout") == 0 && rq->cfg->gate.fail_on_timeout) {
