@@ -243,8 +243,10 @@ void headers_for_client(struct headers *out, const struct upstream_req *r)
     for (int i = 0; i < r->n_resp_hdrs; i++) {
         const struct upstream_header *h = &r->resp_hdrs[i];
         const char *name = r->resp_hdr_data.data + h->name_off;
-        if (headers_is_hop(name, h->name_len, conn_copy))
-            continue;
+        if (headers_is_hop(name, h->name_len, conn_copy) &&
+            !(r->method == HTTP_HEAD &&
+              util_strncaseeq(name, h->name_len, "Content-Length")))
+            continue; /* a HEAD answer keeps the length it describes */
         headers_add(out, name, h->name_len,
                     r->resp_hdr_data.data + h->value_off, h->value_len);
     }

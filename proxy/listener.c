@@ -181,17 +181,62 @@ uint16_t listener_bound_port(int fd)
 
 /* ---- responses ------------------------------------------------------- */
 
+/* Never called: the library sends no body in answer to HEAD. */
+static ssize_t listener_no_body(void *cls, uint64_t pos, char *buf,
+                                size_t max)
+{
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* The Content-Length value among headers, if it is a plain number. */
+static bool listener_given_length(const char *const *headers, int n,
+                                  uint64_t *out)
+{
+    for (int i = 0; i < n; i++) {
+        if (!util_strcaseeq(headers[2 * i], MHD_HTTP_HEADER_CONTENT_LENGTH))
+            continue;
+        const char *v = headers[2 * i + 1];
+        uint64_t x = 0;
+        if (!*v)
+            return false;
+        for (; *v; v++) {
+            if (*v < '0' || *v > '9' || x > UINT64_MAX / 10 - 10)
+                return false;
+            x = x * 10 + (uint64_t)(*v - '0');
+        }
+        *out = x;
+        return true;
+    }
+    return false;
+}
+
 static struct MHD_Response *listener_make_response(
     struct listener_exchange *ex, const char *const *headers, int n,
     char *body, size_t len, bool close)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-                                            : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r;
+    uint64_t head_len;
+    if (ex->method == HTTP_HEAD && listener_given_length(headers, n,
+                                                         &head_len)) {
+        /* A HEAD answer states the length of the body a GET would get
+         * (RFC 9110 8.6): a response of that size whose body is never
+         * read, since the library sends none for HEAD. */
+        free(body);
+        r = MHD_create_response_from_callback(head_len, 4096,
+                                              listener_no_body, NULL, NULL);
+    } else {
+        r = MHD_create_response_from_buffer(
+            len, body ? body : (char *)"",
+            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    }
     if (!r)
         abort();
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        /* framing is the library's */
+        if (util_strcaseeq(headers[2 * i], MHD_HTTP_HEADER_CONTENT_LENGTH))
+            continue;
         MHD_add_response_header(r, headers[2 * i], headers[2 * i + 1]);
+    }
     if (close)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     return r;
