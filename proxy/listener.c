@@ -1,12 +1,16 @@
 /* listener.c - see listener.h.  Wraps libmicrohttpd 0.9.75.
  *
  * Per connection (struct listener_conn, the MHD socket context) we keep a
- * deadline timer: armed with the header timeout when a request line is seen
- * (the URI log callback), re-armed with the body timeout once the headers
- * are in, stopped when the request is complete.  libmicrohttpd has no 408 of
- * its own, so on expiry we write the 408 ourselves (plain HTTP only: a TLS
- * stream cannot be written behind the library's back) and shut the socket
- * down; the library then sees the end of the stream and cleans up. */
+ * deadline timer: armed with the header timeout when the connection is
+ * accepted (the first request line and headers, and a TLS handshake, are
+ * due by then) or, on a kept-alive connection, when a later request line is
+ * seen (the URI log callback); re-armed with the body timeout once the
+ * headers are in; stopped while the request is handled; after an answer,
+ * a backstop of idle + header timeout closes a connection whose next
+ * request never completes its line.  libmicrohttpd has no 408 of its own,
+ * so on expiry we write the 408 ourselves (plain HTTP only: a TLS stream
+ * cannot be written behind the library's back) and shut the socket down;
+ * the library then sees the end of the stream and cleans up. */
 #include "proxy/listener.h"
 
 #include <arpa/inet.h>
@@ -58,6 +62,8 @@ struct listener_conn {
     struct listener_exchange *ex;  /* borrowed: the request in progress */
     struct listener_exchange_alloc *spare; /* owned: the last exchange's
                                       memory, for the next request */
+    unsigned served;               /* requests completed on it */
+    uint64_t start_ns;             /* accepted (monotonic) */
 };
 
 /* Private part of an exchange, allocated with it. */
@@ -84,6 +90,8 @@ struct listener_exchange_alloc {
 
 static void listener_run(struct listener *l);
 static void listener_exchange_free(struct listener_exchange_alloc *a);
+static void listener_client_addr(struct listener_exchange *ex,
+                                 struct MHD_Connection *c);
 
 /* ---- request ids ---------------------------------------------------- */
 
@@ -296,13 +304,13 @@ static enum MHD_Result listener_queue(struct listener_exchange *ex)
 
 /* ---- the 408 path ----------------------------------------------------- */
 
-static void listener_deadline(void *arg)
+/* Writes the 408 behind the library's back (plain HTTP only: a TLS stream
+ * cannot be written to from here) and shuts the socket down; the library
+ * then sees the end of the stream and cleans up. */
+static void listener_timeout_close(struct listener_conn *conn,
+                                   struct listener_exchange *ex)
 {
-    struct listener_conn *conn = arg;
     struct listener *l = conn->l;
-    struct listener_exchange *ex = conn->ex;
-    if (!ex || XP(ex)->phase >= PHASE_WAITING)
-        return;
     if (!ex->request_id[0])
         listener_set_request_id(l, ex);
     ex->status = 408;
@@ -326,6 +334,39 @@ static void listener_deadline(void *arg)
         buf_free(&b);
     }
     shutdown(conn->fd, SHUT_RDWR);
+}
+
+static void listener_deadline(void *arg)
+{
+    struct listener_conn *conn = arg;
+    struct listener *l = conn->l;
+    struct listener_exchange *ex = conn->ex;
+    if (ex && XP(ex)->phase >= PHASE_WAITING)
+        return;
+    if (ex) {
+        listener_timeout_close(conn, ex);
+    } else if (conn->served == 0) {
+        /* The first request line did not arrive in time (the library
+         * reports a request only once its line is complete): answer 408
+         * for a request that has no exchange yet, and log it. */
+        struct listener_exchange_alloc *a = xcalloc(1, sizeof(*a));
+        struct listener_exchange *orphan = &a->ex;
+        orphan->priv = &a->p;
+        orphan->url = "";
+        orphan->method_name = "-";
+        orphan->version = "";
+        orphan->start_ns = conn->start_ns;
+        orphan->tls = l->tls;
+        orphan->listener_index = l->index;
+        listener_client_addr(orphan, conn->c);
+        listener_timeout_close(conn, orphan);
+        l->ops->on_complete(l->ctx, orphan);
+        free(a);
+    } else {
+        /* idle keep-alive time and a header deadline are over, and no
+         * request line came (or it is still trickling in): close */
+        shutdown(conn->fd, SHUT_RDWR);
+    }
     listener_run(l); /* let the library notice the closed stream */
 }
 
@@ -352,6 +393,10 @@ static void listener_notify_connection(void *cls, struct MHD_Connection *c,
         conn->c = c;
         conn->fd = ci ? ci->connect_fd : -1;
         conn->deadline = loop_timer_new(l->loop, listener_deadline, conn);
+        conn->start_ns = util_mono_ns();
+        /* the first request line and its headers are due within the
+         * header timeout from the connection's start */
+        listener_arm(conn, l->limits.header_timeout_ms);
         *socket_context = conn;
         if (l->ops->on_connection)
             l->ops->on_connection(l->ctx, +1);
@@ -427,7 +472,10 @@ static void *listener_uri_log(void *cls, const char *uri,
     ex->version = "";
     if (conn) {
         conn->ex = ex;
-        listener_arm(conn, l->limits.header_timeout_ms);
+        /* a later request on a kept-alive connection: its own deadline
+         * (the first one's runs from the connection's start) */
+        if (conn->served > 0)
+            listener_arm(conn, l->limits.header_timeout_ms);
     }
     return ex;
 }
@@ -647,7 +695,12 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
     if (xp->conn) {
         if (xp->conn->ex == ex)
             xp->conn->ex = NULL;
-        listener_arm(xp->conn, 0);
+        xp->conn->served++;
+        /* Idle connections are the library's to close (client_idle); a
+         * next request line that trickles in without ever completing is
+         * bounded by this backstop. */
+        listener_arm(xp->conn, l->limits.idle_timeout_ms +
+                                   l->limits.header_timeout_ms);
     }
     if (ex->status == 0 && xp->phase == PHASE_HEADERS) {
         /* the library answered by itself (malformed request, 431 ...) */
@@ -741,6 +794,10 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->request_id_header = xstrdup(request_id_header);
     l->rng = (util_mono_ns() ^ ((uint64_t)(uintptr_t)l << 17) ^
               ((uint64_t)fd << 40)) | 1;
+    /* Opportunistic reads and writes (TURBO) make libmicrohttpd 0.9.75
+     * spin inside MHD_run on a TLS handshake that waits for the client:
+     * one silent TCP connection would stall every client of the worker.
+     * Plain HTTP keeps them. */
     if (l->tls)
         flags |= MHD_USE_TLS;
     /* The per-connection pool holds the request head (up to
