@@ -530,6 +530,52 @@ static bool listener_token_chunked(const char *v, size_t n)
     return util_strncaseeq(v, n, "chunked");
 }
 
+static bool listener_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* What libmicrohttpd 0.9.75 lets through although RFC 9112 says to reject
+ * it (400), because a peer parser could read the message differently:
+ *  - a field name that is not a token, e.g. whitespace before the colon
+ *    ("Transfer-Encoding : chunked" is kept as a field the library does not
+ *    recognise, while others do; 5.1);
+ *  - CR, LF, NUL or another control character in a value (a bare CR
+ *    would split the line for a parser downstream; 5.5 of RFC 9110);
+ *  - obsolete line folding (5.2): the library glues a continuation line to
+ *    the field *name* of the line before ("Transfer-Encoding:" +
+ *    " chunked" becomes a field "Transfer-Encodingchunked").  Fields are
+ *    views into the received header block [start, start + size), where
+ *    the colon became a NUL: a field whose value does not follow its name,
+ *    colon and optional whitespace there was rewritten by a fold. */
+static const char *listener_fields(const struct listener_exchange *ex,
+                                   const char *start, size_t size)
+{
+    const char *end = start + size;
+    for (int i = 0; i < ex->n_headers; i++) {
+        const struct listener_header *h = &ex->headers[i];
+        if (h->name_len == 0)
+            return "empty header field name";
+        for (size_t k = 0; k < h->name_len; k++)
+            if (!listener_tchar((unsigned char)h->name[k]))
+                return "invalid character in a header field name";
+        for (size_t k = 0; k < h->value_len; k++) {
+            unsigned char c = (unsigned char)h->value[k];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return "control character in a header field value";
+        }
+        const char *p = h->name + h->name_len;
+        if (!start || h->name < start || p >= end || *p != '\0')
+            return "obsolete line folding in the header";
+        for (p++; p < h->value && (*p == ' ' || *p == '\t'); p++)
+            ;
+        if (p != h->value || h->value + h->value_len > end)
+            return "obsolete line folding in the header";
+    }
+    return NULL;
+}
+
 /* RFC 9112 6.1/6.3 framing rules; returns a message or NULL when fine. */
 static const char *listener_framing(const struct listener_exchange *ex,
                                     uint64_t *clen, bool *has_clen)
@@ -596,7 +642,9 @@ static bool listener_headers_in(struct listener *l,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     size_t hsize = ci ? ci->header_size : 0;
-    const char *bad = listener_framing(ex, &clen, &has_clen);
+    const char *bad = listener_fields(ex, method, hsize);
+    if (!bad)
+        bad = listener_framing(ex, &clen, &has_clen);
     if (bad) {
         listener_local_error(ex, l, 400, "BAD_REQUEST", bad, true);
     } else if ((uint64_t)ex->n_headers > l->limits.max_headers ||
