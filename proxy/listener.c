@@ -470,6 +470,7 @@ static void *listener_uri_log(void *cls, const char *uri,
     ex->listener_index = l->index;
     ex->method_name = "";
     ex->version = "";
+    listener_client_addr(ex, c);
     if (conn) {
         conn->ex = ex;
         /* a later request on a kept-alive connection: its own deadline
@@ -636,7 +637,6 @@ static bool listener_headers_in(struct listener *l,
     ex->headers = w.items;
     ex->n_headers = w.n;
     xp->hdr_cap = w.cap;
-    listener_client_addr(ex, c);
     listener_set_request_id(l, ex);
 
     const union MHD_ConnectionInfo *ci =
@@ -750,14 +750,18 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
         listener_arm(xp->conn, l->limits.idle_timeout_ms +
                                    l->limits.header_timeout_ms);
     }
-    if (ex->status == 0 && xp->phase == PHASE_HEADERS) {
-        /* the library answered by itself (malformed request, 431 ...) */
+    if (ex->status == 0 && xp->phase <= PHASE_BODY) {
+        /* the library answered by itself (malformed request or chunk,
+         * headers larger than its buffer ...) */
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
         if (ci && ci->http_status) {
             ex->status = (int)ci->http_status;
             ex->local_error = true;
-            ex->error_code = "BAD_REQUEST";
+            ex->error_code =
+                ex->status == 431   ? "REQUEST_HEADER_FIELDS_TOO_LARGE"
+                : ex->status == 413 ? "REQUEST_ENTITY_TOO_LARGE"
+                                    : "BAD_REQUEST";
         }
     }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
