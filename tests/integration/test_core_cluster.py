@@ -218,3 +218,22 @@ def test_connection_refused_is_retried_elsewhere_and_reprobed_at_once(quorumgate
     assert time.monotonic() - t_hit < 3
     assert metric(qg, "quorumgate_health_probes_total", controller=victim) > probes_before
     assert metric(qg, "quorumgate_upstream_attempts_total", controller=victim, outcome="connect_error") >= 1
+
+
+def test_unclean_spellings_of_mfa_paths_are_still_pinned(quorumgate):
+    # the controller's router cleans the path (Go path.Clean) before
+    # matching, so these reach the MFA handlers: they must be pinned too
+    qg = quorumgate()
+    sim = qg.sim
+    leader = sim.control.leader()
+    wait_leader_known(qg, leader)
+    token = _token(sim, leader)
+    for target, call_name in (("/edge/client/v1/current-identity/./mfa", "mfa_read"),
+                              ("/edge/client/v1/x/../current-identity/mfa", "mfa_read"),
+                              ("//edge/client/v1/current-identity/%6dfa", "mfa_read"),
+                              ("/edge/client/v1/current-identity/mfa/", "mfa_read")):
+        for _ in range(3):
+            r = call(qg, "GET", target, headers={"Authorization": "Bearer " + token}, ca=qg.ca)
+            assert r.header("Quorumgate-Controller") == leader, (target, r.status)
+        line = wait_access(qg, lambda e: e.get("path") == target)
+        assert (line["class"], line["call"], line["decision"]) == ("mfa", call_name, "pinned"), line
