@@ -261,10 +261,13 @@ static void listener_local_error(struct listener_exchange *ex,
     const char *hdrs[] = {
         MHD_HTTP_HEADER_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE,
         l->request_id_header, ex->request_id,
+        MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
     };
     ex->local_error = true;
     ex->error_code = code;
-    listener_respond(ex, status, hdrs, 2, body, len, close);
+    /* a 405 names the methods that are allowed (RFC 9110 15.5.6) */
+    listener_respond(ex, status, hdrs, status == 405 ? 3 : 2, body, len,
+                     close);
 }
 
 void listener_respond(struct listener_exchange *ex, int status,
@@ -577,11 +580,37 @@ static const char *listener_fields(const struct listener_exchange *ex,
     return NULL;
 }
 
+/* The request target (RFC 9112 3.2.1 origin-form), as received: an
+ * absolute path and query without control characters, spaces or a
+ * fragment (bytes above 0x7f are let through, as most servers do).  The
+ * library cuts the target at a NUL byte, so a NUL shows as a target
+ * shorter than the room between the method and the version; libcurl would
+ * cut a '#' off on the way up while the classifier saw it. */
+static const char *listener_target(const struct listener_exchange *ex,
+                                   const char *method, const char *version)
+{
+    const unsigned char *u = (const unsigned char *)ex->url;
+    if (u[0] != '/')
+        return "request target must be an absolute path";
+    for (; *u; u++)
+        if (*u <= 0x20 || *u == 0x7f || *u == '#')
+            return "invalid character in the request target";
+    if (method && version && version[0]) {
+        const char *start = method + strlen(method) + 1;
+        while (*start == ' ')
+            start++;
+        if (version > start &&
+            (size_t)(version - 1 - start) != strlen(ex->url))
+            return "invalid character in the request target";
+    }
+    return NULL;
+}
+
 /* RFC 9112 6.1/6.3 framing rules; returns a message or NULL when fine. */
 static const char *listener_framing(const struct listener_exchange *ex,
                                     uint64_t *clen, bool *has_clen)
 {
-    int n_te = 0;
+    int n_te = 0, n_host = 0;
     const char *cl = NULL;
     size_t cl_len = 0;
     *has_clen = false;
@@ -591,6 +620,9 @@ static const char *listener_framing(const struct listener_exchange *ex,
             n_te++;
             if (!listener_token_chunked(h->value, h->value_len))
                 return "unsupported Transfer-Encoding (only chunked)";
+        } else if (util_strncaseeq(h->name, h->name_len, "Host")) {
+            if (++n_host > 1)
+                return "more than one Host header"; /* RFC 9112 3.2 */
         } else if (util_strncaseeq(h->name, h->name_len, "Content-Length")) {
             if (cl && (cl_len != h->value_len ||
                        memcmp(cl, h->value, cl_len) != 0))
@@ -651,10 +683,12 @@ static bool listener_headers_in(struct listener *l,
                hsize > l->limits.max_header_bytes) {
         listener_local_error(ex, l, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
                              "request headers too large or too many", true);
-    } else if (ex->url[0] != '/') {
-        listener_local_error(ex, l, 400, "BAD_REQUEST",
-                             "request target must be an absolute path",
-                             true);
+    } else if ((bad = listener_target(ex, method, version))) {
+        listener_local_error(ex, l, 400, "BAD_REQUEST", bad, true);
+    } else if (strcmp(method, "TRACE") == 0 || strcmp(method, "TRACK") == 0) {
+        /* it would echo the request, credentials and all, back */
+        listener_local_error(ex, l, 405, "METHOD_NOT_ALLOWED",
+                             "TRACE is not allowed", false);
     } else if (has_clen && clen > l->limits.max_body_bytes) {
         listener_local_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                              "request body too large", true);
