@@ -46,6 +46,12 @@ CASES = {
                       b"zz\r\n\r\n" + SMUGGLED,
     "bare_lf_in_headers": b"POST /edge/client/v1/version HTTP/1.1\r\nHost: x\nContent-Length: 0\r\n"
                           b"X-A: b\rContent-Length: 5\r\n\r\n" + SMUGGLED,
+    "duplicate_host": b"GET /edge/client/v1/version HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + SMUGGLED,
+    "nul_in_target": b"GET /edge/client/v1/version\x00/../../x HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED,
+    "ctl_in_target": b"GET /edge/client/v1/version\x01 HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED,
+    "bare_cr_in_target": b"GET /edge/client/v1/version\rX HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED,
+    "fragment_in_target": b"POST /edge/client/v1/version#x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                          + SMUGGLED,
     "absolute_form_target": b"GET http://evil.example/edge/client/v1/version HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED,
     "asterisk_target": b"GET * HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED,
 }
@@ -109,3 +115,23 @@ def test_well_framed_pipelined_requests_are_each_processed_once(qg_sim):
             b"Connection: close\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n")
     raw, closed = raw_request(qg, data)
     assert [r[0] for r in parse_responses(raw)] in ([404], [200], [405]), raw[:300]
+
+
+def test_trace_is_refused(qg_sim):
+    qg = qg_sim
+    raw, closed = raw_request(qg, b"TRACE /edge/client/v1/version HTTP/1.1\r\nHost: x\r\n"
+                                  b"Authorization: Bearer secret\r\nConnection: close\r\n\r\n")
+    st, hdrs, body = parse_responses(raw)[0]
+    assert st == 405, raw[:300]
+    assert "GET" in hdrs.get("allow", "")
+    assert json.loads(body)["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert b"secret" not in raw
+    assert sim_requests(qg.sim) == []
+
+
+def test_raw_utf8_in_the_path_is_forwarded(qg_sim):
+    qg = qg_sim
+    raw, closed = raw_request(qg, "GET /edge/client/v1/caf\u00e9 HTTP/1.1\r\nHost: x\r\n"
+                                  "Connection: close\r\n\r\n".encode("utf-8"))
+    assert parse_responses(raw)[0][0] == 404, raw[:300]
+    assert [r["method"] for r in sim_requests(qg.sim)] == ["GET"]
