@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -369,3 +370,38 @@ def test_certificate_from_another_ca_on_the_request_path_is_a_502(quorumgate, ec
     assert line["status"] == 502
     assert {a["controller"] for a in line["upstream"]} == {"ctrl1", "ctrl2"}
     assert all(a["outcome"] == "tls_error" for a in line["upstream"]), line
+
+
+def test_controller_too_slow_is_a_504(quorumgate, echo_factory):
+    cl = echo_factory(1)
+    up = cl.upstreams[0]
+    up.respond("/slow", status=200, body=b"{}", delay=3)
+    qg = qg_over_echo(quorumgate, cl, {"retry": {"policies": {"read": {
+        "per_try_timeout": "300ms", "max_attempts": 2, "deadline": "2s"}}}})
+    t0 = time.monotonic()
+    r = call(qg, "GET", "/slow")
+    took = time.monotonic() - t0
+    doc = assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
+    assert "ctrl1" in doc["error"]["message"]
+    assert took < 2.5, took
+    assert len(up.seen("/slow")) == 2        # tried twice, each cut at 300 ms
+    line = wait_access(qg, lambda e: e.get("path") == "/slow")
+    assert [a["outcome"] for a in line["upstream"]] == ["timeout", "timeout"]
+
+
+@pytest.mark.parametrize("raw", [
+    b"NOT HTTP AT ALL\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+    b"",
+], ids=["garbage", "short_body", "short_chunk", "nothing"])
+def test_broken_answers_are_a_502_not_passed_on(quorumgate, echo_factory, raw):
+    cl = echo_factory(1)
+    up = cl.upstreams[0]
+    up.respond("/broken", raw=raw)
+    qg = qg_over_echo(quorumgate, cl)
+    r = call(qg, "GET", "/broken")
+    assert_envelope(r, 502, "PROXY_UPSTREAM_ERROR")
+    assert b"only part" not in r.body
+    # the connection to the client is still good for the next request
+    assert call(qg, "GET", "/fine").status == 200

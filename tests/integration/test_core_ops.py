@@ -170,6 +170,36 @@ def test_sighup_with_a_good_file_applies_it(quorumgate, echo_factory):
     assert any("configuration reloaded" in e.get("msg", "") for e in qg.error_log())
 
 
+def test_sighup_applies_client_timeouts_to_new_connections(quorumgate, echo_factory):
+    cl = echo_factory(1)
+    qg = qg_over_echo(quorumgate, cl, {"timeouts": {"client_header": "10s", "client_idle": "30s"}})
+    cfg = copy.deepcopy(qg.config)
+    cfg["timeouts"] = {"client_header": "500ms", "client_idle": "1s"}
+    qg.write_config(cfg)
+    qg.sighup()
+    wait_metric(qg, "quorumgate_config_reloads_total", 1, result="success")
+    host, port = host_port(qg.url)
+    # an idle kept-alive connection is closed after the new client_idle
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        got = b""
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            got += c
+        took = time.monotonic() - t0
+    assert got.startswith(b"HTTP/1.1 200")
+    assert took < 3.5, took
+    # and a slow request line gets the new header timeout
+    t0 = time.monotonic()
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"GET /a")
+        got = s.recv(65536)
+    assert got.startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 3.0
+
+
 def test_sighup_with_a_broken_file_keeps_the_running_one(quorumgate, echo_factory):
     cl = echo_factory(1)
     qg = qg_over_echo(quorumgate, cl, {"limits": {"max_body_bytes": "1KiB"}})

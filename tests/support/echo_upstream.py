@@ -105,6 +105,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             spec = spec(rec)
         if spec.get("delay"):
             time.sleep(spec["delay"])
+        if "raw" in spec:                 # exactly these bytes, then close
+            self.close_connection = True
+            self.wfile.write(spec["raw"])
+            self.wfile.flush()
+            return
         status = spec.get("status", 200)
         headers = list(spec.get("headers", []))
         out = spec.get("body", b"")
@@ -190,7 +195,8 @@ class EchoUpstream:
 
     def respond(self, path, spec=None, **kw):
         """Answer requests for path (exact, or a prefix ending in '*') with
-        spec: {status, headers [(k, v)], body, delay, chunked, close} or a
+        spec: {status, headers [(k, v)], body, delay, chunked, close}, or
+        {raw: bytes} (sent as they are, then the connection is closed), or a
         callable(record) returning such a dict."""
         with self.lock:
             self.routes.insert(0, (path, spec if spec is not None else kw))
