@@ -357,6 +357,7 @@ static void listener_deadline(void *arg)
         orphan->priv = &a->p;
         orphan->url = "";
         orphan->method_name = "-";
+        orphan->method = HTTP_OTHER;
         orphan->version = "";
         orphan->start_ns = conn->start_ns;
         orphan->tls = l->tls;
@@ -472,6 +473,7 @@ static void *listener_uri_log(void *cls, const char *uri,
     ex->tls = l->tls;
     ex->listener_index = l->index;
     ex->method_name = "";
+    ex->method = HTTP_OTHER; /* until the headers are in */
     ex->version = "";
     listener_client_addr(ex, c);
     if (conn) {
