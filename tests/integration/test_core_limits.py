@@ -122,6 +122,10 @@ def test_slow_request_line_is_408(quorumgate, echo_factory):
     assert not cl.upstreams[0].seen()
     line = wait_access(qg, lambda e: e.get("status") == 408)
     assert line["error"] == "REQUEST_TIMEOUT" and line["client"] == "127.0.0.1"
+    assert line["method"] == "-"
+    # counted, but not as a GET nobody sent
+    assert qg.metrics().value("quorumgate_requests_total", method="OTHER", code="4xx") == 1
+    assert qg.metrics().value("quorumgate_requests_total", method="GET", code="4xx") == 0
     # a connection that sends nothing at all is bounded the same way
     raw, closed, took = _timed_raw(qg, b"")
     assert closed and took < 3.0, (raw, closed, took)
