@@ -405,3 +405,41 @@ def test_broken_answers_are_a_502_not_passed_on(quorumgate, echo_factory, raw):
     assert b"only part" not in r.body
     # the connection to the client is still good for the next request
     assert call(qg, "GET", "/fine").status == 200
+
+
+def test_expect_100_continue_gets_the_body_through(quorumgate, echo_factory):
+    cl = echo_factory(1)
+    up = cl.upstreams[0]
+    qg = qg_over_echo(quorumgate, cl)
+    host, port = qg.url.split("://")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        assert s.recv(1000).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"hello")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+        assert got.startswith(b"HTTP/1.1 200")
+    rec = up.last()
+    assert rec["body"] == b"hello"
+    assert header_values(rec, "Expect") == []     # the proxy's own business
+
+
+def test_several_workers_serve_concurrent_clients(quorumgate, echo_factory):
+    import concurrent.futures
+    cl = echo_factory(2)
+    for up in cl.upstreams:
+        up.respond("/work", status=200, body=b'{"ok":1}', delay=0.05)
+    qg = qg_over_echo(quorumgate, cl, {"workers": 2})
+    assert status(qg)["workers"] == 2
+
+    def one(i):
+        r = call(qg, "GET", "/work?i=%d" % i, headers={"X-Request-Id": "w-%d" % i})
+        return r.status, r.header("X-Request-Id")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
+        results = list(ex.map(one, range(120)))
+    assert results == [(200, "w-%d" % i) for i in range(120)]
+    seen = sorted(int(r["target"].split("=")[1]) for up in cl.upstreams for r in up.seen("/work"))
+    assert seen == list(range(120))
+    assert all(up.seen("/work") for up in cl.upstreams)
+    wait_until(lambda: status(qg)["requests_in_flight"] == 0, timeout=5, what="nothing in flight")
