@@ -79,6 +79,7 @@ def test_sigterm_drains_an_in_flight_request_and_exits_0(quorumgate):
 
     def slow():
         result["r"] = call(qg, "GET", "/edge/client/v1/version", ca=qg.ca, timeout=10)
+        result["t"] = time.monotonic()
     t = threading.Thread(target=slow)
     t.start()
     wait_until(lambda: status(qg)["requests_in_flight"] == 1, timeout=5, what="the request in flight")
@@ -98,9 +99,11 @@ def test_sigterm_drains_an_in_flight_request_and_exits_0(quorumgate):
     r = result["r"]
     assert r.status == 200 and r.json()["data"]["version"], r.body
     code = qg.proc.wait(10)
-    took = time.monotonic() - t0
+    t_exit = time.monotonic()
     assert code == 0
-    assert 1.0 < took < 5.0, took
+    # the answer (200 above) came before the exit, within the drain bound
+    assert result["t"] <= t_exit
+    assert t_exit - t0 < 5.0, t_exit - t0
     msgs = [e.get("msg", "") for e in qg.error_log()]
     assert any("draining 1 request" in m for m in msgs), msgs
     assert any("drained, exiting" in m for m in msgs), msgs
@@ -129,7 +132,7 @@ def test_sigterm_drain_bound_answers_what_is_left_and_exits(quorumgate):
     took = time.monotonic() - t0
     t.join(10)
     assert code == 0
-    assert took < 2.5, took
+    assert took < 3.5, took          # the request itself would take 4 s
     assert "r" in result, result
     assert_envelope(result["r"], 503, "PROXY_SHUTTING_DOWN")
     msgs = [e.get("msg", "") for e in qg.error_log()]
