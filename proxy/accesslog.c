@@ -28,6 +28,27 @@ static bool accesslog_safe(const char *name, size_t len)
     return false;
 }
 
+/* A value of a harmless parameter is logged only when it is plainly one
+ * value: a separator some server would honour (';', '?', an escaped '&'
+ * or '=') could carry a secret along inside it. */
+static bool accesslog_plain_value(const char *v, size_t len)
+{
+    if (len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = v[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            (c >= '0' && c <= '9') || strchr("._~+,-", c))
+            continue;
+        if (c == '%' && i + 2 < len && v[i + 1] == '2' && v[i + 2] == '0') {
+            i += 2; /* an encoded space, as in a scope list */
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
 void accesslog_redact_target(struct buf *out, const char *target)
 {
     size_t path_len = strcspn(target, "?");
@@ -42,7 +63,8 @@ void accesslog_redact_target(struct buf *out, const char *target)
         buf_json_escape(out, q, nlen);
         if (nlen < plen) {
             buf_putc(out, '=');
-            if (accesslog_safe(q, nlen))
+            if (accesslog_safe(q, nlen) &&
+                accesslog_plain_value(q + nlen + 1, plen - nlen - 1))
                 buf_json_escape(out, q + nlen + 1, plen - nlen - 1);
             else
                 buf_puts(out, "REDACTED");

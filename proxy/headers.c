@@ -135,6 +135,23 @@ static const struct listener_header *headers_find_in(
     return NULL;
 }
 
+/* Connection may come as several field lines (RFC 9110 5.3): one list of
+ * every value, or NULL when there is none (malloc'ed). */
+static char *headers_connection_in(const struct listener_header *in, int n)
+{
+    struct buf b = {0};
+    bool found = false;
+    for (int i = 0; i < n; i++) {
+        if (!util_strncaseeq(in[i].name, in[i].name_len, "Connection"))
+            continue;
+        if (found)
+            buf_putc(&b, ',');
+        buf_append(&b, in[i].value, in[i].value_len);
+        found = true;
+    }
+    return found ? buf_steal(&b, NULL) : NULL;
+}
+
 void headers_for_upstream(struct headers *out,
                           const struct listener_header *in, int n,
                           const struct headers_up_ctx *ctx)
@@ -144,7 +161,7 @@ void headers_for_upstream(struct headers *out,
         "Host", "Expect", "X-Forwarded-For", "X-Forwarded-Proto",
         "X-Forwarded-Host", "Forwarded", "X-Client-CertPem",
     };
-    const struct listener_header *conn = headers_find_in(in, n, "Connection");
+    char *conn = headers_connection_in(in, n);
     const struct listener_header *host = headers_find_in(in, n, "Host");
     const struct listener_header *xff = headers_find_in(in, n,
                                                         "X-Forwarded-For");
@@ -154,8 +171,7 @@ void headers_for_upstream(struct headers *out,
 
     for (int i = 0; i < n; i++) {
         const struct listener_header *f = &in[i];
-        bool skip = headers_is_hop(f->name, f->name_len,
-                                   conn ? conn->value : NULL) ||
+        bool skip = headers_is_hop(f->name, f->name_len, conn) ||
                     util_strncaseeq(f->name, f->name_len,
                                     ctx->request_id_header);
         for (size_t k = 0; !skip && k < ARRAY_LEN(own); k++)
@@ -204,21 +220,33 @@ void headers_for_upstream(struct headers *out,
     }
     headers_add(out, "Forwarded", 9, v.data, v.len);
     buf_free(&v);
+    free(conn);
     headers_adds(out, ctx->request_id_header, ctx->request_id);
 }
 
 void headers_for_client(struct headers *out, const struct upstream_req *r)
 {
-    const char *conn = NULL;
-    size_t conn_len = 0;
-    char *conn_copy = NULL;
-    if (upstream_resp_header(r, "Connection", &conn, &conn_len))
-        conn_copy = xstrndup(conn, conn_len);
+    /* every Connection field line counts (RFC 9110 5.3) */
+    struct buf conn = {0};
+    bool found = false;
+    for (int i = 0; i < r->n_resp_hdrs; i++) {
+        const struct upstream_header *h = &r->resp_hdrs[i];
+        if (!util_strncaseeq(r->resp_hdr_data.data + h->name_off, h->name_len,
+                             "Connection"))
+            continue;
+        if (found)
+            buf_putc(&conn, ',');
+        buf_append(&conn, r->resp_hdr_data.data + h->value_off, h->value_len);
+        found = true;
+    }
+    char *conn_copy = found ? buf_steal(&conn, NULL) : NULL;
     for (int i = 0; i < r->n_resp_hdrs; i++) {
         const struct upstream_header *h = &r->resp_hdrs[i];
         const char *name = r->resp_hdr_data.data + h->name_off;
-        if (headers_is_hop(name, h->name_len, conn_copy))
-            continue;
+        if (headers_is_hop(name, h->name_len, conn_copy) &&
+            !(r->method == HTTP_HEAD &&
+              util_strncaseeq(name, h->name_len, "Content-Length")))
+            continue; /* a HEAD answer keeps the length it describes */
         headers_add(out, name, h->name_len,
                     r->resp_hdr_data.data + h->value_off, h->value_len);
     }

@@ -3,7 +3,9 @@
  *    are dropped both ways;
  *  - X-Forwarded-For/-Proto/-Host and Forwarded are set on the way up;
  *  - the request id is passed through or generated and sent both ways;
- *  - framing fields (Content-Length, Transfer-Encoding) are the transport's.
+ *  - framing fields (Content-Length, Transfer-Encoding) are the transport's,
+ *    except the Content-Length of an answer to HEAD, which describes the
+ *    body a GET would get and is passed to the client as it is.
  *
  * Ownership: struct headers owns its storage; a zeroed struct is empty.
  * Pointers returned by headers_name/value/get are valid until the next

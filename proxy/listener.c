@@ -1,12 +1,16 @@
 /* listener.c - see listener.h.  Wraps libmicrohttpd 0.9.75.
  *
  * Per connection (struct listener_conn, the MHD socket context) we keep a
- * deadline timer: armed with the header timeout when a request line is seen
- * (the URI log callback), re-armed with the body timeout once the headers
- * are in, stopped when the request is complete.  libmicrohttpd has no 408 of
- * its own, so on expiry we write the 408 ourselves (plain HTTP only: a TLS
- * stream cannot be written behind the library's back) and shut the socket
- * down; the library then sees the end of the stream and cleans up. */
+ * deadline timer: armed with the header timeout when the connection is
+ * accepted (the first request line and headers, and a TLS handshake, are
+ * due by then) or, on a kept-alive connection, when a later request line is
+ * seen (the URI log callback); re-armed with the body timeout once the
+ * headers are in; stopped while the request is handled; after an answer,
+ * a backstop of idle + header timeout closes a connection whose next
+ * request never completes its line.  libmicrohttpd has no 408 of its own,
+ * so on expiry we write the 408 ourselves (plain HTTP only: a TLS stream
+ * cannot be written behind the library's back) and shut the socket down;
+ * the library then sees the end of the stream and cleans up. */
 #include "proxy/listener.h"
 
 #include <arpa/inet.h>
@@ -58,6 +62,8 @@ struct listener_conn {
     struct listener_exchange *ex;  /* borrowed: the request in progress */
     struct listener_exchange_alloc *spare; /* owned: the last exchange's
                                       memory, for the next request */
+    unsigned served;               /* requests completed on it */
+    uint64_t start_ns;             /* accepted (monotonic) */
 };
 
 /* Private part of an exchange, allocated with it. */
@@ -84,6 +90,8 @@ struct listener_exchange_alloc {
 
 static void listener_run(struct listener *l);
 static void listener_exchange_free(struct listener_exchange_alloc *a);
+static void listener_client_addr(struct listener_exchange *ex,
+                                 struct MHD_Connection *c);
 
 /* ---- request ids ---------------------------------------------------- */
 
@@ -181,17 +189,62 @@ uint16_t listener_bound_port(int fd)
 
 /* ---- responses ------------------------------------------------------- */
 
+/* Never called: the library sends no body in answer to HEAD. */
+static ssize_t listener_no_body(void *cls, uint64_t pos, char *buf,
+                                size_t max)
+{
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* The Content-Length value among headers, if it is a plain number. */
+static bool listener_given_length(const char *const *headers, int n,
+                                  uint64_t *out)
+{
+    for (int i = 0; i < n; i++) {
+        if (!util_strcaseeq(headers[2 * i], MHD_HTTP_HEADER_CONTENT_LENGTH))
+            continue;
+        const char *v = headers[2 * i + 1];
+        uint64_t x = 0;
+        if (!*v)
+            return false;
+        for (; *v; v++) {
+            if (*v < '0' || *v > '9' || x > UINT64_MAX / 10 - 10)
+                return false;
+            x = x * 10 + (uint64_t)(*v - '0');
+        }
+        *out = x;
+        return true;
+    }
+    return false;
+}
+
 static struct MHD_Response *listener_make_response(
     struct listener_exchange *ex, const char *const *headers, int n,
     char *body, size_t len, bool close)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-                                            : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r;
+    uint64_t head_len;
+    if (ex->method == HTTP_HEAD && listener_given_length(headers, n,
+                                                         &head_len)) {
+        /* A HEAD answer states the length of the body a GET would get
+         * (RFC 9110 8.6): a response of that size whose body is never
+         * read, since the library sends none for HEAD. */
+        free(body);
+        r = MHD_create_response_from_callback(head_len, 4096,
+                                              listener_no_body, NULL, NULL);
+    } else {
+        r = MHD_create_response_from_buffer(
+            len, body ? body : (char *)"",
+            body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    }
     if (!r)
         abort();
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        /* framing is the library's */
+        if (util_strcaseeq(headers[2 * i], MHD_HTTP_HEADER_CONTENT_LENGTH))
+            continue;
         MHD_add_response_header(r, headers[2 * i], headers[2 * i + 1]);
+    }
     if (close)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     return r;
@@ -208,10 +261,13 @@ static void listener_local_error(struct listener_exchange *ex,
     const char *hdrs[] = {
         MHD_HTTP_HEADER_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE,
         l->request_id_header, ex->request_id,
+        MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
     };
     ex->local_error = true;
     ex->error_code = code;
-    listener_respond(ex, status, hdrs, 2, body, len, close);
+    /* a 405 names the methods that are allowed (RFC 9110 15.5.6) */
+    listener_respond(ex, status, hdrs, status == 405 ? 3 : 2, body, len,
+                     close);
 }
 
 void listener_respond(struct listener_exchange *ex, int status,
@@ -251,13 +307,13 @@ static enum MHD_Result listener_queue(struct listener_exchange *ex)
 
 /* ---- the 408 path ----------------------------------------------------- */
 
-static void listener_deadline(void *arg)
+/* Writes the 408 behind the library's back (plain HTTP only: a TLS stream
+ * cannot be written to from here) and shuts the socket down; the library
+ * then sees the end of the stream and cleans up. */
+static void listener_timeout_close(struct listener_conn *conn,
+                                   struct listener_exchange *ex)
 {
-    struct listener_conn *conn = arg;
     struct listener *l = conn->l;
-    struct listener_exchange *ex = conn->ex;
-    if (!ex || XP(ex)->phase >= PHASE_WAITING)
-        return;
     if (!ex->request_id[0])
         listener_set_request_id(l, ex);
     ex->status = 408;
@@ -281,6 +337,40 @@ static void listener_deadline(void *arg)
         buf_free(&b);
     }
     shutdown(conn->fd, SHUT_RDWR);
+}
+
+static void listener_deadline(void *arg)
+{
+    struct listener_conn *conn = arg;
+    struct listener *l = conn->l;
+    struct listener_exchange *ex = conn->ex;
+    if (ex && XP(ex)->phase >= PHASE_WAITING)
+        return;
+    if (ex) {
+        listener_timeout_close(conn, ex);
+    } else if (conn->served == 0) {
+        /* The first request line did not arrive in time (the library
+         * reports a request only once its line is complete): answer 408
+         * for a request that has no exchange yet, and log it. */
+        struct listener_exchange_alloc *a = xcalloc(1, sizeof(*a));
+        struct listener_exchange *orphan = &a->ex;
+        orphan->priv = &a->p;
+        orphan->url = "";
+        orphan->method_name = "-";
+        orphan->method = HTTP_OTHER;
+        orphan->version = "";
+        orphan->start_ns = conn->start_ns;
+        orphan->tls = l->tls;
+        orphan->listener_index = l->index;
+        listener_client_addr(orphan, conn->c);
+        listener_timeout_close(conn, orphan);
+        l->ops->on_complete(l->ctx, orphan);
+        free(a);
+    } else {
+        /* idle keep-alive time and a header deadline are over, and no
+         * request line came (or it is still trickling in): close */
+        shutdown(conn->fd, SHUT_RDWR);
+    }
     listener_run(l); /* let the library notice the closed stream */
 }
 
@@ -307,6 +397,10 @@ static void listener_notify_connection(void *cls, struct MHD_Connection *c,
         conn->c = c;
         conn->fd = ci ? ci->connect_fd : -1;
         conn->deadline = loop_timer_new(l->loop, listener_deadline, conn);
+        conn->start_ns = util_mono_ns();
+        /* the first request line and its headers are due within the
+         * header timeout from the connection's start */
+        listener_arm(conn, l->limits.header_timeout_ms);
         *socket_context = conn;
         if (l->ops->on_connection)
             l->ops->on_connection(l->ctx, +1);
@@ -379,10 +473,15 @@ static void *listener_uri_log(void *cls, const char *uri,
     ex->tls = l->tls;
     ex->listener_index = l->index;
     ex->method_name = "";
+    ex->method = HTTP_OTHER; /* until the headers are in */
     ex->version = "";
+    listener_client_addr(ex, c);
     if (conn) {
         conn->ex = ex;
-        listener_arm(conn, l->limits.header_timeout_ms);
+        /* a later request on a kept-alive connection: its own deadline
+         * (the first one's runs from the connection's start) */
+        if (conn->served > 0)
+            listener_arm(conn, l->limits.header_timeout_ms);
     }
     return ex;
 }
@@ -437,11 +536,83 @@ static bool listener_token_chunked(const char *v, size_t n)
     return util_strncaseeq(v, n, "chunked");
 }
 
+static bool listener_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* What libmicrohttpd 0.9.75 lets through although RFC 9112 says to reject
+ * it (400), because a peer parser could read the message differently:
+ *  - a field name that is not a token, e.g. whitespace before the colon
+ *    ("Transfer-Encoding : chunked" is kept as a field the library does not
+ *    recognise, while others do; 5.1);
+ *  - CR, LF, NUL or another control character in a value (a bare CR
+ *    would split the line for a parser downstream; 5.5 of RFC 9110);
+ *  - obsolete line folding (5.2): the library glues a continuation line to
+ *    the field *name* of the line before ("Transfer-Encoding:" +
+ *    " chunked" becomes a field "Transfer-Encodingchunked").  Fields are
+ *    views into the received header block [start, start + size), where
+ *    the colon became a NUL: a field whose value does not follow its name,
+ *    colon and optional whitespace there was rewritten by a fold. */
+static const char *listener_fields(const struct listener_exchange *ex,
+                                   const char *start, size_t size)
+{
+    const char *end = start + size;
+    for (int i = 0; i < ex->n_headers; i++) {
+        const struct listener_header *h = &ex->headers[i];
+        if (h->name_len == 0)
+            return "empty header field name";
+        for (size_t k = 0; k < h->name_len; k++)
+            if (!listener_tchar((unsigned char)h->name[k]))
+                return "invalid character in a header field name";
+        for (size_t k = 0; k < h->value_len; k++) {
+            unsigned char c = (unsigned char)h->value[k];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return "control character in a header field value";
+        }
+        const char *p = h->name + h->name_len;
+        if (!start || h->name < start || p >= end || *p != '\0')
+            return "obsolete line folding in the header";
+        for (p++; p < h->value && (*p == ' ' || *p == '\t'); p++)
+            ;
+        if (p != h->value || h->value + h->value_len > end)
+            return "obsolete line folding in the header";
+    }
+    return NULL;
+}
+
+/* The request target (RFC 9112 3.2.1 origin-form), as received: an
+ * absolute path and query without control characters, spaces or a
+ * fragment (bytes above 0x7f are let through, as most servers do).  The
+ * library cuts the target at a NUL byte, so a NUL shows as a target
+ * shorter than the room between the method and the version; libcurl would
+ * cut a '#' off on the way up while the classifier saw it. */
+static const char *listener_target(const struct listener_exchange *ex,
+                                   const char *method, const char *version)
+{
+    const unsigned char *u = (const unsigned char *)ex->url;
+    if (u[0] != '/')
+        return "request target must be an absolute path";
+    for (; *u; u++)
+        if (*u <= 0x20 || *u == 0x7f || *u == '#')
+            return "invalid character in the request target";
+    if (method && version && version[0]) {
+        const char *start = method + strlen(method) + 1;
+        while (*start == ' ')
+            start++;
+        if (version > start &&
+            (size_t)(version - 1 - start) != strlen(ex->url))
+            return "invalid character in the request target";
+    }
+    return NULL;
+}
+
 /* RFC 9112 6.1/6.3 framing rules; returns a message or NULL when fine. */
 static const char *listener_framing(const struct listener_exchange *ex,
                                     uint64_t *clen, bool *has_clen)
 {
-    int n_te = 0;
+    int n_te = 0, n_host = 0;
     const char *cl = NULL;
     size_t cl_len = 0;
     *has_clen = false;
@@ -451,6 +622,9 @@ static const char *listener_framing(const struct listener_exchange *ex,
             n_te++;
             if (!listener_token_chunked(h->value, h->value_len))
                 return "unsupported Transfer-Encoding (only chunked)";
+        } else if (util_strncaseeq(h->name, h->name_len, "Host")) {
+            if (++n_host > 1)
+                return "more than one Host header"; /* RFC 9112 3.2 */
         } else if (util_strncaseeq(h->name, h->name_len, "Content-Length")) {
             if (cl && (cl_len != h->value_len ||
                        memcmp(cl, h->value, cl_len) != 0))
@@ -497,23 +671,26 @@ static bool listener_headers_in(struct listener *l,
     ex->headers = w.items;
     ex->n_headers = w.n;
     xp->hdr_cap = w.cap;
-    listener_client_addr(ex, c);
     listener_set_request_id(l, ex);
 
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     size_t hsize = ci ? ci->header_size : 0;
-    const char *bad = listener_framing(ex, &clen, &has_clen);
+    const char *bad = listener_fields(ex, method, hsize);
+    if (!bad)
+        bad = listener_framing(ex, &clen, &has_clen);
     if (bad) {
         listener_local_error(ex, l, 400, "BAD_REQUEST", bad, true);
     } else if ((uint64_t)ex->n_headers > l->limits.max_headers ||
                hsize > l->limits.max_header_bytes) {
         listener_local_error(ex, l, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
                              "request headers too large or too many", true);
-    } else if (ex->url[0] != '/') {
-        listener_local_error(ex, l, 400, "BAD_REQUEST",
-                             "request target must be an absolute path",
-                             true);
+    } else if ((bad = listener_target(ex, method, version))) {
+        listener_local_error(ex, l, 400, "BAD_REQUEST", bad, true);
+    } else if (strcmp(method, "TRACE") == 0 || strcmp(method, "TRACK") == 0) {
+        /* it would echo the request, credentials and all, back */
+        listener_local_error(ex, l, 405, "METHOD_NOT_ALLOWED",
+                             "TRACE is not allowed", false);
     } else if (has_clen && clen > l->limits.max_body_bytes) {
         listener_local_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                              "request body too large", true);
@@ -602,16 +779,25 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
     if (xp->conn) {
         if (xp->conn->ex == ex)
             xp->conn->ex = NULL;
-        listener_arm(xp->conn, 0);
+        xp->conn->served++;
+        /* Idle connections are the library's to close (client_idle); a
+         * next request line that trickles in without ever completing is
+         * bounded by this backstop. */
+        listener_arm(xp->conn, l->limits.idle_timeout_ms +
+                                   l->limits.header_timeout_ms);
     }
-    if (ex->status == 0 && xp->phase == PHASE_HEADERS) {
-        /* the library answered by itself (malformed request, 431 ...) */
+    if (ex->status == 0 && xp->phase <= PHASE_BODY) {
+        /* the library answered by itself (malformed request or chunk,
+         * headers larger than its buffer ...) */
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
         if (ci && ci->http_status) {
             ex->status = (int)ci->http_status;
             ex->local_error = true;
-            ex->error_code = "BAD_REQUEST";
+            ex->error_code =
+                ex->status == 431   ? "REQUEST_HEADER_FIELDS_TOO_LARGE"
+                : ex->status == 413 ? "REQUEST_ENTITY_TOO_LARGE"
+                                    : "BAD_REQUEST";
         }
     }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&
@@ -696,6 +882,10 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->request_id_header = xstrdup(request_id_header);
     l->rng = (util_mono_ns() ^ ((uint64_t)(uintptr_t)l << 17) ^
               ((uint64_t)fd << 40)) | 1;
+    /* Opportunistic reads and writes (TURBO) make libmicrohttpd 0.9.75
+     * spin inside MHD_run on a TLS handshake that waits for the client:
+     * one silent TCP connection would stall every client of the worker.
+     * Plain HTTP keeps them. */
     if (l->tls)
         flags |= MHD_USE_TLS;
     /* The per-connection pool holds the request head (up to

@@ -709,6 +709,7 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
         .trust_forwarded = rq->cfg->headers.trust_forwarded,
     };
     headers_for_upstream(&rq->up_headers, ex->headers, ex->n_headers, &hc);
+    rewrite_request(rq);
     if (pipeline_before_route(rq))
         return; /* affinity/gate preparation continues asynchronously */
     request_route(rq);

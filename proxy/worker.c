@@ -73,9 +73,8 @@ static void worker_apply_config(struct worker *w, struct config *cfg)
     worker_ext_config(w);
 }
 
-static void worker_shutdown(struct worker *w)
+static void worker_finish(struct worker *w)
 {
-    request_abort_all(w);
     for (int i = 0; i < w->n_listeners; i++) {
         listener_free(w->listeners[i]);
         w->listeners[i] = NULL;
@@ -83,6 +82,29 @@ static void worker_shutdown(struct worker *w)
     w->n_listeners = 0;
     worker_ext_stop(w);
     loop_stop(w->loop);
+}
+
+/* The answers given by request_abort_all are written by the listeners on
+ * the next loop iterations: keep running until every request is complete
+ * (or a short bound passes), then close everything. */
+static void worker_stop_tick(void *arg)
+{
+    struct worker *w = arg;
+    if (atomic_load(&w->live) == 0 ||
+        loop_now_ms(w->loop) >= w->stop_deadline_ms)
+        worker_finish(w);
+    else
+        loop_timer_start(w->stop_timer, 5, 0);
+}
+
+static void worker_shutdown(struct worker *w)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    request_abort_all(w);
+    w->stop_deadline_ms = loop_now_ms(w->loop) + 1000;
+    loop_timer_start(w->stop_timer, 0, 0);
 }
 
 static void worker_wake(void *arg)
@@ -130,6 +152,7 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
     w->wake = loop_async_new(w->loop, worker_wake, w);
     log_batch_init(&w->access, app->log);
     w->flush = loop_prepare_new(w->loop, worker_flush, w);
+    w->stop_timer = loop_timer_new(w->loop, worker_stop_tick, w);
     worker_ext_init(w); /* before any listener can take a request */
     worker_limits(cfg, app->n_workers, &lim);
     for (int i = 0; i < n_fds; i++) {
@@ -240,6 +263,7 @@ void worker_free(struct worker *w)
     upstream_free(w->up);
     loop_async_free(w->wake);
     loop_prepare_free(w->flush);
+    loop_timer_free(w->stop_timer);
     log_batch_free(&w->access);
     loop_free(w->loop);
     struct config *next = atomic_exchange(&w->next_cfg, NULL);

@@ -58,6 +58,9 @@ struct worker {
     int n_spare_requests;
     atomic_int live;                  /* requests in progress */
     bool draining;
+    bool stopping;                    /* answering what is left, then stop */
+    uint64_t stop_deadline_ms;        /* loop clock */
+    struct loop_timer *stop_timer;    /* owned */
     uint64_t seen_gen;
     uint64_t redis_warned_ms;         /* rate limit of a warning */
     uint64_t legacy_warned_ms;        /* likewise */

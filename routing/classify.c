@@ -24,6 +24,47 @@ static bool classify_unreserved(int c)
            c == '~';
 }
 
+/* Go's path.Clean, which the controller's router (go-openapi runtime,
+ * middleware/router.go Lookup) applies before matching: dot segments
+ * resolved, empty segments and a trailing slash dropped.  In place: the
+ * result is never longer than p[0..n). */
+static size_t classify_clean(char *p, size_t n)
+{
+    bool rooted = n > 0 && p[0] == '/';
+    size_t r = rooted ? 1 : 0, w = r, back = w;
+    if (n == 0)
+        return 0;
+    while (r < n) {
+        if (p[r] == '/') {
+            r++;
+        } else if (p[r] == '.' && (r + 1 == n || p[r + 1] == '/')) {
+            r++;
+        } else if (p[r] == '.' && r + 1 < n && p[r + 1] == '.' &&
+                   (r + 2 == n || p[r + 2] == '/')) {
+            r += 2;
+            if (w > back) {
+                for (w--; w > back && p[w] != '/'; w--)
+                    ;
+            } else if (!rooted) {
+                if (w > 0)
+                    p[w++] = '/';
+                p[w++] = '.';
+                p[w++] = '.';
+                back = w;
+            }
+        } else {
+            if ((rooted && w != 1) || (!rooted && w != 0))
+                p[w++] = '/';
+            while (r < n && p[r] != '/')
+                p[w++] = p[r++];
+        }
+    }
+    if (w == 0)
+        p[w++] = '.';
+    p[w] = '\0';
+    return w;
+}
+
 size_t classify_normalise(const char *path, size_t len, char *out, size_t cap)
 {
     size_t o = 0;
@@ -36,12 +77,10 @@ size_t classify_normalise(const char *path, size_t len, char *out, size_t cap)
                 i += 2;
             }
         }
-        if (c == '/' && o > 0 && out[o - 1] == '/')
-            continue;
         out[o++] = c;
     }
     out[o] = '\0';
-    return o;
+    return classify_clean(out, o);
 }
 
 static bool classify_has_header(const struct listener_header *h, int n,

@@ -40,8 +40,11 @@ void classify_request(const struct config_routing *rt, enum http_method m,
                       const struct listener_header *headers, int n_headers,
                       struct classify_result *out);
 
-/* Normalises a path for matching: %XX of unreserved characters decoded,
- * repeated slashes collapsed.  Writes at most cap-1 bytes + NUL. */
+/* Normalises a path for matching as the controller's router sees it: %XX
+ * of unreserved characters decoded, then cleaned like Go's path.Clean
+ * (repeated slashes collapsed, "." and ".." segments resolved, a trailing
+ * slash dropped), so that no spelling of an MFA path escapes its class.
+ * Writes at most cap-1 bytes + NUL; returns the length. */
 size_t classify_normalise(const char *path, size_t len, char *out,
                           size_t cap);
 

@@ -138,6 +138,12 @@ static bool rewrite_points_at_controller(const struct config *cfg,
     return false;
 }
 
+void rewrite_request(struct request *rq)
+{
+    if (rq->cls.call == CALL_CONTROLLERS || rq->cls.call == CALL_VERSION)
+        headers_remove(&rq->up_headers, "Accept-Encoding");
+}
+
 void rewrite_response(struct request *rq, struct headers *h)
 {
     const struct config *cfg = rq->cfg;

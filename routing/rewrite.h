@@ -14,6 +14,11 @@ struct request;
 struct headers;
 struct buf;
 
+/* Prepares rq's upstream headers for the rewrite: the calls whose bodies
+ * are rewritten ask for an uncompressed answer (a body in a
+ * Content-Encoding could not be read, and would reach the client with the
+ * controllers' addresses in it). */
+void rewrite_request(struct request *rq);
 /* Rewrites rq's upstream answer (body in rq->up.resp_body) and the header
  * list about to be sent to the client. */
 void rewrite_response(struct request *rq, struct headers *h);

@@ -2,7 +2,8 @@
  * row, the row that matched, first match wins), tables from the
  * configuration (path, methods, header rows; no row matching), path
  * normalisation (percent-encoded unreserved characters, repeated
- * slashes), and the OpenZiti calls that need special handling. */
+ * slashes, dot segments and a trailing slash), and the OpenZiti calls that
+ * need special handling. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,6 +170,42 @@ static void test_normalised_paths(void **state)
     assert_string_equal(out, "");
 }
 
+/* The controller's router matches routes on path.Clean(path) (go-openapi
+ * runtime, middleware/router.go): dot segments and a trailing slash are
+ * cleaned away, so these spellings reach the MFA handlers and must keep
+ * their class and call (else no leader pinning, reconciliation or gate). */
+static void test_paths_cleaned_like_the_controller(void **state)
+{
+    struct fx *f = *state;
+    const struct config *c = f->builtin;
+    ASSERT_CLS(c, HTTP_GET, "/edge/client/v1/current-identity/./mfa", NULL, NULL, ROUTE_MFA, CALL_MFA_READ);
+    ASSERT_CLS(c, HTTP_DELETE, "/edge/client/v1/x/../current-identity/mfa", NULL, NULL, ROUTE_MFA,
+               CALL_MFA_DELETE);
+    ASSERT_CLS(c, HTTP_POST, "/edge/client/v1/current-identity/mfa/", NULL, NULL, ROUTE_MFA, CALL_MFA_CREATE);
+    ASSERT_CLS(c, HTTP_POST, "/edge/client/v1/current-identity/mfa/verify/", NULL, NULL, ROUTE_MFA,
+               CALL_MFA_VERIFY);
+    ASSERT_CLS(c, HTTP_POST, "/edge/client/v1/current-identity/%2e/mfa", NULL, NULL, ROUTE_MFA, CALL_MFA_CREATE);
+    ASSERT_CLS(c, HTTP_GET, "/edge/client/v1/./controllers/", NULL, NULL, ROUTE_READ, CALL_CONTROLLERS);
+    char out[64];
+    static const char *const cases[][2] = {
+        {"/a/./b/../c//d/", "/a/c/d"},
+        {"/../../edge", "/edge"},
+        {"/a/...", "/a/..."},
+        {"/a/.b/..c", "/a/.b/..c"},
+        {"/.", "/"},
+        {"/", "/"},
+        {"a/./b/", "a/b"},
+        {"a/../../b", "../b"},
+        {".", "."},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = classify_normalise(cases[i][0], strlen(cases[i][0]), out,
+                                      sizeof(out));
+        assert_string_equal(out, cases[i][1]);
+        assert_int_equal(n, strlen(cases[i][1]));
+    }
+}
+
 /* A table from the configuration replaces the built-in one entirely. */
 static void test_table_from_configuration(void **state)
 {
@@ -235,6 +272,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtin_table),
         cmocka_unit_test(test_normalised_paths),
+        cmocka_unit_test(test_paths_cleaned_like_the_controller),
         cmocka_unit_test(test_table_from_configuration),
         cmocka_unit_test(test_names),
     };

@@ -1,0 +1,119 @@
+/* test_http.c - HTTP vocabulary (proxy/http.c): methods as received and as
+ * configured, idempotency (RFC 9110 9.2.2), status classes, hop-by-hop
+ * names (RFC 9110 7.6.1) and the tokens of a Connection value. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "proxy/http.h"
+
+static void test_methods(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"GET",   "HEAD",   "POST",   "PUT",
+                                        "PATCH", "DELETE", "OPTIONS"};
+    for (int m = 0; m < 7; m++) {
+        assert_int_equal(http_method_parse(names[m]), m);
+        assert_string_equal(http_method_name((enum http_method)m), names[m]);
+        assert_int_equal(http_method_from_config(names[m]), m);
+    }
+    /* on the wire methods are case-sensitive (RFC 9110 9.1) */
+    assert_int_equal(http_method_parse("get"), HTTP_OTHER);
+    assert_int_equal(http_method_parse("TRACE"), HTTP_OTHER);
+    assert_int_equal(http_method_parse("GETX"), HTTP_OTHER);
+    assert_int_equal(http_method_parse(""), HTTP_OTHER);
+    assert_string_equal(http_method_name(HTTP_OTHER), "OTHER");
+    assert_string_equal(http_method_name((enum http_method)42), "OTHER");
+    /* in the configuration they are not */
+    assert_int_equal(http_method_from_config("post"), HTTP_POST);
+    assert_int_equal(http_method_from_config("Delete"), HTTP_DELETE);
+    assert_int_equal(http_method_from_config("OTHER"), -1);
+    assert_int_equal(http_method_from_config("TRACE"), -1);
+    assert_int_equal(HTTP_M(HTTP_POST), 1u << HTTP_POST);
+}
+
+static void test_idempotent(void **state)
+{
+    (void)state;
+    assert_true(http_method_idempotent(HTTP_GET));
+    assert_true(http_method_idempotent(HTTP_HEAD));
+    assert_true(http_method_idempotent(HTTP_OPTIONS));
+    assert_true(http_method_idempotent(HTTP_PUT));
+    assert_true(http_method_idempotent(HTTP_DELETE));
+    assert_false(http_method_idempotent(HTTP_POST));
+    assert_false(http_method_idempotent(HTTP_PATCH));
+    assert_false(http_method_idempotent(HTTP_OTHER));
+}
+
+static void test_status_class(void **state)
+{
+    (void)state;
+    assert_string_equal(http_status_class(100), "1xx");
+    assert_string_equal(http_status_class(200), "2xx");
+    assert_string_equal(http_status_class(304), "3xx");
+    assert_string_equal(http_status_class(431), "4xx");
+    assert_string_equal(http_status_class(599), "5xx");
+    assert_string_equal(http_status_class(99), "other");
+    assert_string_equal(http_status_class(600), "other");
+    assert_string_equal(http_status_class(0), "other");
+    assert_string_equal(http_status_class(-1), "other");
+}
+
+static bool hop(const char *n)
+{
+    return http_is_hop_by_hop(n, strlen(n));
+}
+
+static void test_hop_by_hop(void **state)
+{
+    (void)state;
+    assert_true(hop("Connection"));
+    assert_true(hop("connection"));
+    assert_true(hop("Keep-Alive"));
+    assert_true(hop("Proxy-Connection"));
+    assert_true(hop("te"));
+    assert_true(hop("Transfer-Encoding"));
+    assert_true(hop("Upgrade"));
+    assert_true(hop("Trailer"));
+    assert_true(hop("Proxy-Authenticate"));
+    assert_true(hop("PROXY-AUTHORIZATION"));
+    assert_false(hop("Authorization"));
+    assert_false(hop("Content-Length")); /* framing, not hop-by-hop */
+    assert_false(hop("Keep-Alive2"));
+    assert_false(hop("T"));
+    assert_false(hop(""));
+    /* the length is what counts, not a NUL */
+    assert_true(http_is_hop_by_hop("TEXT", 2));
+    assert_false(http_is_hop_by_hop("Upgrade", 6));
+}
+
+static void test_connection_lists(void **state)
+{
+    (void)state;
+    assert_true(http_connection_lists("close", "close", 5));
+    assert_true(http_connection_lists("keep-alive, X-Foo", "x-foo", 5));
+    assert_true(http_connection_lists("X-Foo ,keep-alive", "X-FOO", 5));
+    assert_true(http_connection_lists(" ,, \tX-Foo\t ,", "x-foo", 5));
+    assert_false(http_connection_lists("X-Foobar", "x-foo", 5));
+    assert_false(http_connection_lists("X-Fo", "x-foo", 5));
+    assert_false(http_connection_lists("a-X-Foo", "x-foo", 5));
+    assert_false(http_connection_lists("", "x-foo", 5));
+    assert_false(http_connection_lists(",,,", "x-foo", 5));
+    /* the name is compared by its length */
+    assert_true(http_connection_lists("x-foo", "x-foo-longer", 5));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_idempotent),
+        cmocka_unit_test(test_status_class),
+        cmocka_unit_test(test_hop_by_hop),
+        cmocka_unit_test(test_connection_lists),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
