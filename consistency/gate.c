@@ -606,28 +606,15 @@ static void gate_probe_again(struct gate_probe *p)
         p->delay_ms = cfg->gate.probe_max_ms;
 }
 
-/* Legacy: a management session for p's controller arrived (or not). */
-static void gate_probe_token(void *arg, const char *token)
+/* Sends p's probe (p->url set) with one credential header line. */
+static void gate_probe_start(struct gate_probe *p, const char *auth_line)
 {
-    struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
     struct worker *w = gw->g->w;
     struct cluster *c = gate_app(gw->g)->cluster;
     uint64_t now = loop_now_ms(w->loop);
-    p->in_flight = false;
-    if (!token) {
-        gate_probe_again(p);
-        return;
-    }
-    free(p->token);
-    p->token = xstrdup(token);
-    free(p->auth);
-    p->auth = xasprintf("zt-session: %s", token);
-    if (!p->url)
-        p->url = xasprintf("%s/edge/management/v1/identities/%s",
-                           c->nodes[p->node].base_url, gw->identity);
     p->hdr_lines[0] = "Accept: application/json";
-    p->hdr_lines[1] = p->auth;
+    p->hdr_lines[1] = auth_line;
     p->req.method = HTTP_GET;
     p->req.url = p->url;
     p->req.connect_to = c->nodes[p->node].connect_to;
@@ -641,6 +628,27 @@ static void gate_probe_token(void *arg, const char *token)
     p->req.arg = p;
     p->in_flight = true;
     upstream_start(w->up, &p->req);
+}
+
+/* Legacy: a management session for p's controller arrived (or not). */
+static void gate_probe_token(void *arg, const char *token)
+{
+    struct gate_probe *p = arg;
+    struct gate_wait *gw = p->gw;
+    struct cluster *c = gate_app(gw->g)->cluster;
+    p->in_flight = false;
+    if (!token) {
+        gate_probe_again(p);
+        return;
+    }
+    free(p->token);
+    p->token = xstrdup(token);
+    free(p->auth);
+    p->auth = xasprintf("zt-session: %s", token);
+    if (!p->url)
+        p->url = xasprintf("%s/edge/management/v1/identities/%s",
+                           c->nodes[p->node].base_url, gw->identity);
+    gate_probe_start(p, p->auth);
 }
 
 static void gate_probe_send(void *arg)
@@ -665,21 +673,7 @@ static void gate_probe_send(void *arg)
     if (!p->url)
         p->url = xasprintf("%s%s", c->nodes[p->node].base_url,
                            gw->state_path);
-    p->hdr_lines[0] = "Accept: application/json";
-    p->hdr_lines[1] = gw->auth;
-    p->req.method = HTTP_GET;
-    p->req.url = p->url;
-    p->req.connect_to = c->nodes[p->node].connect_to;
-    p->req.headers = p->hdr_lines;
-    p->req.n_headers = 2;
-    p->req.timeout_ms = gw->end_ms - now;
-    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
-        p->req.timeout_ms = w->cfg->gate.timeout_ms;
-    p->req.max_response = 256 * 1024;
-    p->req.done = gate_probe_done;
-    p->req.arg = p;
-    p->in_flight = true;
-    upstream_start(w->up, &p->req);
+    gate_probe_start(p, gw->auth);
 }
 
 /* Every controller that has not acknowledged: the required ones, and the

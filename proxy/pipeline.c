@@ -384,23 +384,11 @@ static bool pipeline_state_read(struct request *rq)
         return true;
     }
     char *path = reconcile_state_path(rq->ex->url);
-    request_node_url(rq, leader, path, &rq->aux_url);
-    free(path);
     rq->node = leader;
-    rq->aux.method = HTTP_GET;
-    rq->aux.url = rq->aux_url;
-    rq->aux.connect_to = a->cluster->nodes[leader].connect_to;
-    rq->aux.headers = headers_lines(&rq->up_headers);
-    rq->aux.n_headers = rq->up_headers.n;
-    rq->aux.body = NULL;
-    rq->aux.body_len = 0;
-    rq->aux.timeout_ms = rq->policy->per_try_timeout_ms;
-    rq->aux.max_response = 1024 * 1024;
-    rq->aux.fresh_connection = false;
-    rq->aux.done = pipeline_state_read_done;
-    rq->aux.arg = rq;
     rq->stage = STAGE_RECONCILE;
-    upstream_start(w->up, &rq->aux);
+    request_aux_get(rq, leader, path, rq->policy->per_try_timeout_ms,
+                    pipeline_state_read_done);
+    free(path);
     return true;
 }
 
@@ -433,22 +421,10 @@ static bool pipeline_legacy_id(struct request *rq)
     const char *api = util_has_prefix(rq->ex->url, "/edge/management/")
                           ? "/edge/management/v1/current-identity"
                           : "/edge/client/v1/current-identity";
-    request_node_url(rq, node, api, &rq->aux_url);
     rq->node = node;
-    rq->aux.method = HTTP_GET;
-    rq->aux.url = rq->aux_url;
-    rq->aux.connect_to = a->cluster->nodes[node].connect_to;
-    rq->aux.headers = headers_lines(&rq->up_headers);
-    rq->aux.n_headers = rq->up_headers.n;
-    rq->aux.body = NULL;
-    rq->aux.body_len = 0;
-    rq->aux.timeout_ms = rq->policy->per_try_timeout_ms;
-    rq->aux.max_response = 1024 * 1024;
-    rq->aux.fresh_connection = false;
-    rq->aux.done = pipeline_legacy_id_done;
-    rq->aux.arg = rq;
     rq->stage = STAGE_RECONCILE;
-    upstream_start(rq->w->up, &rq->aux);
+    request_aux_get(rq, node, api, rq->policy->per_try_timeout_ms,
+                    pipeline_legacy_id_done);
     return true;
 }
 

@@ -388,6 +388,27 @@ char *request_mfa_state_path(const struct request *rq)
                                                "current-identity/mfa");
 }
 
+void request_aux_get(struct request *rq, int node, const char *path,
+                     uint64_t timeout_ms,
+                     void (*done)(struct upstream_req *r, void *arg))
+{
+    request_node_url(rq, node, path, &rq->aux_url);
+    rq->aux_node = node;
+    rq->aux.method = HTTP_GET;
+    rq->aux.url = rq->aux_url;
+    rq->aux.connect_to = request_app(rq)->cluster->nodes[node].connect_to;
+    rq->aux.headers = headers_lines(&rq->up_headers);
+    rq->aux.n_headers = rq->up_headers.n;
+    rq->aux.body = NULL;
+    rq->aux.body_len = 0;
+    rq->aux.timeout_ms = timeout_ms;
+    rq->aux.max_response = 1024 * 1024;
+    rq->aux.fresh_connection = false;
+    rq->aux.done = done;
+    rq->aux.arg = rq;
+    upstream_start(rq->w->up, &rq->aux);
+}
+
 void request_timer_stop(struct request *rq)
 {
     if (rq->timer) /* created on first use */

@@ -145,6 +145,12 @@ void request_learned(struct request *rq);
 const char *request_header(const struct request *rq, const char *name);
 /* ".../current-identity/mfa" of the request's API (malloc'ed). */
 char *request_mfa_state_path(const struct request *rq);
+/* GET path (a request target) on node with the client's own headers, on
+ * rq->aux (state reads: the enrollment, the identity); rq->aux_node says
+ * where.  done runs on the loop. */
+void request_aux_get(struct request *rq, int node, const char *path,
+                     uint64_t timeout_ms,
+                     void (*done)(struct upstream_req *r, void *arg));
 /* Stop the request's timer, if it has one yet. */
 void request_timer_stop(struct request *rq);
 /* Run cb(rq) after ms on the request's timer. */

@@ -20,6 +20,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool util_strcaseeq(const char *a, const char *b);
 bool util_strncaseeq(const char *a, size_t alen, const char *b);
 bool util_has_prefix(const char *s, const char *prefix);
+/* Value of a hexadecimal digit, or -1. */
+int util_hexval(char c);
 
 /* Parse "250ms" "2s" "1m" "1h" (unit required); false on bad input. */
 bool util_parse_duration_ms(const char *s, uint64_t *out);

@@ -312,28 +312,16 @@ void reconcile_start(struct request *rq)
         request_after(rq, 50, reconcile_wait_leader);
         return;
     }
-    char *path = reconcile_state_path(rq->ex->url);
-    request_node_url(rq, leader, path, &rq->aux_url);
-    free(path);
-    rq->aux_node = leader; /* rq->node stays the one that had the call */
     rq->n_reads++;
     uint64_t left = hard > now ? hard - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
-    rq->aux.method = HTTP_GET;
-    rq->aux.url = rq->aux_url;
-    rq->aux.connect_to = a->cluster->nodes[leader].connect_to;
-    rq->aux.headers = headers_lines(&rq->up_headers);
-    rq->aux.n_headers = rq->up_headers.n;
-    rq->aux.body = NULL;
-    rq->aux.body_len = 0;
-    rq->aux.timeout_ms = per_try && per_try < left ? per_try : left;
-    rq->aux.max_response = 1024 * 1024;
-    rq->aux.fresh_connection = false;
-    rq->aux.done = reconcile_done;
-    rq->aux.arg = rq;
     request_timer_stop(rq); /* nothing else may run meanwhile */
     rq->timer_cb = NULL;
-    upstream_start(w->up, &rq->aux);
+    char *path = reconcile_state_path(rq->ex->url);
+    /* rq->node stays the controller that had the call */
+    request_aux_get(rq, leader, path, per_try && per_try < left ? per_try : left,
+                    reconcile_done);
+    free(path);
 }
 
 static void reconcile_wait_leader(void *arg)

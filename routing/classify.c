@@ -6,17 +6,6 @@
 #include "proxy/listener.h"
 #include "proxy/util.h"
 
-static int classify_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool classify_unreserved(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -71,7 +60,7 @@ size_t classify_normalise(const char *path, size_t len, char *out, size_t cap)
     for (size_t i = 0; i < len && o + 1 < cap; i++) {
         char c = path[i];
         if (c == '%' && i + 2 < len) {
-            int hi = classify_hex(path[i + 1]), lo = classify_hex(path[i + 2]);
+            int hi = util_hexval(path[i + 1]), lo = util_hexval(path[i + 2]);
             if (hi >= 0 && lo >= 0 && classify_unreserved(hi * 16 + lo)) {
                 c = (char)(hi * 16 + lo);
                 i += 2;

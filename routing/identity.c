@@ -57,17 +57,6 @@ const char *identity_session(const struct listener_header *h, int n)
     return v && len ? v : NULL;
 }
 
-static int identity_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes (and '+' -> ' ') len bytes into out; false if too long. */
 static bool identity_unescape(const char *s, size_t len, char *out,
                               size_t cap)
@@ -78,7 +67,7 @@ static bool identity_unescape(const char *s, size_t len, char *out,
         if (c == '+') {
             c = ' ';
         } else if (c == '%' && i + 2 < len) {
-            int hi = identity_hex(s[i + 1]), lo = identity_hex(s[i + 2]);
+            int hi = util_hexval(s[i + 1]), lo = util_hexval(s[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 c = (char)(hi * 16 + lo);
                 i += 2;
