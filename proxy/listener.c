@@ -26,6 +26,7 @@
 
 #include "proxy/buf.h"
 #include "proxy/envelope.h"
+#include "proxy/framing.h"
 #include "proxy/loop.h"
 #include "proxy/util.h"
 
@@ -527,133 +528,6 @@ static enum MHD_Result listener_collect(void *cls, enum MHD_ValueKind kind,
     return MHD_YES;
 }
 
-static bool listener_token_chunked(const char *v, size_t n)
-{
-    while (n && (*v == ' ' || *v == '\t'))
-        v++, n--;
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-        n--;
-    return util_strncaseeq(v, n, "chunked");
-}
-
-static bool listener_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-/* What libmicrohttpd 0.9.75 lets through although RFC 9112 says to reject
- * it (400), because a peer parser could read the message differently:
- *  - a field name that is not a token, e.g. whitespace before the colon
- *    ("Transfer-Encoding : chunked" is kept as a field the library does not
- *    recognise, while others do; 5.1);
- *  - CR, LF, NUL or another control character in a value (a bare CR
- *    would split the line for a parser downstream; 5.5 of RFC 9110);
- *  - obsolete line folding (5.2): the library glues a continuation line to
- *    the field *name* of the line before ("Transfer-Encoding:" +
- *    " chunked" becomes a field "Transfer-Encodingchunked").  Fields are
- *    views into the received header block [start, start + size), where
- *    the colon became a NUL: a field whose value does not follow its name,
- *    colon and optional whitespace there was rewritten by a fold. */
-static const char *listener_fields(const struct listener_exchange *ex,
-                                   const char *start, size_t size)
-{
-    const char *end = start + size;
-    for (int i = 0; i < ex->n_headers; i++) {
-        const struct listener_header *h = &ex->headers[i];
-        if (h->name_len == 0)
-            return "empty header field name";
-        for (size_t k = 0; k < h->name_len; k++)
-            if (!listener_tchar((unsigned char)h->name[k]))
-                return "invalid character in a header field name";
-        for (size_t k = 0; k < h->value_len; k++) {
-            unsigned char c = (unsigned char)h->value[k];
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return "control character in a header field value";
-        }
-        const char *p = h->name + h->name_len;
-        if (!start || h->name < start || p >= end || *p != '\0')
-            return "obsolete line folding in the header";
-        for (p++; p < h->value && (*p == ' ' || *p == '\t'); p++)
-            ;
-        if (p != h->value || h->value + h->value_len > end)
-            return "obsolete line folding in the header";
-    }
-    return NULL;
-}
-
-/* The request target (RFC 9112 3.2.1 origin-form), as received: an
- * absolute path and query without control characters, spaces or a
- * fragment (bytes above 0x7f are let through, as most servers do).  The
- * library cuts the target at a NUL byte, so a NUL shows as a target
- * shorter than the room between the method and the version; libcurl would
- * cut a '#' off on the way up while the classifier saw it. */
-static const char *listener_target(const struct listener_exchange *ex,
-                                   const char *method, const char *version)
-{
-    const unsigned char *u = (const unsigned char *)ex->url;
-    if (u[0] != '/')
-        return "request target must be an absolute path";
-    for (; *u; u++)
-        if (*u <= 0x20 || *u == 0x7f || *u == '#')
-            return "invalid character in the request target";
-    if (method && version && version[0]) {
-        const char *start = method + strlen(method) + 1;
-        while (*start == ' ')
-            start++;
-        if (version > start &&
-            (size_t)(version - 1 - start) != strlen(ex->url))
-            return "invalid character in the request target";
-    }
-    return NULL;
-}
-
-/* RFC 9112 6.1/6.3 framing rules; returns a message or NULL when fine. */
-static const char *listener_framing(const struct listener_exchange *ex,
-                                    uint64_t *clen, bool *has_clen)
-{
-    int n_te = 0, n_host = 0;
-    const char *cl = NULL;
-    size_t cl_len = 0;
-    *has_clen = false;
-    for (int i = 0; i < ex->n_headers; i++) {
-        const struct listener_header *h = &ex->headers[i];
-        if (util_strncaseeq(h->name, h->name_len, "Transfer-Encoding")) {
-            n_te++;
-            if (!listener_token_chunked(h->value, h->value_len))
-                return "unsupported Transfer-Encoding (only chunked)";
-        } else if (util_strncaseeq(h->name, h->name_len, "Host")) {
-            if (++n_host > 1)
-                return "more than one Host header"; /* RFC 9112 3.2 */
-        } else if (util_strncaseeq(h->name, h->name_len, "Content-Length")) {
-            if (cl && (cl_len != h->value_len ||
-                       memcmp(cl, h->value, cl_len) != 0))
-                return "conflicting Content-Length headers";
-            cl = h->value;
-            cl_len = h->value_len;
-        }
-    }
-    if (n_te > 1)
-        return "repeated Transfer-Encoding header";
-    if (n_te && cl)
-        return "both Content-Length and Transfer-Encoding";
-    if (n_te && strcmp(ex->version, "HTTP/1.0") == 0)
-        return "Transfer-Encoding in an HTTP/1.0 request";
-    if (cl) {
-        uint64_t v = 0;
-        for (size_t i = 0; i < cl_len; i++) {
-            if (cl[i] < '0' || cl[i] > '9' || v > UINT64_MAX / 10 - 10)
-                return "invalid Content-Length";
-            v = v * 10 + (uint64_t)(cl[i] - '0');
-        }
-        if (cl_len == 0)
-            return "invalid Content-Length";
-        *clen = v;
-        *has_clen = true;
-    }
-    return NULL;
-}
-
 /* First call: headers are in.  Returns false when already answered. */
 static bool listener_headers_in(struct listener *l,
                                 struct listener_exchange *ex,
@@ -676,16 +550,18 @@ static bool listener_headers_in(struct listener *l,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     size_t hsize = ci ? ci->header_size : 0;
-    const char *bad = listener_fields(ex, method, hsize);
+    const char *bad = framing_fields(ex->headers, ex->n_headers, method,
+                                     hsize);
     if (!bad)
-        bad = listener_framing(ex, &clen, &has_clen);
+        bad = framing_check(ex->headers, ex->n_headers, ex->version, &clen,
+                            &has_clen);
     if (bad) {
         listener_local_error(ex, l, 400, "BAD_REQUEST", bad, true);
     } else if ((uint64_t)ex->n_headers > l->limits.max_headers ||
                hsize > l->limits.max_header_bytes) {
         listener_local_error(ex, l, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
                              "request headers too large or too many", true);
-    } else if ((bad = listener_target(ex, method, version))) {
+    } else if ((bad = framing_target(ex->url, method, version))) {
         listener_local_error(ex, l, 400, "BAD_REQUEST", bad, true);
     } else if (strcmp(method, "TRACE") == 0 || strcmp(method, "TRACK") == 0) {
         /* it would echo the request, credentials and all, back */
