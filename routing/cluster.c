@@ -136,7 +136,12 @@ bool cluster_probe_result(struct cluster *c, int i, int status,
             changed = true;
         }
     }
-    bool claims = healthy && is_leader;
+    /* A follower's 429 ends a claim at once; a failed probe of a node that
+     * is still up (fall not reached) keeps its last claim, as it keeps the
+     * node. */
+    bool claims = healthy ? is_leader
+                          : atomic_load(&nd->up) &&
+                                atomic_load(&nd->claims_leader);
     if (claims && !atomic_load(&nd->claims_leader))
         atomic_store(&nd->leader_since_ms, now_ms);
     if (atomic_exchange(&nd->claims_leader, claims ? 1 : 0) != claims)

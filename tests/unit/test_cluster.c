@@ -80,17 +80,25 @@ static void test_rise_fall_and_leader(void **state)
     assert_false(cluster_up(c, 1));
     assert_true(atomic_load(&c->generation) > gen);
 
-    /* one failed probe of the leader (fall 2): still up, but a failed probe
-     * is no claim, so no leader until the next answer */
-    assert_true(cluster_probe_result(c, 0, 0, false, "x", 2, 2, 40));
+    /* one failed probe of the leader (fall 2): still up, and still the
+     * leader (a 429 would end its claim; a failure does not, until fall) */
+    assert_false(cluster_probe_result(c, 0, 0, false, "x", 2, 2, 40));
     assert_true(cluster_up(c, 0));
-    assert_int_equal(cluster_leader(c), -1);
-    assert_int_equal(atomic_load(&c->no_leader_since_ms), 40);
+    assert_int_equal(cluster_leader(c), 0);
     /* a success in between resets the count */
     cluster_probe_result(c, 0, 200, true, NULL, 2, 2, 50);
     assert_int_equal(cluster_leader(c), 0);
     cluster_probe_result(c, 0, 0, false, "x", 2, 2, 60);
     assert_true(cluster_up(c, 0));
+    assert_int_equal(cluster_leader(c), 0);
+    /* the second failure in a row: down, and no leader */
+    assert_true(cluster_probe_result(c, 0, 0, false, "x", 2, 2, 65));
+    assert_false(cluster_up(c, 0));
+    assert_int_equal(cluster_leader(c), -1);
+    assert_int_equal(atomic_load(&c->no_leader_since_ms), 65);
+    cluster_probe_result(c, 0, 200, true, NULL, 2, 2, 66);
+    cluster_probe_result(c, 0, 200, true, NULL, 2, 2, 67);
+    assert_int_equal(cluster_leader(c), 0);
 
     /* rise 2 */
     assert_false(cluster_probe_result(c, 2, 429, false, NULL, 2, 2, 70));
