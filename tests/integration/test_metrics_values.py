@@ -227,25 +227,33 @@ def test_replication_timeout_fences_and_counts(quorumgate):
     alice.mfa_create().expect(201)
     secret = alice.mfa_secret()
     laggard = [n for n in sim.node_ids if n != ctl.leader()][0]
-    ctl.set_lag(laggard, 4000)
+    # the laggard holds the verify until the lag is released below: the fence
+    # set at the deadline must last through every observation (releasing the
+    # lag early let the background probe lift it before /status was read)
+    ctl.set_lag(laggard, 120000)
     try:
         r = alice.mfa_verify(totp_now(secret))
+        assert r.status == 200, r                            # on_timeout: succeed
+        assert "pending=%s" % laggard in r.header("quorumgate-replication"), r.headers
+        e = wait_value(qg, "quorumgate_replication_timeouts_total", 1, call="verify")
+        assert e.value("quorumgate_replication_timeouts_total") == 1
+        assert e.value("quorumgate_fenced_identities") == 1
+        assert e.value("quorumgate_redis_operations_total", op="fence_write", result="ok") >= 1
+        fam = "quorumgate_replication_wait_seconds"
+        assert bucket(e, fam, "0.5", call="verify") == 0
+        assert bucket(e, fam, "2.5", call="verify") == 1
+        # the deadline timer runs on the loop's millisecond clock, which lags the
+        # monotonic clock the wait is measured with by up to a few ms
+        assert 0.99 <= e.value(fam + "_sum", call="verify") < 2.5
+        st = admin_json(qg.admin_url, "/status")[1]
+        assert st["fenced_identities"] == 1
     finally:
         ctl.set_lag(laggard, 0)
-    assert r.status == 200, r                            # on_timeout: succeed
-    assert "pending=%s" % laggard in r.header("quorumgate-replication"), r.headers
-    e = wait_value(qg, "quorumgate_replication_timeouts_total", 1, call="verify")
-    assert e.value("quorumgate_replication_timeouts_total") == 1
-    assert e.value("quorumgate_fenced_identities") == 1
-    assert e.value("quorumgate_redis_operations_total", op="fence_write", result="ok") >= 1
-    fam = "quorumgate_replication_wait_seconds"
-    assert bucket(e, fam, "0.5", call="verify") == 0
-    assert bucket(e, fam, "2.5", call="verify") == 1
-    # the deadline timer runs on the loop's millisecond clock, which lags the
-    # monotonic clock the wait is measured with by up to a few ms
-    assert 0.99 <= e.value(fam + "_sum", call="verify") < 2.5
-    st = admin_json(qg.admin_url, "/status")[1]
-    assert st["fenced_identities"] == 1
+    # once the laggard applies the verify, the probe that kept asking it
+    # acknowledges and the fence is lifted
+    wait_value(qg, "quorumgate_fenced_identities", 0)
+    wait_until(lambda: admin_json(qg.admin_url, "/status")[1]["fenced_identities"] == 0,
+               timeout=10.0, what="fence lifted in /status")
 
 
 def test_ambiguous_mfa_writes_are_reconciled_and_counted(quorumgate):
