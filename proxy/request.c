@@ -161,6 +161,15 @@ void request_answer_upstream(struct request *rq)
 }
 
 /* No usable answer from any attempt: say why, in the envelope. */
+void request_answer_as_upstream_or(struct request *rq, int status,
+                                   const char *code, const char *message)
+{
+    if (rq->up.result == UPSTREAM_OK && rq->up.status == status)
+        request_answer_upstream(rq);
+    else
+        request_answer_error(rq, status, code, message);
+}
+
 void request_give_up_original(struct request *rq)
 {
     struct app *a = request_app(rq);
@@ -537,13 +546,9 @@ static void request_route(struct request *rq)
         if (now >= until) {
             if (rq->retried)
                 request_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
-            if (rq->up.result == UPSTREAM_OK && rq->up.status == 503) {
-                request_give_up_original(rq); /* the controller's own 503 */
-                return;
-            }
-            request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
-                                 "Cluster has no leader, unable to make "
-                                 "model updates.");
+            request_answer_as_upstream_or(rq, 503, "CLUSTER_NO_LEADER",
+                                          "Cluster has no leader, unable to "
+                                          "make model updates.");
             return;
         }
         request_wait(rq);

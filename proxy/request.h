@@ -132,6 +132,10 @@ void request_reroute(struct request *rq);
 /* The last attempt's failure goes back to the client as it was (an
  * upstream answer) or as our envelope (no answer). */
 void request_give_up_original(struct request *rq);
+/* The controller's own answer when its last one had this status, else our
+ * envelope with the same status, code and message. */
+void request_answer_as_upstream_or(struct request *rq, int status,
+                                   const char *code, const char *message);
 /* Take a retry slot from the budget (held until the request ends); false
  * (and counted) when the budget is exhausted. */
 bool request_retry_slot(struct request *rq);

@@ -108,39 +108,22 @@ static bool util_parse_number(const char *s, uint64_t *num, const char **rest)
     return true;
 }
 
-bool util_parse_duration_ms(const char *s, uint64_t *out)
-{
-    static const struct { const char *unit; uint64_t ms; } units[] = {
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-    };
-    uint64_t n;
-    const char *unit;
-    if (!s || !util_parse_number(s, &n, &unit))
-        return false;
-    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-        if (strcmp(unit, units[i].unit) == 0) {
-            if (n > UINT64_MAX / units[i].ms)
-                return false;
-            *out = n * units[i].ms;
-            return true;
-        }
-    }
-    return false;
-}
+struct util_unit {
+    const char *name;
+    uint64_t mult;
+};
 
-bool util_parse_size(const char *s, uint64_t *out)
+/* s as a number followed by one of the units, scaled; false when the unit is
+ * unknown or the product overflows. */
+static bool util_parse_scaled(const char *s, const struct util_unit *units,
+                              size_t count, uint64_t *out)
 {
-    static const struct { const char *unit; uint64_t mult; } units[] = {
-        {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
-        {"GiB", 1024ull * 1024 * 1024}, {"kB", 1000}, {"KB", 1000},
-        {"MB", 1000 * 1000}, {"GB", 1000ull * 1000 * 1000},
-    };
     uint64_t n;
     const char *unit;
     if (!s || !util_parse_number(s, &n, &unit))
         return false;
-    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-        if (strcmp(unit, units[i].unit) == 0) {
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(unit, units[i].name) == 0) {
             if (n > UINT64_MAX / units[i].mult)
                 return false;
             *out = n * units[i].mult;
@@ -148,6 +131,24 @@ bool util_parse_size(const char *s, uint64_t *out)
         }
     }
     return false;
+}
+
+bool util_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct util_unit units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+    };
+    return util_parse_scaled(s, units, ARRAY_LEN(units), out);
+}
+
+bool util_parse_size(const char *s, uint64_t *out)
+{
+    static const struct util_unit units[] = {
+        {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
+        {"GiB", 1024ull * 1024 * 1024}, {"kB", 1000}, {"KB", 1000},
+        {"MB", 1000 * 1000}, {"GB", 1000ull * 1000 * 1000},
+    };
+    return util_parse_scaled(s, units, ARRAY_LEN(units), out);
 }
 
 uint64_t util_mono_ns(void)

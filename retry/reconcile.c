@@ -241,13 +241,9 @@ static void reconcile_done(struct upstream_req *r, void *arg)
         if (st != RECONCILE_ABSENT && created && created < since) {
             /* it existed before this request: the create's own answer */
             reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
-            if (rq->up.result == UPSTREAM_OK && rq->up.status == 409) {
-                request_give_up_original(rq); /* the controller's own 409 */
-                return;
-            }
-            request_answer_error(rq, 409, "MFA_EXISTS",
-                                 "An MFA record already exists, try "
-                                 "removing it");
+            request_answer_as_upstream_or(rq, 409, "MFA_EXISTS",
+                                          "An MFA record already exists, "
+                                          "try removing it");
             return;
         }
         applied = st != RECONCILE_ABSENT;
