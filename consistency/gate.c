@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/gate_impl.h"
 #include "consistency/mgmt.h"
 #include "consistency/redis.h"
 #include "metrics/metrics.h"
@@ -23,8 +24,6 @@
 #include "routing/cluster.h"
 #include "routing/fence.h"
 
-#define GATE_BUCKETS 256
-
 /* The call label of the gate's metrics is the gate call, cast. */
 _Static_assert((int)GATE_CREATE == (int)M_CALL_CREATE &&
                    (int)GATE_VERIFY == (int)M_CALL_VERIFY &&
@@ -32,79 +31,11 @@ _Static_assert((int)GATE_CREATE == (int)M_CALL_CREATE &&
                    (int)M_MFA_CALL__COUNT == 3,
                "enum gate_call and METRICS_VALUES_MFA_CALL differ");
 
-struct gate_probe {
-    struct gate_wait *gw;         /* borrowed: the owner */
-    int node;
-    bool in_flight;
-    uint64_t delay_ms;            /* next backoff */
-    struct loop_timer *timer;     /* owned */
-    struct upstream_req req;      /* owned response buffers */
-    char *url;                    /* owned */
-    const char *hdr_lines[2];     /* [1] borrowed from the wait or auth */
-    char *auth;                   /* owned: legacy "zt-session: ..." line */
-    char *token;                  /* owned: the management session used */
-};
-
-/* Owned by the gate; borrows its request until released or detached. */
-struct gate_wait {
-    struct gate *g;               /* borrowed */
-    struct request *rq;           /* borrowed, NULL once answered/detached */
-    struct gate_wait *next, *prev;/* bucket list */
-    char cid[CRYPTO_HMAC_HEX_LEN + 1];
-    char idhex[CRYPTO_HMAC_HEX_LEN + 1];
-    struct fence_key fk;
-    enum gate_call call;
-    char mfa_id[128];
-    char identity[128];           /* for the management API (legacy) */
-    bool legacy;                  /* confirm with gate.management */
-    char *auth;                   /* owned: "Authorization: ..." line */
-    char *state_path;             /* owned: .../current-identity/mfa */
-    uint64_t all, required, acked, counted;
-    uint64_t fenced;              /* fences this change set, not lifted */
-    uint64_t unfenced;            /* own fences lifted through Redis */
-    uint64_t lifted_once;         /* fenced, but no longer in the table at
-                                   * the last poll */
-    int need;
-    bool match_all;               /* healthy/all: every required one */
-    bool healthy;                 /* mode healthy: required follows health */
-    uint64_t start_ms, deadline_ms;
-    uint64_t held_wall_ms;        /* orders one identity's changes */
-    uint64_t end_ms;              /* watch for acks until (>= deadline_ms;
-                                   * a fence extends it to its expiry) */
-    uint64_t start_ns;
-    bool released;
-    bool holding;                 /* the hold's Redis reply is awaited */
-    bool redis_lost;
-    struct loop_timer *deadline;  /* owned */
-    struct loop_timer *poll;      /* owned */
-    struct gate_probe probes[CONFIG_MAX_CONTROLLERS];
-    int n;
-    struct ackstore_ctx held_ctx;  /* Redis callbacks (see refs) */
-    struct ackstore_ctx read_ctx;
-    int refs;                     /* Redis commands still to call back */
-    bool dead;                    /* finished; memory kept for refs */
-};
-
-/* One per worker. */
-struct gate {
-    struct worker *w;             /* borrowed */
-    struct mgmt *mgmt;            /* owned: management sessions */
-    struct gate_wait *buckets[GATE_BUCKETS];
-    struct gate_wait *dead;       /* finished waits Redis still refers to */
-    int waiting;                  /* held answers */
-    int live;                     /* waits, held or probing on */
-};
-
 static const char *const gate_call_names[] = {"create", "verify", "delete"};
 
 const char *gate_call_name(enum gate_call call)
 {
     return (unsigned)call < 3 ? gate_call_names[call] : "verify";
-}
-
-static struct app *gate_app(const struct gate *g)
-{
-    return g->w->app;
 }
 
 void gate_change_id(const struct config *cfg, const char *identity,
@@ -252,7 +183,7 @@ static bool gate_unref(struct gate_wait *gw)
 
 /* redis_operations_total{op}: a callback for commands whose only
  * follow-up is the count, and the count for those that have one. */
-static void *gate_count(struct gate *g, enum metrics_redis_op op)
+void *gate_count(struct gate *g, enum metrics_redis_op op)
 {
     return app_ext_count_ctx(gate_app(g), op);
 }
@@ -366,7 +297,6 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
 /* ---- release ----------------------------------------------------------- */
 
 static void gate_maybe_finish(struct gate_wait *gw);
-static void gate_start_probes(struct gate_wait *gw);
 
 static void gate_release(struct gate_wait *gw, bool timed_out)
 {
@@ -393,7 +323,7 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
                        util_mono_ns() - gw->start_ns);
     gate_fence(gw, pending);
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
-        gate_start_probes(gw); /* the fenced ones: until they have it */
+        gate_probe_all(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,
                             timed_out ? "timeout" : "released", h.data,
                             app_ext_count_cb,
@@ -438,7 +368,7 @@ static void gate_maybe_finish(struct gate_wait *gw)
         loop_timer_start(gw->deadline, gw->end_ms - now, 0);
 }
 
-static void gate_check(struct gate_wait *gw)
+void gate_check(struct gate_wait *gw)
 {
     if (gw->released) {
         gate_maybe_finish(gw);
@@ -452,7 +382,7 @@ static void gate_check(struct gate_wait *gw)
 }
 
 /* New acknowledgements learned (from a probe, Redis or a publish). */
-static void gate_add_acks(struct gate_wait *gw, uint64_t mask)
+void gate_add_acks(struct gate_wait *gw, uint64_t mask)
 {
     struct app *a = gate_app(gw->g);
     uint64_t fresh = mask & ~gw->counted & gw->all;
@@ -539,7 +469,7 @@ static void gate_redis_lost(struct gate_wait *gw, const char *what)
                "replication gate: Redis unavailable while %s; confirming "
                "the %s directly with the controllers",
                what, gate_call_name(gw->call));
-    gate_start_probes(gw); /* events mode falls back to probing too */
+    gate_probe_all(gw); /* events mode falls back to probing too */
 }
 
 static void gate_on_held(void *arg, bool ok, uint64_t mask)
@@ -554,138 +484,6 @@ static void gate_on_held(void *arg, bool ok, uint64_t mask)
     else
         gate_add_acks(gw, mask);
     gate_check(gw);
-}
-
-/* ---- probes ------------------------------------------------------------ */
-
-static void gate_probe_send(void *arg);
-static void gate_probe_again(struct gate_probe *p);
-
-static void gate_probe_done(struct upstream_req *r, void *arg)
-{
-    struct gate_probe *p = arg;
-    struct gate_wait *gw = p->gw;
-    struct config *cfg = gw->g->w->cfg;
-    p->in_flight = false;
-    bool ack;
-    if (gw->legacy) {
-        ack = r->result == UPSTREAM_OK &&
-              gate_acknowledges_mgmt(gw->call, r->status, r->resp_body.data,
-                                     r->resp_body.len);
-        if (r->status == 401) /* the management session expired */
-            mgmt_invalidate(gw->g->mgmt, p->node, p->token);
-    } else {
-        ack = r->result == UPSTREAM_OK &&
-              gate_acknowledges(gw->call, gw->mfa_id, r->status,
-                                r->resp_body.data, r->resp_body.len);
-    }
-    if (ack) {
-        if (!gw->redis_lost)
-            ackstore_ack_cb(worker_ext_redis(gw->g->w), cfg, gw->cid,
-                            gate_app(gw->g)->cluster->nodes[p->node].id,
-                            app_ext_count_cb,
-                            gate_count(gw->g, M_REDIS_ACK_WRITE));
-        gate_add_acks(gw, 1ull << p->node);
-        gate_check(gw); /* may free gw */
-        return;
-    }
-    gate_probe_again(p);
-}
-
-/* Schedules the next probe of p's controller with backoff. */
-static void gate_probe_again(struct gate_probe *p)
-{
-    struct gate_wait *gw = p->gw;
-    struct config *cfg = gw->g->w->cfg;
-    uint64_t now = loop_now_ms(gw->g->w->loop);
-    if (now + p->delay_ms >= gw->end_ms)
-        return; /* the deadline timer takes it from here */
-    loop_timer_start(p->timer, p->delay_ms, 0);
-    p->delay_ms *= 2;
-    if (p->delay_ms > cfg->gate.probe_max_ms)
-        p->delay_ms = cfg->gate.probe_max_ms;
-}
-
-/* Sends p's probe (p->url set) with one credential header line. */
-static void gate_probe_start(struct gate_probe *p, const char *auth_line)
-{
-    struct gate_wait *gw = p->gw;
-    struct worker *w = gw->g->w;
-    struct cluster *c = gate_app(gw->g)->cluster;
-    uint64_t now = loop_now_ms(w->loop);
-    p->hdr_lines[0] = "Accept: application/json";
-    p->hdr_lines[1] = auth_line;
-    p->req.method = HTTP_GET;
-    p->req.url = p->url;
-    p->req.connect_to = c->nodes[p->node].connect_to;
-    p->req.headers = p->hdr_lines;
-    p->req.n_headers = 2;
-    p->req.timeout_ms = gw->end_ms > now ? gw->end_ms - now : 1;
-    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
-        p->req.timeout_ms = w->cfg->gate.timeout_ms;
-    p->req.max_response = 256 * 1024;
-    p->req.done = gate_probe_done;
-    p->req.arg = p;
-    p->in_flight = true;
-    upstream_start(w->up, &p->req);
-}
-
-/* Legacy: a management session for p's controller arrived (or not). */
-static void gate_probe_token(void *arg, const char *token)
-{
-    struct gate_probe *p = arg;
-    struct gate_wait *gw = p->gw;
-    struct cluster *c = gate_app(gw->g)->cluster;
-    p->in_flight = false;
-    if (!token) {
-        gate_probe_again(p);
-        return;
-    }
-    free(p->token);
-    p->token = xstrdup(token);
-    free(p->auth);
-    p->auth = xasprintf("zt-session: %s", token);
-    if (!p->url)
-        p->url = xasprintf("%s/edge/management/v1/identities/%s",
-                           c->nodes[p->node].base_url, gw->identity);
-    gate_probe_start(p, p->auth);
-}
-
-static void gate_probe_send(void *arg)
-{
-    struct gate_probe *p = arg;
-    struct gate_wait *gw = p->gw;
-    struct worker *w = gw->g->w;
-    struct cluster *c = gate_app(gw->g)->cluster;
-    uint64_t now = loop_now_ms(w->loop);
-    if (p->in_flight || (gw->acked & (1ull << p->node)) ||
-        now >= gw->end_ms)
-        return;
-    if (gw->released && !(gw->fenced & (1ull << p->node)))
-        return; /* answered, and nothing of ours to lift there */
-    if (gw->legacy) {
-        p->in_flight = true;
-        mgmt_token(gw->g->mgmt, p->node, gate_probe_token, p);
-        return;
-    }
-    if (!gw->auth)
-        return;
-    if (!p->url)
-        p->url = xasprintf("%s%s", c->nodes[p->node].base_url,
-                           gw->state_path);
-    gate_probe_start(p, gw->auth);
-}
-
-/* Every controller that has not acknowledged: the required ones, and the
- * fenced ones, whose fences clear when they do.  A probe in flight or
- * waiting on its backoff goes on as it is. */
-static void gate_start_probes(struct gate_wait *gw)
-{
-    uint64_t targets = gw->all & ~gw->acked;
-    for (int i = 0; i < gw->n; i++)
-        if ((targets & (1ull << i)) &&
-            !loop_timer_active(gw->probes[i].timer))
-            gate_probe_send(&gw->probes[i]);
 }
 
 /* ---- deadline ---------------------------------------------------------- */
@@ -810,7 +608,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
                   answered_by >= 0 ? c->nodes[answered_by].id : "",
                   &gw->held_ctx);
     if (cfg->gate.source == GATE_SRC_PROBE)
-        gate_start_probes(gw);
+        gate_probe_all(gw);
     if (gate_satisfied(gw)) {
         /* one-controller clusters and modes already met need no wait */
         gate_release(gw, false);

@@ -1,0 +1,103 @@
+/* gate_impl.h - what gate.c and gate_probe.c share of the replication
+ * gate's insides; nothing else includes it (the interface is gate.h). */
+#ifndef QG_GATE_IMPL_H
+#define QG_GATE_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "consistency/ackstore.h"
+#include "consistency/gate.h"
+#include "metrics/metrics.h"
+#include "proxy/config.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+#include "routing/fence.h"
+
+#define GATE_BUCKETS 256
+
+struct gate_probe {
+    struct gate_wait *gw;         /* borrowed: the owner */
+    int node;
+    bool in_flight;
+    uint64_t delay_ms;            /* next backoff */
+    struct loop_timer *timer;     /* owned */
+    struct upstream_req req;      /* owned response buffers */
+    char *url;                    /* owned */
+    const char *hdr_lines[2];     /* [1] borrowed from the wait or auth */
+    char *auth;                   /* owned: legacy "zt-session: ..." line */
+    char *token;                  /* owned: the management session used */
+};
+
+/* Owned by the gate; borrows its request until released or detached. */
+struct gate_wait {
+    struct gate *g;               /* borrowed */
+    struct request *rq;           /* borrowed, NULL once answered/detached */
+    struct gate_wait *next, *prev;/* bucket list */
+    char cid[CRYPTO_HMAC_HEX_LEN + 1];
+    char idhex[CRYPTO_HMAC_HEX_LEN + 1];
+    struct fence_key fk;
+    enum gate_call call;
+    char mfa_id[128];
+    char identity[128];           /* for the management API (legacy) */
+    bool legacy;                  /* confirm with gate.management */
+    char *auth;                   /* owned: "Authorization: ..." line */
+    char *state_path;             /* owned: .../current-identity/mfa */
+    uint64_t all, required, acked, counted;
+    uint64_t fenced;              /* fences this change set, not lifted */
+    uint64_t unfenced;            /* own fences lifted through Redis */
+    uint64_t lifted_once;         /* fenced, but no longer in the table at
+                                   * the last poll */
+    int need;
+    bool match_all;               /* healthy/all: every required one */
+    bool healthy;                 /* mode healthy: required follows health */
+    uint64_t start_ms, deadline_ms;
+    uint64_t held_wall_ms;        /* orders one identity's changes */
+    uint64_t end_ms;              /* watch for acks until (>= deadline_ms;
+                                   * a fence extends it to its expiry) */
+    uint64_t start_ns;
+    bool released;
+    bool holding;                 /* the hold's Redis reply is awaited */
+    bool redis_lost;
+    struct loop_timer *deadline;  /* owned */
+    struct loop_timer *poll;      /* owned */
+    struct gate_probe probes[CONFIG_MAX_CONTROLLERS];
+    int n;
+    struct ackstore_ctx held_ctx;  /* Redis callbacks (see refs) */
+    struct ackstore_ctx read_ctx;
+    int refs;                     /* Redis commands still to call back */
+    bool dead;                    /* finished; memory kept for refs */
+};
+
+/* One per worker. */
+struct gate {
+    struct worker *w;             /* borrowed */
+    struct mgmt *mgmt;            /* owned: management sessions */
+    struct gate_wait *buckets[GATE_BUCKETS];
+    struct gate_wait *dead;       /* finished waits Redis still refers to */
+    int waiting;                  /* held answers */
+    int live;                     /* waits, held or probing on */
+};
+
+static inline struct app *gate_app(const struct gate *g)
+{
+    return g->w->app;
+}
+
+/* gate.c */
+/* The context that counts one Redis operation of g in the metrics. */
+void *gate_count(struct gate *g, enum metrics_redis_op op);
+/* Controllers in mask acknowledged gw's change (counted once each). */
+void gate_add_acks(struct gate_wait *gw, uint64_t mask);
+/* Releases or finishes gw when its acknowledgements allow; may free gw. */
+void gate_check(struct gate_wait *gw);
+
+/* gate_probe.c */
+/* The probe timer's callback: asks p's controller once more. */
+void gate_probe_send(void *arg);
+/* Every controller that has not acknowledged: the required ones, and the
+ * fenced ones, whose fences clear when they do.  A probe in flight or
+ * waiting on its backoff goes on as it is. */
+void gate_probe_all(struct gate_wait *gw);
+
+#endif

@@ -1,0 +1,147 @@
+/* gate_probe.c - the gate's probes: each controller still pending is asked
+ * for the change's state (GET .../current-identity/mfa with the client's
+ * own token, or GET /edge/management/v1/identities/{id} with a management
+ * session for legacy sessions) with exponential backoff, until it
+ * acknowledges or the wait's watch ends. */
+#include "consistency/gate_impl.h"
+
+#include <stdlib.h>
+
+#include "consistency/ackstore.h"
+#include "consistency/mgmt.h"
+#include "proxy/app.h"
+#include "proxy/app_ext.h"
+#include "proxy/config.h"
+#include "proxy/http.h"
+#include "proxy/loop.h"
+#include "proxy/upstream.h"
+#include "proxy/util.h"
+#include "proxy/worker.h"
+#include "proxy/worker_ext.h"
+#include "routing/cluster.h"
+
+static void gate_probe_again(struct gate_probe *p);
+
+static void gate_probe_done(struct upstream_req *r, void *arg)
+{
+    struct gate_probe *p = arg;
+    struct gate_wait *gw = p->gw;
+    struct config *cfg = gw->g->w->cfg;
+    p->in_flight = false;
+    bool ack;
+    if (gw->legacy) {
+        ack = r->result == UPSTREAM_OK &&
+              gate_acknowledges_mgmt(gw->call, r->status, r->resp_body.data,
+                                     r->resp_body.len);
+        if (r->status == 401) /* the management session expired */
+            mgmt_invalidate(gw->g->mgmt, p->node, p->token);
+    } else {
+        ack = r->result == UPSTREAM_OK &&
+              gate_acknowledges(gw->call, gw->mfa_id, r->status,
+                                r->resp_body.data, r->resp_body.len);
+    }
+    if (ack) {
+        if (!gw->redis_lost)
+            ackstore_ack_cb(worker_ext_redis(gw->g->w), cfg, gw->cid,
+                            gate_app(gw->g)->cluster->nodes[p->node].id,
+                            app_ext_count_cb,
+                            gate_count(gw->g, M_REDIS_ACK_WRITE));
+        gate_add_acks(gw, 1ull << p->node);
+        gate_check(gw); /* may free gw */
+        return;
+    }
+    gate_probe_again(p);
+}
+
+/* Schedules the next probe of p's controller with backoff. */
+static void gate_probe_again(struct gate_probe *p)
+{
+    struct gate_wait *gw = p->gw;
+    struct config *cfg = gw->g->w->cfg;
+    uint64_t now = loop_now_ms(gw->g->w->loop);
+    if (now + p->delay_ms >= gw->end_ms)
+        return; /* the deadline timer takes it from here */
+    loop_timer_start(p->timer, p->delay_ms, 0);
+    p->delay_ms *= 2;
+    if (p->delay_ms > cfg->gate.probe_max_ms)
+        p->delay_ms = cfg->gate.probe_max_ms;
+}
+
+/* Sends p's probe (p->url set) with one credential header line. */
+static void gate_probe_start(struct gate_probe *p, const char *auth_line)
+{
+    struct gate_wait *gw = p->gw;
+    struct worker *w = gw->g->w;
+    struct cluster *c = gate_app(gw->g)->cluster;
+    uint64_t now = loop_now_ms(w->loop);
+    p->hdr_lines[0] = "Accept: application/json";
+    p->hdr_lines[1] = auth_line;
+    p->req.method = HTTP_GET;
+    p->req.url = p->url;
+    p->req.connect_to = c->nodes[p->node].connect_to;
+    p->req.headers = p->hdr_lines;
+    p->req.n_headers = 2;
+    p->req.timeout_ms = gw->end_ms > now ? gw->end_ms - now : 1;
+    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
+        p->req.timeout_ms = w->cfg->gate.timeout_ms;
+    p->req.max_response = 256 * 1024;
+    p->req.done = gate_probe_done;
+    p->req.arg = p;
+    p->in_flight = true;
+    upstream_start(w->up, &p->req);
+}
+
+/* Legacy: a management session for p's controller arrived (or not). */
+static void gate_probe_token(void *arg, const char *token)
+{
+    struct gate_probe *p = arg;
+    struct gate_wait *gw = p->gw;
+    struct cluster *c = gate_app(gw->g)->cluster;
+    p->in_flight = false;
+    if (!token) {
+        gate_probe_again(p);
+        return;
+    }
+    free(p->token);
+    p->token = xstrdup(token);
+    free(p->auth);
+    p->auth = xasprintf("zt-session: %s", token);
+    if (!p->url)
+        p->url = xasprintf("%s/edge/management/v1/identities/%s",
+                           c->nodes[p->node].base_url, gw->identity);
+    gate_probe_start(p, p->auth);
+}
+
+void gate_probe_send(void *arg)
+{
+    struct gate_probe *p = arg;
+    struct gate_wait *gw = p->gw;
+    struct worker *w = gw->g->w;
+    struct cluster *c = gate_app(gw->g)->cluster;
+    uint64_t now = loop_now_ms(w->loop);
+    if (p->in_flight || (gw->acked & (1ull << p->node)) ||
+        now >= gw->end_ms)
+        return;
+    if (gw->released && !(gw->fenced & (1ull << p->node)))
+        return; /* answered, and nothing of ours to lift there */
+    if (gw->legacy) {
+        p->in_flight = true;
+        mgmt_token(gw->g->mgmt, p->node, gate_probe_token, p);
+        return;
+    }
+    if (!gw->auth)
+        return;
+    if (!p->url)
+        p->url = xasprintf("%s%s", c->nodes[p->node].base_url,
+                           gw->state_path);
+    gate_probe_start(p, gw->auth);
+}
+
+void gate_probe_all(struct gate_wait *gw)
+{
+    uint64_t targets = gw->all & ~gw->acked;
+    for (int i = 0; i < gw->n; i++)
+        if ((targets & (1ull << i)) &&
+            !loop_timer_active(gw->probes[i].timer))
+            gate_probe_send(&gw->probes[i]);
+}
