@@ -1,6 +1,7 @@
 /* config_fixture.h - a temporary directory holding the files a
  * configuration refers to (certificates, keys, password files), for the
- * configuration tests.  Header-only: each test program includes it once. */
+ * configuration tests.  Header-only: each test program includes it once,
+ * after <cmocka.h>. */
 #ifndef QG_TEST_CONFIG_FIXTURE_H
 #define QG_TEST_CONFIG_FIXTURE_H
 
@@ -102,6 +103,32 @@ FIXTURE_FN void fixture_dump(const struct config_errors *errs)
 {
     for (int i = 0; i < errs->n; i++)
         fprintf(stderr, "  [%d] %s\n", i, errs->items[i].text);
+}
+
+/* yaml (as the file q.yaml in dir) loaded; fails the test with every error
+ * printed when it does not load. */
+FIXTURE_FN struct config *fixture_load(const char *dir, const char *yaml)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load_string_dir("q.yaml", yaml, dir, &errs);
+    if (!cfg)
+        fixture_dump(&errs);
+    assert_non_null(cfg);
+    config_errors_free(&errs);
+    return cfg;
+}
+
+/* cmocka group setup/teardown: one fixture directory in *state. */
+FIXTURE_FN int fixture_group_setup(void **state)
+{
+    *state = fixture_make();
+    return 0;
+}
+
+FIXTURE_FN int fixture_group_teardown(void **state)
+{
+    fixture_remove(*state);
+    return 0;
 }
 
 #endif

@@ -26,22 +26,11 @@ struct fx {
     struct config *builtin;
 };
 
-static struct config *load(const char *dir, const char *yaml)
-{
-    struct config_errors errs = {0};
-    struct config *cfg = config_load_string_dir("q.yaml", yaml, dir, &errs);
-    if (!cfg)
-        fixture_dump(&errs);
-    assert_non_null(cfg);
-    config_errors_free(&errs);
-    return cfg;
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
     f->dir = fixture_make();
-    f->builtin = load(f->dir, MIN_YAML);
+    f->builtin = fixture_load(f->dir, MIN_YAML);
     *state = f;
     return 0;
 }
@@ -210,7 +199,7 @@ static void test_paths_cleaned_like_the_controller(void **state)
 static void test_table_from_configuration(void **state)
 {
     struct fx *f = *state;
-    struct config *c = load(f->dir, MIN_YAML
+    struct config *c = fixture_load(f->dir, MIN_YAML
         "routing:\n"
         "  classes:\n"
         "    - {path: /edge/client/v1/services, class: mfa}\n"
@@ -244,7 +233,7 @@ static void test_table_from_configuration(void **state)
     config_errors_free(&errs);
 
     /* order matters */
-    c = load(f->dir, MIN_YAML
+    c = fixture_load(f->dir, MIN_YAML
         "routing:\n"
         "  classes:\n"
         "    - {path: /oidc/login/, class: write}\n"

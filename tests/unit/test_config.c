@@ -572,18 +572,6 @@ static void test_ref_unref_and_names(void **state)
     assert_string_equal(config_route_class_name(ROUTE__COUNT), "unknown");
 }
 
-static int group_setup(void **state)
-{
-    *state = fixture_make();
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    fixture_remove(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,5 +586,5 @@ int main(void)
         cmocka_unit_test(test_restart_only_diff),
         cmocka_unit_test(test_ref_unref_and_names),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

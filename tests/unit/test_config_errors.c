@@ -434,18 +434,6 @@ static void test_missing_file(void **state)
     config_errors_free(&errs);
 }
 
-static int group_setup(void **state)
-{
-    *state = fixture_make();
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    fixture_remove(*state);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,5 +443,5 @@ int main(void)
         cmocka_unit_test(test_error_cap),
         cmocka_unit_test(test_missing_file),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

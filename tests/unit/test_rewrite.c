@@ -125,17 +125,6 @@ struct fx {
     struct config *cfg;
 };
 
-static struct config *load(const char *dir, const char *yaml)
-{
-    struct config_errors errs = {0};
-    struct config *cfg = config_load_string_dir("q.yaml", yaml, dir, &errs);
-    if (!cfg)
-        fixture_dump(&errs);
-    assert_non_null(cfg);
-    config_errors_free(&errs);
-    return cfg;
-}
-
 #define YAML_BASE                                                            \
     "listeners:\n"                                                           \
     "  - address: 127.0.0.1:8443\n"                                          \
@@ -189,7 +178,7 @@ static void test_location_by_address(void **state)
 {
     (void)state;
     char *dir = fixture_make();
-    struct config *cfg = load(dir, YAML_BASE
+    struct config *cfg = fixture_load(dir, YAML_BASE
                               "controllers:\n"
                               "  - {id: c1, url: \"https://10.0.0.1:1280\"}\n"
                               "  - {id: c2, url: \"https://Ctrl2.Example:1280\"}\n"
@@ -218,7 +207,7 @@ static void test_location_by_server_name_and_default_port(void **state)
 {
     (void)state;
     char *dir = fixture_make();
-    struct config *cfg = load(dir, YAML_BASE
+    struct config *cfg = fixture_load(dir, YAML_BASE
                               "upstream: {tls: {server_name: ctrl.ziti.internal}}\n"
                               "controllers:\n"
                               "  - {id: c1, url: \"https://10.0.0.1:1280\"}\n"
@@ -243,7 +232,7 @@ static void test_response_bodies(void **state)
 {
     (void)state;
     char *dir = fixture_make();
-    struct config *cfg = load(dir, YAML_BASE
+    struct config *cfg = fixture_load(dir, YAML_BASE
                               "controllers:\n"
                               "  - {id: c1, url: \"https://10.0.0.1:1280\"}\n");
     char *l;
