@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/buf.h"
-#include "proxy/config.h"
-#include "proxy/json.h"
-#include "proxy/log.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "config/config.h"
+#include "io/upstream.h"
 #include "routing/cluster.h"
 
 struct mgmt_waiter {

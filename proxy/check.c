@@ -5,8 +5,8 @@
 
 #include "consistency/mgmt.h"
 #include "proxy/oneshot.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "io/upstream.h"
+#include "base/util.h"
 #include "routing/cluster.h"
 #include "routing/health.h"
 

@@ -6,7 +6,7 @@
 
 #include <stdio.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 
 /* For -t: every controller's health path, once.  Problems go to err (one
  * line each); an unreachable controller is a warning only (it may be

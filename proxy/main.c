@@ -7,8 +7,8 @@
 
 #include "consistency/relay_main.h"
 #include "proxy/app.h"
+#include "config/config.h"
 #include "proxy/check.h"
-#include "proxy/config.h"
 
 static void main_usage(FILE *f)
 {

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/loop.h"
-#include "proxy/util.h"
+#include "base/loop.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 
 struct oneshot {

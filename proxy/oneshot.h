@@ -9,8 +9,8 @@
 #ifndef QG_ONESHOT_H
 #define QG_ONESHOT_H
 
-#include "proxy/config.h"
-#include "proxy/upstream.h"
+#include "config/config.h"
+#include "io/upstream.h"
 
 /* Runs reqs[0..n) (done/arg are set here) and returns when all finished. */
 void oneshot_run(const struct config *cfg, struct upstream_req **reqs, int n);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/util.h"
+#include "base/util.h"
 
 void cluster_controller_urls(const struct config *cfg, int i,
                              char **base_url, char **connect_to)

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 
 /* How a controller's role is learned (see health.h). */
 enum cluster_method {

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/buf.h"
-#include "proxy/json.h"
-#include "proxy/log.h"
-#include "proxy/loop.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
+#include "io/upstream.h"
 #include "routing/cluster.h"
 
 struct health_probe {

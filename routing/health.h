@@ -20,7 +20,7 @@
 
 #include <stdbool.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 
 struct loop;
 struct log;
