@@ -16,10 +16,6 @@ LAYERS = ["base", "config", "io", "metrics", "retry", "routing", "consistency", 
 # (including file, included header) pairs still pointing upward.
 KNOWN = {
     ("base/log.h", "config/config.h"),
-    ("metrics/admin.c", "proxy/app.h"),
-    ("metrics/admin.c", "proxy/app_ext.h"),
-    ("metrics/admin.c", "proxy/worker.h"),
-    ("metrics/admin.c", "routing/cluster.h"),
     ("retry/reconcile.c", "proxy/app.h"),
     ("retry/reconcile.c", "proxy/request.h"),
     ("retry/reconcile.c", "proxy/worker.h"),
