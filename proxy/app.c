@@ -10,6 +10,7 @@
 
 #include "consistency/mgmt.h"
 #include "metrics/admin.h"
+#include "proxy/status.h"
 #include "metrics/metrics.h"
 #include "proxy/app_ext.h"
 #include "io/listener.h"
@@ -379,7 +380,8 @@ int app_init(struct app *a, const char *config_path)
         goto out;
     }
     uint16_t aport = listener_bound_port(afd);
-    a->admin = admin_new(a, a->loop, afd, &err);
+    a->admin = admin_new(&status_admin_ops, a, a->metrics, a->loop, afd,
+                         &err);
     if (!a->admin) {
         fprintf(stderr, "%s: admin: %s\n", cfg->path, err);
         goto out;
