@@ -3,6 +3,7 @@
  *     -> (retry: backoff -> request_route) | (reconcile) | request_success
  *     -> (gate) -> request_answer_* -> listener -> request_on_complete. */
 #include "proxy/request.h"
+#include "proxy/request_reconcile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -460,8 +461,8 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     }
 
     if (f->kind == FAILURE_NONE) {
-        if (rq->had_ambiguous && reconcile_after_answer(rq)) {
-            reconcile_start(rq);
+        if (rq->had_ambiguous && request_reconcile_after_answer(rq)) {
+            request_reconcile_start(rq);
             return;
         }
         request_success(rq);
@@ -472,7 +473,7 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
         .p = rq->policy,
         .f = f,
         .method = rq->ex->method,
-        .reconciler = reconcile_available(rq),
+        .reconciler = request_reconcile_available(rq),
         .attempts = (uint32_t)rq->n_attempts,
         .now_ms = loop_now_ms(w->loop),
         .deadline_ms = rq->deadline_ms,
@@ -482,7 +483,7 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     switch (d.action) {
     case POLICY_RECONCILE:
         rq->had_ambiguous = true;
-        reconcile_start(rq);
+        request_reconcile_start(rq);
         return;
     case POLICY_RETRY:
         request_retry(rq, d.delay_ms);

@@ -16,10 +16,6 @@ LAYERS = ["base", "config", "io", "metrics", "retry", "routing", "consistency", 
 # (including file, included header) pairs still pointing upward.
 KNOWN = {
     ("base/log.h", "config/config.h"),
-    ("retry/reconcile.c", "proxy/app.h"),
-    ("retry/reconcile.c", "proxy/request.h"),
-    ("retry/reconcile.c", "proxy/worker.h"),
-    ("retry/reconcile.c", "routing/cluster.h"),
     ("consistency/gate.c", "proxy/app.h"),
     ("consistency/gate.c", "proxy/app_ext.h"),
     ("consistency/gate.c", "proxy/request.h"),
