@@ -37,6 +37,7 @@
 #ifndef QG_GATE_H
 #define QG_GATE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,22 @@ struct gate_wait;
 struct config;
 
 enum gate_call { GATE_CREATE = 0, GATE_VERIFY, GATE_DELETE };
+
+/* Caps on held calls (gate.max_held, gate.max_held_per_identity), taken
+ * before a gated call is sent (a refusal then changes nothing) and given
+ * back when the request ends.  Identities share GATE_SLOT_BUCKETS counters
+ * by a hash of their id (a collision can only make the per-identity cap
+ * stricter).  Process-wide and lock-free; owned by the app. */
+#define GATE_SLOT_BUCKETS 4096
+struct gate_slots {
+    atomic_int total;
+    atomic_int per_id[GATE_SLOT_BUCKETS];
+};
+/* A slot for identity; false (and nothing taken) when a cap is reached.
+ * *bucket is what gate_slot_give needs. */
+bool gate_slot_take(struct gate_slots *s, const struct config *cfg,
+                    const char *identity, unsigned *bucket);
+void gate_slot_give(struct gate_slots *s, unsigned bucket);
 
 struct gate *gate_new(struct worker *w);
 /* Drops every wait without answering (shutdown; requests are aborted). */
