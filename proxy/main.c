@@ -7,7 +7,7 @@
 
 #include "consistency/relay_main.h"
 #include "proxy/app.h"
-#include "proxy/config.h"
+#include "config/config.h"
 
 /* --help: the commands, signals and exit statuses of proxy/cli.def, which
  * the man page quorumgate(8) is generated from as well. */
