@@ -8,6 +8,7 @@
 #include "consistency/relay_main.h"
 #include "proxy/app.h"
 #include "config/config.h"
+#include "proxy/check.h"
 
 /* --help: the commands, signals and exit statuses of proxy/cli.def, which
  * the man page quorumgate(8) is generated from as well. */
@@ -58,8 +59,14 @@ static int main_check(const char *path)
         config_errors_free(&errs);
         return 1;
     }
-    printf("%s: configuration is valid\n", path);
+    /* what only the controllers can say: is each one watchable */
+    int problems = check_health_binding(cfg, stderr);
     config_unref(cfg);
+    if (problems) {
+        fprintf(stderr, "%s: %d problem(s) found\n", path, problems);
+        return 1;
+    }
+    printf("%s: configuration is valid\n", path);
     return 0;
 }
 
@@ -93,14 +100,14 @@ int main(int argc, char **argv)
         main_usage(stderr);
         return 2;
     }
-    if (test)
-        return main_check(path);
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "quorumgate: cannot initialise libcurl\n");
         return 1;
     }
-    if (relay) {
+    if (test) {
+        rc = main_check(path);
+    } else if (relay) {
         rc = relay_main(path);
     } else {
         struct app app;
