@@ -7,12 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "io/splice.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
-#include "proxy/buf.h"
-#include "proxy/log.h"
-#include "proxy/splice.h"
-#include "proxy/util.h"
 #include "proxy/worker.h"
 #include "routing/cluster.h"
 

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 
 #include "consistency/gate.h"
-#include "consistency/redis.h"
+#include "io/redis.h"
 #include "proxy/app.h"
-#include "proxy/util.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 
 /* Owned by the worker, on its loop. */

@@ -7,10 +7,10 @@
 #include <strings.h>
 
 #include "proxy/app.h"
-#include "proxy/headers.h"
-#include "proxy/json.h"
+#include "io/headers.h"
+#include "base/json.h"
 #include "proxy/request.h"
-#include "proxy/util.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 
 char *rewrite_origin(const char *url, const char *public_url)

@@ -11,9 +11,9 @@
 #include <cmocka.h>
 
 #include "config_fixture.h"
-#include "proxy/buf.h"
-#include "proxy/headers.h"
-#include "proxy/json.h"
+#include "base/buf.h"
+#include "io/headers.h"
+#include "base/json.h"
 #include "proxy/request.h"
 #include "routing/classify.h"
 #include "routing/rewrite.h"
