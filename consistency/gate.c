@@ -665,11 +665,20 @@ int gate_waiting(const struct gate *g)
     return g->waiting;
 }
 
+static const struct config *gate_worker_config(void *arg)
+{
+    const struct worker *w = arg;
+    return w->cfg;
+}
+
 struct gate *gate_new(struct worker *w)
 {
     struct gate *g = xcalloc(1, sizeof(*g));
+    struct mgmt_env env = {.up = w->up, .log = w->app->log,
+                           .c = w->app->cluster,
+                           .config = gate_worker_config, .arg = w};
     g->w = w;
-    g->mgmt = mgmt_new(w);
+    g->mgmt = mgmt_new(&env);
     return g;
 }
 

@@ -8,7 +8,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "consistency/mgmt.h"
 #include "metrics/admin.h"
+#include "proxy/status.h"
 #include "metrics/metrics.h"
 #include "proxy/app_ext.h"
 #include "io/listener.h"
@@ -86,6 +88,46 @@ static void app_probe_done(void *arg, int node, int status)
                                   : status == 0   ? M_PROBE_ERROR
                                                   : M_PROBE_UNHEALTHY;
     metrics_inc(a->metrics, M_HEALTH_PROBES_TOTAL, node, r);
+}
+
+static void app_token(void *arg, int node,
+                      void (*cb)(void *cbarg, const char *token), void *cbarg)
+{
+    struct app *a = arg;
+    mgmt_token(a->mgmt, node, cb, cbarg);
+}
+
+static void app_token_refused(void *arg, int node, const char *token)
+{
+    struct app *a = arg;
+    mgmt_invalidate(a->mgmt, node, token);
+}
+
+static bool app_has_credential(void *arg)
+{
+    struct app *a = arg;
+    return mgmt_configured(a->mgmt);
+}
+
+/* A controller answers 404 for the health path and there is no credential
+ * to watch it by list-members: at start, refuse to run (the operator must
+ * choose a fix); later (a controller restarted with another ctrl.yaml) it
+ * stays down with the reason in the log and /status. */
+static void app_unwatchable(void *arg, int node, const char *why)
+{
+    struct app *a = arg;
+    (void)node;
+    if (atomic_load(&a->cluster->settled) || a->exit_code)
+        return;
+    fprintf(stderr, "quorumgate: %s\n", why);
+    a->exit_code = 1;
+    loop_stop(a->loop);
+}
+
+static const struct config *app_current_config(void *arg)
+{
+    struct app *a = arg;
+    return atomic_load(&a->cfg);
 }
 
 void app_report_failure(struct app *a, int node, bool connect_failed)
@@ -340,7 +382,16 @@ int app_init(struct app *a, const char *config_path)
     struct upstream_settings us;
     worker_upstream_settings(cfg, &us);
     a->up = upstream_new(a->loop, &us);
-    struct health_events ev = {app_cluster_changed, app_probe_done, a};
+    struct mgmt_env menv = {.up = a->up, .log = a->log, .c = a->cluster,
+                            .config = app_current_config, .arg = a};
+    a->mgmt = mgmt_new(&menv);
+    struct health_events ev = {.on_change = app_cluster_changed,
+                               .on_probe = app_probe_done,
+                               .token = app_token,
+                               .token_refused = app_token_refused,
+                               .has_credential = app_has_credential,
+                               .on_unwatchable = app_unwatchable,
+                               .arg = a};
     a->health = health_new(a->loop, a->up, a->cluster, a->log, cfg, &ev);
 
     a->n_workers = (int)cfg->workers;
@@ -359,7 +410,8 @@ int app_init(struct app *a, const char *config_path)
         goto out;
     }
     uint16_t aport = listener_bound_port(afd);
-    a->admin = admin_new(a, a->loop, afd, &err);
+    a->admin = admin_new(&status_admin_ops, a, a->metrics, a->loop, afd,
+                         &err);
     if (!a->admin) {
         fprintf(stderr, "%s: admin: %s\n", cfg->path, err);
         goto out;
@@ -412,6 +464,7 @@ void app_free(struct app *a)
     free(a->workers);
     admin_free(a->admin);
     app_ext_free(a);
+    mgmt_free(a->mgmt); /* first: it drops the health probes' callbacks */
     health_free(a->health);
     upstream_free(a->up);
     for (size_t i = 0; i < ARRAY_LEN(a->sig); i++)

@@ -8,6 +8,7 @@
 #include "consistency/relay_main.h"
 #include "proxy/app.h"
 #include "config/config.h"
+#include "proxy/check.h"
 
 static void main_usage(FILE *f)
 {
@@ -40,8 +41,14 @@ static int main_check(const char *path)
         config_errors_free(&errs);
         return 1;
     }
-    printf("%s: configuration is valid\n", path);
+    /* what only the controllers can say: is each one watchable */
+    int problems = check_health_binding(cfg, stderr);
     config_unref(cfg);
+    if (problems) {
+        fprintf(stderr, "%s: %d problem(s) found\n", path, problems);
+        return 1;
+    }
+    printf("%s: configuration is valid\n", path);
     return 0;
 }
 
@@ -75,14 +82,14 @@ int main(int argc, char **argv)
         main_usage(stderr);
         return 2;
     }
-    if (test)
-        return main_check(path);
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "quorumgate: cannot initialise libcurl\n");
         return 1;
     }
-    if (relay) {
+    if (test) {
+        rc = main_check(path);
+    } else if (relay) {
         rc = relay_main(path);
     } else {
         struct app app;

@@ -16,17 +16,6 @@ LAYERS = ["base", "config", "io", "metrics", "retry", "routing", "consistency", 
 # (including file, included header) pairs still pointing upward.
 KNOWN = {
     ("base/log.h", "config/config.h"),
-    ("metrics/admin.c", "proxy/app.h"),
-    ("metrics/admin.c", "proxy/app_ext.h"),
-    ("metrics/admin.c", "proxy/worker.h"),
-    ("metrics/admin.c", "routing/cluster.h"),
-    ("retry/reconcile.c", "proxy/app.h"),
-    ("retry/reconcile.c", "proxy/request.h"),
-    ("retry/reconcile.c", "proxy/worker.h"),
-    ("retry/reconcile.c", "routing/cluster.h"),
-    ("routing/rewrite.c", "proxy/app.h"),
-    ("routing/rewrite.c", "proxy/request.h"),
-    ("routing/rewrite.c", "proxy/worker.h"),
     ("consistency/gate.c", "proxy/app.h"),
     ("consistency/gate.c", "proxy/app_ext.h"),
     ("consistency/gate.c", "proxy/request.h"),
@@ -37,8 +26,6 @@ KNOWN = {
     ("consistency/gate_probe.c", "proxy/app_ext.h"),
     ("consistency/gate_probe.c", "proxy/worker.h"),
     ("consistency/gate_probe.c", "proxy/worker_ext.h"),
-    ("consistency/mgmt.c", "proxy/app.h"),
-    ("consistency/mgmt.c", "proxy/worker.h"),
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
