@@ -288,6 +288,34 @@ static void app_log_listening(struct app *a, const char *kind,
     log_write(a->log, CONFIG_LOG_INFO, "listening", fields);
 }
 
+/* The passthrough listener, once per worker like the client listeners;
+ * pt_fds[w] stays -1 without one. */
+static int app_bind_passthrough(struct app *a, const struct config *cfg,
+                                int *pt_fds)
+{
+    const struct config_passthrough *cp = &cfg->passthrough;
+    uint16_t port = cp->addr.port;
+    for (int w = 0; w < a->n_workers; w++)
+        pt_fds[w] = -1;
+    if (!cp->addr.text)
+        return 0;
+    for (int w = 0; w < a->n_workers; w++) {
+        char *err = NULL;
+        int fd = listener_bind(cp->addr.host, port, 1024, &err);
+        if (fd < 0) {
+            fprintf(stderr, "%s:%d: passthrough: %s\n", cfg->path, cp->line,
+                    err);
+            free(err);
+            return -1;
+        }
+        if (port == 0)
+            port = listener_bound_port(fd);
+        pt_fds[w] = fd;
+    }
+    app_log_listening(a, "passthrough", &cp->addr, port, false);
+    return 0;
+}
+
 /* Binds every client listener once per worker (SO_REUSEPORT), the first
  * bind choosing the port when the configuration says 0.  fds is
  * [worker][listener]. */
@@ -320,7 +348,7 @@ int app_init(struct app *a, const char *config_path)
     struct config_errors errs = {0};
     struct config *cfg;
     char *err = NULL;
-    int *fds = NULL;
+    int *fds = NULL, *pt_fds = NULL;
     int rc = -1;
     memset(a, 0, sizeof(*a));
     a->config_path = xstrdup(config_path);
@@ -369,7 +397,9 @@ int app_init(struct app *a, const char *config_path)
     a->n_workers = (int)cfg->workers;
     a->workers = xcalloc((size_t)a->n_workers, sizeof(*a->workers));
     fds = xmalloc((size_t)a->n_workers * CONFIG_MAX_LISTENERS * sizeof(int));
-    if (app_bind_all(a, cfg, fds) != 0)
+    pt_fds = xmalloc((size_t)a->n_workers * sizeof(int));
+    if (app_bind_all(a, cfg, fds) != 0 ||
+        app_bind_passthrough(a, cfg, pt_fds) != 0)
         goto out;
     app_fix_public_url(a, cfg);
 
@@ -390,7 +420,7 @@ int app_init(struct app *a, const char *config_path)
 
     for (int w = 0; w < a->n_workers; w++) {
         a->workers[w] = worker_new(a, w, &fds[w * CONFIG_MAX_LISTENERS],
-                                   cfg->n_listeners, &err);
+                                   cfg->n_listeners, pt_fds[w], &err);
         if (!a->workers[w]) {
             fprintf(stderr, "%s: %s\n", cfg->path, err);
             goto out;
@@ -406,6 +436,7 @@ int app_init(struct app *a, const char *config_path)
 out:
     free(err);
     free(fds);
+    free(pt_fds);
     return rc;
 }
 

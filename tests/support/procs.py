@@ -249,6 +249,7 @@ class Quorumgate:
         self.proc = None
         self.client_addresses = []
         self.admin_address = None
+        self.passthrough_address = None
         self.exit_code = None
         self.killed_by_us = False
 
@@ -278,9 +279,13 @@ class Quorumgate:
                 if ev.get("msg") == "listening":
                     kinds.setdefault(ev.get("kind"), []).append(ev.get("address"))
             n_listeners = len(self.config.get("listeners") or [])
+            want_pt = bool((self.config.get("passthrough") or {}).get("address"))
+            if want_pt and not kinds.get("passthrough"):
+                return False
             if kinds.get("admin") and len(kinds.get("client", [])) >= max(1, n_listeners):
                 self.client_addresses = kinds["client"]
                 self.admin_address = kinds["admin"][0]
+                self.passthrough_address = (kinds.get("passthrough") or [None])[0]
                 return True
             return False
 
