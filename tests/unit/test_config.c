@@ -565,6 +565,7 @@ static void test_passthrough(void **state)
                 "  - {id: c2, url: \"https://127.0.0.1:1281\"}\n"
                 "  - {id: c3, url: \"https://127.0.0.1:1282\"}\n"
                 "secrets: {hmac_key_file: hmac.key}\n"
+                "gate: {legacy_sessions: unconfirmed}\n"
                 "passthrough: {address: \"127.0.0.1:8444\"}\n");
     assert_string_equal(c->passthrough.addr.host, "127.0.0.1");
     assert_int_equal(c->passthrough.addr.port, 8444);
@@ -585,6 +586,7 @@ static void test_passthrough(void **state)
                 "  - {id: c2, url: \"https://127.0.0.1:1281\"}\n"
                 "  - {id: c3, url: \"https://127.0.0.1:1282\"}\n"
                 "secrets: {hmac_key_file: hmac.key}\n"
+                "gate: {legacy_sessions: unconfirmed}\n"
                 "passthrough:\n"
                 "  address: \"[::1]:0\"\n"
                 "  controllers: [c3, c1]\n"
