@@ -8,20 +8,32 @@
  * in the login request body.
  *
  * Ownership: a struct mgmt belongs to one worker and its loop; it owns its
- * sessions and the callbacks it was given until it calls them. */
+ * sessions and the callbacks it was given until it calls them; what
+ * struct mgmt_env points at is borrowed and outlives it. */
 #ifndef QG_MGMT_H
 #define QG_MGMT_H
 
 #include <stdbool.h>
 
-struct worker;
 struct mgmt;
+struct upstream;
+struct cluster;
+struct log;
+struct config;
+
+/* What the sessions are made with, all borrowed. */
+struct mgmt_env {
+    struct upstream *up;             /* on the owner's loop */
+    const struct cluster *cluster;
+    struct log *log;
+    struct config *const *cfg;       /* the owner's current configuration */
+};
 
 /* token is NULL when no session could be had (no credential configured,
  * the controller refused, or it is unreachable). */
 typedef void (*mgmt_cb)(void *arg, const char *token);
 
-struct mgmt *mgmt_new(struct worker *w);
+struct mgmt *mgmt_new(const struct mgmt_env *env);
 /* Drops sessions and pending callbacks (not called). */
 void mgmt_free(struct mgmt *m);
 bool mgmt_configured(const struct mgmt *m);
