@@ -661,14 +661,20 @@ int gate_waiting(const struct gate *g)
     return g->waiting;
 }
 
+static const struct config *gate_mgmt_config(void *arg)
+{
+    return gate_cfg(arg);
+}
+
 struct gate *gate_new(const struct gate_env *env)
 {
     struct gate *g = xcalloc(1, sizeof(*g));
     g->env = *env;
     g->mgmt = mgmt_new(&(struct mgmt_env){.up = env->up,
-                                          .cluster = env->cluster,
                                           .log = env->log,
-                                          .cfg = env->cfg});
+                                          .c = env->cluster,
+                                          .config = gate_mgmt_config,
+                                          .arg = g});
     return g;
 }
 

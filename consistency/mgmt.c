@@ -8,9 +8,9 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
-#include "io/upstream.h"
 #include "base/util.h"
 #include "config/config.h"
+#include "io/upstream.h"
 #include "routing/cluster.h"
 
 struct mgmt_waiter {
@@ -31,7 +31,7 @@ struct mgmt_node {
 };
 
 struct mgmt {
-    struct mgmt_env env;            /* borrowed pointers */
+    struct mgmt_env env;            /* borrowed parts */
     struct mgmt_node nodes[CONFIG_MAX_CONTROLLERS];
     int n;
 };
@@ -41,10 +41,14 @@ static const char *const mgmt_headers[] = {
     "Accept: application/json",
 };
 
+bool mgmt_config_has_credential(const struct config *cfg)
+{
+    return cfg->gate.mgmt_username && cfg->gate.mgmt_password;
+}
+
 bool mgmt_configured(const struct mgmt *m)
 {
-    const struct config *cfg = *m->env.cfg;
-    return cfg->gate.mgmt_username && cfg->gate.mgmt_password;
+    return mgmt_config_has_credential(m->env.config(m->env.arg));
 }
 
 static void mgmt_wipe(char *s)
@@ -89,7 +93,7 @@ static void mgmt_login_done(struct upstream_req *r, void *arg)
         log_printf(m->env.log, CONFIG_LOG_WARN,
                    "replication gate: management login to %s failed "
                    "(status %d, %s)",
-                   m->env.cluster->nodes[mn->node].id, r->status,
+                   m->env.c->nodes[mn->node].id, r->status,
                    upstream_result_name(r->result));
     buf_reset(&r->resp_body); /* the token must not linger in buffers */
     mgmt_notify(mn, mn->token);
@@ -98,8 +102,8 @@ static void mgmt_login_done(struct upstream_req *r, void *arg)
 void mgmt_token(struct mgmt *m, int node, mgmt_cb cb, void *arg)
 {
     struct mgmt_node *mn = &m->nodes[node];
-    const struct config *cfg = *m->env.cfg;
-    if (!mgmt_configured(m)) {
+    const struct config *cfg = m->env.config(m->env.arg);
+    if (!mgmt_config_has_credential(cfg)) {
         cb(arg, NULL);
         return;
     }
@@ -123,7 +127,7 @@ void mgmt_token(struct mgmt *m, int node, mgmt_cb cb, void *arg)
                     strlen(cfg->gate.mgmt_password));
     buf_puts(&b, "\"}");
     mn->body = buf_steal(&b, NULL);
-    const struct cluster_node *cn = &m->env.cluster->nodes[node];
+    const struct cluster_node *cn = &m->env.c->nodes[node];
     if (!mn->url)
         mn->url = xasprintf("%s/edge/management/v1/authenticate?method="
                             "password",
@@ -172,7 +176,7 @@ struct mgmt *mgmt_new(const struct mgmt_env *env)
 {
     struct mgmt *m = xcalloc(1, sizeof(*m));
     m->env = *env;
-    m->n = env->cluster->n;
+    m->n = env->c->n;
     for (int i = 0; i < m->n; i++) {
         m->nodes[i].m = m;
         m->nodes[i].node = i;

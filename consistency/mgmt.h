@@ -1,5 +1,7 @@
 /* mgmt.h - management API sessions of quorumgate's own (gate.management),
- * one per controller per worker: the replication gate confirms changes
+ * one per controller per loop (each worker's, and the control loop's for
+ * leader discovery through GET /fabric/v1/cluster/list-members when a
+ * controller has no health-checks API): the replication gate confirms changes
  * made with a legacy zt-session (valid only on the controller that issued
  * it) by asking every other controller for the identity with this
  * credential (GET /edge/management/v1/identities/{id}: isMfaEnabled).
@@ -7,26 +9,28 @@
  * one login per controller.  The password never leaves this module except
  * in the login request body.
  *
- * Ownership: a struct mgmt belongs to one worker and its loop; it owns its
- * sessions and the callbacks it was given until it calls them; what
- * struct mgmt_env points at is borrowed and outlives it. */
+ * Ownership: a struct mgmt belongs to one loop (a worker's or the control
+ * loop) and borrows what its mgmt_env names; it owns its sessions and the
+ * callbacks it was given until it calls them. */
 #ifndef QG_MGMT_H
 #define QG_MGMT_H
 
 #include <stdbool.h>
 
-struct mgmt;
 struct upstream;
-struct cluster;
 struct log;
+struct cluster;
 struct config;
+struct mgmt;
 
-/* What the sessions are made with, all borrowed. */
+/* What a struct mgmt borrows from its owner, all on the owner's loop. */
 struct mgmt_env {
-    struct upstream *up;             /* on the owner's loop */
-    const struct cluster *cluster;
+    struct upstream *up;
     struct log *log;
-    struct config *const *cfg;       /* the owner's current configuration */
+    const struct cluster *c;
+    /* the owner's current configuration (credentials, reloadable) */
+    const struct config *(*config)(void *arg);
+    void *arg;
 };
 
 /* token is NULL when no session could be had (no credential configured,
@@ -37,6 +41,8 @@ struct mgmt *mgmt_new(const struct mgmt_env *env);
 /* Drops sessions and pending callbacks (not called). */
 void mgmt_free(struct mgmt *m);
 bool mgmt_configured(const struct mgmt *m);
+/* The same, from a configuration. */
+bool mgmt_config_has_credential(const struct config *cfg);
 /* A session on node: at once when one is cached, else after a login. */
 void mgmt_token(struct mgmt *m, int node, mgmt_cb cb, void *arg);
 /* The controller refused token (401): forget it. */

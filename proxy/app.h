@@ -21,6 +21,7 @@ struct loop_timer;
 struct upstream;
 struct cluster;
 struct health;
+struct mgmt;
 struct worker;
 struct listener;
 struct metrics;
@@ -40,6 +41,9 @@ struct app {
     struct loop *loop;                 /* owned: control loop (main thread) */
     struct upstream *up;               /* owned: probes from the control loop */
     struct health *health;             /* owned */
+    struct mgmt *mgmt;                 /* owned: the control loop's
+                                          management sessions (leader
+                                          discovery by list-members) */
     struct admin *admin;               /* owned */
     struct worker **workers;           /* owned array */
     int n_workers;

@@ -512,6 +512,14 @@ static void request_wait_timeout(void *arg)
         request_route(rq);
 }
 
+/* A write of the model (refused by a read-only cluster). */
+static bool request_is_write(const struct request *rq)
+{
+    enum http_method m = rq->ex->method;
+    return (rq->cls.cls == ROUTE_WRITE || rq->cls.cls == ROUTE_MFA) &&
+           m != HTTP_GET && m != HTTP_HEAD && m != HTTP_OPTIONS;
+}
+
 static void request_route(struct request *rq)
 {
     struct worker *w = rq->w;
@@ -539,6 +547,16 @@ static void request_route(struct request *rq)
         request_unwait(rq);
         request_timer_stop(rq);
         rq->timer_cb = NULL;
+        if (request_is_write(rq) && cluster_read_only(a->cluster, out.node)) {
+            /* every write fails there (500 from the controller): say why
+             * once instead of retrying it around the cluster */
+            request_answer_error(rq, 503, "CLUSTER_READ_ONLY",
+                                 "the cluster is read-only: its members "
+                                 "run different versions (rolling "
+                                 "upgrade); writes fail until they all run "
+                                 "the same one");
+            return;
+        }
         request_attempt(rq, out.node);
         return;
     case ROUTE_WAIT_LEADER: {
