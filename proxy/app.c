@@ -312,6 +312,7 @@ static int app_bind_passthrough(struct app *a, const struct config *cfg,
             port = listener_bound_port(fd);
         pt_fds[w] = fd;
     }
+    a->passthrough_port = port;
     app_log_listening(a, "passthrough", &cp->addr, port, false);
     return 0;
 }
