@@ -19,7 +19,7 @@ build=${1:-build}
 passed=0
 
 fail() { echo "FAIL: $*" >&2; echo "package: $passed passed, 1 failed"; exit 1; }
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
+ok() { passed=$((passed + 1)); echo "ok - $* [$(( $(date +%s) - ${start:-$(date +%s)} ))s]"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # dpkg may be busy with another apt/dpkg run: wait for its lock (bounded).
