@@ -419,6 +419,7 @@ int app_init(struct app *a, const char *config_path)
     }
     app_log_listening(a, "admin", &cfg->admin.addr, aport, false);
 
+    app_ext_init(a); /* the tables the workers' gates borrow */
     for (int w = 0; w < a->n_workers; w++) {
         a->workers[w] = worker_new(a, w, &fds[w * CONFIG_MAX_LISTENERS],
                                    cfg->n_listeners, pt_fds[w], &err);
@@ -427,7 +428,6 @@ int app_init(struct app *a, const char *config_path)
             goto out;
         }
     }
-    app_ext_init(a);
     a->sig[0] = loop_signal_new(a->loop, SIGTERM, app_on_term, a);
     a->sig[1] = loop_signal_new(a->loop, SIGINT, app_on_term, a);
     a->sig[2] = loop_signal_new(a->loop, SIGHUP, app_on_hup, a);

@@ -16,16 +16,6 @@ LAYERS = ["base", "config", "io", "metrics", "retry", "routing", "consistency", 
 # (including file, included header) pairs still pointing upward.
 KNOWN = {
     ("base/log.h", "config/config.h"),
-    ("consistency/gate.c", "proxy/app.h"),
-    ("consistency/gate.c", "proxy/app_ext.h"),
-    ("consistency/gate.c", "proxy/request.h"),
-    ("consistency/gate.c", "proxy/worker.h"),
-    ("consistency/gate.c", "proxy/worker_ext.h"),
-    ("consistency/gate_impl.h", "proxy/worker.h"),
-    ("consistency/gate_probe.c", "proxy/app.h"),
-    ("consistency/gate_probe.c", "proxy/app_ext.h"),
-    ("consistency/gate_probe.c", "proxy/worker.h"),
-    ("consistency/gate_probe.c", "proxy/worker_ext.h"),
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
