@@ -16,6 +16,7 @@
 #include "io/listener.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/sdnotify.h"
 #include "io/upstream.h"
 #include "base/util.h"
 #include "proxy/worker.h"
@@ -171,6 +172,7 @@ static void app_on_term(void *arg)
         return;
     struct config *cfg = app_config(a);
     a->draining = true;
+    sdnotify_send("STOPPING=1\nSTATUS=draining");
     a->drain_deadline_ms = loop_now_ms(a->loop) + cfg->timeouts.drain_ms;
     config_unref(cfg);
     log_printf(a->log, LOG_LEVEL_INFO,
@@ -181,9 +183,15 @@ static void app_on_term(void *arg)
     loop_timer_start(a->drain_timer, 0, 0);
 }
 
+/* The service manager (Type=notify) sees the reload begin and end. */
 static void app_on_hup(void *arg)
 {
-    app_reload(arg);
+    sdnotify_reloading();
+    if (app_reload(arg) == 0)
+        sdnotify_send("READY=1\nSTATUS=configuration reloaded");
+    else
+        sdnotify_send("READY=1\nSTATUS=reload refused, running "
+                      "configuration kept (see the error log)");
 }
 
 /* Points lg at cfg's log files and level. */
@@ -463,6 +471,7 @@ int app_run(struct app *a)
     log_printf(a->log, LOG_LEVEL_INFO,
                "quorumgate %s started: %d worker(s), %d controller(s)",
                QG_VERSION, a->n_workers, a->cluster->n);
+    sdnotify_send("READY=1\nSTATUS=serving");
     loop_run(a->loop);
     for (int i = 0; i < a->n_workers; i++)
         worker_stop(a->workers[i]);
