@@ -457,7 +457,7 @@ static void gate_redis_lost(struct gate_wait *gw, const char *what)
         return;
     gw->redis_lost = true;
     metrics_inc(env->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-    log_printf(env->log, CONFIG_LOG_WARN,
+    log_printf(env->log, LOG_LEVEL_WARN,
                "replication gate: Redis unavailable while %s; confirming "
                "the %s directly with the controllers",
                what, gate_call_name(gw->call));

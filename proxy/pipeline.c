@@ -62,7 +62,7 @@ static void pipeline_warn_redis(struct request *rq, const char *what)
     if (now - w->redis_warned_ms < 10000 && w->redis_warned_ms)
         return; /* at most one line every 10 s per worker */
     w->redis_warned_ms = now;
-    log_printf(w->app->log, CONFIG_LOG_WARN,
+    log_printf(w->app->log, LOG_LEVEL_WARN,
                "Redis unavailable for %s: using the local affinity cache",
                what);
 }
@@ -74,7 +74,7 @@ static void pipeline_warn_legacy(struct request *rq)
     if (w->legacy_warned_ms && now - w->legacy_warned_ms < 60000)
         return;
     w->legacy_warned_ms = now;
-    log_printf(w->app->log, CONFIG_LOG_WARN,
+    log_printf(w->app->log, LOG_LEVEL_WARN,
                "replication gate: an MFA call made with a legacy zt-session "
                "is not held: configure gate.management (or gate.source: "
                "events) to confirm it on the other controllers");
