@@ -12,16 +12,12 @@
 
 #include "consistency/ackstore.h"
 #include "consistency/mgmt.h"
-#include "proxy/app.h"
-#include "proxy/app_ext.h"
 #include "config/config.h"
 #include "base/http.h"
 #include "base/loop.h"
 #include "io/upstream.h"
 #include "base/util.h"
 #include "metrics/metrics.h"
-#include "proxy/worker.h"
-#include "proxy/worker_ext.h"
 #include "routing/cluster.h"
 
 static void gate_probe_again(struct gate_probe *p);
@@ -31,7 +27,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
 {
     struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
-    struct config *cfg = gw->g->w->cfg;
+    struct config *cfg = gate_cfg(gw->g);
     p->in_flight = false;
     bool ack;
     if (gw->legacy) {
@@ -50,9 +46,9 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         gate_probe_learn(p, ack); /* a real "there" or "not yet" */
     if (ack) {
         if (!gw->redis_lost)
-            ackstore_ack_cb(worker_ext_redis(gw->g->w), cfg, gw->cid,
-                            gate_app(gw->g)->cluster->nodes[p->node].id,
-                            app_ext_count_cb,
+            ackstore_ack_cb(gw->g->env.redis, cfg, gw->cid,
+                            gw->g->env.cluster->nodes[p->node].id,
+                            gw->g->env.count_cb,
                             gate_count(gw->g, M_REDIS_ACK_WRITE));
         gate_add_acks(gw, 1ull << p->node);
         gate_check(gw); /* may free gw */
@@ -86,7 +82,7 @@ static void gate_probe_learn(struct gate_probe *p, bool ack)
         uint64_t at = p->miss_ns && p->miss_ns < p->sent_ns
                           ? p->miss_ns + (p->sent_ns - p->miss_ns) / 2
                           : p->sent_ns;
-        uint64_t cap_us = g->w->cfg->gate.probe_max_ms * 1000;
+        uint64_t cap_us = gate_cfg(g)->gate.probe_max_ms * 1000;
         *est = p->tries <= 1 || at <= gw->start_ns
                    ? 0
                    : (at - gw->start_ns) / 1000;
@@ -110,8 +106,8 @@ static void gate_probe_again(struct gate_probe *p)
 {
     struct gate_wait *gw = p->gw;
     struct gate *g = gw->g;
-    struct config *cfg = g->w->cfg;
-    uint64_t now = loop_now_ms(g->w->loop);
+    struct config *cfg = gate_cfg(g);
+    uint64_t now = loop_now_ms(g->env.loop);
     uint64_t delay = p->delay_ms;
     if (p->tries == 1 && g->lag_known[p->node]) {
         uint64_t elapsed_us = (util_mono_ns() - gw->start_ns) / 1000;
@@ -133,9 +129,9 @@ static void gate_probe_again(struct gate_probe *p)
 static void gate_probe_start(struct gate_probe *p, const char *auth_line)
 {
     struct gate_wait *gw = p->gw;
-    struct worker *w = gw->g->w;
-    struct cluster *c = gate_app(gw->g)->cluster;
-    uint64_t now = loop_now_ms(w->loop);
+    const struct gate_env *env = &gw->g->env;
+    struct cluster *c = env->cluster;
+    uint64_t now = loop_now_ms(env->loop);
     p->hdr_lines[0] = "Accept: application/json";
     p->hdr_lines[1] = auth_line;
     p->req.method = HTTP_GET;
@@ -144,17 +140,16 @@ static void gate_probe_start(struct gate_probe *p, const char *auth_line)
     p->req.headers = p->hdr_lines;
     p->req.n_headers = 2;
     p->req.timeout_ms = gw->end_ms > now ? gw->end_ms - now : 1;
-    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
-        p->req.timeout_ms = w->cfg->gate.timeout_ms;
+    if (p->req.timeout_ms > gate_cfg(gw->g)->gate.timeout_ms)
+        p->req.timeout_ms = gate_cfg(gw->g)->gate.timeout_ms;
     p->req.max_response = 256 * 1024;
     p->req.done = gate_probe_done;
     p->req.arg = p;
     p->in_flight = true;
     p->tries++;
     p->sent_ns = util_mono_ns();
-    metrics_inc(gate_app(gw->g)->metrics, M_REPLICATION_PROBES_TOTAL,
-                p->node);
-    upstream_start(w->up, &p->req);
+    metrics_inc(env->metrics, M_REPLICATION_PROBES_TOTAL, p->node);
+    upstream_start(env->up, &p->req);
 }
 
 /* Legacy: a management session for p's controller arrived (or not). */
@@ -162,7 +157,7 @@ static void gate_probe_token(void *arg, const char *token)
 {
     struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
-    struct cluster *c = gate_app(gw->g)->cluster;
+    struct cluster *c = gw->g->env.cluster;
     p->in_flight = false;
     if (!token) {
         gate_probe_again(p);
@@ -182,9 +177,9 @@ void gate_probe_send(void *arg)
 {
     struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
-    struct worker *w = gw->g->w;
-    struct cluster *c = gate_app(gw->g)->cluster;
-    uint64_t now = loop_now_ms(w->loop);
+    const struct gate_env *env = &gw->g->env;
+    struct cluster *c = env->cluster;
+    uint64_t now = loop_now_ms(env->loop);
     if (p->in_flight || p->refused || (gw->acked & (1ull << p->node)) ||
         now >= gw->end_ms)
         return;
