@@ -34,16 +34,19 @@ static void h1tls_errstr(char *err, size_t errlen, const char *what)
     snprintf(err, errlen, "TLS: %s%s%s", what, reason[0] ? ": " : "", reason);
 }
 
-/* A new session (TLS 1.3 sends them after the handshake): keep the last
- * one for the next connection to this controller. */
+/* A new session (TLS 1.3 sends them after the handshake): keep a copy of
+ * the last one for the next connection to this controller.  A copy, since
+ * OpenSSL marks the connection's own session not resumable when the
+ * connection is freed without a close_notify. */
 static int h1tls_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct h1tls *t = SSL_get_app_data(ssl);
-    if (!t || !t->slot)
+    SSL_SESSION *copy = t && t->slot ? SSL_SESSION_dup(sess) : NULL;
+    if (!copy)
         return 0;
     SSL_SESSION_free(*t->slot);
-    *t->slot = sess;
-    return 1; /* we keep the reference */
+    *t->slot = copy;
+    return 0; /* the original stays OpenSSL's */
 }
 
 struct h1tls_ctx *h1tls_ctx_new(const char *ca_file, const char *cert_file,
