@@ -322,6 +322,11 @@ struct config *config_load_string_dir(const char *name, const char *yaml,
 
 void config_errors_free(struct config_errors *errs);
 
+/* The log sinks cfg->log names (pointers into cfg), for log_new and
+ * log_reopen (base/log.h). */
+struct log_sinks;
+void config_log_sinks(const struct config *cfg, struct log_sinks *out);
+
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
 

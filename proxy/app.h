@@ -57,6 +57,7 @@ struct app {
     uint64_t reloads_ok, reloads_failed;
     struct app_ext *ext;               /* owned: Redis, gate, affinity */
     uint16_t public_port;              /* port the first client listener got */
+    uint16_t passthrough_port;         /* port the passthrough listener got */
 };
 
 /* Loads the configuration and builds everything; 0 or -1 (reported). */

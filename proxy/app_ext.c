@@ -99,9 +99,9 @@ static void app_ext_on_ping(void *arg, enum redis_status st,
         char err[160] = "";
         redis_last_error(x->redis, err, sizeof(err));
         if (ok)
-            log_printf(x->a->log, CONFIG_LOG_INFO, "Redis is reachable");
+            log_printf(x->a->log, LOG_LEVEL_INFO, "Redis is reachable");
         else
-            log_printf(x->a->log, CONFIG_LOG_WARN,
+            log_printf(x->a->log, LOG_LEVEL_WARN,
                        "Redis is unreachable (%s): affinity falls back to "
                        "the local cache, gated MFA calls are refused",
                        err[0] ? err : redis_status_name(st));

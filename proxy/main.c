@@ -10,18 +10,36 @@
 #include "config/config.h"
 #include "proxy/check.h"
 
+/* --help: the commands, signals and exit statuses of proxy/cli.def, which
+ * the man page quorumgate(8) is generated from as well. */
 static void main_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: quorumgate -c FILE          run in the foreground\n"
-            "       quorumgate -t -c FILE       check a configuration and exit\n"
-            "       quorumgate relay -c FILE    follow controllers' event files\n"
-            "                                   and write acknowledgements to Redis\n"
-            "       quorumgate --version\n"
-            "       quorumgate --help\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the\n"
-            "configuration, SIGUSR1 reopens the log files.\n");
+    static const struct {
+        const char *args, *brief;
+    } cmds[] = {
+#define CLI_COMMAND(args, brief, details) {args, brief},
+#include "proxy/cli.def"
+    }, sigs[] = {
+#define CLI_SIGNAL(names, brief, details) {names, brief},
+#include "proxy/cli.def"
+    };
+    static const struct {
+        int status;
+        const char *brief;
+    } exits[] = {
+#define CLI_EXIT(status, brief) {status, brief},
+#include "proxy/cli.def"
+    };
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        fprintf(f, "%s quorumgate %-14s %s\n", i ? "      " : "usage:",
+                cmds[i].args, cmds[i].brief);
+    fputs("\nSignals:\n", f);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        fprintf(f, "  %-16s %s\n", sigs[i].args, sigs[i].brief);
+    fputs("\nExit status:\n", f);
+    for (size_t i = 0; i < sizeof(exits) / sizeof(exits[0]); i++)
+        fprintf(f, "  %d  %s\n", exits[i].status, exits[i].brief);
+    fputs("\nSee quorumgate(8) for the configuration keys.\n", f);
 }
 
 static int main_check(const char *path)

@@ -13,6 +13,7 @@
 #include "metrics/metrics.h"
 #include "proxy/accesslog.h"
 #include "proxy/app.h"
+#include "proxy/certfront.h"
 #include "base/envelope.h"
 #include "io/listener.h"
 #include "base/loop.h"
@@ -759,6 +760,8 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     };
     headers_for_upstream(&rq->up_headers, ex->headers, ex->n_headers, &hc);
     rewrite_request(rq->cls.call, &rq->up_headers);
+    if (certfront_refuse(rq))
+        return;
     if (pipeline_before_route(rq))
         return; /* affinity/gate preparation continues asynchronously */
     request_route(rq);

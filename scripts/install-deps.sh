@@ -31,7 +31,8 @@ for p in "${extra[@]}"; do
 done
 
 build_pkgs=(build-essential cmake ninja-build pkg-config
-            libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
+            libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
+            libhiredis-dev
             libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
 test_pkgs=(redis-server prometheus openssl curl ca-certificates procps
            python3 python3-pip python3-pytest python3-yaml)
