@@ -5,10 +5,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/crypto.h"
-#include "proxy/json.h"
-#include "proxy/listener.h"
-#include "proxy/util.h"
+#include "base/crypto.h"
+#include "base/json.h"
+#include "io/listener.h"
+#include "base/util.h"
 
 static const char *identity_header(const struct listener_header *h, int n,
                                    const char *name, size_t *len)
