@@ -189,7 +189,8 @@ class ZitiCluster:
         self._spawn(m, args)
 
     def _run(self, m):
-        self._spawn(m, ["controller", "run", m.yaml])
+        verbose = ["--verbose"] if os.environ.get("QG_ZITI_VERBOSE") == "1" else []   # debug logs
+        self._spawn(m, ["controller", "run"] + verbose + [m.yaml])
 
     def start(self):
         """quickstart `ha` for ctrl1 and `join` for the others, one after the other (raft takes one
