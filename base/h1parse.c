@@ -141,7 +141,10 @@ static enum h1parse_result h1parse_status_line(struct h1parse *p,
             return h1parse_fail(p, "malformed status code");
         status = status * 10 + (s[i] - '0');
     }
-    if (status < 100 || status > 599)
+    /* 600..999 are outside RFC 9110's classes but real: OpenZiti controllers
+     * answer go-openapi validation failures with 602/606 (and an error
+     * envelope).  They are passed through, not turned into a 502. */
+    if (status < 100)
         return h1parse_fail(p, "status code out of range");
     if (n > 12 && s[12] != ' ')
         return h1parse_fail(p, "malformed status line");

@@ -140,10 +140,14 @@ uint64_t metrics_invalid_updates(const struct metrics *m);
  * of every metric to out, ending with a newline. */
 void metrics_render(const struct metrics *m, struct buf *out);
 
-/* Status class of an HTTP status (metrics label "code").  Statuses outside
- * 100..599 count as 5xx: the proxy answers them as an upstream error. */
+/* Status class of an HTTP status (metrics label "code").  600..999 are
+ * passed through from the controllers, which use them for request
+ * validation failures (go-openapi's 602, 606...): counted as 4xx.  Anything
+ * else outside 100..599 counts as 5xx. */
 static inline enum metrics_code metrics_code_of(int status)
 {
+    if (status >= 600 && status <= 999)
+        return M_CODE_4XX;
     if (status < 100 || status > 599)
         return M_CODE_5XX;
     return (enum metrics_code)(status / 100 - 1);

@@ -237,7 +237,7 @@ static enum metrics_upstream_outcome request_outcome(
         return M_UPSTREAM_NO_LEADER;
     if (rq->up.status == 429)
         return M_UPSTREAM_TOO_MANY_REQUESTS;
-    if (rq->up.status >= 500)
+    if (rq->up.status >= 500 && rq->up.status <= 599)
         return M_UPSTREAM_SERVER_ERROR;
     return M_UPSTREAM_OK;
 }
@@ -259,7 +259,7 @@ static void request_retry_outcome(struct request *rq,
 static void request_success(struct request *rq)
 {
     if (rq->retried)
-        request_retry_outcome(rq, rq->up.status < 500
+        request_retry_outcome(rq, rq->up.status < 500 || rq->up.status > 599
                                       ? M_RETRY_RETRIED_SUCCESS
                                       : M_RETRY_RETRIED_FAILURE);
     request_reconciled_success(rq);

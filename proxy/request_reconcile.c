@@ -102,8 +102,9 @@ static bool request_reconcile_read_again(struct request *rq,
                                          const struct upstream_req *r)
 {
     struct app *a = rq->w->app;
-    if (r->result == UPSTREAM_OK && r->status != 429 && r->status < 500)
-        return false; /* an answer (401, 400...): reading again won't help */
+    if (r->result == UPSTREAM_OK && r->status != 429 &&
+        (r->status < 500 || r->status > 599))
+        return false; /* an answer (401, 400, 606...): reading again won't help */
     if (r->result == UPSTREAM_CONNECT_ERROR)
         app_report_failure(a, rq->aux_node, true);
     else if (r->result == UPSTREAM_OK && r->status == 503)

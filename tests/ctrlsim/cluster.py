@@ -94,6 +94,36 @@ def err_unauthorized():
                     "The request could not be completed. The session is not authorized or the credentials are invalid")
 
 
+def err_unauthenticated():
+    # go-openapi's security check when a route's credential header is missing altogether
+    # (errors.Unauthenticated("invalid credentials")); observed on v1.5.4 and v1.7.2
+    return ApiError(401, "UNAUTHORIZED",
+                    "The request could not be completed. The session is not authorized or the credentials are invalid",
+                    {"code": "UNHANDLED", "message": "unauthenticated for invalid credentials"})
+
+
+def err_unauthorized_token():
+    # a bearer token present but not accepted (not parsed/verified): the security handler's
+    # ApiError wrapped as the cause (observed)
+    e = err_unauthorized()
+    e.cause = {"code": "UNHANDLED", "message": "UNAUTHORIZED: " + e.message}
+    return e
+
+
+def err_path_not_found(path):
+    # the default (client API) handler's 404 for a route it does not have (observed)
+    return ApiError(404, "NOT_FOUND", "The resource requested was not found or is no longer available",
+                    {"code": "UNHANDLED", "message": "path %s was not found" % path})
+
+
+def err_validation(status, field, reason, value):
+    # go-openapi parameter validation: its own status codes (602 required, 606 enum, ...), the
+    # COULD_NOT_VALIDATE envelope (observed: POST /authenticate without/with a bad method)
+    return ApiError(status, "COULD_NOT_VALIDATE",
+                    "The supplied request contains an invalid document or no valid accept content were available, see cause",
+                    {"field": field, "reason": reason, "value": value})
+
+
 def err_invalid_auth():
     return ApiError(401, "INVALID_AUTH", "The authentication request failed")
 
@@ -372,6 +402,7 @@ class Cluster:
         # the health-checks API is bound (the default ctrl.yaml of `ziti
         # create config controller` binds none: every path under it is 404)
         self.health_checks = health_checks
+        self.san_hosts = ["localhost", "127.0.0.1"]   # the server certificate's SANs (Simulator sets them)
         self.read_only = set()   # node ids whose mesh is read-only (mixed versions)
         self.canon = Fsm()       # the committed state, used for raft responses
         self.injections = []
@@ -388,6 +419,15 @@ class Cluster:
     # ---- helpers -------------------------------------------------------
     def node_url(self, node):
         return "%s://%s:%d" % (self.scheme, self.advertise_host, node.port)
+
+    def issuer_hosts(self, node):
+        """Hosts the OIDC issuer interceptor accepts (webapis/oidc-api.go getPossibleIssuers):
+        the bind address and every DNS/IP SAN of the server certificate, with the bind port."""
+        names = [self.advertise_host] + list(self.san_hosts)
+        out = {("%s:%d" % (n, node.port)).lower() for n in names}
+        if node.port == 443:
+            out |= {n.lower() for n in names}
+        return out
 
     def keys(self):
         # TokenIssuerCache: every member's signing key by kid

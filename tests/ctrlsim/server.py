@@ -62,6 +62,36 @@ def oidc_error(err):
     return Resp(err.status, jbody(err.to_rest()))
 
 
+def discovery(iss):
+    # zitadel/oidc v2 op discovery document as a v1.5.4 controller serves it (observed)
+    algs = ["RS256"]
+    auth_methods = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
+    return {"issuer": iss, "authorization_endpoint": iss + "/authorize", "token_endpoint": iss + "/oauth/token",
+            "introspection_endpoint": iss + "/oauth/introspect", "userinfo_endpoint": iss + "/userinfo",
+            "revocation_endpoint": iss + "/revoke", "end_session_endpoint": iss + "/end_session",
+            "device_authorization_endpoint": iss + "/device_authorization", "jwks_uri": iss + "/keys",
+            "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
+            "response_types_supported": ["code", "id_token", "id_token token"],
+            "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "client_credentials",
+                                      "urn:ietf:params:oauth:grant-type:token-exchange",
+                                      "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                                      "urn:ietf:params:oauth:grant-type:device_code"],
+            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": algs,
+            "request_object_signing_alg_values_supported": algs,
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "token_endpoint_auth_signing_alg_values_supported": algs,
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_signing_alg_values_supported": algs,
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+            "introspection_endpoint_auth_signing_alg_values_supported": algs,
+            "claims_supported": ["sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "c_hash",
+                                 "at_hash", "act", "scopes", "client_id", "azp", "preferred_username", "name",
+                                 "family_name", "given_name", "locale", "email", "email_verified", "phone_number",
+                                 "phone_number_verified"],
+            "code_challenge_methods_supported": ["S256"], "ui_locales_supported": ["en"],
+            "request_parameter_supported": True, "request_uri_parameter_supported": False}
+
+
 class Principal:
     def __init__(self, identity, kind, session=None, claims=None, partial=False):
         self.identity = identity
@@ -170,6 +200,12 @@ class Api:
     def need(self, req, allow_partial):
         p = self.principal(req)
         if p is None:
+            if not req.headers.get("zt-session") and not any(
+                    v.split(None, 1)[0].lower() == "bearer" for v in req.handler.headers.get_all("authorization") or []
+                    if v.strip()):
+                raise cl.err_unauthenticated()
+            if not req.headers.get("zt-session"):
+                raise cl.err_unauthorized_token()
             raise cl.err_unauthorized()
         if p.partial and not allow_partial:
             raise cl.err_unauthorized()
@@ -218,15 +254,22 @@ class Api:
             r.headers.append(("ziti-instance-id", req.node.instance_id))
             r.headers.append(("server", "ziti-controller/" + ZITI_VERSION))
             return r
-        if path.startswith("/oidc/") or path == "/oidc" or path == "/.well-known/openid-configuration":
+        if path.startswith("/oidc"):
+            if not self.issuer_host_ok(req):
+                # the issuer interceptor: a Host that is not one of the controller's issuers
+                # (bind address, certificate SANs with the bind port) -> mux 404 (observed)
+                return Resp(404, "404 page not found\n", ctype="text/plain; charset=utf-8")
             try:
                 return self.oidc(req)
             except ApiError as e:
                 return oidc_error(e)
-        # client API handler (controller/webapis/client-api.go): legacy
-        # /edge/v1 maps to /edge/client/v1; / and /version serve the version
+        # the client API is the default handler (controller/webapis/client-api.go): paths not
+        # under /edge, /fabric or /.well-known get the /edge/client/v1 prefix; legacy /edge/v1
+        # maps to /edge/client/v1; / and /version serve the version
         if path in ("/", "/version"):
             path = "/edge/client/v1/version"
+        elif not path.startswith(("/edge", "/fabric", "/.well-known")):
+            path = "/edge/client/v1" + path
         if path.startswith("/edge/v1/") or path == "/edge/v1":
             path = "/edge/client/v1" + path[len("/edge/v1"):]
         for api, prefix in (("client", "/edge/client/v1"), ("management", "/edge/management/v1")):
@@ -239,7 +282,16 @@ class Api:
                 r.headers.append(("ziti-instance-id", req.node.instance_id))
                 r.headers.append(("server", "ziti-controller/" + ZITI_VERSION))  # response.AddHeaders
                 return r
-        return Resp(404, "404 page not found\n", ctype="text/plain; charset=utf-8")
+        r = edge_error(cl.err_path_not_found(path), req.request_id)
+        r.headers.append(("ziti-instance-id", req.node.instance_id))
+        r.headers.append(("server", "ziti-controller/" + ZITI_VERSION))
+        return r
+
+    def issuer_host_ok(self, req):
+        host = req.headers.get("host")
+        if not host:
+            return True
+        return host.lower() in self.c.issuer_hosts(req.node)
 
     # ---- health checks (controller/webapis/controller-health.go) ---------
     def health(self, req):
@@ -333,7 +385,7 @@ class Api:
                 for mid in [k for k, v in req.node.fsm.mfas.items() if v["identityId"] == parts[1]]:
                     req.node.fsm.mfas.pop(mid)
             return edge_ok({})
-        raise cl.err_not_found()
+        raise cl.err_path_not_found("/edge/%s/v1%s" % (api, sub))
 
     def version_data(self, req):
         # controller/internal/routes/version_router.go VersionRouter.List
@@ -411,6 +463,10 @@ class Api:
 
     def authenticate(self, req):
         method = req.q("method")
+        if method is None:
+            raise cl.err_validation(602, "method", "method in query is required", "[]")
+        if method not in ("password", "cert", "ext-jwt"):
+            raise cl.err_validation(606, "method", "method in query should be one of [password cert ext-jwt]", method)
         if method != "password":
             raise ApiError(400, "INVALID_AUTH_METHOD", "The supplied authentication method is not valid")
         body = req.json()
@@ -460,9 +516,11 @@ class Api:
         if not self.mfa_verify_any(req, p, mfa, code):
             raise cl.err_mfa_invalid_token()
         if p.kind != "legacy":
-            # ApiSessionManager.MfaCompleted updates a stored API-session row;
-            # a JWT session has none ([I] from the #2154 root cause)
-            raise cl.err_unhandled("record not found")
+            # ApiSessionManager.MfaCompleted reads the stored API-session row; a JWT session has
+            # none: 404 (observed on v1.5.4 and v1.7.2)
+            e = cl.err_not_found()
+            e.cause = {"code": "UNHANDLED", "message": "apiSession with id %s not found" % p.claims.get("z_asid")}
+            raise e
         with self.c.lock:
             p.session["mfaComplete"] = True   # local update, not raft
         return edge_ok({})
@@ -487,10 +545,14 @@ class Api:
                     "tags": mfa.get("tags") or {},
                     "_links": {"self": {"href": "./current-identity/mfa"},
                                "current-identity": {"href": "./current-identity"}},
-                    "isVerified": mfa["isVerified"]}
+                    "isVerified": mfa["isVerified"], "recoveryCodes": None}
             if not mfa["isVerified"]:                        # MapMfaToRestModel
                 data["recoveryCodes"] = mfa["recoveryCodes"]
                 data["provisioningUrl"] = self.provisioning_url(mfa, p.identity)
+                data["_links"]["qr"] = {"href": "./current-identity/mfa/qr-code"}
+                data["_links"]["verify"] = {"href": "./current-identity/mfa/verify"}
+            else:
+                data["_links"]["recovery-codes"] = {"href": "./current-identity/mfa/recovery-codes"}
             return edge_ok(data)
         if rest == "" and m == "DELETE":                    # removeMfa -> DeleteForIdentity
             p = self.need(req, allow_partial=False)
@@ -583,12 +645,8 @@ class Api:
 
     def oidc(self, req):
         path, m, node = req.path, req.method, req.node
-        if path in ("/.well-known/openid-configuration", "/oidc/.well-known/openid-configuration") and m == "GET":
-            iss = self.issuer(req)
-            return Resp(200, jbody({"issuer": iss, "authorization_endpoint": iss + "/authorize",
-                                    "token_endpoint": iss + "/oauth/token",
-                                    "code_challenge_methods_supported": ["S256"],
-                                    "grant_types_supported": ["authorization_code", "refresh_token"]}))
+        if path == "/oidc/.well-known/openid-configuration" and m == "GET":
+            return Resp(200, jbody(discovery(self.issuer(req))))
         if path == "/oidc/authorize" and m == "GET":
             return self.oidc_authorize(req)
         if path == "/oidc/authorize/callback" and m == "GET":
@@ -672,8 +730,11 @@ class Api:
               "authTime": None}
         with self.c.lock:
             req.node.auth_requests[rid] = ar    # in memory of THIS node only
-        # op.Authorize -> client LoginURL: /oidc/login/username?authRequestID=
-        return Resp(302, b"", ctype=None, headers=[("location", "/oidc/login/username?authRequestID=" + rid)])
+        # op.Authorize -> client LoginURL: /oidc/login/username?authRequestID=; http.Redirect's
+        # body and content type (observed)
+        loc = "/oidc/login/username?authRequestID=" + rid
+        return Resp(302, '<a href="%s">Found</a>.\n\n' % loc, ctype="text/html; charset=utf-8",
+                    headers=[("location", loc)])
 
     def _callback_url(self, req, rid):
         # op.AuthCallbackURL: the authorization endpoint made absolute with

@@ -13,6 +13,15 @@ MODES = ("reset", "hang", "401", "429", "429_after_commit", "500", "500_before_c
          "503", "reset_after_commit", "delay")
 
 
+def cert_san_hosts(path):
+    """DNS and IP subjectAltNames of a PEM certificate (the OIDC issuers a controller accepts)."""
+    try:
+        info = ssl._ssl._test_decode_cert(path)   # stdlib only; no public API for this
+    except (AttributeError, ssl.SSLError, OSError):
+        return ["localhost", "127.0.0.1"]
+    return [v for k, v in info.get("subjectAltName", ()) if k in ("DNS", "IP Address")]
+
+
 class Simulator:
     def __init__(self, nodes=3, host="127.0.0.1", ports=None, tls_cert=None, tls_key=None, **cfg):
         self.host = host
@@ -22,6 +31,8 @@ class Simulator:
             ssl_ctx.load_cert_chain(tls_cert, tls_key)
         scheme = "https" if ssl_ctx else "http"
         self.cluster = cl.Cluster(n_nodes=nodes, scheme=scheme, **cfg)
+        if tls_cert:
+            self.cluster.san_hosts = cert_san_hosts(tls_cert)
         self.api = Api(self.cluster)
         ports = ports or [0] * nodes
         self.runners = {n.id: NodeRunner(n, self.api, host, ports[i], ssl_ctx)
