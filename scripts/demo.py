@@ -6,7 +6,13 @@ demo prints what each call did, what every controller holds at the moment
 the verify answer arrives, and a few metrics.  Everything runs on loopback
 ports in a temporary directory and is stopped by PID at the end.
 
-Usage: scripts/demo.py [--binary build/quorumgate] [--lag-ms 2000]
+With --real VERSION (v1.5.4 or v1.7.2) the cluster is a real OpenZiti HA
+cluster instead: three `ziti` controllers built from ../shared/ziti
+(tests/realcluster/cluster.py; a cold build takes ~8 minutes), no injected
+lag, the identity created through the management API, and every
+controller's isMfaEnabled read at the moment the verify answer arrives.
+
+Usage: scripts/demo.py [--binary build/quorumgate] [--lag-ms 2000] [--real VERSION]
 """
 import argparse
 import os
@@ -31,7 +37,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "quorumgate"))
     ap.add_argument("--lag-ms", type=int, default=2000)
+    ap.add_argument("--real", metavar="VERSION", help="a real OpenZiti cluster of this version (v1.5.4, v1.7.2)")
     args = ap.parse_args()
+    if args.real:
+        return real_demo(args)
     work = tempfile.mkdtemp(prefix="quorumgate-demo-")
     redis = sim = qg = None
     failures = []
@@ -138,6 +147,73 @@ def main():
         return 0
     finally:
         for p in (qg, sim, redis):
+            if p is not None:
+                try:
+                    p.stop()
+                except Exception as e:  # keep stopping the others
+                    print("stopping %r: %s" % (p, e), file=sys.stderr)
+
+
+def real_demo(args):
+    from tests.realcluster.cluster import ZitiCluster, events_file, health_checks, ziti_binary
+    work = tempfile.mkdtemp(prefix="quorumgate-demo-real-")
+    redis = cluster = qg = None
+    try:
+        say("building/finding ziti %s (../shared/ziti/build.sh, cached) ..." % args.real)
+        cluster = ZitiCluster(ziti_binary(args.real), args.real, os.path.join(work, "ziti"),
+                              edits=[health_checks, events_file])
+        t0 = time.monotonic()
+        cluster.start()
+        say("3 controllers up in %.0f s (quickstart ha + join, then health-checks bound)" % (time.monotonic() - t0))
+        redis = RedisServer(os.path.join(work, "redis")).start()
+        key = os.path.join(work, "hmac.key")
+        with open(key, "w") as f:
+            f.write(secrets.token_hex(32))
+        pw = os.path.join(work, "mgmt.password")
+        with open(pw, "w") as f:
+            f.write("admin\n")
+        cfg = {
+            "workers": 2,
+            "listeners": [{"address": "127.0.0.1:0"}],
+            "admin": {"address": "127.0.0.1:0"},
+            "controllers": [{"id": n, "url": cluster.url(n)} for n in cluster.node_ids],
+            "upstream": {"tls": {"ca": cluster.ca}},
+            "health": {"interval": "200ms", "fast_interval": "50ms"},
+            "redis": {"address": redis.address},
+            "secrets": {"hmac_key_file": key},
+            "log": {"level": "info", "access_log": os.path.join(work, "access.log"), "error_log": "stderr"},
+            "gate": {"mode": "healthy", "timeout": "10s",
+                     "management": {"username": "admin", "password_file": pw}},
+        }
+        qg = Quorumgate(args.binary, work, cfg, name="quorumgate").start()
+        leader = cluster.wait_leader()
+        say("quorumgate    %s   (admin %s)" % (qg.url, qg.admin_url))
+        say("controllers   %s" % ", ".join("%s %s" % (n, cluster.url(n)) for n in cluster.node_ids))
+        say("leader        %s (ziti %s)" % (leader, args.real))
+        say()
+        for label, base in (("straight to the leader (no quorumgate)", cluster.url(leader)),
+                            ("through quorumgate", qg.url)):
+            name = "demo-%s" % secrets.token_hex(3)
+            iid = cluster.create_identity(name, name + "-pw")
+            c = ZitiClient(base, ca_file=cluster.ca)
+            c.oidc_login(name, name + "-pw").expect(200)
+            c.mfa_create().expect(201)
+            secret = c.mfa_secret()
+            t0 = time.monotonic()
+            r = c.mfa_verify(totp_now(secret))
+            took = 1000 * (time.monotonic() - t0)
+            states = cluster.mfa_enabled(iid)
+            r.expect(200)
+            say("%s: verify -> %d after %.0f ms%s" % (label, r.status, took,
+                ("; Quorumgate-Replication: %s" % r.header("Quorumgate-Replication"))
+                if r.header("Quorumgate-Replication") else ""))
+            say("   isMfaEnabled on each controller at that moment: %s" % ", ".join(
+                "%s=%s" % kv for kv in sorted(states.items())))
+        say()
+        say("access log: %s" % os.path.join(work, "access.log"))
+        return 0
+    finally:
+        for p in (qg, redis, cluster):
             if p is not None:
                 try:
                     p.stop()

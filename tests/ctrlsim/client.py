@@ -93,6 +93,7 @@ class ZitiClient:
             if not verify:
                 self.ssl_ctx.check_hostname = False
                 self.ssl_ctx.verify_mode = ssl.CERT_NONE
+        self.host_header = None        # an explicit Host (e.g. a controller's issuer through a TCP relay)
         self.zt_session = None
         self.access_token = None
         self.refresh_token = None
@@ -132,7 +133,9 @@ class ZitiClient:
             h["content-type"] = "application/json"
         if headers:
             h.update({k.lower(): v for k, v in headers.items()})
-        if self.server_hostname:
+        if self.host_header:
+            h.setdefault("host", self.host_header)
+        elif self.server_hostname:
             h.setdefault("host", "%s:%d" % (self.server_hostname, self.port))
         conn = self._conn if self.keep_alive and self._conn is not None else self._new_conn()
         try:

@@ -40,6 +40,9 @@ def test_tls_is_end_to_end_and_an_mfa_enrollment_runs_on_the_leader_only(quorumg
     sim.control.reset_requests()
     c = _client(qg)
     assert c.raft_health().status == 200          # only the leader answers 200
+    # a real controller serves /oidc only for its own issuer host:port (tests/realcluster/
+    # OBSERVATIONS.md): through a TCP passthrough on another port the client names the leader's
+    c.host_header = "127.0.0.1:%d" % sim.port(leader)
     c.oidc_login("alice", "alice-pw")
     secret = c.enroll_mfa()
     assert secret
