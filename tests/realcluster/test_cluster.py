@@ -84,3 +84,12 @@ def test_entity_change_event_files_record_mfa_changes_on_every_member(cluster, i
     for mid in cluster.node_ids:
         ev = wait_until(lambda: seen(mid), timeout=15, what="the mfas create event on %s" % mid)
         assert ev["eventType"] in ("created", "committed"), ev
+
+
+def test_every_member_accepts_every_members_tokens(cluster, identity, record_property):
+    """The fixture's precondition, checked: a real cluster can come up with a member whose OIDC
+    tokens the others refuse (kid not found: its client certificate was recorded as its signing
+    key, OBSERVATIONS.md); the fixture moves leadership until none is refused."""
+    record_property("token_refusals_healed", str(cluster.key_refusals))
+    name, pw, iid = identity("keys")
+    assert cluster.rejected_tokens(name, pw) == []

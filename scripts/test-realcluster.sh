@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# test-realcluster.sh - the real-OpenZiti tier (tests/realcluster): builds the `ziti` controller
+# v1.5.4 and v1.7.2 from the source archives in ../shared/ziti (build.sh, cached in
+# ~/.cache/ziti-src-build: about 8 minutes each when cold, one after the other), then runs the
+# tier's pytest against the release build of quorumgate (built when missing).
+# Usage: scripts/test-realcluster.sh [pytest args...]
+#   QG_ZITI_VERSIONS=v1.7.2 scripts/test-realcluster.sh      # one version only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh test
+command -v go >/dev/null || { echo "test-realcluster.sh: the go command (1.24+) is needed to build ziti" >&2; exit 2; }
+build_sh=$(python3 -c 'from tests.realcluster.cluster import BUILD_SH; print(BUILD_SH)')
+[ -x "$build_sh" ] || [ -f "$build_sh" ] || { echo "test-realcluster.sh: no $build_sh (../shared/ziti)" >&2; exit 2; }
+versions=${QG_ZITI_VERSIONS:-v1.5.4,v1.7.2}
+for v in ${versions//,/ }; do
+  start=$(date +%s)
+  bin=$(bash "$build_sh" "$v")
+  echo "ziti $v: $bin ($("$bin" version)), $(( $(date +%s) - start )) s"
+  export "QG_ZITI_BIN_${v//./_}=$bin"
+done
+if [ ! -x build/quorumgate ]; then
+  cmake -S . -B build -G Ninja -DQG_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build -j "$(nproc 2>/dev/null || echo 2)"
+fi
+start=$(date +%s)
+QUORUMGATE_BIN="${QUORUMGATE_BIN:-$PWD/build/quorumgate}" QG_REQUIRE_BINARY=1 QG_ZITI_VERSIONS=$versions \
+  python3 -m pytest -q -p no:cacheprovider -rA tests/realcluster "$@"
+echo "== real-cluster tier passed in $(( $(date +%s) - start )) s"
