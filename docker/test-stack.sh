@@ -22,7 +22,7 @@
 # talks to a podman API socket this script starts (podman-compose 1.x skips
 # the service_healthy conditions on podman 4.3).  Podman times health
 # checks with systemd, which this machine does not run: the script runs
-# `podman healthcheck run` every 2 s for the stack's containers instead.
+# `podman healthcheck run` every 3 s for the stack's containers instead.
 #
 # Caches (a fresh machine builds everything; later runs reuse):
 #   ${QG_STACK_CACHE:-~/.cache/quorumgate-docker}/bookworm-minbase.tar.gz  the debootstrap rootfs
@@ -40,7 +40,7 @@ cd "$root"
 here=$root/docker/test-stack
 cache=${QG_STACK_CACHE:-$HOME/.cache/quorumgate-docker}
 project=${QG_STACK_PROJECT:-qgstacktest}
-ziti_version=v1.7.2
+ziti_version=${QG_STACK_ZITI_VERSION:-v1.7.2}   # the archive and binary ../shared/ziti has
 ctrl_image=localhost/quorumgate-test/ziti-controller:$ziti_version
 redis_image=localhost/quorumgate-test/redis:bookworm
 prom_image=localhost/quorumgate-test/prometheus:bookworm
@@ -215,16 +215,17 @@ for ((i = 0; i < 100; i++)); do [[ -S $run/podman.sock ]] && break; sleep 0.1; d
     # (only containers with a health check: their status ends in "(...)")
     podman ps --filter "label=com.docker.compose.project=$project" --format '{{.Names}} {{.Status}}' |
       while read -r name status; do
-        [[ $status == *')' ]] && podman healthcheck run "$name" >/dev/null 2>&1
+        [[ $status == *')' ]] && podman healthcheck run "$name" </dev/null >/dev/null 2>&1
       done
-    sleep 2
+    sleep 3   # the compose file's shortest interval
   done
 ) &
 timer_pid=$!
 
 step "compose up"
 "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true   # leftovers of an interrupted run
-"${compose[@]}" up -d --no-build 2>&1 | sed 's/^/   /'
+# (bounded: compose waits for health without a limit of its own)
+timeout 600 "${compose[@]}" up -d --no-build 2>&1 | sed 's/^/   /'
 "${compose[@]}" ps
 
 # --- checks -------------------------------------------------------------------

@@ -187,6 +187,9 @@ v1_issue_leaf_certs() {
 v1_bootstrap() (
   local config=$1
   source_image_bootstrap
+  # what 1.x's makePki sets for makeConfig (edge enrollment signer)
+  ZITI_PKI_SIGNER_CERT="${ZITI_PKI_ROOT}/${ZITI_INTERMEDIATE_FILE}/certs/${ZITI_INTERMEDIATE_FILE}.cert"
+  ZITI_PKI_SIGNER_KEY="${ZITI_PKI_ROOT}/${ZITI_INTERMEDIATE_FILE}/keys/${ZITI_INTERMEDIATE_FILE}.key"
   if [[ ${ZITI_BOOTSTRAP_PKI:-} == true ]]; then
     if [[ ! -s ${config} ]]; then
       v1_make_pki
