@@ -96,6 +96,32 @@ bool gate_acknowledges(enum gate_call call, const char *mfa_id, int status,
     return ack;
 }
 
+bool gate_slot_take(struct gate_slots *s, const struct config *cfg,
+                    const char *identity, unsigned *bucket)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = identity; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    *bucket = h % GATE_SLOT_BUCKETS;
+    if (atomic_fetch_add(&s->total, 1) >= (int)cfg->gate.max_held) {
+        atomic_fetch_sub(&s->total, 1);
+        return false;
+    }
+    if (atomic_fetch_add(&s->per_id[*bucket], 1) >=
+        (int)cfg->gate.max_held_per_identity) {
+        atomic_fetch_sub(&s->per_id[*bucket], 1);
+        atomic_fetch_sub(&s->total, 1);
+        return false;
+    }
+    return true;
+}
+
+void gate_slot_give(struct gate_slots *s, unsigned bucket)
+{
+    atomic_fetch_sub(&s->per_id[bucket % GATE_SLOT_BUCKETS], 1);
+    atomic_fetch_sub(&s->total, 1);
+}
+
 static unsigned gate_bucket(const char *cid)
 {
     return (unsigned)strtoul((char[3]){cid[0], cid[1], 0}, NULL, 16) %
@@ -349,7 +375,7 @@ static void gate_maybe_finish(struct gate_wait *gw)
     if (!gw->released)
         return;
     uint64_t now = loop_now_ms(gw->g->env.loop);
-    uint64_t watching = gw->all & ~gw->acked & gw->fenced;
+    uint64_t watching = gw->all & ~gw->acked & ~gw->refused & gw->fenced;
     if (!watching || now >= gw->end_ms)
         gate_wait_free(gw);
     else if (now >= gw->deadline_ms)
@@ -415,6 +441,30 @@ static void gate_drop_unhealthy(struct gate_wait *gw)
     gw->required &= ~down;
     gw->need = nodeset_count(gw->required);
     gate_fence(gw, down);
+    gate_check(gw); /* may free gw */
+}
+
+void gate_give_up(struct gate_wait *gw, uint64_t mask)
+{
+    mask &= gw->all & ~gw->acked & ~gw->refused;
+    if (!mask)
+        return;
+    gw->refused |= mask;
+    if (gw->released) {
+        gw->fenced &= ~mask; /* nothing more to learn there */
+        gate_maybe_finish(gw); /* may free gw */
+        return;
+    }
+    if (gw->match_all) {
+        gw->required &= ~mask;
+        gw->need = nodeset_count(gw->required);
+    }
+    gate_fence(gw, mask);
+    if (!gw->match_all &&
+        nodeset_count(gw->all & ~gw->refused) < gw->need) {
+        gate_release(gw, true); /* cannot be met: no point waiting */
+        return;
+    }
     gate_check(gw); /* may free gw */
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/gate.h"
 #include "io/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
@@ -46,6 +47,7 @@ struct app_ext {
     struct app *a;                       /* borrowed */
     struct atable affinity;              /* process-wide */
     struct fence fence;                  /* process-wide */
+    struct gate_slots slots;             /* process-wide: held-call caps */
     struct redis *redis;                 /* owned, control loop */
     struct redis *sub;                   /* owned, control loop */
     struct loop_timer *ping;             /* owned */
@@ -66,6 +68,11 @@ struct atable *app_ext_affinity(struct app *a)
 struct fence *app_ext_fence(struct app *a)
 {
     return &a->ext->fence;
+}
+
+struct gate_slots *app_ext_slots(struct app *a)
+{
+    return &a->ext->slots;
 }
 
 bool app_ext_redis_ok(struct app *a)
