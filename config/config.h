@@ -52,6 +52,27 @@ struct config_listener {
     int line;              /* where it was declared, for messages */
 };
 
+enum config_pt_action { CONFIG_PT_CLOSE = 0, CONFIG_PT_KEEP };
+
+/* The passthrough listener: TCP spliced untouched to the raft leader, for
+ * identities that log in with a client certificate (see README, "Client
+ * certificates").  Absent (addr.text NULL) = none. */
+struct config_passthrough {
+    struct config_addr addr;         /* (restart); text NULL = disabled */
+    char ids[CONFIG_MAX_CONTROLLERS][CONFIG_ID_MAX]; /* controllers: as
+                                        listed (restart); none = all */
+    int n_ids;
+    uint32_t allowed;                /* bitmask of controller indexes it
+                                        may splice to (resolved from ids) */
+    uint32_t max_connections;        /* 4096 per process */
+    uint64_t connect_timeout_ms;     /* 2s */
+    uint64_t idle_timeout_ms;        /* 5m */
+    enum config_pt_action on_leader_change; /* leader_change.action */
+    uint64_t leader_change_grace_ms; /* 5s: bound of an in-flight exchange */
+    uint64_t leader_change_quiet_ms; /* 250ms: no exchange in flight */
+    int line;                        /* of the section, for messages */
+};
+
 struct config_cidr {
     int family;            /* AF_INET or AF_INET6 */
     uint8_t addr[16];
@@ -201,6 +222,7 @@ struct config_retry {
 
 enum gate_mode { GATE_HEALTHY = 0, GATE_ALL, GATE_MAJORITY, GATE_COUNT };
 enum gate_source { GATE_SRC_PROBE = 0, GATE_SRC_EVENTS };
+enum gate_legacy { GATE_LEGACY_CONFIRMED = 0, GATE_LEGACY_UNCONFIRMED };
 
 struct config_gate {
     bool enabled;                    /* true */
@@ -214,6 +236,10 @@ struct config_gate {
     uint64_t poll_ms;                /* fallback poll of Redis: 500ms */
     uint64_t fence_ttl_ms;           /* 10m */
     uint64_t outcome_ttl_ms;         /* how long a repeat gets the outcome: 10m */
+    enum gate_legacy legacy_sessions;/* confirmed; unconfirmed = legacy-
+                                        session calls pass unheld, marked */
+    uint32_t max_held;               /* held calls per process: 10000 */
+    uint32_t max_held_per_identity;  /* held calls per identity: 4 */
     char *mgmt_username;             /* owned; management credential (legacy) */
     char *mgmt_password;             /* owned; from password_file */
 };
@@ -247,6 +273,7 @@ struct config {
 
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int n_listeners;
+    struct config_passthrough passthrough;
     struct config_admin admin;
     struct config_controller controllers[CONFIG_MAX_CONTROLLERS];
     int n_controllers;
@@ -299,6 +326,11 @@ struct config *config_load_string_dir(const char *name, const char *yaml,
                                       struct config_errors *errs);
 
 void config_errors_free(struct config_errors *errs);
+
+/* The log sinks cfg->log names (pointers into cfg), for log_new and
+ * log_reopen (base/log.h). */
+struct log_sinks;
+void config_log_sinks(const struct config *cfg, struct log_sinks *out);
 
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);

@@ -8,6 +8,7 @@
 #include "consistency/gate.h"
 #include "io/redis.h"
 #include "proxy/app.h"
+#include "proxy/app_ext.h"
 #include "base/util.h"
 #include "proxy/worker.h"
 
@@ -51,7 +52,21 @@ void worker_ext_init(struct worker *w)
                                                .state_arg = w});
     snprintf(chan, sizeof(chan), "%sacks", w->cfg->redis.key_prefix);
     redis_subscribe(x->sub, chan, worker_ext_ack_message, w);
-    x->gate = gate_new(w);
+    struct gate_env env = {
+        .loop = w->loop,
+        .up = w->up,
+        .redis = x->redis,
+        .cluster = w->app->cluster,
+        .metrics = w->app->metrics,
+        .log = w->app->log,
+        .fence = app_ext_fence(w->app),
+        .cfg = &w->cfg,
+        .waiting = &x->waiting,
+        .count_cb = app_ext_count_cb,
+    };
+    for (int op = 0; op < M_REDIS_OP__COUNT; op++)
+        env.count_ctx[op] = app_ext_count_ctx(w->app, op);
+    x->gate = gate_new(&env);
 }
 
 void worker_ext_config(struct worker *w)

@@ -3,6 +3,7 @@
 #   1. release build with -Werror, unit tests (CTest), integration tests (pytest)
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, the same tests
 # Usage: scripts/test.sh [--no-asan] [pytest args...]
+# The real-OpenZiti tier (tests/realcluster) runs separately: scripts/test-realcluster.sh.
 # Servers (redis-server, the controller simulator, prometheus) are started by
 # the tests themselves on free loopback ports and stopped by PID.
 set -euo pipefail
@@ -18,12 +19,14 @@ run_suite() {
   cmake --build "$dir" -j "$jobs"
   (cd "$dir" && ctest --output-on-failure -j "$jobs")
   QUORUMGATE_BIN="$PWD/$dir/quorumgate" QG_REQUIRE_BINARY=1 \
-    python3 -m pytest -q -p no:cacheprovider tests "${PYTEST_ARGS[@]}"
+    python3 -m pytest -q -p no:cacheprovider tests --ignore=tests/realcluster "${PYTEST_ARGS[@]}"
 }
 
 PYTEST_ARGS=("$@")
 echo "== release build, unit and integration tests"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== the README's commands as written (scripts/demo.sh, the build, quorumgate -t/--version/--help, relay)"
+QUORUMGATE_BIN="$PWD/build/quorumgate" python3 -m pytest -q -p no:cacheprovider tests/readme
 if [ "$asan" = 1 ]; then
   echo "== ASan+UBSan build, unit and integration tests"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
