@@ -169,8 +169,10 @@ def test_init_fills_a_directory_quorumgate_accepts(tmp_path, certs):
 
 
 FAKE_BOOTSTRAP = r"""
-# stands in for the image's bootstrap.bash: bootstrap CONFIG writes it
+# stands in for a 2.x image's bootstrap.bash: bootstrap CONFIG writes it;
+# clusterInit (which the 2.x entrypoint calls) marks the 2.x scripts
 bootstrap() { echo "bootstrap $1" >>"$FAKE_LOG"; printf '%s' "$SAMPLE" >"$1"; }
+clusterInit() { :; }
 """
 
 
