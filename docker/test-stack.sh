@@ -237,8 +237,7 @@ ctrl_args=()
 for n in 1 2 3; do
   c=$(podman ps --filter "label=com.docker.compose.project=$project" \
         --filter "label=com.docker.compose.service=ziti-controller$n" --format '{{.Names}}')
-  ip=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$c")
-  ctrl_args+=(--controller "ziti-controller$n=$ip")
+  ctrl_args+=(--controller "ziti-controller$n=$c")
 done
 qg_ctr=$(podman ps --filter "label=com.docker.compose.project=$project" \
            --filter "label=com.docker.compose.service=quorumgate" --format '{{.Names}}')

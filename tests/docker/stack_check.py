@@ -1,7 +1,7 @@
 """The checks docker/test-stack.sh runs against the running compose stack.
 
     python3 -m tests.docker.stack_check --ca CA --password PWD \
-        --controller ziti-controller1=10.89.0.3 ... --compose 'docker-compose -p ... -f ...'
+        --controller ziti-controller1=CONTAINER ... --compose 'docker-compose -p ... -f ...'
 
 Everything a client does goes through quorumgate's published port
 (https://localhost:8443); the controllers are only read directly, each at
@@ -94,11 +94,24 @@ def wait_until(what, pred, timeout, interval=0.5):
 class Stack:
     def __init__(self, args):
         self.args = args
-        self.ctrls = {}
+        self.containers = {}
         for spec in args.controller:
-            name, addr = spec.split("=", 1)
-            self.ctrls[name] = addr
+            name, container = spec.split("=", 1)
+            self.containers[name] = container
+        self.ctrls = {}
+        for name in self.containers:
+            self.refresh_address(name)
         self.admins = {}
+
+    def refresh_address(self, name):
+        """A container's address on the project network (a restarted
+        container gets a new one)."""
+        r = subprocess.run(["podman", "inspect", "--format",
+                            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                            self.containers[name]], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0 or not r.stdout.strip():
+            raise CheckFailed("no address for %s: %s" % (self.containers[name], r.stderr.strip()))
+        self.ctrls[name] = r.stdout.strip()
 
     def qg(self):
         return ZitiClient(self.args.quorumgate, ca_file=self.args.ca)
@@ -272,8 +285,9 @@ def run(args):
 
         def caught_up():
             try:
+                stack.refresh_address(follower)
                 return stack.mfa_enabled(follower, ident2) is True, "isMfaEnabled false"
-            except (OSError, AssertionError) as e:
+            except (OSError, AssertionError, CheckFailed) as e:
                 stack.admins.pop(follower, None)
                 return False, str(e)[:200]
         wait_until("%s to have the change after its restart" % follower, caught_up, args.timeout, 1.0)
@@ -297,7 +311,8 @@ def main(argv=None):
     p.add_argument("--prometheus", default="http://127.0.0.1:9090")
     p.add_argument("--ca", required=True)
     p.add_argument("--password", required=True)
-    p.add_argument("--controller", action="append", required=True, help="NAME=ADDRESS")
+    p.add_argument("--controller", action="append", required=True,
+                   help="NAME=CONTAINER (its address is read with podman inspect)")
     p.add_argument("--compose", required=True, help="the compose command line, before the subcommand")
     p.add_argument("--timeout", type=float, default=90.0)
     args = p.parse_args(argv)
