@@ -17,6 +17,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "proxy/worker.h"
 #include "proxy/worker_ext.h"
@@ -241,7 +242,7 @@ void app_ext_status(struct app *a, struct buf *b)
     uint64_t lm = fence_login_mask(&x->fence, fence_now(&x->fence));
     bool first = true;
     for (int i = 0; i < a->cluster->n; i++)
-        if (lm & (1ull << i)) {
+        if (nodeset_has(lm, i)) {
             buf_printf(b, "%s\"%s\"", first ? "" : ",",
                        a->cluster->nodes[i].id);
             first = false;
