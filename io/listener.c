@@ -781,7 +781,7 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * one silent TCP connection would stall every client of the worker.
      * Plain HTTP keeps them. */
     if (l->tls)
-        flags |= MHD_USE_TLS;
+        flags = (flags & ~(unsigned int)MHD_USE_TURBO) | MHD_USE_TLS;
     /* The per-connection pool holds the request head (up to
      * max_header_bytes, parsed in place), the header index and the
      * response head.  libmicrohttpd 0.9.75 zeroes the whole pool when a
