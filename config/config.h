@@ -222,6 +222,7 @@ struct config_retry {
 
 enum gate_mode { GATE_HEALTHY = 0, GATE_ALL, GATE_MAJORITY, GATE_COUNT };
 enum gate_source { GATE_SRC_PROBE = 0, GATE_SRC_EVENTS };
+enum gate_legacy { GATE_LEGACY_CONFIRMED = 0, GATE_LEGACY_UNCONFIRMED };
 
 struct config_gate {
     bool enabled;                    /* true */
@@ -235,6 +236,10 @@ struct config_gate {
     uint64_t poll_ms;                /* fallback poll of Redis: 500ms */
     uint64_t fence_ttl_ms;           /* 10m */
     uint64_t outcome_ttl_ms;         /* how long a repeat gets the outcome: 10m */
+    enum gate_legacy legacy_sessions;/* confirmed; unconfirmed = legacy-
+                                        session calls pass unheld, marked */
+    uint32_t max_held;               /* held calls per process: 10000 */
+    uint32_t max_held_per_identity;  /* held calls per identity: 4 */
     char *mgmt_username;             /* owned; management credential (legacy) */
     char *mgmt_password;             /* owned; from password_file */
 };

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "io/upstream.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "config/config.h"
 #include "routing/cluster.h"
@@ -95,15 +96,36 @@ bool gate_acknowledges(enum gate_call call, const char *mfa_id, int status,
     return ack;
 }
 
+bool gate_slot_take(struct gate_slots *s, const struct config *cfg,
+                    const char *identity, unsigned *bucket)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = identity; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    *bucket = h % GATE_SLOT_BUCKETS;
+    if (atomic_fetch_add(&s->total, 1) >= (int)cfg->gate.max_held) {
+        atomic_fetch_sub(&s->total, 1);
+        return false;
+    }
+    if (atomic_fetch_add(&s->per_id[*bucket], 1) >=
+        (int)cfg->gate.max_held_per_identity) {
+        atomic_fetch_sub(&s->per_id[*bucket], 1);
+        atomic_fetch_sub(&s->total, 1);
+        return false;
+    }
+    return true;
+}
+
+void gate_slot_give(struct gate_slots *s, unsigned bucket)
+{
+    atomic_fetch_sub(&s->per_id[bucket % GATE_SLOT_BUCKETS], 1);
+    atomic_fetch_sub(&s->total, 1);
+}
+
 static unsigned gate_bucket(const char *cid)
 {
     return (unsigned)strtoul((char[3]){cid[0], cid[1], 0}, NULL, 16) %
            GATE_BUCKETS;
-}
-
-static int gate_popcount(uint64_t m)
-{
-    return __builtin_popcountll(m);
 }
 
 /* ---- bookkeeping -------------------------------------------------------- */
@@ -202,7 +224,7 @@ static void gate_names(const struct cluster *c, uint64_t mask, struct buf *b)
 {
     bool first = true;
     for (int i = 0; i < c->n; i++) {
-        if (!(mask & (1ull << i)))
+        if (!nodeset_has(mask, i))
             continue;
         buf_printf(b, "%s%s", first ? "" : ",", c->nodes[i].id);
         first = false;
@@ -213,7 +235,7 @@ static bool gate_satisfied(const struct gate_wait *gw)
 {
     if (gw->match_all)
         return (gw->acked & gw->required) == gw->required;
-    return gate_popcount(gw->acked & gw->all) >= gw->need;
+    return nodeset_count(gw->acked & gw->all) >= gw->need;
 }
 
 /* ---- fences ------------------------------------------------------------ */
@@ -353,7 +375,7 @@ static void gate_maybe_finish(struct gate_wait *gw)
     if (!gw->released)
         return;
     uint64_t now = loop_now_ms(gw->g->env.loop);
-    uint64_t watching = gw->all & ~gw->acked & gw->fenced;
+    uint64_t watching = gw->all & ~gw->acked & ~gw->refused & gw->fenced;
     if (!watching || now >= gw->end_ms)
         gate_wait_free(gw);
     else if (now >= gw->deadline_ms)
@@ -380,7 +402,7 @@ void gate_add_acks(struct gate_wait *gw, uint64_t mask)
     uint64_t fresh = mask & ~gw->counted & gw->all;
     gw->acked |= mask & gw->all;
     for (int i = 0; i < gw->n; i++)
-        if (fresh & (1ull << i))
+        if (nodeset_has(fresh, i))
             metrics_inc(env->metrics, M_REPLICATION_ACKS_TOTAL, i);
     gw->counted |= fresh;
     if (fresh)
@@ -412,13 +434,37 @@ static void gate_drop_unhealthy(struct gate_wait *gw)
     struct cluster *c = gw->g->env.cluster;
     uint64_t down = 0;
     for (int i = 0; i < gw->n; i++)
-        if ((gw->required & ~gw->acked & (1ull << i)) && !cluster_up(c, i))
-            down |= 1ull << i;
+        if (nodeset_has(gw->required & ~gw->acked, i) && !cluster_up(c, i))
+            down |= nodeset_of(i);
     if (!down)
         return;
     gw->required &= ~down;
-    gw->need = gate_popcount(gw->required);
+    gw->need = nodeset_count(gw->required);
     gate_fence(gw, down);
+    gate_check(gw); /* may free gw */
+}
+
+void gate_give_up(struct gate_wait *gw, uint64_t mask)
+{
+    mask &= gw->all & ~gw->acked & ~gw->refused;
+    if (!mask)
+        return;
+    gw->refused |= mask;
+    if (gw->released) {
+        gw->fenced &= ~mask; /* nothing more to learn there */
+        gate_maybe_finish(gw); /* may free gw */
+        return;
+    }
+    if (gw->match_all) {
+        gw->required &= ~mask;
+        gw->need = nodeset_count(gw->required);
+    }
+    gate_fence(gw, mask);
+    if (!gw->match_all &&
+        nodeset_count(gw->all & ~gw->refused) < gw->need) {
+        gate_release(gw, true); /* cannot be met: no point waiting */
+        return;
+    }
     gate_check(gw); /* may free gw */
 }
 
@@ -525,14 +571,14 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     gw->deadline_ms = h->deadline_ms ? h->deadline_ms
                                      : now + cfg->gate.timeout_ms;
     gw->end_ms = gw->deadline_ms;
-    gw->all = (c->n >= 64) ? ~0ull : (1ull << c->n) - 1;
+    gw->all = nodeset_first(c->n);
     uint64_t up = 0;
     for (int i = 0; i < c->n; i++)
         if (cluster_up(c, i))
-            up |= 1ull << i;
+            up |= nodeset_of(i);
     switch (cfg->gate.mode) {
     case GATE_HEALTHY:
-        gw->required = up | (answered_by >= 0 ? 1ull << answered_by : 0);
+        gw->required = up | (answered_by >= 0 ? nodeset_of(answered_by) : 0);
         gw->match_all = true;
         gw->healthy = true;
         break;
@@ -554,11 +600,11 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
         cfg->gate.source == GATE_SRC_PROBE && answered_by >= 0) {
         /* not observable through the management API: the controller that
          * answered (where the session lives) is what can be confirmed */
-        gw->all = gw->required = 1ull << answered_by;
+        gw->all = gw->required = nodeset_of(answered_by);
         gw->match_all = true;
     }
     if (gw->match_all)
-        gw->need = gate_popcount(gw->required);
+        gw->need = nodeset_count(gw->required);
     if (h->authorization)
         gw->auth = xasprintf("Authorization: %s", h->authorization);
     gw->state_path = xstrdup(h->state_path ? h->state_path : "");
@@ -584,7 +630,7 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
 
     /* the controller that answered has it */
     if (answered_by >= 0)
-        gate_add_acks(gw, 1ull << answered_by);
+        gate_add_acks(gw, nodeset_of(answered_by));
     /* healthy mode: the unhealthy ones are fenced at once */
     if (cfg->gate.mode == GATE_HEALTHY)
         gate_fence(gw, gw->all & ~gw->required);

@@ -10,12 +10,14 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/gate.h"
 #include "io/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "proxy/worker.h"
 #include "proxy/worker_ext.h"
@@ -45,6 +47,7 @@ struct app_ext {
     struct app *a;                       /* borrowed */
     struct atable affinity;              /* process-wide */
     struct fence fence;                  /* process-wide */
+    struct gate_slots slots;             /* process-wide: held-call caps */
     struct redis *redis;                 /* owned, control loop */
     struct redis *sub;                   /* owned, control loop */
     struct loop_timer *ping;             /* owned */
@@ -65,6 +68,11 @@ struct atable *app_ext_affinity(struct app *a)
 struct fence *app_ext_fence(struct app *a)
 {
     return &a->ext->fence;
+}
+
+struct gate_slots *app_ext_slots(struct app *a)
+{
+    return &a->ext->slots;
 }
 
 bool app_ext_redis_ok(struct app *a)
@@ -234,7 +242,7 @@ void app_ext_status(struct app *a, struct buf *b)
     uint64_t lm = fence_login_mask(&x->fence, fence_now(&x->fence));
     bool first = true;
     for (int i = 0; i < a->cluster->n; i++)
-        if (lm & (1ull << i)) {
+        if (nodeset_has(lm, i)) {
             buf_printf(b, "%s\"%s\"", first ? "" : ",",
                        a->cluster->nodes[i].id);
             first = false;

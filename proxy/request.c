@@ -17,6 +17,7 @@
 #include "base/envelope.h"
 #include "io/listener.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "proxy/worker.h"
 #include "retry/budget.h"
@@ -311,7 +312,7 @@ static void request_attempt(struct request *rq, int node)
     rq->stage = STAGE_ATTEMPT;
     rq->node = node;
     rq->n_attempts++;
-    rq->route.tried |= 1ull << node;
+    rq->route.tried |= nodeset_of(node);
     request_node_url(rq, node, ex->url, &rq->url);
     rq->up.method = ex->method;
     rq->up.method_name = ex->method_name;
