@@ -654,11 +654,18 @@ bool pipeline_before_route(struct request *rq)
 bool pipeline_gate(struct request *rq)
 {
     struct pipeline_state *ps = &rq->pipe;
-    if (ps->unconfirmed && rq->up.status >= 200 && rq->up.status <= 299) {
+    if ((ps->unconfirmed || rq->cls.totp_write != CALL_OTHER) &&
+        rq->up.status >= 200 &&
+        rq->up.status <= 299) {
         /* passed unheld by choice: say so, and count it */
         snprintf(rq->replication, sizeof(rq->replication), "unconfirmed");
+        /* an OIDC login's TOTP enrollment names no identity quorumgate
+         * can confirm it for (its auth request is the controller's) */
+        int call = rq->cls.totp_write != CALL_OTHER
+                       ? pipeline_gate_call(rq->cls.totp_write)
+                       : ps->gcall;
         metrics_inc(pipeline_app(rq)->metrics, M_REPLICATION_UNCONFIRMED_TOTAL,
-                    (enum metrics_mfa_call)ps->gcall);
+                    (enum metrics_mfa_call)call);
         return false;
     }
     if (!ps->gated || rq->up.status < 200 || rq->up.status > 299)

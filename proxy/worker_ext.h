@@ -1,4 +1,4 @@
-/* worker_ext.h - per-worker state of the optional stages, created with the
+/* worker_ext.h - per-worker replication state, created with the
  * worker, on its loop: a Redis connection for commands, a subscriber on
  * <prefix>acks that wakes the replication gate, and the gate's waits.
  * Ownership: w->ext is owned by the worker. */
