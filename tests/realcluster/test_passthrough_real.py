@@ -9,21 +9,23 @@
   login to /oidc/login/cert because it sees the certificate), enrolls MFA over
   it, and every controller has the change; the HTTP front refuses the same
   login with PROXY_CERT_AUTH_UNSUPPORTED.
+- The SNI split on a real cluster: the controllers' name spliced, quorumgate's own name served.
 - Leadership transferred, or the leader killed, in the middle of an
   enrollment: the client's connection to the old leader is closed, it
   reconnects (to the new leader) and finishes.
 """
 import base64
 import hashlib
+import http.client
 import itertools
 import json
 import os
 import re
 import secrets
 import select
+import socket
 import ssl
 import subprocess
-import time
 import urllib.parse
 
 import pytest
@@ -255,3 +257,41 @@ def test_leader_change_in_the_middle_of_an_enrollment(cluster, rc_qg, cert_ident
     if how == "kill":
         cluster.restart(old)
         cluster.wait_mfa(ident.id, True)
+
+
+def test_sni_split_on_the_https_port(cluster, rc_qg, cert_identity, identity, certs):
+    """One TLS port: the name the controllers' certificates carry (localhost) is spliced to the
+    leader, quorumgate's own name (ctrl.ziti.test, the test certificate) is its HTTPS front."""
+    ident = cert_identity("ptsni")
+    name, pw, _ = identity("ptsni-pw")
+    qg = rc_qg({"listeners": [{"address": "127.0.0.1:0", "tls": {"cert": certs["cert"], "key": certs["key"]}}],
+                "passthrough": {"sni": {"listener": 0, "names": ["localhost"]}}})
+    wait_leader_known(qg, timeout=20)
+    leader = cluster.leader()
+    port = int(qg.client_addresses[0].rsplit(":", 1)[1])
+    # SNI localhost: the controller's own TLS (verified with the cluster's CA), certificate login
+    c = _cert_client("https://localhost:%d" % port, cluster, ident)
+    r = _cert_legacy_login(c)
+    assert r.status == 200 and c.identity_id == ident.id, r.body[:300]
+    assert c.current_identity().expect(200).json()["data"]["name"] == ident.name
+    lines = _pt_lines(qg)
+    assert lines and {e["controller"] for e in lines} == {leader}, lines
+    # SNI ctrl.ziti.test: quorumgate's HTTPS front (its certificate, the test CA)
+    ctx = ssl.create_default_context(cafile=certs["ca"])
+
+    def front(method, path, body=None):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=15, context=ctx)
+        conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=15),
+                                    server_hostname="ctrl.ziti.test")
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+    status, headers, body = front("POST", "/edge/client/v1/authenticate?method=password",
+                                  json.dumps({"username": name, "password": pw}).encode())
+    assert status == 200 and headers.get("quorumgate-controller"), (status, body[:300])
+    status, _, body = front("POST", "/edge/client/v1/authenticate?method=cert", b"{}")
+    assert status == 400 and b"PROXY_CERT_AUTH_UNSUPPORTED" in body, body[:300]
+    assert len(_pt_lines(qg)) == len(lines)
