@@ -239,8 +239,15 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
     w->stop_timer = loop_timer_new(w->loop, worker_stop_tick, w);
     worker_replication_init(w); /* before a listener takes a request */
     worker_limits(cfg, app->n_workers, &lim);
+    int sni_fd = -1; /* the listener whose port the passthrough splits */
     for (int i = 0; i < n_fds; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
+        int lfd = fds[i];
+        if (cfg->passthrough.n_sni > 0 &&
+            (uint32_t)i == cfg->passthrough.sni_listener) {
+            sni_fd = fds[i];
+            lfd = -1; /* its connections come through the passthrough */
+        }
         struct listener_tls tls = {0};
         char *cert = NULL, *key = NULL, *ca = NULL;
         if (cl->tls) {
@@ -257,7 +264,7 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
             }
             tls = (struct listener_tls){cert, key, ca};
         }
-        w->listeners[i] = listener_new(w->loop, fds[i], i,
+        w->listeners[i] = listener_new(w->loop, lfd, i,
                                        cl->tls ? &tls : NULL, &lim,
                                        cfg->headers.request_id,
                                        &worker_listener_ops, w, err);
@@ -270,8 +277,12 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
         }
         w->n_listeners++;
     }
-    if (pt_fd >= 0) {
-        w->pt = passthrough_new(w, pt_fd, err);
+    if (pt_fd >= 0 || sni_fd >= 0) {
+        w->pt = passthrough_new(w, pt_fd, sni_fd,
+                                sni_fd >= 0
+                                    ? w->listeners[cfg->passthrough.sni_listener]
+                                    : NULL,
+                                err);
         if (!w->pt) {
             worker_free(w);
             return NULL;
