@@ -356,9 +356,12 @@ static void splice_upstream_cb(void *arg, int events)
 {
     struct splice_conn *c = arg;
     if (c->connecting) {
+        /* writable without an error: connected (a failed connect polls
+         * as an error; only then is SO_ERROR worth a system call) */
         int soerr = 0;
         socklen_t len = sizeof(soerr);
-        if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        if ((events & LOOP_ERROR) &&
+            getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
             soerr = errno;
         if (soerr == 0 && (events & LOOP_ERROR))
             soerr = ECONNREFUSED;
