@@ -188,33 +188,6 @@ def parse_json_lines(text):
     return out
 
 
-def parse_metrics(text):
-    """Prometheus text format -> {name: [(labels dict, value)]}."""
-    out = {}
-    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$')
-    label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = line_re.match(line)
-        if not m:
-            raise ValueError("bad metrics line: %r" % line)
-        labels = {k: v.encode().decode("unicode_escape") for k, v in label_re.findall(m.group(3) or "")}
-        out.setdefault(m.group(1), []).append((labels, float(m.group(4))))
-    return out
-
-
-class Metrics(dict):
-    def value(self, name, **labels):
-        """The sample of ``name`` whose labels include ``labels`` (sum if several)."""
-        total, found = 0.0, False
-        for lab, v in self.get(name, []):
-            if all(lab.get(k) == str(val) for k, val in labels.items()):
-                total += v
-                found = True
-        return total if found else None
-
-
 def resolve_binary(path):
     """The absolute path of an executable given as an absolute path, a path
     relative to the current directory, or a bare name on PATH.  Processes are
@@ -366,7 +339,9 @@ class Quorumgate:
             return r.read().decode()
 
     def metrics(self):
-        return Metrics(parse_metrics(self.metrics_text()))
+        """/metrics parsed (tests.support.prom.parse_exposition)."""
+        from .prom import parse_exposition  # prom imports this module
+        return parse_exposition(self.metrics_text())
 
     def problems(self):
         """Sanitizer reports, assertion failures and crashes found in the
