@@ -550,8 +550,13 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     const char *identity = h->identity, *mfa_id = h->mfa_id;
     int answered_by = h->answered_by;
     bool legacy = h->legacy;
-    if (!identity || !*identity || !mfa_id || !*mfa_id)
+    /* a success whose enrollment id could not be read is not let through
+     * unheld: nothing can confirm it, so the others are fenced at once */
+    bool unreadable = !mfa_id || !*mfa_id;
+    if (!identity || !*identity)
         return false;
+    if (unreadable)
+        mfa_id = "(unreadable)";
     struct gate_wait *gw = xcalloc(1, sizeof(*gw));
     gw->g = g;
     gw->done = h->done;
@@ -648,6 +653,15 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
                   gate_call_name(call), c, gw->required, gw->deadline_ms,
                   answered_by >= 0 ? c->nodes[answered_by].id : "",
                   &gw->held_ctx);
+    if (unreadable) {
+        log_printf(env->log, LOG_LEVEL_WARN,
+                   "replication gate: the %s answer names no enrollment id "
+                   "(unreadable body); the other controllers are fenced for "
+                   "the identity instead of waited for",
+                   gate_call_name(call));
+        gate_give_up(gw, gw->all & ~gw->acked); /* may release gw */
+        return true;
+    }
     if (cfg->gate.source == GATE_SRC_PROBE)
         gate_probe_all(gw);
     if (gate_satisfied(gw)) {

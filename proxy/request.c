@@ -448,7 +448,10 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     struct failure *f = &rq->last_failure;
     int node = rq->node;
     w->outstanding[node]--;
-    failure_classify(r, rq->ex->method, classify_is_mfa_write(rq->cls.call), f);
+    failure_classify(r, rq->ex->method,
+                     classify_is_mfa_write(rq->cls.call) ||
+                         rq->cls.totp_write != CALL_OTHER,
+                     f);
 
     enum metrics_upstream_outcome o = request_outcome(rq, f);
     request_log_attempt(rq, node, request_outcome_names[o], r->status,
