@@ -352,21 +352,27 @@ def log_lines(tmp_path):
 
 
 def run_until_ready(env, tmp_path, until):
-    proc = start_wrapper(env, "run", "config.yml")
-    try:
-        wait_for(until)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        stop_group(proc)
-    return proc.returncode, out, log_lines(tmp_path)
+    """Runs the wrapper until until(its output so far) holds, then stops it
+    with SIGTERM.  The output goes to a file, so the predicate can read it."""
+    out_file = tmp_path / "wrapper.out"
+    with open(out_file, "w") as out_fd:
+        proc = subprocess.Popen(["bash", str(WRAPPER), "run", "config.yml"], env=env, stdout=out_fd,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            wait_for(lambda: until(out_file.read_text()))
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        finally:
+            stop_group(proc)
+    return proc.returncode, out_file.read_text(), log_lines(tmp_path)
 
 
 def test_wrapper_bootstraps_a_cluster_with_a_1x_image(tmp_path):
     env, home = v1_env(tmp_path, ZITI_BOOTSTRAP_CLUSTER="true", ZITI_CLUSTER_TRUST_DOMAIN="ziti",
                        ZITI_PWD="pw")
     init = "ziti agent cluster init admin pw Default Admin"
-    rc, out, log = run_until_ready(env, tmp_path, lambda: log_lines(tmp_path).count(init) == 2)
+    rc, out, log = run_until_ready(env, tmp_path, lambda out: "initialised the cluster" in out)
+    assert log.count(init) == 2, log
     assert rc == 7, out
     pki = [l for l in log if l.startswith("ziti pki")]
     assert pki[0] == "ziti pki create ca --pki-root pki --ca-file root --trust-domain spiffe://ziti", pki
@@ -387,7 +393,7 @@ def test_wrapper_bootstraps_a_cluster_with_a_1x_image(tmp_path):
     (tmp_path / "log").write_text("")
     (tmp_path / "ready").unlink()
     env["ZITI_PWD"] = ""
-    rc, out, log = run_until_ready(env, tmp_path, lambda: (tmp_path / "ready").exists())
+    rc, out, log = run_until_ready(env, tmp_path, lambda out: (tmp_path / "ready").exists())
     calls = [l.split(" --")[0] for l in log if l.startswith("ziti ")]
     assert calls == ["ziti pki create server", "ziti pki create client"], log
     assert not any(l.startswith("bootstrap") for l in log), log
@@ -402,7 +408,7 @@ def test_wrapper_1x_joiner_takes_the_first_nodes_root_ca(tmp_path):
     env, home = v1_env(tmp_path, ZITI_BOOTSTRAP_CLUSTER="false", ZITI_CLUSTER_NODE_PKI=str(first.parent),
                        ZITI_CLUSTER_NODE_NAME="ziti-controller2", ZITI_CTRL_ADVERTISED_ADDRESS="ziti-controller2",
                        ZITI_CLUSTER_JOIN_ADDRESS="tls:ziti-controller1:1280")
-    rc, out, log = run_until_ready(env, tmp_path, lambda: (home / ".quorumgate-joined").exists())
+    rc, out, log = run_until_ready(env, tmp_path, lambda out: "joined the cluster" in out)
     assert (home / "pki/root/certs/root.cert").read_text() == "ROOT CERT\n"
     assert (home / "pki/root/keys/root.key").read_text() == "ROOT KEY\n"
     assert (home / "pki/root/serial").read_text() == "01\n"
