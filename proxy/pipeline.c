@@ -24,6 +24,7 @@
 #include "routing/cluster.h"
 #include "routing/fence.h"
 #include "routing/identity.h"
+#include "routing/jwks.h"
 
 enum pipeline_step {
     STEP_IDENTITY = 0,
@@ -82,15 +83,42 @@ static void pipeline_warn_legacy(struct request *rq)
 
 /* ---- identity and fences -------------------------------------------- */
 
-static void pipeline_identity(struct request *rq)
+static void pipeline_keys_fetched(void *arg)
+{
+    pipeline_resume(arg);
+}
+
+/* Who the request speaks for: the sub of a bearer token that a
+ * controller signed (routing/jwks.h), never of one it only carries.
+ * Verified only when something depends on it (a gated call, fences).
+ * true when it waits for the controllers' keys. */
+static bool pipeline_identity(struct request *rq)
 {
     struct listener_exchange *ex = rq->ex;
     struct app *a = pipeline_app(rq);
     struct fence *f = app_ext_fence(a);
-    identity_bearer_sub(ex->headers, ex->n_headers, rq->identity,
-                        sizeof(rq->identity));
-    if (atomic_load(&f->identities) == 0)
-        return;
+    struct pipeline_state *ps = &rq->pipe;
+    bool fences = atomic_load(&f->identities) > 0;
+    size_t len = 0, tlen = 0;
+    const char *v = identity_authorization(ex->headers, ex->n_headers, &len);
+    const char *tok = jwks_bearer(v, len, &tlen);
+    if (tok && (ps->gated || fences) && !rq->identity[0]) {
+        ps->id_result = (int)jwks_verify(a->jwks, tok, tlen,
+                                         util_wall_ms() / 1000, rq->identity,
+                                         sizeof(rq->identity));
+        /* a kid not seen yet: the controllers may have rotated keys */
+        if (ps->id_result == JWKS_UNKNOWN_KID && !ps->keys_fetched) {
+            ps->keys_fetched = true;
+            if (jwks_refresh(worker_ext_jwks(rq->w), loop_now_ms(rq->w->loop),
+                             pipeline_keys_fetched, rq)) {
+                rq->stage = STAGE_AFFINITY;
+                return true;
+            }
+        }
+    }
+    ps->step = STEP_AFFINITY;
+    if (!fences)
+        return false;
     uint64_t now = fence_now(f);
     if (rq->identity[0]) {
         char idhex[CRYPTO_HMAC_HEX_LEN + 1];
@@ -102,6 +130,7 @@ static void pipeline_identity(struct request *rq)
     if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
         rq->cls.call == CALL_AUTHENTICATE)
         rq->route.fenced |= fence_login_mask(f, now);
+    return false;
 }
 
 /* ---- affinity -------------------------------------------------------- */
@@ -492,6 +521,15 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
         ps->step = STEP_LEGACY_ID;
         if (!ps->gated)
             return false;
+        if (!rq->identity[0] && ps->id_result == JWKS_UNKNOWN_KID &&
+            jwks_nodes_loaded(a->jwks) == 0) {
+            /* a bearer token whose signer cannot be known: no controller
+             * published its keys (all unreachable?) */
+            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+                                 "the controllers' token keys could not be "
+                                 "read; nothing was changed, retry later");
+            return true;
+        }
         if (!rq->identity[0]) {
             if (!identity_session(rq->ex->headers, rq->ex->n_headers)) {
                 ps->gated = false; /* no credential: the controller says 401 */
@@ -556,8 +594,8 @@ static bool pipeline_run(struct request *rq)
         int step = ps->step;
         switch (step) {
         case STEP_IDENTITY:
-            pipeline_identity(rq);
-            ps->step = STEP_AFFINITY;
+            if (pipeline_identity(rq))
+                return true;
             break;
         case STEP_AFFINITY:
             ps->step = STEP_GATE_CHECK;
@@ -581,6 +619,7 @@ bool pipeline_before_route(struct request *rq)
     struct pipeline_state *ps = &rq->pipe;
     int gc = pipeline_gate_call(rq->cls.call);
     ps->pre_state = -1;
+    ps->id_result = -1;
     ps->gated = rq->cfg->gate.enabled && gc >= 0;
     ps->gcall = gc;
     ps->deadline_ms = rq->start_ms + rq->cfg->routing.leader_wait_ms;
@@ -610,5 +649,6 @@ void pipeline_cancel(struct request *rq)
         redis_cancel(worker_ext_redis(rq->w), rq->pipe.cmd);
         rq->pipe.cmd = NULL;
     }
+    jwks_cancel(worker_ext_jwks(rq->w), rq);
     gate_detach(rq);
 }

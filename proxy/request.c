@@ -21,6 +21,7 @@
 #include "retry/policy.h"
 #include "retry/reconcile.h"
 #include "routing/cluster.h"
+#include "routing/identity.h"
 #include "routing/rewrite.h"
 
 /* routing_decisions_total{decision} is counted by casting the route
@@ -726,6 +727,14 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     rq->route.pin = request_pin(rq);
     rq->route.home = -1;
     rq->route.not_leader = -1;
+
+    /* one credential at most: a controller would read one, quorumgate
+     * could read another */
+    const char *bad = identity_credentials_check(ex->headers, ex->n_headers);
+    if (bad) {
+        request_answer_error(rq, 400, "BAD_REQUEST", bad);
+        return;
+    }
 
     struct headers_up_ctx hc = {
         .client_addr = ex->client_addr,

@@ -8,14 +8,22 @@
 #include "consistency/gate.h"
 #include "consistency/redis.h"
 #include "proxy/app.h"
+#include "proxy/app_ext.h"
 #include "proxy/util.h"
 #include "proxy/worker.h"
+#include "routing/jwks.h"
+
+/* A worker fetches the controllers' keys at most this often (a token with
+ * an unknown kid asks for a fetch), and gives a fetch this long. */
+#define WORKER_EXT_JWKS_INTERVAL_MS 10000
+#define WORKER_EXT_JWKS_TIMEOUT_MS 3000
 
 /* Owned by the worker, on its loop. */
 struct worker_ext {
     struct redis *redis;        /* owned: commands */
     struct redis *sub;          /* owned: <prefix>acks */
     struct gate *gate;          /* owned */
+    struct jwks_fetch *jwks;    /* owned: fetches the controllers' keys */
     atomic_int waiting;         /* mirror of gate_waiting for other threads */
 };
 
@@ -52,6 +60,9 @@ void worker_ext_init(struct worker *w)
     snprintf(chan, sizeof(chan), "%sacks", w->cfg->redis.key_prefix);
     redis_subscribe(x->sub, chan, worker_ext_ack_message, w);
     x->gate = gate_new(w);
+    x->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
+                             WORKER_EXT_JWKS_INTERVAL_MS,
+                             WORKER_EXT_JWKS_TIMEOUT_MS);
 }
 
 void worker_ext_config(struct worker *w)
@@ -71,6 +82,8 @@ void worker_ext_stop(struct worker *w)
     x->redis = x->sub = NULL;
     gate_free(x->gate);
     x->gate = NULL;
+    jwks_fetch_free(x->jwks);
+    x->jwks = NULL;
 }
 
 void worker_ext_free(struct worker *w)
@@ -89,6 +102,11 @@ void worker_ext_redis_stats(struct worker *w, struct redis_stats *out)
 {
     redis_stats(w->ext->redis, &out[0]);
     redis_stats(w->ext->sub, &out[1]);
+}
+
+struct jwks_fetch *worker_ext_jwks(struct worker *w)
+{
+    return w->ext->jwks;
 }
 
 struct gate *worker_ext_gate(struct worker *w)

@@ -22,6 +22,8 @@ struct redis *worker_ext_redis(struct worker *w);
 struct redis_stats;
 void worker_ext_redis_stats(struct worker *w, struct redis_stats *out);
 struct gate *worker_ext_gate(struct worker *w);
+struct jwks_fetch;
+struct jwks_fetch *worker_ext_jwks(struct worker *w);
 struct mgmt *worker_ext_mgmt(struct worker *w);
 /* Held answers (approximate, any thread), and the counter the gate keeps
  * up to date for that. */
