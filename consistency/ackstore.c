@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "consistency/redis.h"
-#include "proxy/config.h"
-#include "proxy/util.h"
+#include "io/redis.h"
+#include "config/config.h"
+#include "base/util.h"
 #include "routing/cluster.h"
 
 /* KEYS: record, acks.  ARGV: call, identity, required, deadline,

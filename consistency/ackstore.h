@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "consistency/redis.h"
+#include "io/redis.h"
 
 struct redis;
 struct redis_cmd;

@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/crypto.h"
+#include "base/crypto.h"
 
 struct worker;
 struct request;

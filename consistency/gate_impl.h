@@ -9,8 +9,8 @@
 #include "consistency/ackstore.h"
 #include "consistency/gate.h"
 #include "metrics/metrics.h"
-#include "proxy/config.h"
-#include "proxy/upstream.h"
+#include "config/config.h"
+#include "io/upstream.h"
 #include "proxy/worker.h"
 #include "routing/fence.h"
 

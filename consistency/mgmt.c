@@ -6,11 +6,11 @@
 #include <string.h>
 
 #include "proxy/app.h"
-#include "proxy/buf.h"
-#include "proxy/json.h"
-#include "proxy/log.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "io/upstream.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 #include "routing/cluster.h"
 

@@ -11,14 +11,14 @@
 
 #include "consistency/ackstore.h"
 #include "consistency/gate.h"
-#include "consistency/redis.h"
+#include "io/redis.h"
 #include "metrics/metrics.h"
-#include "proxy/buf.h"
-#include "proxy/config.h"
-#include "proxy/json.h"
-#include "proxy/log.h"
-#include "proxy/loop.h"
-#include "proxy/util.h"
+#include "base/buf.h"
+#include "config/config.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 #include "retry/reconcile.h"
 
 #define RELAY_READ_MAX (1024 * 1024)   /* per file per poll */

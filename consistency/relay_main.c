@@ -7,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "consistency/redis.h"
+#include "io/redis.h"
 #include "consistency/relay.h"
 #include "metrics/metrics.h"
-#include "proxy/buf.h"
-#include "proxy/config.h"
-#include "proxy/listener.h"
-#include "proxy/log.h"
-#include "proxy/loop.h"
-#include "proxy/util.h"
+#include "base/buf.h"
+#include "config/config.h"
+#include "io/listener.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 
 /* Everything the relay process owns. */
 struct relay_proc {

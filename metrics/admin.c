@@ -7,20 +7,17 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/buf.h"
+#include "base/crypto.h"
+#include "base/util.h"
+#include "io/listener.h"
 #include "metrics/metrics.h"
-#include "proxy/app.h"
-#include "proxy/app_ext.h"
-#include "proxy/buf.h"
-#include "proxy/crypto.h"
-#include "proxy/envelope.h"
-#include "proxy/listener.h"
-#include "proxy/util.h"
-#include "proxy/worker.h"
-#include "routing/cluster.h"
 
-/* Owned by the app, on the control loop. */
+/* On the control loop. */
 struct admin {
-    struct app *app;             /* borrowed */
+    const struct admin_ops *ops; /* borrowed */
+    void *ctx;                   /* borrowed: ops' argument */
+    struct metrics *metrics;     /* borrowed */
     struct listener *l;          /* owned */
 };
 
@@ -84,64 +81,6 @@ bool admin_auth_ok(const struct config_admin *cfg, const char *authorization)
     return ok;
 }
 
-bool admin_ready(struct app *app, struct buf *reasons)
-{
-    bool ready = true;
-    buf_putc(reasons, '[');
-    if (app->draining) {
-        buf_puts(reasons, "\"draining\"");
-        ready = false;
-    }
-    if (cluster_leader(app->cluster) < 0) {
-        buf_printf(reasons, "%s\"no raft leader known\"", ready ? "" : ",");
-        ready = false;
-    }
-    ready = app_ext_ready(app, reasons, ready);
-    buf_putc(reasons, ']');
-    return ready;
-}
-
-static void admin_status(struct app *app, struct buf *b)
-{
-    struct cluster *c = app->cluster;
-    int leader = cluster_leader(c);
-    int in_flight = 0;
-    for (int i = 0; i < app->n_workers; i++)
-        in_flight += worker_in_flight(app->workers[i]);
-    buf_printf(b, "{\"version\":\"%s\",\"uptime_seconds\":%.3f,"
-                  "\"draining\":%s,\"leader\":\"%s\","
-                  "\"leader_changes\":%llu,\"controllers\":[",
-               QG_VERSION,
-               (double)(util_wall_ms() - app->started_wall_ms) / 1000.0,
-               app->draining ? "true" : "false",
-               leader >= 0 ? c->nodes[leader].id : "",
-               (unsigned long long)atomic_load(&c->leader_changes));
-    for (int i = 0; i < c->n; i++) {
-        struct cluster_node *nd = &c->nodes[i];
-        buf_printf(b, "%s{\"id\":\"", i ? "," : "");
-        buf_json_escape(b, nd->id, strlen(nd->id));
-        buf_puts(b, "\",\"url\":\"");
-        buf_json_escape(b, nd->base_url, strlen(nd->base_url));
-        buf_printf(b, "\",\"up\":%s,\"leader\":%s,\"last_status\":%d,"
-                      "\"last_probe_ms\":%llu,\"last_error\":\"",
-                   cluster_up(c, i) ? "true" : "false",
-                   i == leader ? "true" : "false",
-                   atomic_load(&nd->last_status),
-                   (unsigned long long)atomic_load(&nd->last_probe_wall_ms));
-        buf_json_escape(b, nd->last_error, strlen(nd->last_error));
-        buf_puts(b, "\"}");
-    }
-    buf_printf(b, "],\"requests_in_flight\":%d,\"client_connections\":%d,"
-                  "\"retries_in_flight\":%d,\"workers\":%d,"
-                  "\"config_reloads\":{\"success\":%llu,\"failure\":%llu}",
-               in_flight, atomic_load(&app->connections),
-               atomic_load(&app->budget.retries), app->n_workers,
-               (unsigned long long)app->reloads_ok,
-               (unsigned long long)app->reloads_failed);
-    app_ext_status(app, b);
-    buf_puts(b, "}\n");
-}
-
 static void admin_reply(struct listener_exchange *ex, int status,
                         const char *ctype, struct buf *body,
                         const char *extra_name, const char *extra_value)
@@ -156,8 +95,7 @@ static void admin_reply(struct listener_exchange *ex, int status,
 static void admin_on_request(void *ctx, struct listener_exchange *ex)
 {
     struct admin *ad = ctx;
-    struct app *app = ad->app;
-    struct config *cfg = app_config(app);
+    struct config *cfg = ad->ops->config(ad->ctx);
     struct buf b = {0};
     size_t plen = strcspn(ex->url, "?");
     char path[64];
@@ -177,22 +115,24 @@ static void admin_on_request(void *ctx, struct listener_exchange *ex)
         admin_reply(ex, 405, "text/plain; charset=utf-8", &b, "Allow",
                     "GET, HEAD");
     } else if (strcmp(path, "/metrics") == 0) {
-        app_ext_scrape(app);
-        metrics_render(app->metrics, &b);
+        ad->ops->scrape(ad->ctx);
+        metrics_render(ad->metrics, &b);
         admin_reply(ex, 200, METRICS_CONTENT_TYPE, &b, NULL, NULL);
     } else if (strcmp(path, "/healthz") == 0) {
         buf_puts(&b, "{\"status\":\"ok\"}\n");
         admin_reply(ex, 200, "application/json", &b, NULL, NULL);
     } else if (strcmp(path, "/readyz") == 0) {
         struct buf reasons = {0};
-        bool ready = admin_ready(app, &reasons);
+        buf_putc(&reasons, '[');
+        bool ready = ad->ops->ready(ad->ctx, &reasons);
+        buf_putc(&reasons, ']');
         buf_printf(&b, "{\"status\":\"%s\",\"reasons\":%s}\n",
                    ready ? "ready" : "not ready", reasons.data);
         buf_free(&reasons);
         admin_reply(ex, ready ? 200 : 503, "application/json", &b, NULL,
                     NULL);
     } else if (strcmp(path, "/status") == 0) {
-        admin_status(app, &b);
+        ad->ops->status(ad->ctx, &b);
         admin_reply(ex, 200, "application/json", &b, NULL, NULL);
     } else {
         buf_puts(&b, "not found: try /metrics, /healthz, /readyz, /status\n");
@@ -217,7 +157,8 @@ static const struct listener_ops admin_ops = {
     .on_connection = NULL,
 };
 
-struct admin *admin_new(struct app *app, struct loop *loop, int fd,
+struct admin *admin_new(const struct admin_ops *ops, void *ctx,
+                        struct metrics *m, struct loop *loop, int fd,
                         char **err)
 {
     struct admin *ad = xcalloc(1, sizeof(*ad));
@@ -230,7 +171,9 @@ struct admin *admin_new(struct app *app, struct loop *loop, int fd,
         .idle_timeout_ms = 60000,
         .max_connections = 256,
     };
-    ad->app = app;
+    ad->ops = ops;
+    ad->ctx = ctx;
+    ad->metrics = m;
     ad->l = listener_new(loop, fd, -1, NULL, &lim, "X-Request-Id", &admin_ops,
                          ad, err);
     if (!ad->l) {

@@ -4,30 +4,47 @@
  * control loop, answers synchronously.  Optional basic auth and a client
  * address allow-list (admin.basic_auth, admin.allow).
  *
- * Ownership: owned by the app. */
+ * The admin knows nothing of the process it reports on: what it shows
+ * comes through struct admin_ops (proxy/status.c fills it for the app).
+ *
+ * Ownership: owned by whoever called admin_new (the app); ops and ctx are
+ * borrowed and must outlive the admin. */
 #ifndef QG_ADMIN_H
 #define QG_ADMIN_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 
-struct app;
 struct loop;
 struct admin;
 struct buf;
+struct metrics;
 
-/* fd is a bound socket (taken over).  NULL and *err on failure. */
-struct admin *admin_new(struct app *app, struct loop *loop, int fd,
+/* What the endpoints show, asked for on the control loop at each request. */
+struct admin_ops {
+    /* The configuration in force, with a reference the admin drops
+     * (config_unref): admin.allow and admin.basic_auth are read from it. */
+    struct config *(*config)(void *ctx);
+    /* /metrics: refresh the gauges computed at scrape time. */
+    void (*scrape)(void *ctx);
+    /* /readyz: append the reasons for not being ready to reasons (the body
+     * of a JSON array, strings separated by commas); true if ready. */
+    bool (*ready)(void *ctx, struct buf *reasons);
+    /* /status: the whole JSON object, ending with a newline. */
+    void (*status)(void *ctx, struct buf *out);
+};
+
+/* fd is a bound socket (taken over); /metrics renders m (borrowed).
+ * NULL and *err on failure. */
+struct admin *admin_new(const struct admin_ops *ops, void *ctx,
+                        struct metrics *m, struct loop *loop, int fd,
                         char **err);
 void admin_free(struct admin *ad);
 
 /* Decisions, exposed for unit tests. */
 bool admin_client_allowed(const struct config_admin *cfg, const char *addr);
 bool admin_auth_ok(const struct config_admin *cfg, const char *authorization);
-
-/* Readiness: fills reasons (JSON array body) and returns true if ready. */
-bool admin_ready(struct app *app, struct buf *reasons);
 
 #endif

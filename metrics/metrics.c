@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/util.h"
+#include "base/util.h"
 
 /* ---- Static tables from metrics.def ------------------------------------- */
 

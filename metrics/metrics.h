@@ -36,9 +36,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/buf.h"
-#include "proxy/config.h" /* enum route_class, enum retry_reason */
-#include "proxy/http.h"   /* enum http_method */
+#include "base/buf.h"
+#include "config/config.h" /* enum route_class, enum retry_reason */
+#include "base/http.h"   /* enum http_method */
 
 #define METRICS_PREFIX "quorumgate_"
 /* Content-Type of metrics_render's output (text format 0.0.4). */

@@ -4,11 +4,11 @@
 #include <string.h>
 
 #include "proxy/app.h"
-#include "proxy/buf.h"
-#include "proxy/listener.h"
-#include "proxy/log.h"
+#include "base/buf.h"
+#include "io/listener.h"
+#include "base/log.h"
 #include "proxy/request.h"
-#include "proxy/util.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 #include "routing/cluster.h"
 

@@ -9,13 +9,14 @@
 #include <unistd.h>
 
 #include "metrics/admin.h"
+#include "proxy/status.h"
 #include "metrics/metrics.h"
 #include "proxy/app_ext.h"
-#include "proxy/listener.h"
-#include "proxy/log.h"
-#include "proxy/loop.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "io/listener.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "io/upstream.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 #include "routing/cluster.h"
 #include "routing/health.h"
@@ -331,7 +332,8 @@ int app_init(struct app *a, const char *config_path)
         goto out;
     }
     uint16_t aport = listener_bound_port(afd);
-    a->admin = admin_new(a, a->loop, afd, &err);
+    a->admin = admin_new(&status_admin_ops, a, a->metrics, a->loop, afd,
+                         &err);
     if (!a->admin) {
         fprintf(stderr, "%s: admin: %s\n", cfg->path, err);
         goto out;

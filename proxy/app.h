@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 #include "retry/budget.h"
 
 struct log;

@@ -10,13 +10,13 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
-#include "consistency/redis.h"
+#include "io/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
-#include "proxy/buf.h"
-#include "proxy/log.h"
-#include "proxy/loop.h"
-#include "proxy/util.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 #include "proxy/worker_ext.h"
 #include "routing/affinity.h"

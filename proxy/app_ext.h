@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include "consistency/redis.h"
+#include "io/redis.h"
 
 struct app;
 struct buf;

@@ -7,7 +7,7 @@
 
 #include "consistency/relay_main.h"
 #include "proxy/app.h"
-#include "proxy/config.h"
+#include "config/config.h"
 
 static void main_usage(FILE *f)
 {

@@ -12,10 +12,10 @@
 #include "metrics/metrics.h"
 #include "proxy/accesslog.h"
 #include "proxy/app.h"
-#include "proxy/envelope.h"
-#include "proxy/listener.h"
-#include "proxy/loop.h"
-#include "proxy/util.h"
+#include "base/envelope.h"
+#include "io/listener.h"
+#include "base/loop.h"
+#include "base/util.h"
 #include "proxy/worker.h"
 #include "retry/budget.h"
 #include "retry/policy.h"
@@ -156,7 +156,8 @@ void request_answer_upstream(struct request *rq)
     struct headers *h = request_answer_headers(rq);
     size_t len;
     headers_for_client(h, &rq->up);
-    rewrite_response(rq, h);
+    rewrite_response(rq->cfg, rq->cls.call, rq->up.status, &rq->up.resp_body,
+                     h);
     char *body = buf_steal(&rq->up.resp_body, &len);
     request_send(rq, rq->up.status, h, body, len);
 }
@@ -744,7 +745,7 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
         .trust_forwarded = rq->cfg->headers.trust_forwarded,
     };
     headers_for_upstream(&rq->up_headers, ex->headers, ex->n_headers, &hc);
-    rewrite_request(rq);
+    rewrite_request(rq->cls.call, &rq->up_headers);
     if (pipeline_before_route(rq))
         return; /* affinity/gate preparation continues asynchronously */
     request_route(rq);

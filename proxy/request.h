@@ -14,10 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
-#include "proxy/headers.h"
+#include "config/config.h"
+#include "io/headers.h"
 #include "proxy/pipeline.h"
-#include "proxy/upstream.h"
+#include "io/upstream.h"
 #include "retry/failure.h"
 #include "routing/classify.h"
 #include "routing/route.h"

@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include "proxy/app.h"
-#include "proxy/crypto.h"
-#include "proxy/listener.h"
-#include "proxy/loop.h"
+#include "base/crypto.h"
+#include "io/listener.h"
+#include "base/loop.h"
 #include "proxy/request.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "io/upstream.h"
+#include "base/util.h"
 #include "proxy/worker_ext.h"
 #include "routing/cluster.h"
 

@@ -17,8 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
-#include "proxy/log.h"
+#include "config/config.h"
+#include "base/log.h"
 
 struct app;
 struct loop;

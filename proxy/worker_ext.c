@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/util.h"
 #include "consistency/gate.h"
-#include "consistency/redis.h"
+#include "io/redis.h"
 #include "proxy/app.h"
 #include "proxy/app_ext.h"
-#include "proxy/util.h"
 #include "proxy/worker.h"
 #include "routing/jwks.h"
 

@@ -5,9 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/json.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "base/json.h"
+#include "io/upstream.h"
+#include "base/util.h"
 
 /* Phrases of errors the raft dispatch returns after the command may have
  * been appended (raft.go, mfa_manager.go, hashicorp/raft errors). */

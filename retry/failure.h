@@ -22,8 +22,8 @@
 
 #include <stdbool.h>
 
-#include "proxy/config.h"
-#include "proxy/http.h"
+#include "config/config.h"
+#include "base/http.h"
 
 struct upstream_req;
 

@@ -15,8 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
-#include "proxy/http.h"
+#include "config/config.h"
+#include "base/http.h"
 #include "retry/failure.h"
 
 enum policy_action {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/util.h"
+#include "base/util.h"
 #include "routing/atable.h"
 
 static const char *const affinity_names[AFF__COUNT] = {"sess", "oidc", "code"};

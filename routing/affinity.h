@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proxy/crypto.h"
+#include "base/crypto.h"
 
 struct atable;
 

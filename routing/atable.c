@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-#include "proxy/util.h"
+#include "base/util.h"
 
 #define ATABLE_EXP_SHIFT ATABLE_PAYLOAD_BITS
 #define ATABLE_PAYLOAD_MASK ((1u << ATABLE_PAYLOAD_BITS) - 1)

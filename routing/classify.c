@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-#include "proxy/listener.h"
-#include "proxy/util.h"
+#include "io/listener.h"
+#include "base/util.h"
 
 static bool classify_unreserved(int c)
 {

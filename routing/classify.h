@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "proxy/config.h"
-#include "proxy/http.h"
+#include "config/config.h"
+#include "base/http.h"
 
 struct listener_header;
 

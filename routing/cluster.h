@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 
 struct cluster_node {
     /* constant after cluster_new */

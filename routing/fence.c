@@ -1,7 +1,7 @@
 /* fence.c - see fence.h.  Payload: node mask (16 bits) + check (8 bits). */
 #include "routing/fence.h"
 
-#include "proxy/util.h"
+#include "base/util.h"
 
 void fence_init(struct fence *f, uint32_t capacity)
 {

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 #include "routing/atable.h"
 
 struct fence {

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/json.h"
-#include "proxy/log.h"
-#include "proxy/loop.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "io/upstream.h"
+#include "base/util.h"
 #include "routing/cluster.h"
 
 struct health_probe {

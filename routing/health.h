@@ -11,7 +11,7 @@
 
 #include <stdbool.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 
 struct loop;
 struct log;

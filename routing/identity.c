@@ -5,9 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/json.h"
-#include "proxy/listener.h"
-#include "proxy/util.h"
+#include "base/json.h"
+#include "base/util.h"
+#include "io/listener.h"
 
 static const char *identity_header(const struct listener_header *h, int n,
                                    const char *name, size_t *len)

@@ -7,10 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/crypto.h"
-#include "proxy/json.h"
-#include "proxy/upstream.h"
-#include "proxy/util.h"
+#include "base/crypto.h"
+#include "base/json.h"
+#include "base/util.h"
+#include "io/upstream.h"
 #include "routing/cluster.h"
 
 #define JWKS_KID_MAX 128

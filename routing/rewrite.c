@@ -6,12 +6,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proxy/app.h"
-#include "proxy/headers.h"
-#include "proxy/json.h"
-#include "proxy/request.h"
-#include "proxy/util.h"
-#include "proxy/worker.h"
+#include "base/buf.h"
+#include "base/json.h"
+#include "base/util.h"
+#include "config/config.h"
+#include "io/headers.h"
 
 char *rewrite_origin(const char *url, const char *public_url)
 {
@@ -138,15 +137,15 @@ static bool rewrite_points_at_controller(const struct config *cfg,
     return false;
 }
 
-void rewrite_request(struct request *rq)
+void rewrite_request(enum classify_call call, struct headers *up_headers)
 {
-    if (rq->cls.call == CALL_CONTROLLERS || rq->cls.call == CALL_VERSION)
-        headers_remove(&rq->up_headers, "Accept-Encoding");
+    if (call == CALL_CONTROLLERS || call == CALL_VERSION)
+        headers_remove(up_headers, "Accept-Encoding");
 }
 
-void rewrite_response(struct request *rq, struct headers *h)
+void rewrite_response(const struct config *cfg, enum classify_call call,
+                      int status, struct buf *resp_body, struct headers *h)
 {
-    const struct config *cfg = rq->cfg;
     const char *pub = cfg->public_url;
     headers_remove(h, "ziti-ctrl-address");
     if (!pub)
@@ -158,19 +157,19 @@ void rewrite_response(struct request *rq, struct headers *h)
         headers_adds(h, "Location", n);
         free(n);
     }
-    if (rq->up.status != 200)
+    if (status != 200)
         return;
     char *body = NULL;
     size_t len = 0;
-    if (rq->cls.call == CALL_CONTROLLERS)
-        body = rewrite_controllers_body(rq->up.resp_body.data,
-                                        rq->up.resp_body.len, pub, &len);
-    else if (rq->cls.call == CALL_VERSION)
-        body = rewrite_version_body(rq->up.resp_body.data,
-                                    rq->up.resp_body.len, pub, &len);
+    if (call == CALL_CONTROLLERS)
+        body = rewrite_controllers_body(resp_body->data, resp_body->len, pub,
+                                        &len);
+    else if (call == CALL_VERSION)
+        body = rewrite_version_body(resp_body->data, resp_body->len, pub,
+                                    &len);
     if (body) {
-        buf_reset(&rq->up.resp_body);
-        buf_append(&rq->up.resp_body, body, len);
+        buf_reset(resp_body);
+        buf_append(resp_body, body, len);
         free(body);
     }
 }

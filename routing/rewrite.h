@@ -10,18 +10,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct request;
+#include "routing/classify.h"
+
+struct config;
 struct headers;
 struct buf;
 
-/* Prepares rq's upstream headers for the rewrite: the calls whose bodies
- * are rewritten ask for an uncompressed answer (a body in a
+/* Prepares the upstream headers of a call for the rewrite: the calls whose
+ * bodies are rewritten ask for an uncompressed answer (a body in a
  * Content-Encoding could not be read, and would reach the client with the
  * controllers' addresses in it). */
-void rewrite_request(struct request *rq);
-/* Rewrites rq's upstream answer (body in rq->up.resp_body) and the header
- * list about to be sent to the client. */
-void rewrite_response(struct request *rq, struct headers *h);
+void rewrite_request(enum classify_call call, struct headers *up_headers);
+/* Rewrites a call's upstream answer (status, body: rewritten in place)
+ * and the header list h about to be sent to the client. */
+void rewrite_response(const struct config *cfg, enum classify_call call,
+                      int status, struct buf *body, struct headers *h);
 
 /* Replaces the origin (scheme://host:port) of url by public_url; malloc'ed.
  * Returns NULL when url is not absolute. */

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proxy/config.h"
+#include "config/config.h"
 
 struct cluster;
 

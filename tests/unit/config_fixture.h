@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "proxy/config.h"
-#include "proxy/util.h"
+#include "config/config.h"
+#include "base/util.h"
 
 /* Each including test uses some of these. */
 #define FIXTURE_FN static __attribute__((unused))

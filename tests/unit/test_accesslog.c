@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "proxy/accesslog.h"
-#include "proxy/buf.h"
+#include "base/buf.h"
 
 static char *redact(const char *target)
 {

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "proxy/util.h"
+#include "base/util.h"
 #include "routing/affinity.h"
 #include "routing/atable.h"
 

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "config_fixture.h"
-#include "proxy/listener.h"
+#include "io/listener.h"
 #include "routing/classify.h"
 
 #define MIN_YAML                                                             \

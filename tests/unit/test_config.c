@@ -10,9 +10,9 @@
 #include <cmocka.h>
 
 #include "config_fixture.h"
-#include "proxy/buf.h"
-#include "proxy/config.h"
-#include "proxy/http.h"
+#include "base/buf.h"
+#include "config/config.h"
+#include "base/http.h"
 
 /* 5 lines: the smallest valid file (fixture directory as base). */
 #define MIN_YAML                                                             \

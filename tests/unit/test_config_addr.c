@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
-#include "proxy/config_addr.h"
+#include "config/config_addr.h"
 
 static void test_addr_ok(void **state)
 {

@@ -11,8 +11,8 @@
 #include <dirent.h>
 
 #include "config_fixture.h"
-#include "proxy/buf.h"
-#include "proxy/config.h"
+#include "base/buf.h"
+#include "config/config.h"
 
 #define EXPECT "# expect: "
 

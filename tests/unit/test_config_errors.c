@@ -8,8 +8,8 @@
 #include <cmocka.h>
 
 #include "config_fixture.h"
-#include "proxy/buf.h"
-#include "proxy/config.h"
+#include "base/buf.h"
+#include "config/config.h"
 
 /* 4 lines: valid but for the missing secrets section. */
 #define HEAD4                                                                \

@@ -1,5 +1,5 @@
 /* test_envelope.c - the OpenZiti error envelope quorumgate answers its own
- * errors with (proxy/envelope.c): valid JSON with code, message, requestId,
+ * errors with (base/envelope.c): valid JSON with code, message, requestId,
  * an optional cause and the controller's meta, whatever the strings hold. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "proxy/envelope.h"
-#include "proxy/json.h"
+#include "base/envelope.h"
+#include "base/json.h"
 
 static struct json *parse(const char *body, size_t len)
 {

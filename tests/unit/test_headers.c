@@ -1,5 +1,5 @@
 /* test_headers.c - the header list and the proxy's header rules
- * (proxy/headers.c): hop-by-hop fields and every field named in
+ * (io/headers.c): hop-by-hop fields and every field named in
  * Connection dropped both ways, X-Forwarded-* and Forwarded added (and
  * appended to only when trusted), the request id replaced, framing fields
  * left to the transport except the length of a HEAD answer. */
@@ -13,9 +13,9 @@
 #include <strings.h>
 #include <cmocka.h>
 
-#include "proxy/headers.h"
-#include "proxy/listener.h"
-#include "proxy/upstream.h"
+#include "io/headers.h"
+#include "io/listener.h"
+#include "io/upstream.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* test_http.c - HTTP vocabulary (proxy/http.c): methods as received and as
+/* test_http.c - HTTP vocabulary (base/http.c): methods as received and as
  * configured, idempotency (RFC 9110 9.2.2), status classes, hop-by-hop
  * names (RFC 9110 7.6.1) and the tokens of a Connection value. */
 #include <setjmp.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "proxy/http.h"
+#include "base/http.h"
 
 static void test_methods(void **state)
 {

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "proxy/listener.h"
+#include "io/listener.h"
 #include "routing/identity.h"
 
 static struct listener_header H(const char *name, const char *value)

@@ -20,7 +20,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rsa.h>
 
-#include "proxy/crypto.h"
+#include "base/crypto.h"
 #include "routing/jwks.h"
 
 #define NOW 1700000000ULL

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "metrics/metrics.h"
-#include "proxy/buf.h"
-#include "proxy/util.h"
+#include "base/buf.h"
+#include "base/util.h"
 
 /* ---- Helpers ------------------------------------------------------------- */
 

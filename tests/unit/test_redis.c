@@ -1,4 +1,4 @@
-/* test_redis.c - consistency/redis.c against a real redis-server that each
+/* test_redis.c - io/redis.c against a real redis-server that each
  * test starts on a free loopback port and kills by PID in its teardown
  * (even when the test fails; PR_SET_PDEATHSIG covers a crashing test). */
 #include <errno.h>
@@ -21,10 +21,10 @@
 
 #include <cmocka.h>
 
-#include "consistency/redis.h"
-#include "proxy/log.h"
-#include "proxy/loop.h"
-#include "proxy/util.h"
+#include "io/redis.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 
 #define PASSWORD "sekret-pw-123"
 #define ALICE_PASSWORD "alice-pw-456"

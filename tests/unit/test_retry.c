@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "proxy/config.h"
-#include "proxy/upstream.h"
+#include "config/config.h"
+#include "io/upstream.h"
 #include "retry/budget.h"
 #include "retry/failure.h"
 #include "retry/policy.h"

@@ -11,10 +11,9 @@
 #include <cmocka.h>
 
 #include "config_fixture.h"
-#include "proxy/buf.h"
-#include "proxy/headers.h"
-#include "proxy/json.h"
-#include "proxy/request.h"
+#include "base/buf.h"
+#include "io/headers.h"
+#include "base/json.h"
 #include "routing/classify.h"
 #include "routing/rewrite.h"
 
@@ -136,25 +135,21 @@ static char *answer(struct config *cfg, enum classify_call call, int status,
                     const char *location, const char *body, char **loc_out,
                     bool *had_ctrl_addr)
 {
-    static struct request rq;
-    memset(&rq, 0, sizeof(rq));
-    rq.cfg = cfg;
-    rq.cls.call = call;
-    rq.up.status = status;
-    buf_puts(&rq.up.resp_body, body ? body : "");
+    struct buf resp_body = {0};
+    buf_puts(&resp_body, body ? body : "");
     struct headers h = {0};
     headers_adds(&h, "Content-Type", "application/json");
     headers_adds(&h, "ziti-ctrl-address", "https://10.0.0.1:1280");
     if (location)
         headers_adds(&h, "Location", location);
-    rewrite_response(&rq, &h);
+    rewrite_response(cfg, call, status, &resp_body, &h);
     *had_ctrl_addr = headers_get(&h, "ziti-ctrl-address") != NULL;
     const char *l = headers_get(&h, "Location");
     *loc_out = l ? xstrdup(l) : NULL;
     assert_non_null(headers_get(&h, "Content-Type"));
     headers_free(&h);
     size_t n;
-    char *b = buf_steal(&rq.up.resp_body, &n);
+    char *b = buf_steal(&resp_body, &n);
     return b;
 }
 

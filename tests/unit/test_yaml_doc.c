@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "proxy/buf.h"
-#include "proxy/yaml_doc.h"
+#include "base/buf.h"
+#include "base/yaml_doc.h"
 
 /* Collects reports as "line: message\n". */
 static void collect(void *ctx, int line, const char *message)

@@ -1,0 +1,80 @@
+/* http.c - see http.h. */
+#include "base/http.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "base/util.h"
+
+static const char *const http_method_names[HTTP__COUNT] = {
+    [HTTP_GET] = "GET",       [HTTP_HEAD] = "HEAD",
+    [HTTP_POST] = "POST",     [HTTP_PUT] = "PUT",
+    [HTTP_PATCH] = "PATCH",   [HTTP_DELETE] = "DELETE",
+    [HTTP_OPTIONS] = "OPTIONS", [HTTP_OTHER] = "OTHER",
+};
+
+enum http_method http_method_parse(const char *s)
+{
+    for (int m = 0; m < HTTP_OTHER; m++)
+        if (strcmp(s, http_method_names[m]) == 0)
+            return (enum http_method)m;
+    return HTTP_OTHER;
+}
+
+int http_method_from_config(const char *s)
+{
+    for (int m = 0; m < HTTP_OTHER; m++)
+        if (strcasecmp(s, http_method_names[m]) == 0)
+            return m;
+    return -1;
+}
+
+const char *http_method_name(enum http_method m)
+{
+    return (m >= 0 && m < HTTP__COUNT) ? http_method_names[m] : "OTHER";
+}
+
+bool http_method_idempotent(enum http_method m)
+{
+    return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS ||
+           m == HTTP_PUT || m == HTTP_DELETE;
+}
+
+const char *http_status_class(int status)
+{
+    static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    if (status < 100 || status > 599)
+        return "other";
+    return classes[status / 100 - 1];
+}
+
+bool http_is_hop_by_hop(const char *name, size_t len)
+{
+    static const char *const hop[] = {
+        "Connection", "Keep-Alive", "Proxy-Connection", "TE",
+        "Transfer-Encoding", "Upgrade", "Trailer", "Proxy-Authenticate",
+        "Proxy-Authorization",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(hop); i++)
+        if (util_strncaseeq(name, len, hop[i]))
+            return true;
+    return false;
+}
+
+bool http_connection_lists(const char *value, const char *name, size_t len)
+{
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if ((size_t)(end - start) == len && strncasecmp(start, name, len) == 0)
+            return true;
+    }
+    return false;
+}

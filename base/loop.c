@@ -1,0 +1,294 @@
+/* loop.c - see loop.h.  Wraps libuv. */
+#include "base/loop.h"
+
+#include <stdlib.h>
+#include <uv.h>
+
+#include "base/util.h"
+
+struct loop {
+    uv_loop_t uv;          /* embedded */
+};
+
+struct loop_timer {
+    uv_timer_t h;          /* first member: handle pointer == struct pointer */
+    loop_cb cb;
+    void *arg;
+};
+
+struct loop_io {
+    uv_poll_t h;
+    loop_io_cb cb;
+    void *arg;
+    int events;
+};
+
+struct loop_async {
+    uv_async_t h;
+    loop_cb cb;
+    void *arg;
+};
+
+struct loop_signal {
+    uv_signal_t h;
+    loop_cb cb;
+    void *arg;
+};
+
+struct loop_prepare {
+    uv_prepare_t h;
+    loop_cb cb;
+    void *arg;
+};
+
+struct loop_defer {
+    uv_idle_t h;           /* active while scheduled: the loop polls
+                              without blocking, then runs it once */
+    loop_cb cb;
+    void *arg;
+};
+
+struct loop *loop_new(void)
+{
+    struct loop *l = xcalloc(1, sizeof(*l));
+    if (uv_loop_init(&l->uv) != 0)
+        abort();
+    return l;
+}
+
+static void loop_close_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void loop_close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, loop_close_cb);
+}
+
+void loop_free(struct loop *l)
+{
+    if (!l)
+        return;
+    uv_walk(&l->uv, loop_close_walk, NULL);
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    uv_loop_close(&l->uv);
+    free(l);
+}
+
+void loop_run(struct loop *l)
+{
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+}
+
+void loop_stop(struct loop *l)
+{
+    uv_stop(&l->uv);
+}
+
+uint64_t loop_now_ms(const struct loop *l)
+{
+    return uv_now(&l->uv);
+}
+
+void loop_update_time(struct loop *l)
+{
+    uv_update_time(&l->uv);
+}
+
+static void loop_timer_cb(uv_timer_t *h)
+{
+    struct loop_timer *t = (struct loop_timer *)h;
+    t->cb(t->arg);
+}
+
+struct loop_timer *loop_timer_new(struct loop *l, loop_cb cb, void *arg)
+{
+    struct loop_timer *t = xcalloc(1, sizeof(*t));
+    uv_timer_init(&l->uv, &t->h);
+    t->cb = cb;
+    t->arg = arg;
+    return t;
+}
+
+void loop_timer_start(struct loop_timer *t, uint64_t timeout_ms,
+                      uint64_t repeat_ms)
+{
+    uv_timer_start(&t->h, loop_timer_cb, timeout_ms, repeat_ms);
+}
+
+void loop_timer_stop(struct loop_timer *t)
+{
+    uv_timer_stop(&t->h);
+}
+
+bool loop_timer_active(const struct loop_timer *t)
+{
+    return uv_is_active((const uv_handle_t *)&t->h);
+}
+
+void loop_timer_free(struct loop_timer *t)
+{
+    if (!t)
+        return;
+    uv_timer_stop(&t->h);
+    uv_close((uv_handle_t *)&t->h, loop_close_cb);
+}
+
+static void loop_io_cb_uv(uv_poll_t *h, int status, int events)
+{
+    struct loop_io *io = (struct loop_io *)h;
+    int ev = 0;
+    if (status < 0)
+        ev = LOOP_ERROR | (io->events & (LOOP_READ | LOOP_WRITE));
+    if (events & UV_READABLE)
+        ev |= LOOP_READ;
+    if (events & UV_WRITABLE)
+        ev |= LOOP_WRITE;
+    io->cb(io->arg, ev);
+}
+
+struct loop_io *loop_io_new(struct loop *l, int fd, loop_io_cb cb, void *arg)
+{
+    struct loop_io *io = xcalloc(1, sizeof(*io));
+    int rc = uv_poll_init(&l->uv, &io->h, fd);
+    if (rc != 0) {
+        free(io);
+        return NULL;
+    }
+    io->cb = cb;
+    io->arg = arg;
+    return io;
+}
+
+int loop_io_set(struct loop_io *io, int events)
+{
+    io->events = events;
+    if (events == 0)
+        return uv_poll_stop(&io->h);
+    int uvev = 0;
+    if (events & LOOP_READ)
+        uvev |= UV_READABLE;
+    if (events & LOOP_WRITE)
+        uvev |= UV_WRITABLE;
+    return uv_poll_start(&io->h, uvev, loop_io_cb_uv);
+}
+
+void loop_io_free(struct loop_io *io)
+{
+    if (!io)
+        return;
+    uv_poll_stop(&io->h);
+    uv_close((uv_handle_t *)&io->h, loop_close_cb);
+}
+
+static void loop_async_cb(uv_async_t *h)
+{
+    struct loop_async *a = (struct loop_async *)h;
+    a->cb(a->arg);
+}
+
+struct loop_async *loop_async_new(struct loop *l, loop_cb cb, void *arg)
+{
+    struct loop_async *a = xcalloc(1, sizeof(*a));
+    a->cb = cb;
+    a->arg = arg;
+    if (uv_async_init(&l->uv, &a->h, loop_async_cb) != 0)
+        abort();
+    return a;
+}
+
+void loop_async_send(struct loop_async *a)
+{
+    uv_async_send(&a->h);
+}
+
+void loop_async_free(struct loop_async *a)
+{
+    if (a)
+        uv_close((uv_handle_t *)&a->h, loop_close_cb);
+}
+
+static void loop_signal_cb(uv_signal_t *h, int signum)
+{
+    struct loop_signal *s = (struct loop_signal *)h;
+    s->cb(s->arg);
+}
+
+struct loop_signal *loop_signal_new(struct loop *l, int signum, loop_cb cb,
+                                    void *arg)
+{
+    struct loop_signal *s = xcalloc(1, sizeof(*s));
+    s->cb = cb;
+    s->arg = arg;
+    uv_signal_init(&l->uv, &s->h);
+    uv_signal_start(&s->h, loop_signal_cb, signum);
+    return s;
+}
+
+void loop_signal_free(struct loop_signal *s)
+{
+    if (!s)
+        return;
+    uv_signal_stop(&s->h);
+    uv_close((uv_handle_t *)&s->h, loop_close_cb);
+}
+
+static void loop_prepare_cb(uv_prepare_t *h)
+{
+    struct loop_prepare *p = (struct loop_prepare *)h;
+    p->cb(p->arg);
+}
+
+struct loop_prepare *loop_prepare_new(struct loop *l, loop_cb cb, void *arg)
+{
+    struct loop_prepare *p = xcalloc(1, sizeof(*p));
+    p->cb = cb;
+    p->arg = arg;
+    uv_prepare_init(&l->uv, &p->h);
+    uv_prepare_start(&p->h, loop_prepare_cb);
+    return p;
+}
+
+void loop_prepare_free(struct loop_prepare *p)
+{
+    if (!p)
+        return;
+    uv_prepare_stop(&p->h);
+    uv_close((uv_handle_t *)&p->h, loop_close_cb);
+}
+
+static void loop_defer_cb(uv_idle_t *h)
+{
+    struct loop_defer *d = (struct loop_defer *)h;
+    uv_idle_stop(h);
+    d->cb(d->arg);
+}
+
+struct loop_defer *loop_defer_new(struct loop *l, loop_cb cb, void *arg)
+{
+    struct loop_defer *d = xcalloc(1, sizeof(*d));
+    d->cb = cb;
+    d->arg = arg;
+    uv_idle_init(&l->uv, &d->h);
+    return d;
+}
+
+void loop_defer_schedule(struct loop_defer *d)
+{
+    uv_idle_start(&d->h, loop_defer_cb); /* no-op when already scheduled */
+}
+
+void loop_defer_cancel(struct loop_defer *d)
+{
+    uv_idle_stop(&d->h);
+}
+
+void loop_defer_free(struct loop_defer *d)
+{
+    if (!d)
+        return;
+    uv_idle_stop(&d->h);
+    uv_close((uv_handle_t *)&d->h, loop_close_cb);
+}

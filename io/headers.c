@@ -1,0 +1,254 @@
+/* headers.c - see headers.h. */
+#include "io/headers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/http.h"
+#include "io/listener.h"
+#include "io/upstream.h"
+#include "base/util.h"
+
+void headers_add(struct headers *h, const char *name, size_t name_len,
+                 const char *value, size_t value_len)
+{
+    if (h->n == h->cap) {
+        h->cap = h->cap ? 2 * h->cap : 16;
+        h->off = xrealloc(h->off, (size_t)h->cap * 2 * sizeof(*h->off));
+    }
+    h->off[2 * h->n] = (uint32_t)h->data.len;
+    buf_append(&h->data, name, name_len);
+    buf_putc(&h->data, '\0');
+    h->off[2 * h->n + 1] = (uint32_t)h->data.len;
+    buf_append(&h->data, value, value_len);
+    buf_putc(&h->data, '\0');
+    h->n++;
+}
+
+void headers_adds(struct headers *h, const char *name, const char *value)
+{
+    headers_add(h, name, strlen(name), value, strlen(value));
+}
+
+const char *headers_name(const struct headers *h, int i)
+{
+    return h->data.data + h->off[2 * i];
+}
+
+const char *headers_value(const struct headers *h, int i)
+{
+    return h->data.data + h->off[2 * i + 1];
+}
+
+const char *headers_get(const struct headers *h, const char *name)
+{
+    for (int i = 0; i < h->n; i++)
+        if (util_strcaseeq(headers_name(h, i), name))
+            return headers_value(h, i);
+    return NULL;
+}
+
+int headers_remove(struct headers *h, const char *name)
+{
+    int w = 0, removed = 0;
+    for (int i = 0; i < h->n; i++) {
+        if (util_strcaseeq(headers_name(h, i), name)) {
+            removed++;
+            continue;
+        }
+        h->off[2 * w] = h->off[2 * i];
+        h->off[2 * w + 1] = h->off[2 * i + 1];
+        w++;
+    }
+    h->n = w; /* the bytes stay in data until reset: lists are short-lived */
+    return removed;
+}
+
+void headers_reset(struct headers *h)
+{
+    buf_reset(&h->data);
+    buf_reset(&h->lines);
+    h->n = 0;
+}
+
+void headers_free(struct headers *h)
+{
+    buf_free(&h->data);
+    buf_free(&h->lines);
+    free(h->off);
+    free(h->view);
+    *h = (struct headers){0};
+}
+
+static const char **headers_view(struct headers *h, int count)
+{
+    h->view = xrealloc(h->view, (size_t)(count ? count : 1) * sizeof(char *));
+    return h->view;
+}
+
+const char *const *headers_lines(struct headers *h)
+{
+    size_t need = 0;
+    for (int i = 0; i < h->n; i++) /* "name: value\0", name and value
+                                      are NUL-terminated in data */
+        need += (h->off[2 * i + 1] - h->off[2 * i] - 1) + 2 +
+                strlen(headers_value(h, i)) + 1;
+    buf_reset(&h->lines);
+    buf_reserve(&h->lines, need);
+    const char **v = headers_view(h, h->n);
+    for (int i = 0; i < h->n; i++) {
+        /* no reallocation below: the pointers stay valid */
+        v[i] = h->lines.data + h->lines.len;
+        buf_puts(&h->lines, headers_name(h, i));
+        buf_append(&h->lines, ": ", 2);
+        buf_puts(&h->lines, headers_value(h, i));
+        buf_putc(&h->lines, '\0');
+    }
+    return v;
+}
+
+const char *const *headers_pairs(struct headers *h)
+{
+    const char **v = headers_view(h, 2 * h->n);
+    for (int i = 0; i < h->n; i++) {
+        v[2 * i] = headers_name(h, i);
+        v[2 * i + 1] = headers_value(h, i);
+    }
+    return v;
+}
+
+bool headers_is_hop(const char *name, size_t len, const char *connection)
+{
+    if (http_is_hop_by_hop(name, len) ||
+        util_strncaseeq(name, len, "Content-Length") ||
+        (connection && http_connection_lists(connection, name, len)))
+        return true;
+    return false;
+}
+
+static const struct listener_header *headers_find_in(
+    const struct listener_header *in, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (util_strncaseeq(in[i].name, in[i].name_len, name))
+            return &in[i];
+    return NULL;
+}
+
+/* Connection may come as several field lines (RFC 9110 5.3): one list of
+ * every value, or NULL when there is none (malloc'ed). */
+static char *headers_connection_in(const struct listener_header *in, int n)
+{
+    struct buf b = {0};
+    bool found = false;
+    for (int i = 0; i < n; i++) {
+        if (!util_strncaseeq(in[i].name, in[i].name_len, "Connection"))
+            continue;
+        if (found)
+            buf_putc(&b, ',');
+        buf_append(&b, in[i].value, in[i].value_len);
+        found = true;
+    }
+    return found ? buf_steal(&b, NULL) : NULL;
+}
+
+void headers_for_upstream(struct headers *out,
+                          const struct listener_header *in, int n,
+                          const struct headers_up_ctx *ctx)
+{
+    /* fields quorumgate sets itself, or the transport does */
+    static const char *const own[] = {
+        "Host", "Expect", "X-Forwarded-For", "X-Forwarded-Proto",
+        "X-Forwarded-Host", "Forwarded", "X-Client-CertPem",
+    };
+    char *conn = headers_connection_in(in, n);
+    const struct listener_header *host = headers_find_in(in, n, "Host");
+    const struct listener_header *xff = headers_find_in(in, n,
+                                                        "X-Forwarded-For");
+    const struct listener_header *fwd = headers_find_in(in, n, "Forwarded");
+    bool has_accept = false, has_ctype = false;
+    const char *proto = ctx->tls ? "https" : "http";
+
+    for (int i = 0; i < n; i++) {
+        const struct listener_header *f = &in[i];
+        bool skip = headers_is_hop(f->name, f->name_len, conn) ||
+                    util_strncaseeq(f->name, f->name_len,
+                                    ctx->request_id_header);
+        for (size_t k = 0; !skip && k < ARRAY_LEN(own); k++)
+            skip = util_strncaseeq(f->name, f->name_len, own[k]);
+        if (skip)
+            continue;
+        has_accept |= util_strncaseeq(f->name, f->name_len, "Accept");
+        has_ctype |= util_strncaseeq(f->name, f->name_len, "Content-Type");
+        headers_add(out, f->name, f->name_len, f->value, f->value_len);
+    }
+    /* keep libcurl from adding fields the client did not send */
+    if (!has_accept)
+        headers_adds(out, "Accept", "");
+    if (!has_ctype)
+        headers_adds(out, "Content-Type", "");
+    headers_adds(out, "Expect", "");
+
+    struct buf v = {0};
+    if (ctx->trust_forwarded && xff) {
+        buf_append(&v, xff->value, xff->value_len);
+        buf_puts(&v, ", ");
+    }
+    buf_puts(&v, ctx->client_addr);
+    headers_add(out, "X-Forwarded-For", 15, v.data, v.len);
+    headers_adds(out, "X-Forwarded-Proto", proto);
+    if (host)
+        headers_add(out, "X-Forwarded-Host", 16, host->value,
+                    host->value_len);
+
+    buf_reset(&v);
+    if (ctx->trust_forwarded && fwd) {
+        buf_append(&v, fwd->value, fwd->value_len);
+        buf_puts(&v, ", ");
+    }
+    bool v6 = strchr(ctx->client_addr, ':') != NULL;
+    buf_printf(&v, "for=%s%s%s%s;proto=%s", v6 ? "\"[" : "", ctx->client_addr,
+               v6 ? "]" : "", v6 ? "\"" : "", proto);
+    if (host && host->value_len) {
+        buf_puts(&v, ";host=\"");
+        for (size_t i = 0; i < host->value_len; i++) {
+            char c = host->value[i];
+            if (c != '"' && c != '\\')
+                buf_putc(&v, c);
+        }
+        buf_putc(&v, '"');
+    }
+    headers_add(out, "Forwarded", 9, v.data, v.len);
+    buf_free(&v);
+    free(conn);
+    headers_adds(out, ctx->request_id_header, ctx->request_id);
+}
+
+void headers_for_client(struct headers *out, const struct upstream_req *r)
+{
+    /* every Connection field line counts (RFC 9110 5.3) */
+    struct buf conn = {0};
+    bool found = false;
+    for (int i = 0; i < r->n_resp_hdrs; i++) {
+        const struct upstream_header *h = &r->resp_hdrs[i];
+        if (!util_strncaseeq(r->resp_hdr_data.data + h->name_off, h->name_len,
+                             "Connection"))
+            continue;
+        if (found)
+            buf_putc(&conn, ',');
+        buf_append(&conn, r->resp_hdr_data.data + h->value_off, h->value_len);
+        found = true;
+    }
+    char *conn_copy = found ? buf_steal(&conn, NULL) : NULL;
+    for (int i = 0; i < r->n_resp_hdrs; i++) {
+        const struct upstream_header *h = &r->resp_hdrs[i];
+        const char *name = r->resp_hdr_data.data + h->name_off;
+        if (headers_is_hop(name, h->name_len, conn_copy) &&
+            !(r->method == HTTP_HEAD &&
+              util_strncaseeq(name, h->name_len, "Content-Length")))
+            continue; /* a HEAD answer keeps the length it describes */
+        headers_add(out, name, h->name_len,
+                    r->resp_hdr_data.data + h->value_off, h->value_len);
+    }
+    free(conn_copy);
+}

@@ -1,0 +1,68 @@
+/* headers.h - header lists and the proxy's header rules:
+ *  - RFC 9110 7.6.1 hop-by-hop fields (and every field named in Connection)
+ *    are dropped both ways;
+ *  - X-Forwarded-For/-Proto/-Host and Forwarded are set on the way up;
+ *  - the request id is passed through or generated and sent both ways;
+ *  - framing fields (Content-Length, Transfer-Encoding) are the transport's,
+ *    except the Content-Length of an answer to HEAD, which describes the
+ *    body a GET would get and is passed to the client as it is.
+ *
+ * Ownership: struct headers owns its storage; a zeroed struct is empty.
+ * Pointers returned by headers_name/value/get are valid until the next
+ * change to the list. */
+#ifndef QG_HEADERS_H
+#define QG_HEADERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+struct listener_header;
+struct upstream_req;
+
+struct headers {
+    struct buf data;       /* owned: "name\0value\0" for each field */
+    uint32_t *off;         /* owned: name and value offsets, 2 per field */
+    int n, cap;
+    const char **view;     /* owned: pointers built by headers_lines/pairs */
+    struct buf lines;      /* owned: storage for "Name: value" lines */
+};
+
+void headers_add(struct headers *h, const char *name, size_t name_len,
+                 const char *value, size_t value_len);
+void headers_adds(struct headers *h, const char *name, const char *value);
+const char *headers_name(const struct headers *h, int i);
+const char *headers_value(const struct headers *h, int i);
+/* First value of name (case-insensitive) or NULL. */
+const char *headers_get(const struct headers *h, const char *name);
+/* Removes every field called name; returns how many. */
+int headers_remove(struct headers *h, const char *name);
+void headers_reset(struct headers *h);
+void headers_free(struct headers *h);
+/* "Name: value" lines for the upstream engine; valid until next change. */
+const char *const *headers_lines(struct headers *h);
+/* name, value, name, value ... for listener_respond. */
+const char *const *headers_pairs(struct headers *h);
+
+struct headers_up_ctx {
+    const char *client_addr;     /* peer address */
+    bool tls;                    /* client used HTTPS */
+    const char *request_id;
+    const char *request_id_header;
+    bool trust_forwarded;        /* keep and append to incoming XFF/Forwarded */
+};
+
+/* The request headers to send upstream, from the client's. */
+void headers_for_upstream(struct headers *out,
+                          const struct listener_header *in, int n,
+                          const struct headers_up_ctx *ctx);
+/* The response headers to send the client, from the controller's. */
+void headers_for_client(struct headers *out, const struct upstream_req *r);
+
+/* true for fields a proxy must not forward (hop-by-hop, framing, or
+ * named in the message's Connection value, which may be NULL). */
+bool headers_is_hop(const char *name, size_t len, const char *connection);
+
+#endif

@@ -1,0 +1,127 @@
+/* listener.h - the HTTP/1.1 front end: one libmicrohttpd daemon per listening
+ * socket per worker loop, driven by that loop (external epoll).  The only
+ * interface to libmicrohttpd; nothing else includes microhttpd.h.
+ *
+ * The listener parses and bounds requests (431, 413, 408, 400 for
+ * smuggling-shaped framing) and hands each complete request to its owner as
+ * a struct listener_exchange.  The owner answers at once or later with
+ * listener_respond(); meanwhile the connection is suspended, so no thread
+ * waits.  When the exchange ends (answer sent, or connection lost) the owner
+ * is told through on_complete and must forget the exchange.
+ *
+ * Ownership: a listener is owned by its worker and lives on that worker's
+ * loop; every exchange is owned by the listener.  The owner may hang its own
+ * state on ex->user and must release it in on_complete. */
+#ifndef QG_LISTENER_H
+#define QG_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/http.h"
+
+struct loop;
+struct listener;
+
+struct listener_header {
+    const char *name;    /* borrowed from the listener, valid until complete */
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+struct listener_exchange {
+    /* request, valid until on_complete */
+    enum http_method method;
+    const char *method_name;             /* as received */
+    const char *url;                     /* path and query as received */
+    const char *version;                 /* "HTTP/1.1" */
+    struct listener_header *headers;     /* owned by the listener */
+    int n_headers;
+    const char *body;                    /* owned by the listener */
+    size_t body_len;
+    char client_addr[64];                /* "127.0.0.1" / "::1" */
+    uint16_t client_port;
+    bool tls;                            /* arrived on an HTTPS listener */
+    const char *client_cert_pem;         /* client certificate, if requested */
+    uint64_t start_ns;                   /* monotonic, request line seen */
+    char request_id[80];                 /* passed through or generated */
+    int listener_index;                  /* which configured listener */
+
+    /* response as sent (for logging in on_complete) */
+    int status;
+    uint64_t bytes_out;                  /* body bytes */
+    bool local_error;                    /* answered by the listener itself */
+    bool admitted;                       /* admit() accepted it */
+    const char *error_code;              /* its envelope code, static */
+
+    void *user;                          /* owner's state */
+    void *priv;                          /* listener's state */
+};
+
+struct listener_ops {
+    /* A whole request has arrived (body included).  Answer with
+     * listener_respond(), now or later on the same loop. */
+    void (*on_request)(void *ctx, struct listener_exchange *ex);
+    /* The exchange is over: answered, or the client went away (status 0
+     * when nothing could be sent).  ex is freed after this returns. */
+    void (*on_complete)(void *ctx, struct listener_exchange *ex);
+    /* May a new request start?  false answers 503 PROXY_OVERLOADED. */
+    bool (*admit)(void *ctx);
+    /* Connection opened (+1) or closed (-1), for the connection gauge. */
+    void (*on_connection)(void *ctx, int delta);
+};
+
+struct listener_limits {
+    uint64_t max_header_bytes;
+    uint32_t max_headers;
+    uint64_t max_body_bytes;
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint32_t max_connections;            /* for this daemon */
+};
+
+struct listener_tls {
+    const char *cert_pem;                /* PEM text, not a path */
+    const char *key_pem;
+    const char *client_ca_pem;           /* NULL = do not ask for certs */
+};
+
+/* Creates a listening socket for host:port (port 0 = any free port) with
+ * SO_REUSEPORT, so several workers can bind the same address.  Returns the
+ * fd or -1 with *err set (malloc'ed). */
+int listener_bind(const char *host, uint16_t port, int backlog, char **err);
+/* The port a bound socket got. */
+uint16_t listener_bound_port(int fd);
+
+/* Starts serving fd (taken over) on loop.  request_id_header names the
+ * header to pass through or generate.  Returns NULL with *err on failure. */
+struct listener *listener_new(struct loop *loop, int fd, int index,
+                              const struct listener_tls *tls,
+                              const struct listener_limits *limits,
+                              const char *request_id_header,
+                              const struct listener_ops *ops, void *ctx,
+                              char **err);
+/* Stop accepting new connections (SIGTERM); in-flight exchanges go on. */
+void listener_quiesce(struct listener *l);
+/* Close everything, abandoning exchanges (their on_complete still runs). */
+void listener_free(struct listener *l);
+/* Limits for new requests (reload). */
+void listener_set_limits(struct listener *l,
+                         const struct listener_limits *limits);
+
+/* Answer an exchange.  headers are "Name", "value" pairs (copied).  The body
+ * is taken over (malloc'ed, freed by the listener); close asks for the
+ * connection to be closed after the answer. */
+void listener_respond(struct listener_exchange *ex, int status,
+                      const char *const *headers, int n_header_pairs,
+                      char *body, size_t body_len, bool close);
+
+/* Case-insensitive header lookup on a request: first value or NULL. */
+const char *listener_header(const struct listener_exchange *ex,
+                            const char *name);
+
+#endif
