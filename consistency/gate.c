@@ -321,7 +321,10 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     metrics_observe_ns(a->metrics, M_REPLICATION_WAIT_SECONDS,
                        (enum metrics_mfa_call)gw->call,
                        util_mono_ns() - gw->start_ns);
-    gate_fence(gw, pending);
+    /* a controller that only refused the credential says nothing about
+     * replication (a forged or expired token would fence its identity
+     * everywhere): not fenced */
+    gate_fence(gw, pending & ~(gw->denied & ~gw->answered));
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
         gate_probe_all(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,

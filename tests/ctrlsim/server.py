@@ -993,8 +993,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             _rst_close(self.request)
             return
         is_verify = path.endswith("/current-identity/mfa/verify")
-        if mode in ("429", "500", "500_before_commit", "503"):
-            if mode == "429":
+        if mode in ("401", "429", "500", "500_before_commit", "503"):
+            if mode == "401":
+                # a controller that refuses the credential (e.g. it does not
+                # know the signer yet: token_provider_cache.go)
+                err = cl.err_unauthorized()
+            elif mode == "429":
                 err = cl.err_too_many({"code": "UNHANDLED", "message": cl.CAUSE_REPLY_TIMEOUT})
             elif mode == "503":
                 err = cl.err_no_leader()

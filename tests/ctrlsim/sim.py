@@ -10,7 +10,7 @@ from . import cluster as cl
 from . import tokens
 from .server import Api, NodeRunner
 
-MODES = ("reset", "hang", "429", "429_after_commit", "500", "500_before_commit", "500_after_commit",
+MODES = ("reset", "hang", "401", "429", "429_after_commit", "500", "500_before_commit", "500_after_commit",
          "503", "reset_after_commit", "delay")
 
 

@@ -16,8 +16,8 @@ import time
 import uuid
 
 from tests.ctrlsim import tokens
-from tests.integration.gate_support import (MFA_PATH, client, fence_of, replication, start_enrollment, totp_now,
-                                            wait_until)
+from tests.integration.gate_support import (MFA_PATH, client, fence_of, replication, settled, start_enrollment,
+                                            totp_now, wait_fenced, wait_until)
 
 
 def raw(qg, method, path, headers, body=b""):
@@ -112,3 +112,29 @@ def test_rotated_key_is_fetched_and_unknown_kids_are_rate_limited(quorumgate):
         assert status == 401
     assert keys_fetches(sim) - second <= len(sim.node_ids)
     wait_until(lambda: fence_of(qg, alice.identity_id) == {}, timeout=5, what="no fence for alice")
+
+
+def test_probes_that_only_got_401_fence_nothing(quorumgate):
+    """A controller that refuses the credential says nothing about
+    replication: the call is answered after the gate's timeout with that
+    controller pending, but it is not fenced for the identity.  The
+    control: a controller that answers (lagging) is fenced."""
+    qg = quorumgate({"gate": {"mode": "all", "timeout": "800ms",
+                              "probe": {"initial": "20ms", "max": "100ms"}}})
+    sim = qg.sim
+    leader = sim.control.leader()
+    refusing, lagging = [n for n in sim.node_ids if n != leader]
+    alice = client(qg, "alice")
+    mfa_id, secret = start_enrollment(alice)
+    settled(qg, sim, alice.identity_id, mfa_id, verified=False)
+    sim.control.inject("401", MFA_PATH, method="GET", node=refusing, count=10000)
+    sim.control.set_lag(lagging, 60000)
+    try:
+        r = alice.mfa_verify(totp_now(secret)).expect(200)
+        assert sorted(replication(r)["pending"]) == sorted([refusing, lagging]), r.header("quorumgate-replication")
+        wait_fenced(qg, alice.identity_id, [lagging])
+        time.sleep(0.3)
+        assert sorted(fence_of(qg, alice.identity_id)) == [lagging]
+    finally:
+        sim.control.clear_injections()
+        sim.control.set_lag(lagging, 0)
