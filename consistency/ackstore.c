@@ -182,6 +182,8 @@ static void ackstore_on_record(void *arg, enum redis_status st,
               rep->n_elements == 2;
     if (ok) {
         const struct redis_reply *h = &rep->elements[0];
+        /* h->n_elements is 0 unless h is an array; strings are "" unless
+         * strings (redis.h) */
         for (size_t i = 0; i + 1 < h->n_elements; i += 2) {
             const struct redis_reply *f = &h->elements[i];
             const struct redis_reply *v = &h->elements[i + 1];
@@ -301,6 +303,8 @@ static void ackstore_fence_one(struct ackstore_ctx *k,
         return;
     const struct redis_reply *id = &pair->elements[0];
     const struct redis_reply *h = &pair->elements[1];
+    if (id->type != REDIS_TYPE_STRING || id->len >= sizeof(idhex))
+        return;
     snprintf(idhex, sizeof(idhex), "%.*s", (int)id->len, id->str);
     for (size_t i = 0; i + 1 < h->n_elements; i += 2) {
         uint64_t exp = strtoull(h->elements[i + 1].str, NULL, 10);
@@ -347,4 +351,16 @@ struct redis_cmd *ackstore_fence_read_all(struct redis *r,
     const char *argv[] = {"EVAL", ackstore_fence_all_lua, "0", pat, plen};
     return redis_command_argv(r, ackstore_on_fence, ctx, (int)ARRAY_LEN(argv),
                               argv, NULL);
+}
+
+redis_cb ackstore_reply_reader(enum ackstore_reply which)
+{
+    switch (which) {
+    case ACKSTORE_REPLY_ACKS:
+        return ackstore_on_acks;
+    case ACKSTORE_REPLY_RECORD:
+        return ackstore_on_record;
+    default:
+        return ackstore_on_fence;
+    }
 }

@@ -279,10 +279,11 @@ static void redis_view_fill(struct redis_reply *v, const redisReply *rep,
     default: v->type = REDIS_TYPE_NIL; break;
     }
     v->integer = rep->integer;
+    v->str = ""; /* never NULL, whatever Redis sent where */
     if (rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_ERROR ||
         rep->type == REDIS_REPLY_STRING) {
-        v->str = rep->str;
-        v->len = rep->len;
+        v->str = rep->str ? rep->str : "";
+        v->len = rep->str ? rep->len : 0;
     }
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0) {
         struct redis_reply *kids = pool + *next;
@@ -318,6 +319,28 @@ static void redis_complete(struct redis *r, struct redis_cmd *cmd,
     if (cb && !r->freeing)
         cb(cmd->arg, st, st == REDIS_STATUS_OK ? &root : NULL);
     free(pool);
+}
+
+bool redis_reply_parse(const char *bytes, size_t len, redis_cb cb, void *arg)
+{
+    redisReader *rd = redisReaderCreate();
+    void *rep = NULL;
+    bool ok = false;
+    if (!rd)
+        return false;
+    if (redisReaderFeed(rd, bytes, len) == REDIS_OK &&
+        redisReaderGetReply(rd, &rep) == REDIS_OK && rep) {
+        struct redis_reply root;
+        size_t n = redis_view_count(rep), next = 0;
+        struct redis_reply *pool = n ? xcalloc(n, sizeof(*pool)) : NULL;
+        redis_view_fill(&root, rep, pool, &next);
+        cb(arg, REDIS_STATUS_OK, &root);
+        free(pool);
+        freeReplyObject(rep);
+        ok = true;
+    }
+    redisReaderFree(rd);
+    return ok;
 }
 
 /* ---- the connection going away ---------------------------------------- */
