@@ -169,6 +169,8 @@ struct config_routing {
                                         routing.classes the built-in OpenZiti
                                         table is filled in (lines 0) */
     uint64_t affinity_ttl_ms;        /* 30m, refreshed on use */
+    uint32_t affinity_learn_rate;    /* entries per second per client
+                                        address (burst 5x): 20 */
     uint64_t leader_wait_ms;         /* wait for a leader: 10s */
 };
 

@@ -28,6 +28,8 @@ void app_ext_free(struct app *a);
 
 struct atable *app_ext_affinity(struct app *a);
 struct fence *app_ext_fence(struct app *a);
+/* Redis said its maxmemory-policy is not noeviction (any thread). */
+bool app_ext_redis_evicts(struct app *a);
 /* Redis answered the last PING (any thread). */
 bool app_ext_redis_ok(struct app *a);
 /* A redis_command callback + argument that only counts the result in

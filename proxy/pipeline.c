@@ -25,6 +25,7 @@
 #include "routing/fence.h"
 #include "routing/identity.h"
 #include "routing/jwks.h"
+#include "routing/ratelimit.h"
 
 enum pipeline_step {
     STEP_IDENTITY = 0,
@@ -79,6 +80,19 @@ static void pipeline_warn_legacy(struct request *rq)
                "replication gate: an MFA call made with a legacy zt-session "
                "is not held: configure gate.management (or gate.source: "
                "events) to confirm it on the other controllers");
+}
+
+static void pipeline_warn_learn(struct request *rq)
+{
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    if (w->learn_warned_ms && now - w->learn_warned_ms < 10000)
+        return;
+    w->learn_warned_ms = now;
+    log_printf(w->app->log, CONFIG_LOG_WARN,
+               "client %s learns affinity faster than "
+               "routing.affinity_learn_rate: entries dropped",
+               rq->ex->client_addr);
 }
 
 /* ---- identity and fences -------------------------------------------- */
@@ -312,7 +326,10 @@ bool pipeline_learn(struct request *rq)
     int n = 0;
     char tok[1024];
     bool held = false;
-    if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0)
+    /* only what a controller minted: a 4xx answer may echo what the client
+     * sent (issue 17) */
+    if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0 ||
+        up->status < 200 || up->status > 399)
         return false;
     /* legacy: the session lives on the controller that issued it */
     if (pipeline_is_authenticate(rq) && up->status == 200) {
@@ -328,11 +345,8 @@ bool pipeline_learn(struct request *rq)
         rq->cls.call == CALL_OIDC_LOGIN) {
         /* OIDC: the auth request id and the code, from the controller's
          * own answers (login.go: auth-request-id; redirects) */
-        /* login.go echoes whatever id it is given: the header only says
-         * something when the login's owner was not known yet */
-        if (rq->home < 0 &&
-            upstream_resp_header(up, "auth-request-id", &v, &len))
-            learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrndup(v, len)};
+        /* not the auth-request-id header: login.go echoes whatever id it
+         * is given (loginHandler, genericHandler), so it was never minted */
         if (upstream_resp_header(up, "Location", &v, &len)) {
             char *loc = xstrndup(v, len);
             if (identity_location_param(loc, "authRequestID", tok,
@@ -345,7 +359,21 @@ bool pipeline_learn(struct request *rq)
             free(loc);
         }
     }
+    /* a bounded rate per client address: a loop of logins cannot fill
+     * Redis with entries */
+    const struct config_routing *rt = &rq->cfg->routing;
     for (int i = 0; i < n; i++) {
+        if (!ratelimit_take(worker_ext_learn_limit(rq->w),
+                            rq->ex->client_addr,
+                            strlen(rq->ex->client_addr),
+                            rt->affinity_learn_rate,
+                            5.0 * rt->affinity_learn_rate,
+                            loop_now_ms(rq->w->loop))) {
+            pipeline_warn_learn(rq);
+            explicit_bzero(learn[i].tok, strlen(learn[i].tok));
+            free(learn[i].tok);
+            continue;
+        }
         held |= pipeline_learn_one(rq, learn[i].kind, learn[i].tok,
                                    strlen(learn[i].tok), rq->node,
                                    i == n - 1);

@@ -58,6 +58,7 @@ struct worker {
     int n_spare_requests;
     atomic_int live;                  /* requests in progress */
     bool draining;
+    uint64_t learn_warned_ms;         /* last learn-rate warning */
     bool stopping;                    /* answering what is left, then stop */
     uint64_t stop_deadline_ms;        /* loop clock */
     struct loop_timer *stop_timer;    /* owned */

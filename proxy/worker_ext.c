@@ -12,11 +12,14 @@
 #include "proxy/app_ext.h"
 #include "proxy/worker.h"
 #include "routing/jwks.h"
+#include "routing/ratelimit.h"
 
 /* A worker fetches the controllers' keys at most this often (a token with
  * an unknown kid asks for a fetch), and gives a fetch this long. */
 #define WORKER_EXT_JWKS_INTERVAL_MS 10000
 #define WORKER_EXT_JWKS_TIMEOUT_MS 3000
+/* Client addresses tracked for the affinity learn rate (per worker). */
+#define WORKER_EXT_LEARN_SLOTS 4096
 
 /* Owned by the worker, on its loop. */
 struct worker_ext {
@@ -24,6 +27,7 @@ struct worker_ext {
     struct redis *sub;          /* owned: <prefix>acks */
     struct gate *gate;          /* owned */
     struct jwks_fetch *jwks;    /* owned: fetches the controllers' keys */
+    struct ratelimit learn;     /* owned: affinity learned per client */
     atomic_int waiting;         /* mirror of gate_waiting for other threads */
 };
 
@@ -60,6 +64,7 @@ void worker_ext_init(struct worker *w)
     snprintf(chan, sizeof(chan), "%sacks", w->cfg->redis.key_prefix);
     redis_subscribe(x->sub, chan, worker_ext_ack_message, w);
     x->gate = gate_new(w);
+    ratelimit_init(&x->learn, WORKER_EXT_LEARN_SLOTS);
     x->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
                              WORKER_EXT_JWKS_INTERVAL_MS,
                              WORKER_EXT_JWKS_TIMEOUT_MS);
@@ -84,6 +89,7 @@ void worker_ext_stop(struct worker *w)
     x->gate = NULL;
     jwks_fetch_free(x->jwks);
     x->jwks = NULL;
+    ratelimit_free(&x->learn);
 }
 
 void worker_ext_free(struct worker *w)
@@ -102,6 +108,11 @@ void worker_ext_redis_stats(struct worker *w, struct redis_stats *out)
 {
     redis_stats(w->ext->redis, &out[0]);
     redis_stats(w->ext->sub, &out[1]);
+}
+
+struct ratelimit *worker_ext_learn_limit(struct worker *w)
+{
+    return &w->ext->learn;
 }
 
 struct jwks_fetch *worker_ext_jwks(struct worker *w)

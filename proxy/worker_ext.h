@@ -24,6 +24,9 @@ void worker_ext_redis_stats(struct worker *w, struct redis_stats *out);
 struct gate *worker_ext_gate(struct worker *w);
 struct jwks_fetch;
 struct jwks_fetch *worker_ext_jwks(struct worker *w);
+/* Affinity entries learned per client address (routing.affinity_learn_rate). */
+struct ratelimit;
+struct ratelimit *worker_ext_learn_limit(struct worker *w);
 struct mgmt *worker_ext_mgmt(struct worker *w);
 /* Held answers (approximate, any thread), and the counter the gate keeps
  * up to date for that. */
