@@ -61,7 +61,10 @@ static const char ackstore_fence_lua[] =
     "redis.call('HSET',KEYS[1],ARGV[i],v) end "
     "i = i + 2 end "
     "if redis.call('EXISTS',KEYS[1]) == 1 then "
-    "redis.call('PEXPIRE',KEYS[1],ARGV[1]) end "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[1]) "
+    "redis.call('SADD',KEYS[2],ARGV[3]) "
+    "redis.call('PEXPIRE',KEYS[2],ARGV[1]) "
+    "else redis.call('SREM',KEYS[2],ARGV[3]) end "
     "redis.call('PUBLISH',ARGV[2],ARGV[3]) "
     "return 1";
 
@@ -230,11 +233,12 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
                                uint64_t mask, bool add, redis_cb cb,
                                void *arg)
 {
-    char key[160], chan[96], ttl[24], val[112];
-    const char *argv[6 + 2 * CONFIG_MAX_CONTROLLERS];
+    char key[160], index[96], chan[96], ttl[24], val[112];
+    const char *argv[7 + 2 * CONFIG_MAX_CONTROLLERS];
     int n = 0;
     const char *p = cfg->redis.key_prefix;
     snprintf(key, sizeof(key), "%sfence:%s", p, idhex);
+    snprintf(index, sizeof(index), "%sfence-index", p);
     snprintf(chan, sizeof(chan), "%sfences", p);
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)cfg->gate.fence_ttl_ms);
@@ -248,8 +252,9 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
                  cid);
     argv[n++] = "EVAL";
     argv[n++] = ackstore_fence_lua;
-    argv[n++] = "1";
+    argv[n++] = "2";
     argv[n++] = key;
+    argv[n++] = index;
     argv[n++] = ttl;
     argv[n++] = chan;
     argv[n++] = idhex;
@@ -282,16 +287,15 @@ void ackstore_fence_clear(struct redis *r, const struct config *cfg,
 static const char ackstore_fence_get_lua[] =
     "return {{ARGV[1], redis.call('HGETALL',KEYS[1])}}";
 
-/* ARGV: key pattern, prefix length. */
+/* KEYS: the fence index (a set of identity HMACs that have a fence).
+ * ARGV: the fence key prefix.  Reads as many fences as there are fenced
+ * identities, never the keyspace; members whose fence expired go. */
 static const char ackstore_fence_all_lua[] =
-    "local out = {} local cursor = '0' local n = 0 "
-    "repeat "
-    "local r = redis.call('SCAN',cursor,'MATCH',ARGV[1],'COUNT',1000) "
-    "cursor = r[1] "
-    "for _,k in ipairs(r[2]) do "
-    "out[#out+1] = {string.sub(k, tonumber(ARGV[2])+1), "
-    "redis.call('HGETALL',k)} n = n + 1 end "
-    "until cursor == '0' or n >= 100000 "
+    "local out = {} "
+    "for _,id in ipairs(redis.call('SMEMBERS',KEYS[1])) do "
+    "local h = redis.call('HGETALL',ARGV[1]..id) "
+    "if #h == 0 then redis.call('SREM',KEYS[1],id) "
+    "else out[#out+1] = {id, h} end end "
     "return out";
 
 static void ackstore_fence_one(struct ackstore_ctx *k,
@@ -344,11 +348,11 @@ struct redis_cmd *ackstore_fence_read_all(struct redis *r,
                                           const struct config *cfg,
                                           struct ackstore_ctx *ctx)
 {
-    char pat[128], plen[16];
-    snprintf(pat, sizeof(pat), "%sfence:*", cfg->redis.key_prefix);
-    snprintf(plen, sizeof(plen), "%zu",
-             strlen(cfg->redis.key_prefix) + strlen("fence:"));
-    const char *argv[] = {"EVAL", ackstore_fence_all_lua, "0", pat, plen};
+    char index[96], prefix[96];
+    snprintf(index, sizeof(index), "%sfence-index", cfg->redis.key_prefix);
+    snprintf(prefix, sizeof(prefix), "%sfence:", cfg->redis.key_prefix);
+    const char *argv[] = {"EVAL", ackstore_fence_all_lua, "1", index,
+                          prefix};
     return redis_command_argv(r, ackstore_on_fence, ctx, (int)ARRAY_LEN(argv),
                               argv, NULL);
 }

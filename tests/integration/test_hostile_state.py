@@ -101,3 +101,42 @@ def test_evicting_redis_is_reported_and_not_ready(quorumgate, redis_server):
     finally:
         r.close()
     assert json.loads(body)  # the reasons are JSON
+
+
+def test_fence_resync_reads_the_index_not_the_keyspace(quorumgate, redis_server):
+    """A second quorumgate starting against a Redis that holds a fence
+    reads it through the fence index: Redis runs no SCAN (the old resync
+    scanned the whole keyspace in one script, blocking Redis), and many
+    unrelated keys change nothing."""
+    from tests.integration.gate_support import client, settled, start_enrollment, totp_now, wait_fenced
+    qg = quorumgate({"gate": {"mode": "majority", "timeout": "1s",
+                              "probe": {"initial": "20ms", "max": "100ms"}}})
+    sim = qg.sim
+    lagging = [n for n in sim.node_ids if n != sim.control.leader()][0]
+    alice = client(qg)
+    mfa_id, secret = start_enrollment(alice)
+    settled(qg, sim, alice.identity_id, mfa_id, verified=False)
+    sim.control.set_lag(lagging, 60000)
+    try:
+        alice.mfa_verify(totp_now(secret)).expect(200)
+        wait_fenced(qg, alice.identity_id, [lagging])
+        r = redis_client(redis_server)
+        try:
+            for i in range(0, 20000, 1000):   # unrelated keys
+                r("MSET", *[x for k in range(i, i + 1000) for x in ("other:%d" % k, "v")])
+            r("CONFIG", "RESETSTAT")
+        finally:
+            r.close()
+        qg2 = quorumgate(name="qg2")
+        wait_until(lambda: qg2.metrics().value("quorumgate_fenced_identities") == 1, timeout=10,
+                   what="the second quorumgate to read the fence")
+        r = redis_client(redis_server)
+        try:
+            stats = r("INFO", "commandstats")
+        finally:
+            r.close()
+        stats = stats.decode() if isinstance(stats, bytes) else stats
+        assert "cmdstat_scan:" not in stats, stats
+        assert "cmdstat_smembers:" in stats, stats
+    finally:
+        sim.control.set_lag(lagging, 0)

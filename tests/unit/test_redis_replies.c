@@ -3,7 +3,8 @@
  * expiry is an array or nil, a gate record whose field names are integers,
  * an identity that is not a string, are skipped, never dereferenced; the
  * well-formed ones still read.  Through hiredis' own reader
- * (redis_reply_parse) and the store's readers (ackstore_reply_reader). */
+ * (redis_reply_parse) and the store's readers (ackstore_reply_reader);
+ * arrays announcing more elements than anyone sends are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "base/buf.h"
 #include "config_fixture.h"
 #include "consistency/ackstore.h"
 #include "io/redis.h"
@@ -105,10 +107,37 @@ static void test_odd_shapes(void **state)
     config_unref(cfg);
 }
 
+static void count_calls(void *arg, enum redis_status st,
+                        const struct redis_reply *rep)
+{
+    (void)st; (void)rep;
+    (*(int *)arg)++;
+}
+
+/* hiredis 0.14 allocates what an array announces (fuzz_redis: *300000000
+ * asked for 2.4 GB): more than 2^20 elements is refused as an error. */
+static void test_huge_array_refused(void **state)
+{
+    (void)state;
+    size_t n = (1u << 20) + 1;
+    struct buf b = {0};
+    buf_printf(&b, "*%zu\r\n", n);
+    for (size_t i = 0; i < n; i++)
+        buf_puts(&b, ":1\r\n");
+    int calls = 0;
+    assert_false(redis_reply_parse(b.data, b.len, count_calls, &calls));
+    assert_int_equal(calls, 0);
+    assert_false(redis_reply_parse("*300000000\r\n:1\r\n", 17, count_calls, &calls));
+    assert_true(redis_reply_parse("*2\r\n:1\r\n:2\r\n", 14, count_calls, &calls));
+    assert_int_equal(calls, 1);
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_odd_shapes),
+        cmocka_unit_test(test_huge_array_refused),
     };
     return cmocka_run_group_tests(tests, fixture_group_setup,
                                   fixture_group_teardown);
