@@ -52,6 +52,27 @@ struct config_listener {
     int line;              /* where it was declared, for messages */
 };
 
+enum config_pt_action { CONFIG_PT_CLOSE = 0, CONFIG_PT_KEEP };
+
+/* The passthrough listener: TCP spliced untouched to the raft leader, for
+ * identities that log in with a client certificate (see README, "Client
+ * certificates").  Absent (addr.text NULL) = none. */
+struct config_passthrough {
+    struct config_addr addr;         /* (restart); text NULL = disabled */
+    char ids[CONFIG_MAX_CONTROLLERS][CONFIG_ID_MAX]; /* controllers: as
+                                        listed (restart); none = all */
+    int n_ids;
+    uint32_t allowed;                /* bitmask of controller indexes it
+                                        may splice to (resolved from ids) */
+    uint32_t max_connections;        /* 4096 per process */
+    uint64_t connect_timeout_ms;     /* 2s */
+    uint64_t idle_timeout_ms;        /* 5m */
+    enum config_pt_action on_leader_change; /* leader_change.action */
+    uint64_t leader_change_grace_ms; /* 5s: bound of an in-flight exchange */
+    uint64_t leader_change_quiet_ms; /* 250ms: no exchange in flight */
+    int line;                        /* of the section, for messages */
+};
+
 struct config_cidr {
     int family;            /* AF_INET or AF_INET6 */
     uint8_t addr[16];
@@ -249,6 +270,7 @@ struct config {
 
     struct config_listener listeners[CONFIG_MAX_LISTENERS];
     int n_listeners;
+    struct config_passthrough passthrough;
     struct config_admin admin;
     struct config_controller controllers[CONFIG_MAX_CONTROLLERS];
     int n_controllers;

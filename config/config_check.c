@@ -104,8 +104,63 @@ static void config_check_lists(struct config_parse *p, struct config *cfg)
     }
 }
 
+/* passthrough: a section needs an address; its controllers must be
+ * configured ones (none listed = every one); its address is its own. */
+static void config_check_passthrough(struct config_parse *p,
+                                     struct config *cfg)
+{
+    struct config_passthrough *pt = &cfg->passthrough;
+    const struct yaml_doc_node *n = config_util_node(p, "passthrough");
+    pt->line = n ? n->line : 0;
+    pt->allowed = 0;
+    if (n && !yaml_doc_is_null(n) && !pt->addr.text &&
+        !config_util_node(p, "passthrough.address"))
+        config_parse_error(p, pt->line, "passthrough: address is required "
+                           "(remove the section for no passthrough "
+                           "listener)");
+    for (int i = 0; i < pt->n_ids; i++) {
+        int k = config_controller_index(cfg, pt->ids[i]);
+        if (k >= 0) {
+            pt->allowed |= 1u << k;
+            continue;
+        }
+        if (cfg->n_controllers == 0)
+            continue;
+        struct buf ids = {0};
+        for (int c = 0; c < cfg->n_controllers; c++)
+            buf_printf(&ids, "%s%s", c ? ", " : "", cfg->controllers[c].id);
+        char *at = xasprintf("passthrough.controllers[%d]", i);
+        config_parse_error(p, config_util_line(p, at), "%s: '%s' is not one "
+                           "of the controllers (%s)", at, pt->ids[i],
+                           ids.data);
+        free(at);
+        buf_free(&ids);
+    }
+    if (pt->n_ids == 0)
+        for (int c = 0; c < cfg->n_controllers; c++)
+            pt->allowed |= 1u << c;
+    if (!pt->addr.text || pt->addr.port == 0)
+        return;
+    const struct config_addr *others[CONFIG_MAX_LISTENERS + 1];
+    int n_others = 0;
+    for (int i = 0; i < cfg->n_listeners; i++)
+        others[n_others++] = &cfg->listeners[i].addr;
+    others[n_others++] = &cfg->admin.addr;
+    for (int i = 0; i < n_others; i++) {
+        if (others[i]->text && config_addr_same(others[i], &pt->addr)) {
+            config_parse_error(p, config_util_line(p, "passthrough.address"),
+                               "passthrough.address: '%s' is already used "
+                               "by %s", pt->addr.text,
+                               i == n_others - 1 ? "admin.address"
+                                                 : "a listener");
+            break;
+        }
+    }
+}
+
 static void config_check_values(struct config_parse *p, struct config *cfg)
 {
+    config_check_passthrough(p, cfg);
     config_check_pair(p, "upstream.tls", "cert", "key", true);
     config_check_pair(p, "admin.basic_auth", "username", "password_file",
                       true);

@@ -2,6 +2,7 @@
 #include "config/config_custom.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -320,5 +321,49 @@ bool config_custom_allow_same(const struct config_field *f, const void *a,
             memcmp(c->addr, d->addr, sizeof(c->addr)) != 0)
             return false;
     }
+    return true;
+}
+
+/* ---- passthrough.controllers ---- */
+
+void config_custom_pt_controllers(struct config_parse *p,
+                                  const struct config_field *f,
+                                  const struct yaml_doc_node *node,
+                                  const char *path, void *base)
+{
+    struct config_passthrough *pt = base;
+    pt->n_ids = 0;
+    if (!config_parse_is_list(p, node, path))
+        return; /* absent: every controller (checked in config_check) */
+    for (size_t i = 0; i < node->n_items; i++) {
+        char *ipath = xasprintf("%s[%zu]", path, i);
+        const char *text = config_parse_scalar(p, node->items[i], ipath,
+                                               "a controller id");
+        if (!text) {
+            /* reported */
+        } else if (pt->n_ids == CONFIG_MAX_CONTROLLERS) {
+            config_parse_error(p, node->items[i]->line, "%s: at most %d "
+                               "controllers", path, CONFIG_MAX_CONTROLLERS);
+            free(ipath);
+            break;
+        } else if (!*text || strlen(text) >= CONFIG_ID_MAX) {
+            config_parse_error(p, node->items[i]->line, "%s: '%s' is not a "
+                               "controller id", ipath, text);
+        } else {
+            snprintf(pt->ids[pt->n_ids++], CONFIG_ID_MAX, "%s", text);
+        }
+        free(ipath);
+    }
+}
+
+bool config_custom_pt_controllers_same(const struct config_field *f,
+                                       const void *a, const void *b)
+{
+    const struct config_passthrough *x = a, *y = b;
+    if (x->n_ids != y->n_ids)
+        return false;
+    for (int i = 0; i < x->n_ids; i++)
+        if (strcmp(x->ids[i], y->ids[i]) != 0)
+            return false;
     return true;
 }

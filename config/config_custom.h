@@ -22,6 +22,10 @@ config_same_fn config_custom_controllers_same;
 config_parse_fn config_custom_hmac_key;          /* secrets.hmac_key_file */
 config_release_fn config_custom_hmac_release;
 
+/* passthrough.controllers: base is struct config_passthrough */
+config_parse_fn config_custom_pt_controllers;
+config_same_fn config_custom_pt_controllers_same;
+
 /* admin.allow: base is struct config_admin */
 config_parse_fn config_custom_allow;
 config_same_fn config_custom_allow_same;

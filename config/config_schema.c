@@ -79,6 +79,43 @@ static const struct config_field config_schema_listener_fields[] = {
 const struct config_section config_schema_listener =
     CONFIG_SECTION(config_schema_listener_fields);
 
+/* ---- passthrough ---- */
+
+static const struct config_enum_name config_schema_pt_actions[] = {
+    {"close", CONFIG_PT_CLOSE}, {"keep", CONFIG_PT_KEEP}, {NULL, 0},
+};
+
+static const struct config_field config_schema_pt_change_fields[] = {
+    {.key = "action", .type = CONFIG_T_ENUM,
+     .offset = offsetof(struct config_passthrough, on_leader_change),
+     .def = "close", .names = config_schema_pt_actions},
+    DUR("grace", struct config_passthrough, leader_change_grace_ms, "5s", 0,
+        MS_1D),
+    DUR("quiet", struct config_passthrough, leader_change_quiet_ms, "250ms",
+        1, MS_1H),
+};
+static const struct config_section config_schema_pt_change =
+    CONFIG_SECTION(config_schema_pt_change_fields);
+
+static const struct config_field config_schema_passthrough_fields[] = {
+    {.key = "address", .type = CONFIG_T_ADDR,
+     .offset = offsetof(struct config_passthrough, addr),
+     .check = CONFIG_ADDR_PORT0, .restart = true},
+    {.key = "controllers", .type = CONFIG_T_CUSTOM,
+     .parse = config_custom_pt_controllers,
+     .same = config_custom_pt_controllers_same, .restart = true},
+    U32("max_connections", struct config_passthrough, max_connections,
+        "4096", 1, 1000000),
+    DUR("connect_timeout", struct config_passthrough, connect_timeout_ms,
+        "2s", 1, MS_1H),
+    DUR("idle_timeout", struct config_passthrough, idle_timeout_ms, "5m", 1,
+        MS_1D),
+    {.key = "leader_change", .type = CONFIG_T_SECTION, .offset = 0,
+     .section = &config_schema_pt_change},
+};
+static const struct config_section config_schema_passthrough =
+    CONFIG_SECTION(config_schema_passthrough_fields);
+
 /* ---- admin ---- */
 
 static const struct config_field config_schema_basic_auth_fields[] = {
@@ -393,6 +430,8 @@ static const struct config_field config_schema_top_fields[] = {
      .parse = config_custom_listeners,
      .release = config_custom_listeners_release,
      .same = config_custom_listeners_same, .restart = true},
+    SECTION("passthrough", struct config, passthrough,
+            config_schema_passthrough),
     {.key = "admin", .type = CONFIG_T_SECTION,
      .offset = offsetof(struct config, admin), .section = &config_schema_admin,
      .restart = true},

@@ -10,17 +10,13 @@
 #include "consistency/mgmt.h"
 #include "io/redis.h"
 #include "metrics/metrics.h"
-#include "proxy/app.h"
-#include "proxy/app_ext.h"
 #include "base/envelope.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "base/loop.h"
-#include "proxy/request.h"
 #include "io/upstream.h"
 #include "base/util.h"
-#include "proxy/worker.h"
-#include "proxy/worker_ext.h"
+#include "config/config.h"
 #include "routing/cluster.h"
 #include "routing/fence.h"
 
@@ -129,14 +125,14 @@ static void gate_unlink(struct gate_wait *gw)
  * reach; that goes when the last of them ran (gate_unref). */
 static void gate_wait_free(struct gate_wait *gw)
 {
-    struct worker *w = gw->g->w;
+    struct upstream *up = gw->g->env.up;
     if (gw->dead)
         return;
     gate_unlink(gw);
     for (int i = 0; i < gw->n; i++) {
         struct gate_probe *p = &gw->probes[i];
         if (p->req.priv)
-            upstream_cancel(w->up, &p->req);
+            upstream_cancel(up, &p->req);
         mgmt_cancel(gw->g->mgmt, p);
         upstream_req_free(&p->req);
         loop_timer_free(p->timer);
@@ -185,20 +181,20 @@ static bool gate_unref(struct gate_wait *gw)
  * follow-up is the count, and the count for those that have one. */
 void *gate_count(struct gate *g, enum metrics_redis_op op)
 {
-    return app_ext_count_ctx(gate_app(g), op);
+    return g->env.count_ctx[op];
 }
 
 static void gate_count_result(struct gate *g, enum metrics_redis_op op,
                               bool ok)
 {
-    metrics_inc(gate_app(g)->metrics, M_REDIS_OPERATIONS_TOTAL, op,
+    metrics_inc(g->env.metrics, M_REDIS_OPERATIONS_TOTAL, op,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
 }
 
 static void gate_read(struct gate_wait *gw)
 {
     gw->refs++;
-    ackstore_read_acks(worker_ext_redis(gw->g->w), gw->g->w->cfg, gw->cid,
+    ackstore_read_acks(gw->g->env.redis, gate_cfg(gw->g), gw->cid,
                        &gw->read_ctx);
 }
 
@@ -225,32 +221,32 @@ static bool gate_satisfied(const struct gate_wait *gw)
 static void gate_fence(struct gate_wait *gw, uint64_t mask)
 {
     struct gate *g = gw->g;
-    struct app *a = gate_app(g);
-    struct config *cfg = g->w->cfg;
+    const struct gate_env *env = &g->env;
+    struct config *cfg = gate_cfg(g);
     if (!mask)
         return;
-    uint64_t now_s = fence_now(app_ext_fence(a));
+    uint64_t now_s = fence_now(env->fence);
     uint64_t ttl_s = (cfg->gate.fence_ttl_ms + 999) / 1000;
-    uint64_t until = loop_now_ms(g->w->loop) + cfg->gate.fence_ttl_ms;
-    fence_add(app_ext_fence(a), &gw->fk, mask, now_s + ttl_s);
+    uint64_t until = loop_now_ms(g->env.loop) + cfg->gate.fence_ttl_ms;
+    fence_add(env->fence, &gw->fk, mask, now_s + ttl_s);
     gw->fenced |= mask;
     /* the fence lasts until they acknowledge: keep asking them as long */
     if (until > gw->end_ms)
         gw->end_ms = until;
-    ackstore_fence_add(worker_ext_redis(g->w), cfg, gw->idhex, gw->cid,
-                       gw->held_wall_ms, a->cluster, mask, app_ext_count_cb,
+    ackstore_fence_add(g->env.redis, cfg, gw->idhex, gw->cid,
+                       gw->held_wall_ms, env->cluster, mask, g->env.count_cb,
                        gate_count(g, M_REDIS_FENCE_WRITE));
-    metrics_set(a->metrics, M_FENCED_IDENTITIES,
-                atomic_load(&app_ext_fence(a)->identities));
+    metrics_set(env->metrics, M_FENCED_IDENTITIES,
+                atomic_load(&env->fence->identities));
 }
 
 static void gate_unfence_local(struct gate *g, const struct fence_key *fk,
                                uint64_t mask)
 {
-    struct app *a = gate_app(g);
-    fence_clear(app_ext_fence(a), fk, mask);
-    metrics_set(a->metrics, M_FENCED_IDENTITIES,
-                atomic_load(&app_ext_fence(a)->identities));
+    const struct gate_env *env = &g->env;
+    fence_clear(env->fence, fk, mask);
+    metrics_set(env->metrics, M_FENCED_IDENTITIES,
+                atomic_load(&env->fence->identities));
 }
 
 static void gate_on_unfenced(void *arg, enum redis_status st,
@@ -275,9 +271,9 @@ static void gate_on_unfenced(void *arg, enum redis_status st,
 static void gate_unfence(struct gate_wait *gw, uint64_t mask)
 {
     struct gate *g = gw->g;
-    struct app *a = gate_app(g);
-    struct fence *f = app_ext_fence(a);
-    struct redis *r = worker_ext_redis(g->w);
+    const struct gate_env *env = &g->env;
+    struct fence *f = env->fence;
+    struct redis *r = g->env.redis;
     uint64_t own = mask & gw->fenced;
     mask &= gw->fenced | fence_mask(f, &gw->fk, fence_now(f));
     if (!mask)
@@ -290,8 +286,8 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
     }
     gw->unfenced |= own;
     gw->refs++;
-    ackstore_fence_clear(r, g->w->cfg, gw->idhex, gw->cid, gw->held_wall_ms,
-                         a->cluster, mask, gate_on_unfenced, gw);
+    ackstore_fence_clear(r, gate_cfg(g), gw->idhex, gw->cid, gw->held_wall_ms,
+                         env->cluster, mask, gate_on_unfenced, gw);
 }
 
 /* ---- release ----------------------------------------------------------- */
@@ -301,9 +297,9 @@ static void gate_maybe_finish(struct gate_wait *gw);
 static void gate_release(struct gate_wait *gw, bool timed_out)
 {
     struct gate *g = gw->g;
-    struct app *a = gate_app(g);
-    struct config *cfg = g->w->cfg;
-    struct cluster *c = a->cluster;
+    const struct gate_env *env = &g->env;
+    struct config *cfg = gate_cfg(g);
+    struct cluster *c = env->cluster;
     uint64_t pending = gw->all & ~gw->acked;
     struct buf h = {0};
     if (gw->released)
@@ -316,9 +312,9 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
         gate_names(c, pending, &h);
     }
     if (timed_out)
-        metrics_inc(a->metrics, M_REPLICATION_TIMEOUTS_TOTAL,
+        metrics_inc(env->metrics, M_REPLICATION_TIMEOUTS_TOTAL,
                     (enum metrics_mfa_call)gw->call);
-    metrics_observe_ns(a->metrics, M_REPLICATION_WAIT_SECONDS,
+    metrics_observe_ns(env->metrics, M_REPLICATION_WAIT_SECONDS,
                        (enum metrics_mfa_call)gw->call,
                        util_mono_ns() - gw->start_ns);
     /* a controller that only refused the credential says nothing about
@@ -327,28 +323,24 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     gate_fence(gw, pending & ~(gw->denied & ~gw->answered));
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
         gate_probe_all(gw); /* the fenced ones: until they have it */
-    ackstore_record_outcome(worker_ext_redis(g->w), cfg, gw->cid,
+    ackstore_record_outcome(g->env.redis, cfg, gw->cid,
                             timed_out ? "timeout" : "released", h.data,
-                            app_ext_count_cb,
+                            g->env.count_cb,
                             gate_count(g, M_REDIS_GATE_WRITE));
-    struct request *rq = gw->rq;
-    gw->rq = NULL;
+    gate_release_cb done = gw->done;
+    void *done_arg = gw->done_arg;
+    gw->done = NULL;
+    if (gw->handle)
+        *gw->handle = NULL;
+    gw->handle = NULL;
     g->waiting--;
-    atomic_store(worker_ext_waiting_counter(g->w), g->waiting);
-    if (rq) {
-        rq->gate = NULL;
-        snprintf(rq->replication, sizeof(rq->replication), "%s", h.data);
-        if (timed_out && cfg->gate.fail_on_timeout) {
-            char msg[320];
-            snprintf(msg, sizeof(msg),
-                     "the change committed but was not acknowledged in time "
-                     "by every controller (%s)",
-                     h.data);
-            request_answer_error(rq, 504, "REPLICATION_TIMEOUT", msg);
-        } else {
-            request_answer_upstream(rq);
-        }
-    }
+    atomic_store(g->env.waiting, g->waiting);
+    if (done)
+        done(done_arg,
+             &(struct gate_release){
+                 .timed_out = timed_out,
+                 .fail = timed_out && cfg->gate.fail_on_timeout,
+                 .replication = h.data});
     buf_free(&h);
     gate_maybe_finish(gw);
 }
@@ -363,7 +355,7 @@ static void gate_maybe_finish(struct gate_wait *gw)
 {
     if (!gw->released)
         return;
-    uint64_t now = loop_now_ms(gw->g->w->loop);
+    uint64_t now = loop_now_ms(gw->g->env.loop);
     uint64_t watching = gw->all & ~gw->acked & gw->fenced;
     if (!watching || now >= gw->end_ms)
         gate_wait_free(gw);
@@ -380,19 +372,19 @@ void gate_check(struct gate_wait *gw)
     if (gate_satisfied(gw))
         gate_release(gw, false);
     else if (!gw->holding &&
-             loop_now_ms(gw->g->w->loop) >= gw->deadline_ms)
+             loop_now_ms(gw->g->env.loop) >= gw->deadline_ms)
         gate_release(gw, true); /* the deadline passed during the hold */
 }
 
 /* New acknowledgements learned (from a probe, Redis or a publish). */
 void gate_add_acks(struct gate_wait *gw, uint64_t mask)
 {
-    struct app *a = gate_app(gw->g);
+    const struct gate_env *env = &gw->g->env;
     uint64_t fresh = mask & ~gw->counted & gw->all;
     gw->acked |= mask & gw->all;
     for (int i = 0; i < gw->n; i++)
         if (fresh & (1ull << i))
-            metrics_inc(a->metrics, M_REPLICATION_ACKS_TOTAL, i);
+            metrics_inc(env->metrics, M_REPLICATION_ACKS_TOTAL, i);
     gw->counted |= fresh;
     if (fresh)
         gate_unfence(gw, fresh);
@@ -420,7 +412,7 @@ static void gate_on_members(void *arg, bool ok, uint64_t mask)
  * no longer waited for; it is fenced at once, like one down at the start. */
 static void gate_drop_unhealthy(struct gate_wait *gw)
 {
-    struct cluster *c = gate_app(gw->g)->cluster;
+    struct cluster *c = gw->g->env.cluster;
     uint64_t down = 0;
     for (int i = 0; i < gw->n; i++)
         if ((gw->required & ~gw->acked & (1ull << i)) && !cluster_up(c, i))
@@ -439,7 +431,7 @@ static void gate_drop_unhealthy(struct gate_wait *gw)
  * re-read of the fence racing with our own write cannot end the watch. */
 static void gate_forget_lifted(struct gate_wait *gw)
 {
-    struct fence *f = app_ext_fence(gate_app(gw->g));
+    struct fence *f = gw->g->env.fence;
     uint64_t gone = gw->fenced & ~gw->acked &
                     ~fence_mask(f, &gw->fk, fence_now(f));
     gw->fenced &= ~(gone & gw->lifted_once);
@@ -450,7 +442,7 @@ static void gate_forget_lifted(struct gate_wait *gw)
 static void gate_poll(void *arg)
 {
     struct gate_wait *gw = arg;
-    struct config *cfg = gw->g->w->cfg;
+    struct config *cfg = gate_cfg(gw->g);
     loop_timer_start(gw->poll, cfg->gate.poll_ms, 0);
     if (!gw->redis_lost)
         gate_read(gw);
@@ -463,12 +455,12 @@ static void gate_poll(void *arg)
 
 static void gate_redis_lost(struct gate_wait *gw, const char *what)
 {
-    struct app *a = gate_app(gw->g);
+    const struct gate_env *env = &gw->g->env;
     if (gw->redis_lost)
         return;
     gw->redis_lost = true;
-    metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-    log_printf(a->log, CONFIG_LOG_WARN,
+    metrics_inc(env->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
+    log_printf(env->log, CONFIG_LOG_WARN,
                "replication gate: Redis unavailable while %s; confirming "
                "the %s directly with the controllers",
                what, gate_call_name(gw->call));
@@ -505,20 +497,23 @@ static void gate_deadline(void *arg)
 
 /* ---- public ------------------------------------------------------------ */
 
-bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
-               const char *identity, const char *mfa_id, int answered_by,
-               uint64_t deadline_ms, bool legacy)
+bool gate_hold(struct gate *g, const struct gate_hold_args *h)
 {
-    struct worker *w = g->w;
-    struct app *a = gate_app(g);
-    struct config *cfg = w->cfg;
-    struct cluster *c = a->cluster;
-    uint64_t now = loop_now_ms(w->loop);
+    const struct gate_env *env = &g->env;
+    struct config *cfg = gate_cfg(g);
+    struct cluster *c = env->cluster;
+    uint64_t now = loop_now_ms(env->loop);
+    enum gate_call call = h->call;
+    const char *identity = h->identity, *mfa_id = h->mfa_id;
+    int answered_by = h->answered_by;
+    bool legacy = h->legacy;
     if (!identity || !*identity || !mfa_id || !*mfa_id)
         return false;
     struct gate_wait *gw = xcalloc(1, sizeof(*gw));
     gw->g = g;
-    gw->rq = rq;
+    gw->done = h->done;
+    gw->done_arg = h->arg;
+    gw->handle = h->handle;
     gw->call = call;
     gw->n = c->n;
     snprintf(gw->mfa_id, sizeof(gw->mfa_id), "%s", mfa_id);
@@ -530,7 +525,8 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     gw->start_ms = now;
     gw->start_ns = util_mono_ns();
     gw->held_wall_ms = util_wall_ms();
-    gw->deadline_ms = deadline_ms ? deadline_ms : now + cfg->gate.timeout_ms;
+    gw->deadline_ms = h->deadline_ms ? h->deadline_ms
+                                     : now + cfg->gate.timeout_ms;
     gw->end_ms = gw->deadline_ms;
     gw->all = (c->n >= 64) ? ~0ull : (1ull << c->n) - 1;
     uint64_t up = 0;
@@ -566,29 +562,28 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     }
     if (gw->match_all)
         gw->need = gate_popcount(gw->required);
-    const char *auth = rq ? request_header(rq, "Authorization") : NULL;
-    if (auth)
-        gw->auth = xasprintf("Authorization: %s", auth);
-    gw->state_path = request_mfa_state_path(rq);
+    if (h->authorization)
+        gw->auth = xasprintf("Authorization: %s", h->authorization);
+    gw->state_path = xstrdup(h->state_path ? h->state_path : "");
     for (int i = 0; i < c->n; i++) {
         gw->probes[i].gw = gw;
         gw->probes[i].node = i;
         gw->probes[i].delay_ms = cfg->gate.probe_initial_ms;
-        gw->probes[i].timer = loop_timer_new(w->loop, gate_probe_send,
+        gw->probes[i].timer = loop_timer_new(env->loop, gate_probe_send,
                                              &gw->probes[i]);
     }
-    gw->deadline = loop_timer_new(w->loop, gate_deadline, gw);
-    gw->poll = loop_timer_new(w->loop, gate_poll, gw);
+    gw->deadline = loop_timer_new(env->loop, gate_deadline, gw);
+    gw->poll = loop_timer_new(env->loop, gate_poll, gw);
     unsigned b = gate_bucket(gw->cid);
     gw->next = g->buckets[b];
     if (gw->next)
         gw->next->prev = gw;
     g->buckets[b] = gw;
     g->waiting++;
-    atomic_store(worker_ext_waiting_counter(w), g->waiting);
+    atomic_store(g->env.waiting, g->waiting);
     g->live++;
-    if (rq)
-        rq->gate = gw;
+    if (gw->handle)
+        *gw->handle = gw;
 
     /* the controller that answered has it */
     if (answered_by >= 0)
@@ -606,7 +601,7 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
                                          .arg = gw};
     gw->refs++;
     gw->holding = true;
-    ackstore_hold(worker_ext_redis(w), cfg, gw->cid, gw->idhex,
+    ackstore_hold(g->env.redis, cfg, gw->cid, gw->idhex,
                   gate_call_name(call), c, gw->required, gw->deadline_ms,
                   answered_by >= 0 ? c->nodes[answered_by].id : "",
                   &gw->held_ctx);
@@ -619,17 +614,18 @@ bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
     return true;
 }
 
-void gate_detach(struct request *rq)
+void gate_detach(struct gate_wait **handle)
 {
-    struct gate_wait *gw = rq->gate;
+    struct gate_wait *gw = *handle;
     if (!gw)
         return;
-    rq->gate = NULL;
-    gw->rq = NULL;
+    *handle = NULL;
+    gw->handle = NULL;
+    gw->done = NULL;
     if (!gw->released) {
         gw->released = true; /* nobody to answer; keep probing for fences */
         gw->g->waiting--;
-        atomic_store(worker_ext_waiting_counter(gw->g->w), gw->g->waiting);
+        atomic_store(gw->g->env.waiting, gw->g->waiting);
     }
     gate_maybe_finish(gw);
 }
@@ -668,11 +664,20 @@ int gate_waiting(const struct gate *g)
     return g->waiting;
 }
 
-struct gate *gate_new(struct worker *w)
+static const struct config *gate_mgmt_config(void *arg)
+{
+    return gate_cfg(arg);
+}
+
+struct gate *gate_new(const struct gate_env *env)
 {
     struct gate *g = xcalloc(1, sizeof(*g));
-    g->w = w;
-    g->mgmt = mgmt_new(w);
+    g->env = *env;
+    g->mgmt = mgmt_new(&(struct mgmt_env){.up = env->up,
+                                          .log = env->log,
+                                          .c = env->cluster,
+                                          .config = gate_mgmt_config,
+                                          .arg = g});
     return g;
 }
 
@@ -685,8 +690,8 @@ void gate_free(struct gate *g)
     for (int b = 0; b < GATE_BUCKETS; b++)
         while (g->buckets[b]) {
             struct gate_wait *gw = g->buckets[b];
-            if (gw->rq)
-                gw->rq->gate = NULL;
+            if (gw->handle)
+                *gw->handle = NULL;
             gw->refs = 0;
             gate_wait_free(gw);
         }

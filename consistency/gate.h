@@ -30,28 +30,58 @@
  * Memory, not threads: a held answer is a struct gate_wait on its worker's
  * loop; probes and timers run on that loop.
  *
- * Ownership: one struct gate per worker (worker_ext), owning its waits.  A
- * wait borrows its request until it answers it or the request goes away
- * (gate_detach); it may outlive the request to keep probing controllers
- * still pending (so their fences clear early), up to its deadline. */
+ * The gate knows nothing of requests or workers: what it needs of its
+ * worker comes in struct gate_env, and a held answer is given back through
+ * its owner's callback (struct gate_release); the owner decides the HTTP
+ * answer.
+ *
+ * Ownership: one struct gate per worker, owning its waits; what the env
+ * points at is borrowed and outlives the gate.  A wait reports to its owner
+ * until it released the answer or the owner went away (gate_detach); it
+ * may outlive the owner to keep probing controllers still pending (so
+ * their fences clear early), up to its deadline. */
 #ifndef QG_GATE_H
 #define QG_GATE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "base/crypto.h"
+#include "io/redis.h"
+#include "metrics/metrics.h"
 
-struct worker;
-struct request;
 struct gate;
 struct gate_wait;
 struct config;
+struct loop;
+struct upstream;
+struct cluster;
+struct log;
+struct fence;
 
 enum gate_call { GATE_CREATE = 0, GATE_VERIFY, GATE_DELETE };
 
-struct gate *gate_new(struct worker *w);
+/* What a worker lends its gate; all borrowed, used on the worker's loop. */
+struct gate_env {
+    struct loop *loop;
+    struct upstream *up;           /* probes, management logins */
+    struct redis *redis;           /* commands */
+    struct cluster *cluster;
+    struct metrics *metrics;
+    struct log *log;
+    struct fence *fence;           /* the process-wide fence table */
+    struct config *const *cfg;     /* the worker's current configuration */
+    atomic_int *waiting;           /* kept equal to gate_waiting(), for
+                                      other threads */
+    /* A Redis callback and its argument per operation, for commands whose
+     * only follow-up is redis_operations_total{op}. */
+    redis_cb count_cb;
+    void *count_ctx[M_REDIS_OP__COUNT];
+};
+
+struct gate *gate_new(const struct gate_env *env);
 /* Drops every wait without answering (shutdown; requests are aborted). */
 void gate_free(struct gate *g);
 
@@ -73,14 +103,39 @@ void gate_identity_hex(const struct config *cfg, const char *identity,
                        char out[CRYPTO_HMAC_HEX_LEN + 1]);
 const char *gate_call_name(enum gate_call call);
 
-/* Hold rq's successful answer (in rq->up) until the acknowledgements are
- * in.  deadline_ms 0 = now + gate.timeout.  Returns false when the answer
- * cannot be held (it is then sent at once). */
-bool gate_hold(struct gate *g, struct request *rq, enum gate_call call,
-               const char *identity, const char *mfa_id, int answered_by,
-               uint64_t deadline_ms, bool legacy);
-/* The request is going away before its answer was released. */
-void gate_detach(struct request *rq);
+/* How a held answer ends, given to its owner's callback. */
+struct gate_release {
+    bool timed_out;          /* not every required controller acknowledged */
+    bool fail;               /* timed out and gate.on_timeout is fail: the
+                                owner answers with an error */
+    const char *replication; /* "acked=a,b; pending=c" (valid during the
+                                callback) */
+};
+typedef void (*gate_release_cb)(void *arg, const struct gate_release *rel);
+
+struct gate_hold_args {
+    enum gate_call call;
+    const char *identity;
+    const char *mfa_id;
+    int answered_by;         /* the controller that answered, -1 none */
+    uint64_t deadline_ms;    /* loop clock; 0 = now + gate.timeout */
+    bool legacy;             /* confirm with gate.management */
+    const char *authorization; /* the client's Authorization value or NULL */
+    const char *state_path;  /* .../current-identity/mfa of the call */
+    gate_release_cb done;    /* called once, when the answer may go */
+    void *arg;
+    struct gate_wait **handle; /* the owner's: set while the wait reports
+                                  to it, NULL once it released or the gate
+                                  went away */
+};
+
+/* Hold an answer until the acknowledgements are in.  done may run before
+ * this returns (nothing to wait for).  Returns false when the answer cannot
+ * be held (the owner then sends it at once; done is never called). */
+bool gate_hold(struct gate *g, const struct gate_hold_args *h);
+/* The owner is going away before its answer was released: *handle's wait
+ * no longer reports (it may go on probing for its fences). */
+void gate_detach(struct gate_wait **handle);
 
 /* Ack condition, pure (tests): does this GET .../current-identity/mfa
  * answer show the change? */

@@ -11,7 +11,6 @@
 #include "metrics/metrics.h"
 #include "config/config.h"
 #include "io/upstream.h"
-#include "proxy/worker.h"
 #include "routing/fence.h"
 
 #define GATE_BUCKETS 256
@@ -32,7 +31,10 @@ struct gate_probe {
 /* Owned by the gate; borrows its request until released or detached. */
 struct gate_wait {
     struct gate *g;               /* borrowed */
-    struct request *rq;           /* borrowed, NULL once answered/detached */
+    gate_release_cb done;         /* the owner's, until released/detached */
+    void *done_arg;
+    struct gate_wait **handle;    /* the owner's, NULL once released or
+                                     detached */
     struct gate_wait *next, *prev;/* bucket list */
     char cid[CRYPTO_HMAC_HEX_LEN + 1];
     char idhex[CRYPTO_HMAC_HEX_LEN + 1];
@@ -73,7 +75,7 @@ struct gate_wait {
 
 /* One per worker. */
 struct gate {
-    struct worker *w;             /* borrowed */
+    struct gate_env env;          /* borrowed pointers */
     struct mgmt *mgmt;            /* owned: management sessions */
     struct gate_wait *buckets[GATE_BUCKETS];
     struct gate_wait *dead;       /* finished waits Redis still refers to */
@@ -81,9 +83,9 @@ struct gate {
     int live;                     /* waits, held or probing on */
 };
 
-static inline struct app *gate_app(const struct gate *g)
+static inline struct config *gate_cfg(const struct gate *g)
 {
-    return g->w->app;
+    return *g->env.cfg;
 }
 
 /* gate.c */

@@ -9,15 +9,11 @@
 
 #include "consistency/ackstore.h"
 #include "consistency/mgmt.h"
-#include "proxy/app.h"
-#include "proxy/app_ext.h"
 #include "config/config.h"
 #include "base/http.h"
 #include "base/loop.h"
 #include "io/upstream.h"
 #include "base/util.h"
-#include "proxy/worker.h"
-#include "proxy/worker_ext.h"
 #include "routing/cluster.h"
 
 static void gate_probe_again(struct gate_probe *p);
@@ -26,7 +22,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
 {
     struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
-    struct config *cfg = gw->g->w->cfg;
+    struct config *cfg = gate_cfg(gw->g);
     p->in_flight = false;
     if (r->result == UPSTREAM_OK) {
         if (r->status == 401 || r->status == 403)
@@ -48,9 +44,9 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
     }
     if (ack) {
         if (!gw->redis_lost)
-            ackstore_ack_cb(worker_ext_redis(gw->g->w), cfg, gw->cid,
-                            gate_app(gw->g)->cluster->nodes[p->node].id,
-                            app_ext_count_cb,
+            ackstore_ack_cb(gw->g->env.redis, cfg, gw->cid,
+                            gw->g->env.cluster->nodes[p->node].id,
+                            gw->g->env.count_cb,
                             gate_count(gw->g, M_REDIS_ACK_WRITE));
         gate_add_acks(gw, 1ull << p->node);
         gate_check(gw); /* may free gw */
@@ -63,8 +59,8 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
 static void gate_probe_again(struct gate_probe *p)
 {
     struct gate_wait *gw = p->gw;
-    struct config *cfg = gw->g->w->cfg;
-    uint64_t now = loop_now_ms(gw->g->w->loop);
+    struct config *cfg = gate_cfg(gw->g);
+    uint64_t now = loop_now_ms(gw->g->env.loop);
     if (now + p->delay_ms >= gw->end_ms)
         return; /* the deadline timer takes it from here */
     loop_timer_start(p->timer, p->delay_ms, 0);
@@ -77,9 +73,9 @@ static void gate_probe_again(struct gate_probe *p)
 static void gate_probe_start(struct gate_probe *p, const char *auth_line)
 {
     struct gate_wait *gw = p->gw;
-    struct worker *w = gw->g->w;
-    struct cluster *c = gate_app(gw->g)->cluster;
-    uint64_t now = loop_now_ms(w->loop);
+    const struct gate_env *env = &gw->g->env;
+    struct cluster *c = env->cluster;
+    uint64_t now = loop_now_ms(env->loop);
     p->hdr_lines[0] = "Accept: application/json";
     p->hdr_lines[1] = auth_line;
     p->req.method = HTTP_GET;
@@ -88,13 +84,13 @@ static void gate_probe_start(struct gate_probe *p, const char *auth_line)
     p->req.headers = p->hdr_lines;
     p->req.n_headers = 2;
     p->req.timeout_ms = gw->end_ms > now ? gw->end_ms - now : 1;
-    if (p->req.timeout_ms > w->cfg->gate.timeout_ms)
-        p->req.timeout_ms = w->cfg->gate.timeout_ms;
+    if (p->req.timeout_ms > gate_cfg(gw->g)->gate.timeout_ms)
+        p->req.timeout_ms = gate_cfg(gw->g)->gate.timeout_ms;
     p->req.max_response = 256 * 1024;
     p->req.done = gate_probe_done;
     p->req.arg = p;
     p->in_flight = true;
-    upstream_start(w->up, &p->req);
+    upstream_start(env->up, &p->req);
 }
 
 /* Legacy: a management session for p's controller arrived (or not). */
@@ -102,7 +98,7 @@ static void gate_probe_token(void *arg, const char *token)
 {
     struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
-    struct cluster *c = gate_app(gw->g)->cluster;
+    struct cluster *c = gw->g->env.cluster;
     p->in_flight = false;
     if (!token) {
         gate_probe_again(p);
@@ -122,9 +118,9 @@ void gate_probe_send(void *arg)
 {
     struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
-    struct worker *w = gw->g->w;
-    struct cluster *c = gate_app(gw->g)->cluster;
-    uint64_t now = loop_now_ms(w->loop);
+    const struct gate_env *env = &gw->g->env;
+    struct cluster *c = env->cluster;
+    uint64_t now = loop_now_ms(env->loop);
     if (p->in_flight || (gw->acked & (1ull << p->node)) ||
         now >= gw->end_ms)
         return;

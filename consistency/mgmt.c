@@ -5,13 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/app.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/log.h"
-#include "io/upstream.h"
 #include "base/util.h"
-#include "proxy/worker.h"
+#include "config/config.h"
+#include "io/upstream.h"
 #include "routing/cluster.h"
 
 struct mgmt_waiter {
@@ -32,7 +31,7 @@ struct mgmt_node {
 };
 
 struct mgmt {
-    struct worker *w;               /* borrowed */
+    struct mgmt_env env;            /* borrowed parts */
     struct mgmt_node nodes[CONFIG_MAX_CONTROLLERS];
     int n;
 };
@@ -42,10 +41,14 @@ static const char *const mgmt_headers[] = {
     "Accept: application/json",
 };
 
+bool mgmt_config_has_credential(const struct config *cfg)
+{
+    return cfg->gate.mgmt_username && cfg->gate.mgmt_password;
+}
+
 bool mgmt_configured(const struct mgmt *m)
 {
-    const struct config *cfg = m->w->cfg;
-    return cfg->gate.mgmt_username && cfg->gate.mgmt_password;
+    return mgmt_config_has_credential(m->env.config(m->env.arg));
 }
 
 static void mgmt_wipe(char *s)
@@ -87,10 +90,10 @@ static void mgmt_login_done(struct upstream_req *r, void *arg)
         json_free(j);
     }
     if (!mn->token)
-        log_printf(m->w->app->log, CONFIG_LOG_WARN,
+        log_printf(m->env.log, CONFIG_LOG_WARN,
                    "replication gate: management login to %s failed "
                    "(status %d, %s)",
-                   m->w->app->cluster->nodes[mn->node].id, r->status,
+                   m->env.c->nodes[mn->node].id, r->status,
                    upstream_result_name(r->result));
     buf_reset(&r->resp_body); /* the token must not linger in buffers */
     mgmt_notify(mn, mn->token);
@@ -99,8 +102,8 @@ static void mgmt_login_done(struct upstream_req *r, void *arg)
 void mgmt_token(struct mgmt *m, int node, mgmt_cb cb, void *arg)
 {
     struct mgmt_node *mn = &m->nodes[node];
-    const struct config *cfg = m->w->cfg;
-    if (!mgmt_configured(m)) {
+    const struct config *cfg = m->env.config(m->env.arg);
+    if (!mgmt_config_has_credential(cfg)) {
         cb(arg, NULL);
         return;
     }
@@ -124,7 +127,7 @@ void mgmt_token(struct mgmt *m, int node, mgmt_cb cb, void *arg)
                     strlen(cfg->gate.mgmt_password));
     buf_puts(&b, "\"}");
     mn->body = buf_steal(&b, NULL);
-    const struct cluster_node *cn = &m->w->app->cluster->nodes[node];
+    const struct cluster_node *cn = &m->env.c->nodes[node];
     if (!mn->url)
         mn->url = xasprintf("%s/edge/management/v1/authenticate?method="
                             "password",
@@ -141,7 +144,7 @@ void mgmt_token(struct mgmt *m, int node, mgmt_cb cb, void *arg)
     mn->req.done = mgmt_login_done;
     mn->req.arg = mn;
     mn->in_flight = true;
-    upstream_start(m->w->up, &mn->req);
+    upstream_start(m->env.up, &mn->req);
 }
 
 void mgmt_invalidate(struct mgmt *m, int node, const char *token)
@@ -169,11 +172,11 @@ void mgmt_cancel(struct mgmt *m, void *arg)
     }
 }
 
-struct mgmt *mgmt_new(struct worker *w)
+struct mgmt *mgmt_new(const struct mgmt_env *env)
 {
     struct mgmt *m = xcalloc(1, sizeof(*m));
-    m->w = w;
-    m->n = w->app->cluster->n;
+    m->env = *env;
+    m->n = env->c->n;
     for (int i = 0; i < m->n; i++) {
         m->nodes[i].m = m;
         m->nodes[i].node = i;
@@ -188,7 +191,7 @@ void mgmt_free(struct mgmt *m)
     for (int i = 0; i < m->n; i++) {
         struct mgmt_node *mn = &m->nodes[i];
         if (mn->req.priv)
-            upstream_cancel(m->w->up, &mn->req);
+            upstream_cancel(m->env.up, &mn->req);
         upstream_req_free(&mn->req);
         while (mn->waiters) {
             struct mgmt_waiter *w = mn->waiters;

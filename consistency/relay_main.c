@@ -11,6 +11,7 @@
 #include "consistency/relay.h"
 #include "metrics/metrics.h"
 #include "base/buf.h"
+#include "base/sdnotify.h"
 #include "config/config.h"
 #include "io/listener.h"
 #include "base/log.h"
@@ -73,6 +74,7 @@ static void relay_main_stop(void *arg)
 {
     struct relay_proc *p = arg;
     log_printf(p->lg, CONFIG_LOG_INFO, "relay: stopping");
+    sdnotify_send("STOPPING=1");
     loop_stop(p->loop);
 }
 
@@ -142,6 +144,7 @@ int relay_main(const char *config_path)
     struct relay_proc p = {0};
     int rc = 1;
     if (relay_main_start(&p, config_path) == 0) {
+        sdnotify_send("READY=1\nSTATUS=following the event files");
         loop_run(p.loop);
         rc = 0;
     }

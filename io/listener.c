@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -91,6 +92,7 @@ struct listener_exchange_alloc {
 
 static void listener_run(struct listener *l);
 static void listener_exchange_free(struct listener_exchange_alloc *a);
+static bool listener_peer_has_cert(struct MHD_Connection *c);
 static void listener_client_addr(struct listener_exchange *ex,
                                  struct MHD_Connection *c);
 
@@ -477,6 +479,7 @@ static void *listener_uri_log(void *cls, const char *uri,
     ex->method = HTTP_OTHER; /* until the headers are in */
     ex->version = "";
     listener_client_addr(ex, c);
+    ex->client_cert = l->tls && listener_peer_has_cert(c);
     if (conn) {
         conn->ex = ex;
         /* a later request on a kept-alive connection: its own deadline
@@ -485,6 +488,21 @@ static void *listener_uri_log(void *cls, const char *uri,
             listener_arm(conn, l->limits.header_timeout_ms);
     }
     return ex;
+}
+
+/* Did the client present a certificate in the TLS handshake?  Only asked
+ * for when the listener has tls.client_ca.  libmicrohttpd 0.9.75 hands out
+ * its GnuTLS session (the certificate query it had is gone), so this one
+ * GnuTLS call belongs to this wrapper of libmicrohttpd. */
+static bool listener_peer_has_cert(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    unsigned int n = 0;
+    if (!ci || !ci->tls_session)
+        return false;
+    return gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session,
+                                        &n) != NULL && n > 0;
 }
 
 static void listener_client_addr(struct listener_exchange *ex,

@@ -45,7 +45,8 @@ struct listener_exchange {
     char client_addr[64];                /* "127.0.0.1" / "::1" */
     uint16_t client_port;
     bool tls;                            /* arrived on an HTTPS listener */
-    const char *client_cert_pem;         /* client certificate, if requested */
+    bool client_cert;                    /* the client presented a TLS
+                                            certificate (tls.client_ca) */
     uint64_t start_ns;                   /* monotonic, request line seen */
     char request_id[80];                 /* passed through or generated */
     int listener_index;                  /* which configured listener */

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "consistency/mgmt.h"
 #include "metrics/admin.h"
 #include "proxy/status.h"
 #include "metrics/metrics.h"
@@ -15,6 +16,7 @@
 #include "io/listener.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/sdnotify.h"
 #include "io/upstream.h"
 #include "base/util.h"
 #include "proxy/worker.h"
@@ -90,6 +92,46 @@ static void app_probe_done(void *arg, int node, int status)
     metrics_inc(a->metrics, M_HEALTH_PROBES_TOTAL, node, r);
 }
 
+static void app_token(void *arg, int node,
+                      void (*cb)(void *cbarg, const char *token), void *cbarg)
+{
+    struct app *a = arg;
+    mgmt_token(a->mgmt, node, cb, cbarg);
+}
+
+static void app_token_refused(void *arg, int node, const char *token)
+{
+    struct app *a = arg;
+    mgmt_invalidate(a->mgmt, node, token);
+}
+
+static bool app_has_credential(void *arg)
+{
+    struct app *a = arg;
+    return mgmt_configured(a->mgmt);
+}
+
+/* A controller answers 404 for the health path and there is no credential
+ * to watch it by list-members: at start, refuse to run (the operator must
+ * choose a fix); later (a controller restarted with another ctrl.yaml) it
+ * stays down with the reason in the log and /status. */
+static void app_unwatchable(void *arg, int node, const char *why)
+{
+    struct app *a = arg;
+    (void)node;
+    if (atomic_load(&a->cluster->settled) || a->exit_code)
+        return;
+    fprintf(stderr, "quorumgate: %s\n", why);
+    a->exit_code = 1;
+    loop_stop(a->loop);
+}
+
+static const struct config *app_current_config(void *arg)
+{
+    struct app *a = arg;
+    return atomic_load(&a->cfg);
+}
+
 void app_report_failure(struct app *a, int node, bool connect_failed)
 {
     health_report(a->health, node, connect_failed);
@@ -131,6 +173,7 @@ static void app_on_term(void *arg)
         return;
     struct config *cfg = app_config(a);
     a->draining = true;
+    sdnotify_send("STOPPING=1\nSTATUS=draining");
     a->drain_deadline_ms = loop_now_ms(a->loop) + cfg->timeouts.drain_ms;
     config_unref(cfg);
     log_printf(a->log, CONFIG_LOG_INFO,
@@ -141,9 +184,15 @@ static void app_on_term(void *arg)
     loop_timer_start(a->drain_timer, 0, 0);
 }
 
+/* The service manager (Type=notify) sees the reload begin and end. */
 static void app_on_hup(void *arg)
 {
-    app_reload(arg);
+    sdnotify_reloading();
+    if (app_reload(arg) == 0)
+        sdnotify_send("READY=1\nSTATUS=configuration reloaded");
+    else
+        sdnotify_send("READY=1\nSTATUS=reload refused, running "
+                      "configuration kept (see the error log)");
 }
 
 static void app_on_usr1(void *arg)
@@ -248,6 +297,35 @@ static void app_log_listening(struct app *a, const char *kind,
     log_write(a->log, CONFIG_LOG_INFO, "listening", fields);
 }
 
+/* The passthrough listener, once per worker like the client listeners;
+ * pt_fds[w] stays -1 without one. */
+static int app_bind_passthrough(struct app *a, const struct config *cfg,
+                                int *pt_fds)
+{
+    const struct config_passthrough *cp = &cfg->passthrough;
+    uint16_t port = cp->addr.port;
+    for (int w = 0; w < a->n_workers; w++)
+        pt_fds[w] = -1;
+    if (!cp->addr.text)
+        return 0;
+    for (int w = 0; w < a->n_workers; w++) {
+        char *err = NULL;
+        int fd = listener_bind(cp->addr.host, port, 1024, &err);
+        if (fd < 0) {
+            fprintf(stderr, "%s:%d: passthrough: %s\n", cfg->path, cp->line,
+                    err);
+            free(err);
+            return -1;
+        }
+        if (port == 0)
+            port = listener_bound_port(fd);
+        pt_fds[w] = fd;
+    }
+    a->passthrough_port = port;
+    app_log_listening(a, "passthrough", &cp->addr, port, false);
+    return 0;
+}
+
 /* Binds every client listener once per worker (SO_REUSEPORT), the first
  * bind choosing the port when the configuration says 0.  fds is
  * [worker][listener]. */
@@ -280,7 +358,7 @@ int app_init(struct app *a, const char *config_path)
     struct config_errors errs = {0};
     struct config *cfg;
     char *err = NULL;
-    int *fds = NULL;
+    int *fds = NULL, *pt_fds = NULL;
     int rc = -1;
     memset(a, 0, sizeof(*a));
     a->config_path = xstrdup(config_path);
@@ -315,13 +393,24 @@ int app_init(struct app *a, const char *config_path)
     struct upstream_settings us;
     worker_upstream_settings(cfg, &us);
     a->up = upstream_new(a->loop, &us);
-    struct health_events ev = {app_cluster_changed, app_probe_done, a};
+    struct mgmt_env menv = {.up = a->up, .log = a->log, .c = a->cluster,
+                            .config = app_current_config, .arg = a};
+    a->mgmt = mgmt_new(&menv);
+    struct health_events ev = {.on_change = app_cluster_changed,
+                               .on_probe = app_probe_done,
+                               .token = app_token,
+                               .token_refused = app_token_refused,
+                               .has_credential = app_has_credential,
+                               .on_unwatchable = app_unwatchable,
+                               .arg = a};
     a->health = health_new(a->loop, a->up, a->cluster, a->log, cfg, &ev);
 
     a->n_workers = (int)cfg->workers;
     a->workers = xcalloc((size_t)a->n_workers, sizeof(*a->workers));
     fds = xmalloc((size_t)a->n_workers * CONFIG_MAX_LISTENERS * sizeof(int));
-    if (app_bind_all(a, cfg, fds) != 0)
+    pt_fds = xmalloc((size_t)a->n_workers * sizeof(int));
+    if (app_bind_all(a, cfg, fds) != 0 ||
+        app_bind_passthrough(a, cfg, pt_fds) != 0)
         goto out;
     app_fix_public_url(a, cfg);
 
@@ -340,15 +429,15 @@ int app_init(struct app *a, const char *config_path)
     }
     app_log_listening(a, "admin", &cfg->admin.addr, aport, false);
 
+    app_ext_init(a); /* the tables the workers' gates borrow */
     for (int w = 0; w < a->n_workers; w++) {
         a->workers[w] = worker_new(a, w, &fds[w * CONFIG_MAX_LISTENERS],
-                                   cfg->n_listeners, &err);
+                                   cfg->n_listeners, pt_fds[w], &err);
         if (!a->workers[w]) {
             fprintf(stderr, "%s: %s\n", cfg->path, err);
             goto out;
         }
     }
-    app_ext_init(a);
     a->sig[0] = loop_signal_new(a->loop, SIGTERM, app_on_term, a);
     a->sig[1] = loop_signal_new(a->loop, SIGINT, app_on_term, a);
     a->sig[2] = loop_signal_new(a->loop, SIGHUP, app_on_hup, a);
@@ -358,6 +447,7 @@ int app_init(struct app *a, const char *config_path)
 out:
     free(err);
     free(fds);
+    free(pt_fds);
     return rc;
 }
 
@@ -372,6 +462,7 @@ int app_run(struct app *a)
     log_printf(a->log, CONFIG_LOG_INFO,
                "quorumgate %s started: %d worker(s), %d controller(s)",
                QG_VERSION, a->n_workers, a->cluster->n);
+    sdnotify_send("READY=1\nSTATUS=serving");
     loop_run(a->loop);
     for (int i = 0; i < a->n_workers; i++)
         worker_stop(a->workers[i]);
@@ -385,6 +476,7 @@ void app_free(struct app *a)
     free(a->workers);
     admin_free(a->admin);
     app_ext_free(a);
+    mgmt_free(a->mgmt); /* first: it drops the health probes' callbacks */
     health_free(a->health);
     upstream_free(a->up);
     for (size_t i = 0; i < ARRAY_LEN(a->sig); i++)

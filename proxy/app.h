@@ -21,6 +21,7 @@ struct loop_timer;
 struct upstream;
 struct cluster;
 struct health;
+struct mgmt;
 struct worker;
 struct listener;
 struct metrics;
@@ -42,6 +43,9 @@ struct app {
     struct loop *loop;                 /* owned: control loop (main thread) */
     struct upstream *up;               /* owned: probes from the control loop */
     struct health *health;             /* owned */
+    struct mgmt *mgmt;                 /* owned: the control loop's
+                                          management sessions (leader
+                                          discovery by list-members) */
     struct admin *admin;               /* owned */
     struct worker **workers;           /* owned array */
     int n_workers;
@@ -55,6 +59,7 @@ struct app {
     uint64_t reloads_ok, reloads_failed;
     struct app_ext *ext;               /* owned: Redis, gate, affinity */
     uint16_t public_port;              /* port the first client listener got */
+    uint16_t passthrough_port;         /* port the passthrough listener got */
 };
 
 /* Loads the configuration and builds everything; 0 or -1 (reported). */

@@ -8,19 +8,38 @@
 #include "consistency/relay_main.h"
 #include "proxy/app.h"
 #include "config/config.h"
+#include "proxy/check.h"
 
+/* --help: the commands, signals and exit statuses of proxy/cli.def, which
+ * the man page quorumgate(8) is generated from as well. */
 static void main_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: quorumgate -c FILE          run in the foreground\n"
-            "       quorumgate -t -c FILE       check a configuration and exit\n"
-            "       quorumgate relay -c FILE    follow controllers' event files\n"
-            "                                   and write acknowledgements to Redis\n"
-            "       quorumgate --version\n"
-            "       quorumgate --help\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the\n"
-            "configuration, SIGUSR1 reopens the log files.\n");
+    static const struct {
+        const char *args, *brief;
+    } cmds[] = {
+#define CLI_COMMAND(args, brief, details) {args, brief},
+#include "proxy/cli.def"
+    }, sigs[] = {
+#define CLI_SIGNAL(names, brief, details) {names, brief},
+#include "proxy/cli.def"
+    };
+    static const struct {
+        int status;
+        const char *brief;
+    } exits[] = {
+#define CLI_EXIT(status, brief) {status, brief},
+#include "proxy/cli.def"
+    };
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        fprintf(f, "%s quorumgate %-14s %s\n", i ? "      " : "usage:",
+                cmds[i].args, cmds[i].brief);
+    fputs("\nSignals:\n", f);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        fprintf(f, "  %-16s %s\n", sigs[i].args, sigs[i].brief);
+    fputs("\nExit status:\n", f);
+    for (size_t i = 0; i < sizeof(exits) / sizeof(exits[0]); i++)
+        fprintf(f, "  %d  %s\n", exits[i].status, exits[i].brief);
+    fputs("\nSee quorumgate(8) for the configuration keys.\n", f);
 }
 
 static int main_check(const char *path)
@@ -40,8 +59,14 @@ static int main_check(const char *path)
         config_errors_free(&errs);
         return 1;
     }
-    printf("%s: configuration is valid\n", path);
+    /* what only the controllers can say: is each one watchable */
+    int problems = check_health_binding(cfg, stderr);
     config_unref(cfg);
+    if (problems) {
+        fprintf(stderr, "%s: %d problem(s) found\n", path, problems);
+        return 1;
+    }
+    printf("%s: configuration is valid\n", path);
     return 0;
 }
 
@@ -75,14 +100,14 @@ int main(int argc, char **argv)
         main_usage(stderr);
         return 2;
     }
-    if (test)
-        return main_check(path);
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "quorumgate: cannot initialise libcurl\n");
         return 1;
     }
-    if (relay) {
+    if (test) {
+        rc = main_check(path);
+    } else if (relay) {
         rc = relay_main(path);
     } else {
         struct app app;

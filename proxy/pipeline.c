@@ -485,6 +485,49 @@ static bool pipeline_legacy_id(struct request *rq)
     return true;
 }
 
+/* The gate released a held answer: what goes out is decided here. */
+static void pipeline_gate_released(void *arg, const struct gate_release *rel)
+{
+    struct request *rq = arg;
+    snprintf(rq->replication, sizeof(rq->replication), "%s",
+             rel->replication);
+    if (rel->fail) {
+        char msg[320];
+        snprintf(msg, sizeof(msg),
+                 "the change committed but was not acknowledged in time "
+                 "by every controller (%s)",
+                 rel->replication);
+        request_answer_error(rq, 504, "REPLICATION_TIMEOUT", msg);
+    } else {
+        request_answer_upstream(rq);
+    }
+}
+
+/* Hold rq's successful answer (in rq->up) for the gate; false when it
+ * cannot be held (it is then sent at once). */
+static bool pipeline_hold(struct request *rq, enum gate_call call,
+                          int answered_by, uint64_t deadline_ms)
+{
+    char *path = request_mfa_state_path(rq);
+    bool held = gate_hold(
+        worker_ext_gate(rq->w),
+        &(struct gate_hold_args){
+            .call = call,
+            .identity = rq->identity,
+            .mfa_id = rq->pipe.mfa_id,
+            .answered_by = answered_by,
+            .deadline_ms = deadline_ms,
+            .legacy = rq->pipe.legacy,
+            .authorization = request_header(rq, "Authorization"),
+            .state_path = path,
+            .done = pipeline_gate_released,
+            .arg = rq,
+            .handle = &rq->gate,
+        });
+    free(path);
+    return held;
+}
+
 /* A repeated verify: the record of the first one decides the answer. */
 static void pipeline_record(void *arg, bool ok,
                             const struct ackstore_record *rec)
@@ -522,9 +565,8 @@ static void pipeline_record(void *arg, bool ok,
                             : 0;
         rq->stage = STAGE_GATE;
         /* rq->node, the leader, just showed it verified: it has it */
-        if (gate_hold(worker_ext_gate(rq->w), rq, GATE_VERIFY, rq->identity,
-                      rq->pipe.mfa_id, rq->node,
-                      loop_now_ms(rq->w->loop) + left, rq->pipe.legacy))
+        if (pipeline_hold(rq, GATE_VERIFY, rq->node,
+                          loop_now_ms(rq->w->loop) + left))
             return;
     }
     if (strcmp(rec->status, "timeout") == 0 && rq->cfg->gate.fail_on_timeout) {
@@ -667,8 +709,7 @@ bool pipeline_gate(struct request *rq)
         json_free(j);
     }
     rq->stage = STAGE_GATE;
-    return gate_hold(worker_ext_gate(rq->w), rq, (enum gate_call)ps->gcall,
-                     rq->identity, ps->mfa_id, rq->node, 0, ps->legacy);
+    return pipeline_hold(rq, (enum gate_call)ps->gcall, rq->node, 0);
 }
 
 void pipeline_cancel(struct request *rq)
@@ -678,5 +719,5 @@ void pipeline_cancel(struct request *rq)
         rq->pipe.cmd = NULL;
     }
     jwks_cancel(worker_ext_jwks(rq->w), rq);
-    gate_detach(rq);
+    gate_detach(&rq->gate);
 }

@@ -3,6 +3,7 @@
  *     -> (retry: backoff -> request_route) | (reconcile) | request_success
  *     -> (gate) -> request_answer_* -> listener -> request_on_complete. */
 #include "proxy/request.h"
+#include "proxy/request_reconcile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "metrics/metrics.h"
 #include "proxy/accesslog.h"
 #include "proxy/app.h"
+#include "proxy/certfront.h"
 #include "base/envelope.h"
 #include "io/listener.h"
 #include "base/loop.h"
@@ -461,8 +463,8 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     }
 
     if (f->kind == FAILURE_NONE) {
-        if (rq->had_ambiguous && reconcile_after_answer(rq)) {
-            reconcile_start(rq);
+        if (rq->had_ambiguous && request_reconcile_after_answer(rq)) {
+            request_reconcile_start(rq);
             return;
         }
         request_success(rq);
@@ -473,7 +475,7 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
         .p = rq->policy,
         .f = f,
         .method = rq->ex->method,
-        .reconciler = reconcile_available(rq),
+        .reconciler = request_reconcile_available(rq),
         .attempts = (uint32_t)rq->n_attempts,
         .now_ms = loop_now_ms(w->loop),
         .deadline_ms = rq->deadline_ms,
@@ -483,7 +485,7 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     switch (d.action) {
     case POLICY_RECONCILE:
         rq->had_ambiguous = true;
-        reconcile_start(rq);
+        request_reconcile_start(rq);
         return;
     case POLICY_RETRY:
         request_retry(rq, d.delay_ms);
@@ -510,6 +512,14 @@ static void request_wait_timeout(void *arg)
         cb(rq);
     else
         request_route(rq);
+}
+
+/* A write of the model (refused by a read-only cluster). */
+static bool request_is_write(const struct request *rq)
+{
+    enum http_method m = rq->ex->method;
+    return (rq->cls.cls == ROUTE_WRITE || rq->cls.cls == ROUTE_MFA) &&
+           m != HTTP_GET && m != HTTP_HEAD && m != HTTP_OPTIONS;
 }
 
 static void request_route(struct request *rq)
@@ -539,6 +549,16 @@ static void request_route(struct request *rq)
         request_unwait(rq);
         request_timer_stop(rq);
         rq->timer_cb = NULL;
+        if (request_is_write(rq) && cluster_read_only(a->cluster, out.node)) {
+            /* every write fails there (500 from the controller): say why
+             * once instead of retrying it around the cluster */
+            request_answer_error(rq, 503, "CLUSTER_READ_ONLY",
+                                 "the cluster is read-only: its members "
+                                 "run different versions (rolling "
+                                 "upgrade); writes fail until they all run "
+                                 "the same one");
+            return;
+        }
         request_attempt(rq, out.node);
         return;
     case ROUTE_WAIT_LEADER: {
@@ -746,6 +766,8 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     };
     headers_for_upstream(&rq->up_headers, ex->headers, ex->n_headers, &hc);
     rewrite_request(rq->cls.call, &rq->up_headers);
+    if (certfront_refuse(rq))
+        return;
     if (pipeline_before_route(rq))
         return; /* affinity/gate preparation continues asynchronously */
     request_route(rq);

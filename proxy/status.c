@@ -53,6 +53,12 @@ void status_render(struct app *a, struct buf *b)
                    atomic_load(&nd->last_status),
                    (unsigned long long)atomic_load(&nd->last_probe_wall_ms));
         buf_json_escape(b, nd->last_error, strlen(nd->last_error));
+        buf_printf(b, "\",\"method\":\"%s\",\"read_only\":%s,"
+                      "\"version\":\"",
+                   cluster_method_name(
+                       (enum cluster_method)atomic_load(&nd->method)),
+                   cluster_read_only(c, i) ? "true" : "false");
+        buf_json_escape(b, nd->version, strlen(nd->version));
         buf_puts(b, "\"}");
     }
     buf_printf(b, "],\"requests_in_flight\":%d,\"client_connections\":%d,"

@@ -10,6 +10,7 @@
 #include "base/crypto.h"
 #include "io/listener.h"
 #include "base/loop.h"
+#include "proxy/passthrough.h"
 #include "proxy/request.h"
 #include "io/upstream.h"
 #include "base/util.h"
@@ -71,6 +72,8 @@ static void worker_apply_config(struct worker *w, struct config *cfg)
     config_unref(w->cfg);
     w->cfg = cfg; /* the reference handed over by worker_set_config */
     worker_ext_config(w);
+    if (w->pt)
+        passthrough_config(w->pt);
 }
 
 static void worker_finish(struct worker *w)
@@ -80,6 +83,9 @@ static void worker_finish(struct worker *w)
         w->listeners[i] = NULL;
     }
     w->n_listeners = 0;
+    passthrough_free(w->pt); /* closes what is left: logged and counted */
+    w->pt = NULL;
+    log_batch_flush(&w->access);
     worker_ext_stop(w);
     loop_stop(w->loop);
 }
@@ -117,11 +123,15 @@ static void worker_wake(void *arg)
         w->draining = true;
         for (int i = 0; i < w->n_listeners; i++)
             listener_quiesce(w->listeners[i]);
+        if (w->pt)
+            passthrough_drain(w->pt, w->cfg->timeouts.drain_ms);
     }
     uint64_t gen = atomic_load(&w->cluster_gen);
     if (gen != w->seen_gen) {
         w->seen_gen = gen;
         request_cluster_changed(w);
+        if (w->pt)
+            passthrough_cluster_changed(w->pt);
     }
     if (atomic_load(&w->stop))
         worker_shutdown(w);
@@ -134,7 +144,7 @@ static void worker_flush(void *arg)
 }
 
 struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
-                          char **err)
+                          int pt_fd, char **err)
 {
     struct worker *w = xcalloc(1, sizeof(*w));
     struct config *cfg = app_config(app);
@@ -185,6 +195,13 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
             return NULL;
         }
         w->n_listeners++;
+    }
+    if (pt_fd >= 0) {
+        w->pt = passthrough_new(w, pt_fd, err);
+        if (!w->pt) {
+            worker_free(w);
+            return NULL;
+        }
     }
     return w;
 }
@@ -249,7 +266,7 @@ void worker_kick(struct worker *w)
 
 int worker_in_flight(const struct worker *w)
 {
-    return atomic_load(&w->live);
+    return atomic_load(&w->live) + atomic_load(&w->pt_open);
 }
 
 void worker_free(struct worker *w)
@@ -258,6 +275,7 @@ void worker_free(struct worker *w)
         return;
     for (int i = 0; i < w->n_listeners; i++)
         listener_free(w->listeners[i]);
+    passthrough_free(w->pt);
     worker_ext_free(w);
     request_free_spares(w);
     upstream_free(w->up);

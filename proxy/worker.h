@@ -29,6 +29,7 @@ struct upstream;
 struct listener;
 struct request;
 struct worker_ext;
+struct passthrough;
 
 struct worker {
     struct app *app;                  /* borrowed */
@@ -66,12 +67,15 @@ struct worker {
     uint64_t redis_warned_ms;         /* rate limit of a warning */
     uint64_t legacy_warned_ms;        /* likewise */
     struct worker_ext *ext;           /* owned: routing/gate state */
+    struct passthrough *pt;           /* owned; NULL without passthrough */
+    atomic_int pt_open;               /* passthrough connections open */
 };
 
 /* Creates the worker (not started).  fds[i] is the bound socket for
- * configured listener i (taken over). */
+ * configured listener i, pt_fd the passthrough listener's (-1: none); all
+ * taken over. */
 struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
-                          char **err);
+                          int pt_fd, char **err);
 int worker_start(struct worker *w);
 /* Stop accepting; in-flight requests go on (thread-safe). */
 void worker_drain(struct worker *w);
@@ -82,7 +86,8 @@ void worker_free(struct worker *w);
 void worker_set_config(struct worker *w, struct config *cfg);
 /* The cluster view changed: re-check waiting requests (thread-safe). */
 void worker_kick(struct worker *w);
-/* Requests still in progress on this worker (approximate, any thread). */
+/* Requests still in progress on this worker, passthrough connections
+ * included (approximate, any thread). */
 int worker_in_flight(const struct worker *w);
 
 uint64_t worker_rand(struct worker *w);

@@ -63,7 +63,21 @@ void worker_ext_init(struct worker *w)
                                                .state_arg = w});
     snprintf(chan, sizeof(chan), "%sacks", w->cfg->redis.key_prefix);
     redis_subscribe(x->sub, chan, worker_ext_ack_message, w);
-    x->gate = gate_new(w);
+    struct gate_env env = {
+        .loop = w->loop,
+        .up = w->up,
+        .redis = x->redis,
+        .cluster = w->app->cluster,
+        .metrics = w->app->metrics,
+        .log = w->app->log,
+        .fence = app_ext_fence(w->app),
+        .cfg = &w->cfg,
+        .waiting = &x->waiting,
+        .count_cb = app_ext_count_cb,
+    };
+    for (int op = 0; op < M_REDIS_OP__COUNT; op++)
+        env.count_ctx[op] = app_ext_count_ctx(w->app, op);
+    x->gate = gate_new(&env);
     ratelimit_init(&x->learn, WORKER_EXT_LEARN_SLOTS);
     x->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
                              WORKER_EXT_JWKS_INTERVAL_MS,

@@ -30,17 +30,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct request;
+struct buf;
 
-/* The request is an MFA write that can be reconciled. */
-bool reconcile_available(const struct request *rq);
-/* After an earlier ambiguous attempt, this answer needs a state read. */
-bool reconcile_after_answer(const struct request *rq);
-/* Start the state read (the request is in STAGE_RECONCILE until done). */
-void reconcile_start(struct request *rq);
+/* The decisions and the parsers, pure.  proxy/request_reconcile.c drives
+ * a request through them. */
+
+/* The MFA writes that can be reconciled. */
+enum reconcile_call { RECONCILE_CREATE = 0, RECONCILE_VERIFY,
+                      RECONCILE_DELETE };
 
 enum reconcile_state { RECONCILE_ABSENT = 0, RECONCILE_UNVERIFIED,
                        RECONCILE_VERIFIED, RECONCILE_UNREADABLE };
+
+/* After an earlier ambiguous attempt, an answer with this status is what a
+ * resend meets when the first attempt was applied (409 for a create, 404
+ * for a verify or delete): it needs a state read. */
+bool reconcile_needs_read(enum reconcile_call c, int status);
+
+enum reconcile_verdict {
+    RECONCILE_APPLIED = 0,   /* answer as the call would have */
+    RECONCILE_NOT_APPLIED,   /* the change is not there: send it again */
+    RECONCILE_PREEXISTING,   /* create: the enrollment is older than the
+                                request: the create's own 409 MFA_EXISTS */
+    RECONCILE_BEHIND,        /* the state disagrees with an answer decided
+                                in the raft apply: read it again */
+};
+
+/* What a readable state (st != RECONCILE_UNREADABLE) says about the call.
+ * answered: the status of the answer that sent us reading, 0 when the
+ * attempt got none; created_ms: the enrollment's createdAt (0 unknown);
+ * since_ms: the request's start minus the tolerated clock skew. */
+enum reconcile_verdict reconcile_judge(enum reconcile_call c, int answered,
+                                       enum reconcile_state st,
+                                       uint64_t created_ms,
+                                       uint64_t since_ms);
+
+/* The answer the applied call would have given (the controller's
+ * envelope, controller/response/responder.go): its body into out (reset
+ * first) and its status returned.  id: the enrollment's, for a create. */
+int reconcile_applied_body(enum reconcile_call c, const char *id,
+                           struct buf *out);
 
 /* Parse a GET .../current-identity/mfa answer (pure, for tests).  id and
  * created_ms are filled when present (created_ms 0 if unparsable). */

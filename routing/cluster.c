@@ -7,6 +7,24 @@
 
 #include "base/util.h"
 
+void cluster_controller_urls(const struct config *cfg, int i,
+                             char **base_url, char **connect_to)
+{
+    const struct config_controller *cc = &cfg->controllers[i];
+    const char *name = cfg->upstream.server_name;
+    bool v6 = strchr(cc->host, ':') != NULL;
+    *connect_to = NULL;
+    if (name && strcmp(name, cc->host) != 0) {
+        *base_url = xasprintf("%s://%s:%u", cc->scheme, name, cc->port);
+        *connect_to = xasprintf("%s:%u:%s%s%s:%u", name, cc->port,
+                                v6 ? "[" : "", cc->host, v6 ? "]" : "",
+                                cc->port);
+    } else {
+        *base_url = xasprintf("%s://%s%s%s:%u", cc->scheme, v6 ? "[" : "",
+                              cc->host, v6 ? "]" : "", cc->port);
+    }
+}
+
 struct cluster *cluster_new(const struct config *cfg)
 {
     struct cluster *c = xcalloc(1, sizeof(*c));
@@ -15,20 +33,9 @@ struct cluster *cluster_new(const struct config *cfg)
     for (int i = 0; i < c->n; i++) {
         const struct config_controller *cc = &cfg->controllers[i];
         struct cluster_node *nd = &c->nodes[i];
-        const char *name = cfg->upstream.server_name;
-        bool v6 = strchr(cc->host, ':') != NULL;
         nd->index = i;
         snprintf(nd->id, sizeof(nd->id), "%s", cc->id);
-        if (name && strcmp(name, cc->host) != 0) {
-            nd->base_url = xasprintf("%s://%s:%u", cc->scheme, name, cc->port);
-            nd->connect_to = xasprintf("%s:%u:%s%s%s:%u", name, cc->port,
-                                       v6 ? "[" : "", cc->host, v6 ? "]" : "",
-                                       cc->port);
-        } else {
-            nd->base_url = xasprintf("%s://%s%s%s:%u", cc->scheme,
-                                     v6 ? "[" : "", cc->host, v6 ? "]" : "",
-                                     cc->port);
-        }
+        cluster_controller_urls(cfg, i, &nd->base_url, &nd->connect_to);
     }
     /* Until its first probe answers, a controller counts as up: requests
      * that arrive in the first milliseconds are balanced (and retried
@@ -166,4 +173,9 @@ bool cluster_passive_failure(struct cluster *c, int i, const char *why,
     if (changed)
         atomic_fetch_add(&c->generation, 1);
     return changed;
+}
+
+const char *cluster_method_name(enum cluster_method m)
+{
+    return m == CLUSTER_BY_LIST_MEMBERS ? "list-members" : "health-checks";
 }

@@ -14,6 +14,12 @@
 
 #include "config/config.h"
 
+/* How a controller's role is learned (see health.h). */
+enum cluster_method {
+    CLUSTER_BY_HEALTH_CHECK = 0, /* GET health.path: 200 leader, 429 follower */
+    CLUSTER_BY_LIST_MEMBERS,     /* GET /fabric/v1/cluster/list-members */
+};
+
 struct cluster_node {
     /* constant after cluster_new */
     int index;
@@ -27,8 +33,12 @@ struct cluster_node {
     atomic_uint_fast64_t last_probe_wall_ms;
     atomic_int last_status;  /* HTTP status of the last probe, 0 = none */
     atomic_uint_fast64_t leader_since_ms; /* mono ms it last became leader */
+    atomic_int method;       /* enum cluster_method: how it is watched */
+    atomic_int read_only;    /* 1 when it reports a read-only mesh (mixed
+                                versions: every write fails) */
 
     /* control thread only */
+    char version[32];        /* as list-members reports it ("" = unknown) */
     bool probed_once;
     uint32_t ok_streak, fail_streak;
     char last_error[96];
@@ -46,6 +56,11 @@ struct cluster {
 };
 
 struct cluster *cluster_new(const struct config *cfg);
+/* Controller i's URL base (scheme://name:port, upstream.server_name as the
+ * name when set) and, with a server name, the curl connect-to line that
+ * reaches its own address (else NULL).  Both malloc'ed. */
+void cluster_controller_urls(const struct config *cfg, int i,
+                             char **base_url, char **connect_to);
 void cluster_free(struct cluster *c);
 
 static inline int cluster_leader(const struct cluster *c)
@@ -73,5 +88,13 @@ bool cluster_passive_failure(struct cluster *c, int i, const char *why,
 
 /* Number of nodes currently up. */
 int cluster_count_up(const struct cluster *c);
+
+static inline bool cluster_read_only(const struct cluster *c, int i)
+{
+    return atomic_load_explicit(&c->nodes[i].read_only,
+                                memory_order_relaxed) != 0;
+}
+
+const char *cluster_method_name(enum cluster_method m);
 
 #endif

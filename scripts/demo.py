@@ -18,7 +18,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.ctrlsim.client import ZitiClient, totp_now  # noqa: E402
+from tests.ctrlsim.client import ApiFailure, ZitiClient, totp_now  # noqa: E402
 from tests.ctrlsim.control import SimProcess  # noqa: E402
 from tests.support.procs import Quorumgate, RedisServer, make_certs  # noqa: E402
 
@@ -34,6 +34,7 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="quorumgate-demo-")
     redis = sim = qg = None
+    failures = []
     try:
         certs = make_certs(os.path.join(work, "certs"))
         redis = RedisServer(os.path.join(work, "redis")).start()
@@ -87,16 +88,31 @@ def main():
         say("3. POST /current-identity/mfa/verify -> %d after %.0f ms (held for the lagging follower)"
             % (r.status, held))
         say("   Quorumgate-Replication: %s" % r.header("Quorumgate-Replication"))
+        if held < 0.9 * args.lag_ms:
+            failures.append("the verify answer came after %.0f ms, before the %d ms lag: not held" % (held, args.lag_ms))
         say("   at that moment every controller holds:")
+        unverified = []
         for node in state["nodes"]:
             mfas = list(node["mfas"].values())
-            say("     %-6s %-9s %s" % (node["id"], node["role"],
-                                     "verified" if mfas and mfas[0]["isVerified"] else "NOT verified"))
+            ok = bool(mfas and mfas[0]["isVerified"])
+            if not ok:
+                unverified.append(node["id"])
+            say("     %-6s %-9s %s" % (node["id"], node["role"], "verified" if ok else "NOT verified"))
+        if unverified:
+            failures.append("verify answered while %s did not have it" % ", ".join(unverified))
 
         c2 = ZitiClient(qg.url, ca_file=certs["ca"])
+        try:
+            c2.oidc_login("alice", "alice-pw")
+            failures.append("a login without TOTP succeeded after the verify")
+            totp_asked = "NO"
+        except ApiFailure as e:
+            totp_asked = "yes" if "TOTP required" in str(e) else "NO (%s)" % e
         c2.oidc_login("alice", "alice-pw", totp_secret=secret)
-        say("4. a new OIDC login now needs TOTP: %s"
-            % ("yes (amr=%s)" % ",".join(c2.claims().get("amr", []))))
+        amr = c2.claims().get("amr", [])
+        if "totp" not in amr:
+            failures.append("the login with TOTP carries amr=%s" % amr)
+        say("4. a new OIDC login now needs TOTP: %s (with the code: amr=%s)" % (totp_asked, ",".join(amr)))
         say()
 
         m = qg.metrics()
@@ -113,6 +129,11 @@ def main():
                                  m.value(name, **labels)))
         say()
         say("access log: %s" % os.path.join(work, "access.log"))
+        if failures:
+            for f in failures:
+                say("DEMO FAILED: " + f)
+            return 1
+        say("demo: every step behaved as promised")
         return 0
     finally:
         for p in (qg, sim, redis):

@@ -32,7 +32,8 @@ for p in "${extra[@]}"; do
 done
 
 build_pkgs=(build-essential cmake ninja-build pkg-config
-            libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libhiredis-dev
+            libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
+            libhiredis-dev
             libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
 test_pkgs=(redis-server prometheus openssl curl ca-certificates procps
            clang libclang-rt-14-dev
@@ -67,8 +68,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get update -qq
-  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Debian's prometheus package starts nothing without systemd, but on a

@@ -24,6 +24,8 @@ run_suite() {
 PYTEST_ARGS=("$@")
 echo "== release build, unit and integration tests"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== the README's commands as written (scripts/demo.sh, the build, quorumgate -t/--version/--help, relay)"
+QUORUMGATE_BIN="$PWD/build/quorumgate" python3 -m pytest -q -p no:cacheprovider tests/readme
 if [ "$asan" = 1 ]; then
   echo "== ASan+UBSan build, unit and integration tests"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

@@ -151,3 +151,8 @@ def quorumgate(tmp_path, redis_server, sim_factory, certs):
             problems.append("%s: %s" % (qg.name, p))
     if problems:
         pytest.fail("quorumgate problems:\n" + "\n\n".join(problems), pytrace=False)
+
+
+# tests/readme runs the README's commands (the demo, a whole build): scripts/test.sh
+# runs it once after the release build instead of in every pass.
+collect_ignore = ["readme"]

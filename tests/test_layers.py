@@ -16,22 +16,6 @@ LAYERS = ["base", "config", "io", "metrics", "retry", "routing", "consistency", 
 # (including file, included header) pairs still pointing upward.
 KNOWN = {
     ("base/log.h", "config/config.h"),
-    ("retry/reconcile.c", "proxy/app.h"),
-    ("retry/reconcile.c", "proxy/request.h"),
-    ("retry/reconcile.c", "proxy/worker.h"),
-    ("retry/reconcile.c", "routing/cluster.h"),
-    ("consistency/gate.c", "proxy/app.h"),
-    ("consistency/gate.c", "proxy/app_ext.h"),
-    ("consistency/gate.c", "proxy/request.h"),
-    ("consistency/gate.c", "proxy/worker.h"),
-    ("consistency/gate.c", "proxy/worker_ext.h"),
-    ("consistency/gate_impl.h", "proxy/worker.h"),
-    ("consistency/gate_probe.c", "proxy/app.h"),
-    ("consistency/gate_probe.c", "proxy/app_ext.h"),
-    ("consistency/gate_probe.c", "proxy/worker.h"),
-    ("consistency/gate_probe.c", "proxy/worker_ext.h"),
-    ("consistency/mgmt.c", "proxy/app.h"),
-    ("consistency/mgmt.c", "proxy/worker.h"),
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

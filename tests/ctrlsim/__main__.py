@@ -64,6 +64,8 @@ def main(argv=None):
     ap.add_argument("--events-dir", help="write NODE-events.json entity-change files here")
     ap.add_argument("--new-address", help="send ziti-ctrl-address with this value ({port}, {id} expand)")
     ap.add_argument("--totp-issuer", default="openziti.io", help="edge.totp.hostname")
+    ap.add_argument("--no-health-checks", action="store_true",
+                    help="no health-checks binding (the default ctrl.yaml): /health-checks/* answer 404")
     ap.add_argument("--access-token-ttl", type=int, default=1800, help="seconds")
     a = ap.parse_args(argv)
     raise_fd_limit()
@@ -84,7 +86,8 @@ def main(argv=None):
                     idle_timeout=a.idle_timeout_ms / 1000.0,
                     forward_errors=a.forward_errors, events_dir=a.events_dir,
                     advertise_host=a.advertise_host, new_address=a.new_address,
-                    totp_issuer=a.totp_issuer, access_token_ttl=a.access_token_ttl)
+                    totp_issuer=a.totp_issuer, access_token_ttl=a.access_token_ttl,
+                    health_checks=not a.no_health_checks)
     for spec in a.identity:
         bits = spec.split(":")
         if len(bits) < 2:

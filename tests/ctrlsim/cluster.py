@@ -344,7 +344,8 @@ class Cluster:
                  forward_timeout=5.0, apply_wait_timeout=5.0, apply_timeout=5.0,
                  forward_errors="v1.5.4", events_dir=None, scheme="http",
                  advertise_host="127.0.0.1", new_address=None, totp_issuer="openziti.io",
-                 access_token_ttl=1800, refresh_token_ttl=86400, idle_timeout=5.0):
+                 access_token_ttl=1800, refresh_token_ttl=86400, idle_timeout=5.0,
+                 health_checks=True):
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.nodes = [Node(self, i + 1) for i in range(n_nodes)]
@@ -368,6 +369,10 @@ class Cluster:
         self.access_token_ttl = access_token_ttl
         self.refresh_token_ttl = refresh_token_ttl
         self.idle_timeout = idle_timeout
+        # the health-checks API is bound (the default ctrl.yaml of `ziti
+        # create config controller` binds none: every path under it is 404)
+        self.health_checks = health_checks
+        self.read_only = set()   # node ids whose mesh is read-only (mixed versions)
         self.canon = Fsm()       # the committed state, used for raft responses
         self.injections = []
         self.inj_seq = 0
@@ -555,6 +560,10 @@ class Cluster:
         cmd = dict(cmd)
         cmd.setdefault("ts", now_iso())
         with self.cond:
+            if node.id in self.read_only:
+                # raft/raft.go Dispatch (v1.5.4): a plain error, 500 UNHANDLED
+                raise err_unhandled("unable to execute command. In a readonly state: "
+                                    "different versions detected in cluster")
             if node.role == "leader":
                 idx = self._leader_apply(node, cmd)
                 self._wait_applied(node, idx)
@@ -767,7 +776,9 @@ class Cluster:
                 "idleTimeoutMs": int(self.idle_timeout * 1000),
                 "forwardErrors": self.forward_errors,
                 "newAddress": self.new_address,
-                "accessTokenTtl": self.access_token_ttl}
+                "accessTokenTtl": self.access_token_ttl,
+                "healthChecks": self.health_checks,
+                "readOnly": sorted(self.read_only)}
 
     def set_config(self, cfg):
         with self.cond:
@@ -785,6 +796,12 @@ class Cluster:
                     self.new_address = v
                 elif k == "accessTokenTtl":
                     self.access_token_ttl = int(v)
+                elif k == "healthChecks":
+                    self.health_checks = bool(v)
+                elif k == "readOnly":
+                    if not isinstance(v, list) or any(i not in self.by_id for i in v):
+                        raise ValueError("readOnly must be a list of node ids")
+                    self.read_only = set(v)
                 else:
                     raise KeyError(k)
             self.cond.notify_all()

@@ -207,7 +207,17 @@ class Api:
     def handle(self, req):
         path = req.path
         if path.startswith("/health-checks"):
+            if not self.c.health_checks:
+                return Resp(404, "404 page not found\n", ctype="text/plain; charset=utf-8")
             return self.health(req)
+        if path.startswith("/fabric/v1/"):
+            try:
+                r = self.fabric(req, path[len("/fabric/v1"):])
+            except ApiError as e:
+                r = edge_error(e, req.request_id)
+            r.headers.append(("ziti-instance-id", req.node.instance_id))
+            r.headers.append(("server", "ziti-controller/" + ZITI_VERSION))
+            return r
         if path.startswith("/oidc/") or path == "/oidc" or path == "/.well-known/openid-configuration":
             try:
                 return self.oidc(req)
@@ -249,6 +259,34 @@ class Api:
             out["raft"] = {"isRaftEnabled": True, "isLeader": is_leader}
         # json.Encoder with SetIndent("", "    "); map keys sorted
         return Resp(status, json.dumps(out, indent=4, sort_keys=True) + "\n")
+
+    # ---- fabric API (controller/webapis/fabric-api-wrapper.go) -------------
+    def fabric(self, req, sub):
+        # fabricWrapper.WrapRequest: every operation needs admin
+        p = self.need(req, allow_partial=False)
+        if not p.is_admin:
+            raise cl.err_unauthorized()
+        if sub == "/cluster/list-members" and req.method == "GET":
+            return edge_ok(self.list_members(req.node))
+        raise cl.err_not_found()
+
+    def list_members(self, node):
+        """api_impl/cluster_router.go listMembers + raft/member.go
+        ListMembers (v1.5.4): this member's raft configuration, `leader`
+        from its own view (LeaderWithID), `version`/`connected` from its mesh
+        peers, `readOnly` its own mesh state (the same on every row)."""
+        with self.c.lock:
+            leader = node.id if node.role == "leader" else node.known_leader
+            read_only = node.id in self.c.read_only
+            out = []
+            for o in self.c.nodes:
+                connected = o is node or self.c.reachable(node, o)
+                out.append({"address": "tls:%s:%d" % (self.c.advertise_host, o.port),
+                            "connected": connected, "id": o.id, "leader": o.id == leader,
+                            "readOnly": read_only,
+                            "version": ZITI_VERSION if connected else "<not connected>",
+                            "voter": True})
+        return out
 
     # ---- edge client / management APIs -------------------------------------
     def edge(self, req, api, sub):

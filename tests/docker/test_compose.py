@@ -36,7 +36,7 @@ def test_compose_config_with_the_plugin(tmp_path):
 def test_compose_parses_and_references_only_existing_files():
     c = compose()
     assert set(c["services"]) == {"ziti-volumes", *CONTROLLERS, "quorumgate-init", "redis",
-                                  "quorumgate", "prometheus"}, set(c["services"])
+                                  "quorumgate", "prometheus", "grafana"}, set(c["services"])
     declared = set(c.get("volumes") or {})
     used = set()
     for name, svc in c["services"].items():

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -214,11 +215,31 @@ class Metrics(dict):
         return total if found else None
 
 
+def resolve_binary(path):
+    """The absolute path of an executable given as an absolute path, a path
+    relative to the current directory, or a bare name on PATH.  Processes are
+    started from their own work directory, so a relative path must be made
+    absolute before that; a missing binary is an error that says what to do."""
+    if os.sep not in path:
+        found = shutil.which(path)
+        if found:
+            return os.path.abspath(found)
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise FileNotFoundError(
+            "binary %r not found (resolved to %s from %s); build it first "
+            "(cmake -S . -B build && cmake --build build) or pass its path"
+            % (path, full, os.getcwd()))
+    if not os.access(full, os.X_OK):
+        raise PermissionError("binary %s is not executable" % full)
+    return full
+
+
 class Quorumgate:
     """One quorumgate process built from a config dict (written as YAML)."""
 
     def __init__(self, binary, workdir, config, name="qg"):
-        self.binary = binary
+        self.binary = resolve_binary(binary)
         self.workdir = workdir
         self.config = config
         self.name = name
@@ -228,6 +249,7 @@ class Quorumgate:
         self.proc = None
         self.client_addresses = []
         self.admin_address = None
+        self.passthrough_address = None
         self.exit_code = None
         self.killed_by_us = False
 
@@ -257,9 +279,13 @@ class Quorumgate:
                 if ev.get("msg") == "listening":
                     kinds.setdefault(ev.get("kind"), []).append(ev.get("address"))
             n_listeners = len(self.config.get("listeners") or [])
+            want_pt = bool((self.config.get("passthrough") or {}).get("address"))
+            if want_pt and not kinds.get("passthrough"):
+                return False
             if kinds.get("admin") and len(kinds.get("client", [])) >= max(1, n_listeners):
                 self.client_addresses = kinds["client"]
                 self.admin_address = kinds["admin"][0]
+                self.passthrough_address = (kinds.get("passthrough") or [None])[0]
                 return True
             return False
 

@@ -77,3 +77,25 @@ def test_start_reports_an_early_exit(tmp_path, sim, redis_server, certs):
     with pytest.raises(RuntimeError, match="exited"):
         qg.start(timeout=5)
     qg.stop()
+
+
+def test_relative_binary_path_is_resolved_before_the_workdir_change(tmp_path, sim, redis_server, certs,
+                                                                    monkeypatch):
+    # The process starts in its own work directory: a path relative to the caller's
+    # directory (what scripts/demo.sh passes) must still find the binary (issue 20).
+    monkeypatch.chdir(os.path.dirname(FAKE))
+    work = tmp_path / "work"
+    work.mkdir()
+    qg = Quorumgate("./" + os.path.basename(FAKE), str(work), default_qg_config(sim, redis_server, certs, str(work)))
+    assert qg.binary == FAKE
+    qg.start()
+    try:
+        ZitiClient(qg.url).version().expect(200)
+    finally:
+        assert qg.stop() == 0
+
+
+def test_missing_binary_is_a_clear_error(tmp_path, sim, redis_server, certs, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"'build/quorumgate' not found \(resolved to .*build/quorumgate"):
+        Quorumgate("build/quorumgate", str(tmp_path), default_qg_config(sim, redis_server, certs, str(tmp_path)))

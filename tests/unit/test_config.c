@@ -314,6 +314,8 @@ static void test_example_as_shipped(void **state)
     assert_null(c->listeners[0].tls_client_ca);
     assert_null(c->admin.basic_auth_user);
     assert_int_equal(c->relay.n_sources, 0);
+    assert_int_equal(c->passthrough.addr.port, 1280);
+    assert_int_equal(c->passthrough.allowed, 7);
     config_unref(c);
     free(text);
 }
@@ -546,6 +548,73 @@ static void test_restart_only_diff(void **state)
     config_unref(a);
 }
 
+static void test_passthrough(void **state)
+{
+    const char *dir = *state;
+    /* absent: no passthrough listener */
+    struct config *c = load_ok(dir, MIN_YAML);
+    assert_null(c->passthrough.addr.text);
+    config_unref(c);
+    /* defaults; no list = every controller */
+    c = load_ok(dir,
+                "listeners:\n"
+                "  - address: 127.0.0.1:8080\n"
+                "controllers:\n"
+                "  - {id: c1, url: \"https://127.0.0.1:1280\"}\n"
+                "  - {id: c2, url: \"https://127.0.0.1:1281\"}\n"
+                "  - {id: c3, url: \"https://127.0.0.1:1282\"}\n"
+                "secrets: {hmac_key_file: hmac.key}\n"
+                "passthrough: {address: \"127.0.0.1:8444\"}\n");
+    assert_string_equal(c->passthrough.addr.host, "127.0.0.1");
+    assert_int_equal(c->passthrough.addr.port, 8444);
+    assert_int_equal(c->passthrough.allowed, 7);
+    assert_int_equal(c->passthrough.max_connections, 4096);
+    assert_int_equal(c->passthrough.connect_timeout_ms, 2000);
+    assert_int_equal(c->passthrough.idle_timeout_ms, 300000);
+    assert_int_equal(c->passthrough.on_leader_change, CONFIG_PT_CLOSE);
+    assert_int_equal(c->passthrough.leader_change_grace_ms, 5000);
+    assert_int_equal(c->passthrough.leader_change_quiet_ms, 250);
+    config_unref(c);
+    /* a list picks controllers; keep; limits */
+    c = load_ok(dir,
+                "listeners:\n"
+                "  - address: 127.0.0.1:8080\n"
+                "controllers:\n"
+                "  - {id: c1, url: \"https://127.0.0.1:1280\"}\n"
+                "  - {id: c2, url: \"https://127.0.0.1:1281\"}\n"
+                "  - {id: c3, url: \"https://127.0.0.1:1282\"}\n"
+                "secrets: {hmac_key_file: hmac.key}\n"
+                "passthrough:\n"
+                "  address: \"[::1]:0\"\n"
+                "  controllers: [c3, c1]\n"
+                "  max_connections: 10\n"
+                "  idle_timeout: 30s\n"
+                "  leader_change: {action: keep, grace: 0s, quiet: 1s}\n");
+    assert_string_equal(c->passthrough.addr.host, "::1");
+    assert_int_equal(c->passthrough.allowed, 5);
+    assert_int_equal(c->passthrough.max_connections, 10);
+    assert_int_equal(c->passthrough.idle_timeout_ms, 30000);
+    assert_int_equal(c->passthrough.on_leader_change, CONFIG_PT_KEEP);
+    assert_int_equal(c->passthrough.leader_change_grace_ms, 0);
+    assert_int_equal(c->passthrough.leader_change_quiet_ms, 1000);
+    /* address and controllers need a restart; the rest reloads */
+    struct config *d = load_ok(dir, MIN_YAML
+                               "passthrough: {address: \"127.0.0.1:8444\", "
+                               "controllers: [c1], idle_timeout: 1m}\n");
+    struct config *e = load_ok(dir, MIN_YAML
+                               "passthrough: {address: \"127.0.0.1:8444\", "
+                               "controllers: [c1], idle_timeout: 2m}\n");
+    assert_null(config_restart_only_diff(d, e));
+    char *diff = config_restart_only_diff(c, d);
+    assert_non_null(diff);
+    assert_non_null(strstr(diff, "passthrough.address, "
+                                 "passthrough.controllers"));
+    free(diff);
+    config_unref(e);
+    config_unref(d);
+    config_unref(c);
+}
+
 static void test_ref_unref_and_names(void **state)
 {
     const char *dir = *state;
@@ -584,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_retry_partial_and_anchors),
         cmocka_unit_test(test_gate_and_nulls),
         cmocka_unit_test(test_restart_only_diff),
+        cmocka_unit_test(test_passthrough),
         cmocka_unit_test(test_ref_unref_and_names),
     };
     return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);

@@ -291,6 +291,20 @@ static const struct error_case cases[] = {
       "relay.sources[0] (line 8)"}},
     {B "relay: {sources: [{controller: c1}]}\n",
      {"q.yaml:6: relay.sources[0]: 'path' is required"}},
+    /* passthrough */
+    {B "passthrough:\n  controllers: [c9]\n  address: 127.0.0.1:8444\n",
+     {"q.yaml:7: passthrough.controllers[0]: 'c9' is not one of the "
+      "controllers (c1)"}},
+    {B "passthrough: {idle_timeout: 1m}\n",
+     {"q.yaml:6: passthrough: address is required (remove the section for "
+      "no passthrough listener)"}},
+    {B "passthrough: {address: 127.0.0.1:8080}\n",
+     {"q.yaml:6: passthrough.address: '127.0.0.1:8080' is already used by a "
+      "listener"}},
+    {B "passthrough:\n  address: 127.0.0.1:8444\n"
+       "  leader_change: {action: drop}\n",
+     {"q.yaml:8: passthrough.leader_change.action: 'drop' is not one of "
+      "close, keep"}},
     /* YAML itself */
     {B "health: {}\nhealth: {}\n",
      {"q.yaml:7: duplicate key 'health' (first at line 6)"}},

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "config/config.h"
 #include "io/upstream.h"
 #include "retry/budget.h"
@@ -540,6 +541,80 @@ static void test_budget_never_exceeded_under_contention(void **state)
     assert_int_equal(atomic_load(&b.retries), 0);
 }
 
+/* ---- reconciliation: what a readable state says ------------------------- */
+
+static void test_reconcile_needs_read_after_a_resend(void **state)
+{
+    (void)state;
+    assert_true(reconcile_needs_read(RECONCILE_CREATE, 409));
+    assert_false(reconcile_needs_read(RECONCILE_CREATE, 404));
+    assert_true(reconcile_needs_read(RECONCILE_VERIFY, 404));
+    assert_true(reconcile_needs_read(RECONCILE_DELETE, 404));
+    assert_false(reconcile_needs_read(RECONCILE_DELETE, 409));
+    assert_false(reconcile_needs_read(RECONCILE_VERIFY, 200));
+}
+
+static void test_reconcile_judge(void **state)
+{
+    (void)state;
+    const uint64_t since = 1000000;
+    /* create: there and made since the request began -> applied */
+    assert_int_equal(reconcile_judge(RECONCILE_CREATE, 0, RECONCILE_UNVERIFIED,
+                                     since + 5, since),
+                     RECONCILE_APPLIED);
+    /* create: older than the request -> its own 409 */
+    assert_int_equal(reconcile_judge(RECONCILE_CREATE, 0, RECONCILE_UNVERIFIED,
+                                     since - 1, since),
+                     RECONCILE_PREEXISTING);
+    /* an unknown createdAt is not taken as older */
+    assert_int_equal(reconcile_judge(RECONCILE_CREATE, 0, RECONCILE_VERIFIED,
+                                     0, since),
+                     RECONCILE_APPLIED);
+    assert_int_equal(reconcile_judge(RECONCILE_CREATE, 0, RECONCILE_ABSENT, 0,
+                                     since),
+                     RECONCILE_NOT_APPLIED);
+    /* a resent create met 409 from the raft apply, the state shows nothing:
+     * the state is behind, never resend */
+    assert_int_equal(reconcile_judge(RECONCILE_CREATE, 409, RECONCILE_ABSENT,
+                                     0, since),
+                     RECONCILE_BEHIND);
+    /* verify: only isVerified counts */
+    assert_int_equal(reconcile_judge(RECONCILE_VERIFY, 0, RECONCILE_VERIFIED,
+                                     0, since),
+                     RECONCILE_APPLIED);
+    assert_int_equal(reconcile_judge(RECONCILE_VERIFY, 404,
+                                     RECONCILE_UNVERIFIED, 0, since),
+                     RECONCILE_NOT_APPLIED);
+    /* delete: gone -> applied; a 404 from the apply with the record still
+     * there -> behind */
+    assert_int_equal(reconcile_judge(RECONCILE_DELETE, 0, RECONCILE_ABSENT, 0,
+                                     since),
+                     RECONCILE_APPLIED);
+    assert_int_equal(reconcile_judge(RECONCILE_DELETE, 0, RECONCILE_VERIFIED,
+                                     0, since),
+                     RECONCILE_NOT_APPLIED);
+    assert_int_equal(reconcile_judge(RECONCILE_DELETE, 404,
+                                     RECONCILE_VERIFIED, 0, since),
+                     RECONCILE_BEHIND);
+}
+
+static void test_reconcile_applied_body(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    buf_puts(&b, "stale");
+    assert_int_equal(reconcile_applied_body(RECONCILE_CREATE, "m\"1", &b),
+                     201);
+    assert_string_equal(b.data,
+                        "{\"data\":{\"id\":\"m\\\"1\",\"_links\":{\"self\":"
+                        "{\"href\":\"./current-identity/mfa\"}}},\"meta\":{}}");
+    assert_int_equal(reconcile_applied_body(RECONCILE_VERIFY, "", &b), 200);
+    assert_string_equal(b.data, "{\"data\":{},\"meta\":{}}");
+    assert_int_equal(reconcile_applied_body(RECONCILE_DELETE, "", &b), 200);
+    assert_string_equal(b.data, "{\"data\":{},\"meta\":{}}");
+    buf_free(&b);
+}
+
 /* ---- reconciliation: parsing the state ----------------------------------- */
 
 static void test_reconcile_parse_states(void **state)
@@ -724,6 +799,9 @@ int main(void)
         cmocka_unit_test(test_backoff_full_jitter),
         cmocka_unit_test(test_budget_floor_and_ratio),
         cmocka_unit_test(test_budget_never_exceeded_under_contention),
+        cmocka_unit_test(test_reconcile_needs_read_after_a_resend),
+        cmocka_unit_test(test_reconcile_judge),
+        cmocka_unit_test(test_reconcile_applied_body),
         cmocka_unit_test(test_reconcile_parse_states),
         cmocka_unit_test(test_reconcile_parse_time),
         cmocka_unit_test(test_retry_of_a_preferred_leader_goes_elsewhere),

@@ -1,0 +1,201 @@
+/* request_reconcile.c - see request_reconcile.h. */
+#include "proxy/request_reconcile.h"
+
+#include <stdlib.h>
+
+#include "base/loop.h"
+#include "base/util.h"
+#include "io/listener.h"
+#include "metrics/metrics.h"
+#include "proxy/app.h"
+#include "proxy/request.h"
+#include "proxy/worker.h"
+#include "retry/policy.h"
+#include "retry/reconcile.h"
+#include "routing/cluster.h"
+
+static enum reconcile_call request_reconcile_call(const struct request *rq)
+{
+    switch (rq->cls.call) {
+    case CALL_MFA_CREATE:
+        return RECONCILE_CREATE;
+    case CALL_MFA_VERIFY:
+        return RECONCILE_VERIFY;
+    default:
+        return RECONCILE_DELETE;
+    }
+}
+
+bool request_reconcile_available(const struct request *rq)
+{
+    return classify_is_mfa_write(rq->cls.call);
+}
+
+bool request_reconcile_after_answer(const struct request *rq)
+{
+    return rq->up.result == UPSTREAM_OK &&
+           request_reconcile_available(rq) &&
+           reconcile_needs_read(request_reconcile_call(rq), rq->up.status);
+}
+
+static void request_reconcile_count(struct request *rq,
+                                    enum metrics_reconcile_result res)
+{
+    static const enum metrics_mfa_call calls[] = {
+        [RECONCILE_CREATE] = M_CALL_CREATE,
+        [RECONCILE_VERIFY] = M_CALL_VERIFY,
+        [RECONCILE_DELETE] = M_CALL_DELETE,
+    };
+    metrics_inc(rq->w->app->metrics, M_RECONCILED_TOTAL,
+                calls[request_reconcile_call(rq)], res);
+}
+
+/* The state says the call happened: answer as it would have. */
+static void request_reconcile_applied(struct request *rq, const char *id)
+{
+    static const char *const labels[] = {
+        [RECONCILE_CREATE] = "create",
+        [RECONCILE_VERIFY] = "verify",
+        [RECONCILE_DELETE] = "delete",
+    };
+    static const enum metrics_retry_outcome outcomes[] = {
+        [RECONCILE_CREATE] = M_RETRY_RECONCILED_CREATE,
+        [RECONCILE_VERIFY] = M_RETRY_RECONCILED_VERIFY,
+        [RECONCILE_DELETE] = M_RETRY_RECONCILED_DELETE,
+    };
+    enum reconcile_call c = request_reconcile_call(rq);
+    request_reconcile_count(rq, M_RECONCILE_APPLIED);
+    rq->reconciled = labels[c];
+    metrics_inc(rq->w->app->metrics, M_RETRY_OUTCOMES_TOTAL, rq->cls.cls,
+                outcomes[c]);
+    rq->up.status = reconcile_applied_body(c, id, &rq->up.resp_body);
+    rq->up.result = UPSTREAM_OK;
+    /* the answer is now ours: keep only what describes the body */
+    rq->up.n_resp_hdrs = 0;
+    buf_reset(&rq->up.resp_hdr_data);
+    upstream_resp_header_add(&rq->up, "Content-Type", "application/json");
+    request_reconciled_success(rq);
+}
+
+static void request_reconcile_wait_leader(void *arg);
+
+/* Read the state again after the policy's backoff, on whoever leads then,
+ * while the deadline lasts and the budget gives the request a retry slot
+ * (a sick cluster is not stormed with reads either). */
+static bool request_reconcile_read_later(struct request *rq)
+{
+    uint64_t now = loop_now_ms(rq->w->loop);
+    uint64_t delay = policy_backoff(rq->policy->backoff_base_ms,
+                                    rq->policy->backoff_cap_ms,
+                                    (uint32_t)rq->n_reads - 1, &rq->w->rng);
+    if (now + delay >= rq->deadline_ms)
+        return false;
+    if (!request_retry_slot(rq))
+        return false;
+    request_after(rq, delay, request_reconcile_wait_leader);
+    return true;
+}
+
+/* A read that failed for a reason that may pass (no answer, 429, 5xx): the
+ * leader may be dying or just elected. */
+static bool request_reconcile_read_again(struct request *rq,
+                                         const struct upstream_req *r)
+{
+    struct app *a = rq->w->app;
+    if (r->result == UPSTREAM_OK && r->status != 429 && r->status < 500)
+        return false; /* an answer (401, 400...): reading again won't help */
+    if (r->result == UPSTREAM_CONNECT_ERROR)
+        app_report_failure(a, rq->aux_node, true);
+    else if (r->result == UPSTREAM_OK && r->status == 503)
+        app_report_failure(a, rq->aux_node, false);
+    if ((uint32_t)++rq->n_read_failures >= 2 * rq->policy->max_attempts)
+        return false;
+    return request_reconcile_read_later(rq);
+}
+
+static void request_reconcile_done(struct upstream_req *r, void *arg)
+{
+    struct request *rq = arg;
+    char id[128] = "";
+    uint64_t created = 0;
+    enum reconcile_state st = RECONCILE_UNREADABLE;
+    if (r->result == UPSTREAM_OK)
+        st = reconcile_parse(r->status, r->resp_body.data, r->resp_body.len,
+                             id, sizeof(id), &created);
+    request_log_attempt(rq, rq->aux_node, st == RECONCILE_UNREADABLE
+                                          ? "state_unreadable" : "state",
+                        r->status, r->duration_ns, true);
+    if (st == RECONCILE_UNREADABLE) {
+        if (request_reconcile_read_again(rq, r))
+            return;
+        request_reconcile_count(rq, M_RECONCILE_FAILED);
+        request_give_up_original(rq);
+        return;
+    }
+    uint64_t skew = rq->cfg->retry.clock_skew_ms;
+    uint64_t since = rq->start_wall_ms > skew ? rq->start_wall_ms - skew : 0;
+    int answered = rq->up.result == UPSTREAM_OK ? rq->up.status : 0;
+    switch (reconcile_judge(request_reconcile_call(rq), answered, st, created,
+                            since)) {
+    case RECONCILE_BEHIND:
+        if (request_reconcile_read_later(rq))
+            return;
+        request_reconcile_count(rq, M_RECONCILE_FAILED);
+        request_give_up_original(rq);
+        return;
+    case RECONCILE_PREEXISTING:
+        request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
+        request_answer_as_upstream_or(rq, 409, "MFA_EXISTS",
+                                      "An MFA record already exists, "
+                                      "try removing it");
+        return;
+    case RECONCILE_APPLIED:
+        rq->node = rq->aux_node; /* its state is the answer */
+        request_reconcile_applied(rq, id);
+        return;
+    case RECONCILE_NOT_APPLIED:
+        break;
+    }
+    request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
+    request_retry_if_allowed(rq);
+}
+
+/* An attempt that used up the deadline may still have committed: its
+ * state is read even then, for at most this long past the deadline, so
+ * that a committed call is not reported as failed. */
+#define RECONCILE_GRACE_MS 2000
+
+void request_reconcile_start(struct request *rq)
+{
+    struct app *a = rq->w->app;
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    uint64_t hard = rq->deadline_ms + RECONCILE_GRACE_MS;
+    /* a legacy session can only be read where it lives */
+    int leader = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
+    rq->stage = STAGE_RECONCILE;
+    if (leader < 0 || !cluster_up(a->cluster, leader)) {
+        if (now >= hard) {
+            request_reconcile_count(rq, M_RECONCILE_FAILED);
+            request_give_up_original(rq);
+            return;
+        }
+        request_after(rq, 50, request_reconcile_wait_leader);
+        return;
+    }
+    rq->n_reads++;
+    uint64_t left = hard > now ? hard - now : 1;
+    uint64_t per_try = rq->policy->per_try_timeout_ms;
+    request_timer_stop(rq); /* nothing else may run meanwhile */
+    rq->timer_cb = NULL;
+    char *path = reconcile_state_path(rq->ex->url);
+    /* rq->node stays the controller that had the call */
+    request_aux_get(rq, leader, path, per_try && per_try < left ? per_try : left,
+                    request_reconcile_done);
+    free(path);
+}
+
+static void request_reconcile_wait_leader(void *arg)
+{
+    request_reconcile_start(arg);
+}
