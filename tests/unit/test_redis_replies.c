@@ -127,8 +127,8 @@ static void test_huge_array_refused(void **state)
     int calls = 0;
     assert_false(redis_reply_parse(b.data, b.len, count_calls, &calls));
     assert_int_equal(calls, 0);
-    assert_false(redis_reply_parse("*300000000\r\n:1\r\n", 17, count_calls, &calls));
-    assert_true(redis_reply_parse("*2\r\n:1\r\n:2\r\n", 14, count_calls, &calls));
+    assert_false(redis_reply_parse("*300000000\r\n:1\r\n", 16, count_calls, &calls));
+    assert_true(redis_reply_parse("*2\r\n:1\r\n:2\r\n", 12, count_calls, &calls));
     assert_int_equal(calls, 1);
     buf_free(&b);
 }
