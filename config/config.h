@@ -134,6 +134,10 @@ struct config_limits {
     uint32_t max_connections;        /* 16384 per process */
 };
 
+/* redis.key_prefix: keys are built in fixed buffers sized for it. */
+#define CONFIG_KEY_PREFIX_MAX 32
+#define CONFIG_KEY_PREFIX_MAX_TEXT "32"
+
 struct config_redis {
     struct config_addr addr;         /* default 127.0.0.1:6379 */
     char *username;                  /* owned; optional ACL user */

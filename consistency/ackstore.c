@@ -5,9 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/redis.h"
-#include "config/config.h"
+#include "base/crypto.h"
 #include "base/util.h"
+#include "config/config.h"
+#include "io/redis.h"
 #include "routing/cluster.h"
 
 /* KEYS: record, acks.  ARGV: call, identity, required, deadline,
@@ -44,6 +45,14 @@ static const char ackstore_read_lua[] =
  * unix ms).  Add keeps a newer change's fence; clear lifts the fence of the
  * same change or of an older one (a controller that has a change has every
  * earlier one), never a newer one's. */
+/* Keys are built in fixed buffers below: with the prefix bounded
+ * (config.h), none is ever cut. */
+_Static_assert(CONFIG_KEY_PREFIX_MAX + sizeof("gate::acks") +
+                       CRYPTO_HMAC_HEX_LEN <= 160,
+               "gate keys fit their buffers");
+_Static_assert(CONFIG_KEY_PREFIX_MAX + sizeof("fence-index") <= 96,
+               "fence index and channel names fit their buffers");
+
 static const char ackstore_fence_lua[] =
     "local i = 4 "
     "while i <= #ARGV do "
@@ -218,13 +227,28 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
                               (int)ARRAY_LEN(argv), argv, NULL);
 }
 
+/* KEYS: gate record.  ARGV: status, replication, ttl (ms). */
+static const char ackstore_outcome_lua[] =
+    "redis.call('HSET',KEYS[1],'status',ARGV[1],'replication',ARGV[2]) "
+    "if redis.call('PTTL',KEYS[1]) < 0 then "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[3]) end "
+    "return 1";
+
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
                              const char *cid, const char *status,
                              const char *replication, redis_cb cb,
                              void *arg)
 {
-    redis_command(r, cb, arg, "HSET %sgate:%s status %s replication %s",
-                  cfg->redis.key_prefix, cid, status, replication);
+    /* the record may be gone (its hold failed, it expired): one made here
+     * gets a TTL too, never an immortal key */
+    char rec[160], ttl[24];
+    snprintf(rec, sizeof(rec), "%sgate:%s", cfg->redis.key_prefix, cid);
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)(cfg->gate.timeout_ms +
+                                  cfg->gate.outcome_ttl_ms));
+    const char *argv[] = {"EVAL", ackstore_outcome_lua, "1", rec, status,
+                          replication, ttl};
+    redis_command_argv(r, cb, arg, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,

@@ -38,18 +38,19 @@ void gate_change_id(const struct config *cfg, const char *identity,
                     const char *mfa_id, enum gate_call call,
                     char out[CRYPTO_HMAC_HEX_LEN + 1])
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf), "change|%s|%s|%s", identity, mfa_id,
-                     gate_call_name(call));
-    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+    /* never cut: two changes must never share an id */
+    char *buf = xasprintf("change|%s|%s|%s", identity, mfa_id,
+                          gate_call_name(call));
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, strlen(buf), out);
+    free(buf);
 }
 
 void gate_identity_hex(const struct config *cfg, const char *identity,
                        char out[CRYPTO_HMAC_HEX_LEN + 1])
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "identity|%s", identity);
-    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+    char *buf = xasprintf("identity|%s", identity);
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, strlen(buf), out);
+    free(buf);
 }
 
 bool gate_acknowledges_mgmt(enum gate_call call, int status, const char *body,
@@ -142,6 +143,8 @@ static void gate_wait_free(struct gate_wait *gw)
     }
     loop_timer_free(gw->deadline);
     loop_timer_free(gw->poll);
+    if (gw->auth) /* the client's own credential */
+        explicit_bzero(gw->auth, strlen(gw->auth));
     free(gw->auth);
     free(gw->state_path);
     gw->auth = gw->state_path = NULL;

@@ -689,7 +689,8 @@ static void request_release(struct request *rq)
             headers_free(&rq->answer_headers);
         if (rq->up.resp_hdr_data.cap > 32768)
             upstream_req_free(&rq->up);
-        headers_reset(&rq->up_headers);
+        /* a spare keeps its storage: not the client's credentials */
+        headers_wipe(&rq->up_headers);
         headers_reset(&rq->answer_headers);
         upstream_req_reset(&rq->up);
         rq->next = w->spare_requests;
