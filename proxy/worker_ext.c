@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/loop.h"
 #include "base/util.h"
 #include "consistency/gate.h"
 #include "io/redis.h"
@@ -82,6 +83,7 @@ void worker_ext_init(struct worker *w)
     x->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
                              WORKER_EXT_JWKS_INTERVAL_MS,
                              WORKER_EXT_JWKS_TIMEOUT_MS);
+    jwks_refresh(x->jwks, loop_now_ms(w->loop), NULL, NULL);
 }
 
 void worker_ext_config(struct worker *w)

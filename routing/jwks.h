@@ -10,7 +10,10 @@
  * KeySet).  v1.5.4 lists peer controllers' keys under a kid that is the raw
  * SHA-1 bytes, not hex (storage.go: fmt.Sprintf("%s", sha1.Sum(..))), so a
  * controller's own JWKS is the only one that names its key right: the key
- * set here is the union of every controller's own document.
+ * set here is the union of every controller's own document, and a token
+ * whose kid names no key is checked against every key of its algorithm
+ * (its issuer's key may be known only under the mangled kid while the
+ * issuer is down).
  *
  * Two parts:
  *  - struct jwks, the process-wide key set.  Owned by the app; any thread
@@ -48,7 +51,8 @@ int jwks_load(struct jwks *k, int node, const char *json, size_t len);
 /* Number of controllers whose JWKS has been loaded at least once. */
 int jwks_nodes_loaded(struct jwks *k);
 /* Verifies a compact JWS (the token of "Authorization: Bearer <token>"):
- * its kid must name a loaded key, its alg be that key's algorithm, its
+ * its kid must name a loaded key (or, when none has that kid, any key of
+ * its algorithm must verify it), its alg be that key's algorithm, its
  * signature verify and its exp (if any) be after now_s; then its "sub"
  * goes into sub (NUL-terminated; JWKS_EXPIRED when missing or too long). */
 enum jwks_result jwks_verify(struct jwks *k, const char *token, size_t len,
@@ -67,7 +71,9 @@ void jwks_fetch_free(struct jwks_fetch *f);
 /* Fetches every controller's keys unless that was done less than
  * min_interval_ms before now_ms; cb(arg) runs on the loop once every
  * controller answered or failed.  Returns false (cb never runs) when rate
- * limited; true when cb will run (also when a fetch was already going). */
+ * limited; true when cb will run (also when a fetch was already going).
+ * cb may be NULL: fetch only (at start, so that keys are known before a
+ * controller goes away). */
 bool jwks_refresh(struct jwks_fetch *f, uint64_t now_ms, jwks_cb cb,
                   void *arg);
 /* Drops every pending callback with this arg. */
