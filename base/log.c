@@ -14,7 +14,7 @@
 #include "base/util.h"
 
 struct log {
-    atomic_int level;         /* enum config_log_level */
+    atomic_int level;         /* enum log_level */
     atomic_bool access_on;
     int err_fd;               /* owned unless 1/2 */
     int access_fd;            /* owned unless 1/2; -1 when off */
@@ -53,13 +53,13 @@ static bool log_fd_owned(int fd)
     return fd > STDERR_FILENO;
 }
 
-struct log *log_new(const struct config_log *cfg, char **err)
+struct log *log_new(const struct log_sinks *cfg, char **err)
 {
     struct log *lg = xcalloc(1, sizeof(*lg));
     pthread_mutex_init(&lg->lock, NULL);
     lg->err_fd = STDERR_FILENO;
     lg->access_fd = STDOUT_FILENO;
-    atomic_store(&lg->level, CONFIG_LOG_INFO);
+    atomic_store(&lg->level, LOG_LEVEL_INFO);
     atomic_store(&lg->access_on, true);
     if (cfg && log_reopen(lg, cfg, err) != 0) {
         log_free(lg);
@@ -96,7 +96,7 @@ static void log_install(struct log *lg, int *slot, int fd)
     pthread_mutex_unlock(&lg->lock);
 }
 
-int log_reopen(struct log *lg, const struct config_log *cfg, char **err)
+int log_reopen(struct log *lg, const struct log_sinks *cfg, char **err)
 {
     int efd, afd;
     if (log_open_sink(cfg->error_log, &efd, err) != 0)
@@ -116,7 +116,7 @@ int log_reopen(struct log *lg, const struct config_log *cfg, char **err)
     return 0;
 }
 
-bool log_enabled(const struct log *lg, enum config_log_level level)
+bool log_enabled(const struct log *lg, enum log_level level)
 {
     return lg && (int)level >= atomic_load_explicit(&lg->level,
                                                     memory_order_relaxed);
@@ -152,7 +152,7 @@ static void log_write_all(int fd, const char *p, size_t n)
     }
 }
 
-void log_write(struct log *lg, enum config_log_level level, const char *msg,
+void log_write(struct log *lg, enum log_level level, const char *msg,
                const char *fields)
 {
     if (!log_enabled(lg, level))
@@ -175,7 +175,7 @@ void log_write(struct log *lg, enum config_log_level level, const char *msg,
     buf_free(&b);
 }
 
-void log_printf(struct log *lg, enum config_log_level level, const char *fmt,
+void log_printf(struct log *lg, enum log_level level, const char *fmt,
                 ...)
 {
     char msg[1024];

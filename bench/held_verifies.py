@@ -239,7 +239,8 @@ def main():
             "redis": {"address": redis.address},
             "secrets": {"hmac_key_file": key},
             "log": {"level": "info", "error_log": "stderr", "access_log": os.path.join(workdir, "access.log")},
-            "gate": {"timeout": args.gate_timeout, "source": args.source},
+            "gate": {"timeout": args.gate_timeout, "source": args.source,
+                     "legacy_sessions": "unconfirmed"},   # OIDC clients only
             "limits": {"max_concurrent_requests": max(4096, 4 * args.n)},
             # the simulator (one Python process) commits the N writes slowly:
             # let them queue there, not in quorumgate's pool or its retry policy

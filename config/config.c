@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/log.h"
 #include "config/config_check.h"
 #include "config/config_parse.h"
 #include "config/config_schema.h"
@@ -175,4 +176,17 @@ const char *config_route_class_name(enum route_class cls)
 const char *config_retry_reason_name(enum retry_reason r)
 {
     return config_name_of(config_schema_retry_reasons, (int)r);
+}
+
+_Static_assert((int)CONFIG_LOG_DEBUG == (int)LOG_LEVEL_DEBUG &&
+                   (int)CONFIG_LOG_INFO == (int)LOG_LEVEL_INFO &&
+                   (int)CONFIG_LOG_WARN == (int)LOG_LEVEL_WARN &&
+                   (int)CONFIG_LOG_ERROR == (int)LOG_LEVEL_ERROR,
+               "enum config_log_level and enum log_level differ");
+
+void config_log_sinks(const struct config *cfg, struct log_sinks *out)
+{
+    *out = (struct log_sinks){.level = (enum log_level)cfg->log.level,
+                              .error_log = cfg->log.error_log,
+                              .access_log = cfg->log.access_log};
 }

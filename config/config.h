@@ -228,6 +228,7 @@ struct config_retry {
 
 enum gate_mode { GATE_HEALTHY = 0, GATE_ALL, GATE_MAJORITY, GATE_COUNT };
 enum gate_source { GATE_SRC_PROBE = 0, GATE_SRC_EVENTS };
+enum gate_legacy { GATE_LEGACY_CONFIRMED = 0, GATE_LEGACY_UNCONFIRMED };
 
 struct config_gate {
     bool enabled;                    /* true */
@@ -241,6 +242,10 @@ struct config_gate {
     uint64_t poll_ms;                /* fallback poll of Redis: 500ms */
     uint64_t fence_ttl_ms;           /* 10m */
     uint64_t outcome_ttl_ms;         /* how long a repeat gets the outcome: 10m */
+    enum gate_legacy legacy_sessions;/* confirmed; unconfirmed = legacy-
+                                        session calls pass unheld, marked */
+    uint32_t max_held;               /* held calls per process: 10000 */
+    uint32_t max_held_per_identity;  /* held calls per identity: 4 */
     char *mgmt_username;             /* owned; management credential (legacy) */
     char *mgmt_password;             /* owned; from password_file */
 };
@@ -327,6 +332,11 @@ struct config *config_load_string_dir(const char *name, const char *yaml,
                                       struct config_errors *errs);
 
 void config_errors_free(struct config_errors *errs);
+
+/* The log sinks cfg->log names (pointers into cfg), for log_new and
+ * log_reopen (base/log.h). */
+struct log_sinks;
+void config_log_sinks(const struct config *cfg, struct log_sinks *out);
 
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);

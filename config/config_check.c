@@ -172,6 +172,19 @@ static void config_check_values(struct config_parse *p, struct config *cfg)
                           "interval", "longer");
     config_check_not_more(p, cfg->gate.probe_initial_ms, cfg->gate.probe_max_ms,
                           "gate.probe", "initial", "max", "longer");
+    /* after the rest is right: a misspelt management key is the cause */
+    if (p->errs->n == 0 && cfg->gate.enabled &&
+        cfg->gate.source == GATE_SRC_PROBE && cfg->n_controllers > 1 &&
+        !(cfg->gate.mgmt_username && cfg->gate.mgmt_password) &&
+        cfg->gate.legacy_sessions != GATE_LEGACY_UNCONFIRMED)
+        config_parse_error(
+            p, config_check_line(p, "gate.source", "gate.enabled", "gate"),
+            "gate: MFA calls made with a legacy zt-session cannot be "
+            "confirmed on the other controllers: configure "
+            "gate.management (username + password_file of a management "
+            "credential) or gate.source: events (with quorumgate relay), or "
+            "pass them unheld with gate.legacy_sessions: unconfirmed (their "
+            "answers then carry Quorumgate-Replication: unconfirmed)");
     if (cfg->gate.mode == GATE_COUNT && cfg->n_controllers > 0 &&
         cfg->gate.count > (uint32_t)cfg->n_controllers)
         config_parse_error(p, config_util_line(p, "gate.mode"),

@@ -55,6 +55,12 @@ static const struct config_enum_name config_schema_log_levels[] = {
     {"warn", CONFIG_LOG_WARN},   {"error", CONFIG_LOG_ERROR}, {NULL, 0},
 };
 
+static const struct config_enum_name config_schema_legacy_sessions[] = {
+    {"confirmed", GATE_LEGACY_CONFIRMED},
+    {"unconfirmed", GATE_LEGACY_UNCONFIRMED},
+    {NULL, 0},
+};
+
 static const struct config_enum_name config_schema_gate_sources[] = {
     {"probe", GATE_SRC_PROBE}, {"events", GATE_SRC_EVENTS}, {NULL, 0},
 };
@@ -359,7 +365,7 @@ static const struct config_section config_schema_retry =
 /* ---- gate ---- */
 
 static const struct config_field config_schema_probe_fields[] = {
-    DUR("initial", struct config_gate, probe_initial_ms, "50ms", 1, MS_1H),
+    DUR("initial", struct config_gate, probe_initial_ms, "2ms", 1, MS_1H),
     DUR("max", struct config_gate, probe_max_ms, "250ms", 1, MS_1H),
 };
 static const struct config_section config_schema_probe =
@@ -390,6 +396,12 @@ static const struct config_field config_schema_gate_fields[] = {
         30 * MS_1D),
     {.key = "management", .type = CONFIG_T_SECTION, .offset = 0,
      .section = &config_schema_management},
+    {.key = "legacy_sessions", .type = CONFIG_T_ENUM,
+     .offset = offsetof(struct config_gate, legacy_sessions),
+     .def = "confirmed", .names = config_schema_legacy_sessions},
+    U32("max_held", struct config_gate, max_held, "10000", 1, 10000000),
+    U32("max_held_per_identity", struct config_gate, max_held_per_identity,
+        "4", 1, 1000000),
 };
 static const struct config_section config_schema_gate =
     CONFIG_SECTION(config_schema_gate_fields);

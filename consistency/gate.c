@@ -96,6 +96,32 @@ bool gate_acknowledges(enum gate_call call, const char *mfa_id, int status,
     return ack;
 }
 
+bool gate_slot_take(struct gate_slots *s, const struct config *cfg,
+                    const char *identity, unsigned *bucket)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = identity; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    *bucket = h % GATE_SLOT_BUCKETS;
+    if (atomic_fetch_add(&s->total, 1) >= (int)cfg->gate.max_held) {
+        atomic_fetch_sub(&s->total, 1);
+        return false;
+    }
+    if (atomic_fetch_add(&s->per_id[*bucket], 1) >=
+        (int)cfg->gate.max_held_per_identity) {
+        atomic_fetch_sub(&s->per_id[*bucket], 1);
+        atomic_fetch_sub(&s->total, 1);
+        return false;
+    }
+    return true;
+}
+
+void gate_slot_give(struct gate_slots *s, unsigned bucket)
+{
+    atomic_fetch_sub(&s->per_id[bucket % GATE_SLOT_BUCKETS], 1);
+    atomic_fetch_sub(&s->total, 1);
+}
+
 static unsigned gate_bucket(const char *cid)
 {
     return (unsigned)strtoul((char[3]){cid[0], cid[1], 0}, NULL, 16) %
@@ -323,7 +349,7 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     /* a controller that only refused the credential says nothing about
      * replication (a forged or expired token would fence its identity
      * everywhere): not fenced */
-    gate_fence(gw, pending & ~(gw->denied & ~gw->answered));
+    gate_fence(gw, pending & ~(gw->refused & ~gw->answered));
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
         gate_probe_all(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(g->env.redis, cfg, gw->cid,
@@ -359,7 +385,7 @@ static void gate_maybe_finish(struct gate_wait *gw)
     if (!gw->released)
         return;
     uint64_t now = loop_now_ms(gw->g->env.loop);
-    uint64_t watching = gw->all & ~gw->acked & gw->fenced;
+    uint64_t watching = gw->all & ~gw->acked & ~gw->refused & gw->fenced;
     if (!watching || now >= gw->end_ms)
         gate_wait_free(gw);
     else if (now >= gw->deadline_ms)
@@ -428,6 +454,32 @@ static void gate_drop_unhealthy(struct gate_wait *gw)
     gate_check(gw); /* may free gw */
 }
 
+void gate_give_up(struct gate_wait *gw, uint64_t mask)
+{
+    mask &= gw->all & ~gw->acked & ~gw->refused;
+    if (!mask)
+        return;
+    gw->refused |= mask;
+    if (gw->released) {
+        gw->fenced &= ~mask; /* nothing more to learn there */
+        gate_maybe_finish(gw); /* may free gw */
+        return;
+    }
+    if (gw->match_all) {
+        gw->required &= ~mask;
+        gw->need = gate_popcount(gw->required);
+    }
+    /* only refusals from there: nothing says it lags (issue 17: a forged
+     * or expired token would fence its identity everywhere) */
+    gate_fence(gw, mask & gw->answered);
+    if (!gw->match_all &&
+        gate_popcount(gw->all & ~gw->refused) < gw->need) {
+        gate_release(gw, true); /* cannot be met: no point waiting */
+        return;
+    }
+    gate_check(gw); /* may free gw */
+}
+
 /* A released wait stops watching a controller whose fence is gone from
  * the table without its acknowledgement (lifted by a newer change that
  * controller acknowledged, or expired): two polls in a row, so that a
@@ -463,7 +515,7 @@ static void gate_redis_lost(struct gate_wait *gw, const char *what)
         return;
     gw->redis_lost = true;
     metrics_inc(env->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-    log_printf(env->log, CONFIG_LOG_WARN,
+    log_printf(env->log, LOG_LEVEL_WARN,
                "replication gate: Redis unavailable while %s; confirming "
                "the %s directly with the controllers",
                what, gate_call_name(gw->call));

@@ -63,6 +63,22 @@ struct fence;
 
 enum gate_call { GATE_CREATE = 0, GATE_VERIFY, GATE_DELETE };
 
+/* Caps on held calls (gate.max_held, gate.max_held_per_identity), taken
+ * before a gated call is sent (a refusal then changes nothing) and given
+ * back when the request ends.  Identities share GATE_SLOT_BUCKETS counters
+ * by a hash of their id (a collision can only make the per-identity cap
+ * stricter).  Process-wide and lock-free; owned by the app. */
+#define GATE_SLOT_BUCKETS 4096
+struct gate_slots {
+    atomic_int total;
+    atomic_int per_id[GATE_SLOT_BUCKETS];
+};
+/* A slot for identity; false (and nothing taken) when a cap is reached.
+ * *bucket is what gate_slot_give needs. */
+bool gate_slot_take(struct gate_slots *s, const struct config *cfg,
+                    const char *identity, unsigned *bucket);
+void gate_slot_give(struct gate_slots *s, unsigned bucket);
+
 /* What a worker lends its gate; all borrowed, used on the worker's loop. */
 struct gate_env {
     struct loop *loop;

@@ -20,6 +20,10 @@ struct gate_probe {
     int node;
     bool in_flight;
     uint64_t delay_ms;            /* next backoff */
+    int tries;                    /* probes sent */
+    bool refused;                 /* 401/403: the credential does not work
+                                   * there; no more probes */
+    uint64_t sent_ns, miss_ns;    /* last probe sent; last "not yet" */
     struct loop_timer *timer;     /* owned */
     struct upstream_req req;      /* owned response buffers */
     char *url;                    /* owned */
@@ -48,8 +52,8 @@ struct gate_wait {
     uint64_t all, required, acked, counted;
     uint64_t fenced;              /* fences this change set, not lifted */
     uint64_t unfenced;            /* own fences lifted through Redis */
-    uint64_t denied;              /* probes answered 401/403 */
-    uint64_t answered;            /* probes answered anything else */
+    uint64_t refused;             /* refused the credential: not probed */
+    uint64_t answered;            /* probes answered anything but 401/403 */
     uint64_t lifted_once;         /* fenced, but no longer in the table at
                                    * the last poll */
     int need;
@@ -81,6 +85,10 @@ struct gate {
     struct gate_wait *dead;       /* finished waits Redis still refers to */
     int waiting;                  /* held answers */
     int live;                     /* waits, held or probing on */
+    /* per controller: estimated time from a hold to the change being
+     * there (EWMA, microseconds), which times the first re-probe */
+    uint64_t lag_est_us[CONFIG_MAX_CONTROLLERS];
+    bool lag_known[CONFIG_MAX_CONTROLLERS];
 };
 
 static inline struct config *gate_cfg(const struct gate *g)
@@ -95,6 +103,9 @@ void *gate_count(struct gate *g, enum metrics_redis_op op);
 void gate_add_acks(struct gate_wait *gw, uint64_t mask);
 /* Releases or finishes gw when its acknowledgements allow; may free gw. */
 void gate_check(struct gate_wait *gw);
+/* Controllers in mask can never acknowledge by probe (they refused the
+ * credential): fenced now instead of waited for; may free gw. */
+void gate_give_up(struct gate_wait *gw, uint64_t mask);
 
 /* gate_probe.c */
 /* The probe timer's callback: asks p's controller once more. */

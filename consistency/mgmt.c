@@ -90,7 +90,7 @@ static void mgmt_login_done(struct upstream_req *r, void *arg)
         json_free(j);
     }
     if (!mn->token)
-        log_printf(m->env.log, CONFIG_LOG_WARN,
+        log_printf(m->env.log, LOG_LEVEL_WARN,
                    "replication gate: management login to %s failed "
                    "(status %d, %s)",
                    m->env.c->nodes[mn->node].id, r->status,

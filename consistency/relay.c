@@ -158,7 +158,7 @@ static void relay_queue(struct relay *r, int source, const char *cid)
     if (r->n_acks >= RELAY_PENDING_MAX) {
         metrics_inc(r->m, M_RELAY_EVENTS_TOTAL, r->src[source].node,
                     M_RELAY_ERROR);
-        log_printf(r->lg, CONFIG_LOG_ERROR,
+        log_printf(r->lg, LOG_LEVEL_ERROR,
                    "relay: %zu acknowledgements wait for Redis; dropping one "
                    "from %s",
                    r->n_acks, r->src[source].id);
@@ -204,7 +204,7 @@ static void relay_line(struct relay *r, int si, const char *line, size_t len)
         return;
     }
     if (ev.source[0] && strcmp(ev.source, s->id) != 0)
-        log_printf(r->lg, CONFIG_LOG_WARN,
+        log_printf(r->lg, LOG_LEVEL_WARN,
                    "relay: %s holds events of '%s', configured as '%s'",
                    s->path, ev.source, s->id);
     char cid[CRYPTO_HMAC_HEX_LEN + 1];
@@ -288,7 +288,7 @@ static void relay_poll_source(struct relay *r, int si)
         s->off = 0;
     }
     if (fstat(s->fd, &st) == 0 && st.st_size < s->off) {
-        log_printf(r->lg, CONFIG_LOG_INFO,
+        log_printf(r->lg, LOG_LEVEL_INFO,
                    "relay: %s was truncated; reading it from the start",
                    s->path);
         s->off = 0;
@@ -301,7 +301,7 @@ static void relay_poll_source(struct relay *r, int si)
          * poll's worth: it is closed next -- then follow the new one */
         while (relay_read(r, si) > 0)
             ;
-        log_printf(r->lg, CONFIG_LOG_INFO,
+        log_printf(r->lg, LOG_LEVEL_INFO,
                    "relay: %s was rotated; following the new file", s->path);
         relay_close(s);
         relay_poll_source(r, si);

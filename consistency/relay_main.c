@@ -73,7 +73,7 @@ static const struct listener_ops relay_main_ops = {
 static void relay_main_stop(void *arg)
 {
     struct relay_proc *p = arg;
-    log_printf(p->lg, CONFIG_LOG_INFO, "relay: stopping");
+    log_printf(p->lg, LOG_LEVEL_INFO, "relay: stopping");
     sdnotify_send("STOPPING=1");
     loop_stop(p->loop);
 }
@@ -94,7 +94,9 @@ static int relay_main_start(struct relay_proc *p, const char *path)
                 path);
         return -1;
     }
-    p->lg = log_new(&p->cfg->log, &err);
+    struct log_sinks sinks;
+    config_log_sinks(p->cfg, &sinks);
+    p->lg = log_new(&sinks, &err);
     if (!p->lg) {
         fprintf(stderr, "quorumgate relay: %s\n", err);
         free(err);
@@ -129,11 +131,11 @@ static int relay_main_start(struct relay_proc *p, const char *path)
     snprintf(fields, sizeof(fields),
              "\"kind\":\"relay\",\"address\":\"%s%s%s:%u\",\"tls\":false",
              v6 ? "[" : "", ma->host, v6 ? "]" : "", port);
-    log_write(p->lg, CONFIG_LOG_INFO, "listening", fields);
+    log_write(p->lg, LOG_LEVEL_INFO, "listening", fields);
     p->relay = relay_new(p->loop, p->redis, p->cfg, p->lg, p->m);
     p->sig[0] = loop_signal_new(p->loop, SIGTERM, relay_main_stop, p);
     p->sig[1] = loop_signal_new(p->loop, SIGINT, relay_main_stop, p);
-    log_printf(p->lg, CONFIG_LOG_INFO,
+    log_printf(p->lg, LOG_LEVEL_INFO,
                "relay: following %d event file(s)",
                p->cfg->relay.n_sources);
     return 0;

@@ -19,7 +19,8 @@
     "  - {id: c2, url: \"https://ctrl2.example:1280\"}\n"                    \
     "  - {id: c3, url: \"https://10.0.0.3:1280\"}\n"                         \
     "public_url: \"https://ziti.example.com:443\"\n"                         \
-    "secrets: {hmac_key_file: hmac.key}\n"
+    "secrets: {hmac_key_file: hmac.key}\n"                                 \
+    "gate: {legacy_sessions: unconfirmed}\n"
 
 static __attribute__((unused)) const char *fuzz_dir(void)
 {

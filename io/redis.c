@@ -410,15 +410,15 @@ static void redis_conn_gone(struct redis *r)
     redis_last_error(r, err, sizeof(err));
     if (was_up) {
         redis_bump(&r->disconnects);
-        REDIS_LOG(r, CONFIG_LOG_WARN, "connection lost (%s); reconnecting",
+        REDIS_LOG(r, LOG_LEVEL_WARN, "connection lost (%s); reconnecting",
                   err);
     } else {
         redis_bump(&r->connect_failures);
         if (r->attempt == 0)
-            REDIS_LOG(r, CONFIG_LOG_WARN, "cannot connect (%s); retrying",
+            REDIS_LOG(r, LOG_LEVEL_WARN, "cannot connect (%s); retrying",
                       err);
         else
-            REDIS_LOG(r, CONFIG_LOG_DEBUG, "attempt %u failed (%s)",
+            REDIS_LOG(r, LOG_LEVEL_DEBUG, "attempt %u failed (%s)",
                       r->attempt + 1, err);
     }
     redis_schedule_reconnect(r);
@@ -603,7 +603,7 @@ static void redis_deadline_cb(void *arg)
         redis_set_error(r, "%s: %s timed out after %llu ms", r->addr,
                         redis_op_names[head->op],
                         (unsigned long long)r->command_timeout_ms);
-        REDIS_LOG(r, CONFIG_LOG_WARN, "%s timed out after %llu ms; "
+        REDIS_LOG(r, LOG_LEVEL_WARN, "%s timed out after %llu ms; "
                   "reconnecting", redis_op_names[head->op],
                   (unsigned long long)r->command_timeout_ms);
         r->state = ST_CLOSING;
@@ -684,7 +684,7 @@ static void redis_now_up(struct redis *r)
     loop_timer_stop(r->sync_timer);
     atomic_store(&r->up, true);
     redis_bump(&r->connects);
-    REDIS_LOG(r, CONFIG_LOG_INFO, "connected to %s (db %u)", r->addr,
+    REDIS_LOG(r, LOG_LEVEL_INFO, "connected to %s (db %u)", r->addr,
               r->database);
     redis_notify(r, true);
 }
@@ -904,7 +904,7 @@ struct redis *redis_new(struct loop *loop, const struct config_redis *cfg,
                                                   : NULL;
     r->password = cfg->password ? xstrdup(cfg->password) : NULL;
     if (r->username && !r->password)
-        REDIS_LOG(r, CONFIG_LOG_WARN, "%s", "username without a password: "
+        REDIS_LOG(r, LOG_LEVEL_WARN, "%s", "username without a password: "
                   "not authenticating");
     r->database = cfg->database;
     r->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms

@@ -7,6 +7,7 @@
 
 #include "base/loop.h"
 #include "base/util.h"
+#include "io/h1client.h"
 
 /* A connect_to line and its libcurl list, kept for the upstream's life. */
 struct upstream_route {
@@ -29,6 +30,7 @@ struct upstream {
     int active;
     struct upstream_run *runs;   /* owned: requests in flight */
     struct upstream_run *spare;  /* owned: finished runs, for reuse */
+    struct h1client *h1;         /* owned: the request path's own client */
 };
 
 /* One per socket libcurl asks us to watch. */
@@ -118,8 +120,8 @@ static void upstream_settings_copy(struct upstream_settings *dst,
 
 /* ---- response capture ------------------------------------------------ */
 
-static void upstream_add_header(struct upstream_req *r, const char *p,
-                                size_t nlen, const char *v, size_t vlen)
+void upstream_resp_header_addn(struct upstream_req *r, const char *p,
+                               size_t nlen, const char *v, size_t vlen)
 {
     if (r->n_resp_hdrs == r->cap_resp_hdrs) {
         r->cap_resp_hdrs = r->cap_resp_hdrs ? 2 * r->cap_resp_hdrs : 16;
@@ -140,7 +142,7 @@ static void upstream_add_header(struct upstream_req *r, const char *p,
 void upstream_resp_header_add(struct upstream_req *r, const char *name,
                               const char *value)
 {
-    upstream_add_header(r, name, strlen(name), value, strlen(value));
+    upstream_resp_header_addn(r, name, strlen(name), value, strlen(value));
 }
 
 static size_t upstream_on_header(char *p, size_t size, size_t n, void *arg)
@@ -162,7 +164,7 @@ static size_t upstream_on_header(char *p, size_t size, size_t n, void *arg)
     const char *v = colon + 1;
     while (v < p + end && (*v == ' ' || *v == '\t'))
         v++;
-    upstream_add_header(r, p, nlen, v, (size_t)(p + end - v));
+    upstream_resp_header_addn(r, p, nlen, v, (size_t)(p + end - v));
     return len;
 }
 
@@ -399,6 +401,7 @@ struct upstream *upstream_new(struct loop *loop,
                       (long)s->max_host_connections);
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS,
                       (long)s->max_host_connections * 16);
+    u->h1 = h1client_new(loop, s);
     return u;
 }
 
@@ -409,6 +412,7 @@ void upstream_set_settings(struct upstream *u,
      * timeouts and limits apply to new handles and requests. */
     u->s.connect_timeout_ms = s->connect_timeout_ms;
     u->s.idle_timeout_ms = s->idle_timeout_ms;
+    h1client_set_settings(u->h1, s);
     for (int i = 0; i < u->n_pool; i++) {
         curl_easy_setopt(u->pool[i], CURLOPT_CONNECTTIMEOUT_MS,
                          (long)s->connect_timeout_ms);
@@ -421,6 +425,7 @@ void upstream_free(struct upstream *u)
 {
     if (!u)
         return;
+    h1client_free(u->h1);
     while (u->runs) {
         struct upstream_run *run = u->runs;
         CURL *e = run->e;
@@ -452,6 +457,8 @@ void upstream_free(struct upstream *u)
 
 void upstream_start(struct upstream *u, struct upstream_req *r)
 {
+    if (r->own_client && h1client_start(u->h1, r))
+        return;
     CURL *e = upstream_easy_get(u);
     struct upstream_run *run = upstream_run_get(u);
     run->r = r;
@@ -507,6 +514,10 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
 
 void upstream_cancel(struct upstream *u, struct upstream_req *r)
 {
+    if (r->on_own_client) {
+        h1client_cancel(u->h1, r);
+        return;
+    }
     CURL *e = r->priv;
     if (!e)
         return;
@@ -519,7 +530,7 @@ void upstream_cancel(struct upstream *u, struct upstream_req *r)
 
 int upstream_active(const struct upstream *u)
 {
-    return u->active;
+    return u->active + h1client_active(u->h1);
 }
 
 void upstream_req_reset(struct upstream_req *r)

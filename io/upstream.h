@@ -63,6 +63,9 @@ struct upstream_req {
     uint64_t timeout_ms;             /* whole attempt; 0 = none */
     size_t max_response;             /* body bytes; 0 = unlimited */
     bool fresh_connection;           /* never reuse a pooled connection */
+    bool own_client;                 /* the request path: quorumgate's own
+                                        HTTP/1.1 client (h1client.h) runs
+                                        it when it can, else libcurl */
     void (*done)(struct upstream_req *r, void *arg);
     void *arg;
 
@@ -78,6 +81,7 @@ struct upstream_req {
     char error[128];                 /* libcurl's explanation, if any */
 
     void *priv;                      /* upstream's: the easy handle */
+    bool on_own_client;              /* upstream's: priv is h1client's */
 };
 
 struct upstream *upstream_new(struct loop *loop,
@@ -105,6 +109,9 @@ bool upstream_resp_header(const struct upstream_req *r, const char *name,
 /* Appends a response header (for answers quorumgate composes itself). */
 void upstream_resp_header_add(struct upstream_req *r, const char *name,
                               const char *value);
+void upstream_resp_header_addn(struct upstream_req *r, const char *name,
+                               size_t name_len, const char *value,
+                               size_t value_len);
 const char *upstream_result_name(enum upstream_result res);
 /* true when nothing of the request can have reached the controller */
 bool upstream_result_never_sent(const struct upstream_req *r);

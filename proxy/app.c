@@ -53,7 +53,7 @@ static void app_log_errors(struct app *a, const struct config_errors *errs)
                                errs->items[i].line, errs->items[i].message);
         buf_json_escape(&f, line, strlen(line));
         buf_putc(&f, '"');
-        log_write(a->log, CONFIG_LOG_ERROR,
+        log_write(a->log, LOG_LEVEL_ERROR,
                   "configuration reload refused: keeping the running one",
                   f.data);
         free(line);
@@ -154,12 +154,12 @@ static void app_drain_tick(void *arg)
     uint64_t now = loop_now_ms(a->loop);
     if (n == 0 || now >= a->drain_deadline_ms) {
         if (n > 0)
-            log_printf(a->log, CONFIG_LOG_WARN,
+            log_printf(a->log, LOG_LEVEL_WARN,
                        "drain time is up: %d request(s) still in flight are "
                        "answered 503",
                        n);
         else
-            log_printf(a->log, CONFIG_LOG_INFO, "drained, exiting");
+            log_printf(a->log, LOG_LEVEL_INFO, "drained, exiting");
         loop_stop(a->loop);
         return;
     }
@@ -176,7 +176,7 @@ static void app_on_term(void *arg)
     sdnotify_send("STOPPING=1\nSTATUS=draining");
     a->drain_deadline_ms = loop_now_ms(a->loop) + cfg->timeouts.drain_ms;
     config_unref(cfg);
-    log_printf(a->log, CONFIG_LOG_INFO,
+    log_printf(a->log, LOG_LEVEL_INFO,
                "stopping: no new connections, draining %d request(s)",
                app_in_flight(a));
     for (int i = 0; i < a->n_workers; i++)
@@ -195,13 +195,22 @@ static void app_on_hup(void *arg)
                       "configuration kept (see the error log)");
 }
 
+/* Points lg at cfg's log files and level. */
+static int app_log_reopen(struct log *lg, const struct config *cfg,
+                          char **err)
+{
+    struct log_sinks sinks;
+    config_log_sinks(cfg, &sinks);
+    return log_reopen(lg, &sinks, err);
+}
+
 static void app_on_usr1(void *arg)
 {
     struct app *a = arg;
     struct config *cfg = app_config(a);
     char *err = NULL;
-    if (log_reopen(a->log, &cfg->log, &err) != 0) {
-        log_printf(a->log, CONFIG_LOG_ERROR, "log reopen failed: %s", err);
+    if (app_log_reopen(a->log, cfg, &err) != 0) {
+        log_printf(a->log, LOG_LEVEL_ERROR, "log reopen failed: %s", err);
         free(err);
     }
     config_unref(cfg);
@@ -231,15 +240,15 @@ int app_reload(struct app *a)
         app_fix_public_url(a, neu);
         char *diff = config_restart_only_diff(old, neu);
         if (diff) {
-            log_printf(a->log, CONFIG_LOG_ERROR,
+            log_printf(a->log, LOG_LEVEL_ERROR,
                        "configuration reload refused: %s changed, which "
                        "needs a restart; keeping the running configuration",
                        diff);
             free(diff);
             config_unref(neu);
             neu = NULL;
-        } else if (log_reopen(a->log, &neu->log, &err) != 0) {
-            log_printf(a->log, CONFIG_LOG_ERROR,
+        } else if (app_log_reopen(a->log, neu, &err) != 0) {
+            log_printf(a->log, LOG_LEVEL_ERROR,
                        "configuration reload refused: %s", err);
             free(err);
             config_unref(neu);
@@ -268,7 +277,7 @@ int app_reload(struct app *a)
     metrics_set(a->metrics, M_CONFIG_LAST_RELOAD_SUCCESSFUL, 1);
     metrics_set(a->metrics, M_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
                 (double)util_wall_ms() / 1000.0);
-    log_printf(a->log, CONFIG_LOG_INFO, "configuration reloaded from %s",
+    log_printf(a->log, LOG_LEVEL_INFO, "configuration reloaded from %s",
                a->config_path);
     return 0;
 }
@@ -294,7 +303,7 @@ static void app_log_listening(struct app *a, const char *kind,
              "\"kind\":\"%s\",\"address\":\"%s%s%s:%u\",\"tls\":%s", kind,
              v6 ? "[" : "", addr->host, v6 ? "]" : "", port,
              tls ? "true" : "false");
-    log_write(a->log, CONFIG_LOG_INFO, "listening", fields);
+    log_write(a->log, LOG_LEVEL_INFO, "listening", fields);
 }
 
 /* The passthrough listener, once per worker like the client listeners;
@@ -370,7 +379,9 @@ int app_init(struct app *a, const char *config_path)
         return -1;
     }
     atomic_store(&a->cfg, cfg);
-    a->log = log_new(&cfg->log, &err);
+    struct log_sinks sinks;
+    config_log_sinks(cfg, &sinks);
+    a->log = log_new(&sinks, &err);
     if (!a->log) {
         fprintf(stderr, "quorumgate: %s\n", err);
         free(err);
@@ -455,11 +466,11 @@ int app_run(struct app *a)
 {
     for (int i = 0; i < a->n_workers; i++) {
         if (worker_start(a->workers[i]) != 0) {
-            log_printf(a->log, CONFIG_LOG_ERROR, "cannot start worker %d", i);
+            log_printf(a->log, LOG_LEVEL_ERROR, "cannot start worker %d", i);
             return 1;
         }
     }
-    log_printf(a->log, CONFIG_LOG_INFO,
+    log_printf(a->log, LOG_LEVEL_INFO,
                "quorumgate %s started: %d worker(s), %d controller(s)",
                QG_VERSION, a->n_workers, a->cluster->n);
     sdnotify_send("READY=1\nSTATUS=serving");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/gate.h"
 #include "io/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
@@ -45,6 +46,7 @@ struct app_ext {
     struct app *a;                       /* borrowed */
     struct atable affinity;              /* process-wide */
     struct fence fence;                  /* process-wide */
+    struct gate_slots slots;             /* process-wide: held-call caps */
     struct redis *redis;                 /* owned, control loop */
     struct redis *sub;                   /* owned, control loop */
     struct loop_timer *ping;             /* owned */
@@ -66,6 +68,11 @@ struct atable *app_ext_affinity(struct app *a)
 struct fence *app_ext_fence(struct app *a)
 {
     return &a->ext->fence;
+}
+
+struct gate_slots *app_ext_slots(struct app *a)
+{
+    return &a->ext->slots;
 }
 
 bool app_ext_redis_ok(struct app *a)
@@ -100,9 +107,9 @@ static void app_ext_on_ping(void *arg, enum redis_status st,
         char err[160] = "";
         redis_last_error(x->redis, err, sizeof(err));
         if (ok)
-            log_printf(x->a->log, CONFIG_LOG_INFO, "Redis is reachable");
+            log_printf(x->a->log, LOG_LEVEL_INFO, "Redis is reachable");
         else
-            log_printf(x->a->log, CONFIG_LOG_WARN,
+            log_printf(x->a->log, LOG_LEVEL_WARN,
                        "Redis is unreachable (%s): affinity falls back to "
                        "the local cache, gated MFA calls are refused",
                        err[0] ? err : redis_status_name(st));
@@ -130,7 +137,7 @@ static void app_ext_on_policy(void *arg, enum redis_status st,
         const char *policy = rep->elements[1].str;
         x->redis_evicts = strcmp(policy, "noeviction") != 0;
         if (x->redis_evicts)
-            log_printf(x->a->log, CONFIG_LOG_ERROR,
+            log_printf(x->a->log, LOG_LEVEL_ERROR,
                        "Redis maxmemory-policy is '%s': under memory "
                        "pressure Redis may evict replication records and "
                        "fences; set 'maxmemory-policy noeviction' (or use "
@@ -138,7 +145,7 @@ static void app_ext_on_policy(void *arg, enum redis_status st,
                        policy);
         return;
     }
-    log_printf(x->a->log, CONFIG_LOG_WARN,
+    log_printf(x->a->log, LOG_LEVEL_WARN,
                "could not read Redis maxmemory-policy (CONFIG GET refused: "
                "%.*s): make sure it is 'noeviction'",
                (int)(rep->len < 200 ? rep->len : 200), rep->str);

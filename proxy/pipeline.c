@@ -64,7 +64,7 @@ static void pipeline_warn_redis(struct request *rq, const char *what)
     if (now - w->redis_warned_ms < 10000 && w->redis_warned_ms)
         return; /* at most one line every 10 s per worker */
     w->redis_warned_ms = now;
-    log_printf(w->app->log, CONFIG_LOG_WARN,
+    log_printf(w->app->log, LOG_LEVEL_WARN,
                "Redis unavailable for %s: using the local affinity cache",
                what);
 }
@@ -76,7 +76,7 @@ static void pipeline_warn_legacy(struct request *rq)
     if (w->legacy_warned_ms && now - w->legacy_warned_ms < 60000)
         return;
     w->legacy_warned_ms = now;
-    log_printf(w->app->log, CONFIG_LOG_WARN,
+    log_printf(w->app->log, LOG_LEVEL_WARN,
                "replication gate: an MFA call made with a legacy zt-session "
                "is not held: configure gate.management (or gate.source: "
                "events) to confirm it on the other controllers");
@@ -89,7 +89,7 @@ static void pipeline_warn_learn(struct request *rq)
     if (w->learn_warned_ms && now - w->learn_warned_ms < 10000)
         return;
     w->learn_warned_ms = now;
-    log_printf(w->app->log, CONFIG_LOG_WARN,
+    log_printf(w->app->log, LOG_LEVEL_WARN,
                "client %s learns affinity faster than "
                "routing.affinity_learn_rate: entries dropped",
                rq->ex->client_addr);
@@ -610,8 +610,13 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                 !mgmt_configured(worker_ext_mgmt(rq->w)) &&
                 ps->gcall != GATE_CREATE) {
                 /* nothing to confirm the change on other controllers with:
-                 * see README, "Legacy sessions" */
-                pipeline_warn_legacy(rq);
+                 * see README, "Legacy sessions" (the configuration allows
+                 * it only with gate.legacy_sessions: unconfirmed, or with
+                 * one controller) */
+                if (rq->cfg->gate.legacy_sessions == GATE_LEGACY_UNCONFIRMED)
+                    ps->unconfirmed = true;
+                else
+                    pipeline_warn_legacy(rq);
                 ps->gated = false;
                 return false;
             }
@@ -680,6 +685,21 @@ static bool pipeline_run(struct request *rq)
         if (rq->stage == STAGE_ANSWERED)
             return true;
     }
+    if (ps->gated && !ps->slot) {
+        /* before anything is sent: a refusal changes nothing */
+        if (!gate_slot_take(app_ext_slots(pipeline_app(rq)), rq->cfg,
+                            rq->identity, &ps->slot_bucket)) {
+            metrics_inc(pipeline_app(rq)->metrics,
+                        M_REPLICATION_HELD_REFUSED_TOTAL);
+            request_answer_error(rq, 503, "PROXY_GATE_BUSY",
+                                 "too many MFA changes are waiting for "
+                                 "replication (gate.max_held / "
+                                 "gate.max_held_per_identity); nothing was "
+                                 "changed, retry later");
+            return true;
+        }
+        ps->slot = true;
+    }
     rq->stage = STAGE_ROUTING;
     return false;
 }
@@ -690,6 +710,8 @@ bool pipeline_before_route(struct request *rq)
     int gc = pipeline_gate_call(rq->cls.call);
     ps->pre_state = -1;
     ps->id_result = -1;
+    ps->unconfirmed = false;
+    ps->slot = false;
     ps->gated = rq->cfg->gate.enabled && gc >= 0;
     ps->gcall = gc;
     ps->deadline_ms = rq->start_ms + rq->cfg->routing.leader_wait_ms;
@@ -699,6 +721,13 @@ bool pipeline_before_route(struct request *rq)
 bool pipeline_gate(struct request *rq)
 {
     struct pipeline_state *ps = &rq->pipe;
+    if (ps->unconfirmed && rq->up.status >= 200 && rq->up.status <= 299) {
+        /* passed unheld by choice: say so, and count it */
+        snprintf(rq->replication, sizeof(rq->replication), "unconfirmed");
+        metrics_inc(pipeline_app(rq)->metrics, M_REPLICATION_UNCONFIRMED_TOTAL,
+                    (enum metrics_mfa_call)ps->gcall);
+        return false;
+    }
     if (!ps->gated || rq->up.status < 200 || rq->up.status > 299)
         return false;
     if (ps->gcall == GATE_CREATE) {
@@ -714,6 +743,10 @@ bool pipeline_gate(struct request *rq)
 
 void pipeline_cancel(struct request *rq)
 {
+    if (rq->pipe.slot) {
+        gate_slot_give(app_ext_slots(pipeline_app(rq)), rq->pipe.slot_bucket);
+        rq->pipe.slot = false;
+    }
     if (rq->pipe.cmd) {
         redis_cancel(worker_ext_redis(rq->w), rq->pipe.cmd);
         rq->pipe.cmd = NULL;

@@ -30,6 +30,10 @@ struct pipeline_state {
     struct ackstore_ctx actx;       /* gate record reads */
     bool gated;                     /* an MFA write the gate holds */
     bool legacy;                    /* ... made with a zt-session */
+    bool slot;                      /* holds a held-call slot ... */
+    unsigned slot_bucket;           /* ... of this identity bucket */
+    bool unconfirmed;               /* a legacy-session MFA write passed
+                                       unheld (gate.legacy_sessions) */
     int gcall;                      /* enum gate_call */
     int pre_state;                  /* enum reconcile_state, -1 = unread */
     char mfa_id[128];

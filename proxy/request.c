@@ -332,6 +332,9 @@ static void request_attempt(struct request *rq, int node)
                               ex->method != HTTP_GET &&
                               ex->method != HTTP_HEAD &&
                               ex->method != HTTP_OPTIONS;
+    /* forwarding runs on quorumgate's own client (io/h1client.h), which
+     * never resends by itself either */
+    rq->up.own_client = true;
     rq->up.done = request_attempt_done;
     rq->up.arg = rq;
     w->outstanding[node]++;

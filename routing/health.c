@@ -63,7 +63,7 @@ static void health_changed(struct health *h)
     snprintf(fields, sizeof(fields), "\"leader\":\"%s\",\"controllers_up\":%d",
              leader >= 0 ? h->c->nodes[leader].id : "",
              cluster_count_up(h->c));
-    log_write(h->lg, CONFIG_LOG_INFO, "cluster view changed", fields);
+    log_write(h->lg, LOG_LEVEL_INFO, "cluster view changed", fields);
     if (h->ev.on_change)
         h->ev.on_change(h->ev.arg);
 }
@@ -81,7 +81,7 @@ static void health_set_method(struct health *h, int i, enum cluster_method m,
     char fields[200];
     snprintf(fields, sizeof(fields), "\"controller\":\"%s\",\"method\":\"%s\"",
              nd->id, cluster_method_name(m));
-    log_write(h->lg, CONFIG_LOG_INFO, why, fields);
+    log_write(h->lg, LOG_LEVEL_INFO, why, fields);
 }
 
 char *health_unwatchable_message(const char *id, const char *url)
@@ -106,7 +106,7 @@ static void health_unwatchable(struct health *h, struct health_probe *p)
         return;
     p->told_unwatchable = true;
     char *why = health_unwatchable_message(nd->id, nd->base_url);
-    log_write(h->lg, CONFIG_LOG_ERROR, why, NULL);
+    log_write(h->lg, LOG_LEVEL_ERROR, why, NULL);
     if (h->ev.on_unwatchable)
         h->ev.on_unwatchable(h->ev.arg, p->node, why);
     free(why);
@@ -199,7 +199,7 @@ static void health_members_done(struct health_probe *p,
                               errlen)) {
         p->refused_once = false;
         if (atomic_exchange(&nd->read_only, ro ? 1 : 0) != (ro ? 1 : 0))
-            log_printf(h->lg, ro ? CONFIG_LOG_WARN : CONFIG_LOG_INFO,
+            log_printf(h->lg, ro ? LOG_LEVEL_WARN : LOG_LEVEL_INFO,
                        ro ? "controller %s reports a read-only cluster "
                             "(members of different versions): writes are "
                             "answered 503 CLUSTER_READ_ONLY"

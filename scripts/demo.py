@@ -57,7 +57,8 @@ def main():
             "secrets": {"hmac_key_file": key},
             "log": {"level": "info", "access_log": os.path.join(work, "access.log"),
                     "error_log": "stderr"},
-            "gate": {"mode": "healthy", "timeout": "10s"},
+            "gate": {"mode": "healthy", "timeout": "10s",
+                     "legacy_sessions": "unconfirmed"},   # the demo logs in with OIDC
         }
         qg = Quorumgate(args.binary, work, cfg, name="quorumgate").start()
         ctl = sim.control

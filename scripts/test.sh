@@ -3,6 +3,7 @@
 #   1. release build with -Werror, unit tests (CTest), integration tests (pytest)
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, the same tests
 # Usage: scripts/test.sh [--no-asan] [pytest args...]
+# The real-OpenZiti tier (tests/realcluster) runs separately: scripts/test-realcluster.sh.
 # Servers (redis-server, the controller simulator, prometheus) are started by
 # the tests themselves on free loopback ports and stopped by PID.
 set -euo pipefail
@@ -18,7 +19,7 @@ run_suite() {
   cmake --build "$dir" -j "$jobs"
   (cd "$dir" && ctest --output-on-failure -j "$jobs")
   QUORUMGATE_BIN="$PWD/$dir/quorumgate" QG_REQUIRE_BINARY=1 \
-    python3 -m pytest -q -p no:cacheprovider tests "${PYTEST_ARGS[@]}"
+    python3 -m pytest -q -p no:cacheprovider tests --ignore=tests/realcluster "${PYTEST_ARGS[@]}"
 }
 
 PYTEST_ARGS=("$@")

@@ -107,7 +107,9 @@ def default_qg_config(sim, redis, certs, workdir):
         "redis": {"address": redis.address, "key_prefix": "qg:"},
         "secrets": {"hmac_key_file": key_file},
         "log": {"level": "debug", "error_log": "stderr", "access_log": "stdout"},
-        "gate": {"timeout": "5s"},
+        # no management credential by default: legacy-session MFA passes
+        # unheld, marked (tests of the held legacy path configure one)
+        "gate": {"timeout": "5s", "legacy_sessions": "unconfirmed"},
     }
     if sim.info["scheme"] == "https":
         cfg["upstream"]["tls"] = {"ca": certs["ca"], "verify": True}

@@ -200,6 +200,7 @@ class ZitiClient:
             raise ApiFailure("auth-request-id header %r != %r" % (r.header("auth-request-id"), rid))
         r = self.request("POST", "/oidc/login/password",
                          body={"username": username, "password": password, "id": rid}, auth=False)
+        self.last_totp_required = r.status == 200 and r.header("totp-required") == "true"
         if r.status == 200 and r.header("totp-required") == "true":
             code = totp_code if totp_code is not None else (totp_now(totp_secret) if totp_secret else None)
             if code is None:

@@ -373,6 +373,7 @@ def check_config(tmp_path, controller_ids):
                         for i, cid in enumerate(controller_ids)],
         "redis": {"address": "127.0.0.1:6379"},
         "secrets": {"hmac_key_file": str(key)},
+        "gate": {"legacy_sessions": "unconfirmed"},
     }
     path = tmp_path / "q.yaml"
     path.write_text(dump_yaml(cfg))

@@ -220,7 +220,10 @@ static void check_documented_values(const struct config *c)
     assert_int_equal(c->gate.timeout_ms, 10000);
     assert_false(c->gate.fail_on_timeout);
     assert_int_equal(c->gate.source, GATE_SRC_PROBE);
-    assert_int_equal(c->gate.probe_initial_ms, 50);
+    assert_int_equal(c->gate.probe_initial_ms, 2);
+    assert_int_equal(c->gate.legacy_sessions, GATE_LEGACY_CONFIRMED);
+    assert_int_equal(c->gate.max_held, 10000);
+    assert_int_equal(c->gate.max_held_per_identity, 4);
     assert_int_equal(c->gate.probe_max_ms, 250);
     assert_int_equal(c->gate.poll_ms, 500);
     assert_int_equal(c->gate.fence_ttl_ms, 600000);
@@ -314,6 +317,7 @@ static void test_example_as_shipped(void **state)
     assert_null(c->listeners[0].tls_client_ca);
     assert_null(c->admin.basic_auth_user);
     assert_int_equal(c->relay.n_sources, 0);
+    assert_string_equal(c->gate.mgmt_username, "quorumgate-probe");
     assert_int_equal(c->passthrough.addr.port, 1280);
     assert_int_equal(c->passthrough.allowed, 7);
     config_unref(c);
@@ -334,10 +338,6 @@ static void test_example_with_options(void **state)
     replace_once(&text, "    # key: ", "    key: ");
     replace_once(&text, "  # username: quorumgate", "  username: quorumgate");
     replace_once(&text, "  # password_file: ", "  password_file: ");
-    replace_once(&text, "  # management:\n  #   username: quorumgate-probe\n"
-                        "  #   password_file: ",
-                 "  management:\n    username: quorumgate-probe\n"
-                 "    password_file: ");
     replace_once(&text, "  sources: []\n  # - {controller: ctrl1, ",
                  "  sources:\n  - {controller: ctrl1, ");
     struct config *c = load_file(dir, "full.yaml", text);
@@ -523,6 +523,7 @@ static void test_restart_only_diff(void **state)
                 "  - {id: c1, url: \"http://127.0.0.1:1280\"}\n"
                 "  - {id: c2, url: \"http://127.0.0.1:1281\"}\n"
                 "secrets: {hmac_key_file: hmac.key}\n"
+                "gate: {legacy_sessions: unconfirmed}\n"
                 "workers: 4\n"
                 "admin: {allow: [10.0.0.0/8]}\n"
                 "redis: {address: unix:/run/r.sock, database: 2}\n");
@@ -564,6 +565,7 @@ static void test_passthrough(void **state)
                 "  - {id: c2, url: \"https://127.0.0.1:1281\"}\n"
                 "  - {id: c3, url: \"https://127.0.0.1:1282\"}\n"
                 "secrets: {hmac_key_file: hmac.key}\n"
+                "gate: {legacy_sessions: unconfirmed}\n"
                 "passthrough: {address: \"127.0.0.1:8444\"}\n");
     assert_string_equal(c->passthrough.addr.host, "127.0.0.1");
     assert_int_equal(c->passthrough.addr.port, 8444);
@@ -584,6 +586,7 @@ static void test_passthrough(void **state)
                 "  - {id: c2, url: \"https://127.0.0.1:1281\"}\n"
                 "  - {id: c3, url: \"https://127.0.0.1:1282\"}\n"
                 "secrets: {hmac_key_file: hmac.key}\n"
+                "gate: {legacy_sessions: unconfirmed}\n"
                 "passthrough:\n"
                 "  address: \"[::1]:0\"\n"
                 "  controllers: [c3, c1]\n"

@@ -490,7 +490,7 @@ static void test_auth_wrong_password(void **state)
     struct fx *f = *state;
     char logpath[192], off[] = "off";
     snprintf(logpath, sizeof(logpath), "%s/qg.log", f->dir);
-    struct config_log lc = {.level = CONFIG_LOG_DEBUG, .error_log = logpath,
+    struct log_sinks lc = {.level = LOG_LEVEL_DEBUG, .error_log = logpath,
                             .access_log = off};
     char *err = NULL;
     struct log *lg = log_new(&lc, &err);

@@ -24,7 +24,8 @@
     "controllers:\n"                                                         \
     "  - {id: c1, url: \"http://127.0.0.1:1280\"}\n"                         \
     "  - {id: c2, url: \"http://127.0.0.1:1281\"}\n"                         \
-    "secrets: {hmac_key_file: hmac.key}\n"
+    "secrets: {hmac_key_file: hmac.key}\n"                                 \
+    "gate: {legacy_sessions: unconfirmed}\n"
 
 #define ID64 "abababababababababababababababababababababababababababababababab"
 

@@ -128,6 +128,7 @@ struct fx {
     "listeners:\n"                                                           \
     "  - address: 127.0.0.1:8443\n"                                          \
     "secrets: {hmac_key_file: hmac.key}\n"                                   \
+    "gate: {legacy_sessions: unconfirmed}\n"                                \
     "public_url: https://ziti.example.com:8443\n"
 
 /* Run rewrite_response on an answer with the given Location and body. */

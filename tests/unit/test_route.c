@@ -21,6 +21,7 @@
     "  - {id: c1, url: \"http://127.0.0.1:1281\"}\n"                         \
     "  - {id: c2, url: \"http://127.0.0.1:1282\"}\n"                         \
     "  - {id: c3, url: \"http://127.0.0.1:1283\"}\n"                         \
+    "gate: {legacy_sessions: unconfirmed}\n"                                \
     "secrets: {hmac_key_file: hmac.key}\n"
 
 struct fx {

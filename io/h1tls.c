@@ -1,0 +1,214 @@
+/* h1tls.c - see h1tls.h.  Wraps OpenSSL 3 (libssl) for the upstream
+ * client; base/crypto.c wraps its hashing side (libcrypto). */
+#include "io/h1tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+/* Owned by one h1client. */
+struct h1tls_ctx {
+    SSL_CTX *ctx;                /* owned */
+};
+
+/* Owned by one connection. */
+struct h1tls {
+    SSL *ssl;                    /* owned */
+    void **slot;                 /* borrowed: the controller's session */
+};
+
+static void h1tls_errstr(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char reason[160] = "";
+    if (e)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
+    snprintf(err, errlen, "TLS: %s%s%s", what, reason[0] ? ": " : "", reason);
+}
+
+/* A new session (TLS 1.3 sends them after the handshake): keep a copy of
+ * the last one for the next connection to this controller.  A copy, since
+ * OpenSSL marks the connection's own session not resumable when the
+ * connection is freed without a close_notify. */
+static int h1tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct h1tls *t = SSL_get_app_data(ssl);
+    SSL_SESSION *copy = t && t->slot ? SSL_SESSION_dup(sess) : NULL;
+    if (!copy)
+        return 0;
+    SSL_SESSION_free(*t->slot);
+    *t->slot = copy;
+    return 0; /* the original stays OpenSSL's */
+}
+
+struct h1tls_ctx *h1tls_ctx_new(const char *ca_file, const char *cert_file,
+                                const char *key_file, bool verify, char *err,
+                                size_t errlen)
+{
+    struct h1tls_ctx *c = xcalloc(1, sizeof(*c));
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (!c->ctx) {
+        h1tls_errstr(err, errlen, "no context");
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* one read system call per record batch instead of header + body */
+    SSL_CTX_set_read_ahead(c->ctx, 1);
+    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT |
+                                               SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(c->ctx, h1tls_new_session);
+    if (verify) {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+        int ok = ca_file ? SSL_CTX_load_verify_locations(c->ctx, ca_file, NULL)
+                         : SSL_CTX_set_default_verify_paths(c->ctx);
+        if (ok != 1) {
+            h1tls_errstr(err, errlen, "cannot load the CA");
+            goto fail;
+        }
+    } else {
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+    }
+    if (cert_file &&
+        (SSL_CTX_use_certificate_chain_file(c->ctx, cert_file) != 1 ||
+         SSL_CTX_use_PrivateKey_file(c->ctx, key_file ? key_file : cert_file,
+                                     SSL_FILETYPE_PEM) != 1)) {
+        h1tls_errstr(err, errlen, "cannot load the client certificate");
+        goto fail;
+    }
+    return c;
+fail:
+    h1tls_ctx_free(c);
+    return NULL;
+}
+
+void h1tls_ctx_free(struct h1tls_ctx *c)
+{
+    if (!c)
+        return;
+    SSL_CTX_free(c->ctx);
+    free(c);
+}
+
+struct h1tls *h1tls_new(struct h1tls_ctx *c, int fd, const char *name,
+                        void **slot)
+{
+    struct h1tls *t = xcalloc(1, sizeof(*t));
+    unsigned char ip[16];
+    bool is_ip = inet_pton(AF_INET, name, ip) == 1 ||
+                 inet_pton(AF_INET6, name, ip) == 1;
+    t->slot = slot;
+    t->ssl = SSL_new(c->ctx);
+    if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
+        h1tls_free(t);
+        return NULL;
+    }
+    SSL_set_app_data(t->ssl, t);
+    if (is_ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name);
+    } else {
+        SSL_set_tlsext_host_name(t->ssl, name);
+        SSL_set1_host(t->ssl, name);
+    }
+    if (slot && *slot)
+        SSL_set_session(t->ssl, *slot);
+    SSL_set_connect_state(t->ssl);
+    return t;
+}
+
+void h1tls_free(struct h1tls *t)
+{
+    if (!t)
+        return;
+    if (t->ssl) {
+        SSL_set_app_data(t->ssl, NULL);
+        SSL_free(t->ssl);
+    }
+    free(t);
+}
+
+void h1tls_session_free(void **slot)
+{
+    SSL_SESSION_free(*slot);
+    *slot = NULL;
+}
+
+static int h1tls_want(struct h1tls *t, int rc)
+{
+    switch (SSL_get_error(t->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        return H1TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return H1TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return H1TLS_CLOSED;
+    default:
+        ERR_clear_error();
+        return H1TLS_FAIL;
+    }
+}
+
+int h1tls_handshake(struct h1tls *t, char *err, size_t errlen)
+{
+    int rc = SSL_do_handshake(t->ssl);
+    if (rc == 1)
+        return 1;
+    int e = SSL_get_error(t->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ)
+        return H1TLS_WANT_READ;
+    if (e == SSL_ERROR_WANT_WRITE)
+        return H1TLS_WANT_WRITE;
+    long vr = SSL_get_verify_result(t->ssl);
+    if (vr != X509_V_OK) {
+        ERR_clear_error();
+        snprintf(err, errlen, "TLS: certificate verification failed: %s",
+                 X509_verify_cert_error_string(vr));
+    } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        snprintf(err, errlen, "TLS: handshake: connection closed (%s)",
+                 errno ? strerror(errno) : "end of stream");
+    } else {
+        h1tls_errstr(err, errlen, "handshake failed");
+    }
+    return H1TLS_FAIL;
+}
+
+ssize_t h1tls_read(struct h1tls *t, void *buf, size_t n)
+{
+    size_t got = 0;
+    int rc = SSL_read_ex(t->ssl, buf, n, &got);
+    if (rc == 1)
+        return (ssize_t)got;
+    return h1tls_want(t, rc);
+}
+
+ssize_t h1tls_write(struct h1tls *t, const void *buf, size_t n,
+                    uint64_t *wire)
+{
+    BIO *b = SSL_get_wbio(t->ssl);
+    uint64_t before = BIO_number_written(b);
+    size_t done = 0;
+    int rc = SSL_write_ex(t->ssl, buf, n, &done);
+    *wire = BIO_number_written(b) - before;
+    if (rc == 1)
+        return (ssize_t)done;
+    return h1tls_want(t, rc);
+}
+
+bool h1tls_pending(struct h1tls *t)
+{
+    return SSL_has_pending(t->ssl) == 1;
+}
+
+bool h1tls_resumed(struct h1tls *t)
+{
+    return SSL_session_reused(t->ssl) == 1;
+}

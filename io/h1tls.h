@@ -1,0 +1,50 @@
+/* h1tls.h - client TLS for the upstream HTTP/1.1 client (h1client): an
+ * OpenSSL SSL on a non-blocking socket, verification against the
+ * configured CA (or the system store), SNI and host/IP checks, optional
+ * client certificate, session resumption through a slot the caller keeps
+ * per controller.  The only file of h1client that includes OpenSSL.
+ *
+ * Ownership: a struct h1tls_ctx is owned by one h1client; a struct h1tls
+ * by one connection; a session slot (void *) by the caller, released with
+ * h1tls_session_free(). */
+#ifndef QG_H1TLS_H
+#define QG_H1TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct h1tls_ctx;
+struct h1tls;
+
+enum { H1TLS_WANT_READ = -2, H1TLS_WANT_WRITE = -3, H1TLS_FAIL = -1,
+       H1TLS_CLOSED = 0 };
+
+/* NULL (and err) when the CA, certificate or key cannot be loaded. */
+struct h1tls_ctx *h1tls_ctx_new(const char *ca_file, const char *cert_file,
+                                const char *key_file, bool verify, char *err,
+                                size_t errlen);
+void h1tls_ctx_free(struct h1tls_ctx *c);
+
+/* name: the host the certificate must match (DNS name or IP literal); a
+ * DNS name is also sent as SNI.  *slot: a session to resume, refreshed
+ * with each new one the server issues. */
+struct h1tls *h1tls_new(struct h1tls_ctx *c, int fd, const char *name,
+                        void **slot);
+void h1tls_free(struct h1tls *t);
+void h1tls_session_free(void **slot);
+
+/* 1 = handshake done, H1TLS_WANT_*, H1TLS_FAIL (err explains). */
+int h1tls_handshake(struct h1tls *t, char *err, size_t errlen);
+/* >0 bytes, H1TLS_CLOSED, H1TLS_WANT_*, H1TLS_FAIL. */
+ssize_t h1tls_read(struct h1tls *t, void *buf, size_t n);
+/* >0 bytes taken, H1TLS_WANT_*, H1TLS_FAIL.  *wire: bytes the socket
+ * accepted during this call (0 = nothing reached the kernel). */
+ssize_t h1tls_write(struct h1tls *t, const void *buf, size_t n,
+                    uint64_t *wire);
+/* bytes decrypted and not read yet */
+bool h1tls_pending(struct h1tls *t);
+bool h1tls_resumed(struct h1tls *t);
+
+#endif
