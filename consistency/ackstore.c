@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/crypto.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "config/config.h"
 #include "io/redis.h"
@@ -88,7 +89,7 @@ uint64_t ackstore_mask_of(const struct cluster *c, const char *s, size_t len)
         for (int k = 0; k < c->n; k++)
             if (strlen(c->nodes[k].id) == j - i &&
                 memcmp(c->nodes[k].id, s + i, j - i) == 0)
-                m |= 1ull << k;
+                m |= nodeset_of(k);
         i = j + 1;
     }
     return m;
@@ -113,7 +114,7 @@ static void ackstore_ids(const struct cluster *c, uint64_t mask, char *out,
     size_t o = 0;
     out[0] = '\0';
     for (int i = 0; i < c->n; i++)
-        if (mask & (1ull << i))
+        if (nodeset_has(mask, i))
             o += (size_t)snprintf(out + o, o < cap ? cap - o : 0, "%s%s",
                                   o ? "," : "", c->nodes[i].id);
 }
@@ -283,7 +284,7 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
     argv[n++] = chan;
     argv[n++] = idhex;
     for (int i = 0; i < c->n && n + 2 <= (int)ARRAY_LEN(argv); i++)
-        if (mask & (1ull << i)) {
+        if (nodeset_has(mask, i)) {
             argv[n++] = c->nodes[i].id;
             argv[n++] = val;
         }

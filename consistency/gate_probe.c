@@ -16,6 +16,7 @@
 #include "base/http.h"
 #include "base/loop.h"
 #include "io/upstream.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "metrics/metrics.h"
 #include "routing/cluster.h"
@@ -52,7 +53,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
                             gw->g->env.cluster->nodes[p->node].id,
                             gw->g->env.count_cb,
                             gate_count(gw->g, M_REDIS_ACK_WRITE));
-        gate_add_acks(gw, 1ull << p->node);
+        gate_add_acks(gw, nodeset_of(p->node));
         gate_check(gw); /* may free gw */
         return;
     }
@@ -60,7 +61,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         !gw->legacy) {
         /* the client's credential does not work there (and will not) */
         p->refused = true;
-        gate_give_up(gw, 1ull << p->node); /* may free gw */
+        gate_give_up(gw, nodeset_of(p->node)); /* may free gw */
         return;
     }
     p->miss_ns = util_mono_ns();
@@ -182,10 +183,10 @@ void gate_probe_send(void *arg)
     const struct gate_env *env = &gw->g->env;
     struct cluster *c = env->cluster;
     uint64_t now = loop_now_ms(env->loop);
-    if (p->in_flight || p->refused || (gw->acked & (1ull << p->node)) ||
+    if (p->in_flight || p->refused || nodeset_has(gw->acked, p->node) ||
         now >= gw->end_ms)
         return;
-    if (gw->released && !(gw->fenced & (1ull << p->node)))
+    if (gw->released && !nodeset_has(gw->fenced, p->node))
         return; /* answered, and nothing of ours to lift there */
     if (gw->legacy) {
         p->in_flight = true;
@@ -204,7 +205,7 @@ void gate_probe_all(struct gate_wait *gw)
 {
     uint64_t targets = gw->all & ~gw->acked;
     for (int i = 0; i < gw->n; i++)
-        if ((targets & (1ull << i)) &&
+        if (nodeset_has(targets, i) &&
             !loop_timer_active(gw->probes[i].timer))
             gate_probe_send(&gw->probes[i]);
 }

@@ -781,12 +781,14 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->request_id_header = xstrdup(request_id_header);
     l->rng = (util_mono_ns() ^ ((uint64_t)(uintptr_t)l << 17) ^
               ((uint64_t)fd << 40)) | 1;
-    /* Opportunistic reads and writes (TURBO) make libmicrohttpd 0.9.75
-     * spin inside MHD_run on a TLS handshake that waits for the client:
-     * one silent TCP connection would stall every client of the worker.
-     * Plain HTTP keeps them. */
+    /* Opportunistic reads and writes (MHD_USE_TURBO, above) for plain HTTP
+     * and TLS alike.  A TLS handshake stalled half-way makes libmicrohttpd
+     * 0.9.75 poll it until the header deadline closes the connection (a
+     * third of a core or so, measured the same with and without TURBO);
+     * the worker's other clients are still served (test_core_limits.py,
+     * "a handshake stalled half-way"). */
     if (l->tls)
-        flags |= MHD_USE_TLS;
+        flags = (flags & ~(unsigned int)MHD_USE_TURBO) | MHD_USE_TLS;
     /* The per-connection pool holds the request head (up to
      * max_header_bytes, parsed in place), the header index and the
      * response head.  libmicrohttpd 0.9.75 zeroes the whole pool when a
@@ -800,7 +802,10 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     uint64_t mem = limits->max_header_bytes + 20 * 1024;
     if (mem <= 32 * 1024)
         mem = 32 * 1024 + 4096;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    if (fd >= 0)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    else
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                         (intptr_t)listener_notify_connection, l};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
@@ -838,7 +843,8 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
         *err = xstrdup(l->tls ? "cannot start the HTTPS listener (check the "
                                 "certificate and key)"
                               : "cannot start the HTTP listener");
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         free(l->request_id_header);
         free(l);
         return NULL;
@@ -854,6 +860,14 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * owner is complete. */
     loop_defer_schedule(l->soon);
     return l;
+}
+
+void listener_adopt(struct listener *l, int fd,
+                    const struct sockaddr_storage *peer, socklen_t len)
+{
+    /* libmicrohttpd closes the socket itself when it cannot take it */
+    MHD_add_connection(l->d, fd, (const struct sockaddr *)peer, len);
+    listener_run(l);
 }
 
 void listener_quiesce(struct listener *l)

@@ -1,4 +1,4 @@
-/* app_ext.h - process-wide state of the optional stages, owned by the app
+/* app_ext.h - process-wide routing and replication state, owned by the app
  * through a->ext: the affinity and fence tables (workers read them without
  * locks), and the control thread's Redis connections (readiness PING,
  * fence updates from other quorumgate processes). */

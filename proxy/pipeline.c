@@ -18,7 +18,6 @@
 #include "proxy/request.h"
 #include "base/util.h"
 #include "proxy/worker.h"
-#include "proxy/worker_ext.h"
 #include "retry/reconcile.h"
 #include "routing/atable.h"
 #include "routing/cluster.h"
@@ -123,7 +122,7 @@ static bool pipeline_identity(struct request *rq)
         /* a kid not seen yet: the controllers may have rotated keys */
         if (ps->id_result == JWKS_UNKNOWN_KID && !ps->keys_fetched) {
             ps->keys_fetched = true;
-            if (jwks_refresh(worker_ext_jwks(rq->w), loop_now_ms(rq->w->loop),
+            if (jwks_refresh(rq->w->jwks, loop_now_ms(rq->w->loop),
                              pipeline_keys_fetched, rq)) {
                 rq->stage = STAGE_AFFINITY;
                 return true;
@@ -244,14 +243,14 @@ static bool pipeline_affinity(struct request *rq)
             affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
                                sizeof(key));
-            redis_command(worker_ext_redis(rq->w), app_ext_count_cb,
+            redis_command(rq->w->redis, app_ext_count_cb,
                           app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
                           "PEXPIRE %s %llu", key,
                           (unsigned long long)rq->cfg->routing.affinity_ttl_ms);
         }
         return false;
     }
-    if (!redis_up(worker_ext_redis(rq->w))) {
+    if (!redis_up(rq->w->redis)) {
         pipeline_warn_redis(rq, "an affinity lookup");
         metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                     M_RESULT_ERROR);
@@ -260,7 +259,7 @@ static bool pipeline_affinity(struct request *rq)
     char key[160];
     affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key, sizeof(key));
     rq->stage = STAGE_AFFINITY;
-    ps->cmd = redis_command(worker_ext_redis(rq->w), pipeline_aff_reply, rq,
+    ps->cmd = redis_command(rq->w->redis, pipeline_aff_reply, rq,
                             "GET %s", key);
     return true;
 }
@@ -290,7 +289,7 @@ static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
 {
     struct app *a = pipeline_app(rq);
     const struct config *cfg = rq->cfg;
-    struct redis *r = worker_ext_redis(rq->w);
+    struct redis *r = rq->w->redis;
     struct affinity_key k;
     char key[160];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
@@ -363,7 +362,7 @@ bool pipeline_learn(struct request *rq)
      * Redis with entries */
     const struct config_routing *rt = &rq->cfg->routing;
     for (int i = 0; i < n; i++) {
-        if (!ratelimit_take(worker_ext_learn_limit(rq->w),
+        if (!ratelimit_take(&rq->w->learn,
                             rq->ex->client_addr,
                             strlen(rq->ex->client_addr),
                             rt->affinity_learn_rate,
@@ -510,7 +509,7 @@ static bool pipeline_hold(struct request *rq, enum gate_call call,
 {
     char *path = request_mfa_state_path(rq);
     bool held = gate_hold(
-        worker_ext_gate(rq->w),
+        rq->w->gate,
         &(struct gate_hold_args){
             .call = call,
             .identity = rq->identity,
@@ -607,7 +606,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
             }
             ps->legacy = true;
             if (rq->cfg->gate.source == GATE_SRC_PROBE &&
-                !mgmt_configured(worker_ext_mgmt(rq->w)) &&
+                !mgmt_configured(gate_mgmt(rq->w->gate)) &&
                 ps->gcall != GATE_CREATE) {
                 /* nothing to confirm the change on other controllers with:
                  * see README, "Legacy sessions" (the configuration allows
@@ -621,7 +620,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                 return false;
             }
         }
-        if (!redis_up(worker_ext_redis(rq->w))) {
+        if (!redis_up(rq->w->redis)) {
             metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
             request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
                                  "replication tracking (Redis) is "
@@ -653,7 +652,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                                          .record = pipeline_record,
                                          .arg = rq};
         rq->stage = STAGE_GATE;
-        ps->cmd = ackstore_read_record(worker_ext_redis(rq->w), rq->cfg, cid,
+        ps->cmd = ackstore_read_record(rq->w->redis, rq->cfg, cid,
                                        &ps->actx);
         return true;
     default:
@@ -721,11 +720,18 @@ bool pipeline_before_route(struct request *rq)
 bool pipeline_gate(struct request *rq)
 {
     struct pipeline_state *ps = &rq->pipe;
-    if (ps->unconfirmed && rq->up.status >= 200 && rq->up.status <= 299) {
+    if ((ps->unconfirmed || rq->cls.totp_write != CALL_OTHER) &&
+        rq->up.status >= 200 &&
+        rq->up.status <= 299) {
         /* passed unheld by choice: say so, and count it */
         snprintf(rq->replication, sizeof(rq->replication), "unconfirmed");
+        /* an OIDC login's TOTP enrollment names no identity quorumgate
+         * can confirm it for (its auth request is the controller's) */
+        int call = rq->cls.totp_write != CALL_OTHER
+                       ? pipeline_gate_call(rq->cls.totp_write)
+                       : ps->gcall;
         metrics_inc(pipeline_app(rq)->metrics, M_REPLICATION_UNCONFIRMED_TOTAL,
-                    (enum metrics_mfa_call)ps->gcall);
+                    (enum metrics_mfa_call)call);
         return false;
     }
     if (!ps->gated || rq->up.status < 200 || rq->up.status > 299)
@@ -748,9 +754,9 @@ void pipeline_cancel(struct request *rq)
         rq->pipe.slot = false;
     }
     if (rq->pipe.cmd) {
-        redis_cancel(worker_ext_redis(rq->w), rq->pipe.cmd);
+        redis_cancel(rq->w->redis, rq->pipe.cmd);
         rq->pipe.cmd = NULL;
     }
-    jwks_cancel(worker_ext_jwks(rq->w), rq);
+    jwks_cancel(rq->w->jwks, rq);
     gate_detach(&rq->gate);
 }

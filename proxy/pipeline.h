@@ -1,4 +1,5 @@
-/* pipeline.h - the optional stages of the request path, in one place:
+/* pipeline.h - the stages of the request path around routing and the
+ * attempts, in one place:
  *   before routing: the identity (fences), affinity lookups (local table,
  *     then Redis), and for gated MFA writes the gate's preparation (Redis
  *     must answer, the enrollment state is read on the leader, a repeated

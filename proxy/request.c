@@ -17,6 +17,7 @@
 #include "base/envelope.h"
 #include "io/listener.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "proxy/worker.h"
 #include "retry/budget.h"
@@ -312,7 +313,7 @@ static void request_attempt(struct request *rq, int node)
     rq->stage = STAGE_ATTEMPT;
     rq->node = node;
     rq->n_attempts++;
-    rq->route.tried |= 1ull << node;
+    rq->route.tried |= nodeset_of(node);
     request_node_url(rq, node, ex->url, &rq->url);
     rq->up.method = ex->method;
     rq->up.method_name = ex->method_name;
@@ -447,7 +448,10 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     struct failure *f = &rq->last_failure;
     int node = rq->node;
     w->outstanding[node]--;
-    failure_classify(r, rq->ex->method, classify_is_mfa_write(rq->cls.call), f);
+    failure_classify(r, rq->ex->method,
+                     classify_is_mfa_write(rq->cls.call) ||
+                         rq->cls.totp_write != CALL_OTHER,
+                     f);
 
     enum metrics_upstream_outcome o = request_outcome(rq, f);
     request_log_attempt(rq, node, request_outcome_names[o], r->status,

@@ -1,6 +1,7 @@
 /* route.c - see route.h. */
 #include "routing/route.h"
 
+#include "base/nodeset.h"
 #include "retry/policy.h"
 #include "routing/cluster.h"
 
@@ -8,7 +9,7 @@ int route_p2c(const int *outstanding, uint64_t mask, int n, uint64_t *rng)
 {
     int idx[64], k = 0;
     for (int i = 0; i < n && i < 64; i++)
-        if (mask & (1ull << i))
+        if (nodeset_has(mask, i))
             idx[k++] = i;
     if (k == 0)
         return -1;
@@ -26,7 +27,7 @@ static uint64_t route_up_mask(const struct cluster *c)
     uint64_t m = 0;
     for (int i = 0; i < c->n && i < 64; i++)
         if (cluster_up(c, i))
-            m |= 1ull << i;
+            m |= nodeset_of(i);
     return m;
 }
 
@@ -43,7 +44,7 @@ void route_pick(const struct cluster *c, const struct route_in *in,
 
     if (in->home >= 0) {
         out->decision = DECISION_STICKY_HIT;
-        if (!(up & (1ull << in->home))) {
+        if (!nodeset_has(up, in->home)) {
             out->kind = ROUTE_HOME_GONE;
             return;
         }
@@ -67,10 +68,10 @@ void route_pick(const struct cluster *c, const struct route_in *in,
     /* A preferred leader that already failed this request (refused it,
      * timed out...) is a preference no longer: the retry goes elsewhere. */
     if (in->pin == PIN_PREFER_LEADER && leader >= 0 &&
-        (in->tried & (1ull << leader)))
+        nodeset_has(in->tried, leader))
         leader = -1;
-    if (in->pin != PIN_NONE && leader >= 0 && (up & (1ull << leader))) {
-        if (!(fenced & (1ull << leader))) {
+    if (in->pin != PIN_NONE && leader >= 0 && nodeset_has(up, leader)) {
+        if (!nodeset_has(fenced, leader)) {
             out->kind = ROUTE_TO;
             out->node = leader;
             out->decision = DECISION_PINNED;

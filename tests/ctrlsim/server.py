@@ -46,6 +46,21 @@ def jbody(obj):
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def go_path_clean(p):
+    """Go's path.Clean for a rooted path: repeated slashes, "." and ".."
+    resolved, no trailing slash."""
+    out = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    return "/" + "/".join(out)
+
+
 def edge_ok(data, status=200, meta=None, headers=None):
     # controller/response: envelopes {"data":...,"meta":{}}
     return Resp(status, jbody({"data": data, "meta": meta if meta is not None else {}}), headers=headers)
@@ -223,12 +238,19 @@ class Api:
                 return self.oidc(req)
             except ApiError as e:
                 return oidc_error(e)
-        # client API handler (controller/webapis/client-api.go): legacy
-        # /edge/v1 maps to /edge/client/v1; / and /version serve the version
+        # client API handler (controller/webapis/client-api.go newHandler,
+        # v1.5.4): the default handler; on Go's decoded URL.Path, a path
+        # outside /edge, /fabric and /.well-known goes under
+        # /edge/client/v1, the first /edge/v1 becomes /edge/client/v1, / and
+        # /version serve the version; the router then matches
+        # path.Clean(path) (go-openapi middleware/router.go)
+        path = urllib.parse.unquote(path)
         if path in ("/", "/version"):
             path = "/edge/client/v1/version"
-        if path.startswith("/edge/v1/") or path == "/edge/v1":
-            path = "/edge/client/v1" + path[len("/edge/v1"):]
+        if not path.startswith(("/edge", "/fabric", "/.well-known")):
+            path = "/edge/client/v1" + path
+        path = path.replace("/edge/v1", "/edge/client/v1", 1)
+        path = go_path_clean(path)
         for api, prefix in (("client", "/edge/client/v1"), ("management", "/edge/management/v1")):
             if path == prefix or path.startswith(prefix + "/"):
                 sub = path[len(prefix):] or "/"
