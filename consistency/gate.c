@@ -345,7 +345,7 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     /* a controller that only refused the credential says nothing about
      * replication (a forged or expired token would fence its identity
      * everywhere): not fenced */
-    gate_fence(gw, pending & ~(gw->refused & ~gw->answered));
+    gate_fence(gw, pending & ~(gw->denied & ~gw->answered));
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
         gate_probe_all(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(g->env.redis, cfg, gw->cid,
@@ -467,7 +467,7 @@ void gate_give_up(struct gate_wait *gw, uint64_t mask)
     }
     /* only refusals from there: nothing says it lags (issue 17: a forged
      * or expired token would fence its identity everywhere) */
-    gate_fence(gw, mask & gw->answered);
+    gate_fence(gw, mask & ~(gw->denied & ~gw->answered));
     if (!gw->match_all &&
         nodeset_count(gw->all & ~gw->refused) < gw->need) {
         gate_release(gw, true); /* cannot be met: no point waiting */
