@@ -220,8 +220,9 @@ static bool splice_again(int e)
 
 /* Moves what src has to dst.  Returns the bytes delivered, or -1 with
  * *err set on a socket error. */
-static ssize_t splice_pump(struct splice *s, struct splice_dir *d, int src,
-                           int dst, int *err)
+static ssize_t splice_pump(struct splice *s, struct splice_dir *d,
+                           const struct splice_dir *other, int src, int dst,
+                           int *err)
 {
     ssize_t total = 0;
     if (d->pending_len) {
@@ -274,7 +275,10 @@ static ssize_t splice_pump(struct splice *s, struct splice_dir *d, int src,
             break; /* most likely drained; level-triggered: more wakes us */
     }
     if (d->eof && !d->pending_len && !d->shut) {
-        shutdown(dst, SHUT_WR);
+        /* when the other way is over too the connection closes now, and
+         * close() sends the FIN: no shutdown of its own */
+        if (!other->shut)
+            shutdown(dst, SHUT_WR);
         d->shut = true;
     }
     return total;
@@ -287,7 +291,7 @@ static void splice_conn_service(struct splice_conn *c, bool up_ready,
     int err = 0;
     if (up_ready) {
         bool was_eof = c->up.eof;
-        ssize_t n = splice_pump(s, &c->up, c->cfd, c->ufd, &err);
+        ssize_t n = splice_pump(s, &c->up, &c->down, c->cfd, c->ufd, &err);
         if (n < 0) {
             splice_conn_close(c, SPLICE_END_ERROR, err);
             return;
@@ -303,7 +307,7 @@ static void splice_conn_service(struct splice_conn *c, bool up_ready,
     }
     if (down_ready) {
         bool was_eof = c->down.eof;
-        ssize_t n = splice_pump(s, &c->down, c->ufd, c->cfd, &err);
+        ssize_t n = splice_pump(s, &c->down, &c->up, c->ufd, c->cfd, &err);
         if (n < 0) {
             splice_conn_close(c, SPLICE_END_ERROR, err);
             return;
@@ -352,9 +356,12 @@ static void splice_upstream_cb(void *arg, int events)
 {
     struct splice_conn *c = arg;
     if (c->connecting) {
+        /* writable without an error: connected (a failed connect polls
+         * as an error; only then is SO_ERROR worth a system call) */
         int soerr = 0;
         socklen_t len = sizeof(soerr);
-        if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        if ((events & LOOP_ERROR) &&
+            getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
             soerr = errno;
         if (soerr == 0 && (events & LOOP_ERROR))
             soerr = ECONNREFUSED;
@@ -419,7 +426,7 @@ static void splice_conn_upstream(struct splice_conn *c)
                           c->ufd < 0 ? errno : EBADF);
         return;
     }
-    setsockopt(c->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* the client's socket inherited TCP_NODELAY from the listening one */
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->peeking = false;
     c->connecting = true;
@@ -567,8 +574,11 @@ struct splice *splice_new(struct loop *loop, int fd,
                           char **err)
 {
     struct splice *s = xcalloc(1, sizeof(*s));
+    int one = 1;
     s->loop = loop;
     s->fd = fd;
+    /* accepted sockets inherit it: one call here instead of one each */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->ops = ops;
     s->ctx = ctx;
     s->lim = *lim;
