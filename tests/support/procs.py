@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
+from .resp import resp_encode
 from .yamlout import dump_yaml
 
 
@@ -124,12 +125,8 @@ class RedisServer:
 
     def command(self, *args, timeout=2.0):
         """Send one command (RESP2) and return the raw reply bytes."""
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            s.sendall(out)
+            s.sendall(resp_encode(*args))
             data = b""
             while not data.endswith(b"\r\n"):
                 chunk = s.recv(65536)

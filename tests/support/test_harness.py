@@ -9,9 +9,31 @@ from tests.conftest import default_qg_config
 from tests.ctrlsim.client import ZitiClient
 from tests.support.procs import Quorumgate, deep_merge
 from tests.support.prom import parse_exposition
+from tests.support.resp import RedisClient, _Incomplete, resp_parse
 from tests.support.yamlout import dump_yaml
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_quorumgate.py")
+
+
+def test_resp_client(redis_server):
+    c = RedisClient(redis_server.port)
+    try:
+        assert c("SET", "k", "v") == "OK"
+        assert c("GET", "k") == b"v"
+        assert c("GET", "nope") is None
+        assert c("SADD", "s", "a", "b") == 2
+        assert sorted(c("SMEMBERS", "s")) == [b"a", b"b"]
+        big = b"x" * 300000  # more than one recv
+        c("SET", "big", big)
+        assert c("GET", "big") == big
+        with pytest.raises(RuntimeError):
+            c("INCR", "k")  # an error reply
+        d = c.dump()
+        assert d[b"s"]["type"] == "set" and d[b"k"]["values"] == [b"v"]
+    finally:
+        c.close()
+    with pytest.raises(_Incomplete):
+        resp_parse(b"$5\r\nab")
 
 
 def test_redis_fixture(redis_server):
