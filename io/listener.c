@@ -790,13 +790,14 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * keep-alive connection starts its next request and the freed half
      * when it shrinks the read buffer, so every byte here is paid for on
      * every request: keep it to the head limit plus room for the answer's
-     * head (controllers send well under 4 KiB of headers).  Above 32 KiB
-     * the library mmaps the pool instead of malloc'ing it, so an idle
-     * connection that never sent a request costs no resident memory and a
-     * closed one gives its pool back: stay above that. */
-    uint64_t mem = limits->max_header_bytes + 20 * 1024;
-    if (mem <= 32 * 1024)
-        mem = 32 * 1024 + 4096;
+     * head (controllers send well under 4 KiB of headers).  Measured with
+     * bench/run.sh --only cost / --only idle (bench/RESULTS.md): 36 KiB
+     * pools (mmapped by the library above 32 KiB) cost 101k instructions
+     * per request and 0.8 KiB per idle connection; 20 KiB pools (malloc'ed)
+     * 77k and 4.8 KiB: the request path wins. */
+    uint64_t mem = limits->max_header_bytes + 4 * 1024;
+    if (mem < 16 * 1024)
+        mem = 16 * 1024;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                         (intptr_t)listener_notify_connection, l};
