@@ -25,6 +25,8 @@ config_release_fn config_custom_hmac_release;
 /* passthrough.controllers: base is struct config_passthrough */
 config_parse_fn config_custom_pt_controllers;
 config_same_fn config_custom_pt_controllers_same;
+config_parse_fn config_custom_pt_sni_names;      /* passthrough.sni.names */
+config_same_fn config_custom_pt_sni_names_same;
 
 /* admin.allow: base is struct config_admin */
 config_parse_fn config_custom_allow;

@@ -103,6 +103,16 @@ static const struct config_field config_schema_pt_change_fields[] = {
 static const struct config_section config_schema_pt_change =
     CONFIG_SECTION(config_schema_pt_change_fields);
 
+static const struct config_field config_schema_pt_sni_fields[] = {
+    U32("listener", struct config_passthrough, sni_listener, "0", 0,
+        CONFIG_MAX_LISTENERS - 1),
+    {.key = "names", .type = CONFIG_T_CUSTOM,
+     .parse = config_custom_pt_sni_names,
+     .same = config_custom_pt_sni_names_same},
+};
+static const struct config_section config_schema_pt_sni =
+    CONFIG_SECTION(config_schema_pt_sni_fields);
+
 static const struct config_field config_schema_passthrough_fields[] = {
     {.key = "address", .type = CONFIG_T_ADDR,
      .offset = offsetof(struct config_passthrough, addr),
@@ -118,6 +128,8 @@ static const struct config_field config_schema_passthrough_fields[] = {
         MS_1D),
     {.key = "leader_change", .type = CONFIG_T_SECTION, .offset = 0,
      .section = &config_schema_pt_change},
+    {.key = "sni", .type = CONFIG_T_SECTION, .offset = 0,
+     .section = &config_schema_pt_sni, .restart = true},
 };
 static const struct config_section config_schema_passthrough =
     CONFIG_SECTION(config_schema_passthrough_fields);

@@ -783,7 +783,7 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * the worker's other clients are still served (test_core_limits.py,
      * "a handshake stalled half-way"). */
     if (l->tls)
-        flags = (flags & ~(unsigned int)MHD_USE_TURBO) | MHD_USE_TLS;
+        flags |= MHD_USE_TLS;
     /* The per-connection pool holds the request head (up to
      * max_header_bytes, parsed in place), the header index and the
      * response head.  libmicrohttpd 0.9.75 zeroes the whole pool when a
@@ -798,7 +798,10 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     uint64_t mem = limits->max_header_bytes + 4 * 1024;
     if (mem < 16 * 1024)
         mem = 16 * 1024;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    if (fd >= 0)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    else
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                         (intptr_t)listener_notify_connection, l};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
@@ -836,7 +839,8 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
         *err = xstrdup(l->tls ? "cannot start the HTTPS listener (check the "
                                 "certificate and key)"
                               : "cannot start the HTTP listener");
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         free(l->request_id_header);
         free(l);
         return NULL;
@@ -852,6 +856,14 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * owner is complete. */
     loop_defer_schedule(l->soon);
     return l;
+}
+
+void listener_adopt(struct listener *l, int fd,
+                    const struct sockaddr_storage *peer, socklen_t len)
+{
+    /* libmicrohttpd closes the socket itself when it cannot take it */
+    MHD_add_connection(l->d, fd, (const struct sockaddr *)peer, len);
+    listener_run(l);
 }
 
 void listener_quiesce(struct listener *l)

@@ -20,7 +20,6 @@
 #include "base/nodeset.h"
 #include "base/util.h"
 #include "proxy/worker.h"
-#include "proxy/worker_ext.h"
 #include "routing/affinity.h"
 #include "routing/atable.h"
 #include "routing/cluster.h"
@@ -232,7 +231,7 @@ void app_ext_status(struct app *a, struct buf *b)
     affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),
                    counts);
     for (int i = 0; i < a->n_workers; i++)
-        held += worker_ext_gate_waiting(a->workers[i]);
+        held += worker_gate_waiting(a->workers[i]);
     buf_printf(b, ",\"redis_ok\":%s,\"affinity\":{\"sess\":%d,\"oidc\":%d,"
                   "\"code\":%d},\"fenced_identities\":%d,"
                   "\"login_fenced\":[",
@@ -278,7 +277,7 @@ static void app_ext_count_connections(struct app *a)
     app_ext_add_stats(sum, &s[0]);
     app_ext_add_stats(sum, &s[1]);
     for (int i = 0; i < a->n_workers; i++) {
-        worker_ext_redis_stats(a->workers[i], s);
+        worker_redis_stats(a->workers[i], s);
         app_ext_add_stats(sum, &s[0]);
         app_ext_add_stats(sum, &s[1]);
     }

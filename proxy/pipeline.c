@@ -18,7 +18,6 @@
 #include "proxy/request.h"
 #include "base/util.h"
 #include "proxy/worker.h"
-#include "proxy/worker_ext.h"
 #include "retry/reconcile.h"
 #include "routing/atable.h"
 #include "routing/cluster.h"
@@ -201,14 +200,14 @@ static bool pipeline_affinity(struct request *rq)
             affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
                                sizeof(key));
-            redis_command(worker_ext_redis(rq->w), app_ext_count_cb,
+            redis_command(rq->w->redis, app_ext_count_cb,
                           app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
                           "PEXPIRE %s %llu", key,
                           (unsigned long long)rq->cfg->routing.affinity_ttl_ms);
         }
         return false;
     }
-    if (!redis_up(worker_ext_redis(rq->w))) {
+    if (!redis_up(rq->w->redis)) {
         pipeline_warn_redis(rq, "an affinity lookup");
         metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                     M_RESULT_ERROR);
@@ -217,7 +216,7 @@ static bool pipeline_affinity(struct request *rq)
     char key[160];
     affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key, sizeof(key));
     rq->stage = STAGE_AFFINITY;
-    ps->cmd = redis_command(worker_ext_redis(rq->w), pipeline_aff_reply, rq,
+    ps->cmd = redis_command(rq->w->redis, pipeline_aff_reply, rq,
                             "GET %s", key);
     return true;
 }
@@ -247,7 +246,7 @@ static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
 {
     struct app *a = pipeline_app(rq);
     const struct config *cfg = rq->cfg;
-    struct redis *r = worker_ext_redis(rq->w);
+    struct redis *r = rq->w->redis;
     struct affinity_key k;
     char key[160];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
@@ -453,7 +452,7 @@ static bool pipeline_hold(struct request *rq, enum gate_call call,
 {
     char *path = request_mfa_state_path(rq);
     bool held = gate_hold(
-        worker_ext_gate(rq->w),
+        rq->w->gate,
         &(struct gate_hold_args){
             .call = call,
             .identity = rq->identity,
@@ -541,7 +540,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
             }
             ps->legacy = true;
             if (rq->cfg->gate.source == GATE_SRC_PROBE &&
-                !mgmt_configured(worker_ext_mgmt(rq->w)) &&
+                !mgmt_configured(gate_mgmt(rq->w->gate)) &&
                 ps->gcall != GATE_CREATE) {
                 /* nothing to confirm the change on other controllers with:
                  * see README, "Legacy sessions" (the configuration allows
@@ -555,7 +554,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                 return false;
             }
         }
-        if (!redis_up(worker_ext_redis(rq->w))) {
+        if (!redis_up(rq->w->redis)) {
             metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
             request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
                                  "replication tracking (Redis) is "
@@ -587,7 +586,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                                          .record = pipeline_record,
                                          .arg = rq};
         rq->stage = STAGE_GATE;
-        ps->cmd = ackstore_read_record(worker_ext_redis(rq->w), rq->cfg, cid,
+        ps->cmd = ackstore_read_record(rq->w->redis, rq->cfg, cid,
                                        &ps->actx);
         return true;
     default:
@@ -688,7 +687,7 @@ void pipeline_cancel(struct request *rq)
         rq->pipe.slot = false;
     }
     if (rq->pipe.cmd) {
-        redis_cancel(worker_ext_redis(rq->w), rq->pipe.cmd);
+        redis_cancel(rq->w->redis, rq->pipe.cmd);
         rq->pipe.cmd = NULL;
     }
     gate_detach(&rq->gate);

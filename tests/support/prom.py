@@ -103,6 +103,11 @@ class Exposition:
                 if all(lab.get(k) == x for k, x in want.items())]
         return sum(hits) if hits else None
 
+    def get(self, series, default=None):
+        """[(labels, value)] of `series`, or default when it has none."""
+        out = [(lab, v) for _n, lab, v in self.samples(series)]
+        return out if out else default
+
     def series_keys(self):
         return {(n, tuple(sorted(lab.items()))) for n, lab, _v in self.samples()}
 
@@ -158,6 +163,13 @@ def parse_exposition(text):
             raise ValueError("line %d: %s outside its family (%s)" % (ln, series, cur.name))
         cur.samples.append((series, labels, float(value)))
     return Exposition(families)
+
+
+def metric(qg, series, default=None, **labels):
+    """The value of series{labels} on qg's /metrics, summed over the labels
+    not named; default when there is no such sample."""
+    v = qg.metrics().value(series, **labels)
+    return default if v is None else v
 
 
 def histogram_problems(expo, family):

@@ -608,6 +608,23 @@ static void test_passthrough(void **state)
                                "passthrough: {address: \"127.0.0.1:8444\", "
                                "controllers: [c1], idle_timeout: 2m}\n");
     assert_null(config_restart_only_diff(d, e));
+    assert_int_equal(d->passthrough.n_sni, 0);
+    config_unref(e);
+    e = load_ok(dir,
+                "listeners:\n"
+                "  - address: 127.0.0.1:8080\n"
+                "  - address: 127.0.0.1:8443\n"
+                "    tls: {cert: tls/server.pem, key: tls/server.key}\n"
+                "controllers:\n"
+                "  - {id: c1, url: \"https://127.0.0.1:1280\"}\n"
+                "secrets: {hmac_key_file: hmac.key}\n"
+                "passthrough:\n"
+                "  sni: {listener: 1, names: [Certs.Example.COM, b.example]}\n");
+    assert_null(e->passthrough.addr.text);
+    assert_int_equal(e->passthrough.sni_listener, 1);
+    assert_int_equal(e->passthrough.n_sni, 2);
+    assert_string_equal(e->passthrough.sni_names[0], "certs.example.com");
+    assert_string_equal(e->passthrough.sni_names[1], "b.example");
     char *diff = config_restart_only_diff(c, d);
     assert_non_null(diff);
     assert_non_null(strstr(diff, "passthrough.address, "

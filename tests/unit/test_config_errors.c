@@ -296,8 +296,15 @@ static const struct error_case cases[] = {
      {"q.yaml:7: passthrough.controllers[0]: 'c9' is not one of the "
       "controllers (c1)"}},
     {B "passthrough: {idle_timeout: 1m}\n",
-     {"q.yaml:6: passthrough: address is required (remove the section for "
-      "no passthrough listener)"}},
+     {"q.yaml:6: passthrough: address (or sni.names) is required (remove "
+      "the section for no passthrough listener)"}},
+    {B "passthrough:\n  sni: {names: [certs.example.com]}\n",
+     {"q.yaml:7: passthrough.sni.listener: listeners[0] is not a TLS "
+      "listener"}},
+    {B "passthrough:\n  sni: {names: [\"a b\"]}\n",
+     {"q.yaml:6: passthrough: address (or sni.names) is required (remove "
+      "the section for no passthrough listener)",
+      "q.yaml:7: passthrough.sni.names[0]: 'a b' is not a DNS name"}},
     {B "passthrough: {address: 127.0.0.1:8080}\n",
      {"q.yaml:6: passthrough.address: '127.0.0.1:8080' is already used by a "
       "listener"}},
