@@ -585,6 +585,11 @@ static bool listener_headers_in(struct listener *l,
         /* it would echo the request, credentials and all, back */
         listener_local_error(ex, l, 405, "METHOD_NOT_ALLOWED",
                              "TRACE is not allowed", false);
+    } else if (ex->method == HTTP_OTHER) {
+        /* the controllers' APIs use none other (CONNECT included): an
+         * unknown method would go up as a custom request */
+        listener_local_error(ex, l, 501, "NOT_IMPLEMENTED",
+                             "method not implemented", false);
     } else if (has_clen && clen > l->limits.max_body_bytes) {
         listener_local_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                              "request body too large", true);
