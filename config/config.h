@@ -142,6 +142,10 @@ struct config_limits {
     uint32_t max_connections;        /* 16384 per process */
 };
 
+/* redis.key_prefix: keys are built in fixed buffers sized for it. */
+#define CONFIG_KEY_PREFIX_MAX 32
+#define CONFIG_KEY_PREFIX_MAX_TEXT "32"
+
 struct config_redis {
     struct config_addr addr;         /* default 127.0.0.1:6379 */
     char *username;                  /* owned; optional ACL user */
@@ -198,6 +202,8 @@ struct config_routing {
                                         routing.classes the built-in OpenZiti
                                         table is filled in (lines 0) */
     uint64_t affinity_ttl_ms;        /* 30m, refreshed on use */
+    uint32_t affinity_learn_rate;    /* entries per second per client
+                                        address (burst 5x): 20 */
     uint64_t leader_wait_ms;         /* wait for a leader: 10s */
 };
 

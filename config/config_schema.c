@@ -244,7 +244,8 @@ static const struct config_field config_schema_redis_fields[] = {
     STR("username", struct config_redis, username, NULL, CONFIG_STR_NONEMPTY),
     SECRET("password_file", struct config_redis, password),
     U32("database", struct config_redis, database, "0", 0, 65535),
-    STR("key_prefix", struct config_redis, key_prefix, "qg:", CONFIG_STR_ANY),
+    STR("key_prefix", struct config_redis, key_prefix, "qg:",
+        CONFIG_STR_KEY_PREFIX),
     DUR("connect_timeout", struct config_redis, connect_timeout_ms, "1s", 1,
         MS_1H),
     DUR("command_timeout", struct config_redis, command_timeout_ms, "1s", 1,
@@ -299,6 +300,8 @@ const struct config_section config_schema_route =
 static const struct config_field config_schema_routing_fields[] = {
     DUR("affinity_ttl", struct config_routing, affinity_ttl_ms, "30m", 1000,
         30 * MS_1D),
+    U32("affinity_learn_rate", struct config_routing, affinity_learn_rate,
+        "20", 1, 100000),
     DUR("leader_wait", struct config_routing, leader_wait_ms, "10s", 0, MS_1H),
     {.key = "classes", .type = CONFIG_T_CUSTOM, .parse = config_rules_routes,
      .release = config_rules_routes_release},

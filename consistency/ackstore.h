@@ -111,6 +111,15 @@ struct redis_cmd *ackstore_fence_read_all(struct redis *r,
 uint64_t ackstore_mask_of(const struct cluster *c, const char *id,
                           size_t len);
 
+/* The readers of the replies above, by what they read (tests, fuzzing):
+ * call one with a struct ackstore_ctx as arg. */
+enum ackstore_reply {
+    ACKSTORE_REPLY_ACKS,      /* hold, read_acks */
+    ACKSTORE_REPLY_RECORD,    /* read_record */
+    ACKSTORE_REPLY_FENCE,     /* fence_read, fence_read_all */
+};
+redis_cb ackstore_reply_reader(enum ackstore_reply which);
+
 /* The channels every quorumgate and relay publish on: "acks" (a change
  * was acknowledged: its cid) and "fences" (an identity's fence changed:
  * its id hex), under redis.key_prefix. */

@@ -39,18 +39,19 @@ void gate_change_id(const struct config *cfg, const char *identity,
                     const char *mfa_id, enum gate_call call,
                     char out[CRYPTO_HMAC_HEX_LEN + 1])
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf), "change|%s|%s|%s", identity, mfa_id,
-                     gate_call_name(call));
-    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+    /* never cut: two changes must never share an id */
+    char *buf = xasprintf("change|%s|%s|%s", identity, mfa_id,
+                          gate_call_name(call));
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, strlen(buf), out);
+    free(buf);
 }
 
 void gate_identity_hex(const struct config *cfg, const char *identity,
                        char out[CRYPTO_HMAC_HEX_LEN + 1])
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "identity|%s", identity);
-    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+    char *buf = xasprintf("identity|%s", identity);
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, strlen(buf), out);
+    free(buf);
 }
 
 bool gate_acknowledges_mgmt(enum gate_call call, int status, const char *body,
@@ -164,6 +165,8 @@ static void gate_wait_free(struct gate_wait *gw)
     }
     loop_timer_free(gw->deadline);
     loop_timer_free(gw->poll);
+    if (gw->auth) /* the client's own credential */
+        explicit_bzero(gw->auth, strlen(gw->auth));
     free(gw->auth);
     free(gw->state_path);
     gw->auth = gw->state_path = NULL;
@@ -339,7 +342,10 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     metrics_observe_ns(env->metrics, M_REPLICATION_WAIT_SECONDS,
                        (enum metrics_mfa_call)gw->call,
                        util_mono_ns() - gw->start_ns);
-    gate_fence(gw, pending);
+    /* a controller that only refused the credential says nothing about
+     * replication (a forged or expired token would fence its identity
+     * everywhere): not fenced */
+    gate_fence(gw, pending & ~(gw->denied & ~gw->answered));
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
         gate_probe_all(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(g->env.redis, cfg, gw->cid,
@@ -459,7 +465,9 @@ void gate_give_up(struct gate_wait *gw, uint64_t mask)
         gw->required &= ~mask;
         gw->need = nodeset_count(gw->required);
     }
-    gate_fence(gw, mask);
+    /* only refusals from there: nothing says it lags (issue 17: a forged
+     * or expired token would fence its identity everywhere) */
+    gate_fence(gw, mask & ~(gw->denied & ~gw->answered));
     if (!gw->match_all &&
         nodeset_count(gw->all & ~gw->refused) < gw->need) {
         gate_release(gw, true); /* cannot be met: no point waiting */

@@ -30,6 +30,12 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
     struct gate_wait *gw = p->gw;
     struct config *cfg = gate_cfg(gw->g);
     p->in_flight = false;
+    if (r->result == UPSTREAM_OK) {
+        if (r->status == 401 || r->status == 403)
+            gw->denied |= 1ull << p->node;
+        else
+            gw->answered |= 1ull << p->node;
+    }
     bool ack;
     if (gw->legacy) {
         ack = r->result == UPSTREAM_OK &&

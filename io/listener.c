@@ -585,6 +585,11 @@ static bool listener_headers_in(struct listener *l,
         /* it would echo the request, credentials and all, back */
         listener_local_error(ex, l, 405, "METHOD_NOT_ALLOWED",
                              "TRACE is not allowed", false);
+    } else if (ex->method == HTTP_OTHER) {
+        /* the controllers' APIs use none other (CONNECT included): an
+         * unknown method would go up as a custom request */
+        listener_local_error(ex, l, 501, "NOT_IMPLEMENTED",
+                             "method not implemented", false);
     } else if (has_clen && clen > l->limits.max_body_bytes) {
         listener_local_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                              "request body too large", true);
@@ -783,20 +788,21 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * the worker's other clients are still served (test_core_limits.py,
      * "a handshake stalled half-way"). */
     if (l->tls)
-        flags = (flags & ~(unsigned int)MHD_USE_TURBO) | MHD_USE_TLS;
+        flags |= MHD_USE_TLS;
     /* The per-connection pool holds the request head (up to
      * max_header_bytes, parsed in place), the header index and the
      * response head.  libmicrohttpd 0.9.75 zeroes the whole pool when a
      * keep-alive connection starts its next request and the freed half
      * when it shrinks the read buffer, so every byte here is paid for on
      * every request: keep it to the head limit plus room for the answer's
-     * head (controllers send well under 4 KiB of headers).  Above 32 KiB
-     * the library mmaps the pool instead of malloc'ing it, so an idle
-     * connection that never sent a request costs no resident memory and a
-     * closed one gives its pool back: stay above that. */
-    uint64_t mem = limits->max_header_bytes + 20 * 1024;
-    if (mem <= 32 * 1024)
-        mem = 32 * 1024 + 4096;
+     * head (controllers send well under 4 KiB of headers).  Measured with
+     * bench/run.sh --only cost / --only idle (bench/RESULTS.md): 36 KiB
+     * pools (mmapped by the library above 32 KiB) cost 101k instructions
+     * per request and 0.8 KiB per idle connection; 20 KiB pools (malloc'ed)
+     * 77k and 4.8 KiB: the request path wins. */
+    uint64_t mem = limits->max_header_bytes + 4 * 1024;
+    if (mem < 16 * 1024)
+        mem = 16 * 1024;
     if (fd >= 0)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
     else

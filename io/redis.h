@@ -95,7 +95,8 @@ enum redis_type {
 struct redis_reply {
     enum redis_type type;
     long long integer;
-    const char *str;         /* NUL-terminated, but may contain NULs: use len */
+    const char *str;         /* NUL-terminated, but may contain NULs: use
+                              * len; never NULL ("" unless a string) */
     size_t len;
     const struct redis_reply *elements;
     size_t n_elements;
@@ -201,6 +202,10 @@ struct redis_stats {
 };
 
 /* Any thread. */
+/* Parses bytes as one RESP2 reply with hiredis' reader and calls cb with
+ * its view, as a command's callback gets it; false (cb not called) when
+ * they are not one complete reply.  For tests and fuzzing. */
+bool redis_reply_parse(const char *bytes, size_t len, redis_cb cb, void *arg);
 bool redis_up(const struct redis *r);
 void redis_stats(const struct redis *r, struct redis_stats *out);
 /* Last connection or handshake problem ("" when none), without secrets. */

@@ -628,6 +628,10 @@ void splice_retire(struct splice *s, int keep_target, uint64_t grace_ms,
     while (c) {
         struct splice_conn *next = c->next;
         if (keep_target >= 0 && c->r.target == keep_target) {
+            /* its target is wanted again (a leader that came back before
+             * its connections were closed): they stay */
+            if (c->retiring && c->retire_why == why)
+                c->retiring = false;
             c = next;
             continue;
         }

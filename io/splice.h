@@ -105,7 +105,8 @@ void splice_quiesce(struct splice *s);
  * is closed once no exchange is in flight on it (the last bytes went to
  * the client, nothing is buffered, and no byte has moved for quiet_ms),
  * and at the latest grace_ms from now.  why is reported in the result.
- * A connection already retiring keeps its earlier deadline. */
+ * A connection already retiring keeps its earlier deadline; one to
+ * keep_target that was retiring for the same why stays open again. */
 void splice_retire(struct splice *s, int keep_target, uint64_t grace_ms,
                    uint64_t quiet_ms, int why);
 /* Connections open now (connecting ones included). */

@@ -51,6 +51,7 @@ struct app_ext {
     struct redis *sub;                   /* owned, control loop */
     struct loop_timer *ping;             /* owned */
     atomic_bool redis_ok;                /* last PING answered */
+    atomic_bool redis_evicts;            /* maxmemory-policy not noeviction */
     struct ackstore_ctx fence_ctx;
     struct app_ext_count counts[M_REDIS_OP__COUNT];
     uint64_t last_ping_ms;
@@ -122,9 +123,45 @@ static void app_ext_ping(void *arg)
     loop_timer_start(x->ping, 1000, 0);
 }
 
+/* CONFIG GET maxmemory-policy: anything but noeviction lets Redis drop
+ * gate records, acknowledgements and fences under memory pressure (and
+ * clients can create affinity keys).  Said at every connect. */
+static void app_ext_on_policy(void *arg, enum redis_status st,
+                              const struct redis_reply *rep)
+{
+    struct app_ext *x = arg;
+    if (st != REDIS_STATUS_OK)
+        return;
+    if (rep->type == REDIS_TYPE_ARRAY && rep->n_elements == 2 &&
+        rep->elements[1].type == REDIS_TYPE_STRING) {
+        const char *policy = rep->elements[1].str;
+        x->redis_evicts = strcmp(policy, "noeviction") != 0;
+        if (x->redis_evicts)
+            log_printf(x->a->log, LOG_LEVEL_ERROR,
+                       "Redis maxmemory-policy is '%s': under memory "
+                       "pressure Redis may evict replication records and "
+                       "fences; set 'maxmemory-policy noeviction' (or use "
+                       "a database of its own with that policy)",
+                       policy);
+        return;
+    }
+    log_printf(x->a->log, LOG_LEVEL_WARN,
+               "could not read Redis maxmemory-policy (CONFIG GET refused: "
+               "%.*s): make sure it is 'noeviction'",
+               (int)(rep->len < 200 ? rep->len : 200), rep->str);
+}
+
+bool app_ext_redis_evicts(struct app *a)
+{
+    return a->ext && atomic_load(&a->ext->redis_evicts);
+}
+
 static void app_ext_state(void *arg, bool up)
 {
     struct app_ext *x = arg;
+    if (up)
+        redis_command(x->redis, app_ext_on_policy, x,
+                      "CONFIG GET maxmemory-policy");
     if (!up)
         atomic_store(&x->redis_ok, false);
     loop_timer_start(x->ping, 0, 0); /* find out now, not in a second */
@@ -218,6 +255,12 @@ bool app_ext_ready(struct app *a, struct buf *reasons, bool ready)
 {
     if (!app_ext_redis_ok(a)) {
         buf_printf(reasons, "%s\"Redis does not answer\"", ready ? "" : ",");
+        return false;
+    }
+    if (app_ext_redis_evicts(a)) {
+        buf_printf(reasons,
+                   "%s\"Redis maxmemory-policy is not noeviction\"",
+                   ready ? "" : ",");
         return false;
     }
     return ready;

@@ -23,6 +23,8 @@
 #include "routing/cluster.h"
 #include "routing/fence.h"
 #include "routing/identity.h"
+#include "routing/jwks.h"
+#include "routing/ratelimit.h"
 
 enum pipeline_step {
     STEP_IDENTITY = 0,
@@ -79,17 +81,57 @@ static void pipeline_warn_legacy(struct request *rq)
                "events) to confirm it on the other controllers");
 }
 
+static void pipeline_warn_learn(struct request *rq)
+{
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    if (w->learn_warned_ms && now - w->learn_warned_ms < 10000)
+        return;
+    w->learn_warned_ms = now;
+    log_printf(w->app->log, LOG_LEVEL_WARN,
+               "client %s learns affinity faster than "
+               "routing.affinity_learn_rate: entries dropped",
+               rq->ex->client_addr);
+}
+
 /* ---- identity and fences -------------------------------------------- */
 
-static void pipeline_identity(struct request *rq)
+static void pipeline_keys_fetched(void *arg)
+{
+    pipeline_resume(arg);
+}
+
+/* Who the request speaks for: the sub of a bearer token that a
+ * controller signed (routing/jwks.h), never of one it only carries.
+ * Verified only when something depends on it (a gated call, fences).
+ * true when it waits for the controllers' keys. */
+static bool pipeline_identity(struct request *rq)
 {
     struct listener_exchange *ex = rq->ex;
     struct app *a = pipeline_app(rq);
     struct fence *f = app_ext_fence(a);
-    identity_bearer_sub(ex->headers, ex->n_headers, rq->identity,
-                        sizeof(rq->identity));
-    if (atomic_load(&f->identities) == 0)
-        return;
+    struct pipeline_state *ps = &rq->pipe;
+    bool fences = atomic_load(&f->identities) > 0;
+    size_t len = 0, tlen = 0;
+    const char *v = identity_authorization(ex->headers, ex->n_headers, &len);
+    const char *tok = jwks_bearer(v, len, &tlen);
+    if (tok && (ps->gated || fences) && !rq->identity[0]) {
+        ps->id_result = (int)jwks_verify(a->jwks, tok, tlen,
+                                         util_wall_ms() / 1000, rq->identity,
+                                         sizeof(rq->identity));
+        /* a kid not seen yet: the controllers may have rotated keys */
+        if (ps->id_result == JWKS_UNKNOWN_KID && !ps->keys_fetched) {
+            ps->keys_fetched = true;
+            if (jwks_refresh(rq->w->jwks, loop_now_ms(rq->w->loop),
+                             pipeline_keys_fetched, rq)) {
+                rq->stage = STAGE_AFFINITY;
+                return true;
+            }
+        }
+    }
+    ps->step = STEP_AFFINITY;
+    if (!fences)
+        return false;
     uint64_t now = fence_now(f);
     if (rq->identity[0]) {
         char idhex[CRYPTO_HMAC_HEX_LEN + 1];
@@ -101,6 +143,7 @@ static void pipeline_identity(struct request *rq)
     if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
         rq->cls.call == CALL_AUTHENTICATE)
         rq->route.fenced |= fence_login_mask(f, now);
+    return false;
 }
 
 /* ---- affinity -------------------------------------------------------- */
@@ -282,7 +325,10 @@ bool pipeline_learn(struct request *rq)
     int n = 0;
     char tok[1024];
     bool held = false;
-    if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0)
+    /* only what a controller minted: a 4xx answer may echo what the client
+     * sent (issue 17) */
+    if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0 ||
+        up->status < 200 || up->status > 399)
         return false;
     /* legacy: the session lives on the controller that issued it */
     if (pipeline_is_authenticate(rq) && up->status == 200) {
@@ -298,11 +344,8 @@ bool pipeline_learn(struct request *rq)
         rq->cls.call == CALL_OIDC_LOGIN) {
         /* OIDC: the auth request id and the code, from the controller's
          * own answers (login.go: auth-request-id; redirects) */
-        /* login.go echoes whatever id it is given: the header only says
-         * something when the login's owner was not known yet */
-        if (rq->home < 0 &&
-            upstream_resp_header(up, "auth-request-id", &v, &len))
-            learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrndup(v, len)};
+        /* not the auth-request-id header: login.go echoes whatever id it
+         * is given (loginHandler, genericHandler), so it was never minted */
         if (upstream_resp_header(up, "Location", &v, &len)) {
             char *loc = xstrndup(v, len);
             if (identity_location_param(loc, "authRequestID", tok,
@@ -315,7 +358,21 @@ bool pipeline_learn(struct request *rq)
             free(loc);
         }
     }
+    /* a bounded rate per client address: a loop of logins cannot fill
+     * Redis with entries */
+    const struct config_routing *rt = &rq->cfg->routing;
     for (int i = 0; i < n; i++) {
+        if (!ratelimit_take(&rq->w->learn,
+                            rq->ex->client_addr,
+                            strlen(rq->ex->client_addr),
+                            rt->affinity_learn_rate,
+                            5.0 * rt->affinity_learn_rate,
+                            loop_now_ms(rq->w->loop))) {
+            pipeline_warn_learn(rq);
+            explicit_bzero(learn[i].tok, strlen(learn[i].tok));
+            free(learn[i].tok);
+            continue;
+        }
         held |= pipeline_learn_one(rq, learn[i].kind, learn[i].tok,
                                    strlen(learn[i].tok), rq->node,
                                    i == n - 1);
@@ -533,6 +590,15 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
         ps->step = STEP_LEGACY_ID;
         if (!ps->gated)
             return false;
+        if (!rq->identity[0] && ps->id_result == JWKS_UNKNOWN_KID &&
+            jwks_nodes_loaded(a->jwks) == 0) {
+            /* a bearer token whose signer cannot be known: no controller
+             * published its keys (all unreachable?) */
+            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+                                 "the controllers' token keys could not be "
+                                 "read; nothing was changed, retry later");
+            return true;
+        }
         if (!rq->identity[0]) {
             if (!identity_session(rq->ex->headers, rq->ex->n_headers)) {
                 ps->gated = false; /* no credential: the controller says 401 */
@@ -602,8 +668,8 @@ static bool pipeline_run(struct request *rq)
         int step = ps->step;
         switch (step) {
         case STEP_IDENTITY:
-            pipeline_identity(rq);
-            ps->step = STEP_AFFINITY;
+            if (pipeline_identity(rq))
+                return true;
             break;
         case STEP_AFFINITY:
             ps->step = STEP_GATE_CHECK;
@@ -642,6 +708,7 @@ bool pipeline_before_route(struct request *rq)
     struct pipeline_state *ps = &rq->pipe;
     int gc = pipeline_gate_call(rq->cls.call);
     ps->pre_state = -1;
+    ps->id_result = -1;
     ps->unconfirmed = false;
     ps->slot = false;
     ps->gated = rq->cfg->gate.enabled && gc >= 0;
@@ -690,5 +757,6 @@ void pipeline_cancel(struct request *rq)
         redis_cancel(rq->w->redis, rq->pipe.cmd);
         rq->pipe.cmd = NULL;
     }
+    jwks_cancel(rq->w->jwks, rq);
     gate_detach(&rq->gate);
 }

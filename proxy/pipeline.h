@@ -38,6 +38,8 @@ struct pipeline_state {
     int gcall;                      /* enum gate_call */
     int pre_state;                  /* enum reconcile_state, -1 = unread */
     char mfa_id[128];
+    int id_result;                  /* enum jwks_result of the bearer, -1 */
+    bool keys_fetched;              /* the controllers' keys were asked for */
     uint64_t deadline_ms;           /* leader wait for the state read */
 };
 

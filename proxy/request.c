@@ -24,6 +24,7 @@
 #include "retry/policy.h"
 #include "retry/reconcile.h"
 #include "routing/cluster.h"
+#include "routing/identity.h"
 #include "routing/rewrite.h"
 
 /* routing_decisions_total{decision} is counted by casting the route
@@ -695,7 +696,8 @@ static void request_release(struct request *rq)
             headers_free(&rq->answer_headers);
         if (rq->up.resp_hdr_data.cap > 32768)
             upstream_req_free(&rq->up);
-        headers_reset(&rq->up_headers);
+        /* a spare keeps its storage: not the client's credentials */
+        headers_wipe(&rq->up_headers);
         headers_reset(&rq->answer_headers);
         upstream_req_reset(&rq->up);
         rq->next = w->spare_requests;
@@ -754,6 +756,14 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     rq->route.pin = request_pin(rq);
     rq->route.home = -1;
     rq->route.not_leader = -1;
+
+    /* one credential at most: a controller would read one, quorumgate
+     * could read another */
+    const char *bad = identity_credentials_check(ex->headers, ex->n_headers);
+    if (bad) {
+        request_answer_error(rq, 400, "BAD_REQUEST", bad);
+        return;
+    }
 
     struct headers_up_ctx hc = {
         .client_addr = ex->client_addr,

@@ -19,6 +19,7 @@
 #include "proxy/passthrough.h"
 #include "proxy/request.h"
 #include "routing/cluster.h"
+#include "routing/jwks.h"
 
 static const struct listener_ops worker_listener_ops = {
     .on_request = request_on_request,
@@ -79,6 +80,13 @@ static void worker_acks_sub_state(void *arg, bool up)
         gate_resync(w->gate);
 }
 
+/* A worker fetches the controllers' token keys at most this often (a
+ * token with an unknown kid asks for a fetch), and gives a fetch this long;
+ * client addresses tracked for routing.affinity_learn_rate. */
+#define WORKER_JWKS_INTERVAL_MS 10000
+#define WORKER_JWKS_TIMEOUT_MS 3000
+#define WORKER_LEARN_SLOTS 4096
+
 static void worker_replication_init(struct worker *w)
 {
     char name[32], chan[96];
@@ -111,6 +119,11 @@ static void worker_replication_init(struct worker *w)
     for (int op = 0; op < M_REDIS_OP__COUNT; op++)
         env.count_ctx[op] = app_ext_count_ctx(w->app, op);
     w->gate = gate_new(&env);
+    ratelimit_init(&w->learn, WORKER_LEARN_SLOTS);
+    w->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
+                             WORKER_JWKS_INTERVAL_MS, WORKER_JWKS_TIMEOUT_MS);
+    /* now, so that keys are known before a controller goes away */
+    jwks_refresh(w->jwks, loop_now_ms(w->loop), NULL, NULL);
 }
 
 /* The worker loop is stopping (or the worker is freed): Redis connections
@@ -123,6 +136,9 @@ static void worker_replication_stop(struct worker *w)
     w->redis = w->acks_sub = NULL;
     gate_free(w->gate);
     w->gate = NULL;
+    jwks_fetch_free(w->jwks);
+    w->jwks = NULL;
+    ratelimit_free(&w->learn);
 }
 
 void worker_redis_stats(struct worker *w, struct redis_stats *out)

@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "base/log.h"
+#include "routing/ratelimit.h"
 
 struct app;
 struct loop;
@@ -31,6 +32,7 @@ struct request;
 struct redis;
 struct redis_stats;
 struct gate;
+struct jwks_fetch;
 struct passthrough;
 
 struct worker {
@@ -61,6 +63,7 @@ struct worker {
     int n_spare_requests;
     atomic_int live;                  /* requests in progress */
     bool draining;
+    uint64_t learn_warned_ms;         /* last learn-rate warning */
     bool stopping;                    /* answering what is left, then stop */
     uint64_t stop_deadline_ms;        /* loop clock */
     struct loop_timer *stop_timer;    /* owned */
@@ -74,6 +77,10 @@ struct worker {
     struct gate *gate;                /* owned: the held answers */
     atomic_int gate_waiting;          /* mirror of gate_waiting(), for
                                          other threads */
+    struct jwks_fetch *jwks;          /* owned: fetches the controllers'
+                                         token keys (routing/jwks.h) */
+    struct ratelimit learn;           /* owned: affinity entries learned
+                                         per client address */
     struct passthrough *pt;           /* owned; NULL without passthrough */
     atomic_int pt_open;               /* passthrough connections open */
 };

@@ -35,7 +35,10 @@ void route_pick(const struct cluster *c, const struct route_in *in,
                 const int *outstanding, uint64_t *rng, struct route_out *out)
 {
     uint64_t up = route_up_mask(c);
-    uint64_t allowed = up & ~in->fenced;
+    /* fences never cover every healthy controller: where all of them are
+     * fenced, none is (a request served beats a 503 for everyone) */
+    uint64_t fenced = (up & ~in->fenced) ? in->fenced : 0;
+    uint64_t allowed = up & ~fenced;
     out->node = -1;
     out->fenced_skip = false;
 
@@ -68,7 +71,7 @@ void route_pick(const struct cluster *c, const struct route_in *in,
         nodeset_has(in->tried, leader))
         leader = -1;
     if (in->pin != PIN_NONE && leader >= 0 && nodeset_has(up, leader)) {
-        if (!nodeset_has(in->fenced, leader)) {
+        if (!nodeset_has(fenced, leader)) {
             out->kind = ROUTE_TO;
             out->node = leader;
             out->decision = DECISION_PINNED;
@@ -85,7 +88,7 @@ void route_pick(const struct cluster *c, const struct route_in *in,
     uint64_t mask = allowed & ~in->tried;
     if (!mask)
         mask = allowed; /* everyone tried: start over rather than fail */
-    out->fenced_skip |= (up & in->fenced) != 0;
+    out->fenced_skip |= (up & fenced) != 0;
     out->node = route_p2c(outstanding, mask, c->n, rng);
     out->kind = out->node >= 0 ? ROUTE_TO : ROUTE_NO_HEALTHY;
     out->decision = out->fenced_skip ? DECISION_FENCED_SKIP

@@ -610,7 +610,11 @@ class Api:
             return Resp(200, jbody({"issuer": iss, "authorization_endpoint": iss + "/authorize",
                                     "token_endpoint": iss + "/oauth/token",
                                     "code_challenge_methods_supported": ["S256"],
+                                    "jwks_uri": iss + "/keys",
+                                    "id_token_signing_alg_values_supported": ["ES256"],
                                     "grant_types_supported": ["authorization_code", "refresh_token"]}))
+        if path == "/oidc/keys" and m == "GET":
+            return self.oidc_keys(req)
         if path == "/oidc/authorize" and m == "GET":
             return self.oidc_authorize(req)
         if path == "/oidc/authorize/callback" and m == "GET":
@@ -670,6 +674,17 @@ class Api:
         u = urllib.parse.urlparse(uri)
         return u.scheme in ("http", "https") and u.hostname in ("127.0.0.1", "localhost") \
             and u.path == "/auth/callback"
+
+    def oidc_keys(self, req):
+        """The JWKS (storage.go KeySet): this controller's own signing key
+        under its hex kid, then the peers' keys under v1.5.4's raw-bytes kid
+        (tokens.peer_kid) -- only a controller's own document names its key
+        the way its tokens do."""
+        with self.c.lock:
+            node = req.node
+            keys = [node.key.jwk(node.kid)]
+            keys += [n.key.jwk(tokens.peer_kid(n.kid)) for n in self.c.nodes if n is not node]
+        return Resp(200, jbody({"keys": keys}))
 
     def oidc_authorize(self, req):
         client_id = req.q("client_id") or ""
@@ -1040,7 +1055,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         is_verify = path.endswith("/current-identity/mfa/verify")
         if mode in ("401", "429", "500", "500_before_commit", "503"):
             if mode == "401":
-                err = cl.err_unauthorized()   # e.g. a token this node does not accept
+                # a controller that refuses the credential (e.g. it does not
+                # know the signer yet: token_provider_cache.go)
+                err = cl.err_unauthorized()
             elif mode == "429":
                 err = cl.err_too_many({"code": "UNHANDLED", "message": cl.CAUSE_REPLY_TIMEOUT})
             elif mode == "503":

@@ -86,6 +86,13 @@ static const struct error_case cases[] = {
      {"q.yaml:6: gate.on_timeout: 'maybe' is not one of succeed, fail"}},
     {B "headers: {request_id: \"X Req\"}\n",
      {"q.yaml:6: headers.request_id: 'X Req' is not a valid header name"}},
+    /* keys are built in fixed buffers: a long prefix would collide */
+    {B "redis: {key_prefix: \"qg-0123456789-0123456789-0123456789:\"}\n",
+     {"q.yaml:6: redis.key_prefix: 'qg-0123456789-0123456789-0123456789:' "
+      "is longer than 32 bytes"}},
+    {B "redis: {key_prefix: \"qg: x\"}\n",
+     {"q.yaml:6: redis.key_prefix: 'qg: x' must not contain spaces or "
+      "control characters"}},
     {B "health: {path: health}\n",
      {"q.yaml:6: health.path: 'health' must start with '/'"}},
     {B "upstream: {tls: {server_name: \"a b\"}}\n",
