@@ -667,7 +667,11 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
                    "(unreadable body); the other controllers are fenced for "
                    "the identity instead of waited for",
                    gate_call_name(call));
-        gate_give_up(gw, gw->all & ~gw->acked); /* may release gw */
+        uint64_t rest = gw->all & ~gw->acked;
+        if (rest)
+            gate_give_up(gw, rest); /* may release gw */
+        else
+            gate_check(gw); /* nothing else to wait for: released */
         return true;
     }
     if (cfg->gate.source == GATE_SRC_PROBE)

@@ -122,8 +122,6 @@ static void worker_replication_init(struct worker *w)
     ratelimit_init(&w->learn, WORKER_LEARN_SLOTS);
     w->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
                              WORKER_JWKS_INTERVAL_MS, WORKER_JWKS_TIMEOUT_MS);
-    /* now, so that keys are known before a controller goes away */
-    jwks_refresh(w->jwks, loop_now_ms(w->loop), NULL, NULL);
 }
 
 /* The worker loop is stopping (or the worker is freed): Redis connections
