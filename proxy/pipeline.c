@@ -161,7 +161,7 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
     struct request *rq = arg;
     struct app *a = pipeline_app(rq);
     rq->pipe.cmd = NULL;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
     if (!ok) {
@@ -272,7 +272,7 @@ static void pipeline_learned(void *arg, enum redis_status st,
 {
     struct request *rq = arg;
     struct app *a = pipeline_app(rq);
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     rq->pipe.cmd = NULL;
     metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_SET,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
