@@ -111,3 +111,10 @@ char *buf_steal(struct buf *b, size_t *len)
     b->len = b->cap = 0;
     return p;
 }
+
+void buf_wipe(struct buf *b)
+{
+    if (b->data && b->cap)
+        explicit_bzero(b->data, b->cap);
+    b->len = 0;
+}

@@ -24,6 +24,9 @@ void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 void buf_json_escape(struct buf *b, const char *s, size_t n);
 void buf_reset(struct buf *b);              /* len = 0, keeps memory */
 void buf_free(struct buf *b);
+/* Overwrites what b holds with zeros, then empties it (keeps the storage):
+ * for buffers that held credentials. */
+void buf_wipe(struct buf *b);
 /* Hand the data to the caller (malloc'ed, NUL-terminated); b is emptied. */
 char *buf_steal(struct buf *b, size_t *len);
 

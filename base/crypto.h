@@ -27,4 +27,26 @@ char *crypto_b64_encode(const void *data, size_t len);
  * (true) OpenSSL can read; on failure returns false and *err (malloc'ed). */
 bool crypto_check_pem(const char *path, bool want_key, char **err);
 
+/* A public key from a JSON Web Key (RFC 7517/7518): kty "RSA" with n, e,
+ * or kty "EC" with crv P-256/P-384/P-521, x, y (base64url).  NULL when the
+ * key is not one of these or does not parse.  Free with crypto_pubkey_free.
+ * Thread-safe to use from several threads once built (read-only). */
+struct crypto_pubkey;
+struct crypto_pubkey *crypto_jwk_pubkey(const char *kty, const char *n,
+                                        const char *e, const char *crv,
+                                        const char *x, const char *y);
+void crypto_pubkey_free(struct crypto_pubkey *k);
+/* The JWS algorithm the key signs with: "RS256" (any RSA key; what
+ * OpenZiti controllers use for RSA server keys) or "ES256"/"ES384"/
+ * "ES512" by curve (controller/env/appenv.go getJwtSigningMethod). */
+const char *crypto_pubkey_alg(const struct crypto_pubkey *k);
+/* Verifies a JWS signature over input with k; alg must be the key's own
+ * algorithm (no "none", no HMAC, no RSA/EC confusion).  ES* signatures are
+ * the raw r||s of RFC 7518 3.4. */
+bool crypto_jws_verify(const struct crypto_pubkey *k, const char *alg,
+                       const void *input, size_t len,
+                       const unsigned char *sig, size_t sig_len);
+/* Overwrites len bytes at p with zeros in a way the compiler keeps. */
+void crypto_wipe(void *p, size_t len);
+
 #endif

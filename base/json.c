@@ -66,6 +66,14 @@ bool json_bool(const struct json *j, bool *out)
     return true;
 }
 
+bool json_number(const struct json *j, double *out)
+{
+    if (!j || !cJSON_IsNumber(J(j)))
+        return false;
+    *out = cJSON_GetNumberValue(J(j));
+    return true;
+}
+
 bool json_is_object(const struct json *j)
 {
     return j && cJSON_IsObject(J(j));

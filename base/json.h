@@ -24,6 +24,8 @@ const char *json_string(const struct json *j);
 const char *json_path_string(const struct json *j, const char *path);
 /* Boolean value into *out; false if j is not a boolean. */
 bool json_bool(const struct json *j, bool *out);
+/* Number value into *out; false if j is not a number. */
+bool json_number(const struct json *j, double *out);
 bool json_is_object(const struct json *j);
 bool json_is_array(const struct json *j);
 /* Children of an array or object, in order; name for object members. */

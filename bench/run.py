@@ -30,6 +30,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -106,10 +107,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_get(port, path="/", timeout=1.0):
+def http_get(port, path="/", timeout=1.0, tls=None):
     """(status, body) of a GET over a fresh connection, or (0, b'')."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            s = raw
+            if tls is None and TLS:
+                tls = True
+            if tls:
+                ctx = ssl.create_default_context(cafile=TLS["ca"])
+                s = ctx.wrap_socket(raw, server_hostname="localhost")
             s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
                        % path).encode())
             data = b""
@@ -172,6 +179,37 @@ def nginx_temp_paths(t):
                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
 
 
+def nginx_ssl():
+    """The listen suffix and certificate lines of a TLS server (--tls)."""
+    if not TLS:
+        return ""
+    return (" ssl;\n        ssl_certificate %s;\n        ssl_certificate_key %s;\n"
+            "        ssl_protocols TLSv1.3;\n        ssl_session_tickets on"
+            % (TLS["cert"], TLS["key"]))
+
+
+def make_tls(tmp):
+    """A CA and a certificate for localhost / 127.0.0.1 (openssl CLI)."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d, exist_ok=True)
+    p = {k: os.path.join(d, k + ".pem") for k in ("ca", "ca_key", "cert", "key")}
+
+    def run(*a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", p["ca_key"], "-out", p["ca"], "-days", "2", "-subj", "/CN=bench CA")
+    csr, ext = os.path.join(d, "server.csr"), os.path.join(d, "server.ext")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", p["key"], "-out", csr, "-subj", "/CN=localhost")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", csr, "-CA", p["ca"], "-CAkey", p["ca_key"], "-CAcreateserial",
+        "-out", p["cert"], "-days", "2", "-extfile", ext)
+    return p
+
+
 def upstream_conf(tmp, port):
     head, t = nginx_common(tmp, "upstream")
     return head + """http {{
@@ -179,13 +217,14 @@ def upstream_conf(tmp, port):
     keepalive_requests 10000000;
     keepalive_timeout 300s;
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen 127.0.0.1:{port} reuseport backlog=4096{ssl};
         default_type application/json;
         location = {hp} {{ return 200 '{hb}'; }}
         location / {{ return 200 '{body}'; }}
     }}
 }}
-""".format(temps=nginx_temp_paths(t), port=port, hp=HEALTH_PATH, hb=HEALTH_BODY, body=BODY)
+""".format(temps=nginx_temp_paths(t), port=port, hp=HEALTH_PATH, hb=HEALTH_BODY, body=BODY,
+           ssl=nginx_ssl())
 
 
 def nginx_proxy_conf(tmp, port, up_port, access_log):
@@ -203,15 +242,30 @@ def nginx_proxy_conf(tmp, port, up_port, access_log):
         keepalive_timeout 300s;
     }}
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen 127.0.0.1:{port} reuseport backlog=4096{ssl};
         location / {{
-            proxy_pass http://up;
+            proxy_pass {scheme}://up;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-        }}
+{pssl}        }}
     }}
 }}
-""".format(temps=nginx_temp_paths(t), log=log, port=port, up=up_port)
+""".format(temps=nginx_temp_paths(t), log=log, port=port, up=up_port, ssl=nginx_ssl(),
+           scheme="https" if TLS else "http",
+           pssl=("            proxy_ssl_verify on;\n"
+                 "            proxy_ssl_protocols TLSv1.3;\n"
+                 "            proxy_ssl_trusted_certificate %s;\n"
+                 "            proxy_ssl_name localhost;\n"
+                 "            proxy_ssl_server_name on;\n"
+                 "            proxy_ssl_session_reuse on;\n" % TLS["ca"]) if TLS else "")
+
+
+def haproxy_pem():
+    """HAProxy wants the certificate and its key in one file."""
+    path = TLS["cert"] + ".haproxy"
+    with open(path, "w") as f:
+        f.write(open(TLS["cert"]).read() + open(TLS["key"]).read())
+    return path
 
 
 def haproxy_conf(tmp, port, up_port, access_log):
@@ -229,28 +283,36 @@ def haproxy_conf(tmp, port, up_port, access_log):
     timeout server 300s
     timeout http-keep-alive 300s
 frontend fe
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{bssl}
     default_backend be
 backend be
-    server up 127.0.0.1:{up} maxconn 1000
-""".format(log=log, opt=opt, port=port, up=up_port)
+    server up 127.0.0.1:{up} maxconn 1000{sssl}
+""".format(log=log, opt=opt, port=port, up=up_port,
+           bssl=(" ssl crt %s ssl-min-ver TLSv1.3" % haproxy_pem()) if TLS else "",
+           sssl=(" ssl verify required ca-file %s sni str(localhost) verifyhost localhost"
+                 % TLS["ca"]) if TLS else "")
 
 
 def quorumgate_conf(tmp, port, admin_port, up_port, access_log):
     key = os.path.join(tmp, "hmac.key")
     with open(key, "w") as f:
         f.write("b3" * 32 + "\n")
+    tls_listen = tls_up = ""
+    if TLS:
+        tls_listen = '    tls:\n      cert: "%s"\n      key: "%s"\n' % (TLS["cert"], TLS["key"])
+        tls_up = ('  tls:\n    ca: "%s"\n    verify: true\n    server_name: localhost\n'
+                  % TLS["ca"])
     return """workers: 1
 listeners:
   - address: "127.0.0.1:{port}"
-admin:
+{tls_listen}admin:
   address: "127.0.0.1:{admin}"
 controllers:
   - id: ctrl1
-    url: "http://127.0.0.1:{up}"
+    url: "{scheme}://127.0.0.1:{up}"
 upstream:
   max_connections: 64
-health:
+{tls_up}health:
   interval: 500ms
 limits:
   max_connections: 20000
@@ -259,7 +321,8 @@ secrets:
 log:
   level: warn
   access_log: {alog}
-""".format(port=port, admin=admin_port, up=up_port, key=key,
+""".format(port=port, admin=admin_port, up=up_port, key=key, tls_listen=tls_listen,
+           tls_up=tls_up, scheme="https" if TLS else "http",
            alog=os.path.join(tmp, "quorumgate-access.log") if access_log else "off")
 
 
@@ -344,7 +407,7 @@ def parse_wrk(out):
 
 def wrk(port, seconds, conns, path="/"):
     argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency",
-            "http://127.0.0.1:%d%s" % (port, path)]
+            "%s://127.0.0.1:%d%s" % ("https" if TLS else "http", port, path)]
     if CPUS:
         argv = ["taskset", "-c", "1"] + argv
     p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
@@ -486,7 +549,7 @@ def idle(tmp, args):
     t_conn = time.monotonic() - t0
     # quorumgate has accepted them all when its gauge says so
     def gauge():
-        st, body = http_get(qg.admin_port, "/metrics", timeout=5)
+        st, body = http_get(qg.admin_port, "/metrics", timeout=5, tls=False)
         m = re.search(rb"^quorumgate_client_connections(?:\{[^}]*\})? (\S+)", body, re.M)
         return int(float(m.group(1))) if st == 200 and m else -1
     try:
@@ -743,10 +806,11 @@ def profile(tmp, args):
 # --------------------------------------------------------------------------
 
 CPUS = False
+TLS = None     # --tls: {"ca", "cert", "key"} for every server and proxy
 
 
 def main():
-    global CPUS
+    global CPUS, TLS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-rel", "quorumgate"))
     ap.add_argument("--duration", type=int, default=10)
@@ -765,6 +829,9 @@ def main():
     ap.add_argument("--ab", help="comma-separated quorumgate binaries to compare "
                     "(interleaved --rounds; use with --only none)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--tls", action="store_true",
+                    help="compare over TLS: clients to every proxy and every proxy to the "
+                    "upstream over HTTPS (TLS 1.3, one certificate, upstream verified)")
     ap.add_argument("--profile-dir", help="where --only profile writes its report")
     ap.add_argument("--call-graph", default="fp", help="perf --call-graph mode (fp, dwarf)")
     args = ap.parse_args()
@@ -790,6 +857,8 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="qg-bench-")
     atexit.register(lambda: None if args.keep else shutil.rmtree(tmp, ignore_errors=True))
+    if args.tls:
+        TLS = make_tls(tmp)
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -32,6 +32,8 @@
 #define CONFIG_MAX_ALLOW 32
 #define CONFIG_MAX_ROUTES 64
 #define CONFIG_ID_MAX 64
+#define CONFIG_MAX_SNI 8
+#define CONFIG_SNI_MAX 254
 
 /* A host:port, "[v6]:port" or "unix:/path" address as written in the file. */
 struct config_addr {
@@ -56,7 +58,8 @@ enum config_pt_action { CONFIG_PT_CLOSE = 0, CONFIG_PT_KEEP };
 
 /* The passthrough listener: TCP spliced untouched to the raft leader, for
  * identities that log in with a client certificate (see README, "Client
- * certificates").  Absent (addr.text NULL) = none. */
+ * certificates").  Its own port (addr; text NULL = none), and/or an SNI
+ * split of a TLS listener's port (n_sni > 0). */
 struct config_passthrough {
     struct config_addr addr;         /* (restart); text NULL = disabled */
     char ids[CONFIG_MAX_CONTROLLERS][CONFIG_ID_MAX]; /* controllers: as
@@ -70,6 +73,11 @@ struct config_passthrough {
     enum config_pt_action on_leader_change; /* leader_change.action */
     uint64_t leader_change_grace_ms; /* 5s: bound of an in-flight exchange */
     uint64_t leader_change_quiet_ms; /* 250ms: no exchange in flight */
+    /* sni: the split on a TLS listener's port (restart) */
+    uint32_t sni_listener;           /* sni.listener: listeners[] index */
+    char sni_names[CONFIG_MAX_SNI][CONFIG_SNI_MAX]; /* sni.names, lower
+                                        case; none = no split */
+    int n_sni;
     int line;                        /* of the section, for messages */
 };
 
@@ -134,6 +142,10 @@ struct config_limits {
     uint32_t max_connections;        /* 16384 per process */
 };
 
+/* redis.key_prefix: keys are built in fixed buffers sized for it. */
+#define CONFIG_KEY_PREFIX_MAX 32
+#define CONFIG_KEY_PREFIX_MAX_TEXT "32"
+
 struct config_redis {
     struct config_addr addr;         /* default 127.0.0.1:6379 */
     char *username;                  /* owned; optional ACL user */
@@ -190,6 +202,8 @@ struct config_routing {
                                         routing.classes the built-in OpenZiti
                                         table is filled in (lines 0) */
     uint64_t affinity_ttl_ms;        /* 30m, refreshed on use */
+    uint32_t affinity_learn_rate;    /* entries per second per client
+                                        address (burst 5x): 20 */
     uint64_t leader_wait_ms;         /* wait for a leader: 10s */
 };
 

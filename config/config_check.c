@@ -111,13 +111,19 @@ static void config_check_passthrough(struct config_parse *p,
 {
     struct config_passthrough *pt = &cfg->passthrough;
     const struct yaml_doc_node *n = config_util_node(p, "passthrough");
-    pt->line = n ? n->line : 0;
+    pt->line = n ? config_util_line(p, "passthrough") : 0;
     pt->allowed = 0;
-    if (n && !yaml_doc_is_null(n) && !pt->addr.text &&
+    if (n && !yaml_doc_is_null(n) && !pt->addr.text && pt->n_sni == 0 &&
         !config_util_node(p, "passthrough.address"))
-        config_parse_error(p, pt->line, "passthrough: address is required "
-                           "(remove the section for no passthrough "
-                           "listener)");
+        config_parse_error(p, pt->line, "passthrough: address (or "
+                           "sni.names) is required (remove the section for "
+                           "no passthrough listener)");
+    if (pt->n_sni > 0 &&
+        ((int)pt->sni_listener >= cfg->n_listeners ||
+         !cfg->listeners[pt->sni_listener].tls))
+        config_parse_error(p, config_util_line(p, "passthrough.sni"),
+                           "passthrough.sni.listener: listeners[%u] is not a "
+                           "TLS listener", (unsigned)pt->sni_listener);
     for (int i = 0; i < pt->n_ids; i++) {
         int k = config_controller_index(cfg, pt->ids[i]);
         if (k >= 0) {

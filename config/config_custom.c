@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/config_addr.h"
 #include "config/config_schema.h"
@@ -246,6 +247,15 @@ void config_custom_hmac_key(struct config_parse *p,
         return;
     char *file = config_util_resolve(p, text);
     size_t len = 0;
+    struct stat st;
+    if (stat(file, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        /* whoever may write it decides which identities share fences */
+        config_parse_error(p, node->line, "%s: '%s' may be changed by other "
+                           "users (mode %04o): chmod go-w it", path, file,
+                           (unsigned)(st.st_mode & 07777));
+        free(file);
+        return;
+    }
     char *key = config_util_read_file(p, node->line, path, file,
                                       CONFIG_CUSTOM_MAX_KEY, &len);
     if (key && len < CONFIG_CUSTOM_MIN_KEY) {
@@ -262,6 +272,15 @@ void config_custom_hmac_key(struct config_parse *p,
         cfg->hmac_key_len = len;
     }
     free(file);
+}
+
+bool config_custom_hmac_same(const struct config_field *f, const void *a,
+                             const void *b)
+{
+    const struct config *x = a, *y = b;
+    return x->hmac_key_len == y->hmac_key_len &&
+           (!x->hmac_key_len ||
+            memcmp(x->hmac_key, y->hmac_key, x->hmac_key_len) == 0);
 }
 
 void config_custom_hmac_release(const struct config_field *f, void *base)
@@ -364,6 +383,57 @@ bool config_custom_pt_controllers_same(const struct config_field *f,
         return false;
     for (int i = 0; i < x->n_ids; i++)
         if (strcmp(x->ids[i], y->ids[i]) != 0)
+            return false;
+    return true;
+}
+
+/* ---- passthrough.sni.names ---- */
+
+void config_custom_pt_sni_names(struct config_parse *p,
+                                const struct config_field *f,
+                                const struct yaml_doc_node *node,
+                                const char *path, void *base)
+{
+    struct config_passthrough *pt = base;
+    pt->n_sni = 0;
+    if (!config_parse_is_list(p, node, path))
+        return;
+    for (size_t i = 0; i < node->n_items; i++) {
+        char *ipath = xasprintf("%s[%zu]", path, i);
+        const char *text = config_parse_scalar(p, node->items[i], ipath,
+                                               "a server name");
+        size_t len = text ? strlen(text) : 0;
+        bool ok = len > 0 && len < CONFIG_SNI_MAX;
+        for (size_t k = 0; ok && k < len; k++)
+            ok = isalnum((unsigned char)text[k]) || text[k] == '-' ||
+                 text[k] == '.';
+        if (!text) {
+            /* reported */
+        } else if (pt->n_sni == CONFIG_MAX_SNI) {
+            config_parse_error(p, node->items[i]->line, "%s: at most %d "
+                               "names", path, CONFIG_MAX_SNI);
+            free(ipath);
+            break;
+        } else if (!ok) {
+            config_parse_error(p, node->items[i]->line, "%s: '%s' is not a "
+                               "DNS name", ipath, text);
+        } else {
+            char *d = pt->sni_names[pt->n_sni++];
+            for (size_t k = 0; k <= len; k++)
+                d[k] = (char)tolower((unsigned char)text[k]);
+        }
+        free(ipath);
+    }
+}
+
+bool config_custom_pt_sni_names_same(const struct config_field *f,
+                                     const void *a, const void *b)
+{
+    const struct config_passthrough *x = a, *y = b;
+    if (x->n_sni != y->n_sni)
+        return false;
+    for (int i = 0; i < x->n_sni; i++)
+        if (strcmp(x->sni_names[i], y->sni_names[i]) != 0)
             return false;
     return true;
 }

@@ -21,10 +21,13 @@ config_release_fn config_custom_controllers_release;
 config_same_fn config_custom_controllers_same;
 config_parse_fn config_custom_hmac_key;          /* secrets.hmac_key_file */
 config_release_fn config_custom_hmac_release;
+config_same_fn config_custom_hmac_same;          /* restart-only */
 
 /* passthrough.controllers: base is struct config_passthrough */
 config_parse_fn config_custom_pt_controllers;
 config_same_fn config_custom_pt_controllers_same;
+config_parse_fn config_custom_pt_sni_names;      /* passthrough.sni.names */
+config_same_fn config_custom_pt_sni_names_same;
 
 /* admin.allow: base is struct config_admin */
 config_parse_fn config_custom_allow;

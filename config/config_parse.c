@@ -123,6 +123,20 @@ static bool config_parse_str_ok(const char *s, int check, const char **why)
             }
         }
         return true;
+    case CONFIG_STR_KEY_PREFIX:
+        /* keys are built in fixed buffers: a longer prefix would be cut and
+         * make keys collide */
+        if (strlen(s) > CONFIG_KEY_PREFIX_MAX) {
+            *why = "is longer than " CONFIG_KEY_PREFIX_MAX_TEXT " bytes";
+            return false;
+        }
+        for (const char *c = s; *c; c++) {
+            if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+                *why = "must not contain spaces or control characters";
+                return false;
+            }
+        }
+        return true;
     case CONFIG_STR_TOKEN:
         if (!*s) {
             *why = "must not be empty";

@@ -62,7 +62,9 @@ enum config_str {
     CONFIG_STR_PATH,         /* a file path, resolved, need not exist */
     CONFIG_STR_ERROR_LOG,    /* "stderr", "stdout" or a path */
     CONFIG_STR_ACCESS_LOG,   /* "stdout", "stderr", "off" or a path */
-    CONFIG_STR_NONEMPTY
+    CONFIG_STR_NONEMPTY,
+    CONFIG_STR_KEY_PREFIX    /* Redis key prefix: at most CONFIG_KEY_PREFIX_MAX
+                                printable bytes, no spaces */
 };
 
 /* Flags for CONFIG_T_ADDR values (field.check). */

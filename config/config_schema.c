@@ -103,6 +103,16 @@ static const struct config_field config_schema_pt_change_fields[] = {
 static const struct config_section config_schema_pt_change =
     CONFIG_SECTION(config_schema_pt_change_fields);
 
+static const struct config_field config_schema_pt_sni_fields[] = {
+    U32("listener", struct config_passthrough, sni_listener, "0", 0,
+        CONFIG_MAX_LISTENERS - 1),
+    {.key = "names", .type = CONFIG_T_CUSTOM,
+     .parse = config_custom_pt_sni_names,
+     .same = config_custom_pt_sni_names_same},
+};
+static const struct config_section config_schema_pt_sni =
+    CONFIG_SECTION(config_schema_pt_sni_fields);
+
 static const struct config_field config_schema_passthrough_fields[] = {
     {.key = "address", .type = CONFIG_T_ADDR,
      .offset = offsetof(struct config_passthrough, addr),
@@ -118,6 +128,8 @@ static const struct config_field config_schema_passthrough_fields[] = {
         MS_1D),
     {.key = "leader_change", .type = CONFIG_T_SECTION, .offset = 0,
      .section = &config_schema_pt_change},
+    {.key = "sni", .type = CONFIG_T_SECTION, .offset = 0,
+     .section = &config_schema_pt_sni, .restart = true},
 };
 static const struct config_section config_schema_passthrough =
     CONFIG_SECTION(config_schema_passthrough_fields);
@@ -232,7 +244,8 @@ static const struct config_field config_schema_redis_fields[] = {
     STR("username", struct config_redis, username, NULL, CONFIG_STR_NONEMPTY),
     SECRET("password_file", struct config_redis, password),
     U32("database", struct config_redis, database, "0", 0, 65535),
-    STR("key_prefix", struct config_redis, key_prefix, "qg:", CONFIG_STR_ANY),
+    STR("key_prefix", struct config_redis, key_prefix, "qg:",
+        CONFIG_STR_KEY_PREFIX),
     DUR("connect_timeout", struct config_redis, connect_timeout_ms, "1s", 1,
         MS_1H),
     DUR("command_timeout", struct config_redis, command_timeout_ms, "1s", 1,
@@ -243,7 +256,8 @@ static const struct config_section config_schema_redis =
 
 static const struct config_field config_schema_secrets_fields[] = {
     {.key = "hmac_key_file", .type = CONFIG_T_CUSTOM,
-     .parse = config_custom_hmac_key, .release = config_custom_hmac_release},
+     .parse = config_custom_hmac_key, .release = config_custom_hmac_release,
+     .same = config_custom_hmac_same, .restart = true},
 };
 static const struct config_section config_schema_secrets =
     CONFIG_SECTION(config_schema_secrets_fields);
@@ -287,6 +301,8 @@ const struct config_section config_schema_route =
 static const struct config_field config_schema_routing_fields[] = {
     DUR("affinity_ttl", struct config_routing, affinity_ttl_ms, "30m", 1000,
         30 * MS_1D),
+    U32("affinity_learn_rate", struct config_routing, affinity_learn_rate,
+        "20", 1, 100000),
     DUR("leader_wait", struct config_routing, leader_wait_ms, "10s", 0, MS_1H),
     {.key = "classes", .type = CONFIG_T_CUSTOM, .parse = config_rules_routes,
      .release = config_rules_routes_release},

@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/redis.h"
-#include "config/config.h"
+#include "base/crypto.h"
+#include "base/nodeset.h"
 #include "base/util.h"
+#include "config/config.h"
+#include "io/redis.h"
 #include "routing/cluster.h"
 
 /* KEYS: record, acks.  ARGV: call, identity, required, deadline,
@@ -44,6 +46,14 @@ static const char ackstore_read_lua[] =
  * unix ms).  Add keeps a newer change's fence; clear lifts the fence of the
  * same change or of an older one (a controller that has a change has every
  * earlier one), never a newer one's. */
+/* Keys are built in fixed buffers below: with the prefix bounded
+ * (config.h), none is ever cut. */
+_Static_assert(CONFIG_KEY_PREFIX_MAX + sizeof("gate::acks") +
+                       CRYPTO_HMAC_HEX_LEN <= 160,
+               "gate keys fit their buffers");
+_Static_assert(CONFIG_KEY_PREFIX_MAX + sizeof("fence-index") <= 96,
+               "fence index and channel names fit their buffers");
+
 static const char ackstore_fence_lua[] =
     "local i = 4 "
     "while i <= #ARGV do "
@@ -61,7 +71,10 @@ static const char ackstore_fence_lua[] =
     "redis.call('HSET',KEYS[1],ARGV[i],v) end "
     "i = i + 2 end "
     "if redis.call('EXISTS',KEYS[1]) == 1 then "
-    "redis.call('PEXPIRE',KEYS[1],ARGV[1]) end "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[1]) "
+    "redis.call('SADD',KEYS[2],ARGV[3]) "
+    "redis.call('PEXPIRE',KEYS[2],ARGV[1]) "
+    "else redis.call('SREM',KEYS[2],ARGV[3]) end "
     "redis.call('PUBLISH',ARGV[2],ARGV[3]) "
     "return 1";
 
@@ -76,7 +89,7 @@ uint64_t ackstore_mask_of(const struct cluster *c, const char *s, size_t len)
         for (int k = 0; k < c->n; k++)
             if (strlen(c->nodes[k].id) == j - i &&
                 memcmp(c->nodes[k].id, s + i, j - i) == 0)
-                m |= 1ull << k;
+                m |= nodeset_of(k);
         i = j + 1;
     }
     return m;
@@ -101,7 +114,7 @@ static void ackstore_ids(const struct cluster *c, uint64_t mask, char *out,
     size_t o = 0;
     out[0] = '\0';
     for (int i = 0; i < c->n; i++)
-        if (mask & (1ull << i))
+        if (nodeset_has(mask, i))
             o += (size_t)snprintf(out + o, o < cap ? cap - o : 0, "%s%s",
                                   o ? "," : "", c->nodes[i].id);
 }
@@ -110,7 +123,7 @@ static void ackstore_on_acks(void *arg, enum redis_status st,
                              const struct redis_reply *rep)
 {
     struct ackstore_ctx *k = arg;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     k->acks(k->arg, ok, ok ? ackstore_members(k->c, rep) : 0);
 }
 
@@ -125,7 +138,7 @@ struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
     const char *p = cfg->redis.key_prefix;
     snprintf(rec, sizeof(rec), "%sgate:%s", p, cid);
     snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
-    snprintf(chan, sizeof(chan), "%sacks", p);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     ackstore_ids(c, required, req, sizeof(req));
     snprintf(dl, sizeof(dl), "%llu",
              (unsigned long long)(util_wall_ms() + (deadline_ms >
@@ -155,7 +168,7 @@ struct redis_cmd *ackstore_ack_cb(struct redis *r, const struct config *cfg,
     char acks[170], chan[96], ttl[24];
     const char *p = cfg->redis.key_prefix;
     snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
-    snprintf(chan, sizeof(chan), "%sacks", p);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)(cfg->gate.timeout_ms +
                                   cfg->gate.outcome_ttl_ms));
@@ -182,6 +195,8 @@ static void ackstore_on_record(void *arg, enum redis_status st,
               rep->n_elements == 2;
     if (ok) {
         const struct redis_reply *h = &rep->elements[0];
+        /* h->n_elements is 0 unless h is an array; strings are "" unless
+         * strings (redis.h) */
         for (size_t i = 0; i + 1 < h->n_elements; i += 2) {
             const struct redis_reply *f = &h->elements[i];
             const struct redis_reply *v = &h->elements[i + 1];
@@ -213,13 +228,28 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
                               (int)ARRAY_LEN(argv), argv, NULL);
 }
 
+/* KEYS: gate record.  ARGV: status, replication, ttl (ms). */
+static const char ackstore_outcome_lua[] =
+    "redis.call('HSET',KEYS[1],'status',ARGV[1],'replication',ARGV[2]) "
+    "if redis.call('PTTL',KEYS[1]) < 0 then "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[3]) end "
+    "return 1";
+
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
                              const char *cid, const char *status,
                              const char *replication, redis_cb cb,
                              void *arg)
 {
-    redis_command(r, cb, arg, "HSET %sgate:%s status %s replication %s",
-                  cfg->redis.key_prefix, cid, status, replication);
+    /* the record may be gone (its hold failed, it expired): one made here
+     * gets a TTL too, never an immortal key */
+    char rec[160], ttl[24];
+    snprintf(rec, sizeof(rec), "%sgate:%s", cfg->redis.key_prefix, cid);
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)(cfg->gate.timeout_ms +
+                                  cfg->gate.outcome_ttl_ms));
+    const char *argv[] = {"EVAL", ackstore_outcome_lua, "1", rec, status,
+                          replication, ttl};
+    redis_command_argv(r, cb, arg, (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
@@ -228,12 +258,13 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
                                uint64_t mask, bool add, redis_cb cb,
                                void *arg)
 {
-    char key[160], chan[96], ttl[24], val[112];
-    const char *argv[6 + 2 * CONFIG_MAX_CONTROLLERS];
+    char key[160], index[96], chan[96], ttl[24], val[112];
+    const char *argv[7 + 2 * CONFIG_MAX_CONTROLLERS];
     int n = 0;
     const char *p = cfg->redis.key_prefix;
     snprintf(key, sizeof(key), "%sfence:%s", p, idhex);
-    snprintf(chan, sizeof(chan), "%sfences", p);
+    snprintf(index, sizeof(index), "%sfence-index", p);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_FENCES, chan, sizeof(chan));
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)cfg->gate.fence_ttl_ms);
     if (add)
@@ -246,13 +277,14 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
                  cid);
     argv[n++] = "EVAL";
     argv[n++] = ackstore_fence_lua;
-    argv[n++] = "1";
+    argv[n++] = "2";
     argv[n++] = key;
+    argv[n++] = index;
     argv[n++] = ttl;
     argv[n++] = chan;
     argv[n++] = idhex;
     for (int i = 0; i < c->n && n + 2 <= (int)ARRAY_LEN(argv); i++)
-        if (mask & (1ull << i)) {
+        if (nodeset_has(mask, i)) {
             argv[n++] = c->nodes[i].id;
             argv[n++] = val;
         }
@@ -280,16 +312,15 @@ void ackstore_fence_clear(struct redis *r, const struct config *cfg,
 static const char ackstore_fence_get_lua[] =
     "return {{ARGV[1], redis.call('HGETALL',KEYS[1])}}";
 
-/* ARGV: key pattern, prefix length. */
+/* KEYS: the fence index (a set of identity HMACs that have a fence).
+ * ARGV: the fence key prefix.  Reads as many fences as there are fenced
+ * identities, never the keyspace; members whose fence expired go. */
 static const char ackstore_fence_all_lua[] =
-    "local out = {} local cursor = '0' local n = 0 "
-    "repeat "
-    "local r = redis.call('SCAN',cursor,'MATCH',ARGV[1],'COUNT',1000) "
-    "cursor = r[1] "
-    "for _,k in ipairs(r[2]) do "
-    "out[#out+1] = {string.sub(k, tonumber(ARGV[2])+1), "
-    "redis.call('HGETALL',k)} n = n + 1 end "
-    "until cursor == '0' or n >= 100000 "
+    "local out = {} "
+    "for _,id in ipairs(redis.call('SMEMBERS',KEYS[1])) do "
+    "local h = redis.call('HGETALL',ARGV[1]..id) "
+    "if #h == 0 then redis.call('SREM',KEYS[1],id) "
+    "else out[#out+1] = {id, h} end end "
     "return out";
 
 static void ackstore_fence_one(struct ackstore_ctx *k,
@@ -301,6 +332,8 @@ static void ackstore_fence_one(struct ackstore_ctx *k,
         return;
     const struct redis_reply *id = &pair->elements[0];
     const struct redis_reply *h = &pair->elements[1];
+    if (id->type != REDIS_TYPE_STRING || id->len >= sizeof(idhex))
+        return;
     snprintf(idhex, sizeof(idhex), "%.*s", (int)id->len, id->str);
     for (size_t i = 0; i + 1 < h->n_elements; i += 2) {
         uint64_t exp = strtoull(h->elements[i + 1].str, NULL, 10);
@@ -340,11 +373,23 @@ struct redis_cmd *ackstore_fence_read_all(struct redis *r,
                                           const struct config *cfg,
                                           struct ackstore_ctx *ctx)
 {
-    char pat[128], plen[16];
-    snprintf(pat, sizeof(pat), "%sfence:*", cfg->redis.key_prefix);
-    snprintf(plen, sizeof(plen), "%zu",
-             strlen(cfg->redis.key_prefix) + strlen("fence:"));
-    const char *argv[] = {"EVAL", ackstore_fence_all_lua, "0", pat, plen};
+    char index[96], prefix[96];
+    snprintf(index, sizeof(index), "%sfence-index", cfg->redis.key_prefix);
+    snprintf(prefix, sizeof(prefix), "%sfence:", cfg->redis.key_prefix);
+    const char *argv[] = {"EVAL", ackstore_fence_all_lua, "1", index,
+                          prefix};
     return redis_command_argv(r, ackstore_on_fence, ctx, (int)ARRAY_LEN(argv),
                               argv, NULL);
+}
+
+redis_cb ackstore_reply_reader(enum ackstore_reply which)
+{
+    switch (which) {
+    case ACKSTORE_REPLY_ACKS:
+        return ackstore_on_acks;
+    case ACKSTORE_REPLY_RECORD:
+        return ackstore_on_record;
+    default:
+        return ackstore_on_fence;
+    }
 }

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/loop.h"
 #include "io/upstream.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "config/config.h"
 #include "routing/cluster.h"
@@ -38,18 +39,19 @@ void gate_change_id(const struct config *cfg, const char *identity,
                     const char *mfa_id, enum gate_call call,
                     char out[CRYPTO_HMAC_HEX_LEN + 1])
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf), "change|%s|%s|%s", identity, mfa_id,
-                     gate_call_name(call));
-    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+    /* never cut: two changes must never share an id */
+    char *buf = xasprintf("change|%s|%s|%s", identity, mfa_id,
+                          gate_call_name(call));
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, strlen(buf), out);
+    free(buf);
 }
 
 void gate_identity_hex(const struct config *cfg, const char *identity,
                        char out[CRYPTO_HMAC_HEX_LEN + 1])
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "identity|%s", identity);
-    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, (size_t)n, out);
+    char *buf = xasprintf("identity|%s", identity);
+    crypto_hmac_hex(cfg->hmac_key, cfg->hmac_key_len, buf, strlen(buf), out);
+    free(buf);
 }
 
 bool gate_acknowledges_mgmt(enum gate_call call, int status, const char *body,
@@ -127,11 +129,6 @@ static unsigned gate_bucket(const char *cid)
            GATE_BUCKETS;
 }
 
-static int gate_popcount(uint64_t m)
-{
-    return __builtin_popcountll(m);
-}
-
 /* ---- bookkeeping -------------------------------------------------------- */
 
 static void gate_unlink(struct gate_wait *gw)
@@ -168,6 +165,8 @@ static void gate_wait_free(struct gate_wait *gw)
     }
     loop_timer_free(gw->deadline);
     loop_timer_free(gw->poll);
+    if (gw->auth) /* the client's own credential */
+        explicit_bzero(gw->auth, strlen(gw->auth));
     free(gw->auth);
     free(gw->state_path);
     gw->auth = gw->state_path = NULL;
@@ -228,7 +227,7 @@ static void gate_names(const struct cluster *c, uint64_t mask, struct buf *b)
 {
     bool first = true;
     for (int i = 0; i < c->n; i++) {
-        if (!(mask & (1ull << i)))
+        if (!nodeset_has(mask, i))
             continue;
         buf_printf(b, "%s%s", first ? "" : ",", c->nodes[i].id);
         first = false;
@@ -239,7 +238,7 @@ static bool gate_satisfied(const struct gate_wait *gw)
 {
     if (gw->match_all)
         return (gw->acked & gw->required) == gw->required;
-    return gate_popcount(gw->acked & gw->all) >= gw->need;
+    return nodeset_count(gw->acked & gw->all) >= gw->need;
 }
 
 /* ---- fences ------------------------------------------------------------ */
@@ -279,7 +278,7 @@ static void gate_on_unfenced(void *arg, enum redis_status st,
                              const struct redis_reply *rep)
 {
     struct gate_wait *gw = arg; /* memory kept while refs > 0 */
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     gate_count_result(gw->g, M_REDIS_FENCE_WRITE, ok);
     if (!ok) /* Redis is gone: lift them here at least */
         gate_unfence_local(gw->g, &gw->fk, gw->unfenced);
@@ -343,7 +342,10 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     metrics_observe_ns(env->metrics, M_REPLICATION_WAIT_SECONDS,
                        (enum metrics_mfa_call)gw->call,
                        util_mono_ns() - gw->start_ns);
-    gate_fence(gw, pending);
+    /* a controller that only refused the credential says nothing about
+     * replication (a forged or expired token would fence its identity
+     * everywhere): not fenced */
+    gate_fence(gw, pending & ~(gw->denied & ~gw->answered));
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
         gate_probe_all(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(g->env.redis, cfg, gw->cid,
@@ -406,7 +408,7 @@ void gate_add_acks(struct gate_wait *gw, uint64_t mask)
     uint64_t fresh = mask & ~gw->counted & gw->all;
     gw->acked |= mask & gw->all;
     for (int i = 0; i < gw->n; i++)
-        if (fresh & (1ull << i))
+        if (nodeset_has(fresh, i))
             metrics_inc(env->metrics, M_REPLICATION_ACKS_TOTAL, i);
     gw->counted |= fresh;
     if (fresh)
@@ -438,12 +440,12 @@ static void gate_drop_unhealthy(struct gate_wait *gw)
     struct cluster *c = gw->g->env.cluster;
     uint64_t down = 0;
     for (int i = 0; i < gw->n; i++)
-        if ((gw->required & ~gw->acked & (1ull << i)) && !cluster_up(c, i))
-            down |= 1ull << i;
+        if (nodeset_has(gw->required & ~gw->acked, i) && !cluster_up(c, i))
+            down |= nodeset_of(i);
     if (!down)
         return;
     gw->required &= ~down;
-    gw->need = gate_popcount(gw->required);
+    gw->need = nodeset_count(gw->required);
     gate_fence(gw, down);
     gate_check(gw); /* may free gw */
 }
@@ -461,11 +463,13 @@ void gate_give_up(struct gate_wait *gw, uint64_t mask)
     }
     if (gw->match_all) {
         gw->required &= ~mask;
-        gw->need = gate_popcount(gw->required);
+        gw->need = nodeset_count(gw->required);
     }
-    gate_fence(gw, mask);
+    /* only refusals from there: nothing says it lags (issue 17: a forged
+     * or expired token would fence its identity everywhere) */
+    gate_fence(gw, mask & ~(gw->denied & ~gw->answered));
     if (!gw->match_all &&
-        gate_popcount(gw->all & ~gw->refused) < gw->need) {
+        nodeset_count(gw->all & ~gw->refused) < gw->need) {
         gate_release(gw, true); /* cannot be met: no point waiting */
         return;
     }
@@ -554,8 +558,13 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     const char *identity = h->identity, *mfa_id = h->mfa_id;
     int answered_by = h->answered_by;
     bool legacy = h->legacy;
-    if (!identity || !*identity || !mfa_id || !*mfa_id)
+    /* a success whose enrollment id could not be read is not let through
+     * unheld: nothing can confirm it, so the others are fenced at once */
+    bool unreadable = !mfa_id || !*mfa_id;
+    if (!identity || !*identity)
         return false;
+    if (unreadable)
+        mfa_id = "(unreadable)";
     struct gate_wait *gw = xcalloc(1, sizeof(*gw));
     gw->g = g;
     gw->done = h->done;
@@ -575,14 +584,14 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     gw->deadline_ms = h->deadline_ms ? h->deadline_ms
                                      : now + cfg->gate.timeout_ms;
     gw->end_ms = gw->deadline_ms;
-    gw->all = (c->n >= 64) ? ~0ull : (1ull << c->n) - 1;
+    gw->all = nodeset_first(c->n);
     uint64_t up = 0;
     for (int i = 0; i < c->n; i++)
         if (cluster_up(c, i))
-            up |= 1ull << i;
+            up |= nodeset_of(i);
     switch (cfg->gate.mode) {
     case GATE_HEALTHY:
-        gw->required = up | (answered_by >= 0 ? 1ull << answered_by : 0);
+        gw->required = up | (answered_by >= 0 ? nodeset_of(answered_by) : 0);
         gw->match_all = true;
         gw->healthy = true;
         break;
@@ -604,11 +613,11 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
         cfg->gate.source == GATE_SRC_PROBE && answered_by >= 0) {
         /* not observable through the management API: the controller that
          * answered (where the session lives) is what can be confirmed */
-        gw->all = gw->required = 1ull << answered_by;
+        gw->all = gw->required = nodeset_of(answered_by);
         gw->match_all = true;
     }
     if (gw->match_all)
-        gw->need = gate_popcount(gw->required);
+        gw->need = nodeset_count(gw->required);
     if (h->authorization)
         gw->auth = xasprintf("Authorization: %s", h->authorization);
     gw->state_path = xstrdup(h->state_path ? h->state_path : "");
@@ -634,7 +643,7 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
 
     /* the controller that answered has it */
     if (answered_by >= 0)
-        gate_add_acks(gw, 1ull << answered_by);
+        gate_add_acks(gw, nodeset_of(answered_by));
     /* healthy mode: the unhealthy ones are fenced at once */
     if (cfg->gate.mode == GATE_HEALTHY)
         gate_fence(gw, gw->all & ~gw->required);
@@ -652,6 +661,19 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
                   gate_call_name(call), c, gw->required, gw->deadline_ms,
                   answered_by >= 0 ? c->nodes[answered_by].id : "",
                   &gw->held_ctx);
+    if (unreadable) {
+        log_printf(env->log, LOG_LEVEL_WARN,
+                   "replication gate: the %s answer names no enrollment id "
+                   "(unreadable body); the other controllers are fenced for "
+                   "the identity instead of waited for",
+                   gate_call_name(call));
+        uint64_t rest = gw->all & ~gw->acked;
+        if (rest)
+            gate_give_up(gw, rest); /* may release gw */
+        else
+            gate_check(gw); /* nothing else to wait for: released */
+        return true;
+    }
     if (cfg->gate.source == GATE_SRC_PROBE)
         gate_probe_all(gw);
     if (gate_satisfied(gw)) {

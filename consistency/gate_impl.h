@@ -53,6 +53,8 @@ struct gate_wait {
     uint64_t fenced;              /* fences this change set, not lifted */
     uint64_t unfenced;            /* own fences lifted through Redis */
     uint64_t refused;             /* refused the credential: not probed */
+    uint64_t denied;              /* probes answered 401/403 */
+    uint64_t answered;            /* probes answered anything else */
     uint64_t lifted_once;         /* fenced, but no longer in the table at
                                    * the last poll */
     int need;

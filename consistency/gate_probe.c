@@ -3,8 +3,9 @@
  * own token, or GET /edge/management/v1/identities/{id} with a management
  * session for legacy sessions) until it acknowledges or the wait's watch
  * ends: at once when the answer is held, then when the change is expected
- * there (the replication lag this worker saw from that controller), then
- * with exponential backoff from gate.probe.initial.  A controller that
+ * there (the replication lag this worker saw from that controller), then in
+ * small even steps (1/32 of that lag, at least gate.probe.initial) up to
+ * twice the expected lag, then with exponential backoff.  A controller that
  * refuses the credential (401/403) is not asked again. */
 #include "consistency/gate_impl.h"
 
@@ -16,6 +17,7 @@
 #include "base/http.h"
 #include "base/loop.h"
 #include "io/upstream.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "metrics/metrics.h"
 #include "routing/cluster.h"
@@ -29,6 +31,12 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
     struct gate_wait *gw = p->gw;
     struct config *cfg = gate_cfg(gw->g);
     p->in_flight = false;
+    if (r->result == UPSTREAM_OK) {
+        if (r->status == 401 || r->status == 403)
+            gw->denied |= 1ull << p->node;
+        else
+            gw->answered |= 1ull << p->node;
+    }
     bool ack;
     if (gw->legacy) {
         ack = r->result == UPSTREAM_OK &&
@@ -50,7 +58,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
                             gw->g->env.cluster->nodes[p->node].id,
                             gw->g->env.count_cb,
                             gate_count(gw->g, M_REDIS_ACK_WRITE));
-        gate_add_acks(gw, 1ull << p->node);
+        gate_add_acks(gw, nodeset_of(p->node));
         gate_check(gw); /* may free gw */
         return;
     }
@@ -58,7 +66,7 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         !gw->legacy) {
         /* the client's credential does not work there (and will not) */
         p->refused = true;
-        gate_give_up(gw, 1ull << p->node); /* may free gw */
+        gate_give_up(gw, nodeset_of(p->node)); /* may free gw */
         return;
     }
     p->miss_ns = util_mono_ns();
@@ -113,6 +121,17 @@ static void gate_probe_again(struct gate_probe *p)
         uint64_t elapsed_us = (util_mono_ns() - gw->start_ns) / 1000;
         uint64_t est = g->lag_est_us[p->node];
         delay = est > elapsed_us ? (est - elapsed_us + 999) / 1000 : 1;
+        if (delay > cfg->gate.probe_max_ms)
+            delay = cfg->gate.probe_max_ms;
+    } else if (g->lag_known[p->node] &&
+               (util_mono_ns() - gw->start_ns) / 1000 <
+                   2 * g->lag_est_us[p->node] + 20000) {
+        /* late, but within what replication usually takes: small even
+         * steps (1/32 of the expected lag), so the answer follows the
+         * change closely whatever the spread */
+        delay = g->lag_est_us[p->node] / 32000;
+        if (delay < cfg->gate.probe_initial_ms)
+            delay = cfg->gate.probe_initial_ms;
         if (delay > cfg->gate.probe_max_ms)
             delay = cfg->gate.probe_max_ms;
     } else {
@@ -180,10 +199,10 @@ void gate_probe_send(void *arg)
     const struct gate_env *env = &gw->g->env;
     struct cluster *c = env->cluster;
     uint64_t now = loop_now_ms(env->loop);
-    if (p->in_flight || p->refused || (gw->acked & (1ull << p->node)) ||
+    if (p->in_flight || p->refused || nodeset_has(gw->acked, p->node) ||
         now >= gw->end_ms)
         return;
-    if (gw->released && !(gw->fenced & (1ull << p->node)))
+    if (gw->released && !nodeset_has(gw->fenced, p->node))
         return; /* answered, and nothing of ours to lift there */
     if (gw->legacy) {
         p->in_flight = true;
@@ -202,7 +221,7 @@ void gate_probe_all(struct gate_wait *gw)
 {
     uint64_t targets = gw->all & ~gw->acked;
     for (int i = 0; i < gw->n; i++)
-        if ((targets & (1ull << i)) &&
+        if (nodeset_has(targets, i) &&
             !loop_timer_active(gw->probes[i].timer))
             gate_probe_send(&gw->probes[i]);
 }

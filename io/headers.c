@@ -71,8 +71,15 @@ void headers_reset(struct headers *h)
     h->n = 0;
 }
 
+void headers_wipe(struct headers *h)
+{
+    buf_wipe(&h->data);
+    headers_reset(h);
+}
+
 void headers_free(struct headers *h)
 {
+    buf_wipe(&h->data);
     buf_free(&h->data);
     buf_free(&h->lines);
     free(h->off);

@@ -40,6 +40,9 @@ const char *headers_get(const struct headers *h, const char *name);
 /* Removes every field called name; returns how many. */
 int headers_remove(struct headers *h, const char *name);
 void headers_reset(struct headers *h);
+/* headers_reset that first overwrites the stored names and values (they
+ * may hold a client's Authorization or zt-session). */
+void headers_wipe(struct headers *h);
 void headers_free(struct headers *h);
 /* "Name: value" lines for the upstream engine; valid until next change. */
 const char *const *headers_lines(struct headers *h);

@@ -585,6 +585,11 @@ static bool listener_headers_in(struct listener *l,
         /* it would echo the request, credentials and all, back */
         listener_local_error(ex, l, 405, "METHOD_NOT_ALLOWED",
                              "TRACE is not allowed", false);
+    } else if (ex->method == HTTP_OTHER) {
+        /* the controllers' APIs use none other (CONNECT included): an
+         * unknown method would go up as a custom request */
+        listener_local_error(ex, l, 501, "NOT_IMPLEMENTED",
+                             "method not implemented", false);
     } else if (has_clen && clen > l->limits.max_body_bytes) {
         listener_local_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                              "request body too large", true);
@@ -776,10 +781,12 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->request_id_header = xstrdup(request_id_header);
     l->rng = (util_mono_ns() ^ ((uint64_t)(uintptr_t)l << 17) ^
               ((uint64_t)fd << 40)) | 1;
-    /* Opportunistic reads and writes (TURBO) make libmicrohttpd 0.9.75
-     * spin inside MHD_run on a TLS handshake that waits for the client:
-     * one silent TCP connection would stall every client of the worker.
-     * Plain HTTP keeps them. */
+    /* Opportunistic reads and writes (MHD_USE_TURBO, above) for plain HTTP
+     * and TLS alike.  A TLS handshake stalled half-way makes libmicrohttpd
+     * 0.9.75 poll it until the header deadline closes the connection (a
+     * third of a core or so, measured the same with and without TURBO);
+     * the worker's other clients are still served (test_core_limits.py,
+     * "a handshake stalled half-way"). */
     if (l->tls)
         flags |= MHD_USE_TLS;
     /* The per-connection pool holds the request head (up to
@@ -788,14 +795,18 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * keep-alive connection starts its next request and the freed half
      * when it shrinks the read buffer, so every byte here is paid for on
      * every request: keep it to the head limit plus room for the answer's
-     * head (controllers send well under 4 KiB of headers).  Above 32 KiB
-     * the library mmaps the pool instead of malloc'ing it, so an idle
-     * connection that never sent a request costs no resident memory and a
-     * closed one gives its pool back: stay above that. */
-    uint64_t mem = limits->max_header_bytes + 20 * 1024;
-    if (mem <= 32 * 1024)
-        mem = 32 * 1024 + 4096;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+     * head (controllers send well under 4 KiB of headers).  Measured with
+     * bench/run.sh --only cost / --only idle (bench/RESULTS.md): 36 KiB
+     * pools (mmapped by the library above 32 KiB) cost 101k instructions
+     * per request and 0.8 KiB per idle connection; 20 KiB pools (malloc'ed)
+     * 77k and 4.8 KiB: the request path wins. */
+    uint64_t mem = limits->max_header_bytes + 4 * 1024;
+    if (mem < 16 * 1024)
+        mem = 16 * 1024;
+    if (fd >= 0)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    else
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
                                         (intptr_t)listener_notify_connection, l};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED,
@@ -833,7 +844,8 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
         *err = xstrdup(l->tls ? "cannot start the HTTPS listener (check the "
                                 "certificate and key)"
                               : "cannot start the HTTP listener");
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         free(l->request_id_header);
         free(l);
         return NULL;
@@ -849,6 +861,14 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
      * owner is complete. */
     loop_defer_schedule(l->soon);
     return l;
+}
+
+void listener_adopt(struct listener *l, int fd,
+                    const struct sockaddr_storage *peer, socklen_t len)
+{
+    /* libmicrohttpd closes the socket itself when it cannot take it */
+    MHD_add_connection(l->d, fd, (const struct sockaddr *)peer, len);
+    listener_run(l);
 }
 
 void listener_quiesce(struct listener *l)

@@ -106,6 +106,12 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
                               const char *request_id_header,
                               const struct listener_ops *ops, void *ctx,
                               char **err);
+/* fd < 0 in listener_new: a listener without a listening socket of its
+ * own, fed with listener_adopt() (the SNI split of the passthrough
+ * listener hands it the connections it does not splice). */
+/* Serve an accepted connection (taken over; nothing read from it yet). */
+void listener_adopt(struct listener *l, int fd,
+                    const struct sockaddr_storage *peer, socklen_t len);
 /* Stop accepting new connections (SIGTERM); in-flight exchanges go on. */
 void listener_quiesce(struct listener *l);
 /* Close everything, abandoning exchanges (their on_complete still runs). */

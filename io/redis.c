@@ -82,6 +82,7 @@ struct redis {
     char *host;                      /* owned; NULL for unix sockets */
     uint16_t port;
     char *unix_path;                 /* owned; NULL for TCP */
+    redisReplyObjectFunctions fns;   /* hiredis' own, createArray bounded */
     char *username;                  /* owned, may be NULL */
     char *password;                  /* owned, may be NULL; wiped on free */
     uint32_t database;
@@ -255,6 +256,32 @@ static enum redis_op redis_classify(const char *cmd, size_t len,
     return REDIS_OP_OTHER;
 }
 
+/* hiredis 0.14 allocates whatever an array reply announces (*300000000
+ * is 2.4 GB of pointers; fuzz/fuzz_redis.c found it): the reader's
+ * createArray refuses more than this many elements, which makes the
+ * reply a protocol error ("out of memory") and drops the connection. */
+#define REDIS_MAX_ELEMENTS (1 << 20)
+
+static void *redis_create_array(const redisReadTask *task, int elements)
+{
+    const redisReplyObjectFunctions *orig = task->privdata;
+    if (elements < 0 || elements > REDIS_MAX_ELEMENTS)
+        return NULL;
+    return orig->createArray(task, elements);
+}
+
+/* Installs the bounded createArray on rd; fns must outlive rd. */
+static void redis_bound_reader(redisReader *rd,
+                               redisReplyObjectFunctions *fns)
+{
+    if (rd->fn != fns) {
+        *fns = *rd->fn;
+        fns->createArray = redis_create_array;
+        redisReaderSetPrivdata(rd, rd->fn);
+        rd->fn = fns;
+    }
+}
+
 /* ---- replies ---------------------------------------------------------- */
 
 static size_t redis_view_count(const redisReply *rep)
@@ -279,10 +306,11 @@ static void redis_view_fill(struct redis_reply *v, const redisReply *rep,
     default: v->type = REDIS_TYPE_NIL; break;
     }
     v->integer = rep->integer;
+    v->str = ""; /* never NULL, whatever Redis sent where */
     if (rep->type == REDIS_REPLY_STATUS || rep->type == REDIS_REPLY_ERROR ||
         rep->type == REDIS_REPLY_STRING) {
-        v->str = rep->str;
-        v->len = rep->len;
+        v->str = rep->str ? rep->str : "";
+        v->len = rep->str ? rep->len : 0;
     }
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements > 0) {
         struct redis_reply *kids = pool + *next;
@@ -318,6 +346,30 @@ static void redis_complete(struct redis *r, struct redis_cmd *cmd,
     if (cb && !r->freeing)
         cb(cmd->arg, st, st == REDIS_STATUS_OK ? &root : NULL);
     free(pool);
+}
+
+bool redis_reply_parse(const char *bytes, size_t len, redis_cb cb, void *arg)
+{
+    redisReader *rd = redisReaderCreate();
+    redisReplyObjectFunctions fns;
+    void *rep = NULL;
+    bool ok = false;
+    if (!rd)
+        return false;
+    redis_bound_reader(rd, &fns);
+    if (redisReaderFeed(rd, bytes, len) == REDIS_OK &&
+        redisReaderGetReply(rd, &rep) == REDIS_OK && rep) {
+        struct redis_reply root;
+        size_t n = redis_view_count(rep), next = 0;
+        struct redis_reply *pool = n ? xcalloc(n, sizeof(*pool)) : NULL;
+        redis_view_fill(&root, rep, pool, &next);
+        cb(arg, REDIS_STATUS_OK, &root);
+        free(pool);
+        freeReplyObject(rep);
+        ok = true;
+    }
+    redisReaderFree(rd);
+    return ok;
 }
 
 /* ---- the connection going away ---------------------------------------- */
@@ -801,6 +853,7 @@ static void redis_connect(struct redis *r)
     }
     if (!r->unix_path)
         redis_keepalive(ac->c.fd);
+    redis_bound_reader(ac->c.reader, &r->fns);
     r->ac = ac;
     r->io = io;
     r->io_events = 0;

@@ -95,7 +95,8 @@ enum redis_type {
 struct redis_reply {
     enum redis_type type;
     long long integer;
-    const char *str;         /* NUL-terminated, but may contain NULs: use len */
+    const char *str;         /* NUL-terminated, but may contain NULs: use
+                              * len; never NULL ("" unless a string) */
     size_t len;
     const struct redis_reply *elements;
     size_t n_elements;
@@ -108,6 +109,13 @@ enum redis_status {
     REDIS_STATUS_LOST,       /* the connection broke before the reply */
     REDIS_STATUS__COUNT
 };
+
+/* The command ran and Redis did not answer with an error reply. */
+static inline bool redis_reply_ok(enum redis_status st,
+                                  const struct redis_reply *rep)
+{
+    return st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+}
 
 /* reply != NULL exactly when status == REDIS_STATUS_OK. */
 typedef void (*redis_cb)(void *arg, enum redis_status status,
@@ -194,6 +202,10 @@ struct redis_stats {
 };
 
 /* Any thread. */
+/* Parses bytes as one RESP2 reply with hiredis' reader and calls cb with
+ * its view, as a command's callback gets it; false (cb not called) when
+ * they are not one complete reply.  For tests and fuzzing. */
+bool redis_reply_parse(const char *bytes, size_t len, redis_cb cb, void *arg);
 bool redis_up(const struct redis *r);
 void redis_stats(const struct redis *r, struct redis_stats *out);
 /* Last connection or handshake problem ("" when none), without secrets. */

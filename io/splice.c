@@ -11,12 +11,14 @@
 #include <unistd.h>
 
 #include "base/loop.h"
+#include "base/tls_sni.h"
 #include "base/util.h"
 
 #define SPLICE_SCRATCH (64 * 1024)
 #define SPLICE_ACCEPT_BATCH 64
 #define SPLICE_READS_PER_EVENT 8
 #define SPLICE_ACCEPT_PAUSE_MS 100
+#define SPLICE_PEEK_MAX 16384     /* a ClientHello must fit */
 
 /* One direction of a connection.  Owned by its connection. */
 struct splice_dir {
@@ -37,11 +39,15 @@ struct splice_conn {
     struct loop_timer *timer;       /* owned: connect, idle, retire */
     struct splice_dir up;           /* client -> upstream */
     struct splice_dir down;         /* upstream -> client */
+    bool peeking;                   /* SNI mode: ClientHello not read yet */
     bool connecting;
     bool up_last;                   /* the last bytes moved went upstream:
                                        an exchange is in flight */
     uint64_t last_ms;               /* loop clock: last byte either way */
     uint64_t connect_deadline_ms;
+    uint64_t peek_deadline_ms;
+    struct sockaddr_storage peer;   /* the client's address (hand-off) */
+    socklen_t peer_len;
     uint64_t idle_ms;
     bool retiring;
     uint64_t retire_deadline_ms;
@@ -62,6 +68,7 @@ struct splice {
     struct splice_conn *conns;      /* owned list */
     int n;
     char *scratch;                  /* owned, SPLICE_SCRATCH bytes */
+    bool sni;                       /* peek ClientHellos (splice_new_sni) */
 };
 
 const char *splice_end_name(enum splice_end e)
@@ -80,6 +87,8 @@ const char *splice_end_name(enum splice_end e)
     };
     return (unsigned)e < ARRAY_LEN(names) ? names[e] : "unknown";
 }
+
+static void splice_conn_peek(struct splice_conn *c);
 
 /* ---- closing ------------------------------------------------------------ */
 
@@ -164,7 +173,9 @@ static void splice_conn_arm(struct splice_conn *c)
 {
     uint64_t now = loop_now_ms(c->s->loop);
     uint64_t at;
-    if (c->connecting) {
+    if (c->peeking) {
+        at = c->peek_deadline_ms;
+    } else if (c->connecting) {
         at = c->connect_deadline_ms;
     } else {
         at = c->last_ms + c->idle_ms;
@@ -179,7 +190,12 @@ static void splice_conn_timer(void *arg)
 {
     struct splice_conn *c = arg;
     uint64_t now = loop_now_ms(c->s->loop);
-    if (c->connecting) {
+    if (c->peeking) {
+        if (now >= c->peek_deadline_ms) {
+            splice_conn_close(c, SPLICE_END_IDLE, 0);
+            return;
+        }
+    } else if (c->connecting) {
         if (now >= c->connect_deadline_ms) {
             splice_conn_close(c, SPLICE_END_CONNECT_TIMEOUT, ETIMEDOUT);
             return;
@@ -204,8 +220,9 @@ static bool splice_again(int e)
 
 /* Moves what src has to dst.  Returns the bytes delivered, or -1 with
  * *err set on a socket error. */
-static ssize_t splice_pump(struct splice *s, struct splice_dir *d, int src,
-                           int dst, int *err)
+static ssize_t splice_pump(struct splice *s, struct splice_dir *d,
+                           const struct splice_dir *other, int src, int dst,
+                           int *err)
 {
     ssize_t total = 0;
     if (d->pending_len) {
@@ -258,7 +275,10 @@ static ssize_t splice_pump(struct splice *s, struct splice_dir *d, int src,
             break; /* most likely drained; level-triggered: more wakes us */
     }
     if (d->eof && !d->pending_len && !d->shut) {
-        shutdown(dst, SHUT_WR);
+        /* when the other way is over too the connection closes now, and
+         * close() sends the FIN: no shutdown of its own */
+        if (!other->shut)
+            shutdown(dst, SHUT_WR);
         d->shut = true;
     }
     return total;
@@ -271,7 +291,7 @@ static void splice_conn_service(struct splice_conn *c, bool up_ready,
     int err = 0;
     if (up_ready) {
         bool was_eof = c->up.eof;
-        ssize_t n = splice_pump(s, &c->up, c->cfd, c->ufd, &err);
+        ssize_t n = splice_pump(s, &c->up, &c->down, c->cfd, c->ufd, &err);
         if (n < 0) {
             splice_conn_close(c, SPLICE_END_ERROR, err);
             return;
@@ -287,7 +307,7 @@ static void splice_conn_service(struct splice_conn *c, bool up_ready,
     }
     if (down_ready) {
         bool was_eof = c->down.eof;
-        ssize_t n = splice_pump(s, &c->down, c->ufd, c->cfd, &err);
+        ssize_t n = splice_pump(s, &c->down, &c->up, c->ufd, c->cfd, &err);
         if (n < 0) {
             splice_conn_close(c, SPLICE_END_ERROR, err);
             return;
@@ -323,6 +343,10 @@ static void splice_conn_connected(struct splice_conn *c)
 static void splice_client_cb(void *arg, int events)
 {
     struct splice_conn *c = arg;
+    if (c->peeking) {
+        splice_conn_peek(c);
+        return;
+    }
     bool err = (events & LOOP_ERROR) != 0;
     splice_conn_service(c, err || (events & LOOP_READ),
                         err || (events & LOOP_WRITE));
@@ -332,9 +356,12 @@ static void splice_upstream_cb(void *arg, int events)
 {
     struct splice_conn *c = arg;
     if (c->connecting) {
+        /* writable without an error: connected (a failed connect polls
+         * as an error; only then is SO_ERROR worth a system call) */
         int soerr = 0;
         socklen_t len = sizeof(soerr);
-        if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+        if ((events & LOOP_ERROR) &&
+            getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
             soerr = errno;
         if (soerr == 0 && (events & LOOP_ERROR))
             soerr = ECONNREFUSED;
@@ -375,50 +402,33 @@ static void splice_refuse(struct splice *s, int fd, struct splice_result *r,
     splice_report(s, r, end);
 }
 
-static void splice_start(struct splice *s, int cfd,
-                         const struct sockaddr_storage *peer)
+/* Pick the upstream and connect to it (the client is already accepted,
+ * and, with SNI, its ClientHello named a passthrough name). */
+static void splice_conn_upstream(struct splice_conn *c)
 {
-    struct splice_result r = {.target = -1};
+    struct splice *s = c->s;
     struct sockaddr_storage to;
     socklen_t to_len = sizeof(to);
     int one = 1;
-    r.start_ns = util_mono_ns();
-    splice_peer(&r, peer);
-    if (s->n >= (int)s->lim.max_connections) {
-        splice_refuse(s, cfd, &r, SPLICE_END_LIMIT);
-        return;
-    }
     memset(&to, 0, sizeof(to));
-    r.target = s->ops->pick(s->ctx, &to, &to_len, &r.reason);
-    if (r.target < 0) {
-        r.target = -1;
-        splice_refuse(s, cfd, &r, SPLICE_END_REFUSED);
+    c->r.target = s->ops->pick(s->ctx, &to, &to_len, &c->r.reason);
+    if (c->r.target < 0) {
+        c->r.target = -1;
+        splice_conn_close(c, SPLICE_END_REFUSED, 0);
         return;
     }
-    struct splice_conn *c = xcalloc(1, sizeof(*c));
-    c->s = s;
-    c->r = r;
-    c->cfd = cfd;
     c->ufd = socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                     0);
-    c->idle_ms = s->lim.idle_timeout_ms;
-    c->first_eof = SPLICE_END_CLIENT_CLOSED;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    s->n++;
-    c->timer = loop_timer_new(s->loop, splice_conn_timer, c);
-    c->cio = loop_io_new(s->loop, cfd, splice_client_cb, c);
     c->uio = c->ufd >= 0 ? loop_io_new(s->loop, c->ufd, splice_upstream_cb, c)
                          : NULL;
-    if (!c->cio || !c->uio) {
+    if (!c->uio) {
         splice_conn_close(c, SPLICE_END_CONNECT_FAILED,
                           c->ufd < 0 ? errno : EBADF);
         return;
     }
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* the client's socket inherited TCP_NODELAY from the listening one */
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->peeking = false;
     c->connecting = true;
     c->connect_deadline_ms = loop_now_ms(s->loop) + s->lim.connect_timeout_ms;
     if (connect(c->ufd, (struct sockaddr *)&to, to_len) != 0 &&
@@ -429,6 +439,92 @@ static void splice_start(struct splice *s, int cfd,
     /* Connected or in progress: either way writability tells. */
     if (splice_conn_watch(c) != 0) {
         splice_conn_close(c, SPLICE_END_CONNECT_FAILED, EBADF);
+        return;
+    }
+    splice_conn_arm(c);
+}
+
+/* The client's socket goes to the owner (not a passthrough name). */
+static void splice_conn_hand_off(struct splice_conn *c)
+{
+    struct splice *s = c->s;
+    int fd = c->cfd;
+    struct sockaddr_storage peer = c->peer;
+    socklen_t len = c->peer_len;
+    loop_io_free(c->cio);
+    loop_timer_free(c->timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n--;
+    free(c);
+    s->ops->hand_off(s->ctx, fd, &peer, len);
+}
+
+/* SNI mode: look at the ClientHello without taking it off the socket. */
+static void splice_conn_peek(struct splice_conn *c)
+{
+    struct splice *s = c->s;
+    char name[256];
+    ssize_t n = recv(c->cfd, s->scratch, SPLICE_PEEK_MAX, MSG_PEEK);
+    if (n == 0 || (n < 0 && !splice_again(errno) && errno != EINTR)) {
+        splice_conn_close(c, SPLICE_END_CLIENT_CLOSED, n < 0 ? errno : 0);
+        return;
+    }
+    if (n < 0)
+        return;
+    enum tls_sni_result r = tls_sni_parse((const uint8_t *)s->scratch,
+                                          (size_t)n, name, sizeof(name));
+    if (r == TLS_SNI_MORE && n < SPLICE_PEEK_MAX)
+        return; /* level-triggered: the rest wakes us */
+    if (r == TLS_SNI_FOUND && s->ops->sni_match(s->ctx, name))
+        splice_conn_upstream(c);
+    else
+        splice_conn_hand_off(c);
+}
+
+static void splice_start(struct splice *s, int cfd,
+                         const struct sockaddr_storage *peer,
+                         socklen_t peer_len)
+{
+    struct splice_result r = {.target = -1};
+    r.start_ns = util_mono_ns();
+    splice_peer(&r, peer);
+    if (s->n >= (int)s->lim.max_connections) {
+        splice_refuse(s, cfd, &r, SPLICE_END_LIMIT);
+        return;
+    }
+    struct splice_conn *c = xcalloc(1, sizeof(*c));
+    c->s = s;
+    c->r = r;
+    c->cfd = cfd;
+    c->ufd = -1;
+    c->peer = *peer;
+    c->peer_len = peer_len;
+    c->idle_ms = s->lim.idle_timeout_ms;
+    c->first_eof = SPLICE_END_CLIENT_CLOSED;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n++;
+    c->timer = loop_timer_new(s->loop, splice_conn_timer, c);
+    c->cio = loop_io_new(s->loop, cfd, splice_client_cb, c);
+    if (!c->cio) {
+        splice_conn_close(c, SPLICE_END_ERROR, EBADF);
+        return;
+    }
+    if (!s->sni) {
+        splice_conn_upstream(c);
+        return;
+    }
+    c->peeking = true;
+    c->peek_deadline_ms = loop_now_ms(s->loop) + s->lim.peek_timeout_ms;
+    if (splice_watch(c->cio, &c->cev, LOOP_READ) != 0) {
+        splice_conn_close(c, SPLICE_END_ERROR, EBADF);
         return;
     }
     splice_conn_arm(c);
@@ -466,7 +562,7 @@ static void splice_accept_cb(void *arg, int events)
             }
             return;
         }
-        splice_start(s, fd, &ss);
+        splice_start(s, fd, &ss, len);
     }
 }
 
@@ -478,8 +574,11 @@ struct splice *splice_new(struct loop *loop, int fd,
                           char **err)
 {
     struct splice *s = xcalloc(1, sizeof(*s));
+    int one = 1;
     s->loop = loop;
     s->fd = fd;
+    /* accepted sockets inherit it: one call here instead of one each */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     s->ops = ops;
     s->ctx = ctx;
     s->lim = *lim;
@@ -491,6 +590,17 @@ struct splice *splice_new(struct loop *loop, int fd,
         splice_free(s);
         return NULL;
     }
+    return s;
+}
+
+struct splice *splice_new_sni(struct loop *loop, int fd,
+                              const struct splice_limits *lim,
+                              const struct splice_ops *ops, void *ctx,
+                              char **err)
+{
+    struct splice *s = splice_new(loop, fd, lim, ops, ctx, err);
+    if (s)
+        s->sni = true;
     return s;
 }
 
@@ -518,10 +628,16 @@ void splice_retire(struct splice *s, int keep_target, uint64_t grace_ms,
     while (c) {
         struct splice_conn *next = c->next;
         if (keep_target >= 0 && c->r.target == keep_target) {
+            /* its target is wanted again (a leader that came back before
+             * its connections were closed): they stay */
+            if (c->retiring && c->retire_why == why)
+                c->retiring = false;
             c = next;
             continue;
         }
-        if (c->connecting) {
+        if (c->peeking) {
+            /* not ours yet: undecided connections are left alone */
+        } else if (c->connecting) {
             /* nothing has reached the upstream yet: no exchange to wait for */
             c->retire_why = why;
             splice_conn_close(c, SPLICE_END_RETIRED, 0);

@@ -44,6 +44,7 @@ struct splice_limits {
     uint32_t max_connections;     /* open at once on this splice; >= 1 */
     uint64_t idle_timeout_ms;     /* no byte either way: close */
     uint64_t connect_timeout_ms;  /* upstream connect bound */
+    uint64_t peek_timeout_ms;     /* SNI mode: the ClientHello's bound */
 };
 
 /* What the owner is told when a connection ends (also refused ones). */
@@ -74,6 +75,13 @@ struct splice_ops {
     void (*on_connected)(void *ctx, int target);
     /* The connection is closed; r is valid during the call only. */
     void (*on_end)(void *ctx, const struct splice_result *r);
+    /* SNI mode only: is this ClientHello server name (lower case) one to
+     * splice?  If not (or the hello has no name, or is not TLS), the
+     * accepted socket is handed to the owner with hand_off (taken over:
+     * nothing of it has been read). */
+    bool (*sni_match)(void *ctx, const char *name);
+    void (*hand_off)(void *ctx, int fd, const struct sockaddr_storage *peer,
+                     socklen_t len);
 };
 
 /* Serves the listening socket fd (taken over; non-blocking) on loop.
@@ -82,6 +90,13 @@ struct splice *splice_new(struct loop *loop, int fd,
                           const struct splice_limits *lim,
                           const struct splice_ops *ops, void *ctx,
                           char **err);
+/* The same in SNI mode: each connection's TLS ClientHello is peeked at
+ * (not consumed) and the connection spliced only when sni_match accepts
+ * its server name; otherwise the socket goes to hand_off. */
+struct splice *splice_new_sni(struct loop *loop, int fd,
+                              const struct splice_limits *lim,
+                              const struct splice_ops *ops, void *ctx,
+                              char **err);
 /* Limits for connections from now on (reload); open ones keep theirs. */
 void splice_set_limits(struct splice *s, const struct splice_limits *lim);
 /* Stop accepting: the listening socket is closed.  Open connections go on. */
@@ -90,7 +105,8 @@ void splice_quiesce(struct splice *s);
  * is closed once no exchange is in flight on it (the last bytes went to
  * the client, nothing is buffered, and no byte has moved for quiet_ms),
  * and at the latest grace_ms from now.  why is reported in the result.
- * A connection already retiring keeps its earlier deadline. */
+ * A connection already retiring keeps its earlier deadline; one to
+ * keep_target that was retiring for the same why stays open again. */
 void splice_retire(struct splice *s, int keep_target, uint64_t grace_ms,
                    uint64_t quiet_ms, int why);
 /* Connections open now (connecting ones included). */

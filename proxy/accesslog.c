@@ -60,7 +60,12 @@ void accesslog_redact_target(struct buf *out, const char *target)
     while (*q) {
         size_t plen = strcspn(q, "&");
         size_t nlen = strcspn(q, "=&");
-        buf_json_escape(out, q, nlen);
+        if (nlen == plen && nlen && !accesslog_safe(q, nlen)) {
+            /* a bare "?value" may itself be the secret (a token) */
+            buf_puts(out, "REDACTED");
+        } else {
+            buf_json_escape(out, q, nlen);
+        }
         if (nlen < plen) {
             buf_putc(out, '=');
             if (accesslog_safe(q, nlen) &&

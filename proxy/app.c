@@ -22,6 +22,7 @@
 #include "proxy/worker.h"
 #include "routing/cluster.h"
 #include "routing/health.h"
+#include "routing/jwks.h"
 
 struct config *app_config(struct app *a)
 {
@@ -394,6 +395,7 @@ int app_init(struct app *a, const char *config_path)
     a->metrics = metrics_create(ids, cfg->n_controllers);
     a->metrics_leader = -1;
     a->cluster = cluster_new(cfg);
+    a->jwks = jwks_new(a->cluster->n);
     budget_configure(&a->budget, cfg->retry.budget_ratio,
                      cfg->retry.budget_min);
     a->loop = loop_new();
@@ -493,6 +495,7 @@ void app_free(struct app *a)
     loop_timer_free(a->drain_timer);
     loop_free(a->loop);
     cluster_free(a->cluster);
+    jwks_free(a->jwks);
     metrics_free(a->metrics);
     log_free(a->log);
     config_unref(atomic_load(&a->cfg));

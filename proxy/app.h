@@ -27,6 +27,7 @@ struct listener;
 struct metrics;
 struct admin;
 struct app_ext;
+struct jwks;
 
 struct app {
     char *config_path;                 /* owned */
@@ -36,6 +37,7 @@ struct app {
     int metrics_leader;                /* leader the metrics last showed,
                                           -1 = none (control thread) */
     struct cluster *cluster;           /* owned */
+    struct jwks *jwks;                 /* owned: controllers' token keys */
     struct budget budget;              /* embedded */
 
     struct loop *loop;                 /* owned: control loop (main thread) */

@@ -17,9 +17,9 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "proxy/worker.h"
-#include "proxy/worker_ext.h"
 #include "routing/affinity.h"
 #include "routing/atable.h"
 #include "routing/cluster.h"
@@ -51,6 +51,7 @@ struct app_ext {
     struct redis *sub;                   /* owned, control loop */
     struct loop_timer *ping;             /* owned */
     atomic_bool redis_ok;                /* last PING answered */
+    atomic_bool redis_evicts;            /* maxmemory-policy not noeviction */
     struct ackstore_ctx fence_ctx;
     struct app_ext_count counts[M_REDIS_OP__COUNT];
     uint64_t last_ping_ms;
@@ -88,7 +89,7 @@ void app_ext_count_cb(void *arg, enum redis_status st,
                       const struct redis_reply *rep)
 {
     struct app_ext_count *c = arg;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     metrics_inc(c->m, M_REDIS_OPERATIONS_TOTAL, c->op,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
 }
@@ -97,7 +98,7 @@ static void app_ext_on_ping(void *arg, enum redis_status st,
                             const struct redis_reply *rep)
 {
     struct app_ext *x = arg;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     bool was = atomic_exchange(&x->redis_ok, ok);
     metrics_inc(x->a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_PING,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
@@ -122,9 +123,45 @@ static void app_ext_ping(void *arg)
     loop_timer_start(x->ping, 1000, 0);
 }
 
+/* CONFIG GET maxmemory-policy: anything but noeviction lets Redis drop
+ * gate records, acknowledgements and fences under memory pressure (and
+ * clients can create affinity keys).  Said at every connect. */
+static void app_ext_on_policy(void *arg, enum redis_status st,
+                              const struct redis_reply *rep)
+{
+    struct app_ext *x = arg;
+    if (st != REDIS_STATUS_OK)
+        return;
+    if (rep->type == REDIS_TYPE_ARRAY && rep->n_elements == 2 &&
+        rep->elements[1].type == REDIS_TYPE_STRING) {
+        const char *policy = rep->elements[1].str;
+        x->redis_evicts = strcmp(policy, "noeviction") != 0;
+        if (x->redis_evicts)
+            log_printf(x->a->log, LOG_LEVEL_ERROR,
+                       "Redis maxmemory-policy is '%s': under memory "
+                       "pressure Redis may evict replication records and "
+                       "fences; set 'maxmemory-policy noeviction' (or use "
+                       "a database of its own with that policy)",
+                       policy);
+        return;
+    }
+    log_printf(x->a->log, LOG_LEVEL_WARN,
+               "could not read Redis maxmemory-policy (CONFIG GET refused: "
+               "%.*s): make sure it is 'noeviction'",
+               (int)(rep->len < 200 ? rep->len : 200), rep->str);
+}
+
+bool app_ext_redis_evicts(struct app *a)
+{
+    return a->ext && atomic_load(&a->ext->redis_evicts);
+}
+
 static void app_ext_state(void *arg, bool up)
 {
     struct app_ext *x = arg;
+    if (up)
+        redis_command(x->redis, app_ext_on_policy, x,
+                      "CONFIG GET maxmemory-policy");
     if (!up)
         atomic_store(&x->redis_ok, false);
     loop_timer_start(x->ping, 0, 0); /* find out now, not in a second */
@@ -201,7 +238,7 @@ void app_ext_init(struct app *a)
                                                .log = a->log,
                                                .on_state = app_ext_sub_state,
                                                .state_arg = x});
-    snprintf(chan, sizeof(chan), "%sfences", cfg->redis.key_prefix);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_FENCES, chan, sizeof(chan));
     redis_subscribe(x->sub, chan, app_ext_fence_message, x);
     /* The first PING goes out when the connection is up (app_ext_state):
      * one sent now could only fail and count a Redis error at every
@@ -220,6 +257,12 @@ bool app_ext_ready(struct app *a, struct buf *reasons, bool ready)
         buf_printf(reasons, "%s\"Redis does not answer\"", ready ? "" : ",");
         return false;
     }
+    if (app_ext_redis_evicts(a)) {
+        buf_printf(reasons,
+                   "%s\"Redis maxmemory-policy is not noeviction\"",
+                   ready ? "" : ",");
+        return false;
+    }
     return ready;
 }
 
@@ -231,7 +274,7 @@ void app_ext_status(struct app *a, struct buf *b)
     affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),
                    counts);
     for (int i = 0; i < a->n_workers; i++)
-        held += worker_ext_gate_waiting(a->workers[i]);
+        held += worker_gate_waiting(a->workers[i]);
     buf_printf(b, ",\"redis_ok\":%s,\"affinity\":{\"sess\":%d,\"oidc\":%d,"
                   "\"code\":%d},\"fenced_identities\":%d,"
                   "\"login_fenced\":[",
@@ -241,7 +284,7 @@ void app_ext_status(struct app *a, struct buf *b)
     uint64_t lm = fence_login_mask(&x->fence, fence_now(&x->fence));
     bool first = true;
     for (int i = 0; i < a->cluster->n; i++)
-        if (lm & (1ull << i)) {
+        if (nodeset_has(lm, i)) {
             buf_printf(b, "%s\"%s\"", first ? "" : ",",
                        a->cluster->nodes[i].id);
             first = false;
@@ -277,7 +320,7 @@ static void app_ext_count_connections(struct app *a)
     app_ext_add_stats(sum, &s[0]);
     app_ext_add_stats(sum, &s[1]);
     for (int i = 0; i < a->n_workers; i++) {
-        worker_ext_redis_stats(a->workers[i], s);
+        worker_redis_stats(a->workers[i], s);
         app_ext_add_stats(sum, &s[0]);
         app_ext_add_stats(sum, &s[1]);
     }

@@ -1,4 +1,4 @@
-/* app_ext.h - process-wide state of the optional stages, owned by the app
+/* app_ext.h - process-wide routing and replication state, owned by the app
  * through a->ext: the affinity and fence tables (workers read them without
  * locks), and the control thread's Redis connections (readiness PING,
  * fence updates from other quorumgate processes). */
@@ -28,6 +28,8 @@ void app_ext_free(struct app *a);
 
 struct atable *app_ext_affinity(struct app *a);
 struct fence *app_ext_fence(struct app *a);
+/* Redis said its maxmemory-policy is not noeviction (any thread). */
+bool app_ext_redis_evicts(struct app *a);
 struct gate_slots;
 /* The caps on held calls (consistency/gate.h). */
 struct gate_slots *app_ext_slots(struct app *a);

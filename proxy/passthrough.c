@@ -10,6 +10,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "io/listener.h"
 #include "io/splice.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
@@ -26,7 +27,9 @@ struct passthrough_target {
 
 struct passthrough {
     struct worker *w;                 /* borrowed: the owner */
-    struct splice *splice;            /* owned */
+    struct splice *splice;            /* owned; NULL without an address */
+    struct splice *sni;               /* owned; NULL without sni.names */
+    struct listener *sni_listener;    /* borrowed: gets what sni hands off */
     struct passthrough_target *targets; /* owned: one per controller */
     int n_targets;
     int leader_seen;                  /* leader when last looked; -1 none */
@@ -164,11 +167,31 @@ static void passthrough_end(void *ctx, const struct splice_result *r)
     passthrough_log(pt, r);
 }
 
+static bool passthrough_sni_match(void *ctx, const char *name)
+{
+    struct passthrough *pt = ctx;
+    const struct config_passthrough *cp = &pt->w->cfg->passthrough;
+    for (int i = 0; i < cp->n_sni; i++)
+        if (strcmp(cp->sni_names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void passthrough_hand_off(void *ctx, int fd,
+                                 const struct sockaddr_storage *peer,
+                                 socklen_t len)
+{
+    struct passthrough *pt = ctx;
+    listener_adopt(pt->sni_listener, fd, peer, len);
+}
+
 static const struct splice_ops passthrough_ops = {
     .pick = passthrough_pick,
     .on_bytes = passthrough_bytes,
     .on_connected = passthrough_connected,
     .on_end = passthrough_end,
+    .sni_match = passthrough_sni_match,
+    .hand_off = passthrough_hand_off,
 };
 
 /* ---- the worker's passthrough ------------------------------------------- */
@@ -182,6 +205,7 @@ static void passthrough_limits(const struct config *cfg, int n_workers,
         lim->max_connections = 1;
     lim->idle_timeout_ms = cp->idle_timeout_ms;
     lim->connect_timeout_ms = cp->connect_timeout_ms;
+    lim->peek_timeout_ms = cfg->timeouts.client_header_ms;
 }
 
 /* The controllers' own addresses (host and port of their url). */
@@ -212,20 +236,31 @@ static int passthrough_resolve(struct passthrough *pt, const struct config *cfg,
     return 0;
 }
 
-struct passthrough *passthrough_new(struct worker *w, int fd, char **err)
+struct passthrough *passthrough_new(struct worker *w, int fd, int sni_fd,
+                                    struct listener *sni_listener, char **err)
 {
     struct passthrough *pt = xcalloc(1, sizeof(*pt));
     struct splice_limits lim;
     pt->w = w;
+    pt->sni_listener = sni_listener;
     pt->leader_seen = cluster_leader(w->app->cluster);
     if (passthrough_resolve(pt, w->cfg, err) != 0) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
+        if (sni_fd >= 0)
+            close(sni_fd);
         passthrough_free(pt);
         return NULL;
     }
     passthrough_limits(w->cfg, w->app->n_workers, &lim);
-    pt->splice = splice_new(w->loop, fd, &lim, &passthrough_ops, pt, err);
-    if (!pt->splice) {
+    if (fd >= 0)
+        pt->splice = splice_new(w->loop, fd, &lim, &passthrough_ops, pt, err);
+    if (sni_fd >= 0 && (fd < 0 || pt->splice))
+        pt->sni = splice_new_sni(w->loop, sni_fd, &lim, &passthrough_ops, pt,
+                                 err);
+    else if (sni_fd >= 0)
+        close(sni_fd);
+    if ((fd >= 0 && !pt->splice) || (sni_fd >= 0 && !pt->sni)) {
         passthrough_free(pt);
         return NULL;
     }
@@ -236,7 +271,10 @@ void passthrough_config(struct passthrough *pt)
 {
     struct splice_limits lim;
     passthrough_limits(pt->w->cfg, pt->w->app->n_workers, &lim);
-    splice_set_limits(pt->splice, &lim);
+    if (pt->splice)
+        splice_set_limits(pt->splice, &lim);
+    if (pt->sni)
+        splice_set_limits(pt->sni, &lim);
 }
 
 void passthrough_cluster_changed(struct passthrough *pt)
@@ -249,17 +287,25 @@ void passthrough_cluster_changed(struct passthrough *pt)
     if (cp->on_leader_change == CONFIG_PT_KEEP || pt->draining)
         return;
     /* keep the connections to the new leader (if any), retire the rest */
-    splice_retire(pt->splice, leader, cp->leader_change_grace_ms,
-                  cp->leader_change_quiet_ms, PT_WHY_LEADER_CHANGE);
+    struct splice *both[] = {pt->splice, pt->sni};
+    for (size_t i = 0; i < ARRAY_LEN(both); i++)
+        if (both[i])
+            splice_retire(both[i], leader, cp->leader_change_grace_ms,
+                          cp->leader_change_quiet_ms, PT_WHY_LEADER_CHANGE);
 }
 
 void passthrough_drain(struct passthrough *pt, uint64_t grace_ms)
 {
     const struct config_passthrough *cp = &pt->w->cfg->passthrough;
+    struct splice *both[] = {pt->splice, pt->sni};
     pt->draining = true;
-    splice_quiesce(pt->splice);
-    splice_retire(pt->splice, -1, grace_ms, cp->leader_change_quiet_ms,
-                  PT_WHY_DRAIN);
+    for (size_t i = 0; i < ARRAY_LEN(both); i++) {
+        if (!both[i])
+            continue;
+        splice_quiesce(both[i]);
+        splice_retire(both[i], -1, grace_ms, cp->leader_change_quiet_ms,
+                      PT_WHY_DRAIN);
+    }
 }
 
 void passthrough_free(struct passthrough *pt)
@@ -267,6 +313,7 @@ void passthrough_free(struct passthrough *pt)
     if (!pt)
         return;
     splice_free(pt->splice);
+    splice_free(pt->sni);
     free(pt->targets);
     free(pt);
 }

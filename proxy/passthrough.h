@@ -17,11 +17,16 @@
 #include <stdint.h>
 
 struct worker;
+struct listener;
 struct passthrough;
 
-/* fd: this worker's listening socket for passthrough.address (taken over).
- * NULL with *err when the controllers' addresses cannot be resolved. */
-struct passthrough *passthrough_new(struct worker *w, int fd, char **err);
+/* fd: this worker's listening socket for passthrough.address, sni_fd the
+ * one of the TLS listener whose port it splits by SNI (passthrough.sni;
+ * what it does not splice goes to sni_listener); -1 = none; both taken
+ * over.  NULL with *err when the controllers' addresses cannot be
+ * resolved. */
+struct passthrough *passthrough_new(struct worker *w, int fd, int sni_fd,
+                                    struct listener *sni_listener, char **err);
 /* w->cfg changed (reload): limits and leader-change settings. */
 void passthrough_config(struct passthrough *pt);
 /* The cluster view changed: retire connections to a former leader. */

@@ -18,12 +18,13 @@
 #include "proxy/request.h"
 #include "base/util.h"
 #include "proxy/worker.h"
-#include "proxy/worker_ext.h"
 #include "retry/reconcile.h"
 #include "routing/atable.h"
 #include "routing/cluster.h"
 #include "routing/fence.h"
 #include "routing/identity.h"
+#include "routing/jwks.h"
+#include "routing/ratelimit.h"
 
 enum pipeline_step {
     STEP_IDENTITY = 0,
@@ -80,17 +81,57 @@ static void pipeline_warn_legacy(struct request *rq)
                "events) to confirm it on the other controllers");
 }
 
+static void pipeline_warn_learn(struct request *rq)
+{
+    struct worker *w = rq->w;
+    uint64_t now = loop_now_ms(w->loop);
+    if (w->learn_warned_ms && now - w->learn_warned_ms < 10000)
+        return;
+    w->learn_warned_ms = now;
+    log_printf(w->app->log, LOG_LEVEL_WARN,
+               "client %s learns affinity faster than "
+               "routing.affinity_learn_rate: entries dropped",
+               rq->ex->client_addr);
+}
+
 /* ---- identity and fences -------------------------------------------- */
 
-static void pipeline_identity(struct request *rq)
+static void pipeline_keys_fetched(void *arg)
+{
+    pipeline_resume(arg);
+}
+
+/* Who the request speaks for: the sub of a bearer token that a
+ * controller signed (routing/jwks.h), never of one it only carries.
+ * Verified only when something depends on it (a gated call, fences).
+ * true when it waits for the controllers' keys. */
+static bool pipeline_identity(struct request *rq)
 {
     struct listener_exchange *ex = rq->ex;
     struct app *a = pipeline_app(rq);
     struct fence *f = app_ext_fence(a);
-    identity_bearer_sub(ex->headers, ex->n_headers, rq->identity,
-                        sizeof(rq->identity));
-    if (atomic_load(&f->identities) == 0)
-        return;
+    struct pipeline_state *ps = &rq->pipe;
+    bool fences = atomic_load(&f->identities) > 0;
+    size_t len = 0, tlen = 0;
+    const char *v = identity_authorization(ex->headers, ex->n_headers, &len);
+    const char *tok = jwks_bearer(v, len, &tlen);
+    if (tok && (ps->gated || fences) && !rq->identity[0]) {
+        ps->id_result = (int)jwks_verify(a->jwks, tok, tlen,
+                                         util_wall_ms() / 1000, rq->identity,
+                                         sizeof(rq->identity));
+        /* a kid not seen yet: the controllers may have rotated keys */
+        if (ps->id_result == JWKS_UNKNOWN_KID && !ps->keys_fetched) {
+            ps->keys_fetched = true;
+            if (jwks_refresh(rq->w->jwks, loop_now_ms(rq->w->loop),
+                             pipeline_keys_fetched, rq)) {
+                rq->stage = STAGE_AFFINITY;
+                return true;
+            }
+        }
+    }
+    ps->step = STEP_AFFINITY;
+    if (!fences)
+        return false;
     uint64_t now = fence_now(f);
     if (rq->identity[0]) {
         char idhex[CRYPTO_HMAC_HEX_LEN + 1];
@@ -102,6 +143,7 @@ static void pipeline_identity(struct request *rq)
     if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
         rq->cls.call == CALL_AUTHENTICATE)
         rq->route.fenced |= fence_login_mask(f, now);
+    return false;
 }
 
 /* ---- affinity -------------------------------------------------------- */
@@ -119,7 +161,7 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
     struct request *rq = arg;
     struct app *a = pipeline_app(rq);
     rq->pipe.cmd = NULL;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
     if (!ok) {
@@ -201,14 +243,14 @@ static bool pipeline_affinity(struct request *rq)
             affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
                                sizeof(key));
-            redis_command(worker_ext_redis(rq->w), app_ext_count_cb,
+            redis_command(rq->w->redis, app_ext_count_cb,
                           app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
                           "PEXPIRE %s %llu", key,
                           (unsigned long long)rq->cfg->routing.affinity_ttl_ms);
         }
         return false;
     }
-    if (!redis_up(worker_ext_redis(rq->w))) {
+    if (!redis_up(rq->w->redis)) {
         pipeline_warn_redis(rq, "an affinity lookup");
         metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                     M_RESULT_ERROR);
@@ -217,7 +259,7 @@ static bool pipeline_affinity(struct request *rq)
     char key[160];
     affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key, sizeof(key));
     rq->stage = STAGE_AFFINITY;
-    ps->cmd = redis_command(worker_ext_redis(rq->w), pipeline_aff_reply, rq,
+    ps->cmd = redis_command(rq->w->redis, pipeline_aff_reply, rq,
                             "GET %s", key);
     return true;
 }
@@ -230,7 +272,7 @@ static void pipeline_learned(void *arg, enum redis_status st,
 {
     struct request *rq = arg;
     struct app *a = pipeline_app(rq);
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     rq->pipe.cmd = NULL;
     metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_SET,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
@@ -247,7 +289,7 @@ static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
 {
     struct app *a = pipeline_app(rq);
     const struct config *cfg = rq->cfg;
-    struct redis *r = worker_ext_redis(rq->w);
+    struct redis *r = rq->w->redis;
     struct affinity_key k;
     char key[160];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
@@ -283,7 +325,10 @@ bool pipeline_learn(struct request *rq)
     int n = 0;
     char tok[1024];
     bool held = false;
-    if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0)
+    /* only what a controller minted: a 4xx answer may echo what the client
+     * sent (issue 17) */
+    if (!rq->ex || up->result != UPSTREAM_OK || rq->node < 0 ||
+        up->status < 200 || up->status > 399)
         return false;
     /* legacy: the session lives on the controller that issued it */
     if (pipeline_is_authenticate(rq) && up->status == 200) {
@@ -299,11 +344,8 @@ bool pipeline_learn(struct request *rq)
         rq->cls.call == CALL_OIDC_LOGIN) {
         /* OIDC: the auth request id and the code, from the controller's
          * own answers (login.go: auth-request-id; redirects) */
-        /* login.go echoes whatever id it is given: the header only says
-         * something when the login's owner was not known yet */
-        if (rq->home < 0 &&
-            upstream_resp_header(up, "auth-request-id", &v, &len))
-            learn[n++] = (struct pipeline_learning){AFF_OIDC, xstrndup(v, len)};
+        /* not the auth-request-id header: login.go echoes whatever id it
+         * is given (loginHandler, genericHandler), so it was never minted */
         if (upstream_resp_header(up, "Location", &v, &len)) {
             char *loc = xstrndup(v, len);
             if (identity_location_param(loc, "authRequestID", tok,
@@ -316,7 +358,21 @@ bool pipeline_learn(struct request *rq)
             free(loc);
         }
     }
+    /* a bounded rate per client address: a loop of logins cannot fill
+     * Redis with entries */
+    const struct config_routing *rt = &rq->cfg->routing;
     for (int i = 0; i < n; i++) {
+        if (!ratelimit_take(&rq->w->learn,
+                            rq->ex->client_addr,
+                            strlen(rq->ex->client_addr),
+                            rt->affinity_learn_rate,
+                            5.0 * rt->affinity_learn_rate,
+                            loop_now_ms(rq->w->loop))) {
+            pipeline_warn_learn(rq);
+            explicit_bzero(learn[i].tok, strlen(learn[i].tok));
+            free(learn[i].tok);
+            continue;
+        }
         held |= pipeline_learn_one(rq, learn[i].kind, learn[i].tok,
                                    strlen(learn[i].tok), rq->node,
                                    i == n - 1);
@@ -392,11 +448,26 @@ static bool pipeline_state_read(struct request *rq)
     return true;
 }
 
+static bool pipeline_legacy_id(struct request *rq);
+
 static void pipeline_legacy_id_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
     request_log_attempt(rq, rq->node, "identity", r->status, r->duration_ns,
                         true);
+    if (r->result != UPSTREAM_OK && !rq->pipe.id_retried) {
+        /* No answer at all (seen in the docker stack right after a
+         * cluster view change: a reused connection failed within 1 ms):
+         * once more on a new connection, before the write goes out. */
+        log_printf(rq->w->app->log, LOG_LEVEL_WARN,
+                   "identity read for a gated MFA call failed (%s: %s); "
+                   "retrying on a new connection",
+                   upstream_result_name(r->result), r->error);
+        rq->pipe.id_retried = true;
+        rq->aux_fresh = true;
+        if (pipeline_legacy_id(rq))
+            return;
+    }
     if (r->result == UPSTREAM_OK && r->status == 200) {
         struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
         const char *id = json_path_string(j, "data.id");
@@ -453,7 +524,7 @@ static bool pipeline_hold(struct request *rq, enum gate_call call,
 {
     char *path = request_mfa_state_path(rq);
     bool held = gate_hold(
-        worker_ext_gate(rq->w),
+        rq->w->gate,
         &(struct gate_hold_args){
             .call = call,
             .identity = rq->identity,
@@ -534,6 +605,15 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
         ps->step = STEP_LEGACY_ID;
         if (!ps->gated)
             return false;
+        if (!rq->identity[0] && ps->id_result == JWKS_UNKNOWN_KID &&
+            jwks_nodes_loaded(a->jwks) == 0) {
+            /* a bearer token whose signer cannot be known: no controller
+             * published its keys (all unreachable?) */
+            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+                                 "the controllers' token keys could not be "
+                                 "read; nothing was changed, retry later");
+            return true;
+        }
         if (!rq->identity[0]) {
             if (!identity_session(rq->ex->headers, rq->ex->n_headers)) {
                 ps->gated = false; /* no credential: the controller says 401 */
@@ -541,7 +621,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
             }
             ps->legacy = true;
             if (rq->cfg->gate.source == GATE_SRC_PROBE &&
-                !mgmt_configured(worker_ext_mgmt(rq->w)) &&
+                !mgmt_configured(gate_mgmt(rq->w->gate)) &&
                 ps->gcall != GATE_CREATE) {
                 /* nothing to confirm the change on other controllers with:
                  * see README, "Legacy sessions" (the configuration allows
@@ -555,7 +635,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                 return false;
             }
         }
-        if (!redis_up(worker_ext_redis(rq->w))) {
+        if (!redis_up(rq->w->redis)) {
             metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
             request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
                                  "replication tracking (Redis) is "
@@ -587,7 +667,7 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                                          .record = pipeline_record,
                                          .arg = rq};
         rq->stage = STAGE_GATE;
-        ps->cmd = ackstore_read_record(worker_ext_redis(rq->w), rq->cfg, cid,
+        ps->cmd = ackstore_read_record(rq->w->redis, rq->cfg, cid,
                                        &ps->actx);
         return true;
     default:
@@ -603,8 +683,8 @@ static bool pipeline_run(struct request *rq)
         int step = ps->step;
         switch (step) {
         case STEP_IDENTITY:
-            pipeline_identity(rq);
-            ps->step = STEP_AFFINITY;
+            if (pipeline_identity(rq))
+                return true;
             break;
         case STEP_AFFINITY:
             ps->step = STEP_GATE_CHECK;
@@ -643,6 +723,7 @@ bool pipeline_before_route(struct request *rq)
     struct pipeline_state *ps = &rq->pipe;
     int gc = pipeline_gate_call(rq->cls.call);
     ps->pre_state = -1;
+    ps->id_result = -1;
     ps->unconfirmed = false;
     ps->slot = false;
     ps->gated = rq->cfg->gate.enabled && gc >= 0;
@@ -654,11 +735,18 @@ bool pipeline_before_route(struct request *rq)
 bool pipeline_gate(struct request *rq)
 {
     struct pipeline_state *ps = &rq->pipe;
-    if (ps->unconfirmed && rq->up.status >= 200 && rq->up.status <= 299) {
+    if ((ps->unconfirmed || rq->cls.totp_write != CALL_OTHER) &&
+        rq->up.status >= 200 &&
+        rq->up.status <= 299) {
         /* passed unheld by choice: say so, and count it */
         snprintf(rq->replication, sizeof(rq->replication), "unconfirmed");
+        /* an OIDC login's TOTP enrollment names no identity quorumgate
+         * can confirm it for (its auth request is the controller's) */
+        int call = rq->cls.totp_write != CALL_OTHER
+                       ? pipeline_gate_call(rq->cls.totp_write)
+                       : ps->gcall;
         metrics_inc(pipeline_app(rq)->metrics, M_REPLICATION_UNCONFIRMED_TOTAL,
-                    (enum metrics_mfa_call)ps->gcall);
+                    (enum metrics_mfa_call)call);
         return false;
     }
     if (!ps->gated || rq->up.status < 200 || rq->up.status > 299)
@@ -681,8 +769,9 @@ void pipeline_cancel(struct request *rq)
         rq->pipe.slot = false;
     }
     if (rq->pipe.cmd) {
-        redis_cancel(worker_ext_redis(rq->w), rq->pipe.cmd);
+        redis_cancel(rq->w->redis, rq->pipe.cmd);
         rq->pipe.cmd = NULL;
     }
+    jwks_cancel(rq->w->jwks, rq);
     gate_detach(&rq->gate);
 }

@@ -1,4 +1,5 @@
-/* pipeline.h - the optional stages of the request path, in one place:
+/* pipeline.h - the stages of the request path around routing and the
+ * attempts, in one place:
  *   before routing: the identity (fences), affinity lookups (local table,
  *     then Redis), and for gated MFA writes the gate's preparation (Redis
  *     must answer, the enrollment state is read on the leader, a repeated
@@ -30,6 +31,7 @@ struct pipeline_state {
     struct ackstore_ctx actx;       /* gate record reads */
     bool gated;                     /* an MFA write the gate holds */
     bool legacy;                    /* ... made with a zt-session */
+    bool id_retried;                /* the identity read was sent again */
     bool slot;                      /* holds a held-call slot ... */
     unsigned slot_bucket;           /* ... of this identity bucket */
     bool unconfirmed;               /* a legacy-session MFA write passed
@@ -37,6 +39,8 @@ struct pipeline_state {
     int gcall;                      /* enum gate_call */
     int pre_state;                  /* enum reconcile_state, -1 = unread */
     char mfa_id[128];
+    int id_result;                  /* enum jwks_result of the bearer, -1 */
+    bool keys_fetched;              /* the controllers' keys were asked for */
     uint64_t deadline_ms;           /* leader wait for the state read */
 };
 

@@ -17,12 +17,14 @@
 #include "base/envelope.h"
 #include "io/listener.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "proxy/worker.h"
 #include "retry/budget.h"
 #include "retry/policy.h"
 #include "retry/reconcile.h"
 #include "routing/cluster.h"
+#include "routing/identity.h"
 #include "routing/rewrite.h"
 
 /* routing_decisions_total{decision} is counted by casting the route
@@ -311,7 +313,7 @@ static void request_attempt(struct request *rq, int node)
     rq->stage = STAGE_ATTEMPT;
     rq->node = node;
     rq->n_attempts++;
-    rq->route.tried |= 1ull << node;
+    rq->route.tried |= nodeset_of(node);
     request_node_url(rq, node, ex->url, &rq->url);
     rq->up.method = ex->method;
     rq->up.method_name = ex->method_name;
@@ -418,7 +420,8 @@ void request_aux_get(struct request *rq, int node, const char *path,
     rq->aux.body_len = 0;
     rq->aux.timeout_ms = timeout_ms;
     rq->aux.max_response = 1024 * 1024;
-    rq->aux.fresh_connection = false;
+    rq->aux.fresh_connection = rq->aux_fresh;
+    rq->aux_fresh = false;
     rq->aux.done = done;
     rq->aux.arg = rq;
     upstream_start(rq->w->up, &rq->aux);
@@ -446,7 +449,10 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     struct failure *f = &rq->last_failure;
     int node = rq->node;
     w->outstanding[node]--;
-    failure_classify(r, rq->ex->method, classify_is_mfa_write(rq->cls.call), f);
+    failure_classify(r, rq->ex->method,
+                     classify_is_mfa_write(rq->cls.call) ||
+                         rq->cls.totp_write != CALL_OTHER,
+                     f);
 
     enum metrics_upstream_outcome o = request_outcome(rq, f);
     request_log_attempt(rq, node, request_outcome_names[o], r->status,
@@ -691,7 +697,8 @@ static void request_release(struct request *rq)
             headers_free(&rq->answer_headers);
         if (rq->up.resp_hdr_data.cap > 32768)
             upstream_req_free(&rq->up);
-        headers_reset(&rq->up_headers);
+        /* a spare keeps its storage: not the client's credentials */
+        headers_wipe(&rq->up_headers);
         headers_reset(&rq->answer_headers);
         upstream_req_reset(&rq->up);
         rq->next = w->spare_requests;
@@ -750,6 +757,14 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     rq->route.pin = request_pin(rq);
     rq->route.home = -1;
     rq->route.not_leader = -1;
+
+    /* one credential at most: a controller would read one, quorumgate
+     * could read another */
+    const char *bad = identity_credentials_check(ex->headers, ex->n_headers);
+    if (bad) {
+        request_answer_error(rq, 400, "BAD_REQUEST", bad);
+        return;
+    }
 
     struct headers_up_ctx hc = {
         .client_addr = ex->client_addr,

@@ -6,16 +6,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proxy/app.h"
 #include "base/crypto.h"
-#include "io/listener.h"
 #include "base/loop.h"
+#include "base/util.h"
+#include "consistency/ackstore.h"
+#include "consistency/gate.h"
+#include "io/listener.h"
+#include "io/redis.h"
+#include "io/upstream.h"
+#include "proxy/app.h"
+#include "proxy/app_ext.h"
 #include "proxy/passthrough.h"
 #include "proxy/request.h"
-#include "io/upstream.h"
-#include "base/util.h"
-#include "proxy/worker_ext.h"
 #include "routing/cluster.h"
+#include "routing/jwks.h"
 
 static const struct listener_ops worker_listener_ops = {
     .on_request = request_on_request,
@@ -60,6 +64,92 @@ uint64_t worker_rand(struct worker *w)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+/* ---- replication: Redis connections and the gate ----------------------- */
+
+static void worker_ack_message(void *arg, const char *ch, size_t chlen,
+                               const char *msg, size_t len)
+{
+    struct worker *w = arg;
+    gate_on_message(w->gate, msg, len);
+}
+
+static void worker_acks_sub_state(void *arg, bool up)
+{
+    struct worker *w = arg;
+    if (up) /* publishes may have been missed: read again */
+        gate_resync(w->gate);
+}
+
+/* A worker fetches the controllers' token keys at most this often (a
+ * token with an unknown kid asks for a fetch), and gives a fetch this long;
+ * client addresses tracked for routing.affinity_learn_rate. */
+#define WORKER_JWKS_INTERVAL_MS 10000
+#define WORKER_JWKS_TIMEOUT_MS 3000
+#define WORKER_LEARN_SLOTS 4096
+
+static void worker_replication_init(struct worker *w)
+{
+    char name[32], chan[96];
+    snprintf(name, sizeof(name), "worker-%d", w->id);
+    w->redis = redis_new(w->loop, &w->cfg->redis,
+                         &(struct redis_options){.name = name,
+                                                 .log = w->app->log});
+    snprintf(name, sizeof(name), "worker-%d-sub", w->id);
+    w->acks_sub = redis_new(
+        w->loop, &w->cfg->redis,
+        &(struct redis_options){.name = name,
+                                .subscriber = true,
+                                .log = w->app->log,
+                                .on_state = worker_acks_sub_state,
+                                .state_arg = w});
+    ackstore_channel(w->cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
+    redis_subscribe(w->acks_sub, chan, worker_ack_message, w);
+    struct gate_env env = {
+        .loop = w->loop,
+        .up = w->up,
+        .redis = w->redis,
+        .cluster = w->app->cluster,
+        .metrics = w->app->metrics,
+        .log = w->app->log,
+        .fence = app_ext_fence(w->app),
+        .cfg = &w->cfg,
+        .waiting = &w->gate_waiting,
+        .count_cb = app_ext_count_cb,
+    };
+    for (int op = 0; op < M_REDIS_OP__COUNT; op++)
+        env.count_ctx[op] = app_ext_count_ctx(w->app, op);
+    w->gate = gate_new(&env);
+    ratelimit_init(&w->learn, WORKER_LEARN_SLOTS);
+    w->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
+                             WORKER_JWKS_INTERVAL_MS, WORKER_JWKS_TIMEOUT_MS);
+}
+
+/* The worker loop is stopping (or the worker is freed): Redis connections
+ * first, whose callbacks never run after this, so that the gate can then
+ * free every wait.  Redis settings are restart-only: a reload keeps them. */
+static void worker_replication_stop(struct worker *w)
+{
+    redis_free(w->redis);
+    redis_free(w->acks_sub);
+    w->redis = w->acks_sub = NULL;
+    gate_free(w->gate);
+    w->gate = NULL;
+    jwks_fetch_free(w->jwks);
+    w->jwks = NULL;
+    ratelimit_free(&w->learn);
+}
+
+void worker_redis_stats(struct worker *w, struct redis_stats *out)
+{
+    redis_stats(w->redis, &out[0]);
+    redis_stats(w->acks_sub, &out[1]);
+}
+
+int worker_gate_waiting(struct worker *w)
+{
+    return atomic_load(&w->gate_waiting);
+}
+
 static void worker_apply_config(struct worker *w, struct config *cfg)
 {
     struct listener_limits lim;
@@ -71,7 +161,6 @@ static void worker_apply_config(struct worker *w, struct config *cfg)
     upstream_set_settings(w->up, &us);
     config_unref(w->cfg);
     w->cfg = cfg; /* the reference handed over by worker_set_config */
-    worker_ext_config(w);
     if (w->pt)
         passthrough_config(w->pt);
 }
@@ -86,7 +175,7 @@ static void worker_finish(struct worker *w)
     passthrough_free(w->pt); /* closes what is left: logged and counted */
     w->pt = NULL;
     log_batch_flush(&w->access);
-    worker_ext_stop(w);
+    worker_replication_stop(w);
     loop_stop(w->loop);
 }
 
@@ -163,10 +252,17 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
     log_batch_init(&w->access, app->log);
     w->flush = loop_prepare_new(w->loop, worker_flush, w);
     w->stop_timer = loop_timer_new(w->loop, worker_stop_tick, w);
-    worker_ext_init(w); /* before any listener can take a request */
+    worker_replication_init(w); /* before a listener takes a request */
     worker_limits(cfg, app->n_workers, &lim);
+    int sni_fd = -1; /* the listener whose port the passthrough splits */
     for (int i = 0; i < n_fds; i++) {
         const struct config_listener *cl = &cfg->listeners[i];
+        int lfd = fds[i];
+        if (cfg->passthrough.n_sni > 0 &&
+            (uint32_t)i == cfg->passthrough.sni_listener) {
+            sni_fd = fds[i];
+            lfd = -1; /* its connections come through the passthrough */
+        }
         struct listener_tls tls = {0};
         char *cert = NULL, *key = NULL, *ca = NULL;
         if (cl->tls) {
@@ -183,7 +279,7 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
             }
             tls = (struct listener_tls){cert, key, ca};
         }
-        w->listeners[i] = listener_new(w->loop, fds[i], i,
+        w->listeners[i] = listener_new(w->loop, lfd, i,
                                        cl->tls ? &tls : NULL, &lim,
                                        cfg->headers.request_id,
                                        &worker_listener_ops, w, err);
@@ -196,8 +292,12 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
         }
         w->n_listeners++;
     }
-    if (pt_fd >= 0) {
-        w->pt = passthrough_new(w, pt_fd, err);
+    if (pt_fd >= 0 || sni_fd >= 0) {
+        w->pt = passthrough_new(w, pt_fd, sni_fd,
+                                sni_fd >= 0
+                                    ? w->listeners[cfg->passthrough.sni_listener]
+                                    : NULL,
+                                err);
         if (!w->pt) {
             worker_free(w);
             return NULL;
@@ -276,7 +376,7 @@ void worker_free(struct worker *w)
     for (int i = 0; i < w->n_listeners; i++)
         listener_free(w->listeners[i]);
     passthrough_free(w->pt);
-    worker_ext_free(w);
+    worker_replication_stop(w);
     request_free_spares(w);
     upstream_free(w->up);
     loop_async_free(w->wake);

@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "base/log.h"
+#include "routing/ratelimit.h"
 
 struct app;
 struct loop;
@@ -28,7 +29,10 @@ struct loop_timer;
 struct upstream;
 struct listener;
 struct request;
-struct worker_ext;
+struct redis;
+struct redis_stats;
+struct gate;
+struct jwks_fetch;
 struct passthrough;
 
 struct worker {
@@ -59,13 +63,24 @@ struct worker {
     int n_spare_requests;
     atomic_int live;                  /* requests in progress */
     bool draining;
+    uint64_t learn_warned_ms;         /* last learn-rate warning */
     bool stopping;                    /* answering what is left, then stop */
     uint64_t stop_deadline_ms;        /* loop clock */
     struct loop_timer *stop_timer;    /* owned */
     uint64_t seen_gen;
     uint64_t redis_warned_ms;         /* rate limit of a warning */
     uint64_t legacy_warned_ms;        /* likewise */
-    struct worker_ext *ext;           /* owned: routing/gate state */
+
+    /* replication, on the worker's loop */
+    struct redis *redis;              /* owned: commands */
+    struct redis *acks_sub;           /* owned: subscriber on <prefix>acks */
+    struct gate *gate;                /* owned: the held answers */
+    atomic_int gate_waiting;          /* mirror of gate_waiting(), for
+                                         other threads */
+    struct jwks_fetch *jwks;          /* owned: fetches the controllers'
+                                         token keys (routing/jwks.h) */
+    struct ratelimit learn;           /* owned: affinity entries learned
+                                         per client address */
     struct passthrough *pt;           /* owned; NULL without passthrough */
     atomic_int pt_open;               /* passthrough connections open */
 };
@@ -90,6 +105,12 @@ void worker_kick(struct worker *w);
 int worker_in_flight(const struct worker *w);
 
 uint64_t worker_rand(struct worker *w);
+
+/* Statistics of the worker's Redis connections: out[0] commands, out[1]
+ * the subscriber.  Any thread, until the worker stops. */
+void worker_redis_stats(struct worker *w, struct redis_stats *out);
+/* Answers held by the gate (approximate, any thread). */
+int worker_gate_waiting(struct worker *w);
 
 struct upstream_settings;
 /* The upstream engine's settings from a configuration. */

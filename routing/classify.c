@@ -1,17 +1,11 @@
 /* classify.c - see classify.h. */
 #include "routing/classify.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/listener.h"
 #include "base/util.h"
-
-static bool classify_unreserved(int c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == '~';
-}
 
 /* Go's path.Clean, which the controller's router (go-openapi runtime,
  * middleware/router.go Lookup) applies before matching: dot segments
@@ -61,7 +55,7 @@ size_t classify_normalise(const char *path, size_t len, char *out, size_t cap)
         char c = path[i];
         if (c == '%' && i + 2 < len) {
             int hi = util_hexval(path[i + 1]), lo = util_hexval(path[i + 2]);
-            if (hi >= 0 && lo >= 0 && classify_unreserved(hi * 16 + lo)) {
+            if (hi >= 0 && lo >= 0 && hi * 16 + lo != 0) {
                 c = (char)(hi * 16 + lo);
                 i += 2;
             }
@@ -128,15 +122,92 @@ static enum classify_call classify_call_of(enum http_method m, const char *p)
     return CALL_OTHER;
 }
 
+/* Whether the path belongs to another API than the client one (the
+ * controller's client API is its default handler: it serves every other
+ * path as if under /edge/client/v1, webapis/client-api.go newHandler). */
+static bool classify_not_client_default(const char *p)
+{
+    static const char *const others[] = {"/edge", "/fabric", "/.well-known",
+                                         "/oidc", "/health-checks"};
+    for (size_t i = 0; i < ARRAY_LEN(others); i++)
+        if (util_has_prefix(p, others[i]))
+            return true;
+    return strcmp(p, "/") == 0 || strcmp(p, "/version") == 0;
+}
+
+/* The client API's own rewriting: /edge/v1 is the client API, and a path
+ * outside /edge, /fabric and /.well-known goes under /edge/client/v1.
+ * Returns a malloc'ed path. */
+static char *classify_client_path(const char *p)
+{
+    if (util_has_prefix(p, "/edge/v1") && (p[8] == '/' || p[8] == '\0'))
+        return xasprintf("/edge/client/v1%s", p + 8);
+    if (!classify_not_client_default(p))
+        return xasprintf("/edge/client/v1%s", p);
+    return xstrdup(p);
+}
+
+static bool classify_is_mfa(enum classify_call c)
+{
+    return c == CALL_MFA_CREATE || c == CALL_MFA_VERIFY ||
+           c == CALL_MFA_DELETE || c == CALL_MFA_READ;
+}
+
+/* The path as the controller routes it.  Two readings, since the
+ * controller rewrites the decoded path before it cleans it: rewritten then
+ * cleaned (what it does), and cleaned then rewritten; an MFA call in either
+ * wins (classifying a path the controller will 404 as MFA costs nothing,
+ * missing one that reaches the MFA handlers loses the gate). */
+static char *classify_canonical(enum http_method m, const char *path,
+                                size_t len, enum classify_call *call)
+{
+    char *dec = xmalloc(len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) { /* decoded, not cleaned */
+        int hi = i + 2 < len ? util_hexval(path[i + 1]) : -1;
+        int lo = i + 2 < len ? util_hexval(path[i + 2]) : -1;
+        if (path[i] == '%' && hi >= 0 && lo >= 0 && hi * 16 + lo != 0) {
+            dec[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            dec[n++] = path[i];
+        }
+    }
+    dec[n] = '\0';
+    char *b = classify_client_path(dec);
+    classify_clean(b, strlen(b));
+    char *a = xmalloc(len + 1);
+    classify_normalise(path, len, a, len + 1);
+    char *a2 = classify_client_path(a);
+    enum classify_call cb = classify_call_of(m, b);
+    enum classify_call ca = classify_call_of(m, a2);
+    free(dec);
+    free(a);
+    if (classify_is_mfa(cb) && !classify_is_mfa(ca)) {
+        free(a2);
+        *call = cb;
+        return b;
+    }
+    free(b);
+    *call = ca;
+    return a2;
+}
+
 void classify_request(const struct config_routing *rt, enum http_method m,
                       const char *path, size_t path_len,
                       const struct listener_header *headers, int n_headers,
                       struct classify_result *out)
 {
-    char p[512];
-    classify_normalise(path, path_len, p, sizeof(p));
-    out->call = classify_call_of(m, p);
+    char *p = classify_canonical(m, path, path_len, &out->call);
     out->row = -1;
+    out->totp_write = CALL_OTHER;
+    if (strcmp(p, "/oidc/login/totp/enroll") == 0)
+        out->totp_write = m == HTTP_POST     ? CALL_MFA_CREATE
+                          : m == HTTP_DELETE ? CALL_MFA_DELETE
+                                             : CALL_OTHER;
+    else if (strcmp(p, "/oidc/login/totp/enroll/verify") == 0 &&
+             m == HTTP_POST)
+        out->totp_write = CALL_MFA_VERIFY;
     out->cls = (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS)
                    ? ROUTE_READ
                    : ROUTE_WRITE;
@@ -151,8 +222,9 @@ void classify_request(const struct config_routing *rt, enum http_method m,
             continue;
         out->cls = r->cls;
         out->row = i;
-        return;
+        break;
     }
+    free(p);
 }
 
 const char *classify_call_name(enum classify_call c)

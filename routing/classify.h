@@ -32,6 +32,11 @@ struct classify_result {
     enum route_class cls;
     enum classify_call call;
     int row;               /* table row that matched, -1 = fallback */
+    /* an MFA enrollment write inside an OIDC login: CALL_MFA_CREATE (POST
+     * /oidc/login/totp/enroll), CALL_MFA_VERIFY (POST .../enroll/verify),
+     * CALL_MFA_DELETE (DELETE .../enroll), else CALL_OTHER; call stays
+     * CALL_OIDC_LOGIN (it belongs to the login's controller) */
+    enum classify_call totp_write;
 };
 
 /* path is the request target up to '?' (not NUL-terminated). */
@@ -40,8 +45,8 @@ void classify_request(const struct config_routing *rt, enum http_method m,
                       const struct listener_header *headers, int n_headers,
                       struct classify_result *out);
 
-/* Normalises a path for matching as the controller's router sees it: %XX
- * of unreserved characters decoded, then cleaned like Go's path.Clean
+/* Normalises a path for matching as the controller's router sees it: every
+ * %XX decoded (Go's URL.Path; %00 kept), then cleaned like Go's path.Clean
  * (repeated slashes collapsed, "." and ".." segments resolved, a trailing
  * slash dropped), so that no spelling of an MFA path escapes its class.
  * Writes at most cap-1 bytes + NUL; returns the length. */

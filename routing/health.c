@@ -10,6 +10,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "io/upstream.h"
 #include "routing/cluster.h"
@@ -340,7 +341,7 @@ static void health_wake(void *arg)
     bool all = atomic_exchange(&h->reprobe_all, 0) != 0;
     bool changed = false;
     for (int i = 0; i < h->c->n; i++) {
-        if (mask & (1ull << i))
+        if (nodeset_has(mask, i))
             changed |= cluster_passive_failure(h->c, i, "connect failed",
                                                h->fall, loop_now_ms(h->loop));
     }
@@ -350,7 +351,7 @@ static void health_wake(void *arg)
         health_probe_all(h);
     } else {
         for (int i = 0; i < h->c->n; i++)
-            if (mask & (1ull << i))
+            if (nodeset_has(mask, i))
                 health_probe_node(h, i);
     }
     if (cluster_leader(h->c) < 0)
@@ -416,7 +417,7 @@ void health_free(struct health *h)
 void health_report(struct health *h, int node, bool failed)
 {
     if (failed && node >= 0 && node < 64)
-        atomic_fetch_or(&h->failed_mask, 1ull << node);
+        atomic_fetch_or(&h->failed_mask, nodeset_of(node));
     else
         atomic_store(&h->reprobe_all, 1);
     loop_async_send(h->wake);

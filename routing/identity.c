@@ -5,10 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "base/crypto.h"
 #include "base/json.h"
-#include "io/listener.h"
 #include "base/util.h"
+#include "io/listener.h"
 
 static const char *identity_header(const struct listener_header *h, int n,
                                    const char *name, size_t *len)
@@ -21,33 +20,27 @@ static const char *identity_header(const struct listener_header *h, int n,
     return NULL;
 }
 
-bool identity_bearer_sub(const struct listener_header *h, int n, char *out,
-                         size_t cap)
+const char *identity_authorization(const struct listener_header *h, int n,
+                                   size_t *len)
 {
-    size_t len;
-    const char *v = identity_header(h, n, "Authorization", &len);
-    if (!v || len < 8 || strncasecmp(v, "Bearer ", 7) != 0)
-        return false;
-    const char *tok = v + 7;
-    const char *dot1 = memchr(tok, '.', len - 7);
-    if (!dot1)
-        return false;
-    const char *p = dot1 + 1;
-    const char *dot2 = memchr(p, '.', (size_t)(v + len - p));
-    if (!dot2)
-        return false;
-    size_t plen;
-    unsigned char *payload = crypto_b64url_decode(p, (size_t)(dot2 - p), &plen);
-    if (!payload)
-        return false;
-    struct json *j = json_parse((const char *)payload, plen);
-    const char *sub = json_string(json_get(j, "sub"));
-    bool ok = sub && *sub && strlen(sub) < cap;
-    if (ok)
-        strcpy(out, sub);
-    json_free(j);
-    free(payload);
-    return ok;
+    return identity_header(h, n, "Authorization", len);
+}
+
+const char *identity_credentials_check(const struct listener_header *h,
+                                       int n)
+{
+    int auth = 0, sess = 0;
+    for (int i = 0; i < n; i++) {
+        auth += util_strncaseeq(h[i].name, h[i].name_len, "Authorization");
+        sess += util_strncaseeq(h[i].name, h[i].name_len, "zt-session");
+    }
+    if (auth > 1)
+        return "more than one Authorization header";
+    if (sess > 1)
+        return "more than one zt-session header";
+    if (auth && sess)
+        return "both a zt-session and an Authorization header";
+    return NULL;
 }
 
 const char *identity_session(const struct listener_header *h, int n)

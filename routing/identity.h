@@ -1,8 +1,8 @@
-/* identity.h - who a request speaks for, and which login state it refers
- * to, read from the request itself (never verified: the controller does
- * that; quorumgate only routes by it):
+/* identity.h - the credentials a request carries, and which login state it
+ * refers to, read from the request itself:
  *  - an OIDC bearer token (Authorization: Bearer <JWT>): the identity is
- *    the token's "sub" claim (common/oidc_tokens.go);
+ *    the token's "sub" claim (common/oidc_tokens.go), taken only once its
+ *    signature verified (jwks.h);
  *  - a legacy session (zt-session header): valid only on its issuer;
  *  - an OIDC login step: the auth request id (query authRequestID or id,
  *    or the id field of a form or JSON body) or, at the token endpoint, the
@@ -16,9 +16,15 @@
 
 struct listener_header;
 
-/* The "sub" of a bearer JWT in the Authorization header, into out. */
-bool identity_bearer_sub(const struct listener_header *h, int n, char *out,
-                         size_t cap);
+/* The Authorization header value (borrowed, *len bytes), or NULL.  Who a
+ * bearer token speaks for is only known from its signature (jwks.h). */
+const char *identity_authorization(const struct listener_header *h, int n,
+                                   size_t *len);
+/* NULL when the request carries at most one credential, else why not: more
+ * than one Authorization or zt-session, or both (a controller would read
+ * one, quorumgate could read another; refused with 400). */
+const char *identity_credentials_check(const struct listener_header *h,
+                                       int n);
 /* The zt-session header value (borrowed), or NULL. */
 const char *identity_session(const struct listener_header *h, int n);
 /* The value of a query parameter of target (percent-decoded) into out. */

@@ -139,8 +139,25 @@ static bool rewrite_points_at_controller(const struct config *cfg,
 
 void rewrite_request(enum classify_call call, struct headers *up_headers)
 {
-    if (call == CALL_CONTROLLERS || call == CALL_VERSION)
+    /* every answer quorumgate reads (rewrites; the enrollment id and
+     * state the gate and the reconciler need; the logins affinity learns
+     * from) must come uncompressed */
+    switch (call) {
+    case CALL_CONTROLLERS:
+    case CALL_VERSION:
+    case CALL_MFA_CREATE:
+    case CALL_MFA_VERIFY:
+    case CALL_MFA_DELETE:
+    case CALL_MFA_READ:
+    case CALL_AUTHENTICATE:
+    case CALL_OIDC_AUTHORIZE:
+    case CALL_OIDC_TOKEN:
+    case CALL_OIDC_LOGIN:
         headers_remove(up_headers, "Accept-Encoding");
+        break;
+    default:
+        break;
+    }
 }
 
 void rewrite_response(const struct config *cfg, enum classify_call call,

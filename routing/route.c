@@ -1,6 +1,7 @@
 /* route.c - see route.h. */
 #include "routing/route.h"
 
+#include "base/nodeset.h"
 #include "retry/policy.h"
 #include "routing/cluster.h"
 
@@ -8,7 +9,7 @@ int route_p2c(const int *outstanding, uint64_t mask, int n, uint64_t *rng)
 {
     int idx[64], k = 0;
     for (int i = 0; i < n && i < 64; i++)
-        if (mask & (1ull << i))
+        if (nodeset_has(mask, i))
             idx[k++] = i;
     if (k == 0)
         return -1;
@@ -26,7 +27,7 @@ static uint64_t route_up_mask(const struct cluster *c)
     uint64_t m = 0;
     for (int i = 0; i < c->n && i < 64; i++)
         if (cluster_up(c, i))
-            m |= 1ull << i;
+            m |= nodeset_of(i);
     return m;
 }
 
@@ -34,13 +35,16 @@ void route_pick(const struct cluster *c, const struct route_in *in,
                 const int *outstanding, uint64_t *rng, struct route_out *out)
 {
     uint64_t up = route_up_mask(c);
-    uint64_t allowed = up & ~in->fenced;
+    /* fences never cover every healthy controller: where all of them are
+     * fenced, none is (a request served beats a 503 for everyone) */
+    uint64_t fenced = (up & ~in->fenced) ? in->fenced : 0;
+    uint64_t allowed = up & ~fenced;
     out->node = -1;
     out->fenced_skip = false;
 
     if (in->home >= 0) {
         out->decision = DECISION_STICKY_HIT;
-        if (!(up & (1ull << in->home))) {
+        if (!nodeset_has(up, in->home)) {
             out->kind = ROUTE_HOME_GONE;
             return;
         }
@@ -64,10 +68,10 @@ void route_pick(const struct cluster *c, const struct route_in *in,
     /* A preferred leader that already failed this request (refused it,
      * timed out...) is a preference no longer: the retry goes elsewhere. */
     if (in->pin == PIN_PREFER_LEADER && leader >= 0 &&
-        (in->tried & (1ull << leader)))
+        nodeset_has(in->tried, leader))
         leader = -1;
-    if (in->pin != PIN_NONE && leader >= 0 && (up & (1ull << leader))) {
-        if (!(in->fenced & (1ull << leader))) {
+    if (in->pin != PIN_NONE && leader >= 0 && nodeset_has(up, leader)) {
+        if (!nodeset_has(fenced, leader)) {
             out->kind = ROUTE_TO;
             out->node = leader;
             out->decision = DECISION_PINNED;
@@ -84,7 +88,7 @@ void route_pick(const struct cluster *c, const struct route_in *in,
     uint64_t mask = allowed & ~in->tried;
     if (!mask)
         mask = allowed; /* everyone tried: start over rather than fail */
-    out->fenced_skip |= (up & in->fenced) != 0;
+    out->fenced_skip |= (up & fenced) != 0;
     out->node = route_p2c(outstanding, mask, c->n, rng);
     out->kind = out->node >= 0 ? ROUTE_TO : ROUTE_NO_HEALTHY;
     out->decision = out->fenced_skip ? DECISION_FENCED_SKIP

@@ -4,7 +4,8 @@
 #
 #   scripts/install-deps.sh build     compiler, CMake, the -dev libraries
 #   scripts/install-deps.sh test      build + redis-server, prometheus/promtool,
-#                                     openssl, curl, python3 with pytest and PyYAML
+#                                     openssl, curl, python3 with pytest and PyYAML,
+#                                     clang + libclang-rt (libFuzzer, scripts/fuzz.sh)
 #   scripts/install-deps.sh bench     test + nginx, haproxy, wrk, strace, valgrind
 #   scripts/install-deps.sh runtime   the shared libraries the binary links
 #
@@ -35,6 +36,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
             libhiredis-dev
             libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
 test_pkgs=(redis-server prometheus openssl curl ca-certificates procps
+           clang libclang-rt-14-dev
            python3 python3-pip python3-pytest python3-yaml)
 bench_pkgs=(nginx-light haproxy wrk util-linux strace valgrind)
 runtime_pkgs=(libmicrohttpd12 libcurl4 libssl3 libhiredis0.14 libuv1

@@ -278,7 +278,7 @@ class Node:
         self.codes = {}          # code -> auth request id
         self.instance_id = new_entity_id()   # ziti-instance-id, per process start
         self.kid = tokens.new_kid()
-        self.key = secrets.token_bytes(32)
+        self.key = tokens.new_key()
         self.request_log = []
         self.request_seq = 0
         self.log_lock = threading.Lock()

@@ -80,6 +80,10 @@ class SimControl:
     def partition(self, *groups):
         return self.call("POST", "/partition", {"groups": [list(g) for g in groups]})
 
+    def rotate_key(self, nid):
+        """Node nid gets a new token-signing key (and kid)."""
+        return self.call("POST", "/nodes/%s/rotate-key" % nid)
+
     def set_lag(self, nid, ms):
         return self.call("POST", "/nodes/%s/lag" % nid, {"ms": ms})
 

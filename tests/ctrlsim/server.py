@@ -46,6 +46,21 @@ def jbody(obj):
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def go_path_clean(p):
+    """Go's path.Clean for a rooted path: repeated slashes, "." and ".."
+    resolved, no trailing slash."""
+    out = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    return "/" + "/".join(out)
+
+
 def edge_ok(data, status=200, meta=None, headers=None):
     # controller/response: envelopes {"data":...,"meta":{}}
     return Resp(status, jbody({"data": data, "meta": meta if meta is not None else {}}), headers=headers)
@@ -62,9 +77,9 @@ def oidc_error(err):
     return Resp(err.status, jbody(err.to_rest()))
 
 
-def discovery(iss):
+def discovery(iss, alg="RS256"):
     # zitadel/oidc v2 op discovery document as a v1.5.4 controller serves it (observed)
-    algs = ["RS256"]
+    algs = [alg]
     auth_methods = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
     return {"issuer": iss, "authorization_endpoint": iss + "/authorize", "token_endpoint": iss + "/oauth/token",
             "introspection_endpoint": iss + "/oauth/introspect", "userinfo_endpoint": iss + "/userinfo",
@@ -263,15 +278,19 @@ class Api:
                 return self.oidc(req)
             except ApiError as e:
                 return oidc_error(e)
-        # the client API is the default handler (controller/webapis/client-api.go): paths not
-        # under /edge, /fabric or /.well-known get the /edge/client/v1 prefix; legacy /edge/v1
-        # maps to /edge/client/v1; / and /version serve the version
+        # client API handler (controller/webapis/client-api.go newHandler,
+        # v1.5.4): the default handler; a path outside /edge, /fabric and
+        # /.well-known goes under /edge/client/v1, the first /edge/v1
+        # becomes /edge/client/v1, / and /version serve the version; the
+        # router then matches path.Clean(path) of the path as sent:
+        # percent-escapes are not decoded for routing (observed on v1.5.4,
+        # tests/realcluster/OBSERVATIONS.md: 404 "path ... was not found")
         if path in ("/", "/version"):
             path = "/edge/client/v1/version"
-        elif not path.startswith(("/edge", "/fabric", "/.well-known")):
+        if not path.startswith(("/edge", "/fabric", "/.well-known")):
             path = "/edge/client/v1" + path
-        if path.startswith("/edge/v1/") or path == "/edge/v1":
-            path = "/edge/client/v1" + path[len("/edge/v1"):]
+        path = path.replace("/edge/v1", "/edge/client/v1", 1)
+        path = go_path_clean(path)
         for api, prefix in (("client", "/edge/client/v1"), ("management", "/edge/management/v1")):
             if path == prefix or path.startswith(prefix + "/"):
                 sub = path[len(prefix):] or "/"
@@ -646,7 +665,10 @@ class Api:
     def oidc(self, req):
         path, m, node = req.path, req.method, req.node
         if path == "/oidc/.well-known/openid-configuration" and m == "GET":
-            return Resp(200, jbody(discovery(self.issuer(req))))
+            # the simulator signs with ES256 (tokens.py); the real v1.5.4 says RS256
+            return Resp(200, jbody(discovery(self.issuer(req), alg="ES256")))
+        if path == "/oidc/keys" and m == "GET":
+            return self.oidc_keys(req)
         if path == "/oidc/authorize" and m == "GET":
             return self.oidc_authorize(req)
         if path == "/oidc/authorize/callback" and m == "GET":
@@ -706,6 +728,17 @@ class Api:
         u = urllib.parse.urlparse(uri)
         return u.scheme in ("http", "https") and u.hostname in ("127.0.0.1", "localhost") \
             and u.path == "/auth/callback"
+
+    def oidc_keys(self, req):
+        """The JWKS (storage.go KeySet): this controller's own signing key
+        under its hex kid, then the peers' keys under v1.5.4's raw-bytes kid
+        (tokens.peer_kid) -- only a controller's own document names its key
+        the way its tokens do."""
+        with self.c.lock:
+            node = req.node
+            keys = [node.key.jwk(node.kid)]
+            keys += [n.key.jwk(tokens.peer_kid(n.kid)) for n in self.c.nodes if n is not node]
+        return Resp(200, jbody({"keys": keys}))
 
     def oidc_authorize(self, req):
         client_id = req.q("client_id") or ""
@@ -1079,7 +1112,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         is_verify = path.endswith("/current-identity/mfa/verify")
         if mode in ("401", "429", "500", "500_before_commit", "503"):
             if mode == "401":
-                err = cl.err_unauthorized()   # e.g. a token this node does not accept
+                # a controller that refuses the credential (e.g. it does not
+                # know the signer yet: token_provider_cache.go)
+                err = cl.err_unauthorized()
             elif mode == "429":
                 err = cl.err_too_many({"code": "UNHANDLED", "message": cl.CAUSE_REPLY_TIMEOUT})
             elif mode == "503":

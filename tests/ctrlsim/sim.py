@@ -7,6 +7,7 @@ import threading
 import urllib.parse
 
 from . import cluster as cl
+from . import tokens
 from .server import Api, NodeRunner
 
 MODES = ("reset", "hang", "401", "429", "429_after_commit", "500", "500_before_commit", "500_after_commit",
@@ -169,6 +170,12 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
                 c.isolate(n)
             elif op == "heal":
                 c.heal(n)
+            elif op == "rotate-key":
+                # a new server certificate: a new signing key and kid; tokens
+                # signed with the old key are no longer accepted anywhere
+                with c.lock:
+                    n.kid = tokens.new_kid()
+                    n.key = tokens.new_key()
             elif op == "lag":
                 with c.cond:
                     n.lag = float(body["ms"]) / 1000.0

@@ -153,3 +153,30 @@ def test_auth_requests_are_lost_on_restart(sim):
     r = c.request("POST", "/oidc/login/password", auth=False,
                   body={"username": "alice", "password": IDENTITIES["alice"], "id": rid})
     assert r.status == 200 and r.header("location") is None
+
+
+def test_jwks_names_own_key_and_verifies_tokens(sim):
+    """GET /oidc/keys: this controller's ES256 key under the kid its tokens
+    carry; peers' keys under v1.5.4's raw-bytes kid (storage.go KeySet).
+    A key rotation gives a new kid and the old tokens stop working."""
+    from tests.ctrlsim import tokens
+    c = cli(sim, "ctrl2")
+    c.oidc_login("alice", IDENTITIES["alice"]).expect(200)
+    hdr, _ = tokens.decode_unverified(c.access_token)
+    assert hdr["alg"] == "ES256"
+    doc = c.request("GET", "/oidc/keys", auth=False).expect(200).json()
+    own = [k for k in doc["keys"] if k["kid"] == hdr["kid"]]
+    assert len(own) == 1 and own[0]["kty"] == "EC" and own[0]["crv"] == "P-256"
+    assert len(doc["keys"]) == len(sim.node_ids)
+    other = cli(sim, "ctrl1").request("GET", "/oidc/keys", auth=False).expect(200).json()
+    assert hdr["kid"] not in [k["kid"] for k in other["keys"]]
+    x, y = (int.from_bytes(tokens._unb64(own[0][p]), "big") for p in ("x", "y"))
+    key = tokens.EcKey.__new__(tokens.EcKey)
+    key.pub = (x, y)
+    assert tokens.verify(c.access_token, {hdr["kid"]: key}) is not None
+    sim.control.rotate_key("ctrl2")
+    assert c.current_identity().status == 401
+    c2 = cli(sim, "ctrl2")
+    c2.oidc_login("alice", IDENTITIES["alice"]).expect(200)
+    assert tokens.decode_unverified(c2.access_token)[0]["kid"] != hdr["kid"]
+    assert c2.current_identity().status == 200

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.echo_upstream import EchoUpstream
 from tests.support.procs import wait_until
+from tests.support.prom import metric  # noqa: F401  (used by the core tests)
 
 
 class EchoCluster:
@@ -130,10 +131,6 @@ def wait_leader_known(qg, leader=None, timeout=10.0):
 def wait_up(qg, nid, up, timeout=10.0):
     wait_until(lambda: node_status(qg, nid)["up"] == up, timeout=timeout,
                what="%s up=%s in /status" % (nid, up))
-
-
-def metric(qg, name, **labels):
-    return qg.metrics().value(name, **labels)
 
 
 def wait_metric(qg, name, value, timeout=10.0, **labels):

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import (FAST_SIM_ARGS, IDENTITIES, _identity_args, default_qg_config,
                             quorumgate_binary)
 from tests.ctrlsim.client import ZitiClient, totp_now
+from tests.support import prom
 from tests.ctrlsim.control import SimProcess
 from tests.support.procs import Quorumgate, RedisServer, deep_merge, wait_until
 
@@ -130,7 +131,7 @@ class Env:
         return wait_until(find, timeout=timeout, what="access log line of %s" % request_id)
 
     def metric(self, name, **labels):
-        return self.qg.metrics().value(name, **labels) or 0.0
+        return prom.metric(self.qg, name, default=0.0, **labels)
 
     def wait_qg_leader(self, nid, timeout=10.0):
         """quorumgate's own view names nid as leader (GET /status)."""

@@ -19,6 +19,7 @@ import urllib.parse
 
 from tests.ctrlsim.client import ZitiClient, totp_now
 from tests.support.procs import wait_until
+from tests.support.resp import RedisClient
 
 REDIRECT_URI = "http://127.0.0.1:20202/auth/callback"
 
@@ -174,40 +175,13 @@ class RoundRobinClient(ZitiClient):
 # ---- Redis ------------------------------------------------------------------------
 
 def redis_call(redis, *args, timeout=3.0):
-    """One command, the reply decoded (RESP2): str/bytes, int, list, None."""
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", redis.port), timeout=timeout) as s:
-        s.sendall(out)
-        f = s.makefile("rb")
-        return _resp_read(f)
-
-
-def _resp_read(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("redis closed the connection")
-    t, rest = line[:1], line[1:-2]
-    if t == b"+":
-        return rest.decode()
-    if t == b"-":
-        raise RuntimeError("redis error: %s" % rest.decode())
-    if t == b":":
-        return int(rest)
-    if t == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)[:-2]
-        return data
-    if t == b"*":
-        n = int(rest)
-        if n < 0:
-            return None
-        return [_resp_read(f) for _ in range(n)]
-    raise RuntimeError("unexpected RESP %r" % line)
+    """One command, the reply decoded (RESP2): str/bytes, int, list, None;
+    an error reply raises RuntimeError."""
+    c = RedisClient(redis.port, timeout=timeout)
+    try:
+        return c(*args)
+    finally:
+        c.close()
 
 
 def redis_dump(redis):

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.ctrlsim.client import ZitiClient
 from tests.support.procs import wait_until
-from tests.support.prom import admin_get, admin_json, parse_exposition
+from tests.support.prom import admin_get, admin_json, metric, parse_exposition
 
 ENDPOINTS = ("/metrics", "/healthz", "/readyz", "/status")
 with open(os.path.join(REPO_ROOT, "docs", "admin.md")) as _f:
@@ -58,10 +58,6 @@ def wait_ready(qg, want, timeout=15.0, reason=None):
 def healthz_ok(qg):
     status, headers, body = admin_get(qg.admin_url, "/healthz")
     return status == 200 and json.loads(body) == {"status": "ok"}
-
-
-def metric(qg, series, **labels):
-    return parse_exposition(admin_get(qg.admin_url, "/metrics")[2]).value(series, **labels)
 
 
 # ---------------------------------------------------------------------------

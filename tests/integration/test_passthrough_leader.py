@@ -81,6 +81,23 @@ def test_leader_change_grace_bounds_an_exchange_that_does_not_finish(quorumgate,
     assert e["result"] == "leader_change" and e["bytes_to_client"] == 0
 
 
+def test_a_leader_that_comes_back_keeps_its_connections(quorumgate, tcp_echo_factory):
+    cl = tcp_echo_factory(2, leader=0)
+    qg = qg_passthrough(quorumgate, cl, pt={"leader_change": {"grace": "5s"}})
+    busy = pt_connect(qg)
+    busy.sendall(b"SLOW 2500\nback")            # in flight across both changes
+    time.sleep(0.1)
+    cl.make_leader("ctrl2")
+    wait_leader(qg, "ctrl2")
+    cl.make_leader("ctrl1")
+    wait_leader(qg, "ctrl1")
+    assert recv_exactly(busy, len(b"SLOW 2500\nback"), timeout=10) == b"SLOW 2500\nback"
+    time.sleep(0.6)                             # past quiet: it would have been closed
+    assert exchange(busy, b"still open")
+    busy.close()
+    assert metric(qg, "quorumgate_passthrough_closes_total", reason="leader_change") == 0
+
+
 def test_leader_change_keep_leaves_existing_connections(quorumgate, tcp_echo_factory):
     cl = tcp_echo_factory(2, leader=0)
     qg = qg_passthrough(quorumgate, cl, pt={"leader_change": {"action": "keep"}})

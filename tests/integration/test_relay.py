@@ -17,7 +17,7 @@ from tests.conftest import quorumgate_binary
 from tests.integration.gate_support import (MFA_PATH, Background, Relay, change_id, client, mfa_states,
                                             redis_client, replication, requests_on, restart_redis_same_port,
                                             timed, totp_now, wait_all_have, wait_until)
-from tests.support.procs import parse_metrics, Metrics
+from tests.support.prom import parse_exposition
 
 EVENTS_GATE = {"gate": {"source": "events", "timeout": "6s", "probe": {"initial": "20ms", "max": "100ms"}}}
 
@@ -54,7 +54,7 @@ def stopped(r):
 
 
 def relay_metrics(r):
-    return Metrics(parse_metrics(r.metrics_text()))
+    return parse_exposition(r.metrics_text())
 
 
 def leader_of(sim):

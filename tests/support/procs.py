@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
+from .resp import resp_encode
 from .yamlout import dump_yaml
 
 
@@ -124,12 +125,8 @@ class RedisServer:
 
     def command(self, *args, timeout=2.0):
         """Send one command (RESP2) and return the raw reply bytes."""
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            s.sendall(out)
+            s.sendall(resp_encode(*args))
             data = b""
             while not data.endswith(b"\r\n"):
                 chunk = s.recv(65536)
@@ -186,33 +183,6 @@ def parse_json_lines(text):
         except ValueError:
             out.append({"raw": line})
     return out
-
-
-def parse_metrics(text):
-    """Prometheus text format -> {name: [(labels dict, value)]}."""
-    out = {}
-    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$')
-    label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = line_re.match(line)
-        if not m:
-            raise ValueError("bad metrics line: %r" % line)
-        labels = {k: v.encode().decode("unicode_escape") for k, v in label_re.findall(m.group(3) or "")}
-        out.setdefault(m.group(1), []).append((labels, float(m.group(4))))
-    return out
-
-
-class Metrics(dict):
-    def value(self, name, **labels):
-        """The sample of ``name`` whose labels include ``labels`` (sum if several)."""
-        total, found = 0.0, False
-        for lab, v in self.get(name, []):
-            if all(lab.get(k) == str(val) for k, val in labels.items()):
-                total += v
-                found = True
-        return total if found else None
 
 
 def resolve_binary(path):
@@ -366,7 +336,9 @@ class Quorumgate:
             return r.read().decode()
 
     def metrics(self):
-        return Metrics(parse_metrics(self.metrics_text()))
+        """/metrics parsed (tests.support.prom.parse_exposition)."""
+        from .prom import parse_exposition  # prom imports this module
+        return parse_exposition(self.metrics_text())
 
     def problems(self):
         """Sanitizer reports, assertion failures and crashes found in the

@@ -103,6 +103,36 @@ class Exposition:
                 if all(lab.get(k) == x for k, x in want.items())]
         return sum(hits) if hits else None
 
+    # read like the {series: [(labels, value)]} dict the tests once had
+    def _series(self):
+        out = {}
+        for n, lab, v in self.samples():
+            out.setdefault(n, []).append((lab, v))
+        return out
+
+    def __iter__(self):
+        return iter(self._series())
+
+    def __getitem__(self, series):
+        return self._series()[series]
+
+    def __contains__(self, series):
+        return any(True for _s in self.samples(series))
+
+    def __len__(self):
+        return len(self._series())
+
+    def keys(self):
+        return self._series().keys()
+
+    def items(self):
+        return self._series().items()
+
+    def get(self, series, default=None):
+        """[(labels, value)] of `series`, or default when it has none."""
+        out = [(lab, v) for _n, lab, v in self.samples(series)]
+        return out if out else default
+
     def series_keys(self):
         return {(n, tuple(sorted(lab.items()))) for n, lab, _v in self.samples()}
 
@@ -158,6 +188,13 @@ def parse_exposition(text):
             raise ValueError("line %d: %s outside its family (%s)" % (ln, series, cur.name))
         cur.samples.append((series, labels, float(value)))
     return Exposition(families)
+
+
+def metric(qg, series, default=None, **labels):
+    """The value of series{labels} on qg's /metrics, summed over the labels
+    not named; default when there is no such sample."""
+    v = qg.metrics().value(series, **labels)
+    return default if v is None else v
 
 
 def histogram_problems(expo, family):

@@ -7,10 +7,33 @@ import pytest
 
 from tests.conftest import default_qg_config
 from tests.ctrlsim.client import ZitiClient
-from tests.support.procs import Quorumgate, deep_merge, parse_metrics, Metrics
+from tests.support.procs import Quorumgate, deep_merge
+from tests.support.prom import parse_exposition
+from tests.support.resp import RedisClient, _Incomplete, resp_parse
 from tests.support.yamlout import dump_yaml
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_quorumgate.py")
+
+
+def test_resp_client(redis_server):
+    c = RedisClient(redis_server.port)
+    try:
+        assert c("SET", "k", "v") == "OK"
+        assert c("GET", "k") == b"v"
+        assert c("GET", "nope") is None
+        assert c("SADD", "s", "a", "b") == 2
+        assert sorted(c("SMEMBERS", "s")) == [b"a", b"b"]
+        big = b"x" * 300000  # more than one recv
+        c("SET", "big", big)
+        assert c("GET", "big") == big
+        with pytest.raises(RuntimeError):
+            c("INCR", "k")  # an error reply
+        d = c.dump()
+        assert d[b"s"]["type"] == "set" and d[b"k"]["values"] == [b"v"]
+    finally:
+        c.close()
+    with pytest.raises(_Incomplete):
+        resp_parse(b"$5\r\nab")
 
 
 def test_redis_fixture(redis_server):
@@ -35,12 +58,16 @@ def test_yaml_writer_round_trip(tmp_path, sim, redis_server, certs):
 
 
 def test_metrics_parser():
-    m = Metrics(parse_metrics('# HELP a_total x\n# TYPE a_total counter\na_total{c="x",d="y"} 3\n'
-                              'a_total{c="z"} 4\nb 1.5e3\n'))
+    m = parse_exposition('# HELP a_total x\n# TYPE a_total counter\na_total{c="x",d="y"} 3\n'
+                         'a_total{c="z"} 4\n# TYPE b gauge\nb 1.5e3\n')
     assert m.value("a_total", c="x") == 3 and m.value("a_total") == 7 and m.value("b") == 1500
     assert m.value("nope") is None
+    assert m.get("a_total") == [({"c": "x", "d": "y"}, 3.0), ({"c": "z"}, 4.0)]
+    assert m.get("nope", []) == []
+    assert list(m) == ["a_total", "b"] and "b" in m and "nope" not in m and len(m) == 2
+    assert dict(m.items())["b"] == m["b"] == [({}, 1500.0)]
     with pytest.raises(ValueError):
-        parse_metrics("bad line here\n")
+        parse_exposition("bad line here\n")
 
 
 def make(tmp_path, sim, redis_server, certs, name="fake"):

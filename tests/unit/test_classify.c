@@ -147,11 +147,14 @@ static void test_normalised_paths(void **state)
     ASSERT_CLS(c, HTTP_POST, "/edge/client/v1/current-identity/%6dfa/%76erify", NULL, NULL, ROUTE_MFA,
                CALL_MFA_VERIFY);
     ASSERT_CLS(c, HTTP_GET, "/%6Fidc/authorize", NULL, NULL, ROUTE_OIDC, CALL_OIDC_AUTHORIZE);
-    /* reserved characters stay encoded */
-    ASSERT_CLS(c, HTTP_GET, "/edge/client/v1/current-identity%2Fmfa", NULL, NULL, ROUTE_READ, CALL_OTHER);
+    /* every escape is decoded (Go's URL.Path): a spelling the controller
+     * may 404 is classified MFA rather than one it serves being missed */
+    ASSERT_CLS(c, HTTP_GET, "/edge/client/v1/current-identity%2Fmfa", NULL, NULL, ROUTE_MFA, CALL_MFA_READ);
+    ASSERT_CLS(c, HTTP_POST, "/edge/client/v1/current-identity%2Fmfa%2fverify", NULL, NULL, ROUTE_MFA,
+               CALL_MFA_VERIFY);
     char out[64];
-    assert_int_equal(classify_normalise("//a/%7e%41%2f%zz%4", 18, out, sizeof(out)), 13);
-    assert_string_equal(out, "/a/~A%2f%zz%4");
+    assert_int_equal(classify_normalise("//a/%7e%41%2f%zz%4%00", 21, out, sizeof(out)), 14);
+    assert_string_equal(out, "/a/~A/%zz%4%00");
     /* bounded */
     assert_int_equal(classify_normalise("/abcdefgh", 9, out, 5), 4);
     assert_string_equal(out, "/abc");
@@ -193,6 +196,63 @@ static void test_paths_cleaned_like_the_controller(void **state)
         assert_string_equal(out, cases[i][1]);
         assert_int_equal(n, strlen(cases[i][1]));
     }
+}
+
+/* The client API is the controller's default handler: without a prefix
+ * and under /edge/v1 a path is served as /edge/client/v1's (webapis/
+ * client-api.go newHandler); the OIDC login's TOTP enrollment writes are
+ * flagged; paths of any length are classified whole. */
+static void test_every_spelling_of_an_mfa_write(void **state)
+{
+    struct fx *f = *state;
+    const struct config *c = f->builtin;
+    ASSERT_CLS(c, HTTP_POST, "/current-identity/mfa", NULL, NULL, ROUTE_MFA, CALL_MFA_CREATE);
+    ASSERT_CLS(c, HTTP_POST, "/current-identity/mfa/verify", NULL, NULL, ROUTE_MFA, CALL_MFA_VERIFY);
+    ASSERT_CLS(c, HTTP_DELETE, "/current-identity/mfa", NULL, NULL, ROUTE_MFA, CALL_MFA_DELETE);
+    ASSERT_CLS(c, HTTP_POST, "/edge/v1/current-identity/mfa", NULL, NULL, ROUTE_MFA, CALL_MFA_CREATE);
+    ASSERT_CLS(c, HTTP_POST, "/edge/v1/current-identity/mfa/verify", NULL, NULL, ROUTE_MFA, CALL_MFA_VERIFY);
+    ASSERT_CLS(c, HTTP_POST, "/x/../current-identity/mfa", NULL, NULL, ROUTE_MFA, CALL_MFA_CREATE);
+    ASSERT_CLS(c, HTTP_POST, "/%63urrent-identity/%6D%66%61", NULL, NULL, ROUTE_MFA, CALL_MFA_CREATE);
+    ASSERT_CLS(c, HTTP_POST, "/edge/v1/x/../../v1/current-identity/mfa", NULL, NULL, ROUTE_MFA,
+               CALL_MFA_CREATE);
+    ASSERT_CLS(c, HTTP_POST, "/authenticate?method=password", NULL, NULL, ROUTE_WRITE, CALL_AUTHENTICATE);
+    /* other APIs keep their paths */
+    ASSERT_CLS(c, HTTP_GET, "/oidc/authorize", NULL, NULL, ROUTE_OIDC, CALL_OIDC_AUTHORIZE);
+    ASSERT_CLS(c, HTTP_GET, "/version", NULL, NULL, ROUTE_READ, CALL_VERSION);
+    ASSERT_CLS(c, HTTP_GET, "/fabric/v1/cluster/list-members", NULL, NULL, ROUTE_READ, CALL_OTHER);
+    /* the OIDC login's TOTP enrollment: the login's controller, flagged */
+    static const struct { enum http_method m; const char *p; enum classify_call w; } totp[] = {
+        {HTTP_POST, "/oidc/login/totp/enroll", CALL_MFA_CREATE},
+        {HTTP_POST, "/oidc/login/totp/enroll/verify", CALL_MFA_VERIFY},
+        {HTTP_DELETE, "/oidc/login/totp/enroll", CALL_MFA_DELETE},
+        {HTTP_POST, "/oidc/login/./totp//enroll/", CALL_MFA_CREATE},
+        {HTTP_POST, "/oidc/login/totp", CALL_OTHER},
+        {HTTP_GET, "/oidc/login/totp/enroll", CALL_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(totp) / sizeof(totp[0]); i++) {
+        struct classify_result r = cls(c, totp[i].m, totp[i].p, NULL, NULL);
+        assert_int_equal(r.cls, ROUTE_OIDC);
+        assert_int_equal(r.call, CALL_OIDC_LOGIN);
+        assert_int_equal(r.totp_write, totp[i].w);
+    }
+    /* dot segments of any length: nothing is cut at a buffer's end */
+    size_t n = 20000;
+    char *p = xmalloc(n + 64);
+    size_t o = 0;
+    while (o + 5 < n) {
+        memcpy(p + o, "/a/..", 5);
+        o += 5;
+    }
+    strcpy(p + o, "/edge/client/v1/current-identity/mfa/verify");
+    ASSERT_CLS(c, HTTP_POST, p, NULL, NULL, ROUTE_MFA, CALL_MFA_VERIFY);
+    o = 0;
+    while (o + 3 < n) {
+        memcpy(p + o, "/%2e", 4); /* "/." encoded, many times */
+        o += 4;
+    }
+    strcpy(p + o, "/current-identity/mfa");
+    ASSERT_CLS(c, HTTP_DELETE, p, NULL, NULL, ROUTE_MFA, CALL_MFA_DELETE);
+    free(p);
 }
 
 /* A table from the configuration replaces the built-in one entirely. */
@@ -261,6 +321,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtin_table),
         cmocka_unit_test(test_normalised_paths),
+        cmocka_unit_test(test_every_spelling_of_an_mfa_write),
         cmocka_unit_test(test_paths_cleaned_like_the_controller),
         cmocka_unit_test(test_table_from_configuration),
         cmocka_unit_test(test_names),

@@ -86,6 +86,13 @@ static const struct error_case cases[] = {
      {"q.yaml:6: gate.on_timeout: 'maybe' is not one of succeed, fail"}},
     {B "headers: {request_id: \"X Req\"}\n",
      {"q.yaml:6: headers.request_id: 'X Req' is not a valid header name"}},
+    /* keys are built in fixed buffers: a long prefix would collide */
+    {B "redis: {key_prefix: \"qg-0123456789-0123456789-0123456789:\"}\n",
+     {"q.yaml:6: redis.key_prefix: 'qg-0123456789-0123456789-0123456789:' "
+      "is longer than 32 bytes"}},
+    {B "redis: {key_prefix: \"qg: x\"}\n",
+     {"q.yaml:6: redis.key_prefix: 'qg: x' must not contain spaces or "
+      "control characters"}},
     {B "health: {path: health}\n",
      {"q.yaml:6: health.path: 'health' must start with '/'"}},
     {B "upstream: {tls: {server_name: \"a b\"}}\n",
@@ -296,8 +303,15 @@ static const struct error_case cases[] = {
      {"q.yaml:7: passthrough.controllers[0]: 'c9' is not one of the "
       "controllers (c1)"}},
     {B "passthrough: {idle_timeout: 1m}\n",
-     {"q.yaml:6: passthrough: address is required (remove the section for "
-      "no passthrough listener)"}},
+     {"q.yaml:6: passthrough: address (or sni.names) is required (remove "
+      "the section for no passthrough listener)"}},
+    {B "passthrough:\n  sni: {names: [certs.example.com]}\n",
+     {"q.yaml:7: passthrough.sni.listener: listeners[0] is not a TLS "
+      "listener"}},
+    {B "passthrough:\n  sni: {names: [\"a b\"]}\n",
+     {"q.yaml:6: passthrough: address (or sni.names) is required (remove "
+      "the section for no passthrough listener)",
+      "q.yaml:7: passthrough.sni.names[0]: 'a b' is not a DNS name"}},
     {B "passthrough: {address: 127.0.0.1:8080}\n",
      {"q.yaml:6: passthrough.address: '127.0.0.1:8080' is already used by a "
       "listener"}},

@@ -354,6 +354,33 @@ static void test_no_identity_no_hold(void **state)
     assert_int_equal(f->released, 0);
 }
 
+/* A success whose enrollment id could not be read (issue 13): never let
+ * through unheld-and-unmarked: released at once with every other
+ * controller pending and fenced for the identity. */
+static void test_unreadable_id_fences_the_others(void **state)
+{
+    struct fx *f = *state;
+    fx_gate(f, "all", "10s", "succeed", 0);
+    loop_update_time(f->loop);
+    assert_true(gate_hold(f->g, &(struct gate_hold_args){
+                                    .call = GATE_CREATE,
+                                    .identity = IDENTITY,
+                                    .mfa_id = "",
+                                    .answered_by = 0,
+                                    .authorization = "Bearer token",
+                                    .state_path =
+                                        "/edge/client/v1/current-identity/mfa",
+                                    .done = on_release,
+                                    .arg = f,
+                                    .handle = &f->handle,
+                                }));
+    assert_true(run_until(f, is_released, 1000));
+    assert_int_equal(f->released, 1);
+    assert_string_equal(f->replication, "acked=ctrl1; pending=ctrl2,ctrl3");
+    assert_int_equal(fx_fenced(f), (1u << 1) | (1u << 2));
+    assert_int_equal(gate_waiting(f->g), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -366,6 +393,7 @@ int main(void)
         T(test_healthy_does_not_wait_for_a_down_controller),
         T(test_detached_owner_is_never_called),
         T(test_no_identity_no_hold),
+        T(test_unreadable_id_fences_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

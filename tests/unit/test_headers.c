@@ -315,6 +315,27 @@ static void test_client_head_keeps_content_length(void **state)
     upstream_req_free(&r);
 }
 
+/* A spare request keeps its header storage, not the credentials in it
+ * (issue 17). */
+static void test_wipe_leaves_no_credential(void **state)
+{
+    (void)state;
+    struct headers h = {0};
+    headers_adds(&h, "Authorization", "Bearer secret-token-value");
+    headers_adds(&h, "zt-session", "secret-session");
+    char *data = h.data.data;
+    size_t cap = h.data.cap;
+    assert_non_null(memmem(data, cap, "secret-token-value", 18));
+    headers_wipe(&h);
+    assert_int_equal(h.n, 0);
+    assert_ptr_equal(h.data.data, data); /* storage kept */
+    for (size_t i = 0; i < cap; i++)
+        assert_int_equal(data[i], 0);
+    headers_adds(&h, "Accept", "*/*");
+    assert_string_equal(headers_get(&h, "Accept"), "*/*");
+    headers_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_upstream_custom_request_id_header),
         cmocka_unit_test(test_client_drops_hop_by_hop),
         cmocka_unit_test(test_client_head_keeps_content_length),
+        cmocka_unit_test(test_wipe_leaves_no_credential),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* test_identity.c - what a request says about who it is and which login
- * state it refers to: the sub of a bearer JWT (base64url, padding, bad
- * tokens), the zt-session header, query parameters (percent-decoding, '+',
+ * state it refers to: the Authorization header, at most one credential per
+ * request (test_jwks.c: whose token it is), the zt-session header, query parameters (percent-decoding, '+',
  * names that contain other names, fragments, limits), form and JSON body
  * fields (bodies that are not NUL-terminated), the auth request id of an
  * OIDC login step, the code of a token request, and Location values. */
@@ -15,69 +15,46 @@
 #include "io/listener.h"
 #include "routing/identity.h"
 
-#define JWT_HDR "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsifQ"
-/* {"sub":"Xy-1_ab","amr":["pwd"],"z":"??>>"}: uses '-' of base64url */
-#define JWT_SUB "eyJzdWIiOiJYeS0xX2FiIiwiYW1yIjpbInB3ZCJdLCJ6IjoiPz8-PiJ9"
-#define JWT_EMPTY_SUB "eyJzdWIiOiIifQ"   /* {"sub":""}  (2 pad chars) */
-#define JWT_NO_SUB "eyJpc3MiOiJ4In0"     /* {"iss":"x"} (1 pad char) */
-#define JWT_NUM_SUB "eyJzdWIiOjEyfQ"     /* {"sub":12} */
-
 static struct listener_header H(const char *name, const char *value)
 {
     return (struct listener_header){name, strlen(name), value, strlen(value)};
 }
 
-static bool sub_of(const char *auth, char *out, size_t cap)
-{
-    struct listener_header h[3] = {H("Accept", "application/json"),
-                                   H("Authorization", auth),
-                                   H("X-Other", "1")};
-    out[0] = '\0';
-    return identity_bearer_sub(h, 3, out, cap);
-}
-
-static void test_bearer_sub(void **state)
+static void test_authorization(void **state)
 {
     (void)state;
-    char out[64];
-    assert_true(sub_of("Bearer " JWT_HDR "." JWT_SUB ".sig", out, sizeof(out)));
-    assert_string_equal(out, "Xy-1_ab");
-    /* the scheme is case-insensitive, so is the header name */
-    assert_true(sub_of("bearer " JWT_HDR "." JWT_SUB ".sig", out, sizeof(out)));
-    struct listener_header lc[1] = {H("authorization", "BEARER " JWT_HDR "." JWT_SUB ".")};
-    assert_true(identity_bearer_sub(lc, 1, out, sizeof(out)));
-    assert_string_equal(out, "Xy-1_ab");
-    /* no signature part is still two dots */
-    assert_true(sub_of("Bearer " JWT_HDR "." JWT_SUB ".", out, sizeof(out)));
-    /* the value may not be NUL-terminated where the header ends */
-    char raw[] = "Bearer " JWT_HDR "." JWT_SUB ".sigXXXX";
-    struct listener_header cut[1] = {{"Authorization", 13, raw, strlen(raw) - 4}};
-    assert_true(identity_bearer_sub(cut, 1, out, sizeof(out)));
-    assert_string_equal(out, "Xy-1_ab");
-    /* cap: the sub must fit with its NUL */
-    assert_false(sub_of("Bearer " JWT_HDR "." JWT_SUB ".sig", out, 7));
-    assert_true(sub_of("Bearer " JWT_HDR "." JWT_SUB ".sig", out, 8));
+    size_t len = 0;
+    char raw[] = "Bearer abc.def.ghiXXXX";
+    struct listener_header h[2] = {H("Accept", "*/*"),
+                                   {"authorization", 13, raw, strlen(raw) - 4}};
+    const char *v = identity_authorization(h, 2, &len);
+    assert_non_null(v);
+    assert_int_equal(len, strlen(raw) - 4);
+    assert_null(identity_authorization(h, 1, &len));
+    assert_null(identity_authorization(NULL, 0, &len));
 }
 
-static void test_bearer_sub_refused(void **state)
+/* One credential at most: a controller and quorumgate must read the same. */
+static void test_credentials_check(void **state)
 {
     (void)state;
-    char out[64];
-    assert_false(sub_of("Basic YWxpY2U6cHc=", out, sizeof(out)));
-    assert_false(sub_of("Bearer", out, sizeof(out)));
-    assert_false(sub_of("Bearer ", out, sizeof(out)));
-    assert_false(sub_of("Bearer opaque-token", out, sizeof(out)));
-    assert_false(sub_of("Bearer " JWT_HDR "." JWT_SUB, out, sizeof(out))); /* one dot */
-    assert_false(sub_of("Bearer " JWT_HDR ".!!!!." "sig", out, sizeof(out)));
-    assert_false(sub_of("Bearer " JWT_HDR ".e30x.sig", out, sizeof(out)));  /* 5 chars: not base64 */
-    assert_false(sub_of("Bearer " JWT_HDR ".bm90IGpzb24.sig", out, sizeof(out))); /* "not json" */
-    assert_false(sub_of("Bearer " JWT_HDR "." JWT_EMPTY_SUB ".s", out, sizeof(out)));
-    assert_false(sub_of("Bearer " JWT_HDR "." JWT_NO_SUB ".s", out, sizeof(out)));
-    assert_false(sub_of("Bearer " JWT_HDR "." JWT_NUM_SUB ".s", out, sizeof(out)));
-    assert_false(sub_of("Bearer " JWT_HDR ".eyJzdWIiOiJh=In0.s", out, sizeof(out)));
-    struct listener_header none[1] = {H("X-Auth", "Bearer " JWT_HDR "." JWT_SUB ".s")};
-    assert_false(identity_bearer_sub(none, 1, out, sizeof(out)));
-    assert_false(identity_bearer_sub(NULL, 0, out, sizeof(out)));
+    struct listener_header one[2] = {H("Accept", "*/*"), H("Authorization", "Bearer a.b.c")};
+    assert_null(identity_credentials_check(one, 2));
+    struct listener_header sess[1] = {H("zt-session", "s")};
+    assert_null(identity_credentials_check(sess, 1));
+    assert_null(identity_credentials_check(NULL, 0));
+    struct listener_header two[3] = {H("Authorization", "Bearer forged.x.y"),
+                                     H("X-Other", "1"),
+                                     H("AUTHORIZATION", "Bearer real.x.y")};
+    assert_string_equal(identity_credentials_check(two, 3),
+                        "more than one Authorization header");
+    struct listener_header both[2] = {H("ZT-Session", "s"),
+                                      H("authorization", "Bearer a.b.c")};
+    assert_string_equal(identity_credentials_check(both, 2),
+                        "both a zt-session and an Authorization header");
+    struct listener_header two_sess[2] = {H("zt-session", "a"), H("zt-session", "b")};
+    assert_string_equal(identity_credentials_check(two_sess, 2),
+                        "more than one zt-session header");
 }
 
 static void test_session_header(void **state)
@@ -242,8 +219,8 @@ static void test_location(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bearer_sub),
-        cmocka_unit_test(test_bearer_sub_refused),
+        cmocka_unit_test(test_authorization),
+        cmocka_unit_test(test_credentials_check),
         cmocka_unit_test(test_session_header),
         cmocka_unit_test(test_query_params),
         cmocka_unit_test(test_body_fields),

@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "config/config.h"
+#include "consistency/ackstore.h"
 #include "io/redis.h"
 #include "base/log.h"
 #include "base/loop.h"
@@ -948,6 +950,40 @@ static void test_misuse_aborts(void **state)
     expect_abort(f, false, NULL); /* subscribe on a command connection */
 }
 
+/* A gate outcome written where the record is gone (its hold failed)
+ * makes a key with a TTL, not an immortal one; an existing TTL is kept
+ * (issue 17). */
+static void test_outcome_record_has_a_ttl(void **state)
+{
+    struct fx *f = *state;
+    struct config *cfg = xcalloc(1, sizeof(*cfg));
+    cfg->redis.key_prefix = "qg:";
+    cfg->gate.timeout_ms = 5000;
+    cfg->gate.outcome_ttl_ms = 60000;
+    f->r[0] = redis_new(f->loop, &f->cfg, &f->opt);
+    RUN_UNTIL(f, redis_up(f->r[0]), 3000);
+    assert_true(redis_up(f->r[0]));
+    struct res a = {0}, b = {0}, c = {0};
+    ackstore_record_outcome(f->r[0], cfg, "cid1", "timeout", "acked=c1",
+                            on_reply, &a);
+    RUN_UNTIL(f, a.calls, 3000);
+    assert_int_equal(a.type, REDIS_TYPE_INTEGER);
+    redis_command(f->r[0], on_reply, &b, "PTTL qg:gate:cid1");
+    RUN_UNTIL(f, b.calls, 3000);
+    assert_true(b.integer > 60000 && b.integer <= 65000);
+    redis_command(f->r[0], on_reply, &c, "PEXPIRE qg:gate:cid1 1000000");
+    RUN_UNTIL(f, c.calls, 3000);
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    ackstore_record_outcome(f->r[0], cfg, "cid1", "released", "acked=c1",
+                            on_reply, &a);
+    RUN_UNTIL(f, a.calls, 3000);
+    redis_command(f->r[0], on_reply, &b, "PTTL qg:gate:cid1");
+    RUN_UNTIL(f, b.calls, 3000);
+    assert_true(b.integer > 900000);
+    free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -976,6 +1012,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_with_pending, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_cancel, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_outcome_record_has_a_ttl,
+                                        fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_reentrancy, fx_setup,

@@ -205,9 +205,22 @@ static void test_balancing(void **state)
     view(f, 0, -1);
     o = pick(f, PIN_NONE, -1, 0, 0);
     assert_int_equal(o.kind, ROUTE_NO_HEALTHY);
+    /* fences never cover every healthy controller (issue 17): where all
+     * of them are fenced, none is */
     view(f, 1, 0);
     o = pick(f, PIN_NONE, -1, 1, 0);
-    assert_int_equal(o.kind, ROUTE_NO_HEALTHY);
+    assert_int_equal(o.kind, ROUTE_TO);
+    assert_int_equal(o.node, 0);
+    assert_false(o.fenced_skip);
+    view(f, 7, 0);
+    for (int i = 0; i < 30; i++) {
+        o = pick(f, PIN_NONE, -1, 7, 0);
+        assert_int_equal(o.kind, ROUTE_TO);
+        assert_int_equal(o.decision, DECISION_BALANCED);
+    }
+    o = pick(f, PIN_REQUIRE_LEADER, -1, 7, 0);
+    assert_int_equal(o.kind, ROUTE_TO);
+    assert_int_equal(o.node, 0);
 }
 
 static void test_two_choices_prefer_the_less_loaded(void **state)
