@@ -105,6 +105,9 @@ def one_call(qg, target, client, fn, method, suffix, done, every):
                "replication": entry.get("replication") if entry else None}
 
 
+refused_first_create = []
+
+
 def run(qg, target, n, every):
     rows = {"create": [], "verify": []}
     probes0 = probes_total(qg)
@@ -119,6 +122,13 @@ def run(qg, target, n, every):
 
         r, m = one_call(qg, target, c, c.mfa_create, "POST", "/current-identity/mfa",
                         lambda r: r.status == 200, every)
+        if r.status == 401:
+            # a real leader sometimes refuses the first create after a fresh login (issue 12's
+            # open finding): log in again, once
+            refused_first_create.append(name)
+            c.oidc_login(name, target.password(name)).expect(200)
+            r, m = one_call(qg, target, c, c.mfa_create, "POST", "/current-identity/mfa",
+                            lambda r: r.status == 200, every)
         r.expect(201)
         st["id"] = r.json()["data"]["id"]
         rows["create"].append(m)
@@ -183,10 +193,42 @@ class SimTarget:
         return name
 
     def password(self, name):
-        return "pw-" + name
+        return "admin-pw" if name == "admin" else "pw-" + name
 
     def stop(self):
         self.sim.stop()
+
+
+class RealTarget:
+    """A real 3-controller cluster (tests/realcluster: built from ../shared/ziti, health-checks
+    bound), started here and stopped by PID."""
+
+    def __init__(self, work, version):
+        from tests.realcluster.cluster import ZitiCluster, health_checks, ziti_binary
+        self.cl = ZitiCluster(ziti_binary(version), version, os.path.join(work, "ziti"),
+                              edits=(health_checks,))
+        self.cl.start()
+        self.ca = self.cl.ca
+
+    def controllers(self):
+        return [{"id": n, "url": self.cl.url(n)} for n in self.cl.node_ids]
+
+    def direct_urls(self):
+        return {n: self.cl.url(n) for n in self.cl.node_ids}
+
+    def leader(self):
+        return self.cl.leader()
+
+    def new_identity(self, i):
+        name = "bench-%d-%d" % (os.getpid(), i)
+        self.cl.create_identity(name, "pw-" + name)
+        return name
+
+    def password(self, name):
+        return "admin" if name == "admin" else "pw-" + name
+
+    def stop(self):
+        self.cl.stop()
 
 
 def main():
@@ -205,7 +247,6 @@ def main():
     try:
         redis = RedisServer(os.path.join(work, "redis")).start()
         if a.real:
-            from tests.realcluster.bench_target import RealTarget
             target = RealTarget(work, a.real)
         else:
             target = SimTarget(work, a.lag_ms, certs)
@@ -227,6 +268,7 @@ def main():
         rows, probes = run(qg, target, a.n, a.poll_ms / 1000.0)
         summary = summarise(rows, probes, len(target.controllers()) - 1)
         summary["target"] = a.real or ("simulator, lag %d ms" % a.lag_ms)
+        summary["first_create_refused_401"] = len(refused_first_create)
         print(json.dumps(summary, indent=2))
         if a.json:
             with open(a.json, "w") as f:

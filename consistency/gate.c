@@ -278,7 +278,7 @@ static void gate_on_unfenced(void *arg, enum redis_status st,
                              const struct redis_reply *rep)
 {
     struct gate_wait *gw = arg; /* memory kept while refs > 0 */
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     gate_count_result(gw->g, M_REDIS_FENCE_WRITE, ok);
     if (!ok) /* Redis is gone: lift them here at least */
         gate_unfence_local(gw->g, &gw->fk, gw->unfenced);
@@ -667,7 +667,11 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
                    "(unreadable body); the other controllers are fenced for "
                    "the identity instead of waited for",
                    gate_call_name(call));
-        gate_give_up(gw, gw->all & ~gw->acked); /* may release gw */
+        uint64_t rest = gw->all & ~gw->acked;
+        if (rest)
+            gate_give_up(gw, rest); /* may release gw */
+        else
+            gate_check(gw); /* nothing else to wait for: released */
         return true;
     }
     if (cfg->gate.source == GATE_SRC_PROBE)

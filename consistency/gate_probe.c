@@ -3,8 +3,9 @@
  * own token, or GET /edge/management/v1/identities/{id} with a management
  * session for legacy sessions) until it acknowledges or the wait's watch
  * ends: at once when the answer is held, then when the change is expected
- * there (the replication lag this worker saw from that controller), then
- * with exponential backoff from gate.probe.initial.  A controller that
+ * there (the replication lag this worker saw from that controller), then in
+ * small even steps (1/32 of that lag, at least gate.probe.initial) up to
+ * twice the expected lag, then with exponential backoff.  A controller that
  * refuses the credential (401/403) is not asked again. */
 #include "consistency/gate_impl.h"
 
@@ -120,6 +121,17 @@ static void gate_probe_again(struct gate_probe *p)
         uint64_t elapsed_us = (util_mono_ns() - gw->start_ns) / 1000;
         uint64_t est = g->lag_est_us[p->node];
         delay = est > elapsed_us ? (est - elapsed_us + 999) / 1000 : 1;
+        if (delay > cfg->gate.probe_max_ms)
+            delay = cfg->gate.probe_max_ms;
+    } else if (g->lag_known[p->node] &&
+               (util_mono_ns() - gw->start_ns) / 1000 <
+                   2 * g->lag_est_us[p->node] + 20000) {
+        /* late, but within what replication usually takes: small even
+         * steps (1/32 of the expected lag), so the answer follows the
+         * change closely whatever the spread */
+        delay = g->lag_est_us[p->node] / 32000;
+        if (delay < cfg->gate.probe_initial_ms)
+            delay = cfg->gate.probe_initial_ms;
         if (delay > cfg->gate.probe_max_ms)
             delay = cfg->gate.probe_max_ms;
     } else {

@@ -27,7 +27,8 @@ static bool framing_tchar(unsigned char c)
  *    ("Transfer-Encoding : chunked" is kept as a field the library does not
  *    recognise, while others do; 5.1);
  *  - CR, LF, NUL or another control character in a value (a bare CR
- *    would split the line for a parser downstream; 5.5 of RFC 9110);
+ *    would split the line for a parser downstream; 5.5 of RFC 9110); the
+ *    library cuts a value at a NUL, so the rest of its line is checked;
  *  - obsolete line folding (5.2): the library glues a continuation line to
  *    the field *name* of the line before ("Transfer-Encoding:" +
  *    " chunked" becomes a field "Transfer-Encodingchunked").  Fields are
@@ -57,6 +58,16 @@ const char *framing_fields(const struct listener_header *headers, int n,
             ;
         if (p != h->value || h->value + h->value_len > end)
             return "obsolete line folding in the header";
+        /* The library ends a value at a NUL byte: what follows it up to
+         * the next field is the rest of the line, which must be nothing
+         * but the line end (NULs where CR LF were) and whitespace. */
+        const char *next = i + 1 < n && headers[i + 1].name > h->value
+                               ? headers[i + 1].name
+                               : end;
+        for (p = h->value + h->value_len; p < next; p++)
+            if (*p != '\0' && *p != '\r' && *p != '\n' && *p != ' ' &&
+                *p != '\t')
+                return "control character in a header field value";
     }
     return NULL;
 }

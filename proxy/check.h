@@ -1,6 +1,8 @@
 /* check.h - what quorumgate can find out about its controllers before it
  * runs: `-t` asks each controller's health path once (a 404 without a
- * management credential is an error that names both fixes). */
+ * management credential is an error that names both fixes); `quorumgate
+ * check` (check_run.c) asks everything an operator needs before going
+ * live. */
 #ifndef QG_CHECK_H
 #define QG_CHECK_H
 
@@ -12,5 +14,14 @@
  * line each); an unreachable controller is a warning only (it may be
  * down now).  Returns the number of problems. */
 int check_health_binding(const struct config *cfg, FILE *err);
+
+/* `quorumgate check -c FILE`: every controller (TLS, server name, version,
+ * clock skew, health-checks binding, the management credential, the raft
+ * members and leader as each sees them), Redis (reachable,
+ * maxmemory-policy noeviction, the HMAC key the same as the other
+ * quorumgates that checked in: a fingerprint under <prefix>check:hmac),
+ * the relay's event files.  One line per check to out; 0 only when every
+ * check passed. */
+int check_run(const struct config *cfg, FILE *out);
 
 #endif

@@ -70,10 +70,24 @@ static int main_check(const char *path)
     return 0;
 }
 
+/* `quorumgate check`: the file first, then everything it names. */
+static int main_preflight(const char *path)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(path, &errs);
+    if (!cfg) {
+        config_errors_free(&errs);
+        return main_check(path); /* prints the problems */
+    }
+    int rc = check_run(cfg, stdout);
+    config_unref(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int test = 0, relay = 0, rc;
+    int test = 0, relay = 0, check = 0, rc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             path = argv[++i];
@@ -81,6 +95,8 @@ int main(int argc, char **argv)
             test = 1;
         } else if (strcmp(argv[i], "relay") == 0 && i == 1) {
             relay = 1;
+        } else if (strcmp(argv[i], "check") == 0 && i == 1) {
+            check = 1;
         } else if (strcmp(argv[i], "--version") == 0 ||
                    strcmp(argv[i], "-v") == 0) {
             printf("quorumgate %s\n", QG_VERSION);
@@ -107,6 +123,8 @@ int main(int argc, char **argv)
     }
     if (test) {
         rc = main_check(path);
+    } else if (check) {
+        rc = main_preflight(path);
     } else if (relay) {
         rc = relay_main(path);
     } else {

@@ -9,6 +9,7 @@
 #include "base/crypto.h"
 #include "base/loop.h"
 #include "base/util.h"
+#include "consistency/ackstore.h"
 #include "consistency/gate.h"
 #include "io/listener.h"
 #include "io/redis.h"
@@ -101,7 +102,7 @@ static void worker_replication_init(struct worker *w)
                                 .log = w->app->log,
                                 .on_state = worker_acks_sub_state,
                                 .state_arg = w});
-    snprintf(chan, sizeof(chan), "%sacks", w->cfg->redis.key_prefix);
+    ackstore_channel(w->cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     redis_subscribe(w->acks_sub, chan, worker_ack_message, w);
     struct gate_env env = {
         .loop = w->loop,
@@ -121,8 +122,6 @@ static void worker_replication_init(struct worker *w)
     ratelimit_init(&w->learn, WORKER_LEARN_SLOTS);
     w->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
                              WORKER_JWKS_INTERVAL_MS, WORKER_JWKS_TIMEOUT_MS);
-    /* now, so that keys are known before a controller goes away */
-    jwks_refresh(w->jwks, loop_now_ms(w->loop), NULL, NULL);
 }
 
 /* The worker loop is stopping (or the worker is freed): Redis connections

@@ -239,12 +239,12 @@ class Api:
             except ApiError as e:
                 return oidc_error(e)
         # client API handler (controller/webapis/client-api.go newHandler,
-        # v1.5.4): the default handler; on Go's decoded URL.Path, a path
-        # outside /edge, /fabric and /.well-known goes under
-        # /edge/client/v1, the first /edge/v1 becomes /edge/client/v1, / and
-        # /version serve the version; the router then matches
-        # path.Clean(path) (go-openapi middleware/router.go)
-        path = urllib.parse.unquote(path)
+        # v1.5.4): the default handler; a path outside /edge, /fabric and
+        # /.well-known goes under /edge/client/v1, the first /edge/v1
+        # becomes /edge/client/v1, / and /version serve the version; the
+        # router then matches path.Clean(path) of the path as sent:
+        # percent-escapes are not decoded for routing (observed on v1.5.4,
+        # tests/realcluster/OBSERVATIONS.md: 404 "path ... was not found")
         if path in ("/", "/version"):
             path = "/edge/client/v1/version"
         if not path.startswith(("/edge", "/fabric", "/.well-known")):

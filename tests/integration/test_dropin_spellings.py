@@ -11,7 +11,6 @@ LAG_MS = 800
 SPELLINGS = [
     "/current-identity/mfa",
     "/edge/v1/current-identity/mfa",
-    "/edge/client/v1/current-identity/%6D%66%61",
     "/x/../current-identity/./mfa",
     "/edge/client/v1/" + "a/../" * 400 + "current-identity/mfa",
 ]
@@ -34,3 +33,17 @@ def test_create_held_whatever_the_spelling(quorumgate, path):
     assert took >= LAG_MS / 1000.0 * 0.9
     assert r.header("quorumgate-controller") == leader
     assert r.header("quorumgate-replication").startswith("acked="), r.headers
+
+
+def test_escaped_spelling_is_not_routed_by_the_controller(quorumgate):
+    """The real controller routes the path as sent (escapes not decoded): 404, nothing
+    changes.  quorumgate classifies it as MFA all the same (pinned, gated if it succeeded)."""
+    qg = quorumgate()
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    c = client(qg)
+    ident = c.current_identity().expect(200).json()["data"]["id"]
+    r = c.request("POST", "/edge/client/v1/current-identity/%6D%66%61")
+    assert r.status == 404, r
+    assert r.header("quorumgate-controller") == leader
+    assert set(mfa_states(sim, ident).values()) == {None}

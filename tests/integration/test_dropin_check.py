@@ -1,0 +1,52 @@
+"""`quorumgate check -c FILE` (issue 13, item 5) against the simulator, a real redis-server and
+the files the configuration names: one line per check, exit 0 only when every one passed."""
+import subprocess
+
+from tests.integration.test_dropin_members import _mgmt
+
+
+def _check(qg):
+    qg.write_config()
+    open(qg.stderr_path, "a").close()
+    open(qg.stdout_path, "a").close()
+    return subprocess.run([qg.binary, "check", "-c", qg.config_path], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_everything_fine(tmp_path, quorumgate):
+    qg = quorumgate(_mgmt(tmp_path), start=False)
+    p = _check(qg)
+    out = p.stdout
+    assert p.returncode == 0, out + p.stderr
+    for nid in qg.sim.node_ids:
+        assert any(line.split()[:2] == ["ok", nid] and "tls: certificate verified" in line
+                   for line in out.splitlines()), out
+    assert "version: v1.5.4" in out
+    assert "health-checks API bound" in out
+    assert "raft members ctrl1,ctrl2,ctrl3" in out
+    assert "every controller names the same leader (%s)" % qg.sim.control.leader() in out
+    assert "maxmemory-policy noeviction" in out
+    assert "HMAC key: the same" in out
+    assert "ready: every check passed" in out
+    assert "admin-pw" not in out + p.stderr   # the secret never shows
+
+
+def test_problems_fail_with_their_line(tmp_path, quorumgate, sim_factory):
+    sim = sim_factory(tls=True, args=["--no-health-checks"])
+    qg = quorumgate(sim=sim, start=False)
+    qg.redis.command("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    # another quorumgate checked in with another HMAC key
+    qg.redis.command("SET", "qg:check:hmac", "0" * 64)
+    p = _check(qg)
+    out = p.stdout
+    assert p.returncode == 1, out
+    assert "FAIL" in out and "NOT ready" in out
+    assert "health-checks API not bound (404): add '- binding: health-checks'" in out
+    assert "maxmemory-policy allkeys-lru" in out
+    assert "HMAC key differs" in out
+    # a controller that cannot be reached is named with the error
+    qg.config["controllers"][0]["url"] = "https://127.0.0.1:1"
+    p = _check(qg)
+    assert p.returncode == 1
+    assert any(line.startswith("FAIL ctrl1") and "https://127.0.0.1:1" in line
+               for line in p.stdout.splitlines()), p.stdout

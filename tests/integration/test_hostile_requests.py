@@ -1,0 +1,52 @@
+"""Hostile clients (issue 17): request shapes refused before anything goes
+upstream -- methods outside the controllers' APIs (501, CONNECT included)
+and control characters, NUL among them, in header values (400, RFC 9110
+5.5).  The simulator's request log shows nothing arrived."""
+import json
+import socket
+
+import pytest
+
+
+def raw(qg, data):
+    host, port = qg.url.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if b"\r\n\r\n" in out:
+                head, _, body = out.partition(b"\r\n\r\n")
+                clen = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                if clen and len(body) >= clen[0]:
+                    break
+    head, _, body = out.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head, body
+
+
+@pytest.mark.parametrize("method", [b"CONNECT", b"FOO", b"PROPFIND", b"get"])
+def test_unknown_methods_are_501(quorumgate, method):
+    qg = quorumgate()
+    before = qg.sim.control.count(path="/edge/client/v1/version")
+    target = b"ctrl.example:443" if method == b"CONNECT" else b"/edge/client/v1/version"
+    status, head, body = raw(qg, method + b" " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 501 or (method == b"CONNECT" and status == 400), (status, head)
+    if status == 501:
+        assert json.loads(body)["error"]["code"] == "NOT_IMPLEMENTED"
+    assert qg.sim.control.count(path="/edge/client/v1/version") == before
+
+
+@pytest.mark.parametrize("value", [b"a\x00b", b"a\x01b", b"a\x7fb", b"a\rb"])
+def test_control_characters_in_header_values_are_400(quorumgate, value):
+    qg = quorumgate()
+    before = qg.sim.control.count(path="/edge/client/v1/version")
+    status, head, body = raw(qg, b"GET /edge/client/v1/version HTTP/1.1\r\nHost: x\r\nX-Note: " + value +
+                             b"\r\nConnection: close\r\n\r\n")
+    assert status == 400, (status, head, body)
+    assert qg.sim.control.count(path="/edge/client/v1/version") == before
