@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/config_addr.h"
 #include "config/config_schema.h"
@@ -246,6 +247,15 @@ void config_custom_hmac_key(struct config_parse *p,
         return;
     char *file = config_util_resolve(p, text);
     size_t len = 0;
+    struct stat st;
+    if (stat(file, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        /* whoever may write it decides which identities share fences */
+        config_parse_error(p, node->line, "%s: '%s' may be changed by other "
+                           "users (mode %04o): chmod go-w it", path, file,
+                           (unsigned)(st.st_mode & 07777));
+        free(file);
+        return;
+    }
     char *key = config_util_read_file(p, node->line, path, file,
                                       CONFIG_CUSTOM_MAX_KEY, &len);
     if (key && len < CONFIG_CUSTOM_MIN_KEY) {
@@ -262,6 +272,15 @@ void config_custom_hmac_key(struct config_parse *p,
         cfg->hmac_key_len = len;
     }
     free(file);
+}
+
+bool config_custom_hmac_same(const struct config_field *f, const void *a,
+                             const void *b)
+{
+    const struct config *x = a, *y = b;
+    return x->hmac_key_len == y->hmac_key_len &&
+           (!x->hmac_key_len ||
+            memcmp(x->hmac_key, y->hmac_key, x->hmac_key_len) == 0);
 }
 
 void config_custom_hmac_release(const struct config_field *f, void *base)

@@ -21,6 +21,7 @@ config_release_fn config_custom_controllers_release;
 config_same_fn config_custom_controllers_same;
 config_parse_fn config_custom_hmac_key;          /* secrets.hmac_key_file */
 config_release_fn config_custom_hmac_release;
+config_same_fn config_custom_hmac_same;          /* restart-only */
 
 /* passthrough.controllers: base is struct config_passthrough */
 config_parse_fn config_custom_pt_controllers;

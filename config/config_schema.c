@@ -256,7 +256,8 @@ static const struct config_section config_schema_redis =
 
 static const struct config_field config_schema_secrets_fields[] = {
     {.key = "hmac_key_file", .type = CONFIG_T_CUSTOM,
-     .parse = config_custom_hmac_key, .release = config_custom_hmac_release},
+     .parse = config_custom_hmac_key, .release = config_custom_hmac_release,
+     .same = config_custom_hmac_same, .restart = true},
 };
 static const struct config_section config_schema_secrets =
     CONFIG_SECTION(config_schema_secrets_fields);

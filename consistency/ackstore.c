@@ -123,7 +123,7 @@ static void ackstore_on_acks(void *arg, enum redis_status st,
                              const struct redis_reply *rep)
 {
     struct ackstore_ctx *k = arg;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     k->acks(k->arg, ok, ok ? ackstore_members(k->c, rep) : 0);
 }
 
@@ -138,7 +138,7 @@ struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
     const char *p = cfg->redis.key_prefix;
     snprintf(rec, sizeof(rec), "%sgate:%s", p, cid);
     snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
-    snprintf(chan, sizeof(chan), "%sacks", p);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     ackstore_ids(c, required, req, sizeof(req));
     snprintf(dl, sizeof(dl), "%llu",
              (unsigned long long)(util_wall_ms() + (deadline_ms >
@@ -168,7 +168,7 @@ struct redis_cmd *ackstore_ack_cb(struct redis *r, const struct config *cfg,
     char acks[170], chan[96], ttl[24];
     const char *p = cfg->redis.key_prefix;
     snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
-    snprintf(chan, sizeof(chan), "%sacks", p);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)(cfg->gate.timeout_ms +
                                   cfg->gate.outcome_ttl_ms));
@@ -264,7 +264,7 @@ static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
     const char *p = cfg->redis.key_prefix;
     snprintf(key, sizeof(key), "%sfence:%s", p, idhex);
     snprintf(index, sizeof(index), "%sfence-index", p);
-    snprintf(chan, sizeof(chan), "%sfences", p);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_FENCES, chan, sizeof(chan));
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)cfg->gate.fence_ttl_ms);
     if (add)

@@ -19,7 +19,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "config/config.h"
 #include "io/redis.h"
 
 struct redis;
@@ -117,5 +119,17 @@ enum ackstore_reply {
     ACKSTORE_REPLY_FENCE,     /* fence_read, fence_read_all */
 };
 redis_cb ackstore_reply_reader(enum ackstore_reply which);
+
+/* The channels every quorumgate and relay publish on: "acks" (a change
+ * was acknowledged: its cid) and "fences" (an identity's fence changed:
+ * its id hex), under redis.key_prefix. */
+#define ACKSTORE_CHANNEL_ACKS "acks"
+#define ACKSTORE_CHANNEL_FENCES "fences"
+
+static inline void ackstore_channel(const struct config *cfg,
+                                    const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s", cfg->redis.key_prefix, name);
+}
 
 #endif

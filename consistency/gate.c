@@ -278,7 +278,7 @@ static void gate_on_unfenced(void *arg, enum redis_status st,
                              const struct redis_reply *rep)
 {
     struct gate_wait *gw = arg; /* memory kept while refs > 0 */
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     gate_count_result(gw->g, M_REDIS_FENCE_WRITE, ok);
     if (!ok) /* Redis is gone: lift them here at least */
         gate_unfence_local(gw->g, &gw->fk, gw->unfenced);

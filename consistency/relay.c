@@ -122,7 +122,7 @@ static void relay_ack_done(void *arg, enum redis_status st,
 {
     struct relay_ack *a = arg;
     struct relay *r = a->r;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     a->in_flight = false;
     metrics_inc(r->m, M_REDIS_OPERATIONS_TOTAL, M_REDIS_ACK_WRITE,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);

@@ -110,6 +110,13 @@ enum redis_status {
     REDIS_STATUS__COUNT
 };
 
+/* The command ran and Redis did not answer with an error reply. */
+static inline bool redis_reply_ok(enum redis_status st,
+                                  const struct redis_reply *rep)
+{
+    return st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+}
+
 /* reply != NULL exactly when status == REDIS_STATUS_OK. */
 typedef void (*redis_cb)(void *arg, enum redis_status status,
                          const struct redis_reply *reply);

@@ -89,7 +89,7 @@ void app_ext_count_cb(void *arg, enum redis_status st,
                       const struct redis_reply *rep)
 {
     struct app_ext_count *c = arg;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     metrics_inc(c->m, M_REDIS_OPERATIONS_TOTAL, c->op,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
 }
@@ -98,7 +98,7 @@ static void app_ext_on_ping(void *arg, enum redis_status st,
                             const struct redis_reply *rep)
 {
     struct app_ext *x = arg;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     bool was = atomic_exchange(&x->redis_ok, ok);
     metrics_inc(x->a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_PING,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
@@ -238,7 +238,7 @@ void app_ext_init(struct app *a)
                                                .log = a->log,
                                                .on_state = app_ext_sub_state,
                                                .state_arg = x});
-    snprintf(chan, sizeof(chan), "%sfences", cfg->redis.key_prefix);
+    ackstore_channel(cfg, ACKSTORE_CHANNEL_FENCES, chan, sizeof(chan));
     redis_subscribe(x->sub, chan, app_ext_fence_message, x);
     /* The first PING goes out when the connection is up (app_ext_state):
      * one sent now could only fail and count a Redis error at every

@@ -161,7 +161,7 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
     struct request *rq = arg;
     struct app *a = pipeline_app(rq);
     rq->pipe.cmd = NULL;
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
     if (!ok) {
@@ -272,7 +272,7 @@ static void pipeline_learned(void *arg, enum redis_status st,
 {
     struct request *rq = arg;
     struct app *a = pipeline_app(rq);
-    bool ok = st == REDIS_STATUS_OK && rep->type != REDIS_TYPE_ERROR;
+    bool ok = redis_reply_ok(st, rep);
     rq->pipe.cmd = NULL;
     metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_SET,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
@@ -448,11 +448,26 @@ static bool pipeline_state_read(struct request *rq)
     return true;
 }
 
+static bool pipeline_legacy_id(struct request *rq);
+
 static void pipeline_legacy_id_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
     request_log_attempt(rq, rq->node, "identity", r->status, r->duration_ns,
                         true);
+    if (r->result != UPSTREAM_OK && !rq->pipe.id_retried) {
+        /* No answer at all (seen in the docker stack right after a
+         * cluster view change: a reused connection failed within 1 ms):
+         * once more on a new connection, before the write goes out. */
+        log_printf(rq->w->app->log, LOG_LEVEL_WARN,
+                   "identity read for a gated MFA call failed (%s: %s); "
+                   "retrying on a new connection",
+                   upstream_result_name(r->result), r->error);
+        rq->pipe.id_retried = true;
+        rq->aux_fresh = true;
+        if (pipeline_legacy_id(rq))
+            return;
+    }
     if (r->result == UPSTREAM_OK && r->status == 200) {
         struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
         const char *id = json_path_string(j, "data.id");

@@ -31,6 +31,7 @@ struct pipeline_state {
     struct ackstore_ctx actx;       /* gate record reads */
     bool gated;                     /* an MFA write the gate holds */
     bool legacy;                    /* ... made with a zt-session */
+    bool id_retried;                /* the identity read was sent again */
     bool slot;                      /* holds a held-call slot ... */
     unsigned slot_bucket;           /* ... of this identity bucket */
     bool unconfirmed;               /* a legacy-session MFA write passed

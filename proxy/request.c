@@ -427,7 +427,8 @@ void request_aux_get(struct request *rq, int node, const char *path,
     rq->aux.body_len = 0;
     rq->aux.timeout_ms = timeout_ms;
     rq->aux.max_response = 1024 * 1024;
-    rq->aux.fresh_connection = false;
+    rq->aux.fresh_connection = rq->aux_fresh;
+    rq->aux_fresh = false;
     rq->aux.done = done;
     rq->aux.arg = rq;
     upstream_start(rq->w->up, &rq->aux);

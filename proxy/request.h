@@ -91,6 +91,7 @@ struct request {
     /* reconciliation / gate */
     struct upstream_req aux;           /* owned: state reads */
     int aux_node;                      /* where the current read goes */
+    bool aux_fresh;                    /* the next read on a new connection */
     int n_reads;                       /* state reads made so far */
     int n_read_failures;               /* ... that got no usable answer */
     char *aux_url;                     /* owned */

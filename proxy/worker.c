@@ -9,6 +9,7 @@
 #include "base/crypto.h"
 #include "base/loop.h"
 #include "base/util.h"
+#include "consistency/ackstore.h"
 #include "consistency/gate.h"
 #include "io/listener.h"
 #include "io/redis.h"
@@ -101,7 +102,7 @@ static void worker_replication_init(struct worker *w)
                                 .log = w->app->log,
                                 .on_state = worker_acks_sub_state,
                                 .state_arg = w});
-    snprintf(chan, sizeof(chan), "%sacks", w->cfg->redis.key_prefix);
+    ackstore_channel(w->cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     redis_subscribe(w->acks_sub, chan, worker_ack_message, w);
     struct gate_env env = {
         .loop = w->loop,

@@ -169,8 +169,10 @@ def test_init_fills_a_directory_quorumgate_accepts(tmp_path, certs):
 
 
 FAKE_BOOTSTRAP = r"""
-# stands in for the image's bootstrap.bash: bootstrap CONFIG writes it
+# stands in for a 2.x image's bootstrap.bash: bootstrap CONFIG writes it;
+# clusterInit (which the 2.x entrypoint calls) marks the 2.x scripts
 bootstrap() { echo "bootstrap $1" >>"$FAKE_LOG"; printf '%s' "$SAMPLE" >"$1"; }
+clusterInit() { :; }
 """
 
 
@@ -289,3 +291,136 @@ def test_wrapper_first_node_execs_the_entrypoint(tmp_path):
     log = (tmp_path / "log").read_text().splitlines()
     assert log == ["bootstrap config.yml", "entrypoint run config.yml", "entrypoint TERM"], log
     assert not (home / ".quorumgate-joined").exists()
+
+
+FAKE_V1_BOOTSTRAP = r"""
+# stands in for a 1.x image's bootstrap.bash (no clusterInit): defaults, and
+# bootstrap CONFIG, which records what it was asked to do and writes CONFIG
+: "${ZITI_PKI_ROOT:=pki}" "${ZITI_CA_FILE:=root}" "${ZITI_INTERMEDIATE_FILE:=intermediate}"
+: "${ZITI_SERVER_FILE:=server}" "${ZITI_CLIENT_FILE:=client}"
+trap 'echo "1.x exit trap ran" >>"$FAKE_LOG"' EXIT
+bootstrap() {
+  echo "bootstrap $1 pki=$ZITI_BOOTSTRAP_PKI db=$ZITI_BOOTSTRAP_DATABASE args=$ZITI_BOOTSTRAP_CONFIG_ARGS" >>"$FAKE_LOG"
+  printf '%s' "$SAMPLE" >"$1"
+}
+"""
+
+
+FAKE_V1_ZITI = r"""#!/usr/bin/env bash
+# stands in for `ziti`: logs the call; `pki create ...` writes the file the
+# wrapper checks for, `agent cluster init` succeeds the second time
+echo "ziti $*" >>"$FAKE_LOG"
+if [[ "$1 $2 $3" == "pki create key" ]]; then
+  shift 3
+  while (( $# )); do
+    case $1 in --pki-root) r=$2 ;; --ca-name) ca=$2 ;; --key-file) k=$2 ;; esac
+    shift 2
+  done
+  mkdir -p "$r/$ca/keys" && echo KEY >"$r/$ca/keys/$k.key"
+elif [[ "$1 $2 $3" == "agent cluster init" ]]; then
+  (( $(grep -c '^ziti agent cluster init' "$FAKE_LOG") >= 2 )) || { echo "timeout" >&2; exit 1; }
+fi
+exit 0
+"""
+
+
+FAKE_V1_ENTRYPOINT = r"""#!/usr/bin/env bash
+echo "entrypoint $* bootstrap=$ZITI_BOOTSTRAP" >>"$FAKE_LOG"
+trap 'echo "entrypoint TERM" >>"$FAKE_LOG"; exit 7' TERM
+: >"$FAKE_READY"
+for ((i = 0; i < 600; i++)); do sleep 0.05; done
+exit 9
+"""
+
+
+def v1_env(tmp_path, **extra):
+    env, home = wrapper_env(tmp_path, **extra)
+    bindir = tmp_path / "bin"
+    (bindir / "ziti").write_text(FAKE_V1_ZITI)
+    (bindir / "entrypoint.bash").write_text(FAKE_V1_ENTRYPOINT)
+    (tmp_path / "bootstrap.bash").write_text(FAKE_V1_BOOTSTRAP)
+    env.update(ZITI_BOOTSTRAP_PKI="true", ZITI_BOOTSTRAP_CONFIG="true", ZITI_BOOTSTRAP_DATABASE="true",
+               ZITI_AUTO_RENEW_CERTS="true", ZITI_CTRL_ADVERTISED_ADDRESS="ziti-controller1",
+               ZITI_CLUSTER_NODE_NAME="ziti-controller1")
+    env.update(extra)
+    return env, home
+
+
+def log_lines(tmp_path):
+    f = tmp_path / "log"
+    return f.read_text().splitlines() if f.exists() else []
+
+
+def run_until_ready(env, tmp_path, until):
+    """Runs the wrapper until until(its output so far) holds, then stops it
+    with SIGTERM.  The output goes to a file, so the predicate can read it."""
+    out_file = tmp_path / "wrapper.out"
+    with open(out_file, "w") as out_fd:
+        proc = subprocess.Popen(["bash", str(WRAPPER), "run", "config.yml"], env=env, stdout=out_fd,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            wait_for(lambda: until(out_file.read_text()))
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        finally:
+            stop_group(proc)
+    return proc.returncode, out_file.read_text(), log_lines(tmp_path)
+
+
+def test_wrapper_bootstraps_a_cluster_with_a_1x_image(tmp_path):
+    env, home = v1_env(tmp_path, ZITI_BOOTSTRAP_CLUSTER="true", ZITI_CLUSTER_TRUST_DOMAIN="ziti",
+                       ZITI_PWD="pw")
+    init = "ziti agent cluster init admin pw Default Admin"
+    rc, out, log = run_until_ready(env, tmp_path, lambda out: "initialised the cluster" in out)
+    assert log.count(init) == 2, log
+    assert rc == 7, out
+    pki = [l for l in log if l.startswith("ziti pki")]
+    assert pki[0] == "ziti pki create ca --pki-root pki --ca-file root --trust-domain spiffe://ziti", pki
+    assert pki[1] == "ziti pki create intermediate --pki-root pki --ca-name root --intermediate-file intermediate"
+    assert pki[2].startswith("ziti pki create key ")
+    assert pki[3].startswith("ziti pki create server ") and pki[4].startswith("ziti pki create client ")
+    for leaf in pki[3:5]:
+        assert "--spiffe-id controller/ziti-controller1" in leaf, leaf
+    assert "--dns localhost,ziti-controller1" in pki[3] and "--ip 127.0.0.1,::1" in pki[3]
+    assert "bootstrap config.yml pki=false db=false args=--clustered" in log, log
+    assert "entrypoint run config.yml bootstrap=false" in log, log
+    assert "1.x exit trap ran" not in log, "the sourced bootstrap's EXIT trap is dropped"
+    seen = yaml.safe_load((home / "config.yml").read_text())
+    assert "health-checks" in [a["binding"] for a in seen["web"][0]["apis"]]
+    assert "initialised the cluster" in out, out
+
+    # restart: leaf certificates renewed with the SPIFFE id, nothing else
+    (tmp_path / "log").write_text("")
+    (tmp_path / "ready").unlink()
+    env["ZITI_PWD"] = ""
+    rc, out, log = run_until_ready(env, tmp_path, lambda out: (tmp_path / "ready").exists())
+    calls = [l.split(" --")[0] for l in log if l.startswith("ziti ")]
+    assert calls == ["ziti pki create server", "ziti pki create client"], log
+    assert not any(l.startswith("bootstrap") for l in log), log
+
+
+def test_wrapper_1x_joiner_takes_the_first_nodes_root_ca(tmp_path):
+    first = tmp_path / "ctrl1" / "pki" / "root"
+    (first / "certs").mkdir(parents=True)
+    (first / "keys").mkdir()
+    (first / "certs" / "root.cert").write_text("ROOT CERT\n")
+    (first / "keys" / "root.key").write_text("ROOT KEY\n")
+    env, home = v1_env(tmp_path, ZITI_BOOTSTRAP_CLUSTER="false", ZITI_CLUSTER_NODE_PKI=str(first.parent),
+                       ZITI_CLUSTER_NODE_NAME="ziti-controller2", ZITI_CTRL_ADVERTISED_ADDRESS="ziti-controller2",
+                       ZITI_CLUSTER_JOIN_ADDRESS="tls:ziti-controller1:1280")
+    rc, out, log = run_until_ready(env, tmp_path, lambda out: "joined the cluster" in out)
+    assert (home / "pki/root/certs/root.cert").read_text() == "ROOT CERT\n"
+    assert (home / "pki/root/keys/root.key").read_text() == "ROOT KEY\n"
+    assert (home / "pki/root/serial").read_text() == "01\n"
+    assert not any("pki create ca" in l for l in log), log
+    assert any(l.startswith("ziti pki create intermediate") for l in log), log
+    assert "ziti agent cluster add tls:ziti-controller1:1280" in log, log
+    assert not any("cluster init" in l for l in log), "a joiner does not initialise a cluster"
+
+    # no root CA to take: a clear failure before the controller starts
+    other = tmp_path / "other"
+    other.mkdir()
+    env2, _ = v1_env(other, ZITI_BOOTSTRAP_CLUSTER="false", ZITI_CLUSTER_NODE_PKI=str(tmp_path / "nothing"))
+    r = subprocess.run(["bash", str(WRAPPER), "run", "config.yml"], env=env2, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 and "no root CA" in r.stderr, r.stdout + r.stderr

@@ -103,6 +103,31 @@ class Exposition:
                 if all(lab.get(k) == x for k, x in want.items())]
         return sum(hits) if hits else None
 
+    # read like the {series: [(labels, value)]} dict the tests once had
+    def _series(self):
+        out = {}
+        for n, lab, v in self.samples():
+            out.setdefault(n, []).append((lab, v))
+        return out
+
+    def __iter__(self):
+        return iter(self._series())
+
+    def __getitem__(self, series):
+        return self._series()[series]
+
+    def __contains__(self, series):
+        return any(True for _s in self.samples(series))
+
+    def __len__(self):
+        return len(self._series())
+
+    def keys(self):
+        return self._series().keys()
+
+    def items(self):
+        return self._series().items()
+
     def get(self, series, default=None):
         """[(labels, value)] of `series`, or default when it has none."""
         out = [(lab, v) for _n, lab, v in self.samples(series)]

@@ -64,6 +64,8 @@ def test_metrics_parser():
     assert m.value("nope") is None
     assert m.get("a_total") == [({"c": "x", "d": "y"}, 3.0), ({"c": "z"}, 4.0)]
     assert m.get("nope", []) == []
+    assert list(m) == ["a_total", "b"] and "b" in m and "nope" not in m and len(m) == 2
+    assert dict(m.items())["b"] == m["b"] == [({}, 1500.0)]
     with pytest.raises(ValueError):
         parse_exposition("bad line here\n")
 

@@ -546,7 +546,56 @@ static void test_restart_only_diff(void **state)
                            "admin.basic_auth.password_file");
     free(d);
     config_unref(b);
+
+    /* the HMAC key: calls held under the old one would get other change
+     * ids and fences (issue 17) */
+    fixture_write(dir, "hmac2.key", "another-key-another-key-another-key-!\n");
+    b = load_ok(dir, "listeners:\n"
+                     "  - address: 127.0.0.1:8080\n"
+                     "controllers:\n"
+                     "  - {id: c1, url: \"http://127.0.0.1:1280\"}\n"
+                     "secrets: {hmac_key_file: hmac2.key}\n"
+                     "workers: 2\n");
+    d = config_restart_only_diff(a, b);
+    assert_string_equal(d, "secrets.hmac_key_file");
+    free(d);
+    config_unref(b);
     config_unref(a);
+}
+
+/* A key file others may write is refused: whoever writes it decides which
+ * identities share change ids and fences. */
+static void test_hmac_key_file_mode(void **state)
+{
+    const char *dir = *state;
+    fixture_write(dir, "open.key", FIXTURE_HMAC);
+    char *path = xasprintf("%s/open.key", dir);
+    assert_int_equal(chmod(path, 0666), 0);
+    struct config_errors errs = {0};
+    struct config *c = config_load_string_dir(
+        "q.yaml",
+        "listeners:\n  - address: 127.0.0.1:8080\ncontrollers:\n"
+        "  - {id: c1, url: \"http://127.0.0.1:1280\"}\n"
+        "secrets: {hmac_key_file: open.key}\n",
+        dir, &errs);
+    assert_null(c);
+    assert_int_equal(errs.n, 1);
+    char *want = xasprintf("q.yaml:5: secrets.hmac_key_file: '%s' may be "
+                           "changed by other users (mode 0666): chmod go-w "
+                           "it", path);
+    assert_string_equal(errs.items[0].text, want);
+    config_errors_free(&errs);
+    assert_int_equal(chmod(path, 0640), 0);
+    c = config_load_string_dir(
+        "q.yaml",
+        "listeners:\n  - address: 127.0.0.1:8080\ncontrollers:\n"
+        "  - {id: c1, url: \"http://127.0.0.1:1280\"}\n"
+        "secrets: {hmac_key_file: open.key}\n",
+        dir, &errs);
+    assert_non_null(c);
+    config_unref(c);
+    free(want);
+    free(path);
 }
 
 static void test_passthrough(void **state)
@@ -673,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_retry_partial_and_anchors),
         cmocka_unit_test(test_gate_and_nulls),
         cmocka_unit_test(test_restart_only_diff),
+        cmocka_unit_test(test_hmac_key_file_mode),
         cmocka_unit_test(test_passthrough),
         cmocka_unit_test(test_ref_unref_and_names),
     };
