@@ -143,11 +143,26 @@ def wait_for(pred, timeout, what, proc=None):
     raise RuntimeError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
-def cpu_seconds(pid):
-    """utime+stime of the whole process (all threads), in seconds."""
+def _stat(pid):
     with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid):
+    """utime+stime of the whole process (all threads) and of its live
+    children (nginx's workers under --workers), in seconds."""
+    fields = _stat(pid)
+    total = int(fields[11]) + int(fields[12])
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == pid:
+            continue
+        try:
+            f = _stat(int(d))
+        except (OSError, IndexError):
+            continue
+        if int(f[1]) == pid:
+            total += int(f[11]) + int(f[12])
+    return total / CLK_TCK
 
 
 def rss_kib(pid):
@@ -165,13 +180,13 @@ def nginx_common(tmp, name):
     t = os.path.join(tmp, name)
     os.makedirs(t, exist_ok=True)
     return """daemon off;
-master_process off;
-worker_processes 1;
+master_process {master};
+worker_processes {workers};
 worker_rlimit_nofile 30000;
 pid {t}/nginx.pid;
 error_log {t}/error.log warn;
 events {{ worker_connections 20000; }}
-""".format(t=t), t
+""".format(t=t, master="on" if WORKERS > 1 else "off", workers=WORKERS), t
 
 
 def nginx_temp_paths(t):
@@ -272,7 +287,7 @@ def haproxy_conf(tmp, port, up_port, access_log):
     log = ("    log stdout format raw local0 info\n" if access_log else "")
     opt = ("    option httplog\n    log global\n" if access_log else "    no log\n")
     return """global
-    nbthread 1
+    nbthread {workers}
     maxconn 8000
 {log}defaults
     mode http
@@ -287,7 +302,7 @@ frontend fe
     default_backend be
 backend be
     server up 127.0.0.1:{up} maxconn 1000{sssl}
-""".format(log=log, opt=opt, port=port, up=up_port,
+""".format(log=log, opt=opt, port=port, up=up_port, workers=WORKERS,
            bssl=(" ssl crt %s ssl-min-ver TLSv1.3" % haproxy_pem()) if TLS else "",
            sssl=(" ssl verify required ca-file %s sni str(localhost) verifyhost localhost"
                  % TLS["ca"]) if TLS else "")
@@ -302,7 +317,7 @@ def quorumgate_conf(tmp, port, admin_port, up_port, access_log):
         tls_listen = '    tls:\n      cert: "%s"\n      key: "%s"\n' % (TLS["cert"], TLS["key"])
         tls_up = ('  tls:\n    ca: "%s"\n    verify: true\n    server_name: localhost\n'
                   % TLS["ca"])
-    return """workers: 1
+    return """workers: {workers}
 listeners:
   - address: "127.0.0.1:{port}"
 {tls_listen}admin:
@@ -322,6 +337,7 @@ log:
   level: warn
   access_log: {alog}
 """.format(port=port, admin=admin_port, up=up_port, key=key, tls_listen=tls_listen,
+           workers=WORKERS,
            tls_up=tls_up, scheme="https" if TLS else "http",
            alog=os.path.join(tmp, "quorumgate-access.log") if access_log else "off")
 
@@ -406,7 +422,7 @@ def parse_wrk(out):
 
 
 def wrk(port, seconds, conns, path="/"):
-    argv = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency",
+    argv = ["wrk", "-t%d" % WORKERS, "-c%d" % conns, "-d%ds" % seconds, "--latency",
             "%s://127.0.0.1:%d%s" % ("https" if TLS else "http", port, path)]
     if CPUS:
         argv = ["taskset", "-c", "1"] + argv
@@ -441,9 +457,11 @@ def fmt_ratio(a, b):
 
 
 def compare(tmp, args):
-    print("== compare: wrk -t1 -c%d -d%ds --latency %s (after a %ds warm-up); servers on CPU 0, "
-          "wrk on CPU 1; access logs %s for every proxy"
-          % (args.connections, args.duration, args.path, args.warmup, args.access_log),
+    print("== compare: wrk -t%d -c%d -d%ds --latency %s (after a %ds warm-up); %s; "
+          "access logs %s for every proxy%s"
+          % (WORKERS, args.connections, args.duration, args.path, args.warmup,
+             "servers on CPU 0, wrk on CPU 1" if CPUS else "nothing pinned",
+             args.access_log, "; TLS end to end" if TLS else ""),
           flush=True)
     up = start_upstream(tmp)
     starters = {"quorumgate": start_quorumgate, "nginx": start_nginx_proxy,
@@ -807,10 +825,11 @@ def profile(tmp, args):
 
 CPUS = False
 TLS = None     # --tls: {"ca", "cert", "key"} for every server and proxy
+WORKERS = 1    # --workers: processes/threads of every server and proxy
 
 
 def main():
-    global CPUS, TLS
+    global CPUS, TLS, WORKERS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-rel", "quorumgate"))
     ap.add_argument("--duration", type=int, default=10)
@@ -829,6 +848,9 @@ def main():
     ap.add_argument("--ab", help="comma-separated quorumgate binaries to compare "
                     "(interleaved --rounds; use with --only none)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="workers of quorumgate, nginx worker_processes, HAProxy nbthread, wrk "
+                    "threads; above 1 nothing is pinned")
     ap.add_argument("--tls", action="store_true",
                     help="compare over TLS: clients to every proxy and every proxy to the "
                     "upstream over HTTPS (TLS 1.3, one certificate, upstream verified)")
@@ -846,7 +868,12 @@ def main():
                  "-G Ninja -DCMAKE_BUILD_TYPE=Release -DQG_TESTS=OFF && ninja -C build-rel"
                  % args.bin)
     CPUS = len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
-    if not CPUS:
+    WORKERS = max(1, args.workers)
+    if WORKERS > 1:
+        CPUS = False  # PIN=none: the kernel spreads every server's workers
+    if WORKERS > 1:
+        print("bench: %d workers each, nothing pinned (PIN=none)" % WORKERS)
+    elif not CPUS:
         print("bench: WARNING fewer than 2 CPUs: nothing is pinned, numbers mean little")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = args.idle_connections + 2000

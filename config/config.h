@@ -140,6 +140,7 @@ struct config_limits {
     uint64_t max_response_bytes;     /* 8MiB, else 502 */
     uint32_t max_concurrent_requests;/* 4096 per process, else 503 */
     uint32_t max_connections;        /* 16384 per process */
+    uint32_t max_connections_per_client; /* per client address; 0 = no limit */
 };
 
 /* redis.key_prefix: keys are built in fixed buffers sized for it. */

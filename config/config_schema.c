@@ -231,6 +231,8 @@ static const struct config_field config_schema_limits_fields[] = {
         max_concurrent_requests, "4096", 1, 1000000),
     U32("max_connections", struct config_limits, max_connections, "16384", 1,
         1000000),
+    U32("max_connections_per_client", struct config_limits,
+        max_connections_per_client, "0", 0, 1000000),
 };
 static const struct config_section config_schema_limits =
     CONFIG_SECTION(config_schema_limits_fields);

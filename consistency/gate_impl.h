@@ -21,6 +21,8 @@ struct gate_probe {
     bool in_flight;
     uint64_t delay_ms;            /* next backoff */
     int tries;                    /* probes sent */
+    int refusals;                 /* 401/403 answers so far (3, over 1 s:
+                                   * refused) */
     bool refused;                 /* 401/403: the credential does not work
                                    * there; no more probes */
     uint64_t sent_ns, miss_ns;    /* last probe sent; last "not yet" */

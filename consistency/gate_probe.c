@@ -6,7 +6,8 @@
  * there (the replication lag this worker saw from that controller), then in
  * small even steps (1/32 of that lag, at least gate.probe.initial) up to
  * twice the expected lag, then with exponential backoff.  A controller that
- * refuses the credential (401/403) is not asked again. */
+ * keeps refusing the credential (401/403 three times, over a second) is
+ * not asked again. */
 #include "consistency/gate_impl.h"
 
 #include <stdlib.h>
@@ -63,8 +64,11 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         return;
     }
     if (r->result == UPSTREAM_OK && (r->status == 401 || r->status == 403) &&
-        !gw->legacy) {
-        /* the client's credential does not work there (and will not) */
+        !gw->legacy && ++p->refusals >= 3 &&
+        util_mono_ns() - gw->start_ns >= 1000000000ull) {
+        /* the client's credential does not work there, and kept not
+         * working (a real controller may refuse a fresh OIDC token for a
+         * moment after the login: observed on v1.5.4) */
         p->refused = true;
         gate_give_up(gw, nodeset_of(p->node)); /* may free gw */
         return;

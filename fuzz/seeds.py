@@ -83,6 +83,15 @@ def main():
                                  ["c1"]]))
     put("redis", b"\x02" + resp([["ab" * 32, ["c2", "1800000000000", "c3", "1"]]]))
     put("redis", b"\x02" + resp(Exception("ERR nope")))
+    # h1parse: selector byte (bit 0 HEAD, the rest a split point) + the
+    # answers the upstream client's tests script
+    src = open("tests/integration/test_h1client.py").read()
+    for i, lit in enumerate(re.findall(r'b"(HTTP/1\.1 (?:\\.|[^"\\])*)"', src)):
+        put("h1parse", bytes([i * 37 % 256]) + lit.encode().decode("unicode_escape").encode("latin-1"))
+    put("h1parse", b"\x40HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n")
+    put("h1parse", b"\x01HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    put("h1parse", b"\x7eHTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nto the end")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,24 @@ static char *headers_connection_in(const struct listener_header *in, int n)
     return found ? buf_steal(&b, NULL) : NULL;
 }
 
+/* A Host value fit to pass on as X-Forwarded-Host / Forwarded host=: a
+ * host name, an IPv4 address or a bracketed IPv6 address, optionally with
+ * a port (RFC 9110 7.2, RFC 3986 3.2.2) -- nothing a controller building
+ * links from it could be led astray by (no userinfo, path, quotes, lists). */
+static bool headers_host_ok(const char *v, size_t len)
+{
+    if (len == 0 || len > 255)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '.' || c == ':' ||
+              c == '[' || c == ']' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
 void headers_for_upstream(struct headers *out,
                           const struct listener_header *in, int n,
                           const struct headers_up_ctx *ctx)
@@ -170,6 +188,8 @@ void headers_for_upstream(struct headers *out,
     };
     char *conn = headers_connection_in(in, n);
     const struct listener_header *host = headers_find_in(in, n, "Host");
+    if (host && !headers_host_ok(host->value, host->value_len))
+        host = NULL; /* not passed on */
     const struct listener_header *xff = headers_find_in(in, n,
                                                         "X-Forwarded-For");
     const struct listener_header *fwd = headers_find_in(in, n, "Forwarded");

@@ -770,7 +770,7 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     struct listener *l = xcalloc(1, sizeof(*l));
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                          MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    struct MHD_OptionItem opts[16];
+    struct MHD_OptionItem opts[18];
     int n = 0;
     l->loop = loop;
     l->ops = ops;
@@ -817,6 +817,10 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
                                         (intptr_t)listener_unescape, l};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                         (intptr_t)limits->max_connections, NULL};
+    if (limits->max_per_client) /* more from one address: closed at accept */
+        opts[n++] = (struct MHD_OptionItem){
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            (intptr_t)limits->max_per_client, NULL};
     opts[n++] = (struct MHD_OptionItem){
         MHD_OPTION_CONNECTION_TIMEOUT,
         (intptr_t)((limits->idle_timeout_ms + 999) / 1000), NULL};

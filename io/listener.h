@@ -83,6 +83,7 @@ struct listener_limits {
     uint64_t body_timeout_ms;
     uint64_t idle_timeout_ms;
     uint32_t max_connections;            /* for this daemon */
+    uint32_t max_per_client;             /* per client address; 0 = none */
 };
 
 struct listener_tls {

@@ -439,7 +439,7 @@ static bool pipeline_state_read(struct request *rq)
         rq->pipe.step = STEP_STATE_READ;
         return true;
     }
-    char *path = reconcile_state_path(rq->ex->url);
+    char *path = request_mfa_state_path(rq);
     rq->node = leader;
     rq->stage = STAGE_RECONCILE;
     request_aux_get(rq, leader, path, rq->policy->per_try_timeout_ms,

@@ -400,9 +400,16 @@ const char *request_header(const struct request *rq, const char *name)
 
 char *request_mfa_state_path(const struct request *rq)
 {
-    return reconcile_state_path(rq && rq->ex ? rq->ex->url
-                                             : "/edge/client/v1/"
-                                               "current-identity/mfa");
+    if (!rq || !rq->ex)
+        return xstrdup("/edge/client/v1/current-identity/mfa");
+    /* the path as the controller routes it (dot segments of any length,
+     * repeated slashes), so that the state read names the enrollment */
+    size_t n = strcspn(rq->ex->url, "?");
+    char *clean = xmalloc(n + 2);
+    classify_normalise(rq->ex->url, n, clean, n + 2);
+    char *path = reconcile_state_path(clean);
+    free(clean);
+    return path;
 }
 
 void request_aux_get(struct request *rq, int node, const char *path,

@@ -189,7 +189,7 @@ void request_reconcile_start(struct request *rq)
     uint64_t per_try = rq->policy->per_try_timeout_ms;
     request_timer_stop(rq); /* nothing else may run meanwhile */
     rq->timer_cb = NULL;
-    char *path = reconcile_state_path(rq->ex->url);
+    char *path = request_mfa_state_path(rq);
     /* rq->node stays the controller that had the call */
     request_aux_get(rq, leader, path, per_try && per_try < left ? per_try : left,
                     request_reconcile_done);

@@ -40,6 +40,12 @@ static void worker_limits(const struct config *cfg, int n_workers,
     lim->max_connections = cfg->limits.max_connections / (uint32_t)n_workers;
     if (lim->max_connections == 0)
         lim->max_connections = 1;
+    /* each worker's daemon counts its own; a client's connections spread
+     * over the workers (SO_REUSEPORT) */
+    uint32_t per = cfg->limits.max_connections_per_client;
+    lim->max_per_client = per ? (per + (uint32_t)n_workers - 1) /
+                                    (uint32_t)n_workers
+                              : 0;
 }
 
 void worker_upstream_settings(const struct config *cfg,

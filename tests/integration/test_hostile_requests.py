@@ -50,3 +50,31 @@ def test_control_characters_in_header_values_are_400(quorumgate, value):
                              b"\r\nConnection: close\r\n\r\n")
     assert status == 400, (status, head, body)
     assert qg.sim.control.count(path="/edge/client/v1/version") == before
+
+
+def test_connections_per_client_are_limited(quorumgate):
+    """limits.max_connections_per_client: a third idle connection from the
+    same address is closed at accept; the first two still work, and once
+    one closes a new one is accepted."""
+    import time
+    qg = quorumgate({"limits": {"max_connections_per_client": 2}, "workers": 1})
+    host, port = qg.url.split("//", 1)[1].rsplit(":", 1)
+    a = socket.create_connection((host, int(port)), timeout=5)
+    b = socket.create_connection((host, int(port)), timeout=5)
+    time.sleep(0.2)
+    c = socket.create_connection((host, int(port)), timeout=5)
+    c.sendall(b"GET /edge/client/v1/version HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        got = c.recv(100)
+    except (ConnectionResetError, socket.timeout):
+        got = b""
+    assert got == b"", got
+    c.close()
+    for s in (a, b):
+        s.sendall(b"GET /edge/client/v1/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(12).startswith(b"HTTP/1.1 200")
+    a.close()
+    time.sleep(0.2)
+    status, _, _ = raw(qg, b"GET /edge/client/v1/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200
+    b.close()

@@ -100,7 +100,9 @@ SPELLINGS = [
 
 @pytest.mark.parametrize("path", SPELLINGS, ids=["noprefix", "edge-v1", "dots", "long"])
 def test_every_spelling_of_verify_is_held(cluster, rc_qg, identity, path):
-    qg = rc_qg()
+    # mode all: a member that a slow probe marks down for a moment on this loaded machine is
+    # waited for too, so "every member has it" is what the answer promises here
+    qg = rc_qg({"gate": {"mode": "all"}})
     wait_leader_known(qg, cluster)
     name, pw, iid = identity("sp")
     c = qg_client(qg)
@@ -108,7 +110,8 @@ def test_every_spelling_of_verify_is_held(cluster, rc_qg, identity, path):
     _mfa_id, secret = enroll_fresh(c, cluster, iid, name, pw)
     r = c.request("POST", path, body={"code": verify_code(secret)})
     r.expect(200)
-    assert r.header("quorumgate-replication", "").startswith("acked="), r.headers
+    rep = r.header("quorumgate-replication", "")
+    assert rep.startswith("acked=") and "pending" not in rep, r.headers
     # at the moment the answer arrives every member has it (read straight from each)
     all_members(cluster, iid, True)
 

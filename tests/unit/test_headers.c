@@ -226,7 +226,8 @@ static void test_upstream_forwarded_fields(void **state)
     assert_string_equal(all(&out, "X-Request-Id"), "rid-1");
     headers_free(&out);
 
-    /* trusted: appended to; HTTPS; IPv6 quoted; quotes in Host dropped */
+    /* trusted: appended to; HTTPS; IPv6 quoted; a Host that is not a
+     * host[:port] is not passed on (issue 17) */
     struct headers_up_ctx t = ctx_plain;
     t.trust_forwarded = true;
     t.tls = true;
@@ -241,9 +242,27 @@ static void test_upstream_forwarded_fields(void **state)
                         "10.0.0.1, 10.0.0.2, 2001:db8::1");
     assert_string_equal(all(&out, "X-Forwarded-Proto"), "https");
     assert_string_equal(all(&out, "Forwarded"),
-                        "for=10.0.0.1, for=\"[2001:db8::1]\";proto=https;"
-                        "host=\"weird\"");
+                        "for=10.0.0.1, for=\"[2001:db8::1]\";proto=https");
+    assert_int_equal(count(&out, "X-Forwarded-Host"), 0);
     headers_free(&out);
+
+    /* hosts that are not a host[:port] */
+    const char *bad[] = {"evil.example/x", "a@b", "a b", "a,b", "a;b",
+                         "x\"y", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct listener_header hb[] = {{"Host", 4, bad[i], strlen(bad[i])}};
+        headers_for_upstream(&out, hb, 1, &ctx_plain);
+        assert_int_equal(count(&out, "X-Forwarded-Host"), 0);
+        assert_string_equal(all(&out, "Forwarded"), "for=192.0.2.7;proto=http");
+        headers_free(&out);
+    }
+    const char *good[] = {"[2001:db8::1]:443", "10.0.0.1", "ctrl_1.example:1280"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct listener_header hg[] = {{"Host", 4, good[i], strlen(good[i])}};
+        headers_for_upstream(&out, hg, 1, &ctx_plain);
+        assert_string_equal(all(&out, "X-Forwarded-Host"), good[i]);
+        headers_free(&out);
+    }
 
     /* no Host (HTTP/1.0): no X-Forwarded-Host, no host= */
     struct listener_header in3[] = {H("Accept", "*/*")};
