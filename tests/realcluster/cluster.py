@@ -407,6 +407,8 @@ class ZitiCluster:
             if first is None:
                 first = bad
             if not bad:
+                if first:
+                    self.wait_cluster()
                 return first
             self.transfer_leadership(bad[0][0])
         raise AssertionError("members still refuse each other's tokens: %s" % bad)

@@ -7,7 +7,7 @@ from tests.support.procs import wait_until
 
 
 def test_three_members_one_leader_every_member_connected(cluster):
-    view = cluster.members_view()
+    view = cluster.members_view(via=cluster.wait_leader())      # the leader sees every peer
     assert sorted(view) == ["ctrl1", "ctrl2", "ctrl3"]
     assert [m for m, v in view.items() if v["leader"]] == [cluster.leader()]
     assert all(v["connected"] and v["voter"] for v in view.values())
