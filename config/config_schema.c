@@ -304,7 +304,7 @@ static const struct config_field config_schema_routing_fields[] = {
     DUR("affinity_ttl", struct config_routing, affinity_ttl_ms, "30m", 1000,
         30 * MS_1D),
     U32("affinity_learn_rate", struct config_routing, affinity_learn_rate,
-        "20", 1, 100000),
+        "200", 1, 100000),
     DUR("leader_wait", struct config_routing, leader_wait_ms, "10s", 0, MS_1H),
     {.key = "classes", .type = CONFIG_T_CUSTOM, .parse = config_rules_routes,
      .release = config_rules_routes_release},
