@@ -3,7 +3,7 @@
 # v1.5.4 and v1.7.2 from the source archives in ../shared/ziti (build.sh, cached in
 # ~/.cache/ziti-src-build: about 8 minutes each when cold, one after the other), then runs the
 # tier's pytest against the release build of quorumgate (built when missing).
-# Usage: scripts/test-realcluster.sh [pytest args...]
+# Usage: scripts/test-realcluster.sh [--build-only] [pytest args...]
 #   QG_ZITI_VERSIONS=v1.7.2 scripts/test-realcluster.sh      # one version only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ scripts/install-deps.sh test
 command -v go >/dev/null || { echo "test-realcluster.sh: the go command (1.24+) is needed to build ziti" >&2; exit 2; }
 build_sh=$(python3 -c 'from tests.realcluster.cluster import BUILD_SH; print(BUILD_SH)')
 [ -x "$build_sh" ] || [ -f "$build_sh" ] || { echo "test-realcluster.sh: no $build_sh (../shared/ziti)" >&2; exit 2; }
+build_only=0
+if [ "${1:-}" = --build-only ]; then build_only=1; shift; fi
 versions=${QG_ZITI_VERSIONS:-v1.5.4,v1.7.2}
 for v in ${versions//,/ }; do
   start=$(date +%s)
@@ -18,6 +20,7 @@ for v in ${versions//,/ }; do
   echo "ziti $v: $bin ($("$bin" version)), $(( $(date +%s) - start )) s"
   export "QG_ZITI_BIN_${v//./_}=$bin"
 done
+[ "$build_only" = 1 ] && exit 0
 if [ ! -x build/quorumgate ]; then
   cmake -S . -B build -G Ninja -DQG_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build build -j "$(nproc 2>/dev/null || echo 2)"
