@@ -12,7 +12,8 @@ Every line of a ```sh block in README.md that starts with `scripts/`,
   build the suite is testing);
 - `build/quorumgate ...` runs in a directory whose `build` points at the
   binary under test and whose `quorumgate.yaml` is a working configuration for
-  a simulator and a redis-server started here.
+  a simulator and a redis-server started here (with a management credential,
+  so that `check` can pass).
 
 A command of another form in one of those blocks fails the test until this
 file says how to run it, so a new README command cannot go unrun.
@@ -30,7 +31,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO_ROOT, default_qg_config, quorumgate_binary
+from tests.conftest import IDENTITIES, REPO_ROOT, default_qg_config, quorumgate_binary
 from tests.support.procs import parse_json_lines, wait_until
 from tests.support.yamlout import dump_yaml
 
@@ -110,6 +111,8 @@ def kind_of(cmd):
         return "serve"
     if rest == ["relay", "-c", "quorumgate.yaml"]:
         return "relay"
+    if rest == ["check", "-c", "quorumgate.yaml"]:
+        return "check"
     return None
 
 
@@ -124,6 +127,9 @@ def user_dir(tmp_path, sim_factory, redis_server, certs):
     events = tmp_path / "ctrl1-events.json"
     events.write_text("")
     cfg["relay"] = {"sources": [{"controller": sim.node_ids[0], "path": str(events)}]}
+    pw = tmp_path / "mgmt.password"
+    pw.write_text(IDENTITIES["admin"] + "\n")
+    cfg["gate"] = dict(cfg.get("gate") or {}, management={"username": "admin", "password_file": str(pw)})
     (tmp_path / "quorumgate.yaml").write_text(dump_yaml(cfg))
     return tmp_path
 
@@ -133,7 +139,7 @@ def run_readme(cmd, cwd, timeout=60):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
 
 
-@pytest.mark.parametrize("cmd", [c for c in runnable_commands() if kind_of(c) in ("info", "check-config")])
+@pytest.mark.parametrize("cmd", [c for c in runnable_commands() if kind_of(c) in ("info", "check-config", "check")])
 def test_short_readme_command(cmd, user_dir):
     p = run_readme(cmd, user_dir)
     out = p.stdout.decode()
@@ -142,6 +148,9 @@ def test_short_readme_command(cmd, user_dir):
         assert re.fullmatch(r"quorumgate \d+\.\d+\.\d+\S*\n", out), out
     elif cmd.endswith("--help"):
         assert out.startswith("usage:") and "-t -c FILE" in out and "relay" in out, out
+    elif kind_of(cmd) == "check":
+        assert "ready: every check passed" in out, out
+        assert IDENTITIES["admin"] not in out + p.stderr.decode()
     else:
         assert "quorumgate.yaml: configuration is valid" in out, out
 
