@@ -475,19 +475,44 @@ static void pipeline_legacy_id_done(struct upstream_req *r, void *arg)
             snprintf(rq->identity, sizeof(rq->identity), "%s", id);
         json_free(j);
     }
-    if (!rq->identity[0])
-        rq->pipe.gated = false; /* the call itself will say what is wrong */
+    if (!rq->identity[0]) {
+        if (r->result == UPSTREAM_OK && r->status >= 400 && r->status < 500) {
+            /* the controller refuses the credential: the call itself
+             * will be refused the same way, nothing to hold */
+            rq->pipe.gated = false;
+        } else {
+            /* no answer: the change could not be tracked; nothing was
+             * sent yet, so refusing changes nothing */
+            metrics_inc(pipeline_app(rq)->metrics,
+                        M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
+            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+                                 "the identity behind this MFA change could "
+                                 "not be read; nothing was changed, retry "
+                                 "later");
+            return;
+        }
+    }
     pipeline_resume(rq);
 }
 
-/* Legacy session: ask its controller who it is (GET current-identity). */
+/* A legacy session, or a bearer token quorumgate could not verify: ask the
+ * controller who it is (GET current-identity with the call's own credential). */
 static bool pipeline_legacy_id(struct request *rq)
 {
     struct app *a = pipeline_app(rq);
     int node = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
     if (node < 0) {
-        rq->pipe.gated = false;
-        return false;
+        /* an election: the identity is read on whoever leads next (the
+         * call itself waits for a leader too); never passed unheld */
+        if (loop_now_ms(rq->w->loop) >= rq->pipe.deadline_ms) {
+            request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
+                                 "Cluster has no leader, unable to make "
+                                 "model updates.");
+            return true;
+        }
+        request_after(rq, 50, pipeline_state_read_retry);
+        rq->pipe.step = STEP_LEGACY_ID;
+        return true;
     }
     const char *api = util_has_prefix(rq->ex->url, "/edge/management/")
                           ? "/edge/management/v1/current-identity"
@@ -614,7 +639,12 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                                  "read; nothing was changed, retry later");
             return true;
         }
-        if (!rq->identity[0]) {
+        if (!rq->identity[0] && ps->id_result >= 0) {
+            /* a bearer token quorumgate could not verify (a key it cannot
+             * fetch now, say): never pass unheld; ask the controller whose
+             * token it is, with the token itself */
+            ps->ask_id = true;
+        } else if (!rq->identity[0]) {
             if (!identity_session(rq->ex->headers, rq->ex->n_headers)) {
                 ps->gated = false; /* no credential: the controller says 401 */
                 return false;
@@ -643,12 +673,12 @@ static bool pipeline_gate_prepare(struct request *rq, int step)
                                  "later");
             return true;
         }
-        if (ps->gcall == GATE_CREATE && !ps->legacy)
+        if (ps->gcall == GATE_CREATE && !ps->legacy && !ps->ask_id)
             return false; /* its id comes with its answer */
         return pipeline_gate_prepare(rq, STEP_LEGACY_ID);
     case STEP_LEGACY_ID:
         ps->step = STEP_STATE_READ;
-        if (!ps->gated || !ps->legacy || rq->identity[0])
+        if (!ps->gated || !(ps->legacy || ps->ask_id) || rq->identity[0])
             return false;
         return pipeline_legacy_id(rq);
     case STEP_STATE_READ:

@@ -31,6 +31,9 @@ struct pipeline_state {
     struct ackstore_ctx actx;       /* gate record reads */
     bool gated;                     /* an MFA write the gate holds */
     bool legacy;                    /* ... made with a zt-session */
+    bool ask_id;                    /* ... with a bearer token whose
+                                       signature could not be checked: the
+                                       controller says whose it is */
     bool id_retried;                /* the identity read was sent again */
     bool slot;                      /* holds a held-call slot ... */
     unsigned slot_bucket;           /* ... of this identity bucket */

@@ -138,3 +138,36 @@ def test_probes_that_only_got_401_fence_nothing(quorumgate):
     finally:
         sim.control.clear_injections()
         sim.control.set_lag(lagging, 0)
+
+
+def test_a_token_quorumgate_cannot_verify_yet_is_held_not_passed(quorumgate):
+    """Every controller rotates its key while quorumgate may not fetch keys again (its refetch
+    limit was just used): the next login's token names a kid it cannot check.  The controller
+    accepts the token, so the verify commits; it must still be held, with the identity the
+    controller itself reports for that token (GET current-identity with the call's own
+    credential), never passed unheld as a call "without credential"."""
+    qg = quorumgate({"gate": {"mode": "all", "timeout": "5s"}})
+    sim = qg.sim
+    alice = client(qg, "alice")
+    mfa_id, secret = start_enrollment(alice)         # gated: the keys are fetched
+    # use up the refetch allowance now (an unknown kid), so the rotation below stays unknown
+    status, _ = raw(qg, "DELETE", MFA_PATH, [("Authorization", "Bearer " + forged(alice.identity_id))])
+    assert status == 401
+    for nid in sim.node_ids:
+        sim.control.rotate_key(nid)
+    alice = client(qg, "alice")                      # a token signed with a key quorumgate lacks
+    fetched = keys_fetches(sim)
+    leader = sim.control.wait_leader()
+    lagging = [n for n in sim.node_ids if n != leader][0]
+    sim.control.set_lag(lagging, 700)
+    try:
+        t0 = time.monotonic()
+        r = alice.mfa_verify(totp_now(secret)).expect(200)
+        held = time.monotonic() - t0
+    finally:
+        sim.control.set_lag(lagging, 0)
+    assert keys_fetches(sim) == fetched, "the keys were fetched again: this test did not test the fallback"
+    rep = replication(r)
+    assert rep is not None, "answered unheld: no Quorumgate-Replication header"
+    assert sorted(rep["acked"]) == sorted(sim.node_ids), r.header("quorumgate-replication")
+    assert held >= 0.6, "answered after %.3f s, before the lagging controller had it" % held
