@@ -276,6 +276,10 @@ def test_sni_split_on_the_https_port(cluster, rc_qg, cert_identity, identity, ce
     r = _cert_legacy_login(c)
     assert r.status == 200 and c.identity_id == ident.id, r.body[:300]
     assert c.current_identity().expect(200).json()["data"]["name"] == ident.name
+    # each call above had its own connection; its access-log line is written when quorumgate
+    # closes it, which can come after the client has read its answer: count once none is open
+    wait_until(lambda: qg.metrics().value("quorumgate_passthrough_open_connections") == 0, timeout=10,
+               what="the spliced connections closed")
     lines = _pt_lines(qg)
     assert lines and {e["controller"] for e in lines} == {leader}, lines
     # SNI ctrl.ziti.test: quorumgate's HTTPS front (its certificate, the test CA)
@@ -296,4 +300,5 @@ def test_sni_split_on_the_https_port(cluster, rc_qg, cert_identity, identity, ce
     assert status == 200 and headers.get("quorumgate-controller"), (status, body[:300])
     status, _, body = front("POST", "/edge/client/v1/authenticate?method=cert", b"{}")
     assert status == 400 and b"PROXY_CERT_AUTH_UNSUPPORTED" in body, body[:300]
+    assert qg.metrics().value("quorumgate_passthrough_open_connections") == 0
     assert len(_pt_lines(qg)) == len(lines)
