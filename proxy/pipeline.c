@@ -400,6 +400,11 @@ static int pipeline_gate_call(enum classify_call c)
     }
 }
 
+static void pipeline_state_read_retry(void *arg)
+{
+    pipeline_resume(arg);
+}
+
 static void pipeline_state_read_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
@@ -411,12 +416,21 @@ static void pipeline_state_read_done(struct upstream_req *r, void *arg)
                                         sizeof(ps->mfa_id), NULL);
     request_log_attempt(rq, rq->node, "state", r->status, r->duration_ns,
                         true);
+    bool no_answer = r->result != UPSTREAM_OK || r->status == 429 ||
+                     (r->status >= 500 && r->status <= 599);
+    if (no_answer && loop_now_ms(rq->w->loop) < ps->deadline_ms) {
+        /* the leader died or is changing (seen on a real cluster: the read
+         * met the killed leader before the cluster view did): without the
+         * enrollment id the gate could only fence, so read again on
+         * whoever leads next, within the leader wait */
+        if (r->result == UPSTREAM_CONNECT_ERROR)
+            app_report_failure(pipeline_app(rq), rq->node, true);
+        ps->pre_state = -1;
+        ps->step = STEP_STATE_READ;
+        request_after(rq, 50, pipeline_state_read_retry);
+        return;
+    }
     pipeline_resume(rq);
-}
-
-static void pipeline_state_read_retry(void *arg)
-{
-    pipeline_resume(arg);
 }
 
 /* Reads the enrollment on the leader: its id names the change for the

@@ -98,10 +98,7 @@ SPELLINGS = [
 ]
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
-    reason="known bug, open: the ./-and-.. spelling's verify is released acked= while two members "
-           "still lack it on the merged tree (passed on the dropin branch at 00:13); not yet found",
-    strict=False)) if "x/../" in p else p for p in SPELLINGS], ids=["noprefix", "edge-v1", "dots", "long"])
+@pytest.mark.parametrize("path", SPELLINGS, ids=["noprefix", "edge-v1", "dots", "long"])
 def test_every_spelling_of_verify_is_held(cluster, rc_qg, identity, path):
     # mode all: a member that a slow probe marks down for a moment on this loaded machine is
     # waited for too, so "every member has it" is what the answer promises here
