@@ -20,6 +20,7 @@ import pytest
 
 from tests.ctrlsim.control import SimProcess
 from tests.support.procs import Quorumgate, RedisServer, deep_merge, make_certs
+from tests.support.prom import PrometheusServer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -158,3 +159,18 @@ def quorumgate(tmp_path, redis_server, sim_factory, certs):
 # tests/readme runs the README's commands (the demo, a whole build): scripts/test.sh
 # runs it once after the release build instead of in every pass.
 collect_ignore = ["readme"]
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """factory: prometheus(targets, **kw) -> a started real Prometheus server (tests.support.prom)."""
+    started = []
+
+    def make(targets, **kw):
+        p = PrometheusServer(str(tmp_path / ("prom%d" % len(started))), targets, **kw)
+        started.append(p)
+        return p.start()
+
+    yield make
+    for p in started:
+        p.stop()

@@ -19,7 +19,6 @@ from tests.conftest import REPO_ROOT
 from tests.ctrlsim.client import ZitiClient
 from tests.integration.test_prometheus_files import TARGET_LABELS, parse_def
 from tests.support.procs import wait_until
-from tests.support.prom import PrometheusServer
 
 DASHBOARD = os.path.join(REPO_ROOT, "metrics", "grafana", "quorumgate.json")
 DOCKER = os.path.join(REPO_ROOT, "docker")
@@ -119,20 +118,6 @@ def test_every_metric_and_label_is_declared():
               "replication_wait_seconds", "replication_acks_total", "fenced_identities",
               "redis_up", "redis_operations_total"):
         assert m in used, m
-
-
-@pytest.fixture
-def prometheus(tmp_path):
-    started = []
-
-    def make(targets, **kw):
-        p = PrometheusServer(str(tmp_path / ("prom%d" % len(started))), targets, **kw)
-        started.append(p)
-        return p.start()
-
-    yield make
-    for p in started:
-        p.stop()
 
 
 def test_every_panel_query_returns_its_series(quorumgate, prometheus):

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.ctrlsim.client import ZitiClient, totp_now
 from tests.support.procs import wait_until
-from tests.support.prom import (PrometheusServer, admin_get, admin_json, bucket,
+from tests.support.prom import (admin_get, admin_json, bucket,
                                 histogram_problems, parse_exposition)
 
 RULES = os.path.join(REPO_ROOT, "metrics", "prometheus", "alerts.yml")
@@ -324,20 +324,6 @@ def test_affinity_read_from_redis_by_a_second_quorumgate(quorumgate):
 
 # ---------------------------------------------------------------------------
 # a real Prometheus server
-
-@pytest.fixture
-def prometheus(tmp_path):
-    started = []
-
-    def make(targets, **kw):
-        p = PrometheusServer(str(tmp_path / ("prom%d" % len(started))), targets, **kw)
-        started.append(p)
-        return p.start()
-
-    yield make
-    for p in started:
-        p.stop()
-
 
 def test_prometheus_scrapes_quorumgate_and_queries_match(quorumgate, prometheus, tmp_path):
     pw = tmp_path / "admin.password"
