@@ -37,6 +37,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -284,6 +285,41 @@ class Soak:
         self.history.write(rec)
         print("soak: %6.0fs fault %-13s %s %s" % (rec["t0"] - self.t_start, kind, rec.get("target"),
                                                    "" if rec["ok"] else rec["error"]), flush=True)
+        if not rec["ok"] and kind in CLUSTER_FAULTS and "TimeoutError" in rec["error"]:
+            self.fault("heal", self.heal_wedged)
+        return rec["ok"]
+
+    def heal_wedged(self):
+        """What an operator does when the cluster has had no agreed leader for a while: every
+        member running again, and a member that is running but answers no admin call within
+        10 s (seen: a v1.7.2 leader whose every API call waited on its bbolt database,
+        tests/realcluster/OBSERVATIONS.md) sent SIGQUIT (Go writes every goroutine's stack to
+        its log) and started again."""
+        healed = []
+        with self.cluster_lock:
+            for mid, m in self.cluster.members.items():
+                if m.paused:
+                    self.cluster.resume(mid)
+                if not m.running:
+                    self.cluster.restart(mid, wait=False)
+                    healed.append(mid + " (was down)")
+                    continue
+                try:
+                    ok = self.cluster.admin_call(mid, "GET", "/fabric/v1/cluster/list-members",
+                                                 timeout=10.0).status == 200
+                except (OSError, AssertionError):
+                    ok = False
+                if not ok:
+                    try:
+                        os.kill(m.proc.pid, signal.SIGQUIT)
+                        m.proc.wait(10)
+                    except (OSError, subprocess.TimeoutExpired):
+                        pass
+                    self.cluster.kill(mid)
+                    self.cluster.restart(mid, wait=False)
+                    healed.append(mid + " (wedged: SIGQUIT, restarted)")
+            self.cluster.wait_cluster(timeout=120)
+        return ", ".join(healed) or "nothing to heal"
 
     def do_transfer(self):
         with self.cluster_lock:
@@ -348,7 +384,7 @@ class Soak:
             if self.faults_stop.wait(max(0.0, nxt - time.time())):
                 return
             self.fault(kind, fn)
-            nxt += every
+            nxt = max(nxt + every, time.time() + 1.0)     # a fault that overran its period: no catch-up burst
 
     # ---- sampling ----------------------------------------------------------------
     def sample_loop(self):
@@ -420,20 +456,22 @@ class Soak:
 
     def final_state(self):
         cl = self.cluster
-        for mid, m in cl.members.items():
-            if m.paused:
-                cl.resume(mid)
-            if not m.running:
-                cl.restart(mid, wait=False)
-        cl.wait_cluster(timeout=120)
+        try:
+            cl.wait_cluster(timeout=30)
+        except (TimeoutError, RuntimeError):
+            self.fault("heal", self.heal_wedged)
         ids = [u.iid for u in self.users]
         time.sleep(2.0)       # the last applies reach every member (raft lag is ms; generous)
         for mid in cl.node_ids:
             states = {}
             for iid in ids:
-                d = cl.identity(mid, iid, timeout=10.0)
+                try:
+                    d = cl.identity(mid, iid, timeout=10.0)
+                except (OSError, AssertionError):
+                    break     # the member does not answer: its states stay unknown
                 states[iid] = None if d is None else bool(d.get("isMfaEnabled"))
-            self.history.write({"type": "final", "member": mid, "t": time.time(), "mfa_enabled": states})
+            self.history.write({"type": "final", "member": mid, "t": time.time(), "mfa_enabled": states,
+                                "complete": len(states) == len(ids)})
         for mid in cl.node_ids:
             try:
                 with open(cl.events_path(mid), errors="replace") as f:

@@ -308,6 +308,7 @@ def test_counts_per_fault_and_curves():
     curves = c.curves()
     assert [life["pid"] for life in curves["qgA"]] == [100, 200]
     assert curves["qgA"][0]["rss_mib"] == [10.0, 10.0, 10.0] and curves["qgA"][0]["fds"] == [30, 31, 32]
+    assert curves["qgA"][0]["fds_max"] == 32
 
 
 def test_event_timestamps_with_nanoseconds():
@@ -333,3 +334,30 @@ def test_the_command_line_exits_1_on_a_violation_and_0_otherwise(tmp_path):
         out = r.stdout.decode()
         assert "per fault" in out and "RSS (MiB)" in out and "violations: %d" % code in out
         assert json.loads((tmp_path / (name + ".json")).read_text())["per_outcome"]
+
+
+def test_a_history_without_the_final_state_or_the_controllers_changes_is_incomplete_not_passed():
+    h, _ = clean()
+    recs = [r for r in h.finish() if r["type"] != "final"]
+    assert counts(run(recs)) == {"incomplete": 1}
+    recs = [r for r in h.finish() if r["type"] != "event"]
+    assert "incomplete" in counts(run(recs))
+    h, _ = clean()
+    recs = h.finish()
+    next(r for r in recs if r["type"] == "final")["complete"] = False
+    assert counts(run(recs)) == {"incomplete": 1}
+
+
+def test_a_member_restarted_by_the_heal_action_excuses_its_lost_affinity():
+    h, _ = clean()
+    lost_oidc_step(h)
+    h.fault("heal", 19.0, 21.0, target="ctrl1 (wedged: SIGQUIT, restarted)")
+    assert counts(run(h.finish())) == {}
+
+
+def test_a_committed_verify_answered_with_a_timeout_is_counted_apart_not_flagged():
+    h, ops = clean()
+    ops["verify"].update(status=504, err_code="PROXY_UPSTREAM_TIMEOUT", envelope=True)
+    c = run(h.finish())
+    assert counts(c) == {}
+    assert any("timeout answer" in k for k in c.notes)
