@@ -1,6 +1,7 @@
 /* listener.h - the HTTP/1.1 front end: one libmicrohttpd daemon per listening
  * socket per worker loop, driven by that loop (external epoll).  The only
- * interface to libmicrohttpd; nothing else includes microhttpd.h.
+ * interface to libmicrohttpd: outside io/listener*.c nothing includes
+ * microhttpd.h.
  *
  * The listener parses and bounds requests (431, 413, 408, 400 for
  * smuggling-shaped framing) and hands each complete request to its owner as
