@@ -137,10 +137,22 @@ static enum MHD_Result listener_access(void *cls, struct MHD_Connection *c,
                            ? MHD_NO
                            : MHD_YES;
             }
+            if (!listener_request_charge(l, ex, n, false)) {
+                /* the budget is spent: keep none of it, answer 503 */
+                xp->discarding = xp->over_budget = true;
+                xp->discarded += n;
+                buf_free(&xp->body);
+                listener_request_uncharge(l, ex);
+                return MHD_YES;
+            }
             buf_append(&xp->body, upload_data, n);
             return MHD_YES;
         }
         listener_respond_arm(xp->conn, 0);
+        if (xp->over_budget) {
+            listener_request_budget_spent(l, ex);
+            return listener_respond_queue(ex);
+        }
         if (xp->discarding) {
             listener_respond_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                                    "request body too large", true);
@@ -207,6 +219,7 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
     if (!ex->method_name[0])
         ex->method_name = "-";
     l->ops->on_complete(l->ctx, ex);
+    listener_request_uncharge(l, ex);
     if (xp->resp)
         MHD_destroy_response(xp->resp);
     *con_cls = NULL;
@@ -220,6 +233,16 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
         return;
     }
     listener_request_free(a);
+}
+
+/* Before anything is read from a new connection. */
+static enum MHD_Result listener_accept(void *cls, const struct sockaddr *sa,
+                                       socklen_t len)
+{
+    struct listener *l = cls;
+    if (!l->ops->accept)
+        return MHD_YES;
+    return l->ops->accept(l->ctx, sa, len) ? MHD_YES : MHD_NO;
 }
 
 static size_t listener_unescape(void *cls, struct MHD_Connection *c, char *s)
@@ -343,7 +366,7 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    l->d = MHD_start_daemon(flags, 0, NULL, NULL, listener_access, l,
+    l->d = MHD_start_daemon(flags, 0, listener_accept, l, listener_access, l,
                             MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!l->d) {
         *err = xstrdup(l->tls ? "cannot start the HTTPS listener (check the "

@@ -59,6 +59,8 @@ struct listener_xpriv {
     bool in_handler;               /* inside on_request */
     bool suspended;
     bool discarding;               /* body over the limit: read and drop */
+    bool over_budget;              /* body refused: the budget is spent */
+    uint64_t charged;              /* bytes counted in limits.budget */
     uint64_t discarded;
     char *raw_url;                 /* owned */
     size_t url_cap;
@@ -92,6 +94,17 @@ void listener_request_set_id(struct listener *l, struct listener_exchange *ex);
 void listener_request_client_addr(struct listener_exchange *ex,
                                   struct MHD_Connection *c);
 void listener_request_free(struct listener_exchange_alloc *a);
+
+/* Answers 503 PROXY_BUFFER_BUDGET (and tells the owner). */
+void listener_request_budget_spent(struct listener *l,
+                                   struct listener_exchange *ex);
+/* Count n more bytes of this exchange in the budget; false (nothing
+ * counted) when that would go over it. */
+bool listener_request_charge(struct listener *l, struct listener_exchange *ex,
+                             uint64_t n, bool force);
+/* Give back everything this exchange counted. */
+void listener_request_uncharge(struct listener *l,
+                               struct listener_exchange *ex);
 
 /* listener_respond.c */
 /* An error the listener answers itself, in the OpenZiti envelope. */

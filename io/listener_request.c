@@ -165,6 +165,56 @@ void listener_request_client_addr(struct listener_exchange *ex,
     }
 }
 
+/* ---- the buffer budget ----------------------------------------------- */
+
+/* Would n more bytes fit in the budget? */
+static bool listener_request_budget_ok(struct listener *l, uint64_t n)
+{
+    struct listener_budget *b = l->limits.budget;
+    uint64_t limit = b ? atomic_load(&b->limit) : 0;
+    if (!limit)
+        return true;
+    uint64_t used = atomic_load(&b->used);
+    return used < limit && n <= limit - used;
+}
+
+void listener_request_budget_spent(struct listener *l,
+                                   struct listener_exchange *ex)
+{
+    if (l->ops->on_event)
+        l->ops->on_event(l->ctx, LISTENER_BUDGET_SPENT);
+    listener_respond_error(ex, l, 503, "PROXY_BUFFER_BUDGET",
+                           "quorumgate holds as many request and answer "
+                           "bytes as it may (limits.max_buffered_bytes); "
+                           "retry later",
+                           true);
+}
+
+bool listener_request_charge(struct listener *l, struct listener_exchange *ex,
+                             uint64_t n, bool force)
+{
+    struct listener_budget *b = l->limits.budget;
+    if (!b || !n)
+        return true;
+    uint64_t limit = atomic_load(&b->limit);
+    uint64_t before = atomic_fetch_add(&b->used, n);
+    if (!force && limit && (before >= limit || n > limit - before)) {
+        atomic_fetch_sub(&b->used, n);
+        return false;
+    }
+    XP(ex)->charged += n;
+    return true;
+}
+
+void listener_request_uncharge(struct listener *l,
+                               struct listener_exchange *ex)
+{
+    struct listener_xpriv *xp = XP(ex);
+    if (xp->charged && l->limits.budget)
+        atomic_fetch_sub(&l->limits.budget->used, xp->charged);
+    xp->charged = 0;
+}
+
 struct listener_request_walk {
     struct listener_header *items;
     int n, cap;
@@ -236,6 +286,8 @@ bool listener_request_headers(struct listener *l,
     } else if (has_clen && clen > l->limits.max_body_bytes) {
         listener_respond_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
                                "request body too large", true);
+    } else if (!listener_request_budget_ok(l, has_clen ? clen : 0)) {
+        listener_request_budget_spent(l, ex);
     } else if (!(ex->admitted = l->ops->admit(l->ctx))) {
         listener_respond_error(ex, l, 503, "PROXY_OVERLOADED",
                                "too many requests in flight, retry later",

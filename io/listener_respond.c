@@ -117,6 +117,8 @@ void listener_respond(struct listener_exchange *ex, int status,
     }
     ex->status = status;
     ex->bytes_out = body_len;
+    if (xp->conn) /* counted always: an answer is never refused */
+        listener_request_charge(xp->conn->l, ex, body_len, true);
     xp->resp = listener_respond_make(ex, headers, n_header_pairs, body,
                                      body_len, close);
     if (xp->suspended) {
@@ -138,6 +140,10 @@ enum MHD_Result listener_respond_queue(struct listener_exchange *ex)
     MHD_destroy_response(xp->resp);
     xp->resp = NULL;
     xp->phase = PHASE_ANSWERED;
+    /* the whole answer is due within the send timeout: a client that
+     * reads slowly or not at all holds a request slot and the answer's
+     * memory no longer than that */
+    listener_respond_arm(xp->conn, xp->conn->l->limits.send_timeout_ms);
     return rc;
 }
 
@@ -180,9 +186,15 @@ void listener_respond_deadline(void *arg)
     struct listener_conn *conn = arg;
     struct listener *l = conn->l;
     struct listener_exchange *ex = conn->ex;
-    if (ex && XP(ex)->phase >= PHASE_WAITING)
+    if (ex && XP(ex)->phase == PHASE_WAITING)
         return;
-    if (ex) {
+    if (ex && XP(ex)->phase == PHASE_ANSWERED) {
+        /* the answer was not taken within the send timeout */
+        ex->send_timed_out = true;
+        if (l->ops->on_event)
+            l->ops->on_event(l->ctx, LISTENER_SEND_TIMEOUT);
+        shutdown(conn->fd, SHUT_RDWR);
+    } else if (ex) {
         listener_respond_408(conn, ex);
     } else if (conn->served == 0) {
         /* The first request line did not arrive in time (the library
