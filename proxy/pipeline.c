@@ -168,7 +168,7 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
         pipeline_warn_redis(rq, "an affinity lookup");
     } else if (rep->type == REDIS_TYPE_STRING) {
         char id[CONFIG_ID_MAX];
-        snprintf(id, sizeof(id), "%.*s", (int)rep->len, rep->str);
+        util_copy_whole(id, sizeof(id), rep->str, rep->len); /* never cut */
         int node = cluster_index(a->cluster, id);
         if (node >= 0) {
             uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
@@ -239,7 +239,7 @@ static bool pipeline_affinity(struct request *rq)
         uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
         uint64_t now = pipeline_now_s(rq);
         if (ps->aff_expiry <= now + (ttl_s + 1) / 2) {
-            char key[160];
+            char key[AFFINITY_REDIS_KEY_MAX];
             affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
                                sizeof(key));
@@ -256,7 +256,7 @@ static bool pipeline_affinity(struct request *rq)
                     M_RESULT_ERROR);
         return false;
     }
-    char key[160];
+    char key[AFFINITY_REDIS_KEY_MAX];
     affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key, sizeof(key));
     rq->stage = STAGE_AFFINITY;
     ps->cmd = redis_command(rq->w->redis, pipeline_aff_reply, rq,
@@ -291,7 +291,7 @@ static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
     const struct config *cfg = rq->cfg;
     struct redis *r = rq->w->redis;
     struct affinity_key k;
-    char key[160];
+    char key[AFFINITY_REDIS_KEY_MAX];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
     if (!len || node < 0)
         return false;
@@ -486,7 +486,8 @@ static void pipeline_legacy_id_done(struct upstream_req *r, void *arg)
         struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
         const char *id = json_path_string(j, "data.id");
         if (id)
-            snprintf(rq->identity, sizeof(rq->identity), "%s", id);
+            util_copy_whole(rq->identity, sizeof(rq->identity), id,
+                            strlen(id)); /* too long: unknown, never cut */
         json_free(j);
     }
     if (!rq->identity[0]) {
@@ -799,7 +800,8 @@ bool pipeline_gate(struct request *rq)
         struct json *j = json_parse(rq->up.resp_body.data,
                                     rq->up.resp_body.len);
         const char *id = json_path_string(j, "data.id");
-        snprintf(ps->mfa_id, sizeof(ps->mfa_id), "%s", id ? id : "");
+        util_copy_whole(ps->mfa_id, sizeof(ps->mfa_id), id,
+                        id ? strlen(id) : 0); /* too long: unreadable */
         json_free(j);
     }
     rq->stage = STAGE_GATE;
