@@ -414,7 +414,7 @@ static void pipeline_state_read_done(struct upstream_req *r, void *arg)
         ps->pre_state = reconcile_parse(r->status, r->resp_body.data,
                                         r->resp_body.len, ps->mfa_id,
                                         sizeof(ps->mfa_id), NULL);
-    request_log_attempt(rq, rq->node, "state", r->status, r->duration_ns,
+    request_attempt_log(rq, rq->node, "state", r->status, r->duration_ns,
                         true);
     bool no_answer = r->result != UPSTREAM_OK || r->status == 429 ||
                      (r->status >= 500 && r->status <= 599);
@@ -456,8 +456,8 @@ static bool pipeline_state_read(struct request *rq)
     char *path = request_mfa_state_path(rq);
     rq->node = leader;
     rq->stage = STAGE_RECONCILE;
-    request_aux_get(rq, leader, path, rq->policy->per_try_timeout_ms,
-                    pipeline_state_read_done);
+    request_attempt_aux_get(rq, leader, path, rq->policy->per_try_timeout_ms,
+                            pipeline_state_read_done);
     free(path);
     return true;
 }
@@ -467,7 +467,7 @@ static bool pipeline_legacy_id(struct request *rq);
 static void pipeline_legacy_id_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
-    request_log_attempt(rq, rq->node, "identity", r->status, r->duration_ns,
+    request_attempt_log(rq, rq->node, "identity", r->status, r->duration_ns,
                         true);
     if (r->result != UPSTREAM_OK && !rq->pipe.id_retried) {
         /* No answer at all (seen in the docker stack right after a
@@ -533,8 +533,8 @@ static bool pipeline_legacy_id(struct request *rq)
                           : "/edge/client/v1/current-identity";
     rq->node = node;
     rq->stage = STAGE_RECONCILE;
-    request_aux_get(rq, node, api, rq->policy->per_try_timeout_ms,
-                    pipeline_legacy_id_done);
+    request_attempt_aux_get(rq, node, api, rq->policy->per_try_timeout_ms,
+                            pipeline_legacy_id_done);
     return true;
 }
 
