@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/h1parse.h"
+#include "base/list.h"
 #include "base/loop.h"
 #include "base/util.h"
 #include "io/h1tls.h"
@@ -37,7 +38,8 @@ struct h1x {
     const char *target;          /* borrowed: into r->url */
     uint64_t t0;
     bool waiting, deferred, too_large;
-    struct h1x *prev, *next;     /* wait list, deferred list or spares */
+    struct list link;            /* in its origin's waiting, the client's
+                                    deferred or spare list */
 };
 
 /* One controller address (scheme, authority and connect_to). */
@@ -50,9 +52,10 @@ struct h1origin {
     char *name;                  /* owned: certificate name / SNI */
     struct sockaddr_storage addr;
     socklen_t addr_len;
-    struct h1conn *idle;         /* owned: kept-alive, last used first */
+    struct list idle;            /* owned h1conns: kept-alive, last used
+                                    first */
     int n_conns;                 /* open, idle or busy */
-    struct h1x *wait_head, *wait_tail; /* borrowed */
+    struct list waiting;         /* borrowed h1xs, first come first */
     void *session;               /* owned TLS session */
 };
 
@@ -75,8 +78,8 @@ struct h1conn {
     struct h1parse p;
     struct loop_timer *timer;    /* owned: connect + handshake timeout */
     uint64_t idle_since;
-    struct h1conn *next;         /* origin's idle list */
-    struct h1conn *all_prev, *all_next; /* client's list */
+    struct list idle_link;       /* in the origin's idle list, if idle */
+    struct list link;            /* in the client's conns */
 };
 
 struct h1client {
@@ -89,9 +92,9 @@ struct h1client {
     bool tls_failed;
     struct h1origin **origins;   /* owned */
     int n_origins;
-    struct h1conn *conns;        /* owned: every connection */
-    struct h1x *spare;           /* owned */
-    struct h1x *deferred_head, *deferred_tail; /* borrowed from live */
+    struct list conns;           /* owned h1conns: every connection */
+    struct list spare;           /* owned h1xs */
+    struct list deferred;        /* borrowed h1xs (live ones) */
     struct loop_defer *defer;    /* owned */
     int active;
 };
@@ -112,6 +115,16 @@ static char *h1_strndup(const char *s, size_t n)
     return d;
 }
 
+static struct h1x *h1x_of(struct list *l)
+{
+    return list_entry(l, struct h1x, link);
+}
+
+static struct h1conn *h1conn_of_idle(struct list *l)
+{
+    return list_entry(l, struct h1conn, idle_link);
+}
+
 static void h1conn_want(struct h1conn *k, int events)
 {
     if (k->events != events) { /* an unchanged set costs no system call */
@@ -124,15 +137,16 @@ static void h1conn_want(struct h1conn *k, int events)
 
 static struct h1x *h1x_get(struct h1client *c)
 {
-    struct h1x *x = c->spare;
-    if (x) {
-        c->spare = x->next;
+    struct list *l = list_pop_head(&c->spare);
+    struct h1x *x;
+    if (l) {
+        x = h1x_of(l);
     } else {
         x = xcalloc(1, sizeof(*x));
         x->c = c;
         x->timer = loop_timer_new(c->loop, h1x_timeout, x);
+        list_init(&x->link);
     }
-    x->prev = x->next = NULL;
     x->waiting = x->deferred = x->too_large = false;
     x->conn = NULL;
     return x;
@@ -141,41 +155,22 @@ static struct h1x *h1x_get(struct h1client *c)
 static void h1x_put(struct h1client *c, struct h1x *x)
 {
     x->r = NULL;
-    x->next = c->spare;
-    c->spare = x;
+    list_insert_head(&c->spare, &x->link);
 }
 
 static void h1x_unwait(struct h1x *x)
 {
-    struct h1origin *o = x->o;
     if (!x->waiting)
         return;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        o->wait_head = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    else
-        o->wait_tail = x->prev;
-    x->prev = x->next = NULL;
+    list_remove(&x->link);
     x->waiting = false;
 }
 
 static void h1x_undefer(struct h1x *x)
 {
-    struct h1client *c = x->c;
     if (!x->deferred)
         return;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        c->deferred_head = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    else
-        c->deferred_tail = x->prev;
-    x->prev = x->next = NULL;
+    list_remove(&x->link);
     x->deferred = false;
 }
 
@@ -211,21 +206,16 @@ static void h1x_finish(struct h1x *x, enum upstream_result res,
     }
     struct h1client *c = x->c;
     x->deferred = true;
-    x->prev = c->deferred_tail;
-    x->next = NULL;
-    if (c->deferred_tail)
-        c->deferred_tail->next = x;
-    else
-        c->deferred_head = x;
-    c->deferred_tail = x;
+    list_insert_tail(&c->deferred, &x->link);
     loop_defer_schedule(c->defer);
 }
 
 static void h1_deferred(void *arg)
 {
     struct h1client *c = arg;
-    struct h1x *x;
-    while ((x = c->deferred_head)) {
+    struct list *l;
+    while ((l = list_first(&c->deferred))) {
+        struct h1x *x = h1x_of(l);
         h1x_undefer(x);
         h1x_deliver(x);
     }
@@ -235,21 +225,9 @@ static void h1_deferred(void *arg)
 
 static void h1conn_close(struct h1conn *k)
 {
-    struct h1client *c = k->c;
     struct h1origin *o = k->o;
-    if (k->state == C_IDLE) {
-        struct h1conn **pp = &o->idle;
-        while (*pp && *pp != k)
-            pp = &(*pp)->next;
-        if (*pp)
-            *pp = k->next;
-    }
-    if (k->all_prev)
-        k->all_prev->all_next = k->all_next;
-    else
-        c->conns = k->all_next;
-    if (k->all_next)
-        k->all_next->all_prev = k->all_prev;
+    list_remove(&k->idle_link); /* if it is idle */
+    list_remove(&k->link);
     o->n_conns--;
     h1tls_free(k->tls);
     loop_io_free(k->io);
@@ -457,10 +435,8 @@ static void h1conn_open(struct h1client *c, struct h1origin *o, struct h1x *x,
     k->state = C_CONNECTING;
     k->x = x;
     x->conn = k;
-    k->all_next = c->conns;
-    if (c->conns)
-        c->conns->all_prev = k;
-    c->conns = k;
+    list_init(&k->idle_link);
+    list_insert_head(&c->conns, &k->link);
     o->n_conns++;
     if (c->connect_timeout_ms)
         loop_timer_start(k->timer, c->connect_timeout_ms, 0);
@@ -505,8 +481,7 @@ static void h1conn_complete(struct h1conn *k)
     if (keep) {
         k->state = C_IDLE;
         k->idle_since = loop_now_ms(c->loop);
-        k->next = o->idle;
-        o->idle = k;
+        list_insert_head(&o->idle, &k->idle_link);
     } else {
         h1conn_close(k);
     }
@@ -743,6 +718,8 @@ static struct h1origin *h1_origin_new(struct h1client *c, const char *url,
         o->name = h1_strndup(auth, hlen);
     o->addr = ss;
     o->addr_len = sslen;
+    list_init(&o->idle);
+    list_init(&o->waiting);
     c->origins = xrealloc(c->origins,
                           (size_t)(c->n_origins + 1) * sizeof(*c->origins));
     c->origins[c->n_origins++] = o;
@@ -781,12 +758,12 @@ static struct h1origin *h1_origin(struct h1client *c, const struct upstream_req 
 /* An idle connection young enough to reuse, or NULL. */
 static struct h1conn *h1origin_idle(struct h1origin *o)
 {
-    struct h1client *c = o->idle ? o->idle->c : NULL;
-    while (o->idle) {
-        struct h1conn *k = o->idle;
+    struct list *l;
+    while ((l = list_first(&o->idle))) {
+        struct h1conn *k = h1conn_of_idle(l);
+        struct h1client *c = k->c;
         if (loop_now_ms(c->loop) - k->idle_since < c->idle_timeout_ms) {
-            o->idle = k->next;
-            k->next = NULL;
+            list_remove(l);
             return k;
         }
         h1conn_close(k);
@@ -805,8 +782,9 @@ static bool h1x_dispatch(struct h1x *x, bool sync)
             h1conn_begin(k, x, sync);
             return true;
         }
-    } else if (o->n_conns >= c->max_conns && o->idle) {
-        h1conn_close(o->idle); /* make room for the fresh one */
+    } else if (o->n_conns >= c->max_conns && !list_empty(&o->idle)) {
+        /* make room for the fresh one */
+        h1conn_close(h1conn_of_idle(list_first(&o->idle)));
     }
     if (o->n_conns < c->max_conns) {
         h1conn_open(c, o, x, sync);
@@ -817,18 +795,14 @@ static bool h1x_dispatch(struct h1x *x, bool sync)
 
 static void h1origin_serve(struct h1origin *o, bool sync)
 {
-    struct h1x *x;
-    while ((x = o->wait_head)) {
+    struct list *l;
+    while ((l = list_first(&o->waiting))) {
+        struct h1x *x = h1x_of(l);
         h1x_unwait(x);
         if (!h1x_dispatch(x, sync)) {
             /* back at the head, in order */
             x->waiting = true;
-            x->next = o->wait_head;
-            if (o->wait_head)
-                o->wait_head->prev = x;
-            else
-                o->wait_tail = x;
-            o->wait_head = x;
+            list_insert_head(&o->waiting, &x->link);
             return;
         }
     }
@@ -861,6 +835,9 @@ struct h1client *h1client_new(struct loop *loop,
 {
     struct h1client *c = xcalloc(1, sizeof(*c));
     c->loop = loop;
+    list_init(&c->conns);
+    list_init(&c->spare);
+    list_init(&c->deferred);
     c->ca_file = h1_dup(s->ca_file);
     c->cert_file = h1_dup(s->cert_file);
     c->key_file = h1_dup(s->key_file);
@@ -890,21 +867,24 @@ void h1client_free(struct h1client *c)
 {
     if (!c)
         return;
-    while (c->conns) {
-        struct h1conn *k = c->conns;
+    struct list *l;
+    while ((l = list_first(&c->conns))) {
+        struct h1conn *k = list_entry(l, struct h1conn, link);
         if (k->x) {
             h1x_destroy(k->x);
             k->x = NULL;
         }
         h1conn_close(k);
     }
-    for (struct h1x *x; (x = c->deferred_head);) {
+    while ((l = list_first(&c->deferred))) {
+        struct h1x *x = h1x_of(l);
         h1x_undefer(x);
         h1x_destroy(x);
     }
     for (int i = 0; i < c->n_origins; i++) {
         struct h1origin *o = c->origins[i];
-        for (struct h1x *x; (x = o->wait_head);) {
+        while ((l = list_first(&o->waiting))) {
+            struct h1x *x = h1x_of(l);
             h1x_unwait(x);
             h1x_destroy(x);
         }
@@ -915,10 +895,8 @@ void h1client_free(struct h1client *c)
         free(o->name);
         free(o);
     }
-    for (struct h1x *x; (x = c->spare);) {
-        c->spare = x->next;
-        h1x_destroy(x);
-    }
+    while ((l = list_pop_head(&c->spare)))
+        h1x_destroy(h1x_of(l));
     free(c->origins);
     loop_defer_free(c->defer);
     h1tls_ctx_free(c->tls);
@@ -945,15 +923,10 @@ bool h1client_start(struct h1client *c, struct upstream_req *r)
     c->active++;
     if (r->timeout_ms)
         loop_timer_start(x->timer, r->timeout_ms, 0);
-    if (!o->wait_head && h1x_dispatch(x, true))
+    if (list_empty(&o->waiting) && h1x_dispatch(x, true))
         return true;
     x->waiting = true; /* behind the others, in order */
-    x->prev = o->wait_tail;
-    if (o->wait_tail)
-        o->wait_tail->next = x;
-    else
-        o->wait_head = x;
-    o->wait_tail = x;
+    list_insert_tail(&o->waiting, &x->link);
     return true;
 }
 
