@@ -19,6 +19,7 @@
 #include "proxy/app.h"
 #include "proxy/certfront.h"
 #include "io/listener.h"
+#include "base/list.h"
 #include "base/loop.h"
 #include "base/util.h"
 #include "proxy/worker.h"
@@ -48,42 +49,19 @@ static void request_wait_timeout(void *arg);
 
 static void request_wait(struct request *rq)
 {
-    struct worker *w = rq->w;
-    if (rq->on_wait_list)
-        return;
-    rq->on_wait_list = true;
-    rq->wprev = NULL;
-    rq->wnext = w->waiting;
-    if (w->waiting)
-        w->waiting->wprev = rq;
-    w->waiting = rq;
+    if (!list_linked(&rq->wait_link))
+        list_insert_head(&rq->w->waiting, &rq->wait_link);
 }
 
 void request_unwait(struct request *rq)
 {
-    struct worker *w = rq->w;
-    if (!rq->on_wait_list)
-        return;
-    if (rq->wprev)
-        rq->wprev->wnext = rq->wnext;
-    else
-        w->waiting = rq->wnext;
-    if (rq->wnext)
-        rq->wnext->wprev = rq->wprev;
-    rq->on_wait_list = false;
-    rq->wprev = rq->wnext = NULL;
+    list_remove(&rq->wait_link);
 }
 
 static void request_unlink(struct request *rq)
 {
-    struct worker *w = rq->w;
     request_unwait(rq);
-    if (rq->prev)
-        rq->prev->next = rq->next;
-    else
-        w->requests = rq->next;
-    if (rq->next)
-        rq->next->prev = rq->prev;
+    list_remove(&rq->link);
 }
 
 /* ---- after a usable answer ------------------------------------------- */
@@ -171,7 +149,7 @@ static void request_route(struct request *rq)
     /* one decision per attempt sent; a wait for a leader counts once,
      * when it starts, not at every cluster-view change that finds none */
     bool count = out.kind == ROUTE_TO ||
-                 (out.kind == ROUTE_WAIT_LEADER ? !rq->on_wait_list
+                 (out.kind == ROUTE_WAIT_LEADER ? !list_linked(&rq->wait_link)
                                                 : rq->n_attempts == 0);
     if (count)
         metrics_inc(a->metrics, M_ROUTING_DECISIONS_TOTAL, rq->cls.cls,
@@ -244,12 +222,11 @@ void request_reroute(struct request *rq)
 
 void request_cluster_changed(struct worker *w)
 {
-    struct request *rq = w->waiting;
-    while (rq) {
-        struct request *next = rq->wnext;
+    struct list *l, *tmp;
+    list_foreach_safe(l, tmp, &w->waiting) {
+        struct request *rq = list_entry(l, struct request, wait_link);
         if (rq->stage == STAGE_ROUTING)
             request_route(rq);
-        rq = next;
     }
 }
 
@@ -292,10 +269,15 @@ static enum route_pin request_pin(const struct request *rq)
 
 static struct request *request_alloc(struct worker *w)
 {
-    struct request *rq = w->spare_requests;
-    if (!rq)
-        return xcalloc(1, sizeof(*rq));
-    w->spare_requests = rq->next;
+    struct list *l = list_pop_head(&w->spare_requests);
+    struct request *rq;
+    if (!l) {
+        rq = xcalloc(1, sizeof(*rq));
+        list_init(&rq->link);
+        list_init(&rq->wait_link);
+        return rq;
+    }
+    rq = list_entry(l, struct request, link);
     w->n_spare_requests--;
     struct request keep = *rq;
     memset(rq, 0, sizeof(*rq));
@@ -307,6 +289,8 @@ static struct request *request_alloc(struct worker *w)
     rq->up.resp_body = keep.up.resp_body;
     rq->url = keep.url;
     rq->timer = keep.timer;
+    list_init(&rq->link);
+    list_init(&rq->wait_link);
     return rq;
 }
 
@@ -328,8 +312,7 @@ static void request_release(struct request *rq)
         headers_wipe(&rq->up_headers);
         headers_reset(&rq->answer_headers);
         upstream_req_reset(&rq->up);
-        rq->next = w->spare_requests;
-        w->spare_requests = rq;
+        list_insert_head(&w->spare_requests, &rq->link);
         w->n_spare_requests++;
         return;
     }
@@ -350,11 +333,9 @@ void request_destroy(struct request *rq)
 
 void request_free_spares(struct worker *w)
 {
-    while (w->spare_requests) {
-        struct request *rq = w->spare_requests;
-        w->spare_requests = rq->next;
-        request_destroy(rq);
-    }
+    struct list *l;
+    while ((l = list_pop_head(&w->spare_requests)))
+        request_destroy(list_entry(l, struct request, link));
     w->n_spare_requests = 0;
 }
 
@@ -368,10 +349,7 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     rq->cfg = config_ref(w->cfg);
     rq->node = -1;
     rq->home = -1;
-    rq->next = w->requests;
-    if (w->requests)
-        w->requests->prev = rq;
-    w->requests = rq;
+    list_insert_head(&w->requests, &rq->link);
     atomic_fetch_add(&w->live, 1);
     rq->start_ms = loop_now_ms(w->loop);
     rq->start_wall_ms = util_wall_ms();
@@ -469,7 +447,9 @@ void request_abort_all(struct worker *w)
 {
     /* Answer what is still open so its connection is resumed; the
      * listener's on_complete frees each one as its daemon stops. */
-    for (struct request *rq = w->requests; rq; rq = rq->next) {
+    struct list *l, *tmp;
+    list_foreach_safe(l, tmp, &w->requests) {
+        struct request *rq = list_entry(l, struct request, link);
         request_cancel_work(rq);
         if (rq->ex && rq->stage != STAGE_ANSWERED)
             request_answer_error(rq, 503, "PROXY_SHUTTING_DOWN",

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/list.h"
 #include "config/config.h"
 #include "io/headers.h"
 #include "proxy/pipeline.h"
@@ -51,9 +52,10 @@ struct request {
     struct worker *w;                  /* borrowed */
     struct listener_exchange *ex;      /* borrowed; NULL once complete */
     struct config *cfg;                /* owned reference */
-    struct request *prev, *next;       /* worker's list of live requests */
-    struct request *wprev, *wnext;     /* worker's list of waiting requests */
-    bool on_wait_list;
+    struct list link;                  /* in the worker's live requests
+                                          (or its spares) */
+    struct list wait_link;             /* in the worker's requests waiting
+                                          for a leader, or unlinked */
 
     enum request_stage stage;
     struct classify_result cls;

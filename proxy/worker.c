@@ -243,6 +243,9 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
 {
     struct worker *w = xcalloc(1, sizeof(*w));
     struct config *cfg = app_config(app);
+    list_init(&w->requests);
+    list_init(&w->waiting);
+    list_init(&w->spare_requests);
     struct listener_limits lim;
     struct upstream_settings us;
     w->app = app;
