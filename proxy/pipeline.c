@@ -17,7 +17,6 @@
 #include "io/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
-#include "proxy/app_ext.h"
 #include "proxy/request.h"
 #include "proxy/worker.h"
 #include "routing/atable.h"
@@ -31,7 +30,7 @@ static bool pipeline_run(struct request *rq);
 
 static uint64_t pipeline_now_s(struct request *rq)
 {
-    return atable_clock(app_ext_affinity(pipeline_app(rq)), util_mono_ms());
+    return atable_clock(&pipeline_app(rq)->affinity, util_mono_ms());
 }
 
 /* An asynchronous step finished: go on, and route when all are done. */
@@ -82,7 +81,7 @@ static bool pipeline_identity(struct request *rq)
 {
     struct listener_exchange *ex = rq->ex;
     struct app *a = pipeline_app(rq);
-    struct fence *f = app_ext_fence(a);
+    struct fence *f = &a->fence;
     struct pipeline_state *ps = &rq->pipe;
     bool fences = atomic_load(&f->identities) > 0;
     size_t len = 0, tlen = 0;
@@ -145,7 +144,7 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
         int node = cluster_index(a->cluster, id);
         if (node >= 0) {
             uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
-            affinity_put(app_ext_affinity(a), &rq->pipe.aff, node,
+            affinity_put(&a->affinity, &rq->pipe.aff, node,
                          pipeline_now_s(rq) + ttl_s);
             pipeline_set_home(rq, node);
         }
@@ -202,7 +201,7 @@ static bool pipeline_affinity(struct request *rq)
     if (!pipeline_aff_key(rq, &ps->aff))
         return false;
     ps->has_aff = true;
-    int node = affinity_get(app_ext_affinity(a), &ps->aff, pipeline_now_s(rq),
+    int node = affinity_get(&a->affinity, &ps->aff, pipeline_now_s(rq),
                             &ps->aff_expiry);
     if (node >= 0) {
         ps->aff_hit = true;
@@ -213,11 +212,11 @@ static bool pipeline_affinity(struct request *rq)
         uint64_t now = pipeline_now_s(rq);
         if (ps->aff_expiry <= now + (ttl_s + 1) / 2) {
             char key[160];
-            affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
+            affinity_put(&a->affinity, &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
                                sizeof(key));
-            redis_command(rq->w->redis, app_ext_count_cb,
-                          app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+            redis_command(rq->w->redis, app_redis_count_cb,
+                          &a->redis_counts[M_REDIS_AFFINITY_SET],
                           "PEXPIRE %s %llu", key,
                           (unsigned long long)rq->cfg->routing.affinity_ttl_ms);
         }
@@ -269,12 +268,12 @@ static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
     if (!len || node < 0)
         return false;
     affinity_key(cfg->hmac_key, cfg->hmac_key_len, kind, token, len, &k);
-    affinity_put(app_ext_affinity(a), &k, node, pipeline_now_s(rq) + ttl_s);
+    affinity_put(&a->affinity, &k, node, pipeline_now_s(rq) + ttl_s);
     affinity_redis_key(cfg->redis.key_prefix, &k, key, sizeof(key));
     hold = hold && redis_up(r);
     struct redis_cmd *cmd = redis_command(
-        r, hold ? pipeline_learned : app_ext_count_cb,
-        hold ? (void *)rq : app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+        r, hold ? pipeline_learned : app_redis_count_cb,
+        hold ? (void *)rq : &a->redis_counts[M_REDIS_AFFINITY_SET],
         "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
         (unsigned long long)cfg->routing.affinity_ttl_ms);
     if (hold)
@@ -383,7 +382,7 @@ static bool pipeline_run(struct request *rq)
     }
     if (ps->gated && !ps->slot) {
         /* before anything is sent: a refusal changes nothing */
-        if (!gate_slot_take(app_ext_slots(pipeline_app(rq)), rq->cfg,
+        if (!gate_slot_take(&pipeline_app(rq)->slots, rq->cfg,
                             rq->identity, &ps->slot_bucket)) {
             metrics_inc(pipeline_app(rq)->metrics,
                         M_REPLICATION_HELD_REFUSED_TOTAL);
@@ -417,7 +416,7 @@ bool pipeline_before_route(struct request *rq)
 void pipeline_cancel(struct request *rq)
 {
     if (rq->pipe.slot) {
-        gate_slot_give(app_ext_slots(pipeline_app(rq)), rq->pipe.slot_bucket);
+        gate_slot_give(&pipeline_app(rq)->slots, rq->pipe.slot_bucket);
         rq->pipe.slot = false;
     }
     if (rq->pipe.cmd) {
