@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "consistency/gate.h"
+#include "io/listener.h"
 #include "io/redis.h"
 #include "metrics/metrics.h"
 #include "retry/budget.h"
@@ -67,6 +68,8 @@ struct app {
     bool draining;
     int exit_code;
     atomic_int connections;            /* open client connections */
+    struct listener_budget buffers;    /* embedded: every client listener's
+                                          request and answer bytes */
     uint64_t started_wall_ms;
     uint64_t reloads_ok, reloads_failed;
 

@@ -179,6 +179,8 @@ static void status_scrape(void *ctx)
     fence_login_mask(&a->fence, fence_now(&a->fence)); /* refresh count */
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&a->fence.identities));
+    metrics_set(a->metrics, M_BUFFERED_BYTES,
+                (double)atomic_load(&a->buffers.used));
 }
 
 static bool status_ready_op(void *ctx, struct buf *reasons)
