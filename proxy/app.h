@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "retry/budget.h"
+#include "routing/keyrefusal.h"
 
 struct log;
 struct loop;
@@ -38,6 +39,8 @@ struct app {
                                           -1 = none (control thread) */
     struct cluster *cluster;           /* owned */
     struct jwks *jwks;                 /* owned: controllers' token keys */
+    struct keyrefusal keyrefusal;      /* embedded: members refusing
+                                          another's tokens (any thread) */
     struct budget budget;              /* embedded */
 
     struct loop *loop;                 /* owned: control loop (main thread) */

@@ -16,6 +16,7 @@
 #include "proxy/certfront.h"
 #include "base/envelope.h"
 #include "io/listener.h"
+#include "base/log.h"
 #include "base/loop.h"
 #include "base/nodeset.h"
 #include "base/util.h"
@@ -25,6 +26,8 @@
 #include "retry/reconcile.h"
 #include "routing/cluster.h"
 #include "routing/identity.h"
+#include "routing/jwks.h"
+#include "routing/keyrefusal.h"
 #include "routing/rewrite.h"
 
 /* routing_decisions_total{decision} is counted by casting the route
@@ -448,6 +451,125 @@ void request_after(struct request *rq, uint64_t ms, void (*cb)(void *))
     loop_timer_start(rq->timer, ms, 0);
 }
 
+/* A final answer (not a failure) to the last attempt. */
+static void request_answered(struct request *rq)
+{
+    if (rq->had_ambiguous && request_reconcile_after_answer(rq)) {
+        request_reconcile_start(rq);
+        return;
+    }
+    request_success(rq);
+}
+
+/* ---- tokens a controller refuses (routing/keyrefusal.h) ---------------- */
+
+/* The call's bearer token, or NULL (a zt-session decides where it goes). */
+static const char *request_bearer(const struct request *rq, size_t *len)
+{
+    size_t vlen = 0;
+    if (!rq->ex || identity_session(rq->ex->headers, rq->ex->n_headers))
+        return NULL;
+    const char *v = identity_authorization(rq->ex->headers,
+                                           rq->ex->n_headers, &vlen);
+    return jwks_bearer(v, vlen, len);
+}
+
+void request_key_home(struct request *rq)
+{
+    struct app *a = request_app(rq);
+    uint64_t now = util_mono_ms();
+    size_t len = 0;
+    if (!keyrefusal_any(&a->keyrefusal, now))
+        return; /* the common case: no member refuses another's tokens */
+    const char *tok = request_bearer(rq, &len);
+    int minter = tok ? keyrefusal_minter(a->jwks, tok, len) : -1;
+    if (minter < 0 || !keyrefusal_mask(&a->keyrefusal, minter, now) ||
+        !cluster_up(a->cluster, minter))
+        return;
+    rq->home = minter;
+    rq->route.home = minter;
+}
+
+uint64_t request_key_refusers(struct request *rq)
+{
+    struct app *a = request_app(rq);
+    uint64_t now = util_mono_ms();
+    size_t len = 0;
+    if (!keyrefusal_any(&a->keyrefusal, now))
+        return 0;
+    const char *tok = request_bearer(rq, &len);
+    return tok ? keyrefusal_mask(&a->keyrefusal,
+                                 keyrefusal_minter(a->jwks, tok, len), now)
+               : 0;
+}
+
+bool request_key_refusal(struct request *rq, int node,
+                         const struct upstream_req *r)
+{
+    struct app *a = request_app(rq);
+    size_t len = 0;
+    char sub[128];
+    if (r->result != UPSTREAM_OK ||
+        !keyrefusal_is_refusal(r->status, r->resp_body.data,
+                               r->resp_body.len))
+        return false;
+    const char *tok = request_bearer(rq, &len);
+    int minter = tok ? keyrefusal_minter(a->jwks, tok, len) : -1;
+    if (minter < 0 || minter == node || rq->home == minter ||
+        !cluster_up(a->cluster, minter))
+        return false;
+    /* only a token its minter signed and that has not expired: any other
+     * 401 is the right answer and goes back as it is */
+    if (jwks_verify(a->jwks, tok, len, util_wall_ms() / 1000, sub,
+                    sizeof(sub)) != JWKS_VERIFIED)
+        return false;
+    metrics_inc(a->metrics, M_TOKEN_RESENDS_TOTAL, node);
+    if (keyrefusal_note(&a->keyrefusal, minter, node, util_mono_ms()))
+        log_printf(a->log, LOG_LEVEL_WARN,
+                   "controller %s refused a token minted by %s (401: it "
+                   "does not know %s's signing key, a controller bug: "
+                   "tests/realcluster/OBSERVATIONS.md); such calls go to "
+                   "%s",
+                   a->cluster->nodes[node].id, a->cluster->nodes[minter].id,
+                   a->cluster->nodes[minter].id,
+                   a->cluster->nodes[minter].id);
+    rq->home = minter;
+    rq->route.home = minter;
+    return true;
+}
+
+static void request_key_fetched(void *arg)
+{
+    struct request *rq = arg;
+    rq->stage = STAGE_ATTEMPT;
+    if (request_key_refusal(rq, rq->node, &rq->up))
+        request_attempt(rq, rq->home);
+    else
+        request_answered(rq);
+}
+
+/* The auth layer refused a bearer token whose minter quorumgate cannot
+ * name yet (keys not fetched, or rotated): true when the controllers' keys
+ * are being fetched, request_key_fetched decides then. */
+static bool request_key_fetch(struct request *rq, const struct upstream_req *r)
+{
+    struct app *a = request_app(rq);
+    size_t len = 0;
+    if (rq->key_fetched || r->result != UPSTREAM_OK ||
+        !keyrefusal_is_refusal(r->status, r->resp_body.data,
+                               r->resp_body.len))
+        return false;
+    const char *tok = request_bearer(rq, &len);
+    if (!tok || keyrefusal_minter(a->jwks, tok, len) >= 0)
+        return false;
+    rq->key_fetched = true;
+    if (!jwks_refresh(rq->w->jwks, loop_now_ms(rq->w->loop),
+                      request_key_fetched, rq))
+        return false; /* fetched a moment ago: the answer goes as it is */
+    rq->stage = STAGE_RECONCILE;
+    return true;
+}
+
 static void request_attempt_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
@@ -477,12 +599,16 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
         rq->route.not_leader_wall_ms = util_wall_ms();
     }
 
+    /* refused by the auth layer, before any handler ran (keyrefusal.h):
+     * sent to the token's minter, once */
+    if (request_key_refusal(rq, node, r)) {
+        request_attempt(rq, rq->home);
+        return;
+    }
+    if (request_key_fetch(rq, r))
+        return; /* decided once the controllers' keys are in */
     if (f->kind == FAILURE_NONE) {
-        if (rq->had_ambiguous && request_reconcile_after_answer(rq)) {
-            request_reconcile_start(rq);
-            return;
-        }
-        request_success(rq);
+        request_answered(rq);
         return;
     }
 
@@ -784,6 +910,7 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     rewrite_request(rq->cls.call, &rq->up_headers);
     if (certfront_refuse(rq))
         return;
+    request_key_home(rq);
     if (pipeline_before_route(rq))
         return; /* affinity/gate preparation continues asynchronously */
     request_route(rq);
