@@ -120,6 +120,8 @@ static void check_documented_values(const struct config *c)
     assert_int_equal(c->timeouts.client_header_ms, 10000);
     assert_int_equal(c->timeouts.client_body_ms, 30000);
     assert_int_equal(c->timeouts.client_idle_ms, 75000);
+    assert_int_equal(c->timeouts.client_send_ms, 60000);
+    assert_true(c->limits.max_buffered_bytes == 256ull << 20);
     assert_int_equal(c->timeouts.drain_ms, 15000);
     assert_int_equal(c->limits.max_header_bytes, 16 * 1024);
     assert_int_equal(c->limits.max_headers, 100);
@@ -141,7 +143,7 @@ static void check_documented_values(const struct config *c)
     assert_string_equal(c->log.access_log, "stdout");
     assert_string_equal(c->headers.request_id, "X-Request-Id");
     assert_true(c->headers.expose_controller);
-    assert_false(c->headers.trust_forwarded);
+    assert_int_equal(c->headers.n_trust_forwarded, 0);
     assert_int_equal(c->routing.affinity_ttl_ms, 30 * 60000);
     assert_int_equal(c->routing.leader_wait_ms, 10000);
     /* The built-in table, row by row. */
@@ -304,8 +306,8 @@ static void check_example_specifics(const struct config *c, const char *dir)
     free(p);
     assert_string_equal(c->upstream.server_name, "ctrl.ziti.example.com");
     /* The example spells out the built-in classes: lines are its own. */
-    assert_int_equal(c->routing.routes[0].line, 125);
-    assert_int_equal(c->routing.routes[5].line, 130);
+    assert_int_equal(c->routing.routes[0].line, 131);
+    assert_int_equal(c->routing.routes[5].line, 136);
 }
 
 static void test_example_as_shipped(void **state)
