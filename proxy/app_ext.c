@@ -12,6 +12,7 @@
 #include "consistency/ackstore.h"
 #include "consistency/gate.h"
 #include "io/redis.h"
+#include "io/redis_sentinel.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
 #include "base/buf.h"
@@ -49,6 +50,9 @@ struct app_ext {
     struct gate_slots slots;             /* process-wide: held-call caps */
     struct redis *redis;                 /* owned, control loop */
     struct redis *sub;                   /* owned, control loop */
+    struct redis_sentinel *sentinel;     /* owned, control loop; NULL
+                                            without redis.sentinels */
+    uint64_t switches_seen;              /* counted into the metric */
     struct loop_timer *ping;             /* owned */
     atomic_bool redis_ok;                /* last PING answered */
     atomic_bool redis_evicts;            /* maxmemory-policy not noeviction */
@@ -227,17 +231,21 @@ void app_ext_init(struct app *a)
     x->fence_ctx = (struct ackstore_ctx){.c = a->cluster,
                                          .fence = app_ext_on_fence, .arg = x};
     x->ping = loop_timer_new(a->loop, app_ext_ping, x);
+    if (cfg->redis.n_sentinels > 0) /* one monitor for every connection */
+        x->sentinel = redis_sentinel_new(a->loop, &cfg->redis, a->log);
     x->redis = redis_new(a->loop, &cfg->redis,
                          &(struct redis_options){.name = "control",
                                                  .log = a->log,
                                                  .on_state = app_ext_state,
-                                                 .state_arg = x});
+                                                 .state_arg = x,
+                                                 .sentinel = x->sentinel});
     x->sub = redis_new(a->loop, &cfg->redis,
                        &(struct redis_options){.name = "control-sub",
                                                .subscriber = true,
                                                .log = a->log,
                                                .on_state = app_ext_sub_state,
-                                               .state_arg = x});
+                                               .state_arg = x,
+                                               .sentinel = x->sentinel});
     ackstore_channel(cfg, ACKSTORE_CHANNEL_FENCES, chan, sizeof(chan));
     redis_subscribe(x->sub, chan, app_ext_fence_message, x);
     /* The first PING goes out when the connection is up (app_ext_state):
@@ -266,6 +274,82 @@ bool app_ext_ready(struct app *a, struct buf *reasons, bool ready)
     return ready;
 }
 
+struct redis_sentinel *app_ext_sentinel(struct app *a)
+{
+    return a->ext ? a->ext->sentinel : NULL;
+}
+
+/* Which Redis is in use: "address" is the master's (or the configured
+ * address), "" while the sentinels have not named one. */
+static const char *app_ext_redis_source(struct app *a, char *addr,
+                                        size_t size,
+                                        struct redis_sentinel_info *si)
+{
+    struct app_ext *x = a->ext;
+    memset(si, 0, sizeof(*si));
+    if (x->sentinel) {
+        redis_sentinel_info(x->sentinel, si);
+        snprintf(addr, size, "%s", si->master);
+        return "sentinel";
+    }
+    struct config *cfg = app_config(a);
+    snprintf(addr, size, "%s",
+             cfg->redis.addr.text ? cfg->redis.addr.text : "127.0.0.1:6379");
+    config_unref(cfg);
+    return "direct";
+}
+
+static void app_ext_status_redis(struct app *a, struct buf *b)
+{
+    struct redis_sentinel_info si;
+    char addr[REDIS_SENTINEL_ADDR_MAX];
+    const char *source = app_ext_redis_source(a, addr, sizeof(addr), &si);
+    buf_printf(b, ",\"redis\":{\"source\":\"%s\",\"master\":\"", source);
+    buf_json_escape(b, addr, strlen(addr));
+    buf_puts(b, "\"");
+    if (a->ext->sentinel) {
+        struct config *cfg = app_config(a);
+        buf_puts(b, ",\"master_name\":\"");
+        buf_json_escape(b, cfg->redis.master_name,
+                        strlen(cfg->redis.master_name));
+        config_unref(cfg);
+        buf_printf(b, "\",\"master_known\":%s,\"master_switches\":%llu,"
+                      "\"sentinel\":\"",
+                   si.known ? "true" : "false",
+                   (unsigned long long)si.switches);
+        buf_json_escape(b, si.sentinel, strlen(si.sentinel));
+        buf_puts(b, "\",\"sentinel_error\":\"");
+        buf_json_escape(b, si.last_error, strlen(si.last_error));
+        buf_puts(b, "\"");
+    }
+    buf_puts(b, "}");
+}
+
+void app_ext_render_metrics(struct app *a, struct buf *out)
+{
+    struct redis_sentinel_info si;
+    char addr[REDIS_SENTINEL_ADDR_MAX];
+    const char *source = app_ext_redis_source(a, addr, sizeof(addr), &si);
+    if (!addr[0])
+        return; /* no master known: no series (redis_master_known is 0) */
+    buf_puts(out, "# HELP " METRICS_PREFIX "redis_master_info The Redis "
+                  "quorumgate uses: always 1; source is direct "
+                  "(redis.address) or sentinel, address the master's.\n"
+                  "# TYPE " METRICS_PREFIX "redis_master_info gauge\n"
+                  METRICS_PREFIX "redis_master_info{source=\"");
+    buf_puts(out, source);
+    buf_puts(out, "\",address=\"");
+    for (const char *p = addr; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            buf_putc(out, '\\');
+        if (*p == '\n')
+            buf_puts(out, "\\n");
+        else
+            buf_putc(out, *p);
+    }
+    buf_puts(out, "\"} 1\n");
+}
+
 void app_ext_status(struct app *a, struct buf *b)
 {
     struct app_ext *x = a->ext;
@@ -290,6 +374,7 @@ void app_ext_status(struct app *a, struct buf *b)
             first = false;
         }
     buf_printf(b, "],\"pending_acknowledgements\":%d", held);
+    app_ext_status_redis(a, b);
 }
 
 static void app_ext_add_stats(uint64_t sum[2][2],
@@ -337,6 +422,17 @@ void app_ext_scrape(struct app *a)
 {
     struct app_ext *x = a->ext;
     app_ext_count_connections(a);
+    if (x->sentinel) {
+        struct redis_sentinel_info si;
+        redis_sentinel_info(x->sentinel, &si);
+        metrics_set(a->metrics, M_REDIS_MASTER_KNOWN, si.known ? 1 : 0);
+        if (si.switches > x->switches_seen)
+            metrics_add(a->metrics, M_REDIS_MASTER_SWITCHES_TOTAL,
+                        si.switches - x->switches_seen);
+        x->switches_seen = si.switches;
+    } else {
+        metrics_set(a->metrics, M_REDIS_MASTER_KNOWN, 1);
+    }
     int counts[AFF__COUNT];
     affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),
                    counts);
@@ -355,6 +451,7 @@ void app_ext_free(struct app *a)
         return;
     redis_free(x->redis);
     redis_free(x->sub);
+    redis_sentinel_free(x->sentinel); /* every connection is gone */
     loop_timer_free(x->ping);
     atable_free(&x->affinity);
     fence_free(&x->fence);

@@ -1,0 +1,174 @@
+"""Redis behind Sentinel (issue 18, item 2): real redis-server processes (a
+master and a replica) and three real sentinels (`redis-server --sentinel`)
+with short timings.  quorumgate finds the master through the sentinels,
+follows a failover (SENTINEL FAILOVER) while verifies are held and logins
+run, and says which Redis it uses in /status and /metrics.  While no master
+is known it behaves as with Redis down: gated calls are refused up front."""
+import json
+import urllib.request
+
+from tests.integration.gate_support import (Background, client, fence_of, mfa_states, replication, settled, start_enrollment,
+                                            totp_now, wait_all_have, wait_fenced, wait_until)
+from tests.support.sentinel import command
+
+FAST = {"initial": "20ms", "max": "100ms"}
+
+
+def status(qg):
+    with urllib.request.urlopen(qg.admin_request("/status"), timeout=5) as r:
+        return json.loads(r.read())
+
+
+def readyz(qg):
+    try:
+        with urllib.request.urlopen(qg.admin_request("/readyz"), timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def uses(qg, address):
+    """quorumgate names address as its Redis master in /status and /metrics
+    and its control connection answers PINGs there."""
+    st = status(qg)["redis"]
+    m = qg.metrics()
+    return (st["source"] == "sentinel" and st["master"] == address and st["master_known"] and
+            m.value("quorumgate_redis_master_info", source="sentinel", address=address) == 1 and
+            m.value("quorumgate_redis_master_known") == 1 and m.value("quorumgate_redis_up") == 1)
+
+
+def gate_keys(group, address):
+    keys = command(group.servers[address].port, "KEYS", "qg:gate:*")
+    return keys or []
+
+
+def test_master_found_through_the_sentinels(quorumgate, redis_sentinels):
+    g = redis_sentinels
+    master = g.master_address()
+    qg = quorumgate({"gate": {"timeout": "5s", "probe": FAST}}, redis=g)
+    wait_until(lambda: uses(qg, master), timeout=10, what="quorumgate to use %s" % master)
+    st = status(qg)["redis"]
+    assert st["master_name"] == g.master_name and st["master_switches"] == 0
+    assert st["sentinel"] in g.sentinel_addresses()
+    assert qg.metrics().value("quorumgate_redis_master_switches_total") == 0
+    assert readyz(qg)[0] == 200
+
+    # a whole gated enrollment goes through the master the sentinels named
+    c = client(qg)
+    mfa_id, secret = start_enrollment(c)
+    settled(qg, qg.sim, c.identity_id, mfa_id, verified=False)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [] and sorted(replication(r)["acked"]) == sorted(qg.sim.node_ids)
+    assert gate_keys(g, master), "no gate record on the master"
+
+def test_failover_during_held_verifies_and_logins(quorumgate, redis_sentinels):
+    g = redis_sentinels
+    old = g.master_address()
+    qg = quorumgate({"gate": {"timeout": "10s", "probe": FAST}}, redis=g)
+    wait_until(lambda: uses(qg, old), timeout=10, what="quorumgate to use %s" % old)
+    sim = qg.sim
+    leader = sim.control.leader()
+    followers = [n for n in sim.node_ids if n != leader]
+    users = ["alice", "bob", "carol"]
+    enrolled = {}
+    for u in users:
+        c = client(qg, u)
+        mfa_id, secret = start_enrollment(c)
+        settled(qg, sim, c.identity_id, mfa_id, verified=False)
+        enrolled[u] = (c, mfa_id, secret)
+
+    # the followers apply late: every verify is held (acks pending) ...
+    for n in followers:
+        sim.control.set_lag(n, 2500)
+    held = {u: Background(lambda c=c, s=s: c.mfa_verify(totp_now(s)))
+            for u, (c, _, s) in enrolled.items()}
+    wait_until(lambda: status(qg)["pending_acknowledgements"] == len(users), timeout=5,
+               what="every verify held")
+    # ... and logins (OIDC: the auth request lives on one controller) run
+    logins = [Background(lambda: client(qg, "admin").access_token) for _ in range(4)]
+
+    new = g.failover()
+    assert new != old
+
+    for u, b in held.items():
+        r = b.result(timeout=30)
+        assert r.status == 200, (u, r.status, r.body)
+        rep = replication(r)
+        assert rep["pending"] == [] and sorted(rep["acked"]) == sorted(sim.node_ids), \
+            (u, r.header("quorumgate-replication"))
+        wait_all_have(sim, enrolled[u][0].identity_id, enrolled[u][1], verified=True)
+    for b in logins:
+        assert b.result(timeout=30)
+    for n in followers:
+        sim.control.set_lag(n, 0)
+
+    # quorumgate follows the new master: /status, /metrics, its connections
+    wait_until(lambda: uses(qg, new), timeout=10, what="quorumgate to use the new master %s" % new)
+    assert status(qg)["redis"]["master_switches"] >= 1
+    assert qg.metrics().value("quorumgate_redis_master_switches_total") >= 1
+    assert qg.metrics().value("quorumgate_redis_master_info", source="sentinel", address=old) is None
+
+    # new gated calls are recorded on the new master
+    before = set(gate_keys(g, new))
+    c = client(qg, "alice", totp_secret=enrolled["alice"][2])
+    c2 = client(qg, "bob", totp_secret=enrolled["bob"][2])
+    assert c.access_token and c2.access_token
+    d = client(qg, "admin")
+    mfa_id, secret = start_enrollment(d)
+    r = d.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == []
+    assert set(gate_keys(g, new)) - before, "no new gate record on the new master"
+
+
+def test_fence_survives_the_failover_and_is_lifted_on_the_new_master(quorumgate, redis_sentinels):
+    g = redis_sentinels
+    old = g.master_address()
+    qg = quorumgate({"gate": {"mode": "majority", "timeout": "1s", "probe": FAST}}, redis=g)
+    wait_until(lambda: uses(qg, old), timeout=10, what="quorumgate to use %s" % old)
+    sim = qg.sim
+    lagging = next(n for n in sim.node_ids if n != sim.control.leader())
+    c = client(qg)
+    mfa_id, secret = start_enrollment(c)
+    settled(qg, sim, c.identity_id, mfa_id, verified=False)
+    sim.control.set_lag(lagging, 60000)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [lagging]
+    wait_fenced(qg, c.identity_id, [lagging])   # on the old master
+    wait_until(lambda: g._link_up(g.servers[next(a for a in g.servers if a != old)].port), timeout=5,
+               what="replica in sync")
+
+    new = g.failover()
+    wait_until(lambda: uses(qg, new), timeout=10, what="quorumgate to use the new master %s" % new)
+    assert sorted(fence_of(qg, c.identity_id)) == [lagging]     # g.port is the new master's
+    assert status(qg)["fenced_identities"] == 1
+
+    # the controller catches up: the fence is lifted through the new master
+    sim.control.set_lag(lagging, 0)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True)
+    wait_until(lambda: fence_of(qg, c.identity_id) == {}, timeout=10,
+               what="the fence to clear on the new master")
+    wait_until(lambda: qg.metrics().value("quorumgate_fenced_identities") == 0, timeout=5,
+               what="fenced_identities 0")
+
+
+def test_no_master_known_behaves_like_redis_down(quorumgate, redis_sentinels):
+    g = redis_sentinels
+    # the sentinels answer, but know no master by this name
+    qg = quorumgate({"gate": {"timeout": "3s", "probe": FAST},
+                     "redis": {"master_name": "nosuchmaster"}}, redis=g)
+    wait_until(lambda: "does not know" in status(qg)["redis"]["sentinel_error"], timeout=10,
+               what="the sentinels' answer in /status")
+    st = status(qg)
+    assert st["redis"]["master_known"] is False and st["redis"]["master"] == "" and st["redis_ok"] is False
+    m = qg.metrics()
+    assert m.value("quorumgate_redis_master_known") == 0 and m.value("quorumgate_redis_up") == 0
+    assert m.value("quorumgate_redis_master_info", source="sentinel", address=g.master_address()) is None
+    code, body = readyz(qg)
+    assert code == 503 and "Redis does not answer" in body["reasons"]
+
+    # gated calls refused up front (nothing committed), plain traffic passes
+    c = client(qg)
+    r = c.mfa_create()
+    assert r.status == 503 and r.error_code == "REPLICATION_TRACKING_UNAVAILABLE", (r.status, r.body)
+    assert all(v is None for v in mfa_states(qg.sim, c.identity_id).values())
+    c.current_identity().expect(200)
