@@ -117,8 +117,6 @@ static void admin_on_request(void *ctx, struct listener_exchange *ex)
     } else if (strcmp(path, "/metrics") == 0) {
         ad->ops->scrape(ad->ctx);
         metrics_render(ad->metrics, &b);
-        if (ad->ops->render_extra)
-            ad->ops->render_extra(ad->ctx, &b);
         admin_reply(ex, 200, METRICS_CONTENT_TYPE, &b, NULL, NULL);
     } else if (strcmp(path, "/healthz") == 0) {
         buf_puts(&b, "{\"status\":\"ok\"}\n");

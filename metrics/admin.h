@@ -34,9 +34,6 @@ struct admin_ops {
     bool (*ready)(void *ctx, struct buf *reasons);
     /* /status: the whole JSON object, ending with a newline. */
     void (*status)(void *ctx, struct buf *out);
-    /* /metrics, optional: families whose label values are not fixed
-     * (rendered after the registry's, HELP and TYPE included). */
-    void (*render_extra)(void *ctx, struct buf *out);
 };
 
 /* fd is a bound socket (taken over); /metrics renders m (borrowed).

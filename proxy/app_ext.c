@@ -325,31 +325,6 @@ static void app_ext_status_redis(struct app *a, struct buf *b)
     buf_puts(b, "}");
 }
 
-void app_ext_render_metrics(struct app *a, struct buf *out)
-{
-    struct redis_sentinel_info si;
-    char addr[REDIS_SENTINEL_ADDR_MAX];
-    const char *source = app_ext_redis_source(a, addr, sizeof(addr), &si);
-    if (!addr[0])
-        return; /* no master known: no series (redis_master_known is 0) */
-    buf_puts(out, "# HELP " METRICS_PREFIX "redis_master_info The Redis "
-                  "quorumgate uses: always 1; source is direct "
-                  "(redis.address) or sentinel, address the master's.\n"
-                  "# TYPE " METRICS_PREFIX "redis_master_info gauge\n"
-                  METRICS_PREFIX "redis_master_info{source=\"");
-    buf_puts(out, source);
-    buf_puts(out, "\",address=\"");
-    for (const char *p = addr; *p; p++) {
-        if (*p == '\\' || *p == '"')
-            buf_putc(out, '\\');
-        if (*p == '\n')
-            buf_puts(out, "\\n");
-        else
-            buf_putc(out, *p);
-    }
-    buf_puts(out, "\"} 1\n");
-}
-
 void app_ext_status(struct app *a, struct buf *b)
 {
     struct app_ext *x = a->ext;
@@ -426,12 +401,14 @@ void app_ext_scrape(struct app *a)
         struct redis_sentinel_info si;
         redis_sentinel_info(x->sentinel, &si);
         metrics_set(a->metrics, M_REDIS_MASTER_KNOWN, si.known ? 1 : 0);
+        metrics_set(a->metrics, M_REDIS_SOURCE, M_REDIS_SOURCE_SENTINEL, 1);
         if (si.switches > x->switches_seen)
             metrics_add(a->metrics, M_REDIS_MASTER_SWITCHES_TOTAL,
                         si.switches - x->switches_seen);
         x->switches_seen = si.switches;
     } else {
         metrics_set(a->metrics, M_REDIS_MASTER_KNOWN, 1);
+        metrics_set(a->metrics, M_REDIS_SOURCE, M_REDIS_SOURCE_DIRECT, 1);
     }
     int counts[AFF__COUNT];
     affinity_count(&x->affinity, atable_clock(&x->affinity, util_mono_ms()),

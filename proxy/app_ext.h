@@ -24,9 +24,6 @@ bool app_ext_ready(struct app *a, struct buf *reasons, bool ready);
 void app_ext_status(struct app *a, struct buf *b);
 /* Refresh gauges that are computed, before a scrape. */
 void app_ext_scrape(struct app *a);
-/* /metrics: quorumgate_redis_master_info{source,address} (its address is
- * not a fixed label value, so it is rendered here, not by the registry). */
-void app_ext_render_metrics(struct app *a, struct buf *out);
 /* The shared Sentinel monitor (redis.sentinels), or NULL. */
 struct redis_sentinel *app_ext_sentinel(struct app *a);
 void app_ext_free(struct app *a);

@@ -92,15 +92,9 @@ static void status_render_op(void *ctx, struct buf *out)
     status_render(ctx, out);
 }
 
-static void status_render_extra_op(void *ctx, struct buf *out)
-{
-    app_ext_render_metrics(ctx, out);
-}
-
 const struct admin_ops status_admin_ops = {
     .config = status_config,
     .scrape = status_scrape,
     .ready = status_ready_op,
     .status = status_render_op,
-    .render_extra = status_render_extra_op,
 };

@@ -2,9 +2,13 @@
 master and a replica) and three real sentinels (`redis-server --sentinel`)
 with short timings.  quorumgate finds the master through the sentinels,
 follows a failover (SENTINEL FAILOVER) while verifies are held and logins
-run, and says which Redis it uses in /status and /metrics.  While no master
+run, and says which Redis it uses in /status (the address) and /metrics
+(source, master known, switches: an address is never a label value).  While no master
 is known it behaves as with Redis down: gated calls are refused up front."""
 import json
+import re
+import subprocess
+import urllib.error
 import urllib.request
 
 from tests.integration.gate_support import (Background, client, fence_of, mfa_states, replication, settled, start_enrollment,
@@ -28,12 +32,13 @@ def readyz(qg):
 
 
 def uses(qg, address):
-    """quorumgate names address as its Redis master in /status and /metrics
-    and its control connection answers PINGs there."""
+    """quorumgate names address as its Redis master in /status, its metrics
+    say the master comes from the sentinels and is reachable."""
     st = status(qg)["redis"]
     m = qg.metrics()
     return (st["source"] == "sentinel" and st["master"] == address and st["master_known"] and
-            m.value("quorumgate_redis_master_info", source="sentinel", address=address) == 1 and
+            m.value("quorumgate_redis_source", source="sentinel") == 1 and
+            m.value("quorumgate_redis_source", source="direct") == 0 and
             m.value("quorumgate_redis_master_known") == 1 and m.value("quorumgate_redis_up") == 1)
 
 
@@ -51,7 +56,7 @@ def test_master_found_through_the_sentinels(quorumgate, redis_sentinels):
     assert st["master_name"] == g.master_name and st["master_switches"] == 0
     assert st["sentinel"] in g.sentinel_addresses()
     assert qg.metrics().value("quorumgate_redis_master_switches_total") == 0
-    assert readyz(qg)[0] == 200
+    wait_until(lambda: readyz(qg)[0] == 200, timeout=10, what="/readyz 200")
 
     # a whole gated enrollment goes through the master the sentinels named
     c = client(qg)
@@ -106,7 +111,6 @@ def test_failover_during_held_verifies_and_logins(quorumgate, redis_sentinels):
     wait_until(lambda: uses(qg, new), timeout=10, what="quorumgate to use the new master %s" % new)
     assert status(qg)["redis"]["master_switches"] >= 1
     assert qg.metrics().value("quorumgate_redis_master_switches_total") >= 1
-    assert qg.metrics().value("quorumgate_redis_master_info", source="sentinel", address=old) is None
 
     # new gated calls are recorded on the new master
     before = set(gate_keys(g, new))
@@ -162,7 +166,7 @@ def test_no_master_known_behaves_like_redis_down(quorumgate, redis_sentinels):
     assert st["redis"]["master_known"] is False and st["redis"]["master"] == "" and st["redis_ok"] is False
     m = qg.metrics()
     assert m.value("quorumgate_redis_master_known") == 0 and m.value("quorumgate_redis_up") == 0
-    assert m.value("quorumgate_redis_master_info", source="sentinel", address=g.master_address()) is None
+    assert m.value("quorumgate_redis_source", source="sentinel") == 1
     code, body = readyz(qg)
     assert code == 503 and "Redis does not answer" in body["reasons"]
 
@@ -172,3 +176,56 @@ def test_no_master_known_behaves_like_redis_down(quorumgate, redis_sentinels):
     assert r.status == 503 and r.error_code == "REPLICATION_TRACKING_UNAVAILABLE", (r.status, r.body)
     assert all(v is None for v in mfa_states(qg.sim, c.identity_id).values())
     c.current_identity().expect(200)
+
+
+def run(qg, *args):
+    """quorumgate check / -t on qg's configuration; its output also goes
+    where the fixture looks for sanitizer reports."""
+    qg.write_config()
+    r = subprocess.run([qg.binary] + list(args) + ["-c", qg.config_path], capture_output=True, text=True,
+                       timeout=60)
+    with open(qg.stdout_path, "a") as f:
+        f.write(r.stdout)
+    with open(qg.stderr_path, "a") as f:
+        f.write(r.stderr)
+    return r
+
+
+def test_check_and_dash_t_ask_the_sentinels(quorumgate, redis_sentinels):
+    g = redis_sentinels
+    master = g.master_address()
+    qg = quorumgate(redis=g, start=False)
+    r = run(qg, "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for s in g.sentinel_addresses():
+        assert re.search(r"^ok +sentinel +%s: master '%s' is %s$" % (re.escape(s), g.master_name,
+                                                                    re.escape(master)), r.stdout, re.M), r.stdout
+    assert re.search(r"^ok +redis +%s says ROLE master$" % re.escape(master), r.stdout, re.M), r.stdout
+    assert re.search(r"^ok +redis +maxmemory-policy noeviction$", r.stdout, re.M), r.stdout
+    t = run(qg, "-t")
+    assert t.returncode == 0 and "configuration is valid" in t.stdout, t.stdout + t.stderr
+    assert "sentinel" not in t.stderr, t.stderr
+
+    # one sentinel down: a warning; the master evicting: a failure (check),
+    # a warning (-t)
+    g.sentinels[2].stop()
+    assert command(g.master().port, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru") == "OK"
+    r = run(qg, "check")
+    assert r.returncode == 1, r.stdout
+    assert re.search(r"^WARN +sentinel +%s not reachable" % re.escape(g.sentinels[2].address), r.stdout, re.M), \
+        r.stdout
+    assert re.search(r"^FAIL +redis +maxmemory-policy allkeys-lru", r.stdout, re.M), r.stdout
+    t = run(qg, "-t")
+    assert t.returncode == 0, t.stderr
+    assert "warning: sentinel %s not reached" % g.sentinels[2].address in t.stderr, t.stderr
+    assert "maxmemory-policy allkeys-lru (must be noeviction" in t.stderr, t.stderr
+
+    # a master name the sentinels do not know: an error of the file
+    qg.config["redis"]["master_name"] = "nosuchmaster"
+    t = run(qg, "-t")
+    assert t.returncode == 1, t.stdout + t.stderr
+    assert "redis.master_name: sentinel %s knows no master named 'nosuchmaster'" % g.sentinels[0].address \
+        in t.stderr, t.stderr
+    r = run(qg, "check")
+    assert r.returncode == 1
+    assert re.search(r"^FAIL +sentinel +no sentinel names master 'nosuchmaster'$", r.stdout, re.M), r.stdout
