@@ -71,16 +71,16 @@ bool redis_sentinel_parse_switch(const char *msg, size_t len,
                                  const char *name, char *host,
                                  size_t host_size, uint16_t *port)
 {
-    char buf[1024], *save = NULL, *tok[5];
+    char buf[1024], *save = NULL, *tok[6];
     int n = 0;
     if (len >= sizeof(buf))
         return false;
     memcpy(buf, msg, len);
     buf[len] = '\0';
-    for (char *t = strtok_r(buf, " ", &save); t && n < 5;
+    for (char *t = strtok_r(buf, " ", &save); t && n < 6;
          t = strtok_r(NULL, " ", &save))
-        tok[n++] = t;
-    if (n != 5 || strtok_r(NULL, " ", &save) || strcmp(tok[0], name) != 0)
+        tok[n++] = t; /* a sixth word: not the message we know */
+    if (n != 5 || strcmp(tok[0], name) != 0)
         return false;
     char *end;
     unsigned long p = strtoul(tok[4], &end, 10);

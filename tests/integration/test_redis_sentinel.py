@@ -229,3 +229,57 @@ def test_check_and_dash_t_ask_the_sentinels(quorumgate, redis_sentinels):
     r = run(qg, "check")
     assert r.returncode == 1
     assert re.search(r"^FAIL +sentinel +no sentinel names master 'nosuchmaster'$", r.stdout, re.M), r.stdout
+
+
+def test_master_killed_during_a_held_verify_sessions_keep_their_home(quorumgate, sim, redis_sentinels):
+    """The master dies (SIGKILL) while a verify is held and while legacy
+    sessions are in use: the verify is answered from the controllers
+    themselves (Redis lost during the wait), and a second quorumgate finds
+    the sessions' homes in the new master (replicated before the kill)."""
+    g = redis_sentinels
+    old = g.master_address()
+    gate = {"gate": {"timeout": "10s", "probe": FAST}}
+    qa = quorumgate(gate, sim=sim, redis=g, name="qa")
+    qb = quorumgate(gate, sim=sim, redis=g, name="qb")
+    for q in (qa, qb):
+        wait_until(lambda q=q: uses(q, old), timeout=10, what="%s to use %s" % (q.name, old))
+    sessions = []
+    for leader in ("ctrl1", "ctrl2", "ctrl3"):
+        if sim.control.leader() != leader:
+            sim.control.transfer(leader)
+        wait_until(lambda: qa.metrics().value("quorumgate_controller_leader", controller=leader) == 1,
+                   timeout=10, what="qa to see leader %s" % leader)
+        a = client(qa, login=False)
+        a.legacy_login("alice", "alice-pw").expect(200)
+        sessions.append((a.zt_session, leader))
+    leader = sim.control.leader()
+    c = client(qa, "bob")
+    mfa_id, secret = start_enrollment(c)
+    settled(qa, sim, c.identity_id, mfa_id, verified=False)
+    replica = next(a for a in g.servers if a != old)
+    wait_until(lambda: g._link_up(g.servers[replica].port), timeout=5, what="replica in sync")
+
+    for n in sim.node_ids:
+        if n != leader:
+            sim.control.set_lag(n, 2000)
+    held = Background(lambda: c.mfa_verify(totp_now(secret)))
+    wait_until(lambda: status(qa)["pending_acknowledgements"] == 1, timeout=5, what="the verify held")
+    g.servers[old].proc.kill()          # SIGKILL: no goodbye to anyone
+    g.servers[old].proc.wait(5)
+    new = g.wait_master_change(old)
+    assert new == replica
+
+    r = held.result(timeout=30)
+    assert r.status == 200, (r.status, r.body)
+    rep = replication(r)
+    assert rep["pending"] == [] and sorted(rep["acked"]) == sorted(sim.node_ids), r.header("quorumgate-replication")
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True)
+    for q in (qa, qb):
+        wait_until(lambda q=q: uses(q, new), timeout=15, what="%s to use the new master %s" % (q.name, new))
+
+    # qb never saw these sessions: their homes come from the new master
+    for token, home in sessions:
+        b = client(qb, login=False)
+        b.zt_session = token
+        for _ in range(2):
+            assert b.current_identity().expect(200).header("quorumgate-controller") == home
