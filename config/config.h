@@ -131,6 +131,9 @@ struct config_timeouts {
     uint64_t client_header_ms;       /* 10s: request line+headers, else 408 */
     uint64_t client_body_ms;         /* 30s: whole body, else 408 */
     uint64_t client_idle_ms;         /* 75s: idle keep-alive, closed silently */
+    uint64_t client_send_ms;         /* 60s: a whole answer taken by the
+                                        client, else the connection is
+                                        closed (and counted) */
     uint64_t drain_ms;               /* 15s: SIGTERM drain bound */
 };
 
@@ -142,6 +145,9 @@ struct config_limits {
     uint32_t max_concurrent_requests;/* 4096 per process, else 503 */
     uint32_t max_connections;        /* 16384 per process */
     uint32_t max_connections_per_client; /* per client address; 0 = no limit */
+    uint64_t max_buffered_bytes;     /* 256MiB per process: request bodies
+                                        and answers held for clients, else
+                                        503 PROXY_BUFFER_BUDGET; 0 = none */
 };
 
 /* redis.key_prefix: keys are built in fixed buffers sized for it. */

@@ -214,6 +214,8 @@ static const struct config_field config_schema_timeouts_fields[] = {
         MS_1D),
     DUR("client_idle", struct config_timeouts, client_idle_ms, "75s", 1,
         MS_1D),
+    DUR("client_send", struct config_timeouts, client_send_ms, "60s", 1,
+        MS_1D),
     DUR("drain", struct config_timeouts, drain_ms, "15s", 0, MS_1D),
 };
 static const struct config_section config_schema_timeouts =
@@ -233,6 +235,8 @@ static const struct config_field config_schema_limits_fields[] = {
         1000000),
     U32("max_connections_per_client", struct config_limits,
         max_connections_per_client, "0", 0, 1000000),
+    SIZE("max_buffered_bytes", struct config_limits, max_buffered_bytes,
+         "256MiB", 0, 1ull << 40),
 };
 static const struct config_section config_schema_limits =
     CONFIG_SECTION(config_schema_limits_fields);

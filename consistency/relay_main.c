@@ -118,7 +118,8 @@ static int relay_main_start(struct relay_proc *p, const char *path)
         return -1;
     }
     uint16_t port = listener_bound_port(fd);
-    struct listener_limits lim = {16 * 1024, 64, 0, 10000, 10000, 60000, 64, 0};
+    struct listener_limits lim = {16 * 1024, 64, 0, 10000, 10000, 60000, 64, 0,
+                                  10000, NULL};
     p->http = listener_new(p->loop, fd, -1, NULL, &lim, "X-Request-Id",
                            &relay_main_ops, p, &err);
     if (!p->http) {

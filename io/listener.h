@@ -1,6 +1,7 @@
 /* listener.h - the HTTP/1.1 front end: one libmicrohttpd daemon per listening
  * socket per worker loop, driven by that loop (external epoll).  The only
- * interface to libmicrohttpd; nothing else includes microhttpd.h.
+ * interface to libmicrohttpd: outside io/listener*.c nothing includes
+ * microhttpd.h.
  *
  * The listener parses and bounds requests (431, 413, 408, 400 for
  * smuggling-shaped framing) and hands each complete request to its owner as
@@ -15,6 +16,7 @@
 #ifndef QG_LISTENER_H
 #define QG_LISTENER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,10 +58,30 @@ struct listener_exchange {
     uint64_t bytes_out;                  /* body bytes */
     bool local_error;                    /* answered by the listener itself */
     bool admitted;                       /* admit() accepted it */
+    bool send_timed_out;                 /* the client did not take the
+                                            answer within the send timeout:
+                                            the connection was closed */
     const char *error_code;              /* its envelope code, static */
 
     void *user;                          /* owner's state */
     void *priv;                          /* listener's state */
+};
+
+/* What the listener tells its owner about its own limits. */
+enum listener_event {
+    LISTENER_SEND_TIMEOUT,   /* an answer not taken in time: closed */
+    LISTENER_BUDGET_SPENT,   /* a request refused: buffer budget spent */
+};
+
+/* Bytes of request bodies and answers held by listeners, counted across
+ * every listener that shares it (all workers): a request that would take
+ * more than limit gets 503 PROXY_BUFFER_BUDGET.  Request bodies count
+ * while they arrive and until the exchange ends, answers from
+ * listener_respond() until their last byte is sent.  Owned by the process
+ * (the app); limit 0 = no budget; limit may change at any time. */
+struct listener_budget {
+    atomic_uint_fast64_t used;
+    atomic_uint_fast64_t limit;
 };
 
 struct listener_ops {
@@ -73,6 +95,11 @@ struct listener_ops {
     bool (*admit)(void *ctx);
     /* Connection opened (+1) or closed (-1), for the connection gauge. */
     void (*on_connection)(void *ctx, int delta);
+    /* Optional: may this peer connect at all?  Asked right after accept;
+     * false closes the connection before anything is read from it. */
+    bool (*accept)(void *ctx, const struct sockaddr *peer, socklen_t len);
+    /* Optional: one of the listener's limits was applied. */
+    void (*on_event)(void *ctx, enum listener_event ev);
 };
 
 struct listener_limits {
@@ -84,6 +111,10 @@ struct listener_limits {
     uint64_t idle_timeout_ms;
     uint32_t max_connections;            /* for this daemon */
     uint32_t max_per_client;             /* per client address; 0 = none */
+    uint64_t send_timeout_ms;            /* an answer's last byte is sent
+                                            within this, or the connection
+                                            is closed; 0 = none */
+    struct listener_budget *budget;      /* borrowed; NULL = none */
 };
 
 struct listener_tls {

@@ -13,6 +13,9 @@
 #include "io/listener.h"
 #include "metrics/metrics.h"
 
+static bool admin_addr_allowed(const struct config_admin *cfg, int fam,
+                               const unsigned char *a);
+
 /* On the control loop. */
 struct admin {
     const struct admin_ops *ops; /* borrowed */
@@ -33,6 +36,29 @@ bool admin_client_allowed(const struct config_admin *cfg, const char *addr)
         fam = AF_INET6;
     else
         return false;
+    return admin_addr_allowed(cfg, fam, a);
+}
+
+bool admin_peer_allowed(const struct config_admin *cfg,
+                        const struct sockaddr *sa, socklen_t len)
+{
+    if (cfg->n_allow == 0)
+        return true;
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const void *)sa;
+        return admin_addr_allowed(cfg, AF_INET,
+                                  (const unsigned char *)&in->sin_addr);
+    }
+    if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        return admin_addr_allowed(cfg, AF_INET6, in6->sin6_addr.s6_addr);
+    }
+    return false;
+}
+
+static bool admin_addr_allowed(const struct config_admin *cfg, int fam,
+                               const unsigned char *a)
+{
     for (int i = 0; i < cfg->n_allow; i++) {
         const struct config_cidr *c = &cfg->allow[i];
         if (c->family != fam)
@@ -150,11 +176,26 @@ static bool admin_admit(void *ctx)
     return true;
 }
 
+/* admin.allow, applied when the connection is accepted: a peer outside it
+ * is closed before it can hold one of the admin's connections (the check
+ * on each request stays, for a list changed by a reload). */
+static bool admin_accept(void *ctx, const struct sockaddr *peer,
+                         socklen_t len)
+{
+    struct admin *ad = ctx;
+    struct config *cfg = ad->ops->config(ad->ctx);
+    bool ok = admin_peer_allowed(&cfg->admin, peer, len);
+    config_unref(cfg);
+    return ok;
+}
+
 static const struct listener_ops admin_ops = {
     .on_request = admin_on_request,
     .on_complete = admin_on_complete,
     .admit = admin_admit,
     .on_connection = NULL,
+    .accept = admin_accept,
+    .on_event = NULL,
 };
 
 struct admin *admin_new(const struct admin_ops *ops, void *ctx,
@@ -170,6 +211,7 @@ struct admin *admin_new(const struct admin_ops *ops, void *ctx,
         .body_timeout_ms = 10000,
         .idle_timeout_ms = 60000,
         .max_connections = 256,
+        .send_timeout_ms = 30000,
     };
     ad->ops = ops;
     ad->ctx = ctx;

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "config/config.h"
 
@@ -45,6 +46,8 @@ void admin_free(struct admin *ad);
 
 /* Decisions, exposed for unit tests. */
 bool admin_client_allowed(const struct config_admin *cfg, const char *addr);
+bool admin_peer_allowed(const struct config_admin *cfg,
+                        const struct sockaddr *sa, socklen_t len);
 bool admin_auth_ok(const struct config_admin *cfg, const char *authorization);
 
 #endif

@@ -114,6 +114,8 @@ void accesslog_write(struct worker *w, const struct listener_exchange *ex,
                (double)(now_ns - ex->start_ns) / 1e6);
     if (ex->local_error && ex->error_code)
         accesslog_str(&b, "error", ex->error_code);
+    if (ex->send_timed_out) /* closed: the answer was not taken in time */
+        buf_puts(&b, ",\"send_timeout\":true");
     if (rq) {
         accesslog_str(&b, "class", config_route_class_name(rq->cls.cls));
         accesslog_str(&b, "call", classify_call_name(rq->cls.call));

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "io/listener.h"
 #include "retry/budget.h"
 
 struct log;
@@ -55,6 +56,8 @@ struct app {
     bool draining;
     int exit_code;
     atomic_int connections;            /* open client connections */
+    struct listener_budget buffers;    /* embedded: every client listener's
+                                          request and answer bytes */
     uint64_t started_wall_ms;
     uint64_t reloads_ok, reloads_failed;
     struct app_ext *ext;               /* owned: Redis, gate, affinity */

@@ -419,6 +419,8 @@ void app_ext_scrape(struct app *a)
     fence_login_mask(&x->fence, fence_now(&x->fence)); /* refresh count */
     metrics_set(a->metrics, M_FENCED_IDENTITIES,
                 atomic_load(&x->fence.identities));
+    metrics_set(a->metrics, M_BUFFERED_BYTES,
+                (double)atomic_load(&a->buffers.used));
 }
 
 void app_ext_free(struct app *a)

@@ -14,6 +14,7 @@
 #include "io/listener.h"
 #include "io/redis.h"
 #include "io/upstream.h"
+#include "metrics/metrics.h"
 #include "proxy/app.h"
 #include "proxy/app_ext.h"
 #include "proxy/passthrough.h"
@@ -21,22 +22,39 @@
 #include "routing/cluster.h"
 #include "routing/jwks.h"
 
+/* The listeners' own limits, counted. */
+static void worker_listener_event(void *ctx, enum listener_event ev)
+{
+    struct worker *w = ctx;
+    if (ev == LISTENER_SEND_TIMEOUT)
+        metrics_inc(w->app->metrics, M_CLIENT_SEND_TIMEOUTS_TOTAL);
+    else if (ev == LISTENER_BUDGET_SPENT)
+        metrics_inc(w->app->metrics, M_BUFFER_BUDGET_REFUSED_TOTAL);
+}
+
 static const struct listener_ops worker_listener_ops = {
     .on_request = request_on_request,
     .on_complete = request_on_complete,
     .admit = request_admit,
     .on_connection = request_on_connection,
+    .accept = NULL,
+    .on_event = worker_listener_event,
 };
 
-static void worker_limits(const struct config *cfg, int n_workers,
+static void worker_limits(struct app *app, const struct config *cfg,
                           struct listener_limits *lim)
 {
+    int n_workers = app->n_workers;
     lim->max_header_bytes = cfg->limits.max_header_bytes;
     lim->max_headers = cfg->limits.max_headers;
     lim->max_body_bytes = cfg->limits.max_body_bytes;
     lim->header_timeout_ms = cfg->timeouts.client_header_ms;
     lim->body_timeout_ms = cfg->timeouts.client_body_ms;
     lim->idle_timeout_ms = cfg->timeouts.client_idle_ms;
+    lim->send_timeout_ms = cfg->timeouts.client_send_ms;
+    /* one budget for the process: its limit follows the configuration */
+    atomic_store(&app->buffers.limit, cfg->limits.max_buffered_bytes);
+    lim->budget = &app->buffers;
     lim->max_connections = cfg->limits.max_connections / (uint32_t)n_workers;
     if (lim->max_connections == 0)
         lim->max_connections = 1;
@@ -163,7 +181,7 @@ static void worker_apply_config(struct worker *w, struct config *cfg)
 {
     struct listener_limits lim;
     struct upstream_settings us;
-    worker_limits(cfg, w->app->n_workers, &lim);
+    worker_limits(w->app, cfg, &lim);
     for (int i = 0; i < w->n_listeners; i++)
         listener_set_limits(w->listeners[i], &lim);
     worker_upstream_settings(cfg, &us);
@@ -262,7 +280,7 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
     w->flush = loop_prepare_new(w->loop, worker_flush, w);
     w->stop_timer = loop_timer_new(w->loop, worker_stop_tick, w);
     worker_replication_init(w); /* before a listener takes a request */
-    worker_limits(cfg, app->n_workers, &lim);
+    worker_limits(app, cfg, &lim);
     int sni_fd = -1; /* the listener whose port the passthrough splits */
     for (int i = 0; i < n_fds; i++) {
         const struct config_listener *cl = &cfg->listeners[i];

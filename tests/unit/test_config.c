@@ -120,6 +120,8 @@ static void check_documented_values(const struct config *c)
     assert_int_equal(c->timeouts.client_header_ms, 10000);
     assert_int_equal(c->timeouts.client_body_ms, 30000);
     assert_int_equal(c->timeouts.client_idle_ms, 75000);
+    assert_int_equal(c->timeouts.client_send_ms, 60000);
+    assert_true(c->limits.max_buffered_bytes == 256ull << 20);
     assert_int_equal(c->timeouts.drain_ms, 15000);
     assert_int_equal(c->limits.max_header_bytes, 16 * 1024);
     assert_int_equal(c->limits.max_headers, 100);
@@ -304,8 +306,8 @@ static void check_example_specifics(const struct config *c, const char *dir)
     free(p);
     assert_string_equal(c->upstream.server_name, "ctrl.ziti.example.com");
     /* The example spells out the built-in classes: lines are its own. */
-    assert_int_equal(c->routing.routes[0].line, 135);
-    assert_int_equal(c->routing.routes[5].line, 140);
+    assert_int_equal(c->routing.routes[0].line, 137);
+    assert_int_equal(c->routing.routes[5].line, 142);
 }
 
 static void test_example_as_shipped(void **state)
@@ -563,8 +565,6 @@ static void test_restart_only_diff(void **state)
     config_unref(a);
 }
 
-/* A key file others may write is refused: whoever writes it decides which
- * identities share change ids and fences. */
 static void test_redis_sentinels(void **state)
 {
     const char *dir = *state;
@@ -591,6 +591,8 @@ static void test_redis_sentinels(void **state)
     config_unref(b);
 }
 
+/* A key file others may write is refused: whoever writes it decides which
+ * identities share change ids and fences. */
 static void test_hmac_key_file_mode(void **state)
 {
     const char *dir = *state;

@@ -1,0 +1,120 @@
+/* listener_impl.h - what the files of the listener share of its insides
+ * (listener.c: the daemon and its callbacks; listener_request.c: reading a
+ * request; listener_respond.c: answers, deadlines).  Nothing else includes
+ * it: the interface is listener.h, and these three files are the only ones
+ * that include microhttpd.h (together, the one wrapper of libmicrohttpd). */
+#ifndef QG_LISTENER_IMPL_H
+#define QG_LISTENER_IMPL_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "io/listener.h"
+
+
+/* Owned by the worker; lives on one loop. */
+struct listener {
+    struct loop *loop;             /* borrowed */
+    struct MHD_Daemon *d;          /* owned */
+    struct loop_io *io;            /* owned: watches the daemon's epoll fd */
+    struct loop_timer *timer;      /* owned: the daemon's own timeouts */
+    struct loop_defer *soon;       /* owned: run the daemon next iteration */
+    const struct listener_ops *ops;/* borrowed */
+    void *ctx;                     /* borrowed */
+    struct listener_limits limits;
+    int index;
+    bool tls;
+    bool quiesced;
+    char *request_id_header;       /* owned */
+    uint64_t rng;                  /* request id generator state */
+};
+
+enum listener_phase {
+    PHASE_HEADERS = 0,             /* request line seen, headers coming */
+    PHASE_BODY,                    /* headers accepted, body coming */
+    PHASE_WAITING,                 /* handed to the owner */
+    PHASE_ANSWERED,                /* response queued */
+};
+
+/* Owned by the listener, one per client connection (MHD socket context). */
+struct listener_conn {
+    struct listener *l;            /* borrowed */
+    struct MHD_Connection *c;      /* borrowed */
+    int fd;
+    struct loop_timer *deadline;   /* owned */
+    struct listener_exchange *ex;  /* borrowed: the request in progress */
+    struct listener_exchange_alloc *spare; /* owned: the last exchange's
+                                      memory, for the next request */
+    unsigned served;               /* requests completed on it */
+    uint64_t start_ns;             /* accepted (monotonic) */
+};
+
+/* Private part of an exchange, allocated with it. */
+struct listener_xpriv {
+    struct listener_conn *conn;    /* borrowed */
+    struct MHD_Response *resp;     /* owned until queued */
+    enum listener_phase phase;
+    bool in_handler;               /* inside on_request */
+    bool suspended;
+    bool discarding;               /* body over the limit: read and drop */
+    bool over_budget;              /* body refused: the budget is spent */
+    uint64_t charged;              /* bytes counted in limits.budget */
+    uint64_t discarded;
+    char *raw_url;                 /* owned */
+    size_t url_cap;
+    int hdr_cap;                   /* allocated entries of ex->headers */
+    struct buf body;               /* owned */
+};
+
+struct listener_exchange_alloc {
+    struct listener_exchange ex;
+    struct listener_xpriv p;
+};
+
+#define XP(ex) ((struct listener_xpriv *)(ex)->priv)
+
+/* listener.c */
+/* Runs the daemon and re-arms its timer (any loop callback may call it). */
+void listener_run(struct listener *l);
+
+/* listener_request.c */
+/* The URI log callback: a request line has arrived; returns its exchange
+ * (on a kept-alive connection, made from the previous one's memory). */
+void *listener_request_begin(void *cls, const char *uri,
+                             struct MHD_Connection *c);
+/* The headers are in: collect and check them.  false when answered
+ * already (a local error is queued). */
+bool listener_request_headers(struct listener *l,
+                              struct listener_exchange *ex,
+                              struct MHD_Connection *c, const char *method,
+                              const char *version);
+void listener_request_set_id(struct listener *l, struct listener_exchange *ex);
+void listener_request_client_addr(struct listener_exchange *ex,
+                                  struct MHD_Connection *c);
+void listener_request_free(struct listener_exchange_alloc *a);
+
+/* Answers 503 PROXY_BUFFER_BUDGET (and tells the owner). */
+void listener_request_budget_spent(struct listener *l,
+                                   struct listener_exchange *ex);
+/* Count n more bytes of this exchange in the budget; false (nothing
+ * counted) when that would go over it. */
+bool listener_request_charge(struct listener *l, struct listener_exchange *ex,
+                             uint64_t n, bool force);
+/* Give back everything this exchange counted. */
+void listener_request_uncharge(struct listener *l,
+                               struct listener_exchange *ex);
+
+/* listener_respond.c */
+/* An error the listener answers itself, in the OpenZiti envelope. */
+void listener_respond_error(struct listener_exchange *ex, struct listener *l,
+                            int status, const char *code,
+                            const char *message, bool close);
+/* Queue the prepared response from inside the access handler. */
+enum MHD_Result listener_respond_queue(struct listener_exchange *ex);
+/* Per-connection deadline: (re)arm for ms (0 = stop); on expiry. */
+void listener_respond_arm(struct listener_conn *conn, uint64_t ms);
+void listener_respond_deadline(void *arg);
+
+#endif
