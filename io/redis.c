@@ -42,35 +42,33 @@ static void redis_schedule_reconnect(struct redis *r);
 
 /* ---- small helpers ---------------------------------------------------- */
 
+static void redis_list_init(struct redis_cmd_list *l)
+{
+    list_init(&l->head);
+    l->n = 0;
+}
+
 static void redis_list_push(struct redis_cmd_list *l, struct redis_cmd *c)
 {
     c->list = l;
-    c->next = NULL;
-    c->prev = l->tail;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
+    list_insert_tail(&l->head, &c->link);
     l->n++;
 }
 
 static void redis_list_remove(struct redis_cmd *c)
 {
-    struct redis_cmd_list *l = c->list;
-    if (!l)
+    if (!c->list)
         return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    l->n--;
-    c->prev = c->next = NULL;
+    list_remove(&c->link);
+    c->list->n--;
     c->list = NULL;
+}
+
+/* The oldest command of l, or NULL. */
+static struct redis_cmd *redis_list_first(const struct redis_cmd_list *l)
+{
+    struct list *n = list_first(&l->head);
+    return n ? list_entry(n, struct redis_cmd, link) : NULL;
 }
 
 void redis_set_error(struct redis *r, const char *fmt, ...)
@@ -279,6 +277,7 @@ struct redis_cmd *redis_submit(struct redis *r, enum redis_op op,
                                void *arg, bool internal)
 {
     struct redis_cmd *cmd = xcalloc(1, sizeof(*cmd));
+    list_init(&cmd->link);
     cmd->r = r;
     cmd->cb = cb;
     cmd->arg = arg;
@@ -353,7 +352,7 @@ static void redis_deadline_cb(void *arg)
 {
     struct redis *r = arg;
     redis_enter(r);
-    struct redis_cmd *head = r->inflight.head;
+    struct redis_cmd *head = redis_list_first(&r->inflight);
     uint64_t now = loop_now_ms(r->loop);
     if (head && head->deadline > now) {
         loop_timer_start(r->deadline_timer, head->deadline - now, 0);
@@ -381,18 +380,20 @@ static void redis_fail_cb(void *arg)
     struct redis *r = arg;
     redis_enter(r);
     /* Only those queued so far: callbacks that retry get the next round. */
-    struct redis_cmd_list batch = r->failq;
-    memset(&r->failq, 0, sizeof(r->failq));
-    for (struct redis_cmd *c = batch.head; c; c = c->next)
-        c->list = &batch;
-    while (batch.head && !r->freeing) {
-        struct redis_cmd *c = batch.head;
+    struct redis_cmd_list batch;
+    struct redis_cmd *c;
+    redis_list_init(&batch);
+    while ((c = redis_list_first(&r->failq))) {
+        redis_list_remove(c);
+        redis_list_push(&batch, c);
+    }
+    while ((c = redis_list_first(&batch)) && !r->freeing) {
         redis_list_remove(c);
         redis_complete(r, c, REDIS_STATUS_DOWN, NULL);
         free(c);
     }
-    while (batch.head) { /* freed meanwhile: no more callbacks */
-        struct redis_cmd *c = batch.head;
+    while ((c = redis_list_first(&batch))) { /* freed meanwhile: no more
+                                                 callbacks */
         redis_list_remove(c);
         free(c);
     }
@@ -552,6 +553,8 @@ struct redis *redis_new(struct loop *loop, const struct config_redis *cfg,
     if (!opt)
         opt = &none;
     struct redis *r = xcalloc(1, sizeof(*r));
+    redis_list_init(&r->inflight);
+    redis_list_init(&r->failq);
     r->loop = loop;
     r->log = opt->log;
     r->name = xstrdup(opt->name ? opt->name : "redis");
@@ -612,8 +615,8 @@ static void redis_destroy(struct redis *r)
 {
     if (r->ac)
         redisAsyncFree(r->ac); /* runs redis_cmd_cb(NULL) + cleanup */
-    while (r->failq.head) {
-        struct redis_cmd *c = r->failq.head;
+    struct redis_cmd *c;
+    while ((c = redis_list_first(&r->failq))) {
         redis_list_remove(c);
         free(c);
     }

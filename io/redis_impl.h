@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "base/list.h"
 #include "base/log.h"
 #include "io/redis.h"
 
@@ -26,15 +27,17 @@ enum redis_state {
     ST_CLOSING           /* the context is being freed */
 };
 
+/* A FIFO of commands (base/list.h); its head must not move while not
+ * empty. */
 struct redis_cmd_list {
-    struct redis_cmd *head, *tail;
+    struct list head;                /* of redis_cmd.link */
     size_t n;
 };
 
 /* One command.  Owned by hiredis' callback list once sent (freed in
  * redis_cmd_cb), by r->failq otherwise. */
 struct redis_cmd {
-    struct redis_cmd *prev, *next;   /* in *list */
+    struct list link;                /* in *list */
     struct redis_cmd_list *list;     /* &r->inflight, &r->failq or NULL */
     struct redis *r;                 /* borrowed: outlives the context */
     redis_cb cb;                     /* NULL once called or cancelled */
