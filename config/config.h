@@ -189,7 +189,10 @@ struct config_log {
 struct config_headers {
     char *request_id;                /* owned: "X-Request-Id" */
     bool expose_controller;          /* Quorumgate-Controller; true */
-    bool trust_forwarded;            /* append to incoming X-Forwarded-For; false */
+    struct config_cidr trust_forwarded[CONFIG_MAX_ALLOW]; /* proxies whose
+                                        X-Forwarded-For / Forwarded are kept
+                                        and appended to; none by default */
+    int n_trust_forwarded;
 };
 
 /* Routing classes (see routing/classify.h). */

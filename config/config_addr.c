@@ -279,3 +279,44 @@ bool config_addr_parse_cidr(const char *text, struct config_cidr *out,
         out->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
     return true;
 }
+
+bool config_addr_cidr_match(const struct config_cidr *list, int n,
+                            int family, const unsigned char *addr)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0,
+                                             0, 0, 0, 0, 0xff, 0xff};
+    if (family == AF_INET6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
+        family = AF_INET;
+        addr += 12;
+    }
+    for (int i = 0; i < n; i++) {
+        const struct config_cidr *c = &list[i];
+        if (c->family != family)
+            continue;
+        int bits = c->prefix, k = 0;
+        bool match = true;
+        for (; bits >= 8; bits -= 8, k++)
+            if (addr[k] != c->addr[k])
+                match = false;
+        if (match && bits > 0) {
+            unsigned char mask = (unsigned char)(0xff << (8 - bits));
+            match = (addr[k] & mask) == (c->addr[k] & mask);
+        }
+        if (match)
+            return true;
+    }
+    return false;
+}
+
+bool config_addr_cidr_match_text(const struct config_cidr *list, int n,
+                                 const char *addr)
+{
+    unsigned char a[16];
+    if (n == 0)
+        return false;
+    if (inet_pton(AF_INET, addr, a) == 1)
+        return config_addr_cidr_match(list, n, AF_INET, a);
+    if (inet_pton(AF_INET6, addr, a) == 1)
+        return config_addr_cidr_match(list, n, AF_INET6, a);
+    return false;
+}

@@ -30,5 +30,13 @@ bool config_addr_parse_url(const char *text, char **norm, char **scheme,
  * beyond the prefix are cleared. */
 bool config_addr_parse_cidr(const char *text, struct config_cidr *out,
                             const char **why);
+/* Is the address (family AF_INET: 4 bytes, AF_INET6: 16) in one of the n
+ * blocks?  An IPv4-mapped IPv6 address is matched as the IPv4 one. */
+bool config_addr_cidr_match(const struct config_cidr *list, int n,
+                            int family, const unsigned char *addr);
+/* The same for an address as text ("127.0.0.1", "::1"); false when it is
+ * not one. */
+bool config_addr_cidr_match_text(const struct config_cidr *list, int n,
+                                 const char *addr);
 
 #endif

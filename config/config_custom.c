@@ -294,16 +294,15 @@ void config_custom_hmac_release(const struct config_field *f, void *base)
     cfg->hmac_key_len = 0;
 }
 
-/* ---- admin.allow ---- */
+/* ---- lists of networks: admin.allow, headers.trust_forwarded ---- */
 
-void config_custom_allow(struct config_parse *p, const struct config_field *f,
-                         const struct yaml_doc_node *node, const char *path,
-                         void *base)
+/* A list of CIDR blocks into out[max]; returns how many. */
+static int config_custom_cidrs(struct config_parse *p,
+                               const struct yaml_doc_node *node,
+                               const char *path, struct config_cidr *out,
+                               int max)
 {
-    struct config_admin *a = base;
-    a->n_allow = 0;
-    if (!config_parse_is_list(p, node, path))
-        return; /* absent: everyone who can reach the address */
+    int n = 0;
     for (size_t i = 0; i < node->n_items; i++) {
         char *ipath = xasprintf("%s[%zu]", path, i);
         const struct yaml_doc_node *it = node->items[i];
@@ -316,31 +315,93 @@ void config_custom_allow(struct config_parse *p, const struct config_field *f,
         } else if (!config_addr_parse_cidr(text, &c, &why)) {
             config_parse_error(p, it->line, "%s: '%s' is not a CIDR block: "
                                "%s", ipath, text, why);
-        } else if (a->n_allow == CONFIG_MAX_ALLOW) {
+        } else if (n == max) {
             config_parse_error(p, it->line, "%s: at most %d entries are "
-                               "supported", path, CONFIG_MAX_ALLOW);
+                               "supported", path, max);
             free(ipath);
             break;
         } else {
-            a->allow[a->n_allow++] = c;
+            out[n++] = c;
         }
         free(ipath);
     }
+    return n;
+}
+
+static bool config_custom_cidrs_same(const struct config_cidr *x, int nx,
+                                     const struct config_cidr *y, int ny)
+{
+    if (nx != ny)
+        return false;
+    for (int i = 0; i < nx; i++)
+        if (x[i].family != y[i].family || x[i].prefix != y[i].prefix ||
+            memcmp(x[i].addr, y[i].addr, sizeof(x[i].addr)) != 0)
+            return false;
+    return true;
+}
+
+void config_custom_allow(struct config_parse *p, const struct config_field *f,
+                         const struct yaml_doc_node *node, const char *path,
+                         void *base)
+{
+    struct config_admin *a = base;
+    a->n_allow = 0;
+    if (!config_parse_is_list(p, node, path))
+        return; /* absent: everyone who can reach the address */
+    a->n_allow = config_custom_cidrs(p, node, path, a->allow,
+                                     CONFIG_MAX_ALLOW);
 }
 
 bool config_custom_allow_same(const struct config_field *f, const void *a,
                               const void *b)
 {
     const struct config_admin *x = a, *y = b;
-    if (x->n_allow != y->n_allow)
-        return false;
-    for (int i = 0; i < x->n_allow; i++) {
-        const struct config_cidr *c = &x->allow[i], *d = &y->allow[i];
-        if (c->family != d->family || c->prefix != d->prefix ||
-            memcmp(c->addr, d->addr, sizeof(c->addr)) != 0)
-            return false;
+    return config_custom_cidrs_same(x->allow, x->n_allow, y->allow,
+                                    y->n_allow);
+}
+
+/* headers.trust_forwarded: the networks of the proxies in front of
+ * quorumgate, whose X-Forwarded-For / Forwarded are kept and appended to.
+ * `false` (or absent) is none; `true`, which used to trust every client,
+ * is refused: a client outside the proxies' networks could then choose
+ * the address the controllers and the logs see. */
+void config_custom_trust_forwarded(struct config_parse *p,
+                                   const struct config_field *f,
+                                   const struct yaml_doc_node *node,
+                                   const char *path, void *base)
+{
+    struct config_headers *h = base;
+    h->n_trust_forwarded = 0;
+    if (node && node->kind == YAML_DOC_SCALAR && !yaml_doc_is_null(node)) {
+        const char *v = node->str;
+        if (strcmp(v, "false") == 0)
+            return;
+        if (strcmp(v, "true") == 0)
+            config_parse_error(p, node->line, "%s: 'true' (trust every "
+                               "client) is no longer accepted: list the "
+                               "networks of the proxies in front of "
+                               "quorumgate, e.g. [\"10.0.0.0/8\", "
+                               "\"fd00::/8\"] (\"0.0.0.0/0\" and \"::/0\" "
+                               "trust everyone)", path);
+        else
+            config_parse_error(p, node->line, "%s: expected a list of "
+                               "networks (CIDR) or false, found '%s'", path,
+                               v);
+        return;
     }
-    return true;
+    if (!config_parse_is_list(p, node, path))
+        return; /* absent: nobody */
+    h->n_trust_forwarded = config_custom_cidrs(p, node, path,
+                                               h->trust_forwarded,
+                                               CONFIG_MAX_ALLOW);
+}
+
+bool config_custom_trust_forwarded_same(const struct config_field *f,
+                                        const void *a, const void *b)
+{
+    const struct config_headers *x = a, *y = b;
+    return config_custom_cidrs_same(x->trust_forwarded, x->n_trust_forwarded,
+                                    y->trust_forwarded, y->n_trust_forwarded);
 }
 
 /* ---- passthrough.controllers ---- */

@@ -32,6 +32,9 @@ config_same_fn config_custom_pt_sni_names_same;
 /* admin.allow: base is struct config_admin */
 config_parse_fn config_custom_allow;
 config_same_fn config_custom_allow_same;
+/* headers.trust_forwarded: base is struct config_headers */
+config_parse_fn config_custom_trust_forwarded;
+config_same_fn config_custom_trust_forwarded_same;
 
 /* redis.sentinels: base is struct config_redis */
 config_parse_fn config_custom_sentinels;

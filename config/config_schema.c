@@ -294,7 +294,9 @@ static const struct config_field config_schema_headers_fields[] = {
         CONFIG_STR_TOKEN),
     BOOL("expose_controller", struct config_headers, expose_controller,
          "true"),
-    BOOL("trust_forwarded", struct config_headers, trust_forwarded, "false"),
+    {.key = "trust_forwarded", .type = CONFIG_T_CUSTOM,
+     .parse = config_custom_trust_forwarded,
+     .same = config_custom_trust_forwarded_same},
 };
 static const struct config_section config_schema_headers =
     CONFIG_SECTION(config_schema_headers_fields);

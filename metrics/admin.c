@@ -10,11 +10,9 @@
 #include "base/buf.h"
 #include "base/crypto.h"
 #include "base/util.h"
+#include "config/config_addr.h"
 #include "io/listener.h"
 #include "metrics/metrics.h"
-
-static bool admin_addr_allowed(const struct config_admin *cfg, int fam,
-                               const unsigned char *a);
 
 /* On the control loop. */
 struct admin {
@@ -26,17 +24,8 @@ struct admin {
 
 bool admin_client_allowed(const struct config_admin *cfg, const char *addr)
 {
-    unsigned char a[16];
-    int fam;
-    if (cfg->n_allow == 0)
-        return true;
-    if (inet_pton(AF_INET, addr, a) == 1)
-        fam = AF_INET;
-    else if (inet_pton(AF_INET6, addr, a) == 1)
-        fam = AF_INET6;
-    else
-        return false;
-    return admin_addr_allowed(cfg, fam, a);
+    return cfg->n_allow == 0 ||
+           config_addr_cidr_match_text(cfg->allow, cfg->n_allow, addr);
 }
 
 bool admin_peer_allowed(const struct config_admin *cfg,
@@ -46,34 +35,13 @@ bool admin_peer_allowed(const struct config_admin *cfg,
         return true;
     if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *in = (const void *)sa;
-        return admin_addr_allowed(cfg, AF_INET,
-                                  (const unsigned char *)&in->sin_addr);
+        return config_addr_cidr_match(cfg->allow, cfg->n_allow, AF_INET,
+                                      (const unsigned char *)&in->sin_addr);
     }
     if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const void *)sa;
-        return admin_addr_allowed(cfg, AF_INET6, in6->sin6_addr.s6_addr);
-    }
-    return false;
-}
-
-static bool admin_addr_allowed(const struct config_admin *cfg, int fam,
-                               const unsigned char *a)
-{
-    for (int i = 0; i < cfg->n_allow; i++) {
-        const struct config_cidr *c = &cfg->allow[i];
-        if (c->family != fam)
-            continue;
-        int bits = c->prefix, k = 0;
-        bool match = true;
-        for (; bits >= 8; bits -= 8, k++)
-            if (a[k] != c->addr[k])
-                match = false;
-        if (match && bits > 0) {
-            unsigned char mask = (unsigned char)(0xff << (8 - bits));
-            match = (a[k] & mask) == (c->addr[k] & mask);
-        }
-        if (match)
-            return true;
+        return config_addr_cidr_match(cfg->allow, cfg->n_allow, AF_INET6,
+                                      in6->sin6_addr.s6_addr);
     }
     return false;
 }

@@ -414,6 +414,31 @@ static void check_redis(const struct config *cfg, struct check_report *rep)
     loop_free(cr.loop);
 }
 
+/* A client certificate on quorumgate's own connections to the controllers
+ * (upstream.tls.cert) is shown on behalf of every client (issue 14). */
+static void check_upstream_cert(const struct config *cfg,
+                                struct check_report *rep)
+{
+    if (!cfg->upstream.cert_file) {
+        check_line(rep, "ok", "upstream", "no client certificate presented "
+                   "to the controllers");
+        return;
+    }
+    check_line(rep, "WARN", "upstream",
+               "tls.cert %s is presented to the controllers on behalf of "
+               "EVERY client: each client's request reaches the controller "
+               "over a TLS connection carrying this certificate, so the "
+               "controllers treat every client as having shown it "
+               "(OpenZiti v1.5.4 sends every /oidc/authorize that names no "
+               "login method to /oidc/login/cert, so such OIDC logins "
+               "through quorumgate stop working; a certificate login would "
+               "authenticate the client as this certificate's identity). "
+               "Leave upstream.tls.cert out unless the controllers demand a "
+               "client certificate on this API; certificate identities "
+               "belong on the passthrough listener",
+               cfg->upstream.cert_file);
+}
+
 int check_run(const struct config *cfg, FILE *out)
 {
     struct check_report rep = {.out = out};
@@ -423,6 +448,7 @@ int check_run(const struct config *cfg, FILE *out)
         cluster_controller_urls(cfg, i, &nd[i].base, &nd[i].conn);
     check_basics(cfg, nd, n, &rep);
     check_members(cfg, nd, n, &rep);
+    check_upstream_cert(cfg, &rep);
     if (cfg->redis.n_sentinels > 0)
         check_sentinels(cfg, &rep);
     check_redis(cfg, &rep);

@@ -19,6 +19,7 @@
 #include "base/loop.h"
 #include "base/nodeset.h"
 #include "base/util.h"
+#include "config/config_addr.h"
 #include "proxy/worker.h"
 #include "retry/budget.h"
 #include "retry/policy.h"
@@ -778,7 +779,9 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
         .tls = ex->tls,
         .request_id = ex->request_id,
         .request_id_header = rq->cfg->headers.request_id,
-        .trust_forwarded = rq->cfg->headers.trust_forwarded,
+        .trust_forwarded = config_addr_cidr_match_text(
+            rq->cfg->headers.trust_forwarded,
+            rq->cfg->headers.n_trust_forwarded, ex->client_addr),
     };
     headers_for_upstream(&rq->up_headers, ex->headers, ex->n_headers, &hc);
     rewrite_request(rq->cls.call, &rq->up_headers);

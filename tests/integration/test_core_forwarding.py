@@ -3,6 +3,7 @@
 Against scriptable echo controllers (tests/support/echo_upstream.py) that
 record every header, body, TCP connection and TLS SNI they receive, and
 against the TLS simulator for CA verification."""
+import http.client
 import json
 import re
 import socket
@@ -12,7 +13,7 @@ import time
 import pytest
 
 from tests.integration.core_support import (  # noqa: F401  (fixtures)
-    assert_envelope, call, echo_factory, qg_over_echo, status, wait_access)
+    assert_envelope, call, echo_factory, host_port, qg_over_echo, status, wait_access)
 from tests.support.echo_upstream import header_values
 from tests.support.procs import make_certs, wait_until
 
@@ -229,7 +230,7 @@ def test_forwarded_headers_appended_when_trusted_and_proto_https(quorumgate, ech
     cl = echo_factory(1)
     up = cl.upstreams[0]
     qg = qg_over_echo(quorumgate, cl, {
-        "headers": {"trust_forwarded": True},
+        "headers": {"trust_forwarded": ["10.0.0.0/8", "127.0.0.1"]},
         "listeners": [{"address": "127.0.0.1:0", "tls": {"cert": certs["cert"], "key": certs["key"]}}]})
     assert qg.url.startswith("https://")
     r = call(qg, "GET", "/x", ca=certs["ca"],
@@ -240,6 +241,31 @@ def test_forwarded_headers_appended_when_trusted_and_proto_https(quorumgate, ech
     assert header_values(rec, "X-Forwarded-Proto") == ["https"]
     fwd = header_values(rec, "Forwarded")
     assert len(fwd) == 1 and fwd[0].startswith("for=10.1.2.3;proto=https, for=127.0.0.1;proto=https"), fwd
+
+
+def test_forwarded_headers_of_a_peer_outside_the_trusted_networks_are_replaced(quorumgate, echo_factory):
+    """trust_forwarded lists the proxies' networks: a client outside them
+    (here 127.0.0.1 with only 127.0.0.2/32 and ::1 trusted) cannot choose
+    the address the controller sees, while a peer inside them can."""
+    cl = echo_factory(1)
+    up = cl.upstreams[0]
+    qg = qg_over_echo(quorumgate, cl, {"headers": {"trust_forwarded": ["127.0.0.2/32", "::1"]}})
+    forged = {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6"}
+    r = call(qg, "GET", "/x", headers=forged)
+    assert r.status == 200
+    assert header_values(up.last(), "X-Forwarded-For") == ["127.0.0.1"]
+    assert header_values(up.last(), "Forwarded") == ["for=127.0.0.1;proto=http;host=\"%s\"" %
+                                                     qg.url.split("://", 1)[1]]
+    # the same request from 127.0.0.2, a trusted proxy: its chain is kept
+    host, port = host_port(qg.url)
+    conn = http.client.HTTPConnection(host, port, timeout=10, source_address=("127.0.0.2", 0))
+    try:
+        r = call(qg, "GET", "/y", headers=forged, conn=conn)
+    finally:
+        conn.close()
+    assert r.status == 200
+    assert header_values(up.last(), "X-Forwarded-For") == ["6.6.6.6, 127.0.0.2"]
+    assert header_values(up.last(), "Forwarded")[0].startswith("for=6.6.6.6, for=127.0.0.2;")
 
 
 def test_request_id_passed_through_or_generated(quorumgate, echo_factory):

@@ -29,6 +29,28 @@ def test_everything_fine(tmp_path, quorumgate):
     assert "HMAC key: the same" in out
     assert "ready: every check passed" in out
     assert "admin-pw" not in out + p.stderr   # the secret never shows
+    assert any(line.split()[:2] == ["ok", "upstream"] and "no client certificate" in line
+               for line in out.splitlines()), out
+
+
+def test_an_upstream_client_certificate_is_warned_about(tmp_path, quorumgate, certs):
+    """Issue 14: a client certificate on quorumgate's own connections is
+    shown to the controllers on behalf of every client; `check` says what
+    that changes (a warning: the configuration stays usable)."""
+    qg = quorumgate(_mgmt(tmp_path), start=False)
+    qg.config["upstream"]["tls"]["cert"] = certs["cert"]
+    qg.config["upstream"]["tls"]["key"] = certs["key"]
+    p = _check(qg)
+    out = p.stdout
+    assert p.returncode == 0, out + p.stderr
+    warn = [line for line in out.splitlines() if line.split()[:2] == ["WARN", "upstream"]]
+    assert len(warn) == 1, out
+    w = warn[0]
+    assert certs["cert"] in w
+    assert "on behalf of EVERY client" in w
+    assert "/oidc/authorize that names no login method to /oidc/login/cert" in w
+    assert "passthrough listener" in w
+    assert "ready: every check passed" in out
 
 
 def test_problems_fail_with_their_line(tmp_path, quorumgate, sim_factory):

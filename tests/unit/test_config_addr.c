@@ -168,6 +168,36 @@ static void test_cidr(void **state)
     assert_string_equal(why, "not an IPv4 or IPv6 address");
 }
 
+static void test_cidr_match(void **state)
+{
+    (void)state;
+    struct config_cidr l[4];
+    const char *why = NULL;
+    assert_true(config_addr_parse_cidr("10.0.0.0/8", &l[0], &why));
+    assert_true(config_addr_parse_cidr("192.168.1.0/25", &l[1], &why));
+    assert_true(config_addr_parse_cidr("fd00::/8", &l[2], &why));
+    assert_true(config_addr_parse_cidr("::1", &l[3], &why));
+    assert_true(config_addr_cidr_match_text(l, 4, "10.255.0.1"));
+    assert_false(config_addr_cidr_match_text(l, 4, "11.0.0.1"));
+    assert_true(config_addr_cidr_match_text(l, 4, "192.168.1.127"));
+    assert_false(config_addr_cidr_match_text(l, 4, "192.168.1.128"));
+    assert_true(config_addr_cidr_match_text(l, 4, "fd12:3456::7"));
+    assert_false(config_addr_cidr_match_text(l, 4, "fe80::1"));
+    assert_true(config_addr_cidr_match_text(l, 4, "::1"));
+    assert_false(config_addr_cidr_match_text(l, 4, "::2"));
+    /* an IPv4-mapped IPv6 address is its IPv4 address */
+    assert_true(config_addr_cidr_match_text(l, 4, "::ffff:10.1.2.3"));
+    assert_false(config_addr_cidr_match_text(l, 4, "::ffff:11.1.2.3"));
+    /* families never match each other; no list, no text: nothing */
+    assert_false(config_addr_cidr_match_text(l, 2, "fd00::1"));
+    assert_false(config_addr_cidr_match_text(l, 0, "10.0.0.1"));
+    assert_false(config_addr_cidr_match_text(l, 4, "not-an-address"));
+    /* /0 matches every address of its family */
+    assert_true(config_addr_parse_cidr("0.0.0.0/0", &l[0], &why));
+    assert_true(config_addr_cidr_match_text(l, 1, "203.0.113.9"));
+    assert_false(config_addr_cidr_match_text(l, 1, "2001:db8::1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_addr_same),
         cmocka_unit_test(test_url),
         cmocka_unit_test(test_cidr),
+        cmocka_unit_test(test_cidr_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
