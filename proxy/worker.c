@@ -16,7 +16,6 @@
 #include "io/upstream.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
-#include "proxy/app_ext.h"
 #include "proxy/passthrough.h"
 #include "proxy/request.h"
 #include "routing/cluster.h"
@@ -115,7 +114,7 @@ static void worker_replication_init(struct worker *w)
 {
     char name[32], chan[96];
     snprintf(name, sizeof(name), "worker-%d", w->id);
-    struct redis_sentinel *sentinel = app_ext_sentinel(w->app);
+    struct redis_sentinel *sentinel = w->app->sentinel;
     w->redis = redis_new(w->loop, &w->cfg->redis,
                          &(struct redis_options){.name = name,
                                                  .log = w->app->log,
@@ -138,13 +137,13 @@ static void worker_replication_init(struct worker *w)
         .cluster = w->app->cluster,
         .metrics = w->app->metrics,
         .log = w->app->log,
-        .fence = app_ext_fence(w->app),
+        .fence = &w->app->fence,
         .cfg = &w->cfg,
         .waiting = &w->gate_waiting,
-        .count_cb = app_ext_count_cb,
+        .count_cb = app_redis_count_cb,
     };
     for (int op = 0; op < M_REDIS_OP__COUNT; op++)
-        env.count_ctx[op] = app_ext_count_ctx(w->app, op);
+        env.count_ctx[op] = &w->app->redis_counts[op];
     w->gate = gate_new(&env);
     ratelimit_init(&w->learn, WORKER_LEARN_SLOTS);
     w->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
@@ -264,6 +263,9 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
 {
     struct worker *w = xcalloc(1, sizeof(*w));
     struct config *cfg = app_config(app);
+    list_init(&w->requests);
+    list_init(&w->waiting);
+    list_init(&w->spare_requests);
     struct listener_limits lim;
     struct upstream_settings us;
     w->app = app;
