@@ -32,6 +32,11 @@
 #define CONFIG_MAX_ALLOW 32
 #define CONFIG_MAX_ROUTES 64
 #define CONFIG_ID_MAX 64
+/* Every controller id joined by commas, with the NUL: a list of ids never
+ * has to be cut. */
+#define CONFIG_ID_LIST_MAX (CONFIG_MAX_CONTROLLERS * CONFIG_ID_MAX)
+/* "acked=<ids>; pending=<ids>" (the Quorumgate-Replication value). */
+#define CONFIG_REPLICATION_MAX (sizeof("acked=; pending=") + CONFIG_ID_LIST_MAX)
 #define CONFIG_MAX_SNI 8
 #define CONFIG_SNI_MAX 254
 #define CONFIG_MAX_SENTINELS 8
