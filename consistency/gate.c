@@ -304,11 +304,17 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
     if (!mask)
         return;
     gw->fenced &= ~mask;
-    if (gw->redis_lost || !redis_up(r)) {
+    if (!redis_up(r)) {
         if (own)
             gate_unfence_local(g, &gw->fk, own);
         return;
     }
+    /* A wait that lost Redis (a restart, a Sentinel failover) and finds it
+     * back lifts here and there: the fence it set may be in Redis (written
+     * before, or replicated to the new master) and would hold the identity
+     * away from that controller in every quorumgate until it expired. */
+    if (gw->redis_lost && own)
+        gate_unfence_local(g, &gw->fk, own);
     gw->unfenced |= own;
     gw->refs++;
     ackstore_fence_clear(r, gate_cfg(g), gw->idhex, gw->cid, gw->held_wall_ms,

@@ -147,7 +147,8 @@ static void pipeline_gate_legacy_id_done(struct upstream_req *r, void *arg)
         struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
         const char *id = json_path_string(j, "data.id");
         if (id)
-            snprintf(rq->identity, sizeof(rq->identity), "%s", id);
+            util_copy_whole(rq->identity, sizeof(rq->identity), id,
+                            strlen(id)); /* too long: unknown, never cut */
         json_free(j);
     }
     if (!rq->identity[0]) {
@@ -404,7 +405,8 @@ bool pipeline_gate(struct request *rq)
         struct json *j = json_parse(rq->up.resp_body.data,
                                     rq->up.resp_body.len);
         const char *id = json_path_string(j, "data.id");
-        snprintf(ps->mfa_id, sizeof(ps->mfa_id), "%s", id ? id : "");
+        util_copy_whole(ps->mfa_id, sizeof(ps->mfa_id), id,
+                        id ? strlen(id) : 0); /* too long: unreadable */
         json_free(j);
     }
     rq->stage = STAGE_GATE;

@@ -100,7 +100,7 @@ struct request {
     char *aux_url;                     /* owned */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */
-    char replication[256];             /* Quorumgate-Replication value */
+    char replication[CONFIG_REPLICATION_MAX]; /* Quorumgate-Replication */
 
     struct pipeline_state pipe;        /* affinity and gate stages */
 
