@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/list.h"
 #include "base/loop.h"
 #include "base/tls_sni.h"
 #include "base/util.h"
@@ -32,7 +33,7 @@ struct splice_dir {
 /* One spliced connection.  Owned by its splice (in its list). */
 struct splice_conn {
     struct splice *s;               /* borrowed: the owner */
-    struct splice_conn *prev, *next;
+    struct list link;               /* in the splice's conns */
     int cfd, ufd;                   /* owned sockets; -1 when closed */
     struct loop_io *cio, *uio;      /* owned watchers */
     int cev, uev;                   /* events watched on each */
@@ -65,7 +66,7 @@ struct splice {
     struct splice_limits lim;
     const struct splice_ops *ops;   /* borrowed */
     void *ctx;                      /* borrowed */
-    struct splice_conn *conns;      /* owned list */
+    struct list conns;              /* owned splice_conns */
     int n;
     char *scratch;                  /* owned, SPLICE_SCRATCH bytes */
     bool sni;                       /* peek ClientHellos (splice_new_sni) */
@@ -113,12 +114,7 @@ static void splice_conn_close(struct splice_conn *c, enum splice_end end,
         close(c->ufd);
     free(c->up.pending);
     free(c->down.pending);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     s->n--;
     c->r.err = err;
     if (end == SPLICE_END_RETIRED)
@@ -453,12 +449,7 @@ static void splice_conn_hand_off(struct splice_conn *c)
     socklen_t len = c->peer_len;
     loop_io_free(c->cio);
     loop_timer_free(c->timer);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     s->n--;
     free(c);
     s->ops->hand_off(s->ctx, fd, &peer, len);
@@ -506,10 +497,7 @@ static void splice_start(struct splice *s, int cfd,
     c->peer_len = peer_len;
     c->idle_ms = s->lim.idle_timeout_ms;
     c->first_eof = SPLICE_END_CLIENT_CLOSED;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    list_insert_head(&s->conns, &c->link);
     s->n++;
     c->timer = loop_timer_new(s->loop, splice_conn_timer, c);
     c->cio = loop_io_new(s->loop, cfd, splice_client_cb, c);
@@ -574,6 +562,7 @@ struct splice *splice_new(struct loop *loop, int fd,
                           char **err)
 {
     struct splice *s = xcalloc(1, sizeof(*s));
+    list_init(&s->conns);
     int one = 1;
     s->loop = loop;
     s->fd = fd;
@@ -624,15 +613,14 @@ void splice_retire(struct splice *s, int keep_target, uint64_t grace_ms,
                    uint64_t quiet_ms, int why)
 {
     uint64_t now = loop_now_ms(s->loop);
-    struct splice_conn *c = s->conns;
-    while (c) {
-        struct splice_conn *next = c->next;
+    struct list *l, *tmp;
+    list_foreach_safe(l, tmp, &s->conns) {
+        struct splice_conn *c = list_entry(l, struct splice_conn, link);
         if (keep_target >= 0 && c->r.target == keep_target) {
             /* its target is wanted again (a leader that came back before
              * its connections were closed): they stay */
             if (c->retiring && c->retire_why == why)
                 c->retiring = false;
-            c = next;
             continue;
         }
         if (c->peeking) {
@@ -648,7 +636,6 @@ void splice_retire(struct splice *s, int keep_target, uint64_t grace_ms,
             c->retire_quiet_ms = quiet_ms;
             splice_conn_arm(c);
         }
-        c = next;
     }
 }
 
@@ -661,8 +648,10 @@ void splice_free(struct splice *s)
 {
     if (!s)
         return;
-    while (s->conns)
-        splice_conn_close(s->conns, SPLICE_END_SHUTDOWN, 0);
+    while (!list_empty(&s->conns))
+        splice_conn_close(list_entry(list_first(&s->conns),
+                                     struct splice_conn, link),
+                          SPLICE_END_SHUTDOWN, 0);
     splice_quiesce(s);
     loop_io_free(s->lio);
     loop_timer_free(s->resume);

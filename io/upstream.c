@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/list.h"
 #include "base/loop.h"
 #include "base/util.h"
 #include "io/h1client.h"
@@ -28,8 +29,8 @@ struct upstream {
     struct upstream_route *routes;/* owned */
     int n_routes;
     int active;
-    struct upstream_run *runs;   /* owned: requests in flight */
-    struct upstream_run *spare;  /* owned: finished runs, for reuse */
+    struct list runs;            /* owned upstream_runs: in flight */
+    struct list spare;           /* owned upstream_runs: for reuse */
     struct h1client *h1;         /* owned: the request path's own client */
 };
 
@@ -49,17 +50,17 @@ struct upstream_run {
     CURL *e;                     /* the easy handle it runs on */
     struct curl_slist *nodes;    /* owned array; data borrowed from r */
     int cap_nodes;
-    struct upstream_run *prev, *next; /* the upstream's list (or spares) */
+    struct list link;            /* in the upstream's runs (or spare) */
 };
+
+static struct upstream_run *upstream_run_of(struct list *l)
+{
+    return list_entry(l, struct upstream_run, link);
+}
 
 static void upstream_run_unlink(struct upstream *u, struct upstream_run *run)
 {
-    if (run->prev)
-        run->prev->next = run->next;
-    else
-        u->runs = run->next;
-    if (run->next)
-        run->next->prev = run->prev;
+    list_remove(&run->link);
     curl_multi_remove_handle(u->multi, run->e);
     curl_easy_setopt(run->e, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(run->e, CURLOPT_PRIVATE, NULL);
@@ -69,17 +70,16 @@ static void upstream_run_unlink(struct upstream *u, struct upstream_run *run)
 
 static void upstream_run_put(struct upstream *u, struct upstream_run *run)
 {
-    run->next = u->spare;
-    u->spare = run;
+    list_insert_head(&u->spare, &run->link);
 }
 
 static struct upstream_run *upstream_run_get(struct upstream *u)
 {
-    struct upstream_run *run = u->spare;
-    if (!run)
-        return xcalloc(1, sizeof(*run));
-    u->spare = run->next;
-    run->prev = run->next = NULL;
+    struct list *l = list_pop_head(&u->spare);
+    if (l)
+        return upstream_run_of(l);
+    struct upstream_run *run = xcalloc(1, sizeof(*run));
+    list_init(&run->link);
     return run;
 }
 
@@ -384,6 +384,8 @@ struct upstream *upstream_new(struct loop *loop,
 {
     struct upstream *u = xcalloc(1, sizeof(*u));
     u->loop = loop;
+    list_init(&u->runs);
+    list_init(&u->spare);
     upstream_settings_copy(&u->s, s);
     u->multi = curl_multi_init();
     u->share = curl_share_init();
@@ -426,16 +428,16 @@ void upstream_free(struct upstream *u)
     if (!u)
         return;
     h1client_free(u->h1);
-    while (u->runs) {
-        struct upstream_run *run = u->runs;
+    struct list *l;
+    while ((l = list_first(&u->runs))) {
+        struct upstream_run *run = upstream_run_of(l);
         CURL *e = run->e;
         upstream_run_unlink(u, run);
         upstream_run_put(u, run);
         curl_easy_cleanup(e);
     }
-    while (u->spare) {
-        struct upstream_run *run = u->spare;
-        u->spare = run->next;
+    while ((l = list_pop_head(&u->spare))) {
+        struct upstream_run *run = upstream_run_of(l);
         free(run->nodes);
         free(run);
     }
@@ -463,10 +465,7 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
     struct upstream_run *run = upstream_run_get(u);
     run->r = r;
     run->e = e;
-    run->next = u->runs;
-    if (u->runs)
-        u->runs->prev = run;
-    u->runs = run;
+    list_insert_head(&u->runs, &run->link);
     upstream_req_reset(r);
     r->priv = e;
 

@@ -8,11 +8,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "consistency/fencesync.h"
+#include "io/redis_sentinel.h"
 #include "consistency/mgmt.h"
 #include "metrics/admin.h"
 #include "proxy/status.h"
 #include "metrics/metrics.h"
-#include "proxy/app_ext.h"
 #include "io/listener.h"
 #include "base/log.h"
 #include "base/loop.h"
@@ -23,6 +24,9 @@
 #include "routing/cluster.h"
 #include "routing/health.h"
 #include "routing/jwks.h"
+
+#define APP_AFFINITY_SLOTS (1u << 17)
+#define APP_FENCE_SLOTS 4096
 
 struct config *app_config(struct app *a)
 {
@@ -79,7 +83,6 @@ static void app_cluster_changed(void *arg)
     }
     for (int i = 0; i < a->n_workers; i++)
         worker_kick(a->workers[i]);
-    app_ext_config(a);
 }
 
 static void app_probe_done(void *arg, int node, int status)
@@ -130,6 +133,15 @@ static const struct config *app_current_config(void *arg)
 {
     struct app *a = arg;
     return atomic_load(&a->cfg);
+}
+
+void app_redis_count_cb(void *arg, enum redis_status st,
+                        const struct redis_reply *rep)
+{
+    struct app_redis_count *c = arg;
+    bool ok = redis_reply_ok(st, rep);
+    metrics_inc(c->m, M_REDIS_OPERATIONS_TOTAL, c->op,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
 }
 
 void app_report_failure(struct app *a, int node, bool connect_failed)
@@ -270,7 +282,7 @@ int app_reload(struct app *a)
                      neu->retry.budget_min);
     for (int i = 0; i < a->n_workers; i++)
         worker_set_config(a->workers[i], neu);
-    app_ext_config(a);
+    fencesync_set_config(a->fencesync, neu);
     config_unref(old);
     a->reloads_ok++;
     metrics_inc(a->metrics, M_CONFIG_RELOADS_TOTAL, M_RELOAD_SUCCESS);
@@ -370,6 +382,8 @@ int app_init(struct app *a, const char *config_path)
     int *fds = NULL, *pt_fds = NULL;
     int rc = -1;
     memset(a, 0, sizeof(*a));
+    atable_init(&a->affinity, APP_AFFINITY_SLOTS);
+    fence_init(&a->fence, APP_FENCE_SLOTS);
     a->config_path = xstrdup(config_path);
     a->started_wall_ms = util_wall_ms();
     cfg = config_load(config_path, &errs);
@@ -440,7 +454,20 @@ int app_init(struct app *a, const char *config_path)
     }
     app_log_listening(a, "admin", &cfg->admin.addr, aport, false);
 
-    app_ext_init(a); /* the tables the workers' gates borrow */
+    for (int i = 0; i < M_REDIS_OP__COUNT; i++)
+        a->redis_counts[i] = (struct app_redis_count){
+            a->metrics, (enum metrics_redis_op)i};
+    if (cfg->redis.n_sentinels > 0) /* one monitor for every connection */
+        a->sentinel = redis_sentinel_new(a->loop, &cfg->redis, a->log);
+    a->fencesync = fencesync_new(&(struct fencesync_args){
+        .sentinel = a->sentinel,
+        .loop = a->loop,
+        .cfg = cfg,
+        .cluster = a->cluster,
+        .fence = &a->fence,
+        .metrics = a->metrics,
+        .log = a->log,
+    });
     for (int w = 0; w < a->n_workers; w++) {
         a->workers[w] = worker_new(a, w, &fds[w * CONFIG_MAX_LISTENERS],
                                    cfg->n_listeners, pt_fds[w], &err);
@@ -486,7 +513,10 @@ void app_free(struct app *a)
         worker_free(a->workers[i]);
     free(a->workers);
     admin_free(a->admin);
-    app_ext_free(a);
+    fencesync_free(a->fencesync);
+    redis_sentinel_free(a->sentinel); /* after every Redis connection */
+    atable_free(&a->affinity);
+    fence_free(&a->fence);
     mgmt_free(a->mgmt); /* first: it drops the health probes' callbacks */
     health_free(a->health);
     upstream_free(a->up);

@@ -12,8 +12,14 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "consistency/gate.h"
 #include "io/listener.h"
+#include "io/redis.h"
+#include "metrics/metrics.h"
 #include "retry/budget.h"
+#include "routing/atable.h"
+#include "routing/fence.h"
+#include "routing/keyrefusal.h"
 
 struct log;
 struct loop;
@@ -27,8 +33,16 @@ struct worker;
 struct listener;
 struct metrics;
 struct admin;
-struct app_ext;
+struct fencesync;
+struct redis_sentinel;
 struct jwks;
+
+/* Counting context for Redis commands whose only follow-up is a metric
+ * (app_redis_count_cb). */
+struct app_redis_count {
+    struct metrics *m;                 /* borrowed */
+    enum metrics_redis_op op;
+};
 
 struct app {
     char *config_path;                 /* owned */
@@ -39,6 +53,8 @@ struct app {
                                           -1 = none (control thread) */
     struct cluster *cluster;           /* owned */
     struct jwks *jwks;                 /* owned: controllers' token keys */
+    struct keyrefusal keyrefusal;      /* embedded: members refusing
+                                          another's tokens (any thread) */
     struct budget budget;              /* embedded */
 
     struct loop *loop;                 /* owned: control loop (main thread) */
@@ -60,7 +76,24 @@ struct app {
                                           request and answer bytes */
     uint64_t started_wall_ms;
     uint64_t reloads_ok, reloads_failed;
-    struct app_ext *ext;               /* owned: Redis, gate, affinity */
+
+    /* process-wide tables the workers read without locks */
+    struct atable affinity;            /* embedded: affinity entries */
+    struct fence fence;                /* embedded: fences */
+    struct gate_slots slots;           /* embedded: caps on held calls */
+    struct fencesync *fencesync;       /* owned: the control loop's Redis
+                                          (fences from other processes,
+                                          readiness) */
+    struct redis_sentinel *sentinel;   /* owned, control loop: finds the
+                                          Redis master (redis.sentinels)
+                                          for every Redis connection; NULL
+                                          with redis.address */
+    uint64_t redis_switches_seen;      /* master switches counted (control
+                                          thread, at scrapes) */
+    struct app_redis_count redis_counts[M_REDIS_OP__COUNT];
+    uint64_t redis_seen[2][2];         /* Redis connect ok/error, subscribe
+                                          ok/error already counted
+                                          (control thread, at scrapes) */
     uint16_t public_port;              /* port the first client listener got */
     uint16_t passthrough_port;         /* port the passthrough listener got */
 };
@@ -77,6 +110,11 @@ int app_reload(struct app *a);
 /* The current configuration, with a reference the caller must drop.
  * Control thread only. */
 struct config *app_config(struct app *a);
+
+/* A redis_command callback; its argument is &a->redis_counts[op]: the
+ * result is counted in redis_operations_total{op} (any thread). */
+void app_redis_count_cb(void *arg, enum redis_status st,
+                        const struct redis_reply *rep);
 
 /* A worker saw a controller fail passively (thread-safe). */
 void app_report_failure(struct app *a, int node, bool connect_failed);

@@ -1,24 +1,24 @@
-/* pipeline.c - see pipeline.h. */
+/* pipeline.c - see pipeline.h.  This file: the steps in order
+ * (pipeline_run), the identity and fences, affinity lookups and learning;
+ * the gate's steps are in pipeline_gate.c. */
 #include "proxy/pipeline.h"
+#include "proxy/pipeline_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 #include "consistency/gate.h"
-#include "consistency/mgmt.h"
+#include "io/listener.h"
 #include "io/redis.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
-#include "proxy/app_ext.h"
-#include "base/json.h"
-#include "io/listener.h"
-#include "base/log.h"
-#include "base/loop.h"
 #include "proxy/request.h"
-#include "base/util.h"
 #include "proxy/worker.h"
-#include "retry/reconcile.h"
 #include "routing/atable.h"
 #include "routing/cluster.h"
 #include "routing/fence.h"
@@ -26,30 +26,15 @@
 #include "routing/jwks.h"
 #include "routing/ratelimit.h"
 
-enum pipeline_step {
-    STEP_IDENTITY = 0,
-    STEP_AFFINITY,
-    STEP_GATE_CHECK,
-    STEP_LEGACY_ID,
-    STEP_STATE_READ,
-    STEP_RECORD,
-    STEP_DONE,
-};
-
 static bool pipeline_run(struct request *rq);
-
-static struct app *pipeline_app(struct request *rq)
-{
-    return rq->w->app;
-}
 
 static uint64_t pipeline_now_s(struct request *rq)
 {
-    return atable_clock(app_ext_affinity(pipeline_app(rq)), util_mono_ms());
+    return atable_clock(&pipeline_app(rq)->affinity, util_mono_ms());
 }
 
 /* An asynchronous step finished: go on, and route when all are done. */
-static void pipeline_resume(struct request *rq)
+void pipeline_resume(struct request *rq)
 {
     rq->pipe.async = true;
     if (!pipeline_run(rq) && rq->stage != STAGE_ANSWERED)
@@ -66,19 +51,6 @@ static void pipeline_warn_redis(struct request *rq, const char *what)
     log_printf(w->app->log, LOG_LEVEL_WARN,
                "Redis unavailable for %s: using the local affinity cache",
                what);
-}
-
-static void pipeline_warn_legacy(struct request *rq)
-{
-    struct worker *w = rq->w;
-    uint64_t now = loop_now_ms(w->loop);
-    if (w->legacy_warned_ms && now - w->legacy_warned_ms < 60000)
-        return;
-    w->legacy_warned_ms = now;
-    log_printf(w->app->log, LOG_LEVEL_WARN,
-               "replication gate: an MFA call made with a legacy zt-session "
-               "is not held: configure gate.management (or gate.source: "
-               "events) to confirm it on the other controllers");
 }
 
 static void pipeline_warn_learn(struct request *rq)
@@ -109,7 +81,7 @@ static bool pipeline_identity(struct request *rq)
 {
     struct listener_exchange *ex = rq->ex;
     struct app *a = pipeline_app(rq);
-    struct fence *f = app_ext_fence(a);
+    struct fence *f = &a->fence;
     struct pipeline_state *ps = &rq->pipe;
     bool fences = atomic_load(&f->identities) > 0;
     size_t len = 0, tlen = 0;
@@ -168,11 +140,11 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
         pipeline_warn_redis(rq, "an affinity lookup");
     } else if (rep->type == REDIS_TYPE_STRING) {
         char id[CONFIG_ID_MAX];
-        snprintf(id, sizeof(id), "%.*s", (int)rep->len, rep->str);
+        util_copy_whole(id, sizeof(id), rep->str, rep->len); /* never cut */
         int node = cluster_index(a->cluster, id);
         if (node >= 0) {
             uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
-            affinity_put(app_ext_affinity(a), &rq->pipe.aff, node,
+            affinity_put(&a->affinity, &rq->pipe.aff, node,
                          pipeline_now_s(rq) + ttl_s);
             pipeline_set_home(rq, node);
         }
@@ -229,7 +201,7 @@ static bool pipeline_affinity(struct request *rq)
     if (!pipeline_aff_key(rq, &ps->aff))
         return false;
     ps->has_aff = true;
-    int node = affinity_get(app_ext_affinity(a), &ps->aff, pipeline_now_s(rq),
+    int node = affinity_get(&a->affinity, &ps->aff, pipeline_now_s(rq),
                             &ps->aff_expiry);
     if (node >= 0) {
         ps->aff_hit = true;
@@ -239,12 +211,12 @@ static bool pipeline_affinity(struct request *rq)
         uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
         uint64_t now = pipeline_now_s(rq);
         if (ps->aff_expiry <= now + (ttl_s + 1) / 2) {
-            char key[160];
-            affinity_put(app_ext_affinity(a), &ps->aff, node, now + ttl_s);
+            char key[AFFINITY_REDIS_KEY_MAX];
+            affinity_put(&a->affinity, &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
                                sizeof(key));
-            redis_command(rq->w->redis, app_ext_count_cb,
-                          app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+            redis_command(rq->w->redis, app_redis_count_cb,
+                          &a->redis_counts[M_REDIS_AFFINITY_SET],
                           "PEXPIRE %s %llu", key,
                           (unsigned long long)rq->cfg->routing.affinity_ttl_ms);
         }
@@ -256,7 +228,7 @@ static bool pipeline_affinity(struct request *rq)
                     M_RESULT_ERROR);
         return false;
     }
-    char key[160];
+    char key[AFFINITY_REDIS_KEY_MAX];
     affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key, sizeof(key));
     rq->stage = STAGE_AFFINITY;
     ps->cmd = redis_command(rq->w->redis, pipeline_aff_reply, rq,
@@ -291,17 +263,17 @@ static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
     const struct config *cfg = rq->cfg;
     struct redis *r = rq->w->redis;
     struct affinity_key k;
-    char key[160];
+    char key[AFFINITY_REDIS_KEY_MAX];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
     if (!len || node < 0)
         return false;
     affinity_key(cfg->hmac_key, cfg->hmac_key_len, kind, token, len, &k);
-    affinity_put(app_ext_affinity(a), &k, node, pipeline_now_s(rq) + ttl_s);
+    affinity_put(&a->affinity, &k, node, pipeline_now_s(rq) + ttl_s);
     affinity_redis_key(cfg->redis.key_prefix, &k, key, sizeof(key));
     hold = hold && redis_up(r);
     struct redis_cmd *cmd = redis_command(
-        r, hold ? pipeline_learned : app_ext_count_cb,
-        hold ? (void *)rq : app_ext_count_ctx(a, M_REDIS_AFFINITY_SET),
+        r, hold ? pipeline_learned : app_redis_count_cb,
+        hold ? (void *)rq : &a->redis_counts[M_REDIS_AFFINITY_SET],
         "SET %s %s PX %llu", key, a->cluster->nodes[node].id,
         (unsigned long long)cfg->routing.affinity_ttl_ms);
     if (hold)
@@ -384,341 +356,6 @@ bool pipeline_learn(struct request *rq)
     return held;
 }
 
-/* ---- gate preparation ------------------------------------------------- */
-
-static int pipeline_gate_call(enum classify_call c)
-{
-    switch (c) {
-    case CALL_MFA_CREATE:
-        return GATE_CREATE;
-    case CALL_MFA_VERIFY:
-        return GATE_VERIFY;
-    case CALL_MFA_DELETE:
-        return GATE_DELETE;
-    default:
-        return -1;
-    }
-}
-
-static void pipeline_state_read_retry(void *arg)
-{
-    pipeline_resume(arg);
-}
-
-static void pipeline_state_read_done(struct upstream_req *r, void *arg)
-{
-    struct request *rq = arg;
-    struct pipeline_state *ps = &rq->pipe;
-    ps->pre_state = RECONCILE_UNREADABLE;
-    if (r->result == UPSTREAM_OK)
-        ps->pre_state = reconcile_parse(r->status, r->resp_body.data,
-                                        r->resp_body.len, ps->mfa_id,
-                                        sizeof(ps->mfa_id), NULL);
-    request_log_attempt(rq, rq->node, "state", r->status, r->duration_ns,
-                        true);
-    bool no_answer = r->result != UPSTREAM_OK || r->status == 429 ||
-                     (r->status >= 500 && r->status <= 599);
-    if (no_answer && loop_now_ms(rq->w->loop) < ps->deadline_ms) {
-        /* the leader died or is changing (seen on a real cluster: the read
-         * met the killed leader before the cluster view did): without the
-         * enrollment id the gate could only fence, so read again on
-         * whoever leads next, within the leader wait */
-        if (r->result == UPSTREAM_CONNECT_ERROR)
-            app_report_failure(pipeline_app(rq), rq->node, true);
-        ps->pre_state = -1;
-        ps->step = STEP_STATE_READ;
-        request_after(rq, 50, pipeline_state_read_retry);
-        return;
-    }
-    pipeline_resume(rq);
-}
-
-/* Reads the enrollment on the leader: its id names the change for the
- * gate, and a verify already verified may be a repeat.  true = async. */
-static bool pipeline_state_read(struct request *rq)
-{
-    struct app *a = pipeline_app(rq);
-    struct worker *w = rq->w;
-    uint64_t now = loop_now_ms(w->loop);
-    /* a legacy session can only be read where it lives */
-    int leader = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
-    if (leader < 0 || !cluster_up(a->cluster, leader)) {
-        if (now >= rq->pipe.deadline_ms) {
-            request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
-                                 "Cluster has no leader, unable to make "
-                                 "model updates.");
-            return true;
-        }
-        request_after(rq, 50, pipeline_state_read_retry);
-        rq->pipe.step = STEP_STATE_READ;
-        return true;
-    }
-    char *path = request_mfa_state_path(rq);
-    rq->node = leader;
-    rq->stage = STAGE_RECONCILE;
-    request_aux_get(rq, leader, path, rq->policy->per_try_timeout_ms,
-                    pipeline_state_read_done);
-    free(path);
-    return true;
-}
-
-static bool pipeline_legacy_id(struct request *rq);
-
-static void pipeline_legacy_id_done(struct upstream_req *r, void *arg)
-{
-    struct request *rq = arg;
-    request_log_attempt(rq, rq->node, "identity", r->status, r->duration_ns,
-                        true);
-    if (r->result != UPSTREAM_OK && !rq->pipe.id_retried) {
-        /* No answer at all (seen in the docker stack right after a
-         * cluster view change: a reused connection failed within 1 ms):
-         * once more on a new connection, before the write goes out. */
-        log_printf(rq->w->app->log, LOG_LEVEL_WARN,
-                   "identity read for a gated MFA call failed (%s: %s); "
-                   "retrying on a new connection",
-                   upstream_result_name(r->result), r->error);
-        rq->pipe.id_retried = true;
-        rq->aux_fresh = true;
-        if (pipeline_legacy_id(rq))
-            return;
-    }
-    if (r->result == UPSTREAM_OK && r->status == 200) {
-        struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
-        const char *id = json_path_string(j, "data.id");
-        if (id)
-            snprintf(rq->identity, sizeof(rq->identity), "%s", id);
-        json_free(j);
-    }
-    if (!rq->identity[0]) {
-        if (r->result == UPSTREAM_OK && r->status >= 400 && r->status < 500) {
-            /* the controller refuses the credential: the call itself
-             * will be refused the same way, nothing to hold */
-            rq->pipe.gated = false;
-        } else {
-            /* no answer: the change could not be tracked; nothing was
-             * sent yet, so refusing changes nothing */
-            metrics_inc(pipeline_app(rq)->metrics,
-                        M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
-                                 "the identity behind this MFA change could "
-                                 "not be read; nothing was changed, retry "
-                                 "later");
-            return;
-        }
-    }
-    pipeline_resume(rq);
-}
-
-/* A legacy session, or a bearer token quorumgate could not verify: ask the
- * controller who it is (GET current-identity with the call's own credential). */
-static bool pipeline_legacy_id(struct request *rq)
-{
-    struct app *a = pipeline_app(rq);
-    int node = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
-    if (node < 0) {
-        /* an election: the identity is read on whoever leads next (the
-         * call itself waits for a leader too); never passed unheld */
-        if (loop_now_ms(rq->w->loop) >= rq->pipe.deadline_ms) {
-            request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
-                                 "Cluster has no leader, unable to make "
-                                 "model updates.");
-            return true;
-        }
-        request_after(rq, 50, pipeline_state_read_retry);
-        rq->pipe.step = STEP_LEGACY_ID;
-        return true;
-    }
-    const char *api = util_has_prefix(rq->ex->url, "/edge/management/")
-                          ? "/edge/management/v1/current-identity"
-                          : "/edge/client/v1/current-identity";
-    rq->node = node;
-    rq->stage = STAGE_RECONCILE;
-    request_aux_get(rq, node, api, rq->policy->per_try_timeout_ms,
-                    pipeline_legacy_id_done);
-    return true;
-}
-
-/* The gate released a held answer: what goes out is decided here. */
-static void pipeline_gate_released(void *arg, const struct gate_release *rel)
-{
-    struct request *rq = arg;
-    snprintf(rq->replication, sizeof(rq->replication), "%s",
-             rel->replication);
-    if (rel->fail) {
-        char msg[320];
-        snprintf(msg, sizeof(msg),
-                 "the change committed but was not acknowledged in time "
-                 "by every controller (%s)",
-                 rel->replication);
-        request_answer_error(rq, 504, "REPLICATION_TIMEOUT", msg);
-    } else {
-        request_answer_upstream(rq);
-    }
-}
-
-/* Hold rq's successful answer (in rq->up) for the gate; false when it
- * cannot be held (it is then sent at once). */
-static bool pipeline_hold(struct request *rq, enum gate_call call,
-                          int answered_by, uint64_t deadline_ms)
-{
-    char *path = request_mfa_state_path(rq);
-    bool held = gate_hold(
-        rq->w->gate,
-        &(struct gate_hold_args){
-            .call = call,
-            .identity = rq->identity,
-            .mfa_id = rq->pipe.mfa_id,
-            .answered_by = answered_by,
-            .deadline_ms = deadline_ms,
-            .legacy = rq->pipe.legacy,
-            .authorization = request_header(rq, "Authorization"),
-            .state_path = path,
-            .done = pipeline_gate_released,
-            .arg = rq,
-            .handle = &rq->gate,
-        });
-    free(path);
-    return held;
-}
-
-/* A repeated verify: the record of the first one decides the answer. */
-static void pipeline_record(void *arg, bool ok,
-                            const struct ackstore_record *rec)
-{
-    struct request *rq = arg;
-    struct app *a = pipeline_app(rq);
-    rq->pipe.cmd = NULL;
-    metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_GATE_READ,
-                ok ? M_RESULT_OK : M_RESULT_ERROR);
-    if (!ok) {
-        metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-        request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
-                             "replication tracking (Redis) is unavailable; "
-                             "nothing was changed, retry later");
-        return;
-    }
-    if (!rec->exists) {
-        pipeline_resume(rq); /* not ours: the controller answers (404) */
-        return;
-    }
-    /* the verify happened (it is verified on the leader): answer as the
-     * first verify was answered, or wait with it if it is still held */
-    rq->up.result = UPSTREAM_OK;
-    rq->up.status = 200;
-    rq->up.n_resp_hdrs = 0;
-    buf_reset(&rq->up.resp_hdr_data);
-    buf_reset(&rq->up.resp_body);
-    buf_puts(&rq->up.resp_body, "{\"data\":{},\"meta\":{}}");
-    upstream_resp_header_add(&rq->up, "Content-Type", "application/json");
-    rq->reconciled = "repeat";
-    if (strcmp(rec->status, "pending") == 0) {
-        uint64_t now_wall = util_wall_ms();
-        uint64_t left = rec->deadline_wall_ms > now_wall
-                            ? rec->deadline_wall_ms - now_wall
-                            : 0;
-        rq->stage = STAGE_GATE;
-        /* rq->node, the leader, just showed it verified: it has it */
-        if (pipeline_hold(rq, GATE_VERIFY, rq->node,
-                          loop_now_ms(rq->w->loop) + left))
-            return;
-    }
-    if (strcmp(rec->status, "timeout") == 0 && rq->cfg->gate.fail_on_timeout) {
-        snprintf(rq->replication, sizeof(rq->replication), "%s",
-                 rec->replication);
-        request_answer_error(rq, 504, "REPLICATION_TIMEOUT",
-                             "the change committed but was not acknowledged "
-                             "in time by every controller");
-        return;
-    }
-    snprintf(rq->replication, sizeof(rq->replication), "%s",
-             rec->replication);
-    request_answer_upstream(rq);
-}
-
-static bool pipeline_gate_prepare(struct request *rq, int step)
-{
-    struct app *a = pipeline_app(rq);
-    struct pipeline_state *ps = &rq->pipe;
-    switch (step) {
-    case STEP_GATE_CHECK:
-        ps->step = STEP_LEGACY_ID;
-        if (!ps->gated)
-            return false;
-        if (!rq->identity[0] && ps->id_result == JWKS_UNKNOWN_KID &&
-            jwks_nodes_loaded(a->jwks) == 0) {
-            /* a bearer token whose signer cannot be known: no controller
-             * published its keys (all unreachable?) */
-            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
-                                 "the controllers' token keys could not be "
-                                 "read; nothing was changed, retry later");
-            return true;
-        }
-        if (!rq->identity[0] && ps->id_result >= 0) {
-            /* a bearer token quorumgate could not verify (a key it cannot
-             * fetch now, say): never pass unheld; ask the controller whose
-             * token it is, with the token itself */
-            ps->ask_id = true;
-        } else if (!rq->identity[0]) {
-            if (!identity_session(rq->ex->headers, rq->ex->n_headers)) {
-                ps->gated = false; /* no credential: the controller says 401 */
-                return false;
-            }
-            ps->legacy = true;
-            if (rq->cfg->gate.source == GATE_SRC_PROBE &&
-                !mgmt_configured(gate_mgmt(rq->w->gate)) &&
-                ps->gcall != GATE_CREATE) {
-                /* nothing to confirm the change on other controllers with:
-                 * see README, "Legacy sessions" (the configuration allows
-                 * it only with gate.legacy_sessions: unconfirmed, or with
-                 * one controller) */
-                if (rq->cfg->gate.legacy_sessions == GATE_LEGACY_UNCONFIRMED)
-                    ps->unconfirmed = true;
-                else
-                    pipeline_warn_legacy(rq);
-                ps->gated = false;
-                return false;
-            }
-        }
-        if (!redis_up(rq->w->redis)) {
-            metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
-                                 "replication tracking (Redis) is "
-                                 "unavailable; nothing was changed, retry "
-                                 "later");
-            return true;
-        }
-        if (ps->gcall == GATE_CREATE && !ps->legacy && !ps->ask_id)
-            return false; /* its id comes with its answer */
-        return pipeline_gate_prepare(rq, STEP_LEGACY_ID);
-    case STEP_LEGACY_ID:
-        ps->step = STEP_STATE_READ;
-        if (!ps->gated || !(ps->legacy || ps->ask_id) || rq->identity[0])
-            return false;
-        return pipeline_legacy_id(rq);
-    case STEP_STATE_READ:
-        ps->step = STEP_RECORD;
-        if (!ps->gated || ps->gcall == GATE_CREATE || ps->pre_state >= 0)
-            return false;
-        return pipeline_state_read(rq);
-    case STEP_RECORD:
-        ps->step = STEP_DONE;
-        if (!ps->gated || ps->gcall != GATE_VERIFY ||
-            ps->pre_state != RECONCILE_VERIFIED)
-            return false;
-        char cid[CRYPTO_HMAC_HEX_LEN + 1];
-        gate_change_id(rq->cfg, rq->identity, ps->mfa_id, GATE_VERIFY, cid);
-        ps->actx = (struct ackstore_ctx){.c = a->cluster,
-                                         .record = pipeline_record,
-                                         .arg = rq};
-        rq->stage = STAGE_GATE;
-        ps->cmd = ackstore_read_record(rq->w->redis, rq->cfg, cid,
-                                       &ps->actx);
-        return true;
-    default:
-        return false;
-    }
-}
-
 /* Runs the remaining steps; true when one went asynchronous (or answered). */
 static bool pipeline_run(struct request *rq)
 {
@@ -745,7 +382,7 @@ static bool pipeline_run(struct request *rq)
     }
     if (ps->gated && !ps->slot) {
         /* before anything is sent: a refusal changes nothing */
-        if (!gate_slot_take(app_ext_slots(pipeline_app(rq)), rq->cfg,
+        if (!gate_slot_take(&pipeline_app(rq)->slots, rq->cfg,
                             rq->identity, &ps->slot_bucket)) {
             metrics_inc(pipeline_app(rq)->metrics,
                         M_REPLICATION_HELD_REFUSED_TOTAL);
@@ -776,40 +413,10 @@ bool pipeline_before_route(struct request *rq)
     return pipeline_run(rq);
 }
 
-bool pipeline_gate(struct request *rq)
-{
-    struct pipeline_state *ps = &rq->pipe;
-    if ((ps->unconfirmed || rq->cls.totp_write != CALL_OTHER) &&
-        rq->up.status >= 200 &&
-        rq->up.status <= 299) {
-        /* passed unheld by choice: say so, and count it */
-        snprintf(rq->replication, sizeof(rq->replication), "unconfirmed");
-        /* an OIDC login's TOTP enrollment names no identity quorumgate
-         * can confirm it for (its auth request is the controller's) */
-        int call = rq->cls.totp_write != CALL_OTHER
-                       ? pipeline_gate_call(rq->cls.totp_write)
-                       : ps->gcall;
-        metrics_inc(pipeline_app(rq)->metrics, M_REPLICATION_UNCONFIRMED_TOTAL,
-                    (enum metrics_mfa_call)call);
-        return false;
-    }
-    if (!ps->gated || rq->up.status < 200 || rq->up.status > 299)
-        return false;
-    if (ps->gcall == GATE_CREATE) {
-        struct json *j = json_parse(rq->up.resp_body.data,
-                                    rq->up.resp_body.len);
-        const char *id = json_path_string(j, "data.id");
-        snprintf(ps->mfa_id, sizeof(ps->mfa_id), "%s", id ? id : "");
-        json_free(j);
-    }
-    rq->stage = STAGE_GATE;
-    return pipeline_hold(rq, (enum gate_call)ps->gcall, rq->node, 0);
-}
-
 void pipeline_cancel(struct request *rq)
 {
     if (rq->pipe.slot) {
-        gate_slot_give(app_ext_slots(pipeline_app(rq)), rq->pipe.slot_bucket);
+        gate_slot_give(&pipeline_app(rq)->slots, rq->pipe.slot_bucket);
         rq->pipe.slot = false;
     }
     if (rq->pipe.cmd) {

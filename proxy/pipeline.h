@@ -6,7 +6,9 @@
  *     verify gets the original outcome);
  *   after a usable answer: learning affinity from it;
  *   after a successful MFA write: holding the answer in the gate.
- * request.c calls these; each returns whether it took the request over. */
+ * request.c calls these; each returns whether it took the request over.
+ * pipeline.c runs the steps (identity, affinity); pipeline_gate.c has the
+ * gate's. */
 #ifndef QG_PIPELINE_H
 #define QG_PIPELINE_H
 

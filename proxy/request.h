@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/list.h"
 #include "config/config.h"
 #include "io/headers.h"
 #include "proxy/pipeline.h"
@@ -51,9 +52,10 @@ struct request {
     struct worker *w;                  /* borrowed */
     struct listener_exchange *ex;      /* borrowed; NULL once complete */
     struct config *cfg;                /* owned reference */
-    struct request *prev, *next;       /* worker's list of live requests */
-    struct request *wprev, *wnext;     /* worker's list of waiting requests */
-    bool on_wait_list;
+    struct list link;                  /* in the worker's live requests
+                                          (or its spares) */
+    struct list wait_link;             /* in the worker's requests waiting
+                                          for a leader, or unlinked */
 
     enum request_stage stage;
     struct classify_result cls;
@@ -85,6 +87,7 @@ struct request {
     bool holds_retry_slot;
     bool budget_exhausted;
     bool retried;
+    bool key_fetched;                  /* keys fetched for a refused token */
     struct loop_timer *timer;          /* owned: backoff, waits, deadline;
                                           NULL until request_after() */
 
@@ -97,7 +100,7 @@ struct request {
     char *aux_url;                     /* owned */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */
-    char replication[256];             /* Quorumgate-Replication value */
+    char replication[CONFIG_REPLICATION_MAX]; /* Quorumgate-Replication */
 
     struct pipeline_state pipe;        /* affinity and gate stages */
 
@@ -123,25 +126,9 @@ void request_cluster_changed(struct worker *w);
 /* Abandon every request of the worker (shutdown). */
 void request_abort_all(struct worker *w);
 
-/* Stages other modules drive (reconcile, gate). */
-void request_answer_upstream(struct request *rq);
-void request_answer_error(struct request *rq, int status, const char *code,
-                          const char *message);
-void request_answer_json(struct request *rq, int status, const char *body);
+/* Stages other modules drive (reconcile, gate, pipeline): request.c. */
 /* Continue after an asynchronous step: route and attempt again. */
 void request_reroute(struct request *rq);
-/* The last attempt's failure goes back to the client as it was (an
- * upstream answer) or as our envelope (no answer). */
-void request_give_up_original(struct request *rq);
-/* The controller's own answer when its last one had this status, else our
- * envelope with the same status, code and message. */
-void request_answer_as_upstream_or(struct request *rq, int status,
-                                   const char *code, const char *message);
-/* Take a retry slot from the budget (held until the request ends); false
- * (and counted) when the budget is exhausted. */
-bool request_retry_slot(struct request *rq);
-/* Resend the call if attempts, deadline and budget allow; else give up. */
-void request_retry_if_allowed(struct request *rq);
 /* A reconciled answer is in rq->up: continue as after a success. */
 void request_reconciled_success(struct request *rq);
 /* Affinity learned from the answer is stored: gate or answer it. */
@@ -150,21 +137,49 @@ void request_learned(struct request *rq);
 const char *request_header(const struct request *rq, const char *name);
 /* ".../current-identity/mfa" of the request's API (malloc'ed). */
 char *request_mfa_state_path(const struct request *rq);
-/* GET path (a request target) on node with the client's own headers, on
- * rq->aux (state reads: the enrollment, the identity); rq->aux_node says
- * where.  done runs on the loop. */
-void request_aux_get(struct request *rq, int node, const char *path,
-                     uint64_t timeout_ms,
-                     void (*done)(struct upstream_req *r, void *arg));
+/* Tokens a controller refuses (routing/keyrefusal.h; request_key.c).
+ * A bearer token whose minter's tokens other controllers refused lately:
+ * the minter becomes the request's home. */
+void request_key_home(struct request *rq);
+/* r, node's answer to rq (its call or a state read), is the auth layer's
+ * refusal of a valid token another controller minted: noted, counted, and
+ * rq->home is now the minter (send it there); false otherwise. */
+bool request_key_refusal(struct request *rq, int node,
+                         const struct upstream_req *r);
+/* The controllers known to refuse rq's bearer token lately (0: none). */
+uint64_t request_key_refusers(struct request *rq);
 /* Stop the request's timer, if it has one yet. */
 void request_timer_stop(struct request *rq);
 /* Run cb(rq) after ms on the request's timer. */
 void request_after(struct request *rq, uint64_t ms, void (*cb)(void *));
+
+/* The answers: request_answer.c. */
+void request_answer_upstream(struct request *rq);
+void request_answer_error(struct request *rq, int status, const char *code,
+                          const char *message);
+void request_answer_json(struct request *rq, int status, const char *body);
+/* The last attempt's failure goes back to the client as it was (an
+ * upstream answer) or as our envelope (no answer). */
+void request_answer_give_up(struct request *rq);
+/* The controller's own answer when its last one had this status, else our
+ * envelope with the same status, code and message. */
+void request_answer_as_upstream_or(struct request *rq, int status,
+                                   const char *code, const char *message);
+
+/* Attempts and retries: request_attempt.c. */
+/* Take a retry slot from the budget (held until the request ends); false
+ * (and counted) when the budget is exhausted. */
+bool request_attempt_retry_slot(struct request *rq);
+/* Resend the call if attempts, deadline and budget allow; else give up. */
+void request_attempt_retry_if_allowed(struct request *rq);
+/* GET path (a request target) on node with the client's own headers, on
+ * rq->aux (state reads: the enrollment, the identity); rq->aux_node says
+ * where.  done runs on the loop. */
+void request_attempt_aux_get(struct request *rq, int node, const char *path,
+                             uint64_t timeout_ms,
+                             void (*done)(struct upstream_req *r, void *arg));
 /* Log an auxiliary attempt (state reads). */
-void request_log_attempt(struct request *rq, int node, const char *outcome,
+void request_attempt_log(struct request *rq, int node, const char *outcome,
                          int status, uint64_t duration_ns, bool reconcile);
-/* Build the URL of path (a request target) on node into *dst (owned). */
-void request_node_url(struct request *rq, int node, const char *target,
-                      char **dst);
 
 #endif

@@ -90,7 +90,7 @@ static bool request_reconcile_read_later(struct request *rq)
                                     (uint32_t)rq->n_reads - 1, &rq->w->rng);
     if (now + delay >= rq->deadline_ms)
         return false;
-    if (!request_retry_slot(rq))
+    if (!request_attempt_retry_slot(rq))
         return false;
     request_after(rq, delay, request_reconcile_wait_leader);
     return true;
@@ -123,14 +123,15 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
     if (r->result == UPSTREAM_OK)
         st = reconcile_parse(r->status, r->resp_body.data, r->resp_body.len,
                              id, sizeof(id), &created);
-    request_log_attempt(rq, rq->aux_node, st == RECONCILE_UNREADABLE
-                                          ? "state_unreadable" : "state",
+    request_attempt_log(rq, rq->aux_node,
+                        st == RECONCILE_UNREADABLE ? "state_unreadable"
+                                                   : "state",
                         r->status, r->duration_ns, true);
     if (st == RECONCILE_UNREADABLE) {
         if (request_reconcile_read_again(rq, r))
             return;
         request_reconcile_count(rq, M_RECONCILE_FAILED);
-        request_give_up_original(rq);
+        request_answer_give_up(rq);
         return;
     }
     uint64_t skew = rq->cfg->retry.clock_skew_ms;
@@ -142,7 +143,7 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
         if (request_reconcile_read_later(rq))
             return;
         request_reconcile_count(rq, M_RECONCILE_FAILED);
-        request_give_up_original(rq);
+        request_answer_give_up(rq);
         return;
     case RECONCILE_PREEXISTING:
         request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
@@ -158,7 +159,7 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
         break;
     }
     request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
-    request_retry_if_allowed(rq);
+    request_attempt_retry_if_allowed(rq);
 }
 
 /* An attempt that used up the deadline may still have committed: its
@@ -178,7 +179,7 @@ void request_reconcile_start(struct request *rq)
     if (leader < 0 || !cluster_up(a->cluster, leader)) {
         if (now >= hard) {
             request_reconcile_count(rq, M_RECONCILE_FAILED);
-            request_give_up_original(rq);
+            request_answer_give_up(rq);
             return;
         }
         request_after(rq, 50, request_reconcile_wait_leader);
@@ -191,8 +192,9 @@ void request_reconcile_start(struct request *rq)
     rq->timer_cb = NULL;
     char *path = request_mfa_state_path(rq);
     /* rq->node stays the controller that had the call */
-    request_aux_get(rq, leader, path, per_try && per_try < left ? per_try : left,
-                    request_reconcile_done);
+    request_attempt_aux_get(rq, leader, path,
+                            per_try && per_try < left ? per_try : left,
+                            request_reconcile_done);
     free(path);
 }
 

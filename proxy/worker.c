@@ -16,7 +16,6 @@
 #include "io/upstream.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
-#include "proxy/app_ext.h"
 #include "proxy/passthrough.h"
 #include "proxy/request.h"
 #include "routing/cluster.h"
@@ -115,9 +114,11 @@ static void worker_replication_init(struct worker *w)
 {
     char name[32], chan[96];
     snprintf(name, sizeof(name), "worker-%d", w->id);
+    struct redis_sentinel *sentinel = w->app->sentinel;
     w->redis = redis_new(w->loop, &w->cfg->redis,
                          &(struct redis_options){.name = name,
-                                                 .log = w->app->log});
+                                                 .log = w->app->log,
+                                                 .sentinel = sentinel});
     snprintf(name, sizeof(name), "worker-%d-sub", w->id);
     w->acks_sub = redis_new(
         w->loop, &w->cfg->redis,
@@ -125,7 +126,8 @@ static void worker_replication_init(struct worker *w)
                                 .subscriber = true,
                                 .log = w->app->log,
                                 .on_state = worker_acks_sub_state,
-                                .state_arg = w});
+                                .state_arg = w,
+                                .sentinel = sentinel});
     ackstore_channel(w->cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     redis_subscribe(w->acks_sub, chan, worker_ack_message, w);
     struct gate_env env = {
@@ -135,13 +137,13 @@ static void worker_replication_init(struct worker *w)
         .cluster = w->app->cluster,
         .metrics = w->app->metrics,
         .log = w->app->log,
-        .fence = app_ext_fence(w->app),
+        .fence = &w->app->fence,
         .cfg = &w->cfg,
         .waiting = &w->gate_waiting,
-        .count_cb = app_ext_count_cb,
+        .count_cb = app_redis_count_cb,
     };
     for (int op = 0; op < M_REDIS_OP__COUNT; op++)
-        env.count_ctx[op] = app_ext_count_ctx(w->app, op);
+        env.count_ctx[op] = &w->app->redis_counts[op];
     w->gate = gate_new(&env);
     ratelimit_init(&w->learn, WORKER_LEARN_SLOTS);
     w->jwks = jwks_fetch_new(w->app->jwks, w->up, w->app->cluster,
@@ -261,6 +263,9 @@ struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
 {
     struct worker *w = xcalloc(1, sizeof(*w));
     struct config *cfg = app_config(app);
+    list_init(&w->requests);
+    list_init(&w->waiting);
+    list_init(&w->spare_requests);
     struct listener_limits lim;
     struct upstream_settings us;
     w->app = app;

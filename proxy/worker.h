@@ -17,8 +17,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/config.h"
+#include "base/list.h"
 #include "base/log.h"
+#include "config/config.h"
 #include "routing/ratelimit.h"
 
 struct app;
@@ -57,9 +58,10 @@ struct worker {
     /* worker-local state */
     int *outstanding;                 /* owned: attempts in flight per node */
     uint64_t rng;                     /* balancing and jitter */
-    struct request *requests;         /* borrowed list of live requests */
-    struct request *waiting;          /* requests waiting for the cluster */
-    struct request *spare_requests;   /* owned: freed structs for reuse */
+    struct list requests;             /* borrowed: live requests */
+    struct list waiting;              /* borrowed: requests waiting for
+                                         the cluster */
+    struct list spare_requests;       /* owned: freed structs for reuse */
     int n_spare_requests;
     atomic_int live;                  /* requests in progress */
     bool draining;

@@ -1,0 +1,424 @@
+/* h1conn.c - one connection of the controller client (see h1client.h,
+ * h1client_impl.h): connect, TLS handshake, the request's bytes, the
+ * answer read and parsed, back to its origin's idle pool or closed. */
+#include "io/h1client_impl.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "base/loop.h"
+#include "base/util.h"
+#include "io/h1tls.h"
+
+static const struct h1parse_ops h1conn_parse_ops;
+static void h1conn_io(void *arg, int events);
+static void h1conn_connect_timeout(void *arg);
+
+static void h1conn_want(struct h1conn *k, int events)
+{
+    if (k->events != events) { /* an unchanged set costs no system call */
+        k->events = events;
+        loop_io_set(k->io, events);
+    }
+}
+
+void h1conn_close(struct h1conn *k)
+{
+    struct h1origin *o = k->o;
+    list_remove(&k->idle_link); /* if it is idle */
+    list_remove(&k->link);
+    o->n_conns--;
+    h1tls_free(k->tls);
+    loop_io_free(k->io);
+    loop_timer_free(k->timer);
+    close(k->fd);
+    buf_free(&k->out);
+    free(k->rbuf);
+    free(k);
+}
+
+/* The exchange on k failed: k is closed, the exchange reported. */
+void h1conn_fail(struct h1conn *k, enum upstream_result res,
+                 const char *err, bool sync)
+{
+    struct h1x *x = k->x;
+    struct h1origin *o = k->o;
+    k->x = NULL;
+    h1conn_close(k);
+    if (x)
+        h1client_finish(x, res, err, sync);
+    h1client_serve(o, sync);
+}
+
+static void h1conn_build(struct h1conn *k, struct h1x *x)
+{
+    struct upstream_req *r = x->r;
+    struct buf *b = &k->out;
+    const char *host = NULL;
+    size_t host_len = 0;
+    buf_reset(b);
+    k->out_off = 0;
+    k->body = NULL;
+    k->body_len = k->body_off = 0;
+    buf_puts(b, r->method == HTTP_OTHER ? r->method_name
+                                        : http_method_name(r->method));
+    buf_putc(b, ' ');
+    buf_puts(b, x->target);
+    buf_append(b, " HTTP/1.1\r\n", 11);
+    for (int i = 0; i < r->n_headers; i++) {
+        const char *line = r->headers[i];
+        const char *colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        size_t nlen = (size_t)(colon - line);
+        const char *v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (!*v) /* "Name:" asks libcurl to leave a field out: so do we */
+            continue;
+        if (util_strncaseeq(line, nlen, "Host")) {
+            host = v;
+            host_len = strlen(v);
+            continue;
+        }
+        if (util_strncaseeq(line, nlen, "Content-Length") ||
+            util_strncaseeq(line, nlen, "Transfer-Encoding") ||
+            util_strncaseeq(line, nlen, "Connection") ||
+            util_strncaseeq(line, nlen, "Keep-Alive"))
+            continue; /* the framing and the connection are ours */
+        buf_puts(b, line);
+        buf_append(b, "\r\n", 2);
+    }
+    buf_append(b, "Host: ", 6);
+    if (host)
+        buf_append(b, host, host_len);
+    else
+        buf_puts(b, x->o->host_hdr);
+    buf_append(b, "\r\n", 2);
+    if (r->body_len || r->method == HTTP_POST)
+        buf_printf(b, "Content-Length: %zu\r\n", r->body_len);
+    buf_append(b, "\r\n", 2);
+    if (r->body_len && (k->tls || r->body_len <= H1_INLINE_BODY)) {
+        buf_append(b, r->body, r->body_len);
+    } else if (r->body_len) {
+        k->body = r->body;
+        k->body_len = r->body_len;
+    }
+}
+
+static void h1conn_read(struct h1conn *k);
+
+/* Writes what is left of the request.  One sendmsg in the usual case. */
+static void h1conn_flush(struct h1conn *k, bool sync)
+{
+    struct upstream_req *r = k->x->r;
+    for (;;) {
+        size_t left = k->out.len - k->out_off;
+        if (!left && k->body_off == k->body_len)
+            break;
+        ssize_t n;
+        int err = 0;
+        if (k->tls) {
+            uint64_t wire = 0;
+            n = h1tls_write(k->tls, k->out.data + k->out_off, left, &wire);
+            if (wire)
+                r->sent = true;
+            if (n == H1TLS_WANT_WRITE || n == H1TLS_WANT_READ) {
+                h1conn_want(k, LOOP_READ |
+                                   (n == H1TLS_WANT_WRITE ? LOOP_WRITE : 0));
+                return;
+            }
+            if (n <= 0) {
+                h1conn_fail(k, UPSTREAM_RESET,
+                            "TLS: the connection broke while sending", sync);
+                return;
+            }
+        } else {
+            struct iovec iov[2];
+            int cnt = 0;
+            if (left)
+                iov[cnt++] = (struct iovec){k->out.data + k->out_off, left};
+            if (k->body_off < k->body_len)
+                iov[cnt++] = (struct iovec){(char *)k->body + k->body_off,
+                                            k->body_len - k->body_off};
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+            n = sendmsg(k->fd, &mh, MSG_NOSIGNAL);
+            err = errno;
+            if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+                h1conn_want(k, LOOP_READ | LOOP_WRITE);
+                return;
+            }
+            if (n < 0) {
+                char msg[96];
+                snprintf(msg, sizeof(msg), "send: %s", strerror(err));
+                h1conn_fail(k, UPSTREAM_RESET, msg, sync);
+                return;
+            }
+            r->sent = true;
+        }
+        size_t m = (size_t)n;
+        size_t a = m < left ? m : left;
+        k->out_off += a;
+        k->body_off += m - a;
+    }
+    k->state = C_READING;
+    h1conn_want(k, LOOP_READ);
+    /* an answer that came while we were still sending is already here */
+    if (k->rlen)
+        h1conn_read(k);
+}
+
+/* Starts exchange x on the established, unused connection k. */
+void h1conn_begin(struct h1conn *k, struct h1x *x, bool sync)
+{
+    static const struct h1parse_limits lim = {H1_MAX_HEAD, H1_MAX_HEADERS};
+    k->x = x;
+    x->conn = k;
+    k->state = C_SENDING;
+    k->rlen = 0;
+    h1parse_init(&k->p, &h1conn_parse_ops, x, &lim,
+                 x->r->method == HTTP_HEAD);
+    h1conn_build(k, x);
+    h1conn_flush(k, sync);
+}
+
+/* Connected (and TLS done): the waiting exchange goes. */
+static void h1conn_ready(struct h1conn *k)
+{
+    loop_timer_stop(k->timer);
+    h1conn_begin(k, k->x, false);
+}
+
+static void h1conn_handshake(struct h1conn *k)
+{
+    char err[200];
+    int rc = h1tls_handshake(k->tls, err, sizeof(err));
+    if (rc == 1)
+        h1conn_ready(k);
+    else if (rc == H1TLS_WANT_READ)
+        h1conn_want(k, LOOP_READ);
+    else if (rc == H1TLS_WANT_WRITE)
+        h1conn_want(k, LOOP_WRITE);
+    else
+        h1conn_fail(k, UPSTREAM_TLS_ERROR, err, false);
+}
+
+void h1conn_open(struct h1client *c, struct h1origin *o, struct h1x *x,
+                 bool sync)
+{
+    int fd = socket(o->addr.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    char msg[96];
+    if (fd < 0) {
+        snprintf(msg, sizeof(msg), "socket: %s", strerror(errno));
+        h1client_finish(x, UPSTREAM_CONNECT_ERROR, msg, sync);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&o->addr, o->addr_len) < 0 &&
+        errno != EINPROGRESS) {
+        snprintf(msg, sizeof(msg), "connect: %s", strerror(errno));
+        close(fd);
+        h1client_finish(x, UPSTREAM_CONNECT_ERROR, msg, sync);
+        return;
+    }
+    struct h1conn *k = xcalloc(1, sizeof(*k));
+    k->c = c;
+    k->o = o;
+    k->fd = fd;
+    k->io = loop_io_new(c->loop, fd, h1conn_io, k);
+    k->timer = loop_timer_new(c->loop, h1conn_connect_timeout, k);
+    k->rcap = H1_RBUF;
+    k->rbuf = xmalloc(k->rcap);
+    k->state = C_CONNECTING;
+    k->x = x;
+    x->conn = k;
+    list_init(&k->idle_link);
+    list_insert_head(&c->conns, &k->link);
+    o->n_conns++;
+    if (c->connect_timeout_ms)
+        loop_timer_start(k->timer, c->connect_timeout_ms, 0);
+    h1conn_want(k, LOOP_WRITE);
+}
+
+static void h1conn_connected(struct h1conn *k)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "connect: %s", strerror(err));
+        h1conn_fail(k, UPSTREAM_CONNECT_ERROR, msg, false);
+        return;
+    }
+    if (!k->o->tls) {
+        h1conn_ready(k);
+        return;
+    }
+    k->tls = h1tls_new(k->c->tls, k->fd, k->o->name, &k->o->session);
+    if (!k->tls) {
+        h1conn_fail(k, UPSTREAM_TLS_ERROR, "TLS: cannot start", false);
+        return;
+    }
+    k->state = C_HANDSHAKE;
+    h1conn_handshake(k);
+}
+
+/* The answer is complete: k goes back to its pool (or is closed) before
+ * done runs, so a retry started from done can use it. */
+static void h1conn_complete(struct h1conn *k)
+{
+    struct h1x *x = k->x;
+    struct h1origin *o = k->o;
+    struct h1client *c = k->c;
+    bool keep = k->p.keep_alive && k->rlen == 0;
+    x->r->status = k->p.status;
+    k->x = NULL;
+    if (keep) {
+        k->state = C_IDLE;
+        k->idle_since = loop_now_ms(c->loop);
+        list_insert_head(&o->idle, &k->idle_link);
+    } else {
+        h1conn_close(k);
+    }
+    h1client_finish(x, UPSTREAM_OK, NULL, false);
+    h1client_serve(o, false);
+}
+
+static void h1conn_read(struct h1conn *k)
+{
+    for (;;) {
+        if (k->rlen == k->rcap) {
+            k->rcap *= 2; /* a long head line: the parser bounds it */
+            k->rbuf = xrealloc(k->rbuf, k->rcap);
+        }
+        size_t room = k->rcap - k->rlen;
+        ssize_t n;
+        int err = 0;
+        if (k->tls) {
+            n = h1tls_read(k->tls, k->rbuf + k->rlen, room);
+            if (n == H1TLS_WANT_READ)
+                return;
+            if (n == H1TLS_WANT_WRITE) {
+                h1conn_want(k, LOOP_READ | LOOP_WRITE);
+                return;
+            }
+            if (n == H1TLS_FAIL)
+                n = -1, err = ECONNRESET;
+        } else {
+            n = recv(k->fd, k->rbuf + k->rlen, room, 0);
+            err = errno;
+            if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK))
+                return;
+        }
+        if (k->state == C_IDLE) { /* closed, or bytes nobody asked for */
+            h1conn_close(k);
+            return;
+        }
+        if (n <= 0) {
+            char msg[96];
+            if (n < 0)
+                snprintf(msg, sizeof(msg), "recv: %s", strerror(err));
+            else if (h1parse_eof(&k->p) == H1P_DONE) {
+                k->p.keep_alive = false;
+                h1conn_complete(k);
+                return;
+            } else
+                snprintf(msg, sizeof(msg), "connection closed: %s",
+                         k->p.error);
+            h1conn_fail(k, UPSTREAM_RESET, msg, false);
+            return;
+        }
+        k->rlen += (size_t)n;
+        size_t used;
+        enum h1parse_result res = h1parse_feed(&k->p, k->rbuf, k->rlen,
+                                               &used);
+        memmove(k->rbuf, k->rbuf + used, k->rlen - used);
+        k->rlen -= used;
+        if (res == H1P_DONE) {
+            if (k->state != C_READING) /* answered before it was all sent */
+                k->p.keep_alive = false;
+            h1conn_complete(k);
+            return;
+        }
+        if (res == H1P_ERROR) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "malformed answer: %s", k->p.error);
+            h1conn_fail(k, UPSTREAM_RESET, msg, false);
+            return;
+        }
+        if ((!k->tls && (size_t)n < room) ||
+            (k->tls && !h1tls_pending(k->tls)))
+            return; /* the socket is drained: wait for the loop */
+    }
+}
+
+static void h1conn_io(void *arg, int events)
+{
+    struct h1conn *k = arg;
+    switch (k->state) {
+    case C_CONNECTING:
+        h1conn_connected(k);
+        return;
+    case C_HANDSHAKE:
+        h1conn_handshake(k);
+        return;
+    case C_SENDING:
+        if (events & (LOOP_WRITE | LOOP_ERROR)) {
+            h1conn_flush(k, false);
+            return;
+        }
+        h1conn_read(k); /* an early answer, or the end */
+        return;
+    case C_READING:
+        if (k->tls && (events & LOOP_WRITE))
+            h1conn_want(k, LOOP_READ);
+        h1conn_read(k);
+        return;
+    case C_IDLE:
+        h1conn_read(k);
+        return;
+    }
+}
+
+static void h1conn_connect_timeout(void *arg)
+{
+    struct h1conn *k = arg;
+    h1conn_fail(k, UPSTREAM_CONNECT_TIMEOUT, "connect timeout", false);
+}
+
+/* ---- answer capture ---------------------------------------------------- */
+
+static bool h1conn_on_header(void *arg, const char *n, size_t nl,
+                             const char *v, size_t vl)
+{
+    struct h1x *x = arg;
+    upstream_resp_header_addn(x->r, n, nl, v, vl);
+    return true;
+}
+
+static bool h1conn_on_body(void *arg, const char *p, size_t n)
+{
+    struct h1x *x = arg;
+    struct upstream_req *r = x->r;
+    if (r->max_response && r->resp_body.len + n > r->max_response) {
+        x->too_large = true;
+        return false;
+    }
+    buf_append(&r->resp_body, p, n);
+    return true;
+}
+
+static const struct h1parse_ops h1conn_parse_ops = {h1conn_on_header,
+                                                    h1conn_on_body};
+

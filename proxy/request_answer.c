@@ -1,0 +1,132 @@
+/* request_answer.c - see request.h: the answers the request path sends
+ * (the controller's, or quorumgate's own in the OpenZiti envelope), with
+ * quorumgate's own headers. */
+#include "proxy/request.h"
+#include "proxy/request_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/envelope.h"
+#include "base/util.h"
+#include "io/listener.h"
+#include "proxy/app.h"
+#include "proxy/worker.h"
+#include "routing/cluster.h"
+#include "routing/rewrite.h"
+
+static void request_answer_own_headers(struct request *rq,
+                                       struct headers *h)
+{
+    const struct config *cfg = rq->cfg;
+    struct app *a = request_app(rq);
+    char n[16];
+    headers_remove(h, cfg->headers.request_id);
+    headers_adds(h, cfg->headers.request_id, rq->ex->request_id);
+    snprintf(n, sizeof(n), "%d", rq->n_attempts);
+    headers_adds(h, "Quorumgate-Attempts", n);
+    /* the controller that answered, or for our own errors the one the
+     * request was last sent to (the one the error is about) */
+    if (cfg->headers.expose_controller && rq->node >= 0)
+        headers_adds(h, "Quorumgate-Controller", a->cluster->nodes[rq->node].id);
+    if (rq->replication[0])
+        headers_adds(h, "Quorumgate-Replication", rq->replication);
+}
+
+static void request_answer_send(struct request *rq, int status,
+                                struct headers *h, char *body, size_t len)
+{
+    if (!rq->ex || rq->stage == STAGE_ANSWERED) {
+        free(body);
+        return;
+    }
+    request_unwait(rq);
+    request_timer_stop(rq);
+    rq->stage = STAGE_ANSWERED;
+    rq->status = status;
+    request_answer_own_headers(rq, h);
+    listener_respond(rq->ex, status, headers_pairs(h), h->n, body, len,
+                     rq->w->draining);
+}
+
+/* The answer's header list: the request's own, kept (with its storage)
+ * from one request to the next on this worker. */
+static struct headers *request_answer_headers(struct request *rq)
+{
+    headers_reset(&rq->answer_headers);
+    return &rq->answer_headers;
+}
+
+void request_answer_error(struct request *rq, int status, const char *code,
+                          const char *message)
+{
+    struct headers *h = request_answer_headers(rq);
+    size_t len;
+    char *body = envelope_error(code, message,
+                                rq->ex ? rq->ex->request_id : "", NULL, &len);
+    rq->error_code = code;
+    headers_adds(h, "Content-Type", ENVELOPE_CONTENT_TYPE);
+    request_answer_send(rq, status, h, body, len);
+}
+
+void request_answer_json(struct request *rq, int status, const char *json)
+{
+    struct headers *h = request_answer_headers(rq);
+    headers_adds(h, "Content-Type", "application/json");
+    char *body = xstrdup(json);
+    request_answer_send(rq, status, h, body, strlen(body));
+}
+
+void request_answer_upstream(struct request *rq)
+{
+    struct headers *h = request_answer_headers(rq);
+    size_t len;
+    headers_for_client(h, &rq->up);
+    rewrite_response(rq->cfg, rq->cls.call, rq->up.status, &rq->up.resp_body,
+                     h);
+    char *body = buf_steal(&rq->up.resp_body, &len);
+    request_answer_send(rq, rq->up.status, h, body, len);
+}
+
+/* No usable answer from any attempt: say why, in the envelope. */
+void request_answer_as_upstream_or(struct request *rq, int status,
+                                   const char *code, const char *message)
+{
+    if (rq->up.result == UPSTREAM_OK && rq->up.status == status)
+        request_answer_upstream(rq);
+    else
+        request_answer_error(rq, status, code, message);
+}
+
+void request_answer_give_up(struct request *rq)
+{
+    struct app *a = request_app(rq);
+    const char *ctrl = rq->node >= 0 ? a->cluster->nodes[rq->node].id : "?";
+    char msg[256];
+    if (rq->up.result == UPSTREAM_OK && rq->up.status) {
+        request_answer_upstream(rq); /* the original error goes back */
+        return;
+    }
+    switch (rq->up.result) {
+    case UPSTREAM_TIMEOUT:
+    case UPSTREAM_CONNECT_TIMEOUT:
+        snprintf(msg, sizeof(msg), "controller %s did not answer in time",
+                 ctrl);
+        request_answer_error(rq, 504, "PROXY_UPSTREAM_TIMEOUT", msg);
+        return;
+    case UPSTREAM_TOO_LARGE:
+        snprintf(msg, sizeof(msg),
+                 "the answer of controller %s is larger than "
+                 "limits.max_response_bytes",
+                 ctrl);
+        break;
+    default:
+        snprintf(msg, sizeof(msg), "controller %s: %s (%s)", ctrl,
+                 upstream_result_name(rq->up.result),
+                 rq->up.error[0] ? rq->up.error : "no answer");
+        break;
+    }
+    request_answer_error(rq, 502, "PROXY_UPSTREAM_ERROR", msg);
+}
+
