@@ -627,13 +627,25 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     if (h->authorization)
         gw->auth = xasprintf("Authorization: %s", h->authorization);
     gw->state_path = xstrdup(h->state_path ? h->state_path : "");
+    /* the client's token is refused there: asked with the management
+     * credential when that shows the change, else not waited for */
+    uint64_t refused = legacy ? 0
+                              : h->refused & gw->all &
+                                    ~(answered_by >= 0 ? nodeset_of(answered_by)
+                                                       : 0);
+    bool by_mgmt = refused && call != GATE_CREATE && mgmt_configured(g->mgmt);
+    uint64_t give = by_mgmt ? 0 : refused;
     for (int i = 0; i < c->n; i++) {
         gw->probes[i].gw = gw;
         gw->probes[i].node = i;
         gw->probes[i].delay_ms = cfg->gate.probe_initial_ms;
         gw->probes[i].timer = loop_timer_new(env->loop, gate_probe_send,
                                              &gw->probes[i]);
+        gw->probes[i].mgmt = by_mgmt && nodeset_has(refused, i);
+        gw->probes[i].refused = nodeset_has(give, i);
     }
+    gw->denied |= give; /* a refusal says nothing of lag: no fence */
+    gw->key_refused = refused != 0;
     gw->deadline = loop_timer_new(env->loop, gate_deadline, gw);
     gw->poll = loop_timer_new(env->loop, gate_poll, gw);
     unsigned b = gate_bucket(gw->cid);
@@ -682,6 +694,10 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     }
     if (cfg->gate.source == GATE_SRC_PROBE)
         gate_probe_all(gw);
+    if (give && cfg->gate.source == GATE_SRC_PROBE) {
+        gate_give_up(gw, give); /* may release gw */
+        return true;
+    }
     if (gate_satisfied(gw)) {
         /* one-controller clusters and modes already met need no wait */
         gate_release(gw, false);

@@ -19,6 +19,7 @@
 #include "retry/budget.h"
 #include "routing/atable.h"
 #include "routing/fence.h"
+#include "routing/keyrefusal.h"
 
 struct log;
 struct loop;
@@ -52,6 +53,8 @@ struct app {
                                           -1 = none (control thread) */
     struct cluster *cluster;           /* owned */
     struct jwks *jwks;                 /* owned: controllers' token keys */
+    struct keyrefusal keyrefusal;      /* embedded: members refusing
+                                          another's tokens (any thread) */
     struct budget budget;              /* embedded */
 
     struct loop *loop;                 /* owned: control loop (main thread) */

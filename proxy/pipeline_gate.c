@@ -61,6 +61,15 @@ static void pipeline_gate_read_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
     struct pipeline_state *ps = &rq->pipe;
+    if (request_key_refusal(rq, rq->node, r)) {
+        /* the leader refuses the token's key (routing/keyrefusal.h): its
+         * minter, now the request's home, is read instead */
+        request_attempt_log(rq, rq->node, "state", r->status,
+                            r->duration_ns, true);
+        ps->step = STEP_STATE_READ;
+        pipeline_resume(rq);
+        return;
+    }
     ps->pre_state = RECONCILE_UNREADABLE;
     if (r->result == UPSTREAM_OK)
         ps->pre_state = reconcile_parse(r->status, r->resp_body.data,
@@ -226,6 +235,7 @@ static bool pipeline_gate_hold(struct request *rq, enum gate_call call,
             .legacy = rq->pipe.legacy,
             .authorization = request_header(rq, "Authorization"),
             .state_path = path,
+            .refused = request_key_refusers(rq),
             .done = pipeline_gate_released,
             .arg = rq,
             .handle = &rq->gate,
