@@ -147,9 +147,7 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
         return;
     case RECONCILE_PREEXISTING:
         request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
-        request_answer_as_upstream_or(rq, 409, "MFA_EXISTS",
-                                      "An MFA record already exists, "
-                                      "try removing it");
+        request_answer_as_upstream_or(rq, ERR_MFA_EXISTS, NULL);
         return;
     case RECONCILE_APPLIED:
         rq->node = rq->aux_node; /* its state is the answer */
