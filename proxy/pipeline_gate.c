@@ -76,7 +76,7 @@ static void pipeline_gate_read_done(struct upstream_req *r, void *arg)
          * enrollment id the gate could only fence, so read again on
          * whoever leads next, within the leader wait */
         if (r->result == UPSTREAM_CONNECT_ERROR)
-            app_report_failure(pipeline_app(rq), rq->node, true);
+            worker_report_failure(rq->w, rq->node, true);
         ps->pre_state = -1;
         ps->step = STEP_STATE_READ;
         request_after(rq, 50, pipeline_gate_read_retry);
