@@ -169,3 +169,16 @@ uint64_t util_wall_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
 }
+
+bool util_copy_whole(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (cap == 0)
+        return false;
+    if (!src || len >= cap) {
+        dst[0] = '\0';
+        return false;
+    }
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return true;
+}

@@ -20,6 +20,10 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool util_strcaseeq(const char *a, const char *b);
 bool util_strncaseeq(const char *a, size_t alen, const char *b);
 bool util_has_prefix(const char *s, const char *prefix);
+/* Copies len bytes of src and a NUL into dst[cap] when they fit; else
+ * leaves dst empty and returns false.  For identifiers (ids, keys), where
+ * a cut copy could equal another one. */
+bool util_copy_whole(char *dst, size_t cap, const char *src, size_t len);
 /* Value of a hexadecimal digit, or -1. */
 int util_hexval(char c);
 

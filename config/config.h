@@ -32,8 +32,14 @@
 #define CONFIG_MAX_ALLOW 32
 #define CONFIG_MAX_ROUTES 64
 #define CONFIG_ID_MAX 64
+/* Every controller id joined by commas, with the NUL: a list of ids never
+ * has to be cut. */
+#define CONFIG_ID_LIST_MAX (CONFIG_MAX_CONTROLLERS * CONFIG_ID_MAX)
+/* "acked=<ids>; pending=<ids>" (the Quorumgate-Replication value). */
+#define CONFIG_REPLICATION_MAX (sizeof("acked=; pending=") + CONFIG_ID_LIST_MAX)
 #define CONFIG_MAX_SNI 8
 #define CONFIG_SNI_MAX 254
+#define CONFIG_MAX_SENTINELS 8
 
 /* A host:port, "[v6]:port" or "unix:/path" address as written in the file. */
 struct config_addr {
@@ -161,6 +167,13 @@ struct config_redis {
     char *key_prefix;                /* owned; "qg:" */
     uint64_t connect_timeout_ms;     /* 1s */
     uint64_t command_timeout_ms;     /* 1s */
+    /* Sentinel-managed Redis (instead of address): the master is asked of
+     * these sentinels, in order, by master_name. */
+    struct config_addr sentinels[CONFIG_MAX_SENTINELS]; /* owned */
+    int n_sentinels;                 /* 0 = use address */
+    char *master_name;               /* owned; NULL without sentinels */
+    char *sentinel_username;         /* owned; optional */
+    char *sentinel_password;         /* owned; sentinel_password_file */
 };
 
 enum config_log_level {

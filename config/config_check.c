@@ -164,8 +164,32 @@ static void config_check_passthrough(struct config_parse *p,
     }
 }
 
+/* redis: either address or sentinels + master_name. */
+static void config_check_redis(struct config_parse *p)
+{
+    bool has_sentinels = config_util_node(p, "redis.sentinels") != NULL;
+    if (has_sentinels && config_util_node(p, "redis.address"))
+        config_parse_error(p, config_util_line(p, "redis.sentinels"),
+                           "redis: address and sentinels exclude each other "
+                           "(with sentinels the master's address is asked "
+                           "of them): remove one");
+    config_check_pair(p, "redis", "sentinels", "master_name", true);
+    static const char *const needs[] = {"sentinel_username",
+                                        "sentinel_password_file"};
+    for (size_t i = 0; i < ARRAY_LEN(needs); i++) {
+        char *k = config_parse_join("redis", needs[i]);
+        if (!has_sentinels && config_util_node(p, k))
+            config_parse_error(p, config_util_line(p, k),
+                               "redis: %s without sentinels", needs[i]);
+        free(k);
+    }
+    config_check_pair(p, "redis", "sentinel_username",
+                      "sentinel_password_file", false);
+}
+
 static void config_check_values(struct config_parse *p, struct config *cfg)
 {
+    config_check_redis(p);
     config_check_passthrough(p, cfg);
     config_check_pair(p, "upstream.tls", "cert", "key", true);
     config_check_pair(p, "admin.basic_auth", "username", "password_file",

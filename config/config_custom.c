@@ -498,3 +498,74 @@ bool config_custom_pt_sni_names_same(const struct config_field *f,
             return false;
     return true;
 }
+
+/* ---- redis.sentinels ---- */
+
+void config_custom_sentinels(struct config_parse *p,
+                             const struct config_field *f,
+                             const struct yaml_doc_node *node,
+                             const char *path, void *base)
+{
+    struct config_redis *r = base;
+    config_custom_sentinels_release(f, base);
+    if (!config_parse_is_list(p, node, path))
+        return; /* absent: redis.address is used */
+    if (node->n_items == 0)
+        config_parse_error(p, node->line, "%s: an empty list (give at least "
+                           "one host:port, or remove the key and use "
+                           "redis.address)", path);
+    for (size_t i = 0; i < node->n_items; i++) {
+        char *ipath = xasprintf("%s[%zu]", path, i);
+        const struct yaml_doc_node *it = node->items[i];
+        const char *text = config_parse_scalar(p, it, ipath, "a host:port");
+        struct config_addr a;
+        const char *why;
+        if (!text) {
+            /* reported */
+        } else if (!config_addr_parse(text, false, &a, &why)) {
+            config_parse_error(p, it->line, "%s: '%s' is not a sentinel "
+                               "address: %s", ipath, text, why);
+        } else if (r->n_sentinels == CONFIG_MAX_SENTINELS) {
+            config_addr_free(&a);
+            config_parse_error(p, it->line, "%s: at most %d sentinels are "
+                               "supported", path, CONFIG_MAX_SENTINELS);
+            free(ipath);
+            break;
+        } else {
+            bool dup = false;
+            for (int k = 0; k < r->n_sentinels; k++)
+                dup = dup || config_addr_same(&r->sentinels[k], &a);
+            if (dup) {
+                config_parse_error(p, it->line, "%s: '%s' is listed twice",
+                                   ipath, text);
+                config_addr_free(&a);
+            } else {
+                r->sentinels[r->n_sentinels++] = a;
+            }
+        }
+        free(ipath);
+    }
+}
+
+void config_custom_sentinels_release(const struct config_field *f,
+                                     void *base)
+{
+    struct config_redis *r = base;
+    (void)f;
+    for (int i = 0; i < r->n_sentinels; i++)
+        config_addr_free(&r->sentinels[i]);
+    r->n_sentinels = 0;
+}
+
+bool config_custom_sentinels_same(const struct config_field *f,
+                                  const void *a, const void *b)
+{
+    const struct config_redis *x = a, *y = b;
+    (void)f;
+    if (x->n_sentinels != y->n_sentinels)
+        return false;
+    for (int i = 0; i < x->n_sentinels; i++)
+        if (!config_addr_same(&x->sentinels[i], &y->sentinels[i]))
+            return false;
+    return true;
+}

@@ -36,6 +36,10 @@ config_same_fn config_custom_allow_same;
 config_parse_fn config_custom_trust_forwarded;
 config_same_fn config_custom_trust_forwarded_same;
 
+/* redis.sentinels: base is struct config_redis */
+config_parse_fn config_custom_sentinels;
+config_release_fn config_custom_sentinels_release;
+config_same_fn config_custom_sentinels_same;
 /* controllers[].url: base is struct config_controller */
 config_parse_fn config_custom_url;
 config_release_fn config_custom_url_release;

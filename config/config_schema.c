@@ -256,6 +256,15 @@ static const struct config_field config_schema_redis_fields[] = {
         MS_1H),
     DUR("command_timeout", struct config_redis, command_timeout_ms, "1s", 1,
         MS_1H),
+    {.key = "sentinels", .type = CONFIG_T_CUSTOM,
+     .parse = config_custom_sentinels,
+     .release = config_custom_sentinels_release,
+     .same = config_custom_sentinels_same},
+    STR("master_name", struct config_redis, master_name, NULL,
+        CONFIG_STR_NONEMPTY),
+    STR("sentinel_username", struct config_redis, sentinel_username, NULL,
+        CONFIG_STR_NONEMPTY),
+    SECRET("sentinel_password_file", struct config_redis, sentinel_password),
 };
 static const struct config_section config_schema_redis =
     CONFIG_SECTION(config_schema_redis_fields);

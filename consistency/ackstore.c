@@ -108,15 +108,25 @@ static uint64_t ackstore_members(const struct cluster *c,
     return m;
 }
 
-static void ackstore_ids(const struct cluster *c, uint64_t mask, char *out,
-                         size_t cap)
+/* Every controller id with its comma fits: the list is never cut. */
+#define ACKSTORE_IDS_MAX CONFIG_ID_LIST_MAX
+
+static void ackstore_ids(const struct cluster *c, uint64_t mask,
+                         char out[ACKSTORE_IDS_MAX])
 {
     size_t o = 0;
     out[0] = '\0';
-    for (int i = 0; i < c->n; i++)
-        if (nodeset_has(mask, i))
-            o += (size_t)snprintf(out + o, o < cap ? cap - o : 0, "%s%s",
-                                  o ? "," : "", c->nodes[i].id);
+    for (int i = 0; i < c->n; i++) {
+        if (!nodeset_has(mask, i))
+            continue;
+        /* an id is at most CONFIG_ID_MAX - 1 bytes: with its comma and the
+         * final NUL, no more than CONFIG_ID_MAX each */
+        int w = snprintf(out + o, ACKSTORE_IDS_MAX - o, "%s%s",
+                         o ? "," : "", c->nodes[i].id);
+        if (w < 0 || (size_t)w >= ACKSTORE_IDS_MAX - o)
+            abort(); /* cannot happen: sized above */
+        o += (size_t)w;
+    }
 }
 
 static void ackstore_on_acks(void *arg, enum redis_status st,
@@ -134,12 +144,12 @@ struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
                                 const char *answered_by,
                                 struct ackstore_ctx *ctx)
 {
-    char rec[160], acks[170], chan[96], req[512], dl[24], ttl[24];
+    char rec[160], acks[170], chan[96], req[ACKSTORE_IDS_MAX], dl[24], ttl[24];
     const char *p = cfg->redis.key_prefix;
     snprintf(rec, sizeof(rec), "%sgate:%s", p, cid);
     snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
     ackstore_channel(cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
-    ackstore_ids(c, required, req, sizeof(req));
+    ackstore_ids(c, required, req);
     snprintf(dl, sizeof(dl), "%llu",
              (unsigned long long)(util_wall_ms() + (deadline_ms >
                                                     util_mono_ms()
@@ -201,11 +211,13 @@ static void ackstore_on_record(void *arg, enum redis_status st,
             const struct redis_reply *f = &h->elements[i];
             const struct redis_reply *v = &h->elements[i + 1];
             rec.exists = true;
+            /* a value too long to hold whole is not read */
             if (strcmp(f->str, "status") == 0)
-                snprintf(rec.status, sizeof(rec.status), "%s", v->str);
+                util_copy_whole(rec.status, sizeof(rec.status), v->str,
+                                v->len);
             else if (strcmp(f->str, "replication") == 0)
-                snprintf(rec.replication, sizeof(rec.replication), "%s",
-                         v->str);
+                util_copy_whole(rec.replication, sizeof(rec.replication),
+                                v->str, v->len);
             else if (strcmp(f->str, "deadline") == 0)
                 rec.deadline_wall_ms = strtoull(v->str, NULL, 10);
         }

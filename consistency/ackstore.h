@@ -34,7 +34,7 @@ typedef void (*ackstore_acks_cb)(void *arg, bool ok, uint64_t acked_mask);
 struct ackstore_record {
     bool exists;
     char status[16];          /* pending, released, timeout */
-    char replication[256];
+    char replication[CONFIG_REPLICATION_MAX];
     uint64_t deadline_wall_ms;
     uint64_t acked;           /* mask over the cluster's controllers */
 };

@@ -156,14 +156,16 @@ struct fencesync *fencesync_new(const struct fencesync_args *args)
                           &(struct redis_options){.name = "control",
                                                   .log = fs->log,
                                                   .on_state = fencesync_state,
-                                                  .state_arg = fs});
+                                                  .state_arg = fs,
+                                                  .sentinel = args->sentinel});
     fs->sub = redis_new(fs->loop, &fs->cfg->redis,
                         &(struct redis_options){
                             .name = "control-sub",
                             .subscriber = true,
                             .log = fs->log,
                             .on_state = fencesync_sub_state,
-                            .state_arg = fs});
+                            .state_arg = fs,
+                            .sentinel = args->sentinel});
     ackstore_channel(fs->cfg, ACKSTORE_CHANNEL_FENCES, chan, sizeof(chan));
     redis_subscribe(fs->sub, chan, fencesync_message, fs);
     /* The first PING goes out when the connection is up (fencesync_state):

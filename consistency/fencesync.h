@@ -19,9 +19,12 @@ struct log;
 struct loop;
 struct metrics;
 struct redis_stats;
+struct redis_sentinel;
 
 struct fencesync_args {
     struct loop *loop;           /* the control loop */
+    struct redis_sentinel *sentinel; /* redis.sentinels: the shared
+                                    monitor (outlives it), else NULL */
     struct config *cfg;          /* Redis settings (restart-only), prefix */
     const struct cluster *cluster;
     struct fence *fence;         /* updated from Redis */

@@ -304,11 +304,17 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
     if (!mask)
         return;
     gw->fenced &= ~mask;
-    if (gw->redis_lost || !redis_up(r)) {
+    if (!redis_up(r)) {
         if (own)
             gate_unfence_local(g, &gw->fk, own);
         return;
     }
+    /* A wait that lost Redis (a restart, a Sentinel failover) and finds it
+     * back lifts here and there: the fence it set may be in Redis (written
+     * before, or replicated to the new master) and would hold the identity
+     * away from that controller in every quorumgate until it expired. */
+    if (gw->redis_lost && own)
+        gate_unfence_local(g, &gw->fk, own);
     gw->unfenced |= own;
     gw->refs++;
     ackstore_fence_clear(r, gate_cfg(g), gw->idhex, gw->cid, gw->held_wall_ms,
@@ -621,13 +627,25 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     if (h->authorization)
         gw->auth = xasprintf("Authorization: %s", h->authorization);
     gw->state_path = xstrdup(h->state_path ? h->state_path : "");
+    /* the client's token is refused there: asked with the management
+     * credential when that shows the change, else not waited for */
+    uint64_t refused = legacy ? 0
+                              : h->refused & gw->all &
+                                    ~(answered_by >= 0 ? nodeset_of(answered_by)
+                                                       : 0);
+    bool by_mgmt = refused && call != GATE_CREATE && mgmt_configured(g->mgmt);
+    uint64_t give = by_mgmt ? 0 : refused;
     for (int i = 0; i < c->n; i++) {
         gw->probes[i].gw = gw;
         gw->probes[i].node = i;
         gw->probes[i].delay_ms = cfg->gate.probe_initial_ms;
         gw->probes[i].timer = loop_timer_new(env->loop, gate_probe_send,
                                              &gw->probes[i]);
+        gw->probes[i].mgmt = by_mgmt && nodeset_has(refused, i);
+        gw->probes[i].refused = nodeset_has(give, i);
     }
+    gw->denied |= give; /* a refusal says nothing of lag: no fence */
+    gw->key_refused = refused != 0;
     gw->deadline = loop_timer_new(env->loop, gate_deadline, gw);
     gw->poll = loop_timer_new(env->loop, gate_poll, gw);
     unsigned b = gate_bucket(gw->cid);
@@ -676,6 +694,10 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     }
     if (cfg->gate.source == GATE_SRC_PROBE)
         gate_probe_all(gw);
+    if (give && cfg->gate.source == GATE_SRC_PROBE) {
+        gate_give_up(gw, give); /* may release gw */
+        return true;
+    }
     if (gate_satisfied(gw)) {
         /* one-controller clusters and modes already met need no wait */
         gate_release(gw, false);

@@ -138,6 +138,11 @@ struct gate_hold_args {
     bool legacy;             /* confirm with gate.management */
     const char *authorization; /* the client's Authorization value or NULL */
     const char *state_path;  /* .../current-identity/mfa of the call */
+    uint64_t refused;        /* controllers known to refuse the client's
+                                token (routing/keyrefusal.h): verify and
+                                delete are confirmed there with
+                                gate.management, a create is not waited
+                                for there (and not fenced) */
     gate_release_cb done;    /* called once, when the answer may go */
     void *arg;
     struct gate_wait **handle; /* the owner's: set while the wait reports

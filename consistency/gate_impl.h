@@ -25,6 +25,10 @@ struct gate_probe {
                                    * refused) */
     bool refused;                 /* 401/403: the credential does not work
                                    * there; no more probes */
+    bool mgmt;                    /* the client's token is refused there (a
+                                   * controller that does not know its
+                                   * minter's key, routing/keyrefusal.h):
+                                   * asked with gate.management instead */
     uint64_t sent_ns, miss_ns;    /* last probe sent; last "not yet" */
     struct loop_timer *timer;     /* owned */
     struct upstream_req req;      /* owned response buffers */
@@ -49,6 +53,9 @@ struct gate_wait {
     char mfa_id[128];
     char identity[128];           /* for the management API (legacy) */
     bool legacy;                  /* confirm with gate.management */
+    bool key_refused;             /* the client's token is one some
+                                   * controllers refuse (keyrefusal.h): a
+                                   * 401 is that, not a passing moment */
     char *auth;                   /* owned: "Authorization: ..." line */
     char *state_path;             /* owned: .../current-identity/mfa */
     uint64_t all, required, acked, counted;

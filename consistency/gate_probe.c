@@ -39,7 +39,8 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
             gw->answered |= 1ull << p->node;
     }
     bool ack;
-    if (gw->legacy) {
+    bool by_mgmt = gw->legacy || p->mgmt;
+    if (by_mgmt) {
         ack = r->result == UPSTREAM_OK &&
               gate_acknowledges_mgmt(gw->call, r->status, r->resp_body.data,
                                      r->resp_body.len);
@@ -64,11 +65,26 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
         return;
     }
     if (r->result == UPSTREAM_OK && (r->status == 401 || r->status == 403) &&
-        !gw->legacy && ++p->refusals >= 3 &&
-        util_mono_ns() - gw->start_ns >= 1000000000ull) {
+        !by_mgmt && gw->call != GATE_CREATE && gw->identity[0] &&
+        mgmt_configured(gw->g->mgmt)) {
+        /* the client's token does not work there (a controller that does
+         * not know its minter's signing key refuses it: keyrefusal.h); the
+         * management API shows a verify or delete (isMfaEnabled) */
+        p->mgmt = true;
+        free(p->url);
+        p->url = NULL;
+        gate_probe_send(p);
+        return;
+    }
+    if (r->result == UPSTREAM_OK && (r->status == 401 || r->status == 403) &&
+        !by_mgmt &&
+        ((++p->refusals >= 3 &&
+          util_mono_ns() - gw->start_ns >= 1000000000ull) ||
+         gw->key_refused)) {
         /* the client's credential does not work there, and kept not
          * working (a real controller may refuse a fresh OIDC token for a
-         * moment after the login: observed on v1.5.4) */
+         * moment after the login: observed on v1.5.4), or it is a token
+         * other controllers refuse for good (keyrefusal.h) */
         p->refused = true;
         gate_give_up(gw, nodeset_of(p->node)); /* may free gw */
         return;
@@ -208,7 +224,7 @@ void gate_probe_send(void *arg)
         return;
     if (gw->released && !nodeset_has(gw->fenced, p->node))
         return; /* answered, and nothing of ours to lift there */
-    if (gw->legacy) {
+    if (gw->legacy || p->mgmt) {
         p->in_flight = true;
         mgmt_token(gw->g->mgmt, p->node, gate_probe_token, p);
         return;

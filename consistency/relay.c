@@ -74,7 +74,8 @@ void relay_parse_line(const char *line, size_t len, struct relay_event *out)
     const char *etype = json_string(json_get(j, "eventType"));
     const char *entity = json_string(json_get(j, "entityType"));
     const char *src = json_string(json_get(j, "event_src_id"));
-    snprintf(out->source, sizeof(out->source), "%s", src ? src : "");
+    util_copy_whole(out->source, sizeof(out->source), src,
+                    src ? strlen(src) : 0); /* too long: no source */
     out->ts_ms = reconcile_parse_time(json_string(json_get(j, "timestamp")));
     if (!ns || strcmp(ns, "entityChange") != 0 || !entity ||
         strcmp(entity, "mfas") != 0 || !etype)
@@ -102,8 +103,14 @@ void relay_parse_line(const char *line, size_t len, struct relay_event *out)
         out->call = RELAY_DELETE;
     if (out->call == RELAY_NONE)
         goto out;
-    snprintf(out->identity, sizeof(out->identity), "%s", ident);
-    snprintf(out->mfa_id, sizeof(out->mfa_id), "%s", id);
+    /* ids too long to hold whole are not acknowledged (the proxies do not
+     * track them either): a cut id could name another change */
+    if (!util_copy_whole(out->identity, sizeof(out->identity), ident,
+                         strlen(ident)) ||
+        !util_copy_whole(out->mfa_id, sizeof(out->mfa_id), id, strlen(id))) {
+        out->call = RELAY_NONE;
+        goto out;
+    }
     if (idx) {
         char *t = json_print(idx);
         out->raft_index = strtoull(t, NULL, 10);

@@ -50,6 +50,12 @@
  * backoff_min, doubling to backoff_max, with jitter; a wrong password is
  * retried the same way (it may be fixed on the server) and reported in
  * redis_last_error().  on_state(arg, up) is called on every transition.
+ * Behind sentinels (cfg->n_sentinels > 0) the address is the master the
+ * sentinels name at the time of each connect (see redis_sentinel.h): the
+ * handshake ends with ROLE, which must say "master" (else the connection
+ * is dropped and the sentinels asked again), and a connection whose master
+ * moved is dropped and made again to the new one at once.  While no master
+ * is known, connecting fails like a Redis that is down.
  * RESP2 only (hiredis 0.14.1): no HELLO, no TLS.  The host should be an IP
  * address or a name in /etc/hosts: hiredis resolves it with a blocking
  * getaddrinfo() on the loop thread.  The process must ignore SIGPIPE.
@@ -81,6 +87,7 @@ struct loop;
 struct log;
 struct redis;
 struct redis_cmd;
+struct redis_sentinel;
 
 /* A reply, read-only, valid only during the callback that receives it. */
 enum redis_type {
@@ -133,6 +140,13 @@ struct redis_options {
      * issue commands and may free the struct redis. */
     void (*on_state)(void *arg, bool up);
     void *state_arg;
+    /* Optional; called on the loop thread when a connection attempt
+     * fails, before the next one is scheduled.  It may free the struct. */
+    void (*on_fail)(void *arg);
+    /* With a config naming sentinels: the monitor that knows the master
+     * (borrowed, shared by many connections, see redis_sentinel.h); NULL =
+     * the connection runs one of its own. */
+    struct redis_sentinel *sentinel;
     uint64_t backoff_min_ms;      /* 0 = 100 ms */
     uint64_t backoff_max_ms;      /* 0 = 5 s */
 };

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "consistency/fencesync.h"
+#include "io/redis_sentinel.h"
 #include "consistency/mgmt.h"
 #include "metrics/admin.h"
 #include "proxy/status.h"
@@ -459,7 +460,10 @@ int app_init(struct app *a, const char *config_path)
     for (int i = 0; i < M_REDIS_OP__COUNT; i++)
         a->redis_counts[i] = (struct app_redis_count){
             a->metrics, (enum metrics_redis_op)i};
+    if (cfg->redis.n_sentinels > 0) /* one monitor for every connection */
+        a->sentinel = redis_sentinel_new(a->loop, &cfg->redis, a->log);
     a->fencesync = fencesync_new(&(struct fencesync_args){
+        .sentinel = a->sentinel,
         .loop = a->loop,
         .cfg = cfg,
         .cluster = a->cluster,
@@ -518,6 +522,7 @@ void app_free(struct app *a)
     free(a->workers);
     admin_free(a->admin);
     fencesync_free(a->fencesync);
+    redis_sentinel_free(a->sentinel); /* after every Redis connection */
     atable_free(&a->affinity);
     fence_free(&a->fence);
     mgmt_free(a->mgmt); /* first: it drops the health probes' callbacks */

@@ -19,6 +19,7 @@
 #include "retry/budget.h"
 #include "routing/atable.h"
 #include "routing/fence.h"
+#include "routing/keyrefusal.h"
 
 struct log;
 struct loop;
@@ -33,6 +34,7 @@ struct listener;
 struct metrics;
 struct admin;
 struct fencesync;
+struct redis_sentinel;
 struct jwks;
 
 /* Counting context for Redis commands whose only follow-up is a metric
@@ -51,6 +53,8 @@ struct app {
                                           -1 = none (control thread) */
     struct cluster *cluster;           /* owned */
     struct jwks *jwks;                 /* owned: controllers' token keys */
+    struct keyrefusal keyrefusal;      /* embedded: members refusing
+                                          another's tokens (any thread) */
     struct budget budget;              /* embedded */
 
     struct loop *loop;                 /* owned: control loop (main thread) */
@@ -80,6 +84,12 @@ struct app {
     struct fencesync *fencesync;       /* owned: the control loop's Redis
                                           (fences from other processes,
                                           readiness) */
+    struct redis_sentinel *sentinel;   /* owned, control loop: finds the
+                                          Redis master (redis.sentinels)
+                                          for every Redis connection; NULL
+                                          with redis.address */
+    uint64_t redis_switches_seen;      /* master switches counted (control
+                                          thread, at scrapes) */
     struct app_redis_count redis_counts[M_REDIS_OP__COUNT];
     uint64_t redis_seen[2][2];         /* Redis connect ok/error, subscribe
                                           ok/error already counted

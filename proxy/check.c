@@ -2,8 +2,10 @@
 #include "proxy/check.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "consistency/mgmt.h"
+#include "proxy/check_sentinel.h"
 #include "proxy/oneshot.h"
 #include "io/upstream.h"
 #include "base/util.h"
@@ -56,5 +58,44 @@ int check_health_binding(const struct config *cfg, FILE *err)
     free(base);
     free(conn);
     free(url);
+    return problems;
+}
+
+int check_sentinels_once(const struct config *cfg, FILE *err)
+{
+    struct check_sentinel_report sr;
+    const char *name = cfg->redis.master_name;
+    int problems = 0;
+    if (cfg->redis.n_sentinels == 0)
+        return 0;
+    check_sentinel_ask(cfg, &sr);
+    for (int i = 0; i < sr.n; i++) {
+        const char *at = cfg->redis.sentinels[i].text;
+        if (sr.state[i] == CHECK_SENTINEL_UNKNOWN) {
+            fprintf(err, "%s: redis.master_name: sentinel %s knows no "
+                    "master named '%s'\n", cfg->path, at, name);
+            problems++;
+        } else if (sr.state[i] == CHECK_SENTINEL_ERROR) {
+            fprintf(err, "%s: redis.sentinels: sentinel %s: %s\n",
+                    cfg->path, at, sr.detail[i]);
+            problems++;
+        } else if (sr.state[i] == CHECK_SENTINEL_UNREACHABLE) {
+            fprintf(err, "%s: warning: sentinel %s not reached (%s)\n",
+                    cfg->path, at, sr.detail[i]);
+        }
+    }
+    if (!sr.named)
+        return problems;
+    if (!sr.master_reached)
+        fprintf(err, "%s: warning: Redis master %s (named by the sentinels) "
+                "not reached (%s)\n", cfg->path, sr.master, sr.master_error);
+    else if (strcmp(sr.role, "master") != 0)
+        fprintf(err, "%s: warning: Redis at %s (named by the sentinels) "
+                "says ROLE %s\n", cfg->path, sr.master, sr.role);
+    else if (strcmp(sr.policy, "noeviction") != 0)
+        fprintf(err, "%s: warning: Redis master %s: maxmemory-policy %s "
+                "(must be noeviction: quorumgate's keys must not be "
+                "evicted)\n", cfg->path, sr.master,
+                sr.policy[0] ? sr.policy : "unknown");
     return problems;
 }

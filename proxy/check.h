@@ -15,9 +15,18 @@
  * down now).  Returns the number of problems. */
 int check_health_binding(const struct config *cfg, FILE *err);
 
+/* For -t with redis.sentinels: every sentinel, once, and the master they
+ * name.  A sentinel that answers without knowing redis.master_name (or
+ * with an error) is a problem; one not reached, a master not reached, not
+ * a master or not noeviction, a warning.  Returns the number of
+ * problems. */
+int check_sentinels_once(const struct config *cfg, FILE *err);
+
 /* `quorumgate check -c FILE`: every controller (TLS, server name, version,
  * clock skew, health-checks binding, the management credential, the raft
- * members and leader as each sees them), Redis (reachable,
+ * members and leader as each sees them), the sentinels (each reachable,
+ * knowing redis.master_name, the master they name saying ROLE master),
+ * Redis (reachable,
  * maxmemory-policy noeviction, the HMAC key the same as the other
  * quorumgates that checked in: a fingerprint under <prefix>check:hmac),
  * the relay's event files.  One line per check to out; 0 only when every

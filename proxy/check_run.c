@@ -17,6 +17,7 @@
 #include "consistency/mgmt.h"
 #include "io/redis.h"
 #include "io/upstream.h"
+#include "proxy/check_sentinel.h"
 #include "proxy/oneshot.h"
 #include "routing/cluster.h"
 
@@ -316,13 +317,27 @@ static void check_redis_next(struct check_redis *cr)
         loop_stop(cr->loop);
 }
 
+/* What the Redis connection connects to, for messages. */
+static const char *check_redis_where(const struct config *cfg, char *buf,
+                                     size_t size)
+{
+    if (cfg->redis.n_sentinels > 0)
+        snprintf(buf, size, "master '%s' (through the sentinels)",
+                 cfg->redis.master_name);
+    else
+        snprintf(buf, size, "%s",
+                 cfg->redis.addr.text ? cfg->redis.addr.text : "");
+    return buf;
+}
+
 static void check_redis_state(void *arg, bool up)
 {
     struct check_redis *cr = arg;
+    char where[CONFIG_ID_MAX + 64];
     if (up && !cr->up) {
         cr->up = true;
         check_line(cr->rep, "ok", "redis", "reachable at %s",
-                   cr->cfg->redis.addr.text ? cr->cfg->redis.addr.text : "");
+                   check_redis_where(cr->cfg, where, sizeof(where)));
         check_redis_next(cr);
     }
 }
@@ -330,10 +345,56 @@ static void check_redis_state(void *arg, bool up)
 static void check_redis_timeout(void *arg)
 {
     struct check_redis *cr = arg;
+    char where[CONFIG_ID_MAX + 64];
     check_line(cr->rep, "FAIL", "redis", "%s: %s",
                cr->up ? "no answer in time" : "not reachable",
-               cr->cfg->redis.addr.text ? cr->cfg->redis.addr.text : "");
+               check_redis_where(cr->cfg, where, sizeof(where)));
     loop_stop(cr->loop);
+}
+
+/* Redis behind sentinels: each sentinel, and the master they name. */
+static void check_sentinels(const struct config *cfg,
+                            struct check_report *rep)
+{
+    struct check_sentinel_report sr;
+    const char *name = cfg->redis.master_name;
+    check_sentinel_ask(cfg, &sr);
+    for (int i = 0; i < sr.n; i++) {
+        const char *at = cfg->redis.sentinels[i].text;
+        switch (sr.state[i]) {
+        case CHECK_SENTINEL_NAMED:
+            check_line(rep, "ok", "sentinel", "%s: master '%s' is %s", at,
+                       name, sr.detail[i]);
+            break;
+        case CHECK_SENTINEL_UNKNOWN:
+            check_line(rep, "FAIL", "sentinel", "%s knows no master named "
+                       "'%s' (redis.master_name must be the name of its "
+                       "'sentinel monitor' line)", at, name);
+            break;
+        case CHECK_SENTINEL_ERROR:
+            check_line(rep, "FAIL", "sentinel", "%s: %s", at, sr.detail[i]);
+            break;
+        default:
+            check_line(rep, sr.named ? "WARN" : "FAIL", "sentinel",
+                       "%s not reachable (%s)", at, sr.detail[i]);
+        }
+    }
+    if (!sr.named) {
+        check_line(rep, "FAIL", "sentinel", "no sentinel names master '%s'",
+                   name);
+        return;
+    }
+    if (!sr.agree)
+        check_line(rep, "WARN", "sentinel", "the sentinels name different "
+                   "masters (a failover in progress?)");
+    if (!sr.master_reached)
+        check_line(rep, "FAIL", "redis", "master %s (named by the "
+                   "sentinels) not reachable: %s", sr.master,
+                   sr.master_error);
+    else
+        check_line(rep, strcmp(sr.role, "master") == 0 ? "ok" : "FAIL",
+                   "redis", "%s says ROLE %s", sr.master,
+                   sr.role[0] ? sr.role : "?");
 }
 
 static void check_redis(const struct config *cfg, struct check_report *rep)
@@ -388,6 +449,8 @@ int check_run(const struct config *cfg, FILE *out)
     check_basics(cfg, nd, n, &rep);
     check_members(cfg, nd, n, &rep);
     check_upstream_cert(cfg, &rep);
+    if (cfg->redis.n_sentinels > 0)
+        check_sentinels(cfg, &rep);
     check_redis(cfg, &rep);
     for (int i = 0; i < cfg->relay.n_sources; i++) {
         const struct config_relay_source *s = &cfg->relay.sources[i];

@@ -61,6 +61,8 @@ static int main_check(const char *path)
     }
     /* what only the controllers can say: is each one watchable */
     int problems = check_health_binding(cfg, stderr);
+    /* and, behind sentinels, does each know the master */
+    problems += check_sentinels_once(cfg, stderr);
     config_unref(cfg);
     if (problems) {
         fprintf(stderr, "%s: %d problem(s) found\n", path, problems);

@@ -140,7 +140,7 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
         pipeline_warn_redis(rq, "an affinity lookup");
     } else if (rep->type == REDIS_TYPE_STRING) {
         char id[CONFIG_ID_MAX];
-        snprintf(id, sizeof(id), "%.*s", (int)rep->len, rep->str);
+        util_copy_whole(id, sizeof(id), rep->str, rep->len); /* never cut */
         int node = cluster_index(a->cluster, id);
         if (node >= 0) {
             uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
@@ -211,7 +211,7 @@ static bool pipeline_affinity(struct request *rq)
         uint64_t ttl_s = (rq->cfg->routing.affinity_ttl_ms + 999) / 1000;
         uint64_t now = pipeline_now_s(rq);
         if (ps->aff_expiry <= now + (ttl_s + 1) / 2) {
-            char key[160];
+            char key[AFFINITY_REDIS_KEY_MAX];
             affinity_put(&a->affinity, &ps->aff, node, now + ttl_s);
             affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key,
                                sizeof(key));
@@ -228,7 +228,7 @@ static bool pipeline_affinity(struct request *rq)
                     M_RESULT_ERROR);
         return false;
     }
-    char key[160];
+    char key[AFFINITY_REDIS_KEY_MAX];
     affinity_redis_key(rq->cfg->redis.key_prefix, &ps->aff, key, sizeof(key));
     rq->stage = STAGE_AFFINITY;
     ps->cmd = redis_command(rq->w->redis, pipeline_aff_reply, rq,
@@ -263,7 +263,7 @@ static bool pipeline_learn_one(struct request *rq, enum affinity_kind kind,
     const struct config *cfg = rq->cfg;
     struct redis *r = rq->w->redis;
     struct affinity_key k;
-    char key[160];
+    char key[AFFINITY_REDIS_KEY_MAX];
     uint64_t ttl_s = (cfg->routing.affinity_ttl_ms + 999) / 1000;
     if (!len || node < 0)
         return false;

@@ -61,6 +61,15 @@ static void pipeline_gate_read_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
     struct pipeline_state *ps = &rq->pipe;
+    if (request_key_refusal(rq, rq->node, r)) {
+        /* the leader refuses the token's key (routing/keyrefusal.h): its
+         * minter, now the request's home, is read instead */
+        request_attempt_log(rq, rq->node, "state", r->status,
+                            r->duration_ns, true);
+        ps->step = STEP_STATE_READ;
+        pipeline_resume(rq);
+        return;
+    }
     ps->pre_state = RECONCILE_UNREADABLE;
     if (r->result == UPSTREAM_OK)
         ps->pre_state = reconcile_parse(r->status, r->resp_body.data,
@@ -136,7 +145,8 @@ static void pipeline_gate_legacy_id_done(struct upstream_req *r, void *arg)
         struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
         const char *id = json_path_string(j, "data.id");
         if (id)
-            snprintf(rq->identity, sizeof(rq->identity), "%s", id);
+            util_copy_whole(rq->identity, sizeof(rq->identity), id,
+                            strlen(id)); /* too long: unknown, never cut */
         json_free(j);
     }
     if (!rq->identity[0]) {
@@ -221,6 +231,7 @@ static bool pipeline_gate_hold(struct request *rq, enum gate_call call,
             .legacy = rq->pipe.legacy,
             .authorization = request_header(rq, "Authorization"),
             .state_path = path,
+            .refused = request_key_refusers(rq),
             .done = pipeline_gate_released,
             .arg = rq,
             .handle = &rq->gate,
@@ -383,7 +394,8 @@ bool pipeline_gate(struct request *rq)
         struct json *j = json_parse(rq->up.resp_body.data,
                                     rq->up.resp_body.len);
         const char *id = json_path_string(j, "data.id");
-        snprintf(ps->mfa_id, sizeof(ps->mfa_id), "%s", id ? id : "");
+        util_copy_whole(ps->mfa_id, sizeof(ps->mfa_id), id,
+                        id ? strlen(id) : 0); /* too long: unreadable */
         json_free(j);
     }
     rq->stage = STAGE_GATE;

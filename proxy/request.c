@@ -376,6 +376,7 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     rewrite_request(rq->cls.call, &rq->up_headers);
     if (certfront_refuse(rq))
         return;
+    request_key_home(rq);
     if (pipeline_before_route(rq))
         return; /* affinity/gate preparation continues asynchronously */
     request_route(rq);

@@ -88,6 +88,7 @@ struct request {
     bool holds_retry_slot;
     bool budget_exhausted;
     bool retried;
+    bool key_fetched;                  /* keys fetched for a refused token */
     struct loop_timer *timer;          /* owned: backoff, waits, deadline;
                                           NULL until request_after() */
 
@@ -100,7 +101,7 @@ struct request {
     char *aux_url;                     /* owned */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */
-    char replication[256];             /* Quorumgate-Replication value */
+    char replication[CONFIG_REPLICATION_MAX]; /* Quorumgate-Replication */
 
     struct pipeline_state pipe;        /* affinity and gate stages */
 
@@ -137,6 +138,17 @@ void request_learned(struct request *rq);
 const char *request_header(const struct request *rq, const char *name);
 /* ".../current-identity/mfa" of the request's API (malloc'ed). */
 char *request_mfa_state_path(const struct request *rq);
+/* Tokens a controller refuses (routing/keyrefusal.h; request_key.c).
+ * A bearer token whose minter's tokens other controllers refused lately:
+ * the minter becomes the request's home. */
+void request_key_home(struct request *rq);
+/* r, node's answer to rq (its call or a state read), is the auth layer's
+ * refusal of a valid token another controller minted: noted, counted, and
+ * rq->home is now the minter (send it there); false otherwise. */
+bool request_key_refusal(struct request *rq, int node,
+                         const struct upstream_req *r);
+/* The controllers known to refuse rq's bearer token lately (0: none). */
+uint64_t request_key_refusers(struct request *rq);
 /* Stop the request's timer, if it has one yet. */
 void request_timer_stop(struct request *rq);
 /* Run cb(rq) after ms on the request's timer. */

@@ -214,6 +214,15 @@ void request_attempt_aux_get(struct request *rq, int node, const char *path,
     rq->aux.arg = rq;
     upstream_start(rq->w->up, &rq->aux);
 }
+void request_attempt_answered(struct request *rq)
+{
+    if (rq->had_ambiguous && request_reconcile_after_answer(rq)) {
+        request_reconcile_start(rq);
+        return;
+    }
+    request_attempt_success(rq);
+}
+
 static void request_attempt_done(struct upstream_req *r, void *arg)
 {
     struct request *rq = arg;
@@ -243,12 +252,16 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
         rq->route.not_leader_wall_ms = util_wall_ms();
     }
 
+    /* refused by the auth layer, before any handler ran (keyrefusal.h):
+     * sent to the token's minter, once */
+    if (request_key_refusal(rq, node, r)) {
+        request_attempt_start(rq, rq->home);
+        return;
+    }
+    if (request_key_fetch(rq, r))
+        return; /* decided once the controllers' keys are in */
     if (f->kind == FAILURE_NONE) {
-        if (rq->had_ambiguous && request_reconcile_after_answer(rq)) {
-            request_reconcile_start(rq);
-            return;
-        }
-        request_attempt_success(rq);
+        request_attempt_answered(rq);
         return;
     }
 

@@ -17,6 +17,13 @@ void request_unwait(struct request *rq);
 
 /* request_attempt.c: send the request to node (rq->up). */
 void request_attempt_start(struct request *rq, int node);
+/* request_attempt.c: the last attempt's answer is final (not a failure):
+ * reconcile it or go on as after a success. */
+void request_attempt_answered(struct request *rq);
+/* request_key.c: the auth layer refused a bearer token whose minter is not
+ * known yet: true when the keys are being fetched (the attempt is then
+ * resent to the minter or answered as it is). */
+bool request_key_fetch(struct request *rq, const struct upstream_req *r);
 /* request_attempt.c: count retry_outcomes_total for the request's class. */
 void request_attempt_retry_outcome(struct request *rq,
                                    enum metrics_retry_outcome o);

@@ -10,6 +10,7 @@
 #include "base/nodeset.h"
 #include "consistency/fencesync.h"
 #include "io/redis.h"
+#include "io/redis_sentinel.h"
 #include "metrics/metrics.h"
 #include "routing/affinity.h"
 #include "routing/atable.h"
@@ -74,6 +75,53 @@ static void status_render_tables(struct app *a, struct buf *b)
     buf_printf(b, "],\"pending_acknowledgements\":%d", held);
 }
 
+/* Which Redis is in use: ,"redis":{...} of /status. */
+static void status_render_redis(struct app *a, struct buf *b)
+{
+    struct config *cfg = app_config(a);
+    const struct config_redis *rc = &cfg->redis;
+    if (!a->sentinel) {
+        const char *addr = rc->addr.text ? rc->addr.text : "127.0.0.1:6379";
+        buf_puts(b, ",\"redis\":{\"source\":\"direct\",\"master\":\"");
+        buf_json_escape(b, addr, strlen(addr));
+        buf_puts(b, "\"}");
+        config_unref(cfg);
+        return;
+    }
+    struct redis_sentinel_info si;
+    redis_sentinel_info(a->sentinel, &si);
+    buf_puts(b, ",\"redis\":{\"source\":\"sentinel\",\"master\":\"");
+    buf_json_escape(b, si.master, strlen(si.master));
+    buf_puts(b, "\",\"master_name\":\"");
+    buf_json_escape(b, rc->master_name, strlen(rc->master_name));
+    buf_printf(b, "\",\"master_known\":%s,\"master_switches\":%llu,"
+                  "\"sentinel\":\"",
+               si.known ? "true" : "false", (unsigned long long)si.switches);
+    buf_json_escape(b, si.sentinel, strlen(si.sentinel));
+    buf_puts(b, "\",\"sentinel_error\":\"");
+    buf_json_escape(b, si.last_error, strlen(si.last_error));
+    buf_puts(b, "\"}");
+    config_unref(cfg);
+}
+
+/* redis_source, redis_master_known, redis_master_switches_total. */
+static void status_scrape_redis(struct app *a)
+{
+    if (!a->sentinel) {
+        metrics_set(a->metrics, M_REDIS_SOURCE, M_REDIS_SOURCE_DIRECT, 1);
+        metrics_set(a->metrics, M_REDIS_MASTER_KNOWN, 1);
+        return;
+    }
+    struct redis_sentinel_info si;
+    redis_sentinel_info(a->sentinel, &si);
+    metrics_set(a->metrics, M_REDIS_SOURCE, M_REDIS_SOURCE_SENTINEL, 1);
+    metrics_set(a->metrics, M_REDIS_MASTER_KNOWN, si.known ? 1 : 0);
+    if (si.switches > a->redis_switches_seen)
+        metrics_add(a->metrics, M_REDIS_MASTER_SWITCHES_TOTAL,
+                    si.switches - a->redis_switches_seen);
+    a->redis_switches_seen = si.switches;
+}
+
 void status_render(struct app *a, struct buf *b)
 {
     struct cluster *c = a->cluster;
@@ -118,6 +166,7 @@ void status_render(struct app *a, struct buf *b)
                (unsigned long long)a->reloads_ok,
                (unsigned long long)a->reloads_failed);
     status_render_tables(a, b);
+    status_render_redis(a, b);
     buf_puts(b, "}\n");
 }
 
@@ -170,6 +219,7 @@ static void status_scrape(void *ctx)
 {
     struct app *a = ctx;
     status_count_connections(a);
+    status_scrape_redis(a);
     int counts[AFF__COUNT];
     affinity_count(&a->affinity, atable_clock(&a->affinity, util_mono_ms()),
                    counts);

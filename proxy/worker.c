@@ -114,9 +114,11 @@ static void worker_replication_init(struct worker *w)
 {
     char name[32], chan[96];
     snprintf(name, sizeof(name), "worker-%d", w->id);
+    struct redis_sentinel *sentinel = w->app->sentinel;
     w->redis = redis_new(w->loop, &w->cfg->redis,
                          &(struct redis_options){.name = name,
-                                                 .log = w->app->log});
+                                                 .log = w->app->log,
+                                                 .sentinel = sentinel});
     snprintf(name, sizeof(name), "worker-%d-sub", w->id);
     w->acks_sub = redis_new(
         w->loop, &w->cfg->redis,
@@ -124,7 +126,8 @@ static void worker_replication_init(struct worker *w)
                                 .subscriber = true,
                                 .log = w->app->log,
                                 .on_state = worker_acks_sub_state,
-                                .state_arg = w});
+                                .state_arg = w,
+                                .sentinel = sentinel});
     ackstore_channel(w->cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     redis_subscribe(w->acks_sub, chan, worker_ack_message, w);
     struct gate_env env = {

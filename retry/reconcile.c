@@ -126,8 +126,8 @@ enum reconcile_state reconcile_parse(int status, const char *body,
                                           &verified)) {
         st = verified ? RECONCILE_VERIFIED : RECONCILE_UNVERIFIED;
         const char *i = json_string(json_get(data, "id"));
-        if (id && id_cap)
-            snprintf(id, id_cap, "%s", i ? i : "");
+        if (id && id_cap) /* an id too long to hold is not read at all */
+            util_copy_whole(id, id_cap, i ? i : "", i ? strlen(i) : 0);
         if (created_ms)
             *created_ms = reconcile_parse_time(
                 json_string(json_get(data, "createdAt")));

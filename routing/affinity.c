@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "config/config.h"
 #include "routing/atable.h"
 
 static const char *const affinity_names[AFF__COUNT] = {"sess", "oidc", "code"};
@@ -70,6 +71,11 @@ void affinity_put(struct atable *t, const struct affinity_key *k, int node,
 {
     atable_put(t, k->fp, affinity_payload(k, node), expiry_s);
 }
+
+/* The longest key fits the callers' buffers (AFFINITY_REDIS_KEY_MAX). */
+_Static_assert(CONFIG_KEY_PREFIX_MAX + sizeof("aff:oidc:") +
+                       CRYPTO_HMAC_HEX_LEN <= AFFINITY_REDIS_KEY_MAX,
+               "affinity keys fit their buffers");
 
 void affinity_redis_key(const char *prefix, const struct affinity_key *k,
                         char *out, size_t cap)

@@ -35,6 +35,9 @@ int affinity_get(const struct atable *t, const struct affinity_key *k,
                  uint64_t now_s, uint64_t *expiry_s);
 void affinity_put(struct atable *t, const struct affinity_key *k, int node,
                   uint64_t expiry_s);
+/* Callers' buffers for affinity_redis_key hold this many bytes: with
+ * redis.key_prefix bounded, a key is never cut. */
+#define AFFINITY_REDIS_KEY_MAX 160
 /* "<prefix>aff:<kind>:<hex>" into out. */
 void affinity_redis_key(const char *prefix, const struct affinity_key *k,
                         char *out, size_t cap);

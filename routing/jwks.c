@@ -111,6 +111,20 @@ int jwks_nodes_loaded(struct jwks *k)
     return n;
 }
 
+int jwks_kid_owner(struct jwks *k, const char *kid)
+{
+    int owner = -1;
+    pthread_mutex_lock(&k->lock);
+    for (int i = 0; i < k->n && owner != -2; i++)
+        for (int x = 0; x < k->nodes[i].n; x++)
+            if (strcmp(k->nodes[i].keys[x].kid, kid) == 0) {
+                owner = owner == -1 ? i : -2;
+                break;
+            }
+    pthread_mutex_unlock(&k->lock);
+    return owner < 0 ? -1 : owner;
+}
+
 const char *jwks_bearer(const char *value, size_t len, size_t *token_len)
 {
     if (!value || len < 8 || strncasecmp(value, "Bearer ", 7) != 0)

@@ -5,6 +5,8 @@ stopped by PID at teardown (also when the test fails).
 Fixtures
   certs            session CA + server cert (openssl CLI): ca, cert, key paths
   redis_server     a fresh redis-server (no persistence) -> RedisServer
+  redis_sentinels  master + replica + 3 sentinels (redis-server --sentinel)
+                   -> SentinelGroup (.config() .failover() .master_address())
   sim_factory      sim_factory(nodes=3, tls=False, args=(), events=True) -> SimProcess
   sim              a 3-node HTTP simulator with alice/bob/admin, fast elections
   quorumgate       factory: quorumgate(overrides=None, sim=None, redis=..., start=True)
@@ -21,6 +23,7 @@ import pytest
 from tests.ctrlsim.control import SimProcess
 from tests.support.procs import Quorumgate, RedisServer, deep_merge, make_certs
 from tests.support.prom import PrometheusServer
+from tests.support.sentinel import SentinelGroup
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,6 +53,19 @@ def redis_server(tmp_path):
     r = RedisServer(str(tmp_path / "redis")).start()
     yield r
     r.stop()
+
+
+@pytest.fixture
+def redis_sentinels(tmp_path):
+    """A Sentinel-managed Redis: master + replica + 3 sentinels with short
+    timings (tests.support.sentinel.SentinelGroup); pass it as redis= to the
+    quorumgate factory."""
+    g = SentinelGroup(str(tmp_path / "sentinel"))
+    try:
+        g.start()
+        yield g
+    finally:
+        g.stop()
 
 
 @pytest.fixture
@@ -105,7 +121,8 @@ def default_qg_config(sim, redis, certs, workdir):
         "controllers": [{"id": n, "url": sim.url(n)} for n in sim.node_ids],
         "upstream": {"connect_timeout": "1s"},
         "health": {"interval": "100ms", "fast_interval": "50ms", "timeout": "500ms", "rise": 1, "fall": 1},
-        "redis": {"address": redis.address, "key_prefix": "qg:"},
+        "redis": (redis.config() if hasattr(redis, "config")  # a SentinelGroup
+                  else {"address": redis.address, "key_prefix": "qg:"}),
         "secrets": {"hmac_key_file": key_file},
         "log": {"level": "debug", "error_log": "stderr", "access_log": "stdout"},
         # no management credential by default: legacy-session MFA passes

@@ -279,6 +279,7 @@ class Node:
         self.instance_id = new_entity_id()   # ziti-instance-id, per process start
         self.kid = tokens.new_kid()
         self.key = tokens.new_key()
+        self.misrecorded = False  # its tokens refused by the others (keys())
         self.request_log = []
         self.request_seq = 0
         self.log_lock = threading.Lock()
@@ -429,9 +430,13 @@ class Cluster:
             out |= {n.lower() for n in names}
         return out
 
-    def keys(self):
-        # TokenIssuerCache: every member's signing key by kid
-        return {n.kid: n.key for n in self.nodes}
+    def keys(self, at=None):
+        """The keys a member verifies tokens with, by kid: every member's signing key (the
+        controllers table), except the keys of members the cluster recorded wrong
+        (``misrecorded``: the leader took the member's raft client certificate for its signing
+        certificate, v1.5.4 controller/raft/mesh/mesh.go:822; OBSERVATIONS.md): those only the
+        member itself knows under its tokens' kid."""
+        return {n.kid: n.key for n in self.nodes if not n.misrecorded or n is at}
 
     def quorum(self):
         return len(self.nodes) // 2 + 1

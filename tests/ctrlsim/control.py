@@ -84,6 +84,10 @@ class SimControl:
         """Node nid gets a new token-signing key (and kid)."""
         return self.call("POST", "/nodes/%s/rotate-key" % nid)
 
+    def misrecord_key(self, nid, misrecorded=True):
+        """The others refuse nid's tokens (401), as a real member that dialed the leader."""
+        return self.call("POST", "/nodes/%s/misrecord-key" % nid, {"misrecorded": misrecorded})
+
     def set_lag(self, nid, ms):
         return self.call("POST", "/nodes/%s/lag" % nid, {"ms": ms})
 

@@ -199,7 +199,7 @@ class Api:
             parts = value.split(None, 1)
             if len(parts) != 2 or parts[0].lower() != "bearer":
                 continue
-            claims = tokens.verify(parts[1].strip(), self.c.keys())
+            claims = tokens.verify(parts[1].strip(), self.c.keys(node))
             if claims is None:
                 continue
             if claims.get("z_t") != "a":

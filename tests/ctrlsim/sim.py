@@ -176,6 +176,11 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
                 with c.lock:
                     n.kid = tokens.new_kid()
                     n.key = tokens.new_key()
+            elif op == "misrecord-key":
+                # the cluster records this member's raft client certificate as its
+                # signing key: the others refuse its tokens (cluster.keys)
+                with c.lock:
+                    n.misrecorded = bool(body.get("misrecorded", True)) if body else True
             elif op == "lag":
                 with c.cond:
                     n.lag = float(body["ms"]) / 1000.0

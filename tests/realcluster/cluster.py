@@ -125,7 +125,7 @@ class ZitiCluster:
     """Owns every controller process it starts; stop() ends them by PID."""
 
     def __init__(self, binary, version, workdir, members=3, edits=(), trust_domain="qg-test",
-                 ready_timeout=90.0):
+                 ready_timeout=90.0, heal_keys=True):
         self.binary = binary
         self.version = version
         self.workdir = os.path.abspath(workdir)
@@ -141,6 +141,7 @@ class ZitiCluster:
         self.info = {"scheme": "https"}          # what tests/conftest.py's quorumgate factory reads
         self._admins = {}
         self.key_refusals = []                   # token refusals seen (and healed) at the last start
+        self.heal_keys = heal_keys               # False: leave refused signing keys as they are
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ZITI_")}
         self.env["HOME"] = os.path.join(self.workdir, "userhome")   # the CLI's own config stays here
 
@@ -395,12 +396,14 @@ class ZitiCluster:
     def make_signing_keys_known(self, attempts=6):
         """Until every member accepts every member's tokens: leadership moved to a member whose
         tokens are refused (a new leader records itself with its server certificate).  Returns
-        the refusals seen first (empty: none)."""
+        the refusals seen first (empty: none).  With heal_keys False: only says what is refused."""
         name, pw = "keycheck-%d" % os.getpid(), "keycheck-pw"
         try:
             self.create_identity(name, pw)
         except AssertionError:
             pass            # exists from an earlier call
+        if not self.heal_keys:
+            return self.rejected_tokens(name, pw)
         first = None
         for _ in range(attempts):
             bad = self.rejected_tokens(name, pw)

@@ -1,5 +1,8 @@
-/* redis_fixture.h - a real redis-server on a free loopback port, started by
- * a test and killed by PID (PR_SET_PDEATHSIG covers a crashing test).
+/* redis_fixture.h - a real redis-server on a free loopback port (and a
+ * unix socket in its directory), started by a test and killed by PID
+ * (PR_SET_PDEATHSIG covers a crashing test).  Extra server arguments may
+ * be set before the first start; redis_fixture_kill() then
+ * redis_fixture_start() restarts it on the same port, empty.
  * Header-only: each test program includes it once, after <cmocka.h>. */
 #ifndef QG_TEST_REDIS_FIXTURE_H
 #define QG_TEST_REDIS_FIXTURE_H
@@ -7,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -16,8 +20,10 @@
 
 struct redis_fixture {
     pid_t pid;          /* 0 when not running */
-    int port;
-    char dir[64];       /* temp dir: server cwd and log */
+    int port;           /* chosen at the first start */
+    char dir[64];       /* temp dir: server cwd, log, unix socket */
+    char sock[128];     /* <dir>/redis.sock */
+    const char *const *extra; /* borrowed; NULL-terminated; optional */
 };
 
 static inline int redis_fixture_free_port(void)
@@ -43,18 +49,28 @@ static inline bool redis_fixture_answers(const struct redis_fixture *s)
     return ok;
 }
 
-/* Starts the server and waits (at most 5 s) until it accepts connections. */
+/* Starts the server (in its directory and on its port when it ran before)
+ * and waits (at most 5 s) until it accepts connections. */
 static inline void redis_fixture_start(struct redis_fixture *s)
 {
     char port[16], logf[128];
-    snprintf(s->dir, sizeof(s->dir), "/tmp/qg-redis-test-XXXXXX");
-    assert_non_null(mkdtemp(s->dir));
-    s->port = redis_fixture_free_port();
+    if (!s->dir[0]) {
+        snprintf(s->dir, sizeof(s->dir), "/tmp/qg-redis-test-XXXXXX");
+        assert_non_null(mkdtemp(s->dir));
+        snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
+    }
+    if (!s->port)
+        s->port = redis_fixture_free_port();
     snprintf(port, sizeof(port), "%d", s->port);
     snprintf(logf, sizeof(logf), "%s/redis.log", s->dir);
-    const char *argv[] = {"redis-server", "--port", port, "--bind",
-                          "127.0.0.1", "--save", "", "--appendonly", "no",
-                          "--dir", s->dir, "--daemonize", "no", NULL};
+    const char *argv[64] = {"redis-server", "--port", port, "--bind",
+                            "127.0.0.1", "--save", "", "--appendonly", "no",
+                            "--dir", s->dir, "--unixsocket", s->sock,
+                            "--unixsocketperm", "700", "--daemonize", "no"};
+    int n = 17;
+    for (int i = 0; s->extra && s->extra[i] && n < 63; i++)
+        argv[n++] = s->extra[i];
+    argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -81,18 +97,25 @@ static inline void redis_fixture_start(struct redis_fixture *s)
     fail_msg("redis-server did not start listening on port %d", s->port);
 }
 
-/* Kills the server by PID and removes its directory. */
-static inline void redis_fixture_stop(struct redis_fixture *s)
+/* Kills the server by PID (SIGKILL); its directory and port stay. */
+static inline void redis_fixture_kill(struct redis_fixture *s)
 {
-    char log[128];
     if (s->pid > 0) {
         kill(s->pid, SIGKILL);
         waitpid(s->pid, NULL, 0);
         s->pid = 0;
     }
+}
+
+/* Kills the server by PID and removes its directory. */
+static inline void redis_fixture_stop(struct redis_fixture *s)
+{
+    char log[128];
+    redis_fixture_kill(s);
     if (s->dir[0]) {
         snprintf(log, sizeof(log), "%s/redis.log", s->dir);
         unlink(log);
+        unlink(s->sock);
         rmdir(s->dir);
         s->dir[0] = '\0';
     }

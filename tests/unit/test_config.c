@@ -306,8 +306,8 @@ static void check_example_specifics(const struct config *c, const char *dir)
     free(p);
     assert_string_equal(c->upstream.server_name, "ctrl.ziti.example.com");
     /* The example spells out the built-in classes: lines are its own. */
-    assert_int_equal(c->routing.routes[0].line, 131);
-    assert_int_equal(c->routing.routes[5].line, 136);
+    assert_int_equal(c->routing.routes[0].line, 141);
+    assert_int_equal(c->routing.routes[5].line, 146);
 }
 
 static void test_example_as_shipped(void **state)
@@ -565,6 +565,32 @@ static void test_restart_only_diff(void **state)
     config_unref(a);
 }
 
+static void test_redis_sentinels(void **state)
+{
+    const char *dir = *state;
+    struct config *a = load_ok(dir, MIN_YAML);
+    struct config *b = load_ok(dir, MIN_YAML
+                               "redis:\n"
+                               "  sentinels: [127.0.0.1:26379, "
+                               "\"[::1]:26380\", s3.example:26381]\n"
+                               "  master_name: qg\n");
+    assert_int_equal(a->redis.n_sentinels, 0);
+    assert_null(a->redis.master_name);
+    assert_int_equal(b->redis.n_sentinels, 3);
+    assert_string_equal(b->redis.sentinels[0].host, "127.0.0.1");
+    assert_int_equal(b->redis.sentinels[0].port, 26379);
+    assert_string_equal(b->redis.sentinels[1].host, "::1");
+    assert_int_equal(b->redis.sentinels[1].port, 26380);
+    assert_string_equal(b->redis.sentinels[2].text, "s3.example:26381");
+    assert_string_equal(b->redis.master_name, "qg");
+    assert_null(b->redis.sentinel_password);
+    char *d = config_restart_only_diff(a, b);
+    assert_string_equal(d, "redis.sentinels, redis.master_name");
+    free(d);
+    config_unref(a);
+    config_unref(b);
+}
+
 /* A key file others may write is refused: whoever writes it decides which
  * identities share change ids and fences. */
 static void test_hmac_key_file_mode(void **state)
@@ -724,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_retry_partial_and_anchors),
         cmocka_unit_test(test_gate_and_nulls),
         cmocka_unit_test(test_restart_only_diff),
+        cmocka_unit_test(test_redis_sentinels),
         cmocka_unit_test(test_hmac_key_file_mode),
         cmocka_unit_test(test_passthrough),
         cmocka_unit_test(test_ref_unref_and_names),

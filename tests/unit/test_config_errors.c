@@ -117,6 +117,30 @@ static const struct error_case cases[] = {
     {B "admin: {address: \"unix:/x\"}\n",
      {"q.yaml:6: admin.address: 'unix:/x' is not a valid address: a unix "
       "socket is not supported here (write host:port or [v6]:port)"}},
+    /* redis behind sentinels */
+    {B "redis:\n  address: 127.0.0.1:6379\n  sentinels: [127.0.0.1:26379]\n"
+       "  master_name: m\n",
+     {"q.yaml:8: redis: address and sentinels exclude each other (with "
+      "sentinels the master's address is asked of them): remove one"}},
+    {B "redis:\n  sentinels: [127.0.0.1:26379]\n",
+     {"q.yaml:7: redis: sentinels without master_name"}},
+    {B "redis:\n  master_name: m\n",
+     {"q.yaml:7: redis: master_name without sentinels"}},
+    {B "redis:\n  sentinels: [127.0.0.1:26379, \"26380\"]\n  master_name: m\n",
+     {"q.yaml:7: redis.sentinels[1]: '26380' is not a sentinel address: the "
+      "port is missing"}},
+    {B "redis:\n  sentinels: [127.0.0.1:26379, 127.0.0.1:26379]\n"
+       "  master_name: m\n",
+     {"q.yaml:7: redis.sentinels[1]: '127.0.0.1:26379' is listed twice"}},
+    {B "redis:\n  sentinels: []\n  master_name: m\n",
+     {"q.yaml:7: redis.sentinels: an empty list (give at least one "
+      "host:port, or remove the key and use redis.address)"}},
+    {B "redis:\n  sentinel_username: u\n",
+     {"q.yaml:7: redis: sentinel_username without sentinels",
+      "q.yaml:7: redis: sentinel_username without sentinel_password_file"}},
+    {B "redis:\n  sentinels: [\"unix:/tmp/s.sock\"]\n  master_name: m\n",
+     {"q.yaml:7: redis.sentinels[0]: 'unix:/tmp/s.sock' is not a sentinel "
+      "address: a unix socket is not supported here"}},
     {B "redis: {address: \"127.0.0.1:0\"}\n",
      {"q.yaml:6: redis.address: '127.0.0.1:0': port 0 is not allowed here"}},
     {B "admin: {allow: [127.0.0.1, 10.0.0.0/33]}\n",

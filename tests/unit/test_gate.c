@@ -113,6 +113,39 @@ static void test_relay_created(void **state)
     assert_true(ev.ts_ms > 0);
 }
 
+static void test_relay_ids_too_long_are_not_cut(void **state)
+{
+    (void)state;
+    struct relay_event ev;
+    char line[4096], longid[200];
+    memset(longid, 'a', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    /* an identity id longer than the event holds: not acknowledged under a
+     * cut id (which could be another identity's) */
+    snprintf(line, sizeof(line),
+             HEAD("created") "\"initialState\":null,\"finalState\":"
+             "{\"id\":\"m1\",\"identityId\":\"%s\",\"isVerified\":false}}",
+             longid);
+    parse(line, &ev);
+    assert_int_equal(ev.call, RELAY_NONE);
+    assert_string_equal(ev.identity, "");
+    snprintf(line, sizeof(line),
+             HEAD("created") "\"initialState\":null,\"finalState\":"
+             "{\"id\":\"%s\",\"identityId\":\"i1\",\"isVerified\":false}}",
+             longid);
+    parse(line, &ev);
+    assert_int_equal(ev.call, RELAY_NONE);
+    /* the longest that fits is kept whole */
+    longid[sizeof(ev.mfa_id) - 1] = '\0';
+    snprintf(line, sizeof(line),
+             HEAD("created") "\"initialState\":null,\"finalState\":"
+             "{\"id\":\"%s\",\"identityId\":\"i1\",\"isVerified\":false}}",
+             longid);
+    parse(line, &ev);
+    assert_int_equal(ev.call, RELAY_CREATE);
+    assert_string_equal(ev.mfa_id, longid);
+}
+
 static void test_relay_verified(void **state)
 {
     (void)state;
@@ -183,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_errors_and_garbage_acknowledge_nothing),
         cmocka_unit_test(test_relay_created),
         cmocka_unit_test(test_relay_verified),
+        cmocka_unit_test(test_relay_ids_too_long_are_not_cut),
         cmocka_unit_test(test_relay_deleted_with_a_null_final_state),
         cmocka_unit_test(test_relay_ignores_what_is_not_an_mfa_change),
         cmocka_unit_test(test_relay_malformed),

@@ -1,6 +1,7 @@
 /* test_redis.c - io/redis.c against a real redis-server that each
  * test starts on a free loopback port and kills by PID in its teardown
- * (even when the test fails; PR_SET_PDEATHSIG covers a crashing test). */
+ * (even when the test fails; PR_SET_PDEATHSIG covers a crashing test):
+ * tests/unit/redis_fixture.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -21,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "redis_fixture.h"
+
 #include "config/config.h"
 #include "consistency/ackstore.h"
 #include "io/redis.h"
@@ -35,105 +38,30 @@
 /* ---- fixture --------------------------------------------------------- */
 
 struct fx {
-    pid_t pid;                  /* redis-server, 0 when not running */
-    int port;
-    char dir[64];               /* temp dir: server cwd, unix socket, logs */
-    char sock[128];
+    struct redis_fixture rs;    /* pid, port, dir, unix socket, extra args */
     char host[16];
     char text[160];
-    const char *const *extra;   /* extra server arguments */
     struct loop *loop;
     struct redis *r[4];         /* freed in teardown if the test did not */
     struct config_redis cfg;
     struct redis_options opt;
 };
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static bool can_connect(const struct fx *f)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)f->port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return ok;
-}
-
-static void server_start(struct fx *f)
-{
-    char port[16], logf[128];
-    snprintf(port, sizeof(port), "%d", f->port);
-    snprintf(logf, sizeof(logf), "%s/redis.log", f->dir);
-    const char *argv[64] = {"redis-server", "--port", port, "--bind",
-                            "127.0.0.1", "--save", "", "--appendonly", "no",
-                            "--dir", f->dir, "--unixsocket", f->sock,
-                            "--unixsocketperm", "700", "--daemonize", "no"};
-    int n = 17;
-    for (int i = 0; f->extra && f->extra[i]; i++)
-        argv[n++] = f->extra[i];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-        }
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    f->pid = pid;
-    for (int i = 0; i < 500; i++) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            f->pid = 0;
-            fail_msg("redis-server exited during startup (see %s)", logf);
-        }
-        if (can_connect(f))
-            return;
-        usleep(10 * 1000);
-    }
-    fail_msg("redis-server did not start listening on port %d", f->port);
-}
-
-static void server_kill(struct fx *f)
-{
-    if (f->pid <= 0)
-        return;
-    kill(f->pid, SIGKILL);
-    waitpid(f->pid, NULL, 0);
-    f->pid = 0;
-}
-
 static int fx_setup_with(void **state, const char *const *extra, bool start)
 {
     signal(SIGPIPE, SIG_IGN);
     struct fx *f = xcalloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/qg-redis-test.XXXXXX");
-    if (!mkdtemp(f->dir))
+    snprintf(f->rs.dir, sizeof(f->rs.dir), "/tmp/qg-redis-test.XXXXXX");
+    if (!mkdtemp(f->rs.dir))
         return -1;
-    snprintf(f->sock, sizeof(f->sock), "%s/redis.sock", f->dir);
-    f->port = free_port();
-    f->extra = extra;
+    snprintf(f->rs.sock, sizeof(f->rs.sock), "%s/redis.sock", f->rs.dir);
+    f->rs.port = redis_fixture_free_port();
+    f->rs.extra = extra;
     snprintf(f->host, sizeof(f->host), "127.0.0.1");
-    snprintf(f->text, sizeof(f->text), "127.0.0.1:%d", f->port);
+    snprintf(f->text, sizeof(f->text), "127.0.0.1:%d", f->rs.port);
     f->cfg.addr.text = f->text;
     f->cfg.addr.host = f->host;
-    f->cfg.addr.port = (uint16_t)f->port;
+    f->cfg.addr.port = (uint16_t)f->rs.port;
     f->cfg.connect_timeout_ms = 500;
     f->cfg.command_timeout_ms = 300;
     f->opt.backoff_min_ms = 20;
@@ -141,7 +69,7 @@ static int fx_setup_with(void **state, const char *const *extra, bool start)
     f->loop = loop_new();
     *state = f;
     if (start)
-        server_start(f);
+        redis_fixture_start(&f->rs);
     return 0;
 }
 
@@ -170,14 +98,10 @@ static int fx_teardown(void **state)
     for (size_t i = 0; i < ARRAY_LEN(f->r); i++)
         redis_free(f->r[i]);
     loop_free(f->loop);
-    server_kill(f);
     char path[192];
-    const char *files[] = {"redis.sock", "redis.log", "qg.log"};
-    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
-        snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-        unlink(path);
-    }
-    rmdir(f->dir);
+    snprintf(path, sizeof(path), "%s/qg.log", f->rs.dir);
+    unlink(path);
+    redis_fixture_stop(&f->rs); /* kills it, removes the directory */
     free(f);
     return 0;
 }
@@ -489,7 +413,7 @@ static void test_auth_wrong_password(void **state)
 {
     struct fx *f = *state;
     char logpath[192], off[] = "off";
-    snprintf(logpath, sizeof(logpath), "%s/qg.log", f->dir);
+    snprintf(logpath, sizeof(logpath), "%s/qg.log", f->rs.dir);
     struct log_sinks lc = {.level = LOG_LEVEL_DEBUG, .error_log = logpath,
                             .access_log = off};
     char *err = NULL;
@@ -605,7 +529,7 @@ static void test_command_timeout(void **state)
     struct fx *f = *state;
     struct state st = {0};
     struct redis *r = connect_up(f, 0, &st);
-    assert_int_equal(kill(f->pid, SIGSTOP), 0);
+    assert_int_equal(kill(f->rs.pid, SIGSTOP), 0);
 
     struct res a = {0}, b = {0};
     uint64_t t0 = util_mono_ms();
@@ -631,7 +555,7 @@ static void test_command_timeout(void **state)
     RUN_UNTIL(f, c.calls > 0, 500);
     assert_int_equal(c.st, REDIS_STATUS_DOWN);
 
-    assert_int_equal(kill(f->pid, SIGCONT), 0);
+    assert_int_equal(kill(f->rs.pid, SIGCONT), 0);
     RUN_UNTIL(f, redis_up(r), 4000);
     assert_true(redis_up(r));
     assert_int_equal(st.ups, 2);
@@ -661,7 +585,7 @@ static void test_reconnect(void **state)
     RUN_UNTIL(f, sst.ups == 1, 3000);
     assert_int_equal(sst.ups, 1);
 
-    server_kill(f);
+    redis_fixture_kill(&f->rs);
     RUN_UNTIL(f, st.downs == 1 && sst.downs == 1, 2000);
     assert_int_equal(st.downs, 1);
     assert_int_equal(sst.downs, 1);
@@ -679,7 +603,7 @@ static void test_reconnect(void **state)
     assert_true(x.at - t0 < 100);
 
     run_ms(f->loop, 100); /* a few failed attempts with backoff */
-    server_start(f);
+    redis_fixture_start(&f->rs);
     RUN_UNTIL(f, redis_up(r) && sst.ups == 2, 3000);
     assert_true(redis_up(r));
     assert_int_equal(st.ups, 2);
@@ -736,7 +660,7 @@ static void test_connect_timeout(void **state)
      * handshake never completes */
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)f->port),
+                             .sin_port = htons((uint16_t)f->rs.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(listen(lfd, 16), 0);
@@ -832,7 +756,7 @@ static void test_cancel(void **state)
     assert_int_equal(s.ops[REDIS_OP_GET][REDIS_RESULT_OK], 1); /* counted */
 
     /* cancelled while waiting to fail */
-    server_kill(f);
+    redis_fixture_kill(&f->rs);
     RUN_UNTIL(f, !redis_up(r), 2000);
     struct res d = {0}, e = {0};
     c = redis_command(r, on_reply, &d, "GET %s", "k");
@@ -846,14 +770,14 @@ static void test_cancel(void **state)
 static void test_unix_socket(void **state)
 {
     struct fx *f = *state;
-    f->cfg.addr.unix_path = f->sock;
+    f->cfg.addr.unix_path = f->rs.sock;
     f->cfg.addr.host = NULL;
     f->cfg.addr.port = 0;
     struct redis *r = connect_up(f, 0, NULL);
     struct res x;
     sync_cmd(f, r, &x, "CLIENT INFO", NULL, NULL);
     assert_int_equal(x.st, REDIS_STATUS_OK);
-    assert_non_null(strstr(x.str, f->sock)); /* addr=<socket path> */
+    assert_non_null(strstr(x.str, f->rs.sock)); /* addr=<socket path> */
     struct res p;
     sync_cmd(f, r, &p, "PING", NULL, NULL);
     assert_string_equal(p.str, "PONG");
@@ -911,7 +835,7 @@ static void test_reentrancy(void **state)
 
     /* freed from on_state(false), which runs while hiredis tears the
      * context down */
-    server_kill(f);
+    redis_fixture_kill(&f->rs);
     RUN_UNTIL(f, f->r[0] == NULL, 2000);
     assert_null(f->r[0]);
     assert_int_equal(st.downs, 1);

@@ -646,6 +646,17 @@ static void test_reconcile_parse_states(void **state)
     assert_int_equal(reconcile_parse(404, nf, strlen(nf), id, sizeof(id),
                                      &created),
                      RECONCILE_ABSENT);
+    /* an id too long for the buffer is not read at all: a cut one could be
+     * another enrollment's */
+    char small[4];
+    assert_int_equal(reconcile_parse(200, unverified, strlen(unverified),
+                                     small, sizeof(small), &created),
+                     RECONCILE_UNVERIFIED);
+    assert_string_equal(small, "");
+    assert_int_equal(reconcile_parse(200, verified, strlen(verified), small,
+                                     sizeof(small), &created),
+                     RECONCILE_VERIFIED);
+    assert_string_equal(small, "m2");
     /* anything else: unknown, never guessed */
     assert_int_equal(reconcile_parse(200, "oops", 4, id, sizeof(id), &created),
                      RECONCILE_UNREADABLE);
@@ -665,8 +676,7 @@ static void test_reconcile_parse_states(void **state)
                      RECONCILE_UNREADABLE);
     assert_int_equal(reconcile_parse(503, NULL, 0, id, sizeof(id), &created),
                      RECONCILE_UNREADABLE);
-    /* a long id is cut, not overflowed */
-    char small[4];
+    /* an id that fits, without created_ms */
     assert_int_equal(reconcile_parse(200, verified, strlen(verified), small,
                                      sizeof(small), NULL),
                      RECONCILE_VERIFIED);
