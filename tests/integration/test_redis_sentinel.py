@@ -283,3 +283,14 @@ def test_master_killed_during_a_held_verify_sessions_keep_their_home(quorumgate,
         b.zt_session = token
         for _ in range(2):
             assert b.current_identity().expect(200).header("quorumgate-controller") == home
+
+
+def test_a_direct_address_is_named_as_such(quorumgate):
+    qg = quorumgate()
+    st = status(qg)["redis"]
+    assert st == {"source": "direct", "master": qg.redis.address}, st
+    m = qg.metrics()
+    assert m.value("quorumgate_redis_source", source="direct") == 1
+    assert m.value("quorumgate_redis_source", source="sentinel") == 0
+    assert m.value("quorumgate_redis_master_known") == 1
+    assert m.value("quorumgate_redis_master_switches_total") == 0
