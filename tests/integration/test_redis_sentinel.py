@@ -11,8 +11,10 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from tests.integration.gate_support import (Background, client, fence_of, mfa_states, replication, settled, start_enrollment,
+from tests.integration.gate_support import (MFA_PATH, Background, client, fence_of, last_seq, mfa_states, replication,
+                                            requests_on, settled, start_enrollment,
                                             totp_now, wait_all_have, wait_fenced, wait_until)
+from tests.integration.test_relay import EVENTS_GATE, relay  # noqa: F401  (the relay fixture)
 from tests.support.procs import RedisServer
 from tests.support.sentinel import command
 
@@ -346,3 +348,39 @@ def test_a_master_demoted_behind_the_sentinels_back_is_not_used(quorumgate, redi
         assert status(qg)["redis"]["master_switches"] == 0
     finally:
         z.stop()
+
+
+def test_the_relay_follows_the_master_too(quorumgate, relay, redis_sentinels):
+    """`quorumgate relay` with the same redis: section finds the master
+    through the sentinels and writes its acknowledgements to the new one
+    after a failover (the followers are never probed: the acks came from
+    the events, through Redis)."""
+    g = redis_sentinels
+    old = g.master_address()
+    qg = quorumgate(EVENTS_GATE, redis=g)
+    wait_until(lambda: uses(qg, old), timeout=10, what="quorumgate to use %s" % old)
+    sim = qg.sim
+    rl = relay(qg, {n: sim.events_path(n) for n in sim.node_ids})
+    wait_until(lambda: rl.healthz().get("redis") is True, timeout=10, what="the relay's Redis")
+    c = client(qg)
+    r = c.mfa_create().expect(201)
+    mfa_id = r.json()["data"]["id"]
+    assert sorted(replication(r)["acked"]) == sorted(sim.node_ids)
+    secret = c.mfa_secret()
+
+    new = g.failover()
+    wait_until(lambda: uses(qg, new), timeout=10, what="quorumgate to use %s" % new)
+    wait_until(lambda: any("master '%s' moved" % g.master_name in e.get("msg", "") or
+                           ("master '%s' is %s" % (g.master_name, new)) in e.get("msg", "")
+                           for e in rl.log()), timeout=10, what="the relay to follow the master")
+    leader = sim.control.leader()
+    followers = [n for n in sim.node_ids if n != leader]
+    seq = {n: last_seq(sim, n) for n in followers}
+    sim.control.set_lag(followers[0], 800)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [] and sorted(replication(r)["acked"]) == sorted(sim.node_ids)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True)
+    for n in followers:
+        assert requests_on(sim, n, "GET", MFA_PATH, since_seq=seq[n]) == [], n
+    acks = command(g.servers[new].port, "KEYS", "qg:gate:*:acks")
+    assert acks, "no acknowledgement set on the new master"
