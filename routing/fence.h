@@ -55,7 +55,7 @@ void fence_clear(struct fence *f, const struct fence_key *k, uint64_t mask);
 /* Replace an identity's fence (from Redis): mask 0 removes it. */
 void fence_set(struct fence *f, const struct fence_key *k, uint64_t mask,
                uint64_t expiry_s);
-/* Nodes fenced for anyone (new logins avoid them). */
+/* Nodes fenced for someone (status; hints count only while in it). */
 uint64_t fence_login_mask(const struct fence *f, uint64_t now_s);
 uint64_t fence_now(const struct fence *f);
 /* A fenced identity's call came from the client address whose key is k
