@@ -110,11 +110,16 @@ static bool pipeline_identity(struct request *rq)
         struct fence_key k;
         gate_identity_hex(rq->cfg, rq->identity, idhex);
         fence_key_from_hex(idhex, &k);
-        rq->route.fenced |= fence_mask(f, &k, now);
+        uint64_t mine = fence_mask(f, &k, now);
+        rq->route.fenced |= mine;
+        if (mine)
+            request_login_hint(rq, mine);
     }
-    if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
-        rq->cls.call == CALL_AUTHENTICATE)
-        rq->route.fenced |= fence_login_mask(f, now);
+    /* a login's answer names its identity: it is checked then
+     * (request_login.c); no login is kept away for someone else's fence,
+     * only those from where a fenced identity's calls came lately */
+    if (rq->cls.call == CALL_OIDC_AUTHORIZE)
+        rq->route.fenced |= request_login_avoid(rq);
     return false;
 }
 
@@ -386,11 +391,7 @@ static bool pipeline_run(struct request *rq)
                             rq->identity, &ps->slot_bucket)) {
             metrics_inc(pipeline_app(rq)->metrics,
                         M_REPLICATION_HELD_REFUSED_TOTAL);
-            request_answer_error(rq, 503, "PROXY_GATE_BUSY",
-                                 "too many MFA changes are waiting for "
-                                 "replication (gate.max_held / "
-                                 "gate.max_held_per_identity); nothing was "
-                                 "changed, retry later");
+            request_answer_error(rq, ERR_PROXY_GATE_BUSY, NULL);
             return true;
         }
         ps->slot = true;

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/errcodes.h"
 #include "base/list.h"
 #include "config/config.h"
 #include "io/headers.h"
@@ -88,6 +89,7 @@ struct request {
     bool budget_exhausted;
     bool retried;
     bool key_fetched;                  /* keys fetched for a refused token */
+    bool login_resent;                 /* a fenced login sent elsewhere */
     struct loop_timer *timer;          /* owned: backoff, waits, deadline;
                                           NULL until request_after() */
 
@@ -148,6 +150,12 @@ bool request_key_refusal(struct request *rq, int node,
                          const struct upstream_req *r);
 /* The controllers known to refuse rq's bearer token lately (0: none). */
 uint64_t request_key_refusers(struct request *rq);
+/* Logins and fences (request_login.c): a fenced identity's call came
+ * from rq's client address, mask its fenced controllers: that address's
+ * OIDC logins avoid them for a while (gate.fence_ttl at most). */
+void request_login_hint(struct request *rq, uint64_t mask);
+/* The controllers an OIDC login from rq's client address avoids. */
+uint64_t request_login_avoid(struct request *rq);
 /* Stop the request's timer, if it has one yet. */
 void request_timer_stop(struct request *rq);
 /* Run cb(rq) after ms on the request's timer. */
@@ -155,16 +163,17 @@ void request_after(struct request *rq, uint64_t ms, void (*cb)(void *));
 
 /* The answers: request_answer.c. */
 void request_answer_upstream(struct request *rq);
-void request_answer_error(struct request *rq, int status, const char *code,
+/* Our own envelope: e's code and status, message (NULL: the table's). */
+void request_answer_error(struct request *rq, enum errcode e,
                           const char *message);
 void request_answer_json(struct request *rq, int status, const char *body);
 /* The last attempt's failure goes back to the client as it was (an
  * upstream answer) or as our envelope (no answer). */
 void request_answer_give_up(struct request *rq);
-/* The controller's own answer when its last one had this status, else our
- * envelope with the same status, code and message. */
-void request_answer_as_upstream_or(struct request *rq, int status,
-                                   const char *code, const char *message);
+/* The controller's own answer when its last one had e's status, else our
+ * envelope with e (message NULL: the table's). */
+void request_answer_as_upstream_or(struct request *rq, enum errcode e,
+                                   const char *message);
 
 /* Attempts and retries: request_attempt.c. */
 /* Take a retry slot from the budget (held until the request ends); false

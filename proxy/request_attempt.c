@@ -244,9 +244,9 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
                        r->duration_ns);
 
     if (r->result == UPSTREAM_CONNECT_ERROR)
-        app_report_failure(a, node, true);
+        worker_report_failure(w, node, true);
     else if (f->kind == FAILURE_NO_LEADER) {
-        app_report_failure(a, node, false);
+        worker_report_failure(w, node, false);
         rq->route.not_leader = node;
         rq->route.not_leader_gen = atomic_load(&a->cluster->generation);
         rq->route.not_leader_wall_ms = util_wall_ms();
@@ -261,6 +261,8 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     if (request_key_fetch(rq, r))
         return; /* decided once the controllers' keys are in */
     if (f->kind == FAILURE_NONE) {
+        if (request_login_fenced(rq, node, r))
+            return; /* a login the controller must not serve (fenced) */
         request_attempt_answered(rq);
         return;
     }
