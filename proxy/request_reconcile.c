@@ -169,9 +169,7 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
     request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
     if (request_reconcile_repeated_verify(rq)) {
         /* nothing of ours was sent before: the controller's 404 stands */
-        request_answer_as_upstream_or(rq, 404, "NOT_FOUND",
-                                      "The resource requested was not found "
-                                      "or is no longer available");
+        request_answer_give_up(rq); /* its answer as it was */
         return;
     }
     request_attempt_retry_if_allowed(rq);
