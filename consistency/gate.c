@@ -419,6 +419,32 @@ static void gate_on_members(void *arg, bool ok, uint64_t mask)
     gate_check(gw);
 }
 
+/* A delete's stale controllers that acknowledged the enrollment's create or
+ * verify held it once: their "gone" is the delete's (gate_probe.c). */
+static void gate_on_had(void *arg, bool ok, uint64_t mask)
+{
+    struct gate_wait *gw = arg;
+    gate_count_result(gw->g, M_REDIS_ACK_READ, ok);
+    if (gate_unref(gw))
+        return;
+    if (ok)
+        gw->had |= mask;
+}
+
+static void gate_read_had(struct gate_wait *gw)
+{
+    struct config *cfg = gate_cfg(gw->g);
+    char cid[CRYPTO_HMAC_HEX_LEN + 1];
+    enum gate_call earlier[] = {GATE_CREATE, GATE_VERIFY};
+    gw->had_ctx = (struct ackstore_ctx){.c = gw->g->env.cluster,
+                                        .acks = gate_on_had, .arg = gw};
+    for (size_t i = 0; i < sizeof(earlier) / sizeof(earlier[0]); i++) {
+        gate_change_id(cfg, gw->identity, gw->mfa_id, earlier[i], cid);
+        gw->refs++;
+        ackstore_read_acks(gw->g->env.redis, cfg, cid, &gw->had_ctx);
+    }
+}
+
 /* Mode healthy: a required controller that went down during the wait is
  * no longer waited for; it is fenced at once, like one down at the start. */
 static void gate_drop_unhealthy(struct gate_wait *gw)
@@ -638,6 +664,11 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     if (gw->handle)
         *gw->handle = gw;
 
+    /* missed an earlier change of the identity, or down: "no enrollment"
+     * there may be from before this one's create (gate_probe.c) */
+    gw->stale = ((gw->all & ~up) |
+                 fence_mask(env->fence, &gw->fk, fence_now(env->fence))) &
+                ~(answered_by >= 0 ? nodeset_of(answered_by) : 0);
     /* the controller that answered has it */
     if (answered_by >= 0)
         gate_add_acks(gw, nodeset_of(answered_by));
@@ -671,6 +702,8 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
             gate_check(gw); /* nothing else to wait for: released */
         return true;
     }
+    if (call == GATE_DELETE && gw->stale && cfg->gate.source == GATE_SRC_PROBE)
+        gate_read_had(gw);
     if (cfg->gate.source == GATE_SRC_PROBE)
         gate_probe_all(gw);
     if (give && cfg->gate.source == GATE_SRC_PROBE) {

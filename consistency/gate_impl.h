@@ -38,6 +38,8 @@ struct gate_probe {
                                    * this one's answer (coalesced) */
     struct list ride;             /* in host->riders while riding */
     struct gate_probe *host;      /* the probe whose answer it waits for */
+    bool seen_there;              /* answered holding the enrollment (a
+                                   * stale member's delete needs it first) */
     struct loop_timer *timer;     /* owned */
     struct upstream_req req;      /* owned response buffers */
     char *url;                    /* owned */
@@ -76,6 +78,10 @@ struct gate_wait {
     uint64_t answered;            /* probes answered anything else */
     uint64_t lifted_once;         /* fenced, but no longer in the table at
                                    * the last poll */
+    uint64_t stale;               /* fenced for the identity or down when
+                                   * held: may lack earlier changes too */
+    uint64_t had;                 /* acknowledged the enrollment's create or
+                                   * verify (Redis): held it once */
     int need;
     bool match_all;               /* healthy/all: every required one */
     bool healthy;                 /* mode healthy: required follows health */
@@ -93,6 +99,7 @@ struct gate_wait {
     int n;
     struct ackstore_ctx held_ctx;  /* Redis callbacks (see refs) */
     struct ackstore_ctx read_ctx;
+    struct ackstore_ctx had_ctx;
     int refs;                     /* Redis commands still to call back */
     bool dead;                    /* finished; memory kept for refs */
 };

@@ -154,8 +154,8 @@ static enum MHD_Result listener_access(void *cls, struct MHD_Connection *c,
             return listener_respond_queue(ex);
         }
         if (xp->discarding) {
-            listener_respond_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
-                                   "request body too large", true);
+            listener_respond_error(ex, l, ERR_REQUEST_ENTITY_TOO_LARGE, NULL,
+                                   true);
             return listener_respond_queue(ex);
         }
         ex->body = xp->body.data ? xp->body.data : "";
@@ -206,10 +206,10 @@ static void listener_completed(void *cls, struct MHD_Connection *c,
         if (ci && ci->http_status) {
             ex->status = (int)ci->http_status;
             ex->local_error = true;
-            ex->error_code =
-                ex->status == 431   ? "REQUEST_HEADER_FIELDS_TOO_LARGE"
-                : ex->status == 413 ? "REQUEST_ENTITY_TOO_LARGE"
-                                    : "BAD_REQUEST";
+            ex->error_code = errcode_name(
+                ex->status == 431   ? ERR_REQUEST_HEADER_FIELDS_TOO_LARGE
+                : ex->status == 413 ? ERR_REQUEST_ENTITY_TOO_LARGE
+                                    : ERR_BAD_REQUEST);
         }
     }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK &&

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/errcodes.h"
 #include "io/listener.h"
 
 
@@ -107,10 +108,10 @@ void listener_request_uncharge(struct listener *l,
                                struct listener_exchange *ex);
 
 /* listener_respond.c */
-/* An error the listener answers itself, in the OpenZiti envelope. */
+/* An error the listener answers itself, in the OpenZiti envelope: e's
+ * code and status, message (NULL: the table's, base/errcodes.def). */
 void listener_respond_error(struct listener_exchange *ex, struct listener *l,
-                            int status, const char *code,
-                            const char *message, bool close);
+                            enum errcode e, const char *message, bool close);
 /* Queue the prepared response from inside the access handler. */
 enum MHD_Result listener_respond_queue(struct listener_exchange *ex);
 /* Per-connection deadline: (re)arm for ms (0 = stop); on expiry. */

@@ -183,11 +183,7 @@ void listener_request_budget_spent(struct listener *l,
 {
     if (l->ops->on_event)
         l->ops->on_event(l->ctx, LISTENER_BUDGET_SPENT);
-    listener_respond_error(ex, l, 503, "PROXY_BUFFER_BUDGET",
-                           "quorumgate holds as many request and answer "
-                           "bytes as it may (limits.max_buffered_bytes); "
-                           "retry later",
-                           true);
+    listener_respond_error(ex, l, ERR_PROXY_BUFFER_BUDGET, NULL, true);
 }
 
 bool listener_request_charge(struct listener *l, struct listener_exchange *ex,
@@ -267,31 +263,26 @@ bool listener_request_headers(struct listener *l,
         bad = framing_check(ex->headers, ex->n_headers, ex->version, &clen,
                             &has_clen);
     if (bad) {
-        listener_respond_error(ex, l, 400, "BAD_REQUEST", bad, true);
+        listener_respond_error(ex, l, ERR_BAD_REQUEST, bad, true);
     } else if ((uint64_t)ex->n_headers > l->limits.max_headers ||
                hsize > l->limits.max_header_bytes) {
-        listener_respond_error(ex, l, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
-                               "request headers too large or too many", true);
+        listener_respond_error(ex, l, ERR_REQUEST_HEADER_FIELDS_TOO_LARGE, NULL,
+                               true);
     } else if ((bad = framing_target(ex->url, method, version))) {
-        listener_respond_error(ex, l, 400, "BAD_REQUEST", bad, true);
+        listener_respond_error(ex, l, ERR_BAD_REQUEST, bad, true);
     } else if (strcmp(method, "TRACE") == 0 || strcmp(method, "TRACK") == 0) {
         /* it would echo the request, credentials and all, back */
-        listener_respond_error(ex, l, 405, "METHOD_NOT_ALLOWED",
-                               "TRACE is not allowed", false);
+        listener_respond_error(ex, l, ERR_METHOD_NOT_ALLOWED, NULL, false);
     } else if (ex->method == HTTP_OTHER) {
         /* the controllers' APIs use none other (CONNECT included): an
          * unknown method would go up as a custom request */
-        listener_respond_error(ex, l, 501, "NOT_IMPLEMENTED",
-                               "method not implemented", false);
+        listener_respond_error(ex, l, ERR_NOT_IMPLEMENTED, NULL, false);
     } else if (has_clen && clen > l->limits.max_body_bytes) {
-        listener_respond_error(ex, l, 413, "REQUEST_ENTITY_TOO_LARGE",
-                               "request body too large", true);
+        listener_respond_error(ex, l, ERR_REQUEST_ENTITY_TOO_LARGE, NULL, true);
     } else if (!listener_request_budget_ok(l, has_clen ? clen : 0)) {
         listener_request_budget_spent(l, ex);
     } else if (!(ex->admitted = l->ops->admit(l->ctx))) {
-        listener_respond_error(ex, l, 503, "PROXY_OVERLOADED",
-                               "too many requests in flight, retry later",
-                               false);
+        listener_respond_error(ex, l, ERR_PROXY_OVERLOADED, NULL, false);
     }
     return xp->resp == NULL;
 }

@@ -88,12 +88,14 @@ static struct MHD_Response *listener_respond_make(
 
 /* An error the listener answers itself, in the OpenZiti envelope. */
 void listener_respond_error(struct listener_exchange *ex,
-                            struct listener *l, int status,
-                            const char *code, const char *message,
-                            bool close)
+                            struct listener *l, enum errcode e,
+                            const char *message, bool close)
 {
     size_t len;
-    char *body = envelope_error(code, message, ex->request_id, NULL, &len);
+    int status = errcode_status(e);
+    const char *code = errcode_name(e);
+    char *body = envelope_error(code, message ? message : errcode_message(e),
+                                ex->request_id, NULL, &len);
     const char *hdrs[] = {
         MHD_HTTP_HEADER_CONTENT_TYPE, ENVELOPE_CONTENT_TYPE,
         l->request_id_header, ex->request_id,
@@ -160,11 +162,11 @@ static void listener_respond_408(struct listener_conn *conn,
         listener_request_set_id(l, ex);
     ex->status = 408;
     ex->local_error = true;
-    ex->error_code = "REQUEST_TIMEOUT";
+    ex->error_code = errcode_name(ERR_REQUEST_TIMEOUT);
     if (!l->tls) {
         size_t len;
-        char *body = envelope_error("REQUEST_TIMEOUT",
-                                    "the request was not received in time",
+        char *body = envelope_error(errcode_name(ERR_REQUEST_TIMEOUT),
+                                    errcode_message(ERR_REQUEST_TIMEOUT),
                                     ex->request_id, NULL, &len);
         struct buf b = {0};
         buf_printf(&b,

@@ -256,6 +256,19 @@ static void redis_io_cb(void *arg, int events)
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* Behind sentinels, a READONLY error says the server became a replica
+ * while connected: drop it (reconnecting asks the sentinels again). */
+static void redis_check_readonly(struct redis *r, const redisReply *rep)
+{
+    if (r->sentinel && rep->type == REDIS_REPLY_ERROR && rep->str &&
+        strncmp(rep->str, "READONLY", 8) == 0 && r->state == ST_UP) {
+        REDIS_LOG(r, LOG_LEVEL_WARN, "%s answers READONLY: a replica now; "
+                  "reconnecting", r->addr);
+        redis_drop(r, "READONLY: a replica now");
+        redis_sentinel_recheck(r->sentinel);
+    }
+}
+
 static void redis_cmd_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct redis_cmd *cmd = privdata;
@@ -268,6 +281,8 @@ static void redis_cmd_cb(redisAsyncContext *ac, void *reply, void *privdata)
                        reply);
     }
     free(cmd);
+    if (reply && !r->freeing)
+        redis_check_readonly(r, reply);
 }
 
 /* Sends an already formatted command; internal commands (the handshake)
@@ -469,8 +484,8 @@ static bool redis_find_master(struct redis *r)
 static void redis_connect(struct redis *r)
 {
     if (r->sentinel && !redis_find_master(r)) {
-        redis_set_error(r, "no master known (sentinels: no answer naming "
-                        "'%s' yet)", r->master_name);
+        redis_set_error(r, "no master known for '%s' (see /status "
+                        "redis.sentinel_error)", r->master_name);
         r->state = ST_CLOSING;
         r->ac = NULL;
         redis_conn_gone(r);
@@ -529,8 +544,12 @@ static void redis_moved_cb(void *arg)
     redis_enter(r);
     bool known = redis_sentinel_master(r->sentinel, host, sizeof(host),
                                        &port, &gen);
-    if (r->freeing || !known) {
+    if (r->freeing) {
         /* nothing to do */
+    } else if (!known) {
+        /* the master named is not one (ROLE): off it until one is */
+        if (r->state != ST_WAIT)
+            redis_drop(r, "the master is not known any more");
     } else if (r->state == ST_WAIT) {
         r->attempt = 0; /* a new address: try it now */
         loop_timer_start(r->reconnect_timer, 0, 0);

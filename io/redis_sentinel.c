@@ -33,6 +33,11 @@ struct redis_sentinel {
     struct loop_timer *step;           /* owned: next sentinel / give up */
     struct loop_timer *refresh;        /* owned: ask again every second */
     struct loop_async *wake;           /* owned: recheck from any thread */
+    struct config_redis mcfg;          /* owned strings: the master's
+                                          connection settings */
+    char cand_host[REDIS_SENTINEL_ADDR_MAX]; /* what the sentinels name */
+    uint16_t cand_port;                /* 0 = nothing named yet */
+    struct redis *m;                   /* owned: ROLE to the named master */
 
     pthread_mutex_t lock;              /* guards what follows */
     struct redis_sentinel_info info;
@@ -99,38 +104,102 @@ static void redis_sentinel_fmt(char *out, size_t n, const char *host,
              (unsigned)port);
 }
 
-/* A sentinel named host:port as the master. */
-static void redis_sentinel_set(struct redis_sentinel *s, const char *host,
-                               uint16_t port)
+/* Publishes what every Redis connection uses: the named master once ROLE
+ * said master there (known), or nothing (not known).  Watchers are told
+ * of every change. */
+static void redis_sentinel_publish(struct redis_sentinel *s, bool known)
 {
     char was[REDIS_SENTINEL_ADDR_MAX], now[REDIS_SENTINEL_ADDR_MAX];
-    redis_sentinel_fmt(now, sizeof(now), host, port);
+    redis_sentinel_fmt(now, sizeof(now), s->cand_host, s->cand_port);
     pthread_mutex_lock(&s->lock);
-    bool changed = !s->info.known || s->port != port ||
-                   strcmp(s->host, host) != 0;
-    bool had = s->info.known;
+    bool moved = known && s->info.master[0] && strcmp(s->info.master, now);
+    bool changed = known != s->info.known ||
+                   (known && strcmp(s->info.master, now) != 0);
     snprintf(was, sizeof(was), "%s", s->info.master);
-    snprintf(s->info.sentinel, sizeof(s->info.sentinel), "%s",
-             s->addrs[s->cur].text);
-    s->info.last_error[0] = '\0';
     if (changed) {
-        snprintf(s->host, sizeof(s->host), "%s", host);
-        s->port = port;
-        snprintf(s->info.master, sizeof(s->info.master), "%s", now);
-        s->info.known = true;
+        s->info.known = known;
+        if (known) {
+            snprintf(s->host, sizeof(s->host), "%s", s->cand_host);
+            s->port = s->cand_port;
+            snprintf(s->info.master, sizeof(s->info.master), "%s", now);
+            s->info.last_error[0] = '\0';
+        }
         s->info.generation++;
-        if (had)
+        if (moved)
             s->info.switches++;
         for (size_t i = 0; i < s->n_watch; i++)
             loop_async_send(s->watch[i]);
     }
     pthread_mutex_unlock(&s->lock);
-    if (changed && had)
+    if (!changed)
+        return;
+    if (moved)
         RS_LOG(s, LOG_LEVEL_WARN, "redis sentinel: master '%s' moved from "
                "%s to %s", s->name, was, now);
-    else if (changed)
+    else if (known)
         RS_LOG(s, LOG_LEVEL_INFO, "redis sentinel: master '%s' is %s "
                "(from sentinel %s)", s->name, now, s->addrs[s->cur].text);
+}
+
+static void redis_sentinel_on_role(void *arg, enum redis_status st,
+                                   const struct redis_reply *rep)
+{
+    struct redis_sentinel *s = arg;
+    if (st != REDIS_STATUS_OK || rep->type != REDIS_TYPE_ARRAY ||
+        rep->n_elements == 0 || rep->elements[0].type != REDIS_TYPE_STRING)
+        return; /* no answer: the connections find out for themselves */
+    if (strcmp(rep->elements[0].str, "master") == 0) {
+        pthread_mutex_lock(&s->lock);
+        s->info.last_error[0] = '\0'; /* whatever it was, this works */
+        pthread_mutex_unlock(&s->lock);
+        redis_sentinel_publish(s, true);
+        return;
+    }
+    redis_sentinel_error(s, "%s:%u, named by the sentinels, says ROLE %.*s: "
+                         "not used until it is a master",
+                         s->cand_host, (unsigned)s->cand_port,
+                         (int)(rep->elements[0].len < 32
+                                   ? rep->elements[0].len : 32),
+                         rep->elements[0].str);
+    redis_sentinel_publish(s, false);
+}
+
+static void redis_sentinel_verify(struct redis_sentinel *s)
+{
+    if (s->m && redis_up(s->m))
+        redis_command(s->m, redis_sentinel_on_role, s, "ROLE");
+}
+
+static void redis_sentinel_m_state(void *arg, bool up)
+{
+    if (up)
+        redis_sentinel_verify(arg);
+}
+
+/* A sentinel named host:port as the master: check it with ROLE (now for
+ * a new address, or again on the connection already there). */
+static void redis_sentinel_set(struct redis_sentinel *s, const char *host,
+                               uint16_t port)
+{
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->info.sentinel, sizeof(s->info.sentinel), "%s",
+             s->addrs[s->cur].text);
+    pthread_mutex_unlock(&s->lock);
+    if (s->cand_port == port && strcmp(s->cand_host, host) == 0 && s->m) {
+        redis_sentinel_verify(s);
+        return;
+    }
+    snprintf(s->cand_host, sizeof(s->cand_host), "%s", host);
+    s->cand_port = port;
+    redis_free(s->m);
+    s->mcfg.addr.host = s->cand_host; /* borrowed view; redis_new copies */
+    s->mcfg.addr.port = port;
+    s->m = redis_new(s->loop, &s->mcfg,
+                     &(struct redis_options){
+                         .name = "sentinel-master", .log = s->log,
+                         .on_state = redis_sentinel_m_state, .state_arg = s,
+                         .backoff_min_ms = 100, .backoff_max_ms = 1000});
+    memset(&s->mcfg.addr, 0, sizeof(s->mcfg.addr));
 }
 
 static void redis_sentinel_next(struct redis_sentinel *s)
@@ -301,6 +370,11 @@ struct redis_sentinel *redis_sentinel_new(struct loop *loop,
                                      ? cfg->connect_timeout_ms : 1000;
     s->scfg.command_timeout_ms = cfg->command_timeout_ms
                                      ? cfg->command_timeout_ms : 1000;
+    s->mcfg.username = cfg->username ? xstrdup(cfg->username) : NULL;
+    s->mcfg.password = cfg->password ? xstrdup(cfg->password) : NULL;
+    s->mcfg.database = cfg->database;
+    s->mcfg.connect_timeout_ms = s->scfg.connect_timeout_ms;
+    s->mcfg.command_timeout_ms = s->scfg.command_timeout_ms;
     s->cur = -1;
     pthread_mutex_init(&s->lock, NULL);
     s->step = loop_timer_new(loop, redis_sentinel_step_cb, s);
@@ -318,6 +392,7 @@ void redis_sentinel_free(struct redis_sentinel *s)
         return;
     redis_free(s->q);
     redis_free(s->sub);
+    redis_free(s->m);
     loop_timer_free(s->step);
     loop_timer_free(s->refresh);
     loop_async_free(s->wake);
@@ -328,9 +403,13 @@ void redis_sentinel_free(struct redis_sentinel *s)
     free(s->addrs);
     free(s->name);
     free(s->scfg.username);
-    if (s->scfg.password) {
-        explicit_bzero(s->scfg.password, strlen(s->scfg.password));
-        free(s->scfg.password);
+    free(s->mcfg.username);
+    for (int i = 0; i < 2; i++) {
+        char *pw = i ? s->mcfg.password : s->scfg.password;
+        if (pw) {
+            explicit_bzero(pw, strlen(pw));
+            free(pw);
+        }
     }
     free(s->watch);
     pthread_mutex_destroy(&s->lock);

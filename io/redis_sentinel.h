@@ -4,7 +4,9 @@
  * the sentinel that answered, follows +switch-master, asks again every
  * second (a missed message costs at most that) and whenever a Redis
  * connection reports that the address it was given is down or not a
- * master.  A struct redis created with a config naming sentinels asks
+ * master.  The address named is published (known) only once ROLE says
+ * "master" there, and checked again every second: one that says anything
+ * else is withdrawn (watchers told: their connections leave it).  A struct redis created with a config naming sentinels asks
  * this monitor for the address at every connect, checks ROLE in its
  * handshake and reconnects when the master moves (see redis.h).
  *

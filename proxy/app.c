@@ -144,8 +144,11 @@ void app_redis_count_cb(void *arg, enum redis_status st,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
 }
 
-void app_report_failure(struct app *a, int node, bool connect_failed)
+/* A worker saw a controller fail passively (worker threads; health_report
+ * is thread-safe). */
+static void app_controller_failed(void *ctx, int node, bool connect_failed)
 {
+    struct app *a = ctx;
     health_report(a->health, node, connect_failed);
 }
 
@@ -469,8 +472,13 @@ int app_init(struct app *a, const char *config_path)
         .log = a->log,
     });
     for (int w = 0; w < a->n_workers; w++) {
-        a->workers[w] = worker_new(a, w, &fds[w * CONFIG_MAX_LISTENERS],
-                                   cfg->n_listeners, pt_fds[w], &err);
+        a->workers[w] = worker_new(
+            a,
+            &(struct worker_events){.controller_failed =
+                                        app_controller_failed,
+                                    .ctx = a},
+            w, &fds[w * CONFIG_MAX_LISTENERS], cfg->n_listeners, pt_fds[w],
+            &err);
         if (!a->workers[w]) {
             fprintf(stderr, "%s: %s\n", cfg->path, err);
             goto out;

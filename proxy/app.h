@@ -116,7 +116,4 @@ struct config *app_config(struct app *a);
 void app_redis_count_cb(void *arg, enum redis_status st,
                         const struct redis_reply *rep);
 
-/* A worker saw a controller fail passively (thread-safe). */
-void app_report_failure(struct app *a, int node, bool connect_failed);
-
 #endif

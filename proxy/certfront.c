@@ -11,8 +11,6 @@
 #include "proxy/request.h"
 #include "proxy/worker.h"
 
-#define CERTFRONT_CODE "PROXY_CERT_AUTH_UNSUPPORTED"
-
 static bool certfront_path_is(const char *path, size_t len, const char *want)
 {
     return strlen(want) == len && memcmp(path, want, len) == 0;
@@ -75,7 +73,7 @@ bool certfront_refuse(struct request *rq)
             "client certificate. This quorumgate has no passthrough "
             "listener (passthrough.address): ask its operator for one");
     }
-    request_answer_error(rq, 400, CERTFRONT_CODE, msg);
+    request_answer_error(rq, ERR_PROXY_CERT_AUTH_UNSUPPORTED, msg);
     free(msg);
     return true;
 }

@@ -161,8 +161,8 @@ static void passthrough_end(void *ctx, const struct splice_result *r)
                                r->end_ns - r->connected_ns);
         if (r->end == SPLICE_END_CONNECT_FAILED ||
             r->end == SPLICE_END_CONNECT_TIMEOUT)
-            app_report_failure(a, r->target,
-                               r->end == SPLICE_END_CONNECT_FAILED);
+            worker_report_failure(pt->w, r->target,
+                                  r->end == SPLICE_END_CONNECT_FAILED);
     }
     passthrough_log(pt, r);
 }

@@ -386,11 +386,7 @@ static bool pipeline_run(struct request *rq)
                             rq->identity, &ps->slot_bucket)) {
             metrics_inc(pipeline_app(rq)->metrics,
                         M_REPLICATION_HELD_REFUSED_TOTAL);
-            request_answer_error(rq, 503, "PROXY_GATE_BUSY",
-                                 "too many MFA changes are waiting for "
-                                 "replication (gate.max_held / "
-                                 "gate.max_held_per_identity); nothing was "
-                                 "changed, retry later");
+            request_answer_error(rq, ERR_PROXY_GATE_BUSY, NULL);
             return true;
         }
         ps->slot = true;

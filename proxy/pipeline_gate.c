@@ -85,7 +85,7 @@ static void pipeline_gate_read_done(struct upstream_req *r, void *arg)
          * enrollment id the gate could only fence, so read again on
          * whoever leads next, within the leader wait */
         if (r->result == UPSTREAM_CONNECT_ERROR)
-            app_report_failure(pipeline_app(rq), rq->node, true);
+            worker_report_failure(rq->w, rq->node, true);
         ps->pre_state = -1;
         ps->step = STEP_STATE_READ;
         request_after(rq, 50, pipeline_gate_read_retry);
@@ -105,9 +105,7 @@ static bool pipeline_gate_read(struct request *rq)
     int leader = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
     if (leader < 0 || !cluster_up(a->cluster, leader)) {
         if (now >= rq->pipe.deadline_ms) {
-            request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
-                                 "Cluster has no leader, unable to make "
-                                 "model updates.");
+            request_answer_error(rq, ERR_CLUSTER_NO_LEADER, NULL);
             return true;
         }
         request_after(rq, 50, pipeline_gate_read_retry);
@@ -161,7 +159,7 @@ static void pipeline_gate_legacy_id_done(struct upstream_req *r, void *arg)
              * sent yet, so refusing changes nothing */
             metrics_inc(pipeline_app(rq)->metrics,
                         M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+            request_answer_error(rq, ERR_REPLICATION_TRACKING_UNAVAILABLE,
                                  "the identity behind this MFA change could "
                                  "not be read; nothing was changed, retry "
                                  "later");
@@ -181,9 +179,7 @@ static bool pipeline_gate_legacy_id(struct request *rq)
         /* an election: the identity is read on whoever leads next (the
          * call itself waits for a leader too); never passed unheld */
         if (loop_now_ms(rq->w->loop) >= rq->pipe.deadline_ms) {
-            request_answer_error(rq, 503, "CLUSTER_NO_LEADER",
-                                 "Cluster has no leader, unable to make "
-                                 "model updates.");
+            request_answer_error(rq, ERR_CLUSTER_NO_LEADER, NULL);
             return true;
         }
         request_after(rq, 50, pipeline_gate_read_retry);
@@ -212,7 +208,7 @@ static void pipeline_gate_released(void *arg, const struct gate_release *rel)
                  "the change committed but was not acknowledged in time "
                  "by every controller (%s)",
                  rel->replication);
-        request_answer_error(rq, 504, "REPLICATION_TIMEOUT", msg);
+        request_answer_error(rq, ERR_REPLICATION_TIMEOUT, msg);
     } else {
         request_answer_upstream(rq);
     }
@@ -255,9 +251,7 @@ static void pipeline_gate_record(void *arg, bool ok,
                 ok ? M_RESULT_OK : M_RESULT_ERROR);
     if (!ok) {
         metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-        request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
-                             "replication tracking (Redis) is unavailable; "
-                             "nothing was changed, retry later");
+        request_answer_error(rq, ERR_REPLICATION_TRACKING_UNAVAILABLE, NULL);
         return;
     }
     if (!rec->exists) {
@@ -288,9 +282,7 @@ static void pipeline_gate_record(void *arg, bool ok,
     if (strcmp(rec->status, "timeout") == 0 && rq->cfg->gate.fail_on_timeout) {
         snprintf(rq->replication, sizeof(rq->replication), "%s",
                  rec->replication);
-        request_answer_error(rq, 504, "REPLICATION_TIMEOUT",
-                             "the change committed but was not acknowledged "
-                             "in time by every controller");
+        request_answer_error(rq, ERR_REPLICATION_TIMEOUT, NULL);
         return;
     }
     snprintf(rq->replication, sizeof(rq->replication), "%s",
@@ -311,7 +303,7 @@ bool pipeline_gate_prepare(struct request *rq, int step)
             jwks_nodes_loaded(a->jwks) == 0) {
             /* a bearer token whose signer cannot be known: no controller
              * published its keys (all unreachable?) */
-            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
+            request_answer_error(rq, ERR_REPLICATION_TRACKING_UNAVAILABLE,
                                  "the controllers' token keys could not be "
                                  "read; nothing was changed, retry later");
             return true;
@@ -344,10 +336,7 @@ bool pipeline_gate_prepare(struct request *rq, int step)
         }
         if (!redis_up(rq->w->redis)) {
             metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
-            request_answer_error(rq, 503, "REPLICATION_TRACKING_UNAVAILABLE",
-                                 "replication tracking (Redis) is "
-                                 "unavailable; nothing was changed, retry "
-                                 "later");
+            request_answer_error(rq, ERR_REPLICATION_TRACKING_UNAVAILABLE, NULL);
             return true;
         }
         if (ps->gcall == GATE_CREATE && !ps->legacy && !ps->ask_id)

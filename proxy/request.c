@@ -166,11 +166,7 @@ static void request_route(struct request *rq)
         if (request_is_write(rq) && cluster_read_only(a->cluster, out.node)) {
             /* every write fails there (500 from the controller): say why
              * once instead of retrying it around the cluster */
-            request_answer_error(rq, 503, "CLUSTER_READ_ONLY",
-                                 "the cluster is read-only: its members "
-                                 "run different versions (rolling "
-                                 "upgrade); writes fail until they all run "
-                                 "the same one");
+            request_answer_error(rq, ERR_CLUSTER_READ_ONLY, NULL);
             return;
         }
         request_attempt_start(rq, out.node);
@@ -182,9 +178,7 @@ static void request_route(struct request *rq)
         if (now >= until) {
             if (rq->retried)
                 request_attempt_retry_outcome(rq, M_RETRY_RETRIED_FAILURE);
-            request_answer_as_upstream_or(rq, 503, "CLUSTER_NO_LEADER",
-                                          "Cluster has no leader, unable to "
-                                          "make model updates.");
+            request_answer_as_upstream_or(rq, ERR_CLUSTER_NO_LEADER, NULL);
             return;
         }
         request_wait(rq);
@@ -198,9 +192,7 @@ static void request_route(struct request *rq)
         return;
     }
     case ROUTE_HOME_GONE:
-        request_answer_error(rq, 401, "UNAUTHORIZED",
-                             "The session's controller is unavailable; "
-                             "authenticate again.");
+        request_answer_error(rq, ERR_UNAUTHORIZED, NULL);
         return;
     case ROUTE_NO_HEALTHY:
     default:
@@ -210,8 +202,7 @@ static void request_route(struct request *rq)
             request_answer_give_up(rq);
             return;
         }
-        request_answer_error(rq, 503, "PROXY_NO_HEALTHY_CONTROLLER",
-                             "no healthy controller is available");
+        request_answer_error(rq, ERR_PROXY_NO_HEALTHY_CONTROLLER, NULL);
         return;
     }
 }
@@ -368,7 +359,7 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
      * could read another */
     const char *bad = identity_credentials_check(ex->headers, ex->n_headers);
     if (bad) {
-        request_answer_error(rq, 400, "BAD_REQUEST", bad);
+        request_answer_error(rq, ERR_BAD_REQUEST, bad);
         return;
     }
 
@@ -456,7 +447,6 @@ void request_abort_all(struct worker *w)
         struct request *rq = list_entry(l, struct request, link);
         request_cancel_work(rq);
         if (rq->ex && rq->stage != STAGE_ANSWERED)
-            request_answer_error(rq, 503, "PROXY_SHUTTING_DOWN",
-                                 "quorumgate is shutting down");
+            request_answer_error(rq, ERR_PROXY_SHUTTING_DOWN, NULL);
     }
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/errcodes.h"
 #include "base/list.h"
 #include "config/config.h"
 #include "io/headers.h"
@@ -155,16 +156,17 @@ void request_after(struct request *rq, uint64_t ms, void (*cb)(void *));
 
 /* The answers: request_answer.c. */
 void request_answer_upstream(struct request *rq);
-void request_answer_error(struct request *rq, int status, const char *code,
+/* Our own envelope: e's code and status, message (NULL: the table's). */
+void request_answer_error(struct request *rq, enum errcode e,
                           const char *message);
 void request_answer_json(struct request *rq, int status, const char *body);
 /* The last attempt's failure goes back to the client as it was (an
  * upstream answer) or as our envelope (no answer). */
 void request_answer_give_up(struct request *rq);
-/* The controller's own answer when its last one had this status, else our
- * envelope with the same status, code and message. */
-void request_answer_as_upstream_or(struct request *rq, int status,
-                                   const char *code, const char *message);
+/* The controller's own answer when its last one had e's status, else our
+ * envelope with e (message NULL: the table's). */
+void request_answer_as_upstream_or(struct request *rq, enum errcode e,
+                                   const char *message);
 
 /* Attempts and retries: request_attempt.c. */
 /* Take a retry slot from the budget (held until the request ends); false

@@ -58,16 +58,17 @@ static struct headers *request_answer_headers(struct request *rq)
     return &rq->answer_headers;
 }
 
-void request_answer_error(struct request *rq, int status, const char *code,
+void request_answer_error(struct request *rq, enum errcode e,
                           const char *message)
 {
     struct headers *h = request_answer_headers(rq);
     size_t len;
-    char *body = envelope_error(code, message,
+    char *body = envelope_error(errcode_name(e),
+                                message ? message : errcode_message(e),
                                 rq->ex ? rq->ex->request_id : "", NULL, &len);
-    rq->error_code = code;
+    rq->error_code = errcode_name(e);
     headers_adds(h, "Content-Type", ENVELOPE_CONTENT_TYPE);
-    request_answer_send(rq, status, h, body, len);
+    request_answer_send(rq, errcode_status(e), h, body, len);
 }
 
 void request_answer_json(struct request *rq, int status, const char *json)
@@ -90,13 +91,13 @@ void request_answer_upstream(struct request *rq)
 }
 
 /* No usable answer from any attempt: say why, in the envelope. */
-void request_answer_as_upstream_or(struct request *rq, int status,
-                                   const char *code, const char *message)
+void request_answer_as_upstream_or(struct request *rq, enum errcode e,
+                                   const char *message)
 {
-    if (rq->up.result == UPSTREAM_OK && rq->up.status == status)
+    if (rq->up.result == UPSTREAM_OK && rq->up.status == errcode_status(e))
         request_answer_upstream(rq);
     else
-        request_answer_error(rq, status, code, message);
+        request_answer_error(rq, e, message);
 }
 
 void request_answer_give_up(struct request *rq)
@@ -113,7 +114,7 @@ void request_answer_give_up(struct request *rq)
     case UPSTREAM_CONNECT_TIMEOUT:
         snprintf(msg, sizeof(msg), "controller %s did not answer in time",
                  ctrl);
-        request_answer_error(rq, 504, "PROXY_UPSTREAM_TIMEOUT", msg);
+        request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
         return;
     case UPSTREAM_TOO_LARGE:
         snprintf(msg, sizeof(msg),
@@ -127,6 +128,6 @@ void request_answer_give_up(struct request *rq)
                  rq->up.error[0] ? rq->up.error : "no answer");
         break;
     }
-    request_answer_error(rq, 502, "PROXY_UPSTREAM_ERROR", msg);
+    request_answer_error(rq, ERR_PROXY_UPSTREAM_ERROR, msg);
 }
 

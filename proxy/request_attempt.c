@@ -244,9 +244,9 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
                        r->duration_ns);
 
     if (r->result == UPSTREAM_CONNECT_ERROR)
-        app_report_failure(a, node, true);
+        worker_report_failure(w, node, true);
     else if (f->kind == FAILURE_NO_LEADER) {
-        app_report_failure(a, node, false);
+        worker_report_failure(w, node, false);
         rq->route.not_leader = node;
         rq->route.not_leader_gen = atomic_load(&a->cluster->generation);
         rq->route.not_leader_wall_ms = util_wall_ms();

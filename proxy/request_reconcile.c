@@ -101,14 +101,13 @@ static bool request_reconcile_read_later(struct request *rq)
 static bool request_reconcile_read_again(struct request *rq,
                                          const struct upstream_req *r)
 {
-    struct app *a = rq->w->app;
     if (r->result == UPSTREAM_OK && r->status != 429 &&
         (r->status < 500 || r->status > 599))
         return false; /* an answer (401, 400, 606...): reading again won't help */
     if (r->result == UPSTREAM_CONNECT_ERROR)
-        app_report_failure(a, rq->aux_node, true);
+        worker_report_failure(rq->w, rq->aux_node, true);
     else if (r->result == UPSTREAM_OK && r->status == 503)
-        app_report_failure(a, rq->aux_node, false);
+        worker_report_failure(rq->w, rq->aux_node, false);
     if ((uint32_t)++rq->n_read_failures >= 2 * rq->policy->max_attempts)
         return false;
     return request_reconcile_read_later(rq);
@@ -147,9 +146,7 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
         return;
     case RECONCILE_PREEXISTING:
         request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
-        request_answer_as_upstream_or(rq, 409, "MFA_EXISTS",
-                                      "An MFA record already exists, "
-                                      "try removing it");
+        request_answer_as_upstream_or(rq, ERR_MFA_EXISTS, NULL);
         return;
     case RECONCILE_APPLIED:
         rq->node = rq->aux_node; /* its state is the answer */

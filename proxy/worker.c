@@ -258,10 +258,18 @@ static void worker_flush(void *arg)
     log_batch_flush(&w->access);
 }
 
-struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
-                          int pt_fd, char **err)
+void worker_report_failure(struct worker *w, int node, bool connect_failed)
+{
+    if (w->events.controller_failed)
+        w->events.controller_failed(w->events.ctx, node, connect_failed);
+}
+
+struct worker *worker_new(struct app *app, const struct worker_events *ev,
+                          int id, const int *fds, int n_fds, int pt_fd,
+                          char **err)
 {
     struct worker *w = xcalloc(1, sizeof(*w));
+    w->events = *ev;
     struct config *cfg = app_config(app);
     list_init(&w->requests);
     list_init(&w->waiting);

@@ -36,8 +36,18 @@ struct gate;
 struct jwks_fetch;
 struct passthrough;
 
+/* What a worker reports to its owner, through callbacks the owner gives
+ * at worker_new (they run on the worker's thread). */
+struct worker_events {
+    /* a controller failed passively: a connection refused or timed out
+     * (connect_failed), or an answer saying it is not the leader */
+    void (*controller_failed)(void *ctx, int node, bool connect_failed);
+    void *ctx;
+};
+
 struct worker {
     struct app *app;                  /* borrowed */
+    struct worker_events events;      /* the owner's callbacks */
     int id;
     struct loop *loop;                /* owned */
     struct upstream *up;              /* owned */
@@ -90,8 +100,12 @@ struct worker {
 /* Creates the worker (not started).  fds[i] is the bound socket for
  * configured listener i, pt_fd the passthrough listener's (-1: none); all
  * taken over. */
-struct worker *worker_new(struct app *app, int id, const int *fds, int n_fds,
-                          int pt_fd, char **err);
+struct worker *worker_new(struct app *app, const struct worker_events *ev,
+                          int id, const int *fds, int n_fds, int pt_fd,
+                          char **err);
+/* A controller failed passively (request path, passthrough): tells the
+ * owner (events.controller_failed). */
+void worker_report_failure(struct worker *w, int node, bool connect_failed);
 int worker_start(struct worker *w);
 /* Stop accepting; in-flight requests go on (thread-safe). */
 void worker_drain(struct worker *w);

@@ -35,6 +35,9 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
             libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
             libhiredis-dev
             libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
+# redis-server is also the sentinel of the Sentinel tests (`redis-server
+# sentinel.conf --sentinel`; Debian's redis-sentinel package only adds a
+# service unit for that).
 test_pkgs=(redis-server prometheus openssl curl ca-certificates procps
            clang libclang-rt-14-dev
            python3 python3-pip python3-pytest python3-yaml)

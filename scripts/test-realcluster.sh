@@ -5,6 +5,7 @@
 # tier's pytest against the release build of quorumgate (built when missing).
 # Usage: scripts/test-realcluster.sh [--build-only] [pytest args...]
 #   QG_ZITI_VERSIONS=v1.7.2 scripts/test-realcluster.sh      # one version only
+# Then the soak's CI variant (bench/soak.py --ci) on QG_SOAK_VERSIONS (default v1.7.2; QG_SOAK=0: not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -29,3 +30,13 @@ start=$(date +%s)
 QUORUMGATE_BIN="${QUORUMGATE_BIN:-$PWD/build/quorumgate}" QG_REQUIRE_BINARY=1 QG_ZITI_VERSIONS=$versions \
   python3 -m pytest -q -p no:cacheprovider -rA tests/realcluster "$@"
 echo "== real-cluster tier passed in $(( $(date +%s) - start )) s"
+# the soak's CI variant (issue 18): 3 minutes, 30 users, every fault kind at least once, then the
+# history checker; only on a whole-tier run (no pytest arguments); QG_SOAK=1 runs it (off until
+# the verify-404 finding of the soak is fixed)
+if [ "${QG_SOAK:-0}" = 1 ] && [ $# -eq 0 ]; then
+  for v in ${QG_SOAK_VERSIONS:-v1.7.2}; do
+    start=$(date +%s)
+    QUORUMGATE_BIN="${QUORUMGATE_BIN:-$PWD/build/quorumgate}" python3 bench/soak.py --ci --cleanup --version "$v"
+    echo "== soak (CI variant, $v) passed in $(( $(date +%s) - start )) s"
+  done
+fi

@@ -57,7 +57,7 @@ if [ "$quick" = 0 ]; then
   echo "== the Debian package (build, lintian, dpkg -i/-r/-P)"
   tests/package/run.sh build
   echo "== libFuzzer smoke of every parser"
-  scripts/fuzz.sh all 10
+  scripts/fuzz.sh all 30
   echo "== the docker/ compose stack under podman"
   docker/test-stack.sh
   echo "== real OpenZiti HA clusters (v1.5.4, v1.7.2)"

@@ -5,7 +5,9 @@ limits.max_buffered_bytes (503 PROXY_BUFFER_BUDGET when spent).  Real
 binary, echo controllers, real sockets."""
 import json
 import socket
-import time
+import ssl
+
+import pytest
 
 from tests.integration.core_support import (  # noqa: F401  (fixtures)
     assert_envelope, call, echo_factory, host_port, metric, qg_over_echo, wait_access,
@@ -15,7 +17,7 @@ from tests.support.procs import wait_until
 BIG = 4 << 20          # an answer far larger than what the sockets buffer
 
 
-def slow_reader(qg, target):
+def slow_reader(qg, target, ca=None):
     """Asks for target and never reads: a small receive buffer, so the
     answer stays in quorumgate until the client takes it."""
     host, port = host_port(qg.url)
@@ -23,6 +25,8 @@ def slow_reader(qg, target):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(10)
     s.connect((host, port))
+    if ca:
+        s = ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname=host)
     s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target).encode())
     return s
 
@@ -37,17 +41,22 @@ def drain(s, limit):
             if not chunk:
                 break
             n += len(chunk)
-    except ConnectionResetError:
+    except (ConnectionResetError, ssl.SSLError):
         pass
     return n
 
 
-def test_a_slow_reader_is_closed_after_the_send_timeout(quorumgate, echo_factory):
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_slow_reader_is_closed_after_the_send_timeout(quorumgate, echo_factory, certs, tls):
     cl = echo_factory(1)
     cl.upstreams[0].respond("/edge/client/v1/big", status=200, body=b"x" * BIG,
                             headers=[("Content-Type", "application/octet-stream")])
-    qg = qg_over_echo(quorumgate, cl, {"timeouts": {"client_send": "1s"}})
-    s = slow_reader(qg, "/edge/client/v1/big")
+    over = {"timeouts": {"client_send": "1s"}}
+    if tls:
+        over["listeners"] = [{"address": "127.0.0.1:0",
+                              "tls": {"cert": certs["cert"], "key": certs["key"]}}]
+    qg = qg_over_echo(quorumgate, cl, over)
+    s = slow_reader(qg, "/edge/client/v1/big", ca=certs["ca"] if tls else None)
     try:
         # the request is answered, the answer is not taken: after the send
         # timeout the connection is closed, the slot and memory given back
@@ -60,7 +69,7 @@ def test_a_slow_reader_is_closed_after_the_send_timeout(quorumgate, echo_factory
     finally:
         s.close()
     # a client that reads is not affected
-    r = call(qg, "GET", "/edge/client/v1/big")
+    r = call(qg, "GET", "/edge/client/v1/big", ca=certs["ca"] if tls else None)
     assert r.status == 200 and len(r.body) == BIG
     assert metric(qg, "quorumgate_client_send_timeouts_total") == 1
 

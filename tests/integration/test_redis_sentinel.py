@@ -11,8 +11,11 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from tests.integration.gate_support import (Background, client, fence_of, mfa_states, replication, settled, start_enrollment,
+from tests.integration.gate_support import (MFA_PATH, Background, client, fence_of, last_seq, mfa_states, replication,
+                                            requests_on, settled, start_enrollment,
                                             totp_now, wait_all_have, wait_fenced, wait_until)
+from tests.integration.test_relay import EVENTS_GATE, relay  # noqa: F401  (the relay fixture)
+from tests.support.procs import RedisServer
 from tests.support.sentinel import command
 
 FAST = {"initial": "20ms", "max": "100ms"}
@@ -283,3 +286,101 @@ def test_master_killed_during_a_held_verify_sessions_keep_their_home(quorumgate,
         b.zt_session = token
         for _ in range(2):
             assert b.current_identity().expect(200).header("quorumgate-controller") == home
+
+
+def test_a_direct_address_is_named_as_such(quorumgate):
+    qg = quorumgate()
+    st = status(qg)["redis"]
+    assert st == {"source": "direct", "master": qg.redis.address}, st
+    m = qg.metrics()
+    assert m.value("quorumgate_redis_source", source="direct") == 1
+    assert m.value("quorumgate_redis_source", source="sentinel") == 0
+    assert m.value("quorumgate_redis_master_known") == 1
+    assert m.value("quorumgate_redis_master_switches_total") == 0
+
+
+def test_a_master_demoted_behind_the_sentinels_back_is_not_used(quorumgate, redis_sentinels, tmp_path):
+    """The master the sentinels name becomes a replica (REPLICAOF another
+    server) and the sentinels cannot fail over (the replica has
+    replica-priority 0): quorumgate checks ROLE, stops using it (as with
+    Redis down: gated calls refused up front, not ready), and uses it again
+    once it is a master again.  A call that met the change on its way is
+    answered from the controllers, nothing lost."""
+    g = redis_sentinels
+    x = g.master_address()
+    y = next(a for a in g.servers if a != x)
+    assert command(g.servers[y].port, "CONFIG", "SET", "replica-priority", "0") == "OK"
+    qg = quorumgate({"gate": {"timeout": "5s", "probe": FAST}}, redis=g)
+    wait_until(lambda: uses(qg, x), timeout=10, what="quorumgate to use %s" % x)
+    wait_until(lambda: readyz(qg)[0] == 200, timeout=10, what="/readyz 200")
+    z = RedisServer(str(tmp_path / "redis-z")).start()
+    try:
+        assert command(g.servers[x].port, "REPLICAOF", "127.0.0.1", str(z.port)) == "OK"
+        wait_until(lambda: g.role(x) == "slave", timeout=5, what="%s a replica" % x)
+
+        # a create on its way: answered, and as the controllers have it
+        alice = client(qg)
+        r = alice.mfa_create()
+        assert r.status in (201, 503), (r.status, r.body)
+        have = {v["id"] if v else None for v in mfa_states(qg.sim, alice.identity_id).values()}
+        if r.status == 201:
+            wait_all_have(qg.sim, alice.identity_id, r.json()["data"]["id"], verified=False)
+        else:
+            assert r.error_code == "REPLICATION_TRACKING_UNAVAILABLE" and have == {None}
+
+        # quorumgate stops using it: not ready, gated calls refused
+        wait_until(lambda: status(qg)["redis"]["master_known"] is False, timeout=5,
+                   what="the master no longer known")
+        assert "says ROLE slave" in status(qg)["redis"]["sentinel_error"]
+        wait_until(lambda: readyz(qg)[0] == 503, timeout=5, what="/readyz 503")
+        bob = client(qg, "bob")
+        r = bob.mfa_create()
+        assert r.status == 503 and r.error_code == "REPLICATION_TRACKING_UNAVAILABLE", (r.status, r.body)
+        assert all(v is None for v in mfa_states(qg.sim, bob.identity_id).values())
+        assert qg.metrics().value("quorumgate_redis_master_known") == 0
+
+        # a master again: used again
+        assert command(g.servers[x].port, "REPLICAOF", "NO", "ONE") == "OK"
+        wait_until(lambda: uses(qg, x), timeout=10, what="quorumgate to use %s again" % x)
+        wait_until(lambda: readyz(qg)[0] == 200, timeout=10, what="/readyz 200 again")
+        r = bob.mfa_create()
+        assert r.status == 201, (r.status, r.body)
+        assert status(qg)["redis"]["master_switches"] == 0
+    finally:
+        z.stop()
+
+
+def test_the_relay_follows_the_master_too(quorumgate, relay, redis_sentinels):
+    """`quorumgate relay` with the same redis: section finds the master
+    through the sentinels and writes its acknowledgements to the new one
+    after a failover (the followers are never probed: the acks came from
+    the events, through Redis)."""
+    g = redis_sentinels
+    old = g.master_address()
+    qg = quorumgate(EVENTS_GATE, redis=g)
+    wait_until(lambda: uses(qg, old), timeout=10, what="quorumgate to use %s" % old)
+    sim = qg.sim
+    rl = relay(qg, {n: sim.events_path(n) for n in sim.node_ids})
+    wait_until(lambda: rl.healthz().get("redis") is True, timeout=10, what="the relay's Redis")
+    c = client(qg)
+    r = c.mfa_create().expect(201)
+    mfa_id = r.json()["data"]["id"]
+    assert sorted(replication(r)["acked"]) == sorted(sim.node_ids)
+    secret = c.mfa_secret()
+
+    new = g.failover()
+    wait_until(lambda: uses(qg, new), timeout=10, what="quorumgate to use %s" % new)
+    wait_until(lambda: any("master '%s' moved" % g.master_name in e.get("msg", "") or
+                           ("master '%s' is %s" % (g.master_name, new)) in e.get("msg", "")
+                           for e in rl.log()), timeout=10, what="the relay to follow the master")
+    leader = sim.control.leader()
+    followers = [n for n in sim.node_ids if n != leader]
+    seq = {n: last_seq(sim, n) for n in followers}
+    sim.control.set_lag(followers[0], 800)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [] and sorted(replication(r)["acked"]) == sorted(sim.node_ids)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True)
+    for n in followers:
+        assert requests_on(sim, n, "GET", MFA_PATH, since_seq=seq[n]) == [], n
+    acks = command(g.servers[new].port, "KEYS", "qg:gate:*:acks")
+    assert acks, "no acknowledgement set on the new master"
