@@ -189,8 +189,13 @@ static void redis_sentinel_set(struct redis_sentinel *s, const char *host,
         redis_sentinel_verify(s);
         return;
     }
+    bool was_known = s->cand_port != 0;
     snprintf(s->cand_host, sizeof(s->cand_host), "%s", host);
     s->cand_port = port;
+    /* Moved: leave the old one at once (it may still take writes that the
+     * new one never sees), use the new one once ROLE says master there. */
+    if (was_known)
+        redis_sentinel_publish(s, false);
     redis_free(s->m);
     s->mcfg.addr.host = s->cand_host; /* borrowed view; redis_new copies */
     s->mcfg.addr.port = port;

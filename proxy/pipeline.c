@@ -112,8 +112,9 @@ static bool pipeline_identity(struct request *rq)
         fence_key_from_hex(idhex, &k);
         rq->route.fenced |= fence_mask(f, &k, now);
     }
-    if (rq->cls.call == CALL_OIDC_AUTHORIZE ||
-        rq->cls.call == CALL_AUTHENTICATE)
+    /* a legacy login's answer names its identity: it is checked then
+     * (request_login.c), no login is kept away for someone else's fence */
+    if (rq->cls.call == CALL_OIDC_AUTHORIZE)
         rq->route.fenced |= fence_login_mask(f, now);
     return false;
 }

@@ -89,6 +89,7 @@ struct request {
     bool budget_exhausted;
     bool retried;
     bool key_fetched;                  /* keys fetched for a refused token */
+    bool login_resent;                 /* a fenced login sent elsewhere */
     struct loop_timer *timer;          /* owned: backoff, waits, deadline;
                                           NULL until request_after() */
 

@@ -261,6 +261,8 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     if (request_key_fetch(rq, r))
         return; /* decided once the controllers' keys are in */
     if (f->kind == FAILURE_NONE) {
+        if (request_login_fenced(rq, node, r))
+            return; /* a login the controller must not serve (fenced) */
         request_attempt_answered(rq);
         return;
     }

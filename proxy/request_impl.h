@@ -24,6 +24,11 @@ void request_attempt_answered(struct request *rq);
  * known yet: true when the keys are being fetched (the attempt is then
  * resent to the minter or answered as it is). */
 bool request_key_fetch(struct request *rq, const struct upstream_req *r);
+/* request_login.c: node's answer r is a login of an identity fenced on
+ * node (issue 17): true when it was handled (sent once to a controller not
+ * fenced for that identity, or answered 503 when there is none). */
+bool request_login_fenced(struct request *rq, int node,
+                          struct upstream_req *r);
 /* request_attempt.c: count retry_outcomes_total for the request's class. */
 void request_attempt_retry_outcome(struct request *rq,
                                    enum metrics_retry_outcome o);

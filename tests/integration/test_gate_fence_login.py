@@ -1,0 +1,95 @@
+"""Fences are per identity (issue 17): one identity's fences never take a
+controller away from other identities' logins, and a fenced identity's own
+login is never served by a controller it is fenced on.
+
+A fence is written to Redis the way consistency/ackstore.c writes it (the
+gate's own fences are covered by test_gate_fence.py).  The simulator's
+request log and each answer's Quorumgate-Controller header are the
+witnesses.  Legacy logins prefer the leader, so the fence is put there."""
+from tests.integration.routing_support import (ZitiClient, hmac_hex, hmac_key_of, nodes_that_saw,
+                                               redis_call)
+from tests.support.procs import wait_until
+import time
+
+READ = "/edge/client/v1/current-identity"
+AUTH = "/edge/client/v1/authenticate"
+N = 12
+
+
+def fence(qg, sub, nodes, ttl_ms=60000):
+    """A fence written the way consistency/ackstore.c writes it."""
+    idhex = hmac_hex(hmac_key_of(qg), "identity|" + sub)
+    key = "qg:fence:" + idhex
+    for node in nodes:
+        redis_call(qg.redis, "HSET", key, node, str(int(time.time() * 1000) + ttl_ms))
+    redis_call(qg.redis, "PEXPIRE", key, str(ttl_ms + 60000))
+    redis_call(qg.redis, "SADD", "qg:fence-index", idhex)
+    redis_call(qg.redis, "PUBLISH", "qg:fences", idhex)
+    return idhex
+
+
+def identity_id(qg, name, pw):
+    c = ZitiClient(qg.url)
+    r = c.legacy_login(name, pw).expect(200)
+    return r.json()["data"]["identity"]["id"]
+
+
+def fenced_on_leader(qg, sim):
+    leader = sim.control.leader()
+    alice = identity_id(qg, "alice", "alice-pw")
+    fence(qg, alice, [leader])
+    wait_until(lambda: qg.metrics().value("quorumgate_fenced_identities") == 1, timeout=5,
+               what="the fence reaching quorumgate")
+    return leader, alice
+
+
+def steered(qg, node):
+    return qg.metrics().value("quorumgate_logins_steered_total", controller=node) or 0
+
+
+def test_another_identitys_legacy_logins_still_reach_the_fenced_controller(quorumgate, sim):
+    qg = quorumgate(sim=sim)
+    leader, _ = fenced_on_leader(qg, sim)
+    served = []
+    for _ in range(N):
+        c = ZitiClient(qg.url)
+        r = c.legacy_login("bob", "bob-pw").expect(200)
+        served.append(r.header("quorumgate-controller"))
+    # bob is not fenced: his logins go where they would without alice's
+    # fence (the leader, preferred for logins)
+    assert served.count(leader) == N, served
+    assert steered(qg, leader) == 0
+
+
+def test_fenced_identitys_legacy_login_is_never_served_by_the_fenced_controller(quorumgate, sim):
+    qg = quorumgate(sim=sim)
+    leader, alice = fenced_on_leader(qg, sim)
+    before = steered(qg, leader)
+    sim.control.reset_requests()
+    for _ in range(N):
+        c = ZitiClient(qg.url)
+        r = c.legacy_login("alice", "alice-pw").expect(200)
+        assert r.header("quorumgate-controller") != leader
+        assert r.json()["data"]["identity"]["id"] == alice
+        # the session it got works, on the controller that made it
+        c.current_identity().expect(200)
+    # each login reached the leader first (preferred): its answer was
+    # discarded and the login sent once to a controller not fenced for her
+    assert steered(qg, leader) - before == N
+    assert leader not in nodes_that_saw(sim, lambda x: x["path"] == READ)
+    assert leader in nodes_that_saw(sim, lambda x: x["path"] == AUTH)
+
+
+def test_fenced_everywhere_a_legacy_login_is_refused_with_a_retryable_503(quorumgate, sim):
+    qg = quorumgate(sim=sim)
+    alice = identity_id(qg, "alice", "alice-pw")
+    fence(qg, alice, list(sim.node_ids))
+    wait_until(lambda: qg.metrics().value("quorumgate_fenced_identities") == 1, timeout=5,
+               what="the fence reaching quorumgate")
+    c = ZitiClient(qg.url)
+    r = c.legacy_login("alice", "alice-pw")
+    assert r.status == 503, (r.status, r.body[:300])
+    assert r.json()["error"]["code"] == "REPLICATION_LOGIN_FENCED"
+    assert b"token" not in r.body
+    # bob is unaffected
+    ZitiClient(qg.url).legacy_login("bob", "bob-pw").expect(200)
