@@ -245,6 +245,43 @@ static void gate_probe_again(struct gate_probe *p)
     loop_timer_start(p->timer, delay, 0);
 }
 
+/* May q (another wait's probe at p's controller) take p's answer: the
+ * same identity, asked the same way, and q would be asking too. */
+static bool gate_probe_alike(const struct gate_probe *p,
+                             const struct gate_probe *q)
+{
+    const struct gate_wait *gw = p->gw, *o = q->gw;
+    return o != gw && !o->dead && strcmp(o->idhex, gw->idhex) == 0 &&
+           (o->legacy || q->mgmt) == (gw->legacy || p->mgmt) && !q->refused &&
+           !nodeset_has(o->acked, q->node) &&
+           !(o->released && !nodeset_has(o->fenced, q->node));
+}
+
+/* p's probe goes out now: the same identity's other waits whose probe of
+ * that controller is only scheduled (not out) take its answer instead (it
+ * is asked after their changes were made). */
+static void gate_probe_gather(struct gate_probe *p)
+{
+    struct gate_wait *gw = p->gw;
+    struct gate *g = gw->g;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &g->by_id[gate_bucket(gw->idhex)]) {
+        struct gate_wait *o = list_entry(pos, struct gate_wait, id_link);
+        struct gate_probe *q = &o->probes[p->node];
+        if (!gate_probe_alike(p, q) || q->in_flight ||
+            !loop_timer_active(q->timer))
+            continue;
+        loop_timer_stop(q->timer);
+        list_insert_tail(&p->riders, &q->ride);
+        q->host = p;
+        q->in_flight = true;
+        q->tries++;
+        q->sent_ns = p->sent_ns;
+        metrics_inc(g->env.metrics, M_REPLICATION_PROBES_COALESCED_TOTAL,
+                    q->node);
+    }
+}
+
 /* Sends p's probe (p->url set) with one credential header line. */
 static void gate_probe_start(struct gate_probe *p, const char *auth_line)
 {
@@ -270,6 +307,7 @@ static void gate_probe_start(struct gate_probe *p, const char *auth_line)
     p->tries++;
     p->sent_ns = util_mono_ns();
     metrics_inc(env->metrics, M_REPLICATION_PROBES_TOTAL, p->node);
+    gate_probe_gather(p);
     upstream_start(env->up, &p->req);
 }
 
@@ -288,6 +326,7 @@ static bool gate_probe_ride(struct gate_probe *p)
         if (o == gw || strcmp(o->idhex, gw->idhex) != 0 || !q->sent ||
             (o->legacy || q->mgmt) != by_mgmt || q->sent_ns < gw->start_ns)
             continue;
+        /* q's own wait may be done asking there: its probe still answers */
         list_insert_tail(&q->riders, &p->ride);
         p->host = q;
         p->in_flight = true;
