@@ -110,12 +110,16 @@ static bool pipeline_identity(struct request *rq)
         struct fence_key k;
         gate_identity_hex(rq->cfg, rq->identity, idhex);
         fence_key_from_hex(idhex, &k);
-        rq->route.fenced |= fence_mask(f, &k, now);
+        uint64_t mine = fence_mask(f, &k, now);
+        rq->route.fenced |= mine;
+        if (mine)
+            request_login_hint(rq, mine);
     }
-    /* a legacy login's answer names its identity: it is checked then
-     * (request_login.c), no login is kept away for someone else's fence */
+    /* a login's answer names its identity: it is checked then
+     * (request_login.c); no login is kept away for someone else's fence,
+     * only those from where a fenced identity's calls came lately */
     if (rq->cls.call == CALL_OIDC_AUTHORIZE)
-        rq->route.fenced |= fence_login_mask(f, now);
+        rq->route.fenced |= request_login_avoid(rq);
     return false;
 }
 

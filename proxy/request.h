@@ -150,6 +150,12 @@ bool request_key_refusal(struct request *rq, int node,
                          const struct upstream_req *r);
 /* The controllers known to refuse rq's bearer token lately (0: none). */
 uint64_t request_key_refusers(struct request *rq);
+/* Logins and fences (request_login.c): a fenced identity's call came
+ * from rq's client address, mask its fenced controllers: that address's
+ * OIDC logins avoid them for a while (gate.fence_ttl at most). */
+void request_login_hint(struct request *rq, uint64_t mask);
+/* The controllers an OIDC login from rq's client address avoids. */
+uint64_t request_login_avoid(struct request *rq);
 /* Stop the request's timer, if it has one yet. */
 void request_timer_stop(struct request *rq);
 /* Run cb(rq) after ms on the request's timer. */

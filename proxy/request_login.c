@@ -5,11 +5,19 @@
  * fenced for anyone.  A legacy login answered by a controller that lacks
  * its identity's latest MFA change is discarded and sent once to one that
  * is not fenced for it (a login only creates a session: the unused one
- * expires on the lagging controller). */
+ * expires on the lagging controller).  An OIDC login's token answer
+ * (authorization-code grant) whose access token names an identity fenced
+ * on the controller that minted it is refused with 503 and the client's
+ * address noted (fence hints), so that its next login starts elsewhere. */
 #include "proxy/request.h"
 #include "proxy/request_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "base/log.h"
+#include "base/loop.h"
+#include "base/util.h"
 
 #include "base/crypto.h"
 #include "base/json.h"
@@ -20,6 +28,9 @@
 #include "proxy/app.h"
 #include "routing/cluster.h"
 #include "routing/fence.h"
+#include "routing/identity.h"
+#include "routing/jwks.h"
+#include "proxy/worker.h"
 
 /* POST .../authenticate of the client or the management API. */
 static bool request_login_is_legacy(const struct request *rq)
@@ -53,15 +64,139 @@ static uint64_t request_login_up(const struct cluster *c)
     return m;
 }
 
+/* The fence-table key of the request's client address (its HMAC, as
+ * identities are kept: addresses are no secret, but need not be kept). */
+static void request_login_addr_key(const struct request *rq,
+                                   struct fence_key *k)
+{
+    char *buf = xasprintf("client|%s", rq->ex->client_addr);
+    char hex[CRYPTO_HMAC_HEX_LEN + 1];
+    crypto_hmac_hex(rq->cfg->hmac_key, rq->cfg->hmac_key_len, buf,
+                    strlen(buf), hex);
+    free(buf);
+    k->check = 0;
+    fence_key_from_hex(hex, k);
+}
+
+void request_login_hint(struct request *rq, uint64_t mask)
+{
+    struct fence *f = &request_app(rq)->fence;
+    struct fence_key k;
+    uint64_t now = fence_now(f);
+    uint64_t ttl_s = (rq->cfg->gate.fence_ttl_ms + 999) / 1000;
+    if (!rq->ex || !mask)
+        return;
+    request_login_addr_key(rq, &k);
+    /* most calls find their hint there already: no write */
+    if ((fence_hint_mask(f, &k, now) & mask) == mask && ttl_s > 1 &&
+        atable_get(&f->hints, k.fp, now + ttl_s / 2, &(uint32_t){0}, NULL))
+        return;
+    fence_hint_add(f, &k, mask, now + ttl_s);
+}
+
+uint64_t request_login_avoid(struct request *rq)
+{
+    struct fence *f = &request_app(rq)->fence;
+    struct fence_key k;
+    if (!rq->ex || atomic_load(&f->identities) == 0)
+        return 0;
+    request_login_addr_key(rq, &k);
+    return fence_hint_mask(f, &k, fence_now(f));
+}
+
+/* An answer never passed on: its session or tokens are not kept in
+ * memory either (headers included: zt-session). */
+static void request_login_discard(struct upstream_req *r)
+{
+    buf_wipe(&r->resp_body);
+    buf_wipe(&r->resp_hdr_data);
+    r->n_resp_hdrs = 0;
+}
+
+static void request_login_keys_fetched(void *arg)
+{
+    struct request *rq = arg;
+    rq->stage = STAGE_ATTEMPT;
+    if (!request_login_fenced(rq, rq->node, &rq->up))
+        request_attempt_answered(rq);
+}
+
+/* Wipes a string the tree owns (a token read from an answer). */
+static void request_login_wipe(struct json *j, const char *key)
+{
+    const char *v = json_string(json_get(j, key));
+    if (v)
+        explicit_bzero((char *)v, strlen(v));
+}
+
+/* An OIDC token answer to an authorization-code grant: true when handled
+ * (refused: its identity is fenced on node; or waiting for keys). */
+static bool request_login_token(struct request *rq, int node,
+                                struct upstream_req *r)
+{
+    struct app *a = request_app(rq);
+    struct listener_exchange *ex = rq->ex;
+    char code[1024], sub[128];
+    uint64_t fenced = 0;
+    bool handled = false;
+    if (rq->cls.call != CALL_OIDC_TOKEN ||
+        !identity_oidc_code(ex->body, ex->body_len, code, sizeof(code)))
+        return false;
+    explicit_bzero(code, sizeof(code));
+    struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
+    const char *tok = json_string(json_get(j, "access_token"));
+    enum jwks_result v = JWKS_MALFORMED;
+    if (tok)
+        v = jwks_verify(a->jwks, tok, strlen(tok), util_wall_ms() / 1000, sub,
+                        sizeof(sub));
+    if (v == JWKS_UNKNOWN_KID && !rq->key_fetched) {
+        /* a key not seen yet (a new controller certificate): fetch them */
+        rq->key_fetched = true;
+        if (jwks_refresh(rq->w->jwks, loop_now_ms(rq->w->loop),
+                         request_login_keys_fetched, rq)) {
+            rq->stage = STAGE_RECONCILE;
+            handled = true;
+            goto out;
+        }
+    }
+    if (v == JWKS_VERIFIED)
+        fenced = request_login_fences(rq, sub);
+    else if (tok)
+        /* the controller's own answer with a token nobody's keys verify:
+         * who it names cannot be known, so it is not passed either */
+        log_printf(a->log, LOG_LEVEL_WARN,
+                   "a token answer of %s could not be verified (result %d) "
+                   "while fences are in place: refused",
+                   a->cluster->nodes[node].id, (int)v);
+    if (!nodeset_has(fenced, node) && (v == JWKS_VERIFIED || !tok))
+        goto out;
+    metrics_inc(a->metrics, M_LOGIN_TOKENS_REFUSED_TOTAL, node);
+    if (fenced)
+        request_login_hint(rq, fenced); /* the retry starts elsewhere */
+    request_login_discard(r);
+    request_answer_error(rq, ERR_REPLICATION_LOGIN_FENCED,
+                         "the controller that answered this login lacks the "
+                         "identity's latest MFA change; log in again");
+    handled = true;
+out:
+    request_login_wipe(j, "access_token");
+    request_login_wipe(j, "refresh_token");
+    request_login_wipe(j, "id_token");
+    json_free(j);
+    explicit_bzero(sub, sizeof(sub));
+    return handled;
+}
+
 bool request_login_fenced(struct request *rq, int node,
                           struct upstream_req *r)
 {
     struct app *a = request_app(rq);
     uint64_t fenced = 0;
     if (!rq->ex || r->result != UPSTREAM_OK || r->status != 200 ||
-        atomic_load(&a->fence.identities) == 0 ||
-        !request_login_is_legacy(rq))
+        atomic_load(&a->fence.identities) == 0)
         return false;
+    if (!request_login_is_legacy(rq))
+        return request_login_token(rq, node, r);
     struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
     const char *id = json_path_string(j, "data.identity.id");
     if (!id)
@@ -71,8 +206,8 @@ bool request_login_fenced(struct request *rq, int node,
     json_free(j);
     if (!nodeset_has(fenced, node))
         return false;
-    /* the session it carries is never used: not kept in memory either */
-    buf_wipe(&r->resp_body);
+    /* the session it carries is never used */
+    request_login_discard(r);
     metrics_inc(a->metrics, M_LOGINS_STEERED_TOTAL, node);
     rq->route.fenced |= fenced;
     if (rq->login_resent ||

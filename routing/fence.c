@@ -6,6 +6,7 @@
 void fence_init(struct fence *f, uint32_t capacity)
 {
     atable_init(&f->t, capacity);
+    atable_init(&f->hints, capacity);
     pthread_mutex_init(&f->wlock, NULL);
     atomic_store(&f->login_mask, 0);
     atomic_store(&f->login_until, 0);
@@ -15,6 +16,7 @@ void fence_init(struct fence *f, uint32_t capacity)
 void fence_free(struct fence *f)
 {
     atable_free(&f->t);
+    atable_free(&f->hints);
     pthread_mutex_destroy(&f->wlock);
 }
 
@@ -138,4 +140,31 @@ uint64_t fence_login_mask(const struct fence *f, uint64_t now_s)
         pthread_mutex_unlock(&w->wlock);
     }
     return atomic_load(&f->login_mask);
+}
+
+void fence_hint_add(struct fence *f, const struct fence_key *k, uint64_t mask,
+                    uint64_t expiry_s)
+{
+    pthread_mutex_lock(&f->wlock);
+    uint64_t exp = 0;
+    uint32_t p;
+    if (atable_get(&f->hints, k->fp, fence_now(f), &p, &exp) &&
+        (p >> 16) == k->check) {
+        mask |= p & 0xffff;
+        if (exp > expiry_s)
+            expiry_s = exp;
+    }
+    atable_put(&f->hints, k->fp, fence_payload(k, mask), expiry_s);
+    pthread_mutex_unlock(&f->wlock);
+}
+
+uint64_t fence_hint_mask(const struct fence *f, const struct fence_key *k,
+                         uint64_t now_s)
+{
+    uint32_t p;
+    if (!atable_get(&f->hints, k->fp, now_s, &p, NULL) ||
+        (p >> 16) != k->check)
+        return 0;
+    /* a fence lifted (acknowledged, expired) is no reason any more */
+    return (p & 0xffff) & fence_login_mask(f, now_s);
 }

@@ -1,10 +1,12 @@
 /* fence.h - identities fenced away from controllers that do not have their
  * latest MFA change yet (the replication gate fences them), until those
  * controllers acknowledge it or the fence expires.  A fenced controller is
- * skipped for that identity's requests.  New logins do not say who logs in
- * until the password step, and the login's controller is chosen at its
- * first step, so a controller fenced for anyone is avoided for new logins
- * while the fence lasts.
+ * skipped for that identity's requests.  One identity's fences never keep
+ * other identities' logins away: a login does not say who logs in until
+ * it is answered, so its answer is checked (proxy/request_login.c), and an
+ * OIDC login's first step avoids only the controllers fenced for the
+ * identities whose calls came lately from the same client address (the
+ * hints: address HMAC -> nodes, local to the process).
  *
  * Process-wide: readers (workers) never lock; writers (gates, the Redis
  * subscriber) serialise on a mutex.  Redis holds the shared copy
@@ -29,6 +31,8 @@ struct fence {
     atomic_uint_fast64_t login_mask;   /* nodes fenced for someone */
     atomic_uint_fast64_t login_until;  /* table clock: mask valid until */
     atomic_int identities;             /* fenced identities (gauge) */
+    struct atable hints;               /* client address fp -> mask + check
+                                          (same clock as t) */
 };
 
 struct fence_key {
@@ -51,8 +55,17 @@ void fence_clear(struct fence *f, const struct fence_key *k, uint64_t mask);
 /* Replace an identity's fence (from Redis): mask 0 removes it. */
 void fence_set(struct fence *f, const struct fence_key *k, uint64_t mask,
                uint64_t expiry_s);
-/* Nodes fenced for anyone (new logins avoid them). */
+/* Nodes fenced for someone (status; hints count only while in it). */
 uint64_t fence_login_mask(const struct fence *f, uint64_t now_s);
 uint64_t fence_now(const struct fence *f);
+/* A fenced identity's call came from the client address whose key is k
+ * (fence_key_from_hex of its HMAC): until expiry_s, that address's new
+ * OIDC logins avoid mask. */
+void fence_hint_add(struct fence *f, const struct fence_key *k, uint64_t mask,
+                    uint64_t expiry_s);
+/* The nodes an OIDC login from that address avoids at now: its hints that
+ * are still fenced for someone. */
+uint64_t fence_hint_mask(const struct fence *f, const struct fence_key *k,
+                         uint64_t now_s);
 
 #endif

@@ -99,12 +99,15 @@ class ZitiClient:
         self.refresh_token = None
         self.id_token = None
         self.identity_id = None
+        self.source_address = None     # connect from this loopback address (e.g. "127.0.0.2")
 
     # ---- transport -----------------------------------------------------
     def _new_conn(self):
+        src = (self.source_address, 0) if self.source_address else None
         if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.ssl_ctx)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.ssl_ctx,
+                                               source_address=src)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout, source_address=src)
 
     def close(self):
         if self._conn is not None:

@@ -1,12 +1,17 @@
 """Replication gate (issue 7): an identity fenced away from a controller that
 has not acknowledged its change.
 
-While the fence lasts, its new logins never start on that controller (an
-OIDC login's auth request is created elsewhere) and its bearer-token
-requests are not routed there -- the simulator's request log is the
-witness.  The fence clears once that controller acknowledges, also when that
+While the fence lasts, its bearer-token requests are not routed there, and
+it never logs in there (that controller would let it in without TOTP): an
+OIDC login from where its calls came starts elsewhere, and a token that
+controller mints for it anyway is refused -- the simulator's request log is
+the witness.  The fence clears once that controller acknowledges, also when that
 happens long after the gate's own timeout."""
 import time
+
+from tests.conftest import IDENTITIES
+from tests.ctrlsim.client import ZitiClient
+from tests.integration.routing_support import oidc_login
 
 from tests.integration.gate_support import (Background, client, fence_of, last_seq, replication, requests_on, settled,
                                             start_enrollment, timed, totp_now, wait_all_have,
@@ -65,12 +70,30 @@ def test_fenced_identity_is_kept_away_from_the_controller_until_it_acknowledges(
     assert reads_landing_on(qg, alice, lagging) == 0
     assert reads_landing_on(qg, bob, lagging) > 0
 
-    # new logins: the auth request starts elsewhere, every time
+    # new logins from where her calls came (127.0.0.1): the auth request
+    # starts elsewhere, every time
     seq = last_seq(sim, lagging)
     for _ in range(6):
         again = client(qg, "alice", totp_secret=secret)
         assert again.access_token
     assert requests_on(sim, lagging, path="/oidc/*", since_seq=seq) == []
+    # from addresses she never used: the lagging controller, which would
+    # let her in without TOTP, never hands her a token (refused with 503;
+    # the retry from that address starts elsewhere)
+    refusals = 0
+    for i in range(12):
+        c = ZitiClient(qg.url)
+        c.source_address = "127.0.2.%d" % (i + 1)
+        lg = oidc_login(c, c, "alice", IDENTITIES["alice"], totp_secret=secret)
+        if not lg.ok:
+            name, r = lg.steps[-1]
+            assert name == "token" and r.status == 503, lg.failed_step
+            assert r.json()["error"]["code"] == "REPLICATION_LOGIN_FENCED"
+            refusals += 1
+            lg = oidc_login(c, c, "alice", IDENTITIES["alice"], totp_secret=secret)
+            assert lg.ok, lg.failed_step
+        assert lagging not in lg.controllers() and any(n == "totp" for n, _ in lg.steps), lg.controllers()
+    assert (qg.metrics().value("quorumgate_login_tokens_refused_total", controller=lagging) or 0) == refusals
 
     # the gate's own timeout passes; the controller then catches up: the
     # fence goes (here and in Redis) and alice may use it again

@@ -121,6 +121,7 @@ def test_def_parses():
         "replication_held_refused_total": set(),
         "token_resends_total": {"controller"},
         "logins_steered_total": {"controller"},
+        "login_tokens_refused_total": {"controller"},
         "replication_unconfirmed_total": {"call"},
         "replication_tracking_unavailable_total": set(),
         "fenced_identities": set(),

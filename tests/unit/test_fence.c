@@ -101,6 +101,37 @@ static void test_add_clear_set(void **state)
     fence_free(&f);
 }
 
+/* Hints: a client address avoids what is fenced for the identities whose
+ * calls came from it, and only while those fences last. */
+static void test_hints(void **state)
+{
+    (void)state;
+    struct fence f;
+    fence_init(&f, 256);
+    struct fence_key id = key_of("aaaaaaaaaaaaaaaa11aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    struct fence_key p1 = key_of("cccccccccccccccc33cccccccccccccccccccccccccccccccccccccccccccccccc");
+    struct fence_key p2 = key_of("dddddddddddddddd44dddddddddddddddddddddddddddddddddddddddddddddddd");
+    struct fence_key p1x = key_of("cccccccccccccccc99cccccccccccccccccccccccccccccccccccccccccccccccc");
+    uint64_t now = fence_now(&f);
+    fence_add(&f, &id, C2, now + 60);
+    assert_int_equal(fence_hint_mask(&f, &p1, now), 0);   /* no hint: nothing */
+    fence_hint_add(&f, &p1, C2, now + 600);
+    assert_int_equal(fence_hint_mask(&f, &p1, now), C2);
+    assert_int_equal(fence_hint_mask(&f, &p2, now), 0);   /* another address */
+    assert_int_equal(fence_hint_mask(&f, &p1x, now), 0);  /* same slot, other check */
+    fence_hint_add(&f, &p1, C3, now + 10);                /* merges, keeps the later end */
+    fence_add(&f, &id, C3, now + 60);
+    assert_int_equal(fence_hint_mask(&f, &p1, now + 20), C2 | C3);
+    /* the fence lifted: the hint means nothing any more */
+    fence_clear(&f, &id, C2);
+    assert_int_equal(fence_hint_mask(&f, &p1, now), C3);
+    fence_clear(&f, &id, C3);
+    assert_int_equal(fence_hint_mask(&f, &p1, now), 0);
+    fence_add(&f, &id, C2, now + 60);
+    assert_int_equal(fence_hint_mask(&f, &p1, now + 600), 0); /* hint ended */
+    fence_free(&f);
+}
+
 /* Another identity whose table key is the same is not fenced by it. */
 static void test_check_guards_reads(void **state)
 {
@@ -271,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_add_clear_set),
         cmocka_unit_test(test_check_guards_reads),
+        cmocka_unit_test(test_hints),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_lifted_fence_does_not_come_back),
         cmocka_unit_test(test_readers_and_writers),
