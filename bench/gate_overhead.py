@@ -14,7 +14,8 @@ quorumgate, each by a fresh identity.  For every held answer:
                 the real replication
 
 and the gate probes sent per follower per held call
-(quorumgate_replication_probes_total).  Reports median and p99.
+(quorumgate_replication_probes_total, read before the call and when its
+answer arrived).  Reports median and p99.
 
     python3 bench/gate_overhead.py                      # simulator, lag 5 ms
     python3 bench/gate_overhead.py -n 50 --lag-ms 3 --json out.json
@@ -93,16 +94,19 @@ def attempt_ms(qg, path_suffix, method, after):
 def one_call(qg, target, client, fn, method, suffix, done, every):
     followers = [u for nid, u in target.direct_urls().items() if nid != target.leader()]
     n_log = len(qg.access_log())
+    p0 = probes_total(qg)
     with Poller(followers, target.ca, client.access_token, done, every) as poller:
         t0 = time.monotonic()
         r = fn()
         t1 = time.monotonic()
+        p1 = probes_total(qg)
         wait_until(lambda: len(poller.seen) == len(followers), timeout=10, what="followers to show it")
     ctrl, entry = attempt_ms(qg, suffix, method, n_log)
     lag_end = max(poller.seen.values())
     overhead = t1 - max(lag_end, t0 + (ctrl or 0))
     return r, {"total": t1 - t0, "controller": ctrl, "lag": lag_end - t0, "overhead": overhead,
-               "replication": entry.get("replication") if entry else None}
+               "replication": entry.get("replication") if entry else None,
+               "probes_per_follower": (p1 - p0) / float(len(followers))}
 
 
 refused_first_create = []
@@ -158,7 +162,9 @@ def summarise(rows, probes, n_followers):
                      "lag_ms_p50": statistics.median(lag), "lag_ms_p99": pct(lag, 99),
                      "controller_ms_p50": statistics.median(ctl) if ctl else None,
                      "total_ms_p50": statistics.median(tot), "total_ms_p99": pct(tot, 99),
-                     "pending_answers": sum(1 for x in ms if x["replication"] and "pending" in x["replication"])}
+                     "pending_answers": sum(1 for x in ms if x["replication"] and "pending" in x["replication"]),
+                     "probes_per_follower_p50": statistics.median([x["probes_per_follower"] for x in ms]),
+                     "probes_per_follower_p99": pct([x["probes_per_follower"] for x in ms], 99)}
     held = sum(len(v) for v in rows.values())
     out["probes_per_follower_per_held_call"] = probes / float(held * n_followers) if held else None
     return out

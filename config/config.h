@@ -270,6 +270,8 @@ struct config_gate {
     enum gate_source source;         /* probe */
     uint64_t probe_initial_ms;       /* 50ms */
     uint64_t probe_max_ms;           /* 1s */
+    uint32_t probe_budget;           /* probes per second per controller,
+                                        all held calls; 0 = no cap */
     uint64_t poll_ms;                /* fallback poll of Redis: 500ms */
     uint64_t fence_ttl_ms;           /* 10m */
     uint64_t outcome_ttl_ms;         /* how long a repeat gets the outcome: 10m */

@@ -397,6 +397,7 @@ static const struct config_section config_schema_retry =
 static const struct config_field config_schema_probe_fields[] = {
     DUR("initial", struct config_gate, probe_initial_ms, "2ms", 1, MS_1H),
     DUR("max", struct config_gate, probe_max_ms, "250ms", 1, MS_1H),
+    U32("budget", struct config_gate, probe_budget, "500", 0, 1000000),
 };
 static const struct config_section config_schema_probe =
     CONFIG_SECTION(config_schema_probe_fields);

@@ -123,25 +123,13 @@ void gate_slot_give(struct gate_slots *s, unsigned bucket)
     atomic_fetch_sub(&s->total, 1);
 }
 
-static unsigned gate_bucket(const char *cid)
-{
-    return (unsigned)strtoul((char[3]){cid[0], cid[1], 0}, NULL, 16) %
-           GATE_BUCKETS;
-}
 
 /* ---- bookkeeping -------------------------------------------------------- */
 
 static void gate_unlink(struct gate_wait *gw)
 {
-    struct gate *g = gw->g;
-    unsigned b = gate_bucket(gw->cid);
-    if (gw->prev)
-        gw->prev->next = gw->next;
-    else if (g->buckets[b] == gw)
-        g->buckets[b] = gw->next;
-    if (gw->next)
-        gw->next->prev = gw->prev;
-    gw->next = gw->prev = NULL;
+    list_remove(&gw->link);
+    list_remove(&gw->id_link);
 }
 
 /* Ends a wait: everything but its memory, which Redis callbacks may still
@@ -152,6 +140,7 @@ static void gate_wait_free(struct gate_wait *gw)
     if (gw->dead)
         return;
     gate_unlink(gw);
+    gate_probe_detach(gw);
     for (int i = 0; i < gw->n; i++) {
         struct gate_probe *p = &gw->probes[i];
         if (p->req.priv)
@@ -176,10 +165,7 @@ static void gate_wait_free(struct gate_wait *gw)
         free(gw);
         return;
     }
-    gw->next = gw->g->dead; /* parked until its callbacks ran */
-    if (gw->next)
-        gw->next->prev = gw;
-    gw->g->dead = gw;
+    list_insert_head(&gw->g->dead, &gw->link); /* until its callbacks ran */
 }
 
 /* A Redis callback for gw arrived: true when gw is finished (and freed if
@@ -190,13 +176,7 @@ static bool gate_unref(struct gate_wait *gw)
     if (!gw->dead)
         return false;
     if (gw->refs == 0) {
-        struct gate *g = gw->g;
-        if (gw->prev)
-            gw->prev->next = gw->next;
-        else
-            g->dead = gw->next;
-        if (gw->next)
-            gw->next->prev = gw->prev;
+        list_remove(&gw->link);
         free(gw);
     }
     return true;
@@ -667,6 +647,8 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
         gw->probes[i].delay_ms = cfg->gate.probe_initial_ms;
         gw->probes[i].timer = loop_timer_new(env->loop, gate_probe_send,
                                              &gw->probes[i]);
+        list_init(&gw->probes[i].riders);
+        list_init(&gw->probes[i].ride);
         gw->probes[i].mgmt = by_mgmt && nodeset_has(refused, i);
         gw->probes[i].refused = nodeset_has(give, i);
     }
@@ -674,11 +656,8 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     gw->key_refused = refused != 0;
     gw->deadline = loop_timer_new(env->loop, gate_deadline, gw);
     gw->poll = loop_timer_new(env->loop, gate_poll, gw);
-    unsigned b = gate_bucket(gw->cid);
-    gw->next = g->buckets[b];
-    if (gw->next)
-        gw->next->prev = gw;
-    g->buckets[b] = gw;
+    list_insert_head(&g->buckets[gate_bucket(gw->cid)], &gw->link);
+    list_insert_head(&g->by_id[gate_bucket(gw->idhex)], &gw->id_link);
     g->waiting++;
     atomic_store(g->env.waiting, g->waiting);
     g->live++;
@@ -761,21 +740,23 @@ void gate_on_message(struct gate *g, const char *cid, size_t len)
         return;
     memcpy(id, cid, len);
     id[len] = '\0';
-    struct gate_wait *gw = g->buckets[gate_bucket(id)];
-    while (gw) {
-        struct gate_wait *next = gw->next;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &g->buckets[gate_bucket(id)]) {
+        struct gate_wait *gw = list_entry(pos, struct gate_wait, link);
         if (strcmp(gw->cid, id) == 0 && !gw->redis_lost)
             gate_read(gw);
-        gw = next;
     }
 }
 
 void gate_resync(struct gate *g)
 {
+    struct list *pos, *tmp;
     for (int b = 0; b < GATE_BUCKETS; b++)
-        for (struct gate_wait *gw = g->buckets[b]; gw; gw = gw->next)
+        list_foreach_safe(pos, tmp, &g->buckets[b]) {
+            struct gate_wait *gw = list_entry(pos, struct gate_wait, link);
             if (!gw->redis_lost)
                 gate_read(gw);
+        }
 }
 
 struct mgmt *gate_mgmt(struct gate *g)
@@ -797,6 +778,11 @@ struct gate *gate_new(const struct gate_env *env)
 {
     struct gate *g = xcalloc(1, sizeof(*g));
     g->env = *env;
+    for (int b = 0; b < GATE_BUCKETS; b++) {
+        list_init(&g->buckets[b]);
+        list_init(&g->by_id[b]);
+    }
+    list_init(&g->dead);
     g->mgmt = mgmt_new(&(struct mgmt_env){.up = env->up,
                                           .log = env->log,
                                           .c = env->cluster,
@@ -811,19 +797,17 @@ void gate_free(struct gate *g)
 {
     if (!g)
         return;
+    struct list *n;
     for (int b = 0; b < GATE_BUCKETS; b++)
-        while (g->buckets[b]) {
-            struct gate_wait *gw = g->buckets[b];
+        while ((n = list_first(&g->buckets[b]))) {
+            struct gate_wait *gw = list_entry(n, struct gate_wait, link);
             if (gw->handle)
                 *gw->handle = NULL;
             gw->refs = 0;
             gate_wait_free(gw);
         }
-    while (g->dead) {
-        struct gate_wait *gw = g->dead;
-        g->dead = gw->next;
-        free(gw);
-    }
+    while ((n = list_pop_head(&g->dead)))
+        free(list_entry(n, struct gate_wait, link));
     mgmt_free(g->mgmt);
     free(g);
 }

@@ -5,7 +5,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 
+#include "base/list.h"
 #include "consistency/ackstore.h"
 #include "consistency/gate.h"
 #include "metrics/metrics.h"
@@ -30,6 +32,12 @@ struct gate_probe {
                                    * minter's key, routing/keyrefusal.h):
                                    * asked with gate.management instead */
     uint64_t sent_ns, miss_ns;    /* last probe sent; last "not yet" */
+    bool sent;                    /* its own request is out (req) */
+    struct list riders;           /* probes of the same identity's other
+                                   * waits at this controller that take
+                                   * this one's answer (coalesced) */
+    struct list ride;             /* in host->riders while riding */
+    struct gate_probe *host;      /* the probe whose answer it waits for */
     bool seen_there;              /* answered holding the enrollment (a
                                    * stale member's delete needs it first) */
     struct loop_timer *timer;     /* owned */
@@ -47,7 +55,9 @@ struct gate_wait {
     void *done_arg;
     struct gate_wait **handle;    /* the owner's, NULL once released or
                                      detached */
-    struct gate_wait *next, *prev;/* bucket list */
+    struct list link;             /* in its bucket (g->buckets), or in
+                                     g->dead once finished */
+    struct list id_link;          /* in g->by_id while live */
     char cid[CRYPTO_HMAC_HEX_LEN + 1];
     char idhex[CRYPTO_HMAC_HEX_LEN + 1];
     struct fence_key fk;
@@ -98,19 +108,32 @@ struct gate_wait {
 struct gate {
     struct gate_env env;          /* borrowed pointers */
     struct mgmt *mgmt;            /* owned: management sessions */
-    struct gate_wait *buckets[GATE_BUCKETS];
-    struct gate_wait *dead;       /* finished waits Redis still refers to */
+    struct list buckets[GATE_BUCKETS]; /* live waits by cid */
+    struct list by_id[GATE_BUCKETS];   /* live waits by identity (probes
+                                          of one identity coalesce) */
+    struct list dead;             /* finished waits Redis still refers to */
     int waiting;                  /* held answers */
     int live;                     /* waits, held or probing on */
     /* per controller: estimated time from a hold to the change being
      * there (EWMA, microseconds), which times the first re-probe */
     uint64_t lag_est_us[CONFIG_MAX_CONTROLLERS];
     bool lag_known[CONFIG_MAX_CONTROLLERS];
+    /* gate.probe.budget, this worker's share: probes left per controller
+     * (thousandths of a probe) and when they were last refilled */
+    uint64_t budget_milli[CONFIG_MAX_CONTROLLERS];
+    uint64_t budget_ms[CONFIG_MAX_CONTROLLERS];
 };
 
 static inline struct config *gate_cfg(const struct gate *g)
 {
     return *g->env.cfg;
+}
+
+/* The bucket of a hex key (a cid or an identity's hex). */
+static inline unsigned gate_bucket(const char *hex)
+{
+    return (unsigned)strtoul((char[3]){hex[0], hex[1], 0}, NULL, 16) %
+           GATE_BUCKETS;
 }
 
 /* gate.c */
@@ -127,6 +150,9 @@ void gate_give_up(struct gate_wait *gw, uint64_t mask);
 /* gate_probe.c */
 /* The probe timer's callback: asks p's controller once more. */
 void gate_probe_send(void *arg);
+/* gw is ending: its probes stop riding, and those riding on its probes
+ * are sent on their own. */
+void gate_probe_detach(struct gate_wait *gw);
 /* Every controller that has not acknowledged: the required ones, and the
  * fenced ones, whose fences clear when they do.  A probe in flight or
  * waiting on its backoff goes on as it is. */

@@ -13,6 +13,7 @@
 #include "consistency/gate_impl.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "consistency/ackstore.h"
 #include "consistency/mgmt.h"
@@ -37,7 +38,7 @@ static bool gate_probe_stale_delete(struct gate_probe *p, bool ack,
                                     const struct upstream_req *r)
 {
     struct gate_wait *gw = p->gw;
-    bool there = gw->legacy
+    bool there = gw->legacy || p->mgmt
                      ? gate_acknowledges_mgmt(GATE_VERIFY, r->status,
                                               r->resp_body.data,
                                               r->resp_body.len)
@@ -48,9 +49,10 @@ static bool gate_probe_stale_delete(struct gate_probe *p, bool ack,
     return ack && p->seen_there;
 }
 
-static void gate_probe_done(struct upstream_req *r, void *arg)
+/* What p's controller answered (p's own probe, or its host's): an
+ * acknowledgement, a "not yet", or a refusal.  May free p's wait. */
+static void gate_probe_answer(struct gate_probe *p, struct upstream_req *r)
 {
-    struct gate_probe *p = arg;
     struct gate_wait *gw = p->gw;
     struct config *cfg = gate_cfg(gw->g);
     p->in_flight = false;
@@ -116,6 +118,60 @@ static void gate_probe_done(struct upstream_req *r, void *arg)
     }
     p->miss_ns = util_mono_ns();
     gate_probe_again(p);
+}
+
+/* The waits riding on p's answer take it: a real answer decides for them
+ * as for p (same identity, same controller, asked after their change was
+ * made); a refusal or no answer sends each of them on its own (another
+ * call's credential may not be theirs). */
+static void gate_probe_share(struct gate_probe *p, struct upstream_req *r)
+{
+    struct list riders, *n;
+    bool usable = r->result == UPSTREAM_OK && r->status != 401 &&
+                  r->status != 403;
+    if (list_empty(&p->riders))
+        return;
+    /* taken off first: a rider's answer may end its own wait */
+    list_init(&riders);
+    list_insert_after(&p->riders, &riders);
+    list_remove(&p->riders);
+    while ((n = list_pop_head(&riders))) {
+        struct gate_probe *q = list_entry(n, struct gate_probe, ride);
+        q->host = NULL;
+        if (usable) {
+            gate_probe_answer(q, r); /* may free q's wait */
+        } else {
+            q->in_flight = false;
+            loop_timer_start(q->timer, 0, 0);
+        }
+    }
+}
+
+static void gate_probe_done(struct upstream_req *r, void *arg)
+{
+    struct gate_probe *p = arg;
+    p->sent = false;
+    gate_probe_share(p, r);
+    gate_probe_answer(p, r); /* may free p's wait */
+}
+
+void gate_probe_detach(struct gate_wait *gw)
+{
+    for (int i = 0; i < gw->n; i++) {
+        struct gate_probe *p = &gw->probes[i];
+        struct list *n;
+        if (p->host) {
+            list_remove(&p->ride);
+            p->host = NULL;
+            p->in_flight = false;
+        }
+        while ((n = list_pop_head(&p->riders))) {
+            struct gate_probe *q = list_entry(n, struct gate_probe, ride);
+            q->host = NULL;
+            q->in_flight = false;
+            loop_timer_start(q->timer, 0, 0); /* on its own, from the loop */
+        }
+    }
 }
 
 /* The expected lag of p's controller tracks the 75th percentile of the
@@ -189,6 +245,43 @@ static void gate_probe_again(struct gate_probe *p)
     loop_timer_start(p->timer, delay, 0);
 }
 
+/* May q (another wait's probe at p's controller) take p's answer: the
+ * same identity, asked the same way, and q would be asking too. */
+static bool gate_probe_alike(const struct gate_probe *p,
+                             const struct gate_probe *q)
+{
+    const struct gate_wait *gw = p->gw, *o = q->gw;
+    return o != gw && !o->dead && strcmp(o->idhex, gw->idhex) == 0 &&
+           (o->legacy || q->mgmt) == (gw->legacy || p->mgmt) && !q->refused &&
+           !nodeset_has(o->acked, q->node) &&
+           !(o->released && !nodeset_has(o->fenced, q->node));
+}
+
+/* p's probe goes out now: the same identity's other waits whose probe of
+ * that controller is only scheduled (not out) take its answer instead (it
+ * is asked after their changes were made). */
+static void gate_probe_gather(struct gate_probe *p)
+{
+    struct gate_wait *gw = p->gw;
+    struct gate *g = gw->g;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &g->by_id[gate_bucket(gw->idhex)]) {
+        struct gate_wait *o = list_entry(pos, struct gate_wait, id_link);
+        struct gate_probe *q = &o->probes[p->node];
+        if (!gate_probe_alike(p, q) || q->in_flight ||
+            !loop_timer_active(q->timer))
+            continue;
+        loop_timer_stop(q->timer);
+        list_insert_tail(&p->riders, &q->ride);
+        q->host = p;
+        q->in_flight = true;
+        q->tries++;
+        q->sent_ns = p->sent_ns;
+        metrics_inc(g->env.metrics, M_REPLICATION_PROBES_COALESCED_TOTAL,
+                    q->node);
+    }
+}
+
 /* Sends p's probe (p->url set) with one credential header line. */
 static void gate_probe_start(struct gate_probe *p, const char *auth_line)
 {
@@ -210,10 +303,72 @@ static void gate_probe_start(struct gate_probe *p, const char *auth_line)
     p->req.done = gate_probe_done;
     p->req.arg = p;
     p->in_flight = true;
+    p->sent = true;
     p->tries++;
     p->sent_ns = util_mono_ns();
     metrics_inc(env->metrics, M_REPLICATION_PROBES_TOTAL, p->node);
+    gate_probe_gather(p);
     upstream_start(env->up, &p->req);
+}
+
+/* Another held call of the same identity has a probe of the same kind out
+ * at p's controller, sent after p's change was made: p takes its answer
+ * instead of sending its own.  true when p now rides on it. */
+static bool gate_probe_ride(struct gate_probe *p)
+{
+    struct gate_wait *gw = p->gw;
+    struct gate *g = gw->g;
+    bool by_mgmt = gw->legacy || p->mgmt;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &g->by_id[gate_bucket(gw->idhex)]) {
+        struct gate_wait *o = list_entry(pos, struct gate_wait, id_link);
+        struct gate_probe *q = &o->probes[p->node];
+        if (o == gw || strcmp(o->idhex, gw->idhex) != 0 || !q->sent ||
+            (o->legacy || q->mgmt) != by_mgmt || q->sent_ns < gw->start_ns)
+            continue;
+        /* q's own wait may be done asking there: its probe still answers */
+        list_insert_tail(&q->riders, &p->ride);
+        p->host = q;
+        p->in_flight = true;
+        p->tries++;
+        p->sent_ns = q->sent_ns;
+        metrics_inc(g->env.metrics, M_REPLICATION_PROBES_COALESCED_TOTAL,
+                    p->node);
+        return true;
+    }
+    return false;
+}
+
+/* gate.probe.budget: this worker's share of the probes per second allowed
+ * per controller.  0 when p may go now; else the ms until it may. */
+static uint64_t gate_probe_budget(struct gate_probe *p)
+{
+    struct gate *g = p->gw->g;
+    struct config *cfg = gate_cfg(g);
+    uint64_t now = loop_now_ms(g->env.loop);
+    int i = p->node;
+    if (!cfg->gate.probe_budget)
+        return 0;
+    /* thousandths of a probe per ms = probes per second per worker */
+    uint64_t workers = cfg->workers ? cfg->workers : 1;
+    uint64_t rate = cfg->gate.probe_budget / workers;
+    if (rate < 1)
+        rate = 1;
+    uint64_t cap = rate * 1000; /* one second's worth */
+    if (!g->budget_ms[i]) {
+        g->budget_milli[i] = cap;
+    } else if (now > g->budget_ms[i]) {
+        g->budget_milli[i] += (now - g->budget_ms[i]) * rate;
+        if (g->budget_milli[i] > cap)
+            g->budget_milli[i] = cap;
+    }
+    g->budget_ms[i] = now ? now : 1;
+    if (g->budget_milli[i] >= 1000) {
+        g->budget_milli[i] -= 1000;
+        return 0;
+    }
+    metrics_inc(g->env.metrics, M_REPLICATION_PROBES_DEFERRED_TOTAL, i);
+    return (1000 - g->budget_milli[i] + rate - 1) / rate;
 }
 
 /* Legacy: a management session for p's controller arrived (or not). */
@@ -249,6 +404,16 @@ void gate_probe_send(void *arg)
         return;
     if (gw->released && !nodeset_has(gw->fenced, p->node))
         return; /* answered, and nothing of ours to lift there */
+    if (!gw->legacy && !p->mgmt && !gw->auth)
+        return;
+    if (gate_probe_ride(p))
+        return;
+    uint64_t wait = gate_probe_budget(p);
+    if (wait) {
+        if (now + wait < gw->end_ms)
+            loop_timer_start(p->timer, wait, 0);
+        return;
+    }
     if (gw->legacy || p->mgmt) {
         p->in_flight = true;
         mgmt_token(gw->g->mgmt, p->node, gate_probe_token, p);

@@ -104,6 +104,15 @@ uint64_t request_login_avoid(struct request *rq)
     return fence_hint_mask(f, &k, fence_now(f));
 }
 
+/* An answer never passed on: its session or tokens are not kept in
+ * memory either (headers included: zt-session). */
+static void request_login_discard(struct upstream_req *r)
+{
+    buf_wipe(&r->resp_body);
+    buf_wipe(&r->resp_hdr_data);
+    r->n_resp_hdrs = 0;
+}
+
 static void request_login_keys_fetched(void *arg)
 {
     struct request *rq = arg;
@@ -164,7 +173,7 @@ static bool request_login_token(struct request *rq, int node,
     metrics_inc(a->metrics, M_LOGIN_TOKENS_REFUSED_TOTAL, node);
     if (fenced)
         request_login_hint(rq, fenced); /* the retry starts elsewhere */
-    buf_wipe(&r->resp_body);
+    request_login_discard(r);
     request_answer_error(rq, ERR_REPLICATION_LOGIN_FENCED,
                          "the controller that answered this login lacks the "
                          "identity's latest MFA change; log in again");
@@ -197,8 +206,8 @@ bool request_login_fenced(struct request *rq, int node,
     json_free(j);
     if (!nodeset_has(fenced, node))
         return false;
-    /* the session it carries is never used: not kept in memory either */
-    buf_wipe(&r->resp_body);
+    /* the session it carries is never used */
+    request_login_discard(r);
     metrics_inc(a->metrics, M_LOGINS_STEERED_TOTAL, node);
     rq->route.fenced |= fenced;
     if (rq->login_resent ||

@@ -116,6 +116,8 @@ def test_def_parses():
         "replication_acks_total": {"controller"},
         "replication_timeouts_total": {"call"},
         "replication_probes_total": {"controller"},
+        "replication_probes_deferred_total": {"controller"},
+        "replication_probes_coalesced_total": {"controller"},
         "replication_held_refused_total": set(),
         "token_resends_total": {"controller"},
         "logins_steered_total": {"controller"},

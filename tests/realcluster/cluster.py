@@ -301,7 +301,12 @@ class ZitiCluster:
         """One management/fabric call as admin on a member; a 401 (session gone with a restart)
         logs in again once."""
         for attempt in (0, 1):
-            r = self.admin(mid, timeout=timeout).request(method, path, body=body)
+            c = self.admin(mid, timeout=timeout)
+            # the cached session's client keeps the timeout of the call that made it (3 s from
+            # a readiness check): a transfer-leadership on a loaded cluster outlived that and
+            # ended bench/leader_change_real.py with a read timeout
+            c.timeout = timeout
+            r = c.request(method, path, body=body)
             if r.status != 401 or attempt:
                 return r
             self._admins.pop(mid, None)

@@ -116,10 +116,10 @@ def test_leadership_transfer_and_verify(cluster, identity, rc_qg, kind, when):
 
 
 @pytest.mark.parametrize("kind", ["oidc"])
-@pytest.mark.parametrize("when", ["between", pytest.param("during", marks=pytest.mark.xfail(
-    strict=False, reason="seen failing on v1.7.2 before two gate fixes (a bearer token quorumgate could not "
-    "verify was passed unheld; a state read that met the dying leader left the gate without the enrollment "
-    "id); seen passing once since: kept marked until it has passed on both versions repeatedly"))])
+# "during" failed on v1.7.2 before two gate fixes (a bearer token quorumgate could not verify was
+# passed unheld; a state read that met the dying leader left the gate without the enrollment id);
+# since, 5 of 5 passed on each version (no longer marked xfail)
+@pytest.mark.parametrize("when", ["between", "during"])
 def test_leader_killed_and_verify(cluster, identity, rc_qg, kind, when):
     """OIDC only: a legacy session lives on its issuing controller (the leader, where quorumgate
     sends legacy logins), so killing that controller ends the session by design."""
