@@ -475,17 +475,24 @@ class Soak:
         except (TimeoutError, RuntimeError):
             self.fault("heal", self.heal_wedged)
         ids = [u.iid for u in self.users]
-        time.sleep(2.0)       # the last applies reach every member (raft lag is ms; generous)
+        states = {mid: {} for mid in cl.node_ids}
+        todo, deadline = list(ids), time.time() + 60
+        while todo:
+            time.sleep(2.0)   # the last applies reach every member (a member back from a fault catches up)
+            for mid in cl.node_ids:
+                for iid in todo:
+                    try:
+                        d = cl.identity(mid, iid, timeout=10.0)
+                    except (OSError, AssertionError):
+                        break     # the member does not answer: its states stay unknown
+                    states[mid][iid] = None if d is None else bool(d.get("isMfaEnabled"))
+            # members that still disagree on an identity: read again (bounded)
+            todo = [i for i in todo if len({states[m].get(i) for m in cl.node_ids}) > 1]
+            if time.time() > deadline:
+                break
         for mid in cl.node_ids:
-            states = {}
-            for iid in ids:
-                try:
-                    d = cl.identity(mid, iid, timeout=10.0)
-                except (OSError, AssertionError):
-                    break     # the member does not answer: its states stay unknown
-                states[iid] = None if d is None else bool(d.get("isMfaEnabled"))
-            self.history.write({"type": "final", "member": mid, "t": time.time(), "mfa_enabled": states,
-                                "complete": len(states) == len(ids)})
+            self.history.write({"type": "final", "member": mid, "t": time.time(), "mfa_enabled": states[mid],
+                                "complete": len(states[mid]) == len(ids)})
         for mid in cl.node_ids:
             try:
                 with open(cl.events_path(mid), errors="replace") as f:

@@ -230,6 +230,9 @@ class Checker:
                 calls = ops.get((user, mfa), [])
                 if any(o.get("status") == 200 for o in calls):
                     continue
+                # a call quorumgate answered itself before sending anything (Quorumgate-Attempts: 0,
+                # e.g. 503 REPLICATION_TRACKING_UNAVAILABLE) cannot be the one that committed
+                calls = [o for o in calls if (o.get("headers") or {}).get("quorumgate-attempts") != "0"]
                 if ts is not None:
                     inflight = [o for o in calls if o["t0"] - SLACK <= ts <= o.get("t1", o["t0"]) + SLACK]
                 else:
@@ -239,6 +242,14 @@ class Checker:
                     continue
                 if any(ambiguous(o) for o in inflight):
                     self.notes["verify committed after a timeout answer (504, 503 TIMEOUT: outcome unknown)"] += 1
+                    continue
+                # an earlier try with an unknown outcome may be the one that committed: a raft entry
+                # appended before the controller's API timed out still commits, seconds later on a
+                # loaded cluster
+                if any((ambiguous(o) or o.get("status") == 0) and o["t0"] <= ts for o in calls
+                       if ts is not None):
+                    self.notes["verify committed; an earlier try of it had an unknown outcome (timeout, "
+                               "no answer)"] += 1
                     continue
                 failed = [o for o in inflight if (o.get("status") or 0) >= 400]
                 if failed:

@@ -361,3 +361,20 @@ def test_a_committed_verify_answered_with_a_timeout_is_counted_apart_not_flagged
     c = run(h.finish())
     assert counts(c) == {}
     assert any("timeout answer" in k for k in c.notes)
+
+
+def test_a_verify_quorumgate_refused_before_sending_is_not_blamed_for_a_commit():
+    h, ops = clean()
+    ops["verify"].update(status=0, error="RemoteDisconnected", headers={})
+    h.op(3.01, "mfa.verify", 503, cred="bearer", mfa="M1", err_code="REPLICATION_TRACKING_UNAVAILABLE",
+         ctrl=None, headers={"quorumgate-attempts": "0"})
+    c = run(h.finish())
+    assert counts(c) == {} and c.notes["verify committed, the client got no answer"] == 1
+
+
+def test_a_commit_after_an_earlier_timed_out_try_is_counted_apart():
+    h, ops = clean()
+    ops["verify"].update(status=500, err_code="UNHANDLED", envelope=True)
+    h.op(1.5, "mfa.verify", 504, cred="bearer", mfa="M1", err_code="PROXY_UPSTREAM_TIMEOUT")
+    c = run(h.finish())
+    assert counts(c) == {} and any("earlier try" in k for k in c.notes)
