@@ -216,7 +216,7 @@ void request_attempt_aux_get(struct request *rq, int node, const char *path,
 }
 void request_attempt_answered(struct request *rq)
 {
-    if (rq->had_ambiguous && request_reconcile_after_answer(rq)) {
+    if (request_reconcile_after_answer(rq)) {
         request_reconcile_start(rq);
         return;
     }

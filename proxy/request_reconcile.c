@@ -31,11 +31,22 @@ bool request_reconcile_available(const struct request *rq)
     return classify_is_mfa_write(rq->cls.call);
 }
 
+/* A verify answered 404 at its first attempt: the enrollment may have been
+ * verified by this same call sent before through a quorumgate that died or
+ * a connection that dropped before the answer, and the client repeats it
+ * (found by bench/soak.py, issue 18): its state says. */
+static bool request_reconcile_repeated_verify(const struct request *rq)
+{
+    return !rq->had_ambiguous && rq->cls.call == CALL_MFA_VERIFY &&
+           rq->up.result == UPSTREAM_OK && rq->up.status == 404;
+}
+
 bool request_reconcile_after_answer(const struct request *rq)
 {
     return rq->up.result == UPSTREAM_OK &&
            request_reconcile_available(rq) &&
-           reconcile_needs_read(request_reconcile_call(rq), rq->up.status);
+           reconcile_needs_read(request_reconcile_call(rq), rq->up.status) &&
+           (rq->had_ambiguous || request_reconcile_repeated_verify(rq));
 }
 
 static void request_reconcile_count(struct request *rq,
@@ -156,6 +167,11 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
         break;
     }
     request_reconcile_count(rq, M_RECONCILE_NOT_APPLIED);
+    if (request_reconcile_repeated_verify(rq)) {
+        /* nothing of ours was sent before: the controller's 404 stands */
+        request_answer_give_up(rq); /* its answer as it was */
+        return;
+    }
     request_attempt_retry_if_allowed(rq);
 }
 

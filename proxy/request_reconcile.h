@@ -16,7 +16,8 @@ struct request;
 
 /* The request is an MFA write that can be reconciled. */
 bool request_reconcile_available(const struct request *rq);
-/* After an earlier ambiguous attempt, this answer needs a state read. */
+/* This answer needs a state read: after an earlier ambiguous attempt, or a
+ * verify answered 404 at once (repeated after its first try was lost). */
 bool request_reconcile_after_answer(const struct request *rq);
 /* Start the state read (the request is in STAGE_RECONCILE until done). */
 void request_reconcile_start(struct request *rq);

@@ -1,0 +1,56 @@
+"""A verify repeated after its first try was lost gets the first try's outcome (README: "A verify
+repeated after a timeout or a dropped connection gets the original outcome, not a 404").
+Found by bench/soak.py (issue 18) on a real v1.7.2 cluster: a verify went through a quorumgate
+that was SIGKILLed before the answer; the leader applied it a moment later; the client repeated
+the verify through the other quorumgate, whose first attempt met the already verified
+enrollment and got the controller's 404 -- a verify that committed, answered as a failure.
+
+Here the lost first try is sent straight to the leader (as the dead quorumgate had forwarded it);
+the repeat goes through quorumgate."""
+from tests.ctrlsim.client import ZitiClient
+from tests.integration.gate_support import (client, replication, start_enrollment, totp_now, wait_leader_known,
+                                            wait_until)
+from tests.integration.test_gate_legacy import legacy_gate
+
+
+def test_a_verify_repeated_after_a_lost_first_try_is_answered_200_and_held(quorumgate):
+    qg = quorumgate({"gate": {"timeout": "5s"}})
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    c = client(qg, "alice")
+    mfa_id, secret = start_enrollment(c)
+    lost = ZitiClient(sim.url(leader), ca_file=qg.ca)
+    lost.access_token = c.access_token
+    lost.mfa_verify(totp_now(secret)).expect(200)
+
+    r = c.mfa_verify(totp_now(secret))
+    assert r.status == 200, (r.status, r.body[:300])
+    rep = replication(r)
+    assert rep is not None and sorted(rep["acked"]) == sorted(sim.node_ids), r.header("quorumgate-replication")
+    wait_until(lambda: any(e.get("reconciled") == "verify" for e in qg.access_log()
+                           if e.get("path", "").endswith("/mfa/verify")), timeout=5,
+               what="the access log to say the verify was answered by reconciliation")
+
+
+def test_a_legacy_verify_repeated_after_a_lost_first_try_is_answered_200(quorumgate, tmp_path):
+    qg = quorumgate(legacy_gate(tmp_path))
+    c = ZitiClient(qg.url, ca_file=qg.ca)
+    home = c.legacy_login("bob", "bob-pw").expect(200).header("quorumgate-controller")
+    mfa_id, secret = start_enrollment(c)
+    lost = ZitiClient(qg.sim.url(home), ca_file=qg.ca)
+    lost.zt_session = c.zt_session
+    lost.mfa_verify(totp_now(secret)).expect(200)
+    r = c.mfa_verify(totp_now(secret))
+    assert r.status == 200 and replication(r) is not None, (r.status, r.headers, r.body[:300])
+
+
+def test_a_verify_without_an_enrollment_still_gets_the_controllers_404(quorumgate):
+    qg = quorumgate({"gate": {"timeout": "5s"}})
+    c = client(qg, "carol")
+    r = c.mfa_verify("123456")
+    assert r.status == 404 and r.error_code == "NOT_FOUND", (r.status, r.body[:300])
+    verifies = wait_until(lambda: [e for e in qg.access_log() if e.get("path", "").endswith("/mfa/verify")],
+                          timeout=5, what="the verify's access-log line")
+    # one attempt at the call itself (a state read, no resend)
+    assert verifies[-1].get("status") == 404
+    assert len([a for a in verifies[-1].get("upstream", []) if not a.get("read")]) == 1, verifies[-1]
