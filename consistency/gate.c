@@ -419,8 +419,9 @@ static void gate_on_members(void *arg, bool ok, uint64_t mask)
     gate_check(gw);
 }
 
-/* A delete's stale controllers that acknowledged the enrollment's create or
- * verify held it once: their "gone" is the delete's (gate_probe.c). */
+/* A stale controller that acknowledged the enrollment's create held it
+ * once: its "gone" is the delete's, its isMfaEnabled the verify's
+ * (gate_probe.c). */
 static void gate_on_had(void *arg, bool ok, uint64_t mask)
 {
     struct gate_wait *gw = arg;
@@ -436,9 +437,10 @@ static void gate_read_had(struct gate_wait *gw)
     struct config *cfg = gate_cfg(gw->g);
     char cid[CRYPTO_HMAC_HEX_LEN + 1];
     enum gate_call earlier[] = {GATE_CREATE, GATE_VERIFY};
+    size_t n = gw->call == GATE_DELETE ? 2 : 1;
     gw->had_ctx = (struct ackstore_ctx){.c = gw->g->env.cluster,
                                         .acks = gate_on_had, .arg = gw};
-    for (size_t i = 0; i < sizeof(earlier) / sizeof(earlier[0]); i++) {
+    for (size_t i = 0; i < n; i++) {
         gate_change_id(cfg, gw->identity, gw->mfa_id, earlier[i], cid);
         gw->refs++;
         ackstore_read_acks(gw->g->env.redis, cfg, cid, &gw->had_ctx);
@@ -702,7 +704,8 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
             gate_check(gw); /* nothing else to wait for: released */
         return true;
     }
-    if (call == GATE_DELETE && gw->stale && cfg->gate.source == GATE_SRC_PROBE)
+    if ((call == GATE_DELETE || call == GATE_VERIFY) && gw->stale &&
+        cfg->gate.source == GATE_SRC_PROBE)
         gate_read_had(gw);
     if (cfg->gate.source == GATE_SRC_PROBE)
         gate_probe_all(gw);

@@ -38,8 +38,8 @@ struct gate_probe {
                                    * this one's answer (coalesced) */
     struct list ride;             /* in host->riders while riding */
     struct gate_probe *host;      /* the probe whose answer it waits for */
-    bool seen_there;              /* answered holding the enrollment (a
-                                   * stale member's delete needs it first) */
+    bool seen_before;             /* answered in the state before the
+                                   * change (a stale member needs it first) */
     struct loop_timer *timer;     /* owned */
     struct upstream_req req;      /* owned response buffers */
     char *url;                    /* owned */
@@ -80,8 +80,8 @@ struct gate_wait {
                                    * the last poll */
     uint64_t stale;               /* fenced for the identity or down when
                                    * held: may lack earlier changes too */
-    uint64_t had;                 /* acknowledged the enrollment's create or
-                                   * verify (Redis): held it once */
+    uint64_t had;                 /* acknowledged the enrollment's create
+                                   * (or verify, for a delete) in Redis */
     int need;
     bool match_all;               /* healthy/all: every required one */
     bool healthy;                 /* mode healthy: required follows health */

@@ -7,9 +7,10 @@
  * small even steps (1/32 of that lag, at least gate.probe.initial) up to
  * twice the expected lag, then with exponential backoff.  A controller that
  * keeps refusing the credential (401/403 three times, over a second) is
- * not asked again.  A delete is acknowledged by a controller that missed an
- * earlier change of the identity only once it is known to have held the
- * enrollment. */
+ * not asked again.  A controller that missed an earlier change of the
+ * identity acknowledges a delete, or a verify read through the management
+ * API, only once its answer cannot be from before this enrollment
+ * (gate_probe_stale). */
 #include "consistency/gate_impl.h"
 
 #include <stdlib.h>
@@ -29,24 +30,34 @@
 static void gate_probe_again(struct gate_probe *p);
 static void gate_probe_learn(struct gate_probe *p, bool ack);
 
-/* A delete's "gone" (404, another enrollment, isMfaEnabled false) from a
- * controller that missed an earlier change of the identity is what it also
- * says before it applies the enrollment's create: unless it acknowledged the
- * create or the verify (gw->had, from Redis), it acknowledges only once it
- * was seen holding the enrollment (found by bench/soak.py, issue 18). */
-static bool gate_probe_stale_delete(struct gate_probe *p, bool ack,
-                                    const struct upstream_req *r)
+/* A controller that missed an earlier change of the identity may answer
+ * with a state from before this enrollment that looks like the change:
+ *   delete: "gone" (404, another enrollment, isMfaEnabled false) is also
+ *           what it says before it applies the enrollment's create;
+ *   verify read through the management API: isMfaEnabled true may be an
+ *           older verified enrollment whose delete it has not applied (that
+ *           API names no enrollment).
+ * Unless it acknowledged the enrollment's create (or verify, for a delete:
+ * gw->had, from Redis), it acknowledges only once it was seen in the state
+ * before the change (found by bench/soak.py, issue 18). */
+static bool gate_probe_stale(struct gate_probe *p, bool ack, bool by_mgmt,
+                             const struct upstream_req *r)
 {
     struct gate_wait *gw = p->gw;
-    bool there = gw->legacy || p->mgmt
+    bool before;
+    if (gw->call == GATE_DELETE)
+        before = by_mgmt
                      ? gate_acknowledges_mgmt(GATE_VERIFY, r->status,
                                               r->resp_body.data,
                                               r->resp_body.len)
                      : gate_acknowledges(GATE_CREATE, gw->mfa_id, r->status,
                                          r->resp_body.data, r->resp_body.len);
-    if (there)
-        p->seen_there = true;
-    return ack && p->seen_there;
+    else
+        before = gate_acknowledges_mgmt(GATE_DELETE, r->status,
+                                        r->resp_body.data, r->resp_body.len);
+    if (before)
+        p->seen_before = true;
+    return ack && p->seen_before;
 }
 
 /* What p's controller answered (p's own probe, or its host's): an
@@ -75,9 +86,9 @@ static void gate_probe_answer(struct gate_probe *p, struct upstream_req *r)
               gate_acknowledges(gw->call, gw->mfa_id, r->status,
                                 r->resp_body.data, r->resp_body.len);
     }
-    if (gw->call == GATE_DELETE && nodeset_has(gw->stale & ~gw->had, p->node) &&
-        r->result == UPSTREAM_OK)
-        ack = gate_probe_stale_delete(p, ack, r);
+    if ((gw->call == GATE_DELETE || (gw->call == GATE_VERIFY && by_mgmt)) &&
+        nodeset_has(gw->stale & ~gw->had, p->node) && r->result == UPSTREAM_OK)
+        ack = gate_probe_stale(p, ack, by_mgmt, r);
     if (ack || (r->result == UPSTREAM_OK &&
                 (r->status == 200 || r->status == 404)))
         gate_probe_learn(p, ack); /* a real "there" or "not yet" */

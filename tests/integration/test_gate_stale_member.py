@@ -76,3 +76,30 @@ def test_an_up_to_date_member_still_acknowledges_a_delete_at_once(quorumgate):
     r = c2.mfa_delete(totp_now(secret)).expect(200)
     rep, idx, behind = acked_members_have_it(r, sim, leader)
     assert behind == [] and sorted(rep["acked"]) == sorted(sim.node_ids) and rep["pending"] == [], (rep, idx)
+
+
+def test_a_member_still_holding_an_older_enrollment_does_not_acknowledge_a_legacy_verify(quorumgate, tmp_path):
+    """The same soak, v1.7.2 CI run: a follower back from 5 s of SIGSTOP still held the identity's
+    previous (verified) enrollment; a legacy verify of the new one read isMfaEnabled=true there
+    through the management API and answered acked=...,ctrl3; a moment later ctrl3 applied the
+    old delete and a login there needed no TOTP until it applied the new verify."""
+    over = legacy_gate(tmp_path)
+    over["gate"].update({"timeout": GATE_TIMEOUT, "probe": {"initial": "20ms", "max": "100ms"}})
+    qg = quorumgate(over)
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    c = ZitiClient(qg.url, ca_file=qg.ca)
+    home = c.legacy_login("bob", "bob-pw").expect(200).header("quorumgate-controller")
+    lagging = [n for n in sim.node_ids if n not in (leader, home)][-1]
+    mfa_id, secret = start_enrollment(c)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [], r.header("quorumgate-replication")
+    sim.control.set_lag(lagging, 60000)
+    r = c.mfa_delete(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
+    mfa2, secret2 = start_enrollment(c)
+    assert mfa2 != mfa_id
+    r = c.mfa_verify(totp_now(secret2)).expect(200)
+    rep, idx, behind = acked_members_have_it(r, sim, leader)
+    assert behind == [], ("acked by members that have not applied the verify", rep, idx)
+    assert rep["pending"] == [lagging], rep
