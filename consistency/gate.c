@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/gate_clear.h"
 #include "consistency/gate_impl.h"
 #include "consistency/mgmt.h"
 #include "io/redis.h"
@@ -260,8 +261,11 @@ static void gate_on_unfenced(void *arg, enum redis_status st,
     struct gate_wait *gw = arg; /* memory kept while refs > 0 */
     bool ok = redis_reply_ok(st, rep);
     gate_count_result(gw->g, M_REDIS_FENCE_WRITE, ok);
-    if (!ok) /* Redis is gone: lift them here at least */
+    if (!ok) { /* Redis is gone: lift them here at least, and there later */
         gate_unfence_local(gw->g, &gw->fk, gw->unfenced);
+        gate_clear_later(gw->g, gw->idhex, gw->cid, gw->held_wall_ms,
+                         gw->unfenced);
+    }
     gate_unref(gw);
 }
 
@@ -287,6 +291,8 @@ static void gate_unfence(struct gate_wait *gw, uint64_t mask)
     if (!redis_up(r)) {
         if (own)
             gate_unfence_local(g, &gw->fk, own);
+        /* the fence may be in Redis (written before it went) */
+        gate_clear_later(g, gw->idhex, gw->cid, gw->held_wall_ms, mask);
         return;
     }
     /* A wait that lost Redis (a restart, a Sentinel failover) and finds it
@@ -760,6 +766,7 @@ void gate_resync(struct gate *g)
             if (!gw->redis_lost)
                 gate_read(gw);
         }
+    gate_clear_retry(g);
 }
 
 struct mgmt *gate_mgmt(struct gate *g)
@@ -786,6 +793,7 @@ struct gate *gate_new(const struct gate_env *env)
         list_init(&g->by_id[b]);
     }
     list_init(&g->dead);
+    list_init(&g->clears);
     g->mgmt = mgmt_new(&(struct mgmt_env){.up = env->up,
                                           .log = env->log,
                                           .c = env->cluster,
@@ -811,6 +819,7 @@ void gate_free(struct gate *g)
         }
     while ((n = list_pop_head(&g->dead)))
         free(list_entry(n, struct gate_wait, link));
+    gate_clear_free_all(g);
     mgmt_free(g->mgmt);
     free(g);
 }

@@ -112,6 +112,10 @@ struct gate {
     struct list by_id[GATE_BUCKETS];   /* live waits by identity (probes
                                           of one identity coalesce) */
     struct list dead;             /* finished waits Redis still refers to */
+    struct list clears;           /* fence clears to send again (owned,
+                                     gate_clear.c) */
+    int n_clears;
+    struct loop_timer *clear_timer; /* owned; created on first use */
     int waiting;                  /* held answers */
     int live;                     /* waits, held or probing on */
     /* per controller: estimated time from a hold to the change being
