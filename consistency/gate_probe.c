@@ -69,9 +69,9 @@ static void gate_probe_answer(struct gate_probe *p, struct upstream_req *r)
     p->in_flight = false;
     if (r->result == UPSTREAM_OK) {
         if (r->status == 401 || r->status == 403)
-            gw->denied |= 1ull << p->node;
+            gw->denied |= nodeset_of(p->node);
         else
-            gw->answered |= 1ull << p->node;
+            gw->answered |= nodeset_of(p->node);
     }
     bool ack;
     bool by_mgmt = gw->legacy || p->mgmt;
