@@ -157,7 +157,7 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
     pipeline_resume(rq);
 }
 
-static bool pipeline_is_authenticate(const struct request *rq)
+bool pipeline_is_authenticate(const struct request *rq)
 {
     size_t n = strcspn(rq->ex->url, "?");
     return rq->ex->method == HTTP_POST &&

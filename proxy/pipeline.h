@@ -49,6 +49,9 @@ struct pipeline_state {
     uint64_t deadline_ms;           /* leader wait for the state read */
 };
 
+/* POST .../authenticate of the client or the management API (a legacy
+ * login). */
+bool pipeline_is_authenticate(const struct request *rq);
 bool pipeline_before_route(struct request *rq);
 /* Learns affinity from a usable answer; true when the answer waits until
  * Redis has it (request_learned continues). */

@@ -26,23 +26,12 @@
 #include "io/listener.h"
 #include "metrics/metrics.h"
 #include "proxy/app.h"
+#include "proxy/pipeline.h"
 #include "routing/cluster.h"
 #include "routing/fence.h"
 #include "routing/identity.h"
 #include "routing/jwks.h"
 #include "proxy/worker.h"
-
-/* POST .../authenticate of the client or the management API. */
-static bool request_login_is_legacy(const struct request *rq)
-{
-    size_t n = strcspn(rq->ex->url, "?");
-    return rq->ex->method == HTTP_POST &&
-           ((n == 28 &&
-             memcmp(rq->ex->url, "/edge/client/v1/authenticate", 28) == 0) ||
-            (n == 32 &&
-             memcmp(rq->ex->url, "/edge/management/v1/authenticate", 32) ==
-                 0));
-}
 
 /* The controllers fenced for identity (0: none). */
 static uint64_t request_login_fences(struct request *rq, const char *identity)
@@ -195,7 +184,7 @@ bool request_login_fenced(struct request *rq, int node,
     if (!rq->ex || r->result != UPSTREAM_OK || r->status != 200 ||
         atomic_load(&a->fence.identities) == 0)
         return false;
-    if (!request_login_is_legacy(rq))
+    if (!pipeline_is_authenticate(rq))
         return request_login_token(rq, node, r);
     struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
     const char *id = json_path_string(j, "data.identity.id");
