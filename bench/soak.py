@@ -537,7 +537,14 @@ def main(argv=None):
     a = parse_args(argv)
     random.seed(a.seed)
     soak = Soak(a)
-    signal.signal(signal.SIGTERM, lambda *_: soak.stop.set())
+    # The handler must not call soak.stop.set() itself: it runs on the main
+    # thread, which may be inside soak.stop.wait() holding the Event's lock.
+    # It wakes a thread that sets it instead (a semaphore release takes no
+    # lock the main thread can hold).
+    term = threading.Semaphore(0)
+    signal.signal(signal.SIGTERM, lambda *_: term.release())
+    threading.Thread(target=lambda: (term.acquire(), soak.stop.set()), daemon=True,
+                     name="sigterm").start()
     try:
         soak.setup()
         soak.run()

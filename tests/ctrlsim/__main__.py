@@ -5,11 +5,12 @@ line {"event":"ready",...} with every actual port on stdout (and writes it to
 --ready-file), then runs until SIGTERM/SIGINT or POST /shutdown.
 """
 import argparse
+import faulthandler
 import json
 import os
 import signal
 import sys
-import threading
+import time
 
 if __package__ in (None, ""):
     # run as a script path: python3 tests/ctrlsim/__main__.py
@@ -107,15 +108,18 @@ def main(argv=None):
         os.replace(tmp, a.ready_file)
     print(line, flush=True)
 
-    done = threading.Event()
-
-    def on_signal(signum, frame):
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not done.is_set() and not sim.stopped.is_set():
-        done.wait(0.2)
+    # The handler only appends to a list: it runs on the main thread between
+    # two bytecodes, and an Event.set() there deadlocks when the main thread
+    # is inside that Event's wait() holding its lock (seen in CI: the
+    # simulator ignored SIGTERM and was SIGKILLed 10 s later).
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    # SIGUSR1 dumps every thread's stack to stderr (SimProcess.stop sends it
+    # before SIGKILL, so a simulator that does not stop says where it is).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    while not stop and not sim.stopped.is_set():
+        time.sleep(0.2)
     sim.stop()
     return 0
 

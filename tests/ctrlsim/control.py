@@ -216,6 +216,8 @@ class SimProcess:
             try:
                 p.wait(timeout)
             except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGUSR1)   # faulthandler: every thread's stack to stderr
+                time.sleep(0.5)
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(5)
         for f in (getattr(self, "_out", None), getattr(self, "_err", None)):

@@ -99,18 +99,18 @@ def main():
         sys.stderr.write("==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x602000000010\n")
         sys.stderr.flush()
 
-    done = threading.Event()
+    done = []   # not an Event: set() from a handler deadlocks against the main thread's wait()
 
     def on_term(signum, frame):
         if mode == "crash":
             signal.signal(signal.SIGSEGV, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGSEGV)
         if mode != "ignore_term":
-            done.set()
+            done.append(1)
 
     signal.signal(signal.SIGTERM, on_term)
-    while not done.wait(0.1):
-        pass
+    while not done:
+        time.sleep(0.1)
     for s in servers:
         s.shutdown()
     return 0
