@@ -38,7 +38,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
 # redis-server is also the sentinel of the Sentinel tests (`redis-server
 # sentinel.conf --sentinel`; Debian's redis-sentinel package only adds a
 # service unit for that).
-test_pkgs=(redis-server prometheus openssl curl ca-certificates procps
+test_pkgs=(redis-server prometheus openssl curl ca-certificates procps docker-compose
            clang libclang-rt-14-dev
            python3 python3-pip python3-pytest python3-yaml)
 bench_pkgs=(nginx-light haproxy wrk util-linux strace valgrind)
