@@ -73,6 +73,33 @@ def test_named_controller_forwards_on_own_client(quorumgate, scripted):
         assert h["host"] == "localhost:%d" % up.port, h
 
 
+def test_named_controller_written_without_answer_not_resent(quorumgate, scripted):
+    """The retry contract is the same by name: a POST the controller takes
+    and drops is "written, no answer" (502, one arrival, reset); a POST to
+    a controller that refuses connections is "nothing written" and goes to
+    the other one."""
+    cl = scripted(2, leaders=(0,))
+    a, b = cl.upstreams
+    qg = quorumgate({"controllers": [{"id": "ctrl1", "url": named(a)}, {"id": "ctrl2", "url": named(b)}],
+                     "health": HEALTH_SLOW}, sim=cl)
+    wait_leader_known(qg, "ctrl1")
+    wait_until(lambda: all(c["last_probe_ms"] for c in status(qg)["controllers"]),
+               timeout=10, what="both probed")
+    a.script(("drop",))
+    r = call(qg, "POST", WRITE, body=b'{"name":"s"}', headers={"Content-Type": "application/json"})
+    assert r.status == 502 and attempts(r) == 1, (r.status, r.body)
+    assert len(a.requests()) == 1 and len(b.requests()) == 0
+    line = wait_access(qg, lambda e: e.get("request_id") == r.header("X-Request-Id"))
+    assert [x["outcome"] for x in line["upstream"]] == ["reset"], line
+    a.close_listener()
+    r = call(qg, "POST", WRITE, body=b'{"name":"s"}', headers={"Content-Type": "application/json"})
+    assert r.status == 200 and attempts(r) == 2, (r.status, r.body)
+    assert len(a.requests()) == 1 and len(b.requests()) == 1
+    line = wait_access(qg, lambda e: e.get("request_id") == r.header("X-Request-Id"))
+    assert [x["outcome"] for x in line["upstream"]] == ["connect_error", "ok"], line
+    assert by_client(qg) == {"own": 3, "libcurl": 0}
+
+
 def test_named_controller_over_tls_checks_the_name(quorumgate, scripted, tmp_path):
     """A certificate for the name only (no IP in it): verification and
     SNI use the name from the URL, not the address it resolved to; TLS
