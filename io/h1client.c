@@ -228,6 +228,7 @@ static void h1_origin_fail_waiting(struct h1origin *o, bool sync)
     while ((l = list_first(&o->waiting))) {
         struct h1x *x = h1x_of(l);
         h1x_unwait(x);
+        x->r->unreachable = true;
         h1client_finish(x, UPSTREAM_CONNECT_ERROR, o->res_err, sync);
     }
 }
@@ -380,6 +381,8 @@ static void h1x_timeout(void *arg)
     struct h1x *x = arg;
     struct h1conn *k = x->conn;
     if (!k) { /* still waiting for a connection, or for its name */
+        if (!x->o->addr.n) /* not a pooled connection: the name */
+            x->r->unreachable = true;
         h1client_finish(x, UPSTREAM_CONNECT_TIMEOUT,
                         x->o->addr.n ? "no connection to the controller "
                                        "in time"
@@ -498,6 +501,7 @@ bool h1client_start(struct h1client *c, struct upstream_req *r)
     c->active++;
     enum h1addr_next next = h1addr_check(&o->addr, loop_now_ms(c->loop));
     if (next == H1ADDR_FAILED) { /* resolved in vain a moment ago */
+        r->unreachable = true;
         h1client_finish(x, UPSTREAM_CONNECT_ERROR, o->res_err, true);
         return true;
     }

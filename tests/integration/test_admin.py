@@ -200,6 +200,11 @@ def test_readyz_says_draining_after_sigterm(quorumgate):
 def test_status_reports_cluster_affinity_fences_pending_and_build(quorumgate):
     qg = quorumgate()
     wait_ready(qg, True)
+    # ready needs the leader's answer, not the followers': one whose first
+    # health answer is slow is still unprobed (last_status 0) when /readyz
+    # says ready (seen under load; a 400 ms delay on one reproduces it)
+    wait_until(lambda: all(x["last_probe_ms"] > 0 for x in admin_json(qg.admin_url, "/status")[1]["controllers"]),
+               timeout=10, what="every controller's first health probe to be answered")
     c = ZitiClient(qg.url, ca_file=qg.ca)
     c.legacy_login("bob", "bob-pw").expect(200)
     status, headers, body = admin_get(qg.admin_url, "/status")
