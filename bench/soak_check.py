@@ -19,9 +19,13 @@ against the history and the controllers' final state and applied changes recorde
                            before the next delete was sent), and directly on each controller
                            right after the verify answered (unless named pending)
   lost_affinity            an OIDC login step, or a call of a legacy session, answered by
-                           another controller than the one holding the login or session,
-                           beyond the documented cases (that controller down or restarted,
-                           Redis restarted, in between: README "Operating notes")
+                           another controller than the one holding the login or session, or
+                           answered 401 UNAUTHORIZED by quorumgate itself (its home cannot be
+                           reached), beyond the documented cases (README "Operating notes":
+                           that controller killed, stopped or restarted in between; for an
+                           answer from another controller also Redis restarted in between).
+                           A home only marked down by its health probes (slow) is no excuse:
+                           quorumgate still sends it the session's calls
   not_enveloped            every error quorumgate answers is in the OpenZiti envelope (an
                            /oidc error relayed from a controller keeps the controller's form)
   final_state              each controller's final isMfaEnabled agrees with the last change
@@ -121,6 +125,18 @@ def ambiguous(op):
 
 def controller_of(op):
     return (op.get("headers") or {}).get("quorumgate-controller")
+
+
+# quorumgate's own 401 UNAUTHORIZED (base/errcodes.def, proxy/request_answer.c, proxy/request.c;
+# the last one: answers of quorumgate before issue 18's fix), told from a controller's by its message
+QG_OWN_401 = ("cannot be reached", "is not configured any more", "The session's controller is unavailable")
+
+
+def qg_own_401(op):
+    if op.get("status") != 401 or op.get("err_code") != "UNAUTHORIZED":
+        return False
+    # without a controller header nobody was asked: quorumgate answered
+    return controller_of(op) is None or any(p in (op.get("err_msg") or "") for p in QG_OWN_401)
 
 
 def known_cause(op):
@@ -330,9 +346,8 @@ class Checker:
                 if not bound:
                     continue
                 ans = controller_of(o)
-                lost = (ans is not None and ans != home) or \
-                       (ans is None and o.get("status") == 401 and o.get("err_code") == "UNAUTHORIZED"
-                        and what == "legacy session")
+                own = qg_own_401(o)
+                lost = own or (ans is not None and ans != home)
                 if not lost:
                     continue
                 t0, t1 = learn.get("t1", learn["t0"]), o.get("t1", o["t0"])
@@ -341,13 +356,14 @@ class Checker:
                     self.notes["affinity: home %s down (documented)" % f["kind"]] += 1
                     continue
                 # quorumgate reconnects with backoff (redis: 100 ms doubling, at most 5 s): until then
-                # it keeps affinity in its own table (README "Operating notes": Redis down)
-                if self.overlaps(t0, t1, kinds=("redis_restart",), settle=SETTLE):
+                # it keeps affinity in its own table (README "Operating notes": Redis down), so a
+                # call may reach another controller; never a reason for quorumgate's own 401
+                if not own and self.overlaps(t0, t1, kinds=("redis_restart",), settle=SETTLE):
                     self.notes["affinity: Redis restarted in between (documented)"] += 1
                     continue
                 killed = self.overlaps(t0, t1, kinds=("qg_kill",), settle=1.0)
                 self.flag("lost_affinity", "%s held by %s (learned through %s) answered by %s through %s (%s %s)%s"
-                          % (what, home, learn.get("qg"), ans or "quorumgate itself", o.get("qg"), step,
+                          % (what, home, learn.get("qg"), "quorumgate itself" if own else ans, o.get("qg"), step,
                              o.get("status"), "; a quorumgate was SIGKILLed in between" if killed else ""),
                           user=o.get("user"), op=o.get("id"), flow=flow)
 

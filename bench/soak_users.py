@@ -174,6 +174,11 @@ class RecClient(ZitiClient):
             if resp.status >= 400:
                 rec["err_code"] = code
                 rec["envelope"] = bool(envelope)
+            if resp.status == 401 and envelope:
+                # quorumgate's own 401 (a session's home that cannot be
+                # reached) and a controller's read alike but for the message
+                # (static text, a controller id at most: nothing secret)
+                rec["err_msg"] = str(json.loads(resp.body)["error"]["message"])[:160]
             if data:
                 rec["data"] = data
             self.soak.history.write(rec)

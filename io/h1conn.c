@@ -50,8 +50,14 @@ void h1conn_fail(struct h1conn *k, enum upstream_result res,
 {
     struct h1x *x = k->x;
     struct h1origin *o = k->o;
+    /* a connection that could not be made (not a TLS error: that one
+     * answered, with something else than the controller expected) */
+    bool opening = k->state == C_CONNECTING || k->state == C_HANDSHAKE;
     k->x = NULL;
     h1conn_close(k);
+    if (x && opening &&
+        (res == UPSTREAM_CONNECT_ERROR || res == UPSTREAM_CONNECT_TIMEOUT))
+        x->r->unreachable = true;
     if (x)
         h1client_finish(x, res, err, sync);
     h1client_serve(o, sync);
@@ -227,6 +233,7 @@ void h1conn_open(struct h1client *c, struct h1origin *o, struct h1x *x,
         errno != EINPROGRESS) {
         snprintf(msg, sizeof(msg), "connect: %s", strerror(errno));
         close(fd);
+        x->r->unreachable = true;
         h1client_finish(x, UPSTREAM_CONNECT_ERROR, msg, sync);
         return;
     }

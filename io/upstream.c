@@ -282,6 +282,9 @@ static void upstream_finish(struct upstream *u, CURL *e, CURLcode rc)
     r->duration_ns = (uint64_t)total_us * 1000u;
     if (r->result != UPSTREAM_TOO_LARGE)
         r->result = upstream_map(rc, r->sent);
+    /* a timeout may have been spent waiting for a pooled connection:
+     * only a connection that failed says the controller is not there */
+    r->unreachable = rc == CURLE_COULDNT_CONNECT;
     r->status = r->result == UPSTREAM_OK ? (int)status : 0;
     if (rc != CURLE_OK && !r->error[0])
         snprintf(r->error, sizeof(r->error), "%s", curl_easy_strerror(rc));
@@ -537,6 +540,7 @@ void upstream_req_reset(struct upstream_req *r)
     r->result = UPSTREAM_OK;
     r->status = 0;
     r->sent = false;
+    r->unreachable = false;
     r->n_resp_hdrs = 0;
     buf_reset(&r->resp_hdr_data);
     buf_reset(&r->resp_body);

@@ -73,6 +73,15 @@ struct upstream_req {
     enum upstream_result result;
     int status;                      /* 0 unless UPSTREAM_OK */
     bool sent;                       /* request bytes went out */
+    bool unreachable;                /* no connection to the controller
+                                        could be made: refused or
+                                        unreachable, or the connection (TLS
+                                        handshake included) not complete
+                                        within the connect timeout or the
+                                        attempt's time; false when the
+                                        request only waited for a pooled
+                                        connection (the controller holds
+                                        them all: it is there) */
     struct buf resp_hdr_data;        /* owned: header names and values */
     struct upstream_header *resp_hdrs;/* owned */
     int n_resp_hdrs, cap_resp_hdrs;

@@ -152,6 +152,11 @@ static void pipeline_aff_reply(void *arg, enum redis_status st,
             affinity_put(&a->affinity, &rq->pipe.aff, node,
                          pipeline_now_s(rq) + ttl_s);
             pipeline_set_home(rq, node);
+        } else {
+            /* held by a controller this process does not know (removed
+             * from the configuration): the state is out of reach */
+            rq->route.home_gone = true;
+            rq->decision = DECISION_STICKY_HIT;
         }
     }
     pipeline_resume(rq);

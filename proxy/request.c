@@ -20,6 +20,7 @@
 #include "proxy/certfront.h"
 #include "io/listener.h"
 #include "base/list.h"
+#include "base/log.h"
 #include "base/loop.h"
 #include "base/util.h"
 #include "config/config_addr.h"
@@ -136,6 +137,23 @@ static bool request_is_write(const struct request *rq)
            m != HTTP_GET && m != HTTP_HEAD && m != HTTP_OPTIONS;
 }
 
+/* A hard home that health probes mark down still gets its requests (its
+ * state exists nowhere else; slow is not gone): counted, logged once per
+ * episode. */
+static void request_home_down(struct request *rq, int node)
+{
+    struct app *a = request_app(rq);
+    metrics_inc(a->metrics, M_AFFINITY_HOME_DOWN_TOTAL, node);
+    if (cluster_note_once(a->cluster, node, CLUSTER_NOTE_HOME_DOWN))
+        log_printf(a->log, LOG_LEVEL_WARN,
+                   "controller %s is marked down by its health probes; the "
+                   "sessions and logins it holds exist nowhere else, so "
+                   "their requests are still sent to it (answered 401 by "
+                   "quorumgate only when it cannot be reached); logged once "
+                   "until it is up again",
+                   a->cluster->nodes[node].id);
+}
+
 static void request_route(struct request *rq)
 {
     struct worker *w = rq->w;
@@ -163,6 +181,8 @@ static void request_route(struct request *rq)
         request_unwait(rq);
         request_timer_stop(rq);
         rq->timer_cb = NULL;
+        if (out.home_down)
+            request_home_down(rq, out.node);
         if (request_is_write(rq) && cluster_read_only(a->cluster, out.node)) {
             /* every write fails there (500 from the controller): say why
              * once instead of retrying it around the cluster */
@@ -192,7 +212,10 @@ static void request_route(struct request *rq)
         return;
     }
     case ROUTE_HOME_GONE:
-        request_answer_error(rq, ERR_UNAUTHORIZED, NULL);
+        request_answer_error(rq, ERR_UNAUTHORIZED,
+                             "The controller holding this session or login "
+                             "is not configured any more; authenticate "
+                             "again.");
         return;
     case ROUTE_NO_HEALTHY:
     default:

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "base/envelope.h"
+#include "base/log.h"
 #include "base/util.h"
 #include "io/listener.h"
+#include "metrics/metrics.h"
 #include "proxy/app.h"
 #include "proxy/worker.h"
 #include "routing/cluster.h"
@@ -100,11 +102,42 @@ void request_answer_as_upstream_or(struct request *rq, enum errcode e,
         request_answer_error(rq, e, message);
 }
 
+/* The request's hard home could not be reached by its last attempt (the
+ * retry policy, unchanged, had its turn): the session or login it holds is
+ * gone for this client.  Only then does quorumgate answer 401 itself --
+ * never because probes mark the home down (request.c). */
+static void request_answer_home_unreachable(struct request *rq)
+{
+    struct app *a = request_app(rq);
+    const char *ctrl = a->cluster->nodes[rq->node].id;
+    char msg[256];
+    metrics_inc(a->metrics, M_AFFINITY_HOME_UNREACHABLE_TOTAL, rq->node);
+    if (cluster_note_once(a->cluster, rq->node,
+                          CLUSTER_NOTE_HOME_UNREACHABLE))
+        log_printf(a->log, LOG_LEVEL_WARN,
+                   "controller %s cannot be reached (%s: %s): requests of "
+                   "the sessions and logins it holds are answered 401 "
+                   "UNAUTHORIZED; logged once until it is up again",
+                   ctrl, upstream_result_name(rq->up.result),
+                   rq->up.error[0] ? rq->up.error : "no connection");
+    snprintf(msg, sizeof(msg),
+             "The controller holding this session or login (%s) cannot be "
+             "reached (%s); authenticate again.",
+             ctrl, rq->up.result == UPSTREAM_CONNECT_TIMEOUT
+                       ? "connect timeout"
+                       : "connection refused");
+    request_answer_error(rq, ERR_UNAUTHORIZED, msg);
+}
+
 void request_answer_give_up(struct request *rq)
 {
     struct app *a = request_app(rq);
     const char *ctrl = rq->node >= 0 ? a->cluster->nodes[rq->node].id : "?";
     char msg[256];
+    if (rq->home >= 0 && rq->node == rq->home && rq->up.unreachable) {
+        request_answer_home_unreachable(rq);
+        return;
+    }
     if (rq->up.result == UPSTREAM_OK && rq->up.status) {
         request_answer_upstream(rq); /* the original error goes back */
         return;

@@ -108,7 +108,17 @@ static bool cluster_elect(struct cluster *c, uint64_t now_ms)
 static bool cluster_set_up(struct cluster_node *nd, bool up)
 {
     int old = atomic_exchange(&nd->up, up ? 1 : 0);
+    if (up && !old)
+        atomic_fetch_add(&nd->recoveries, 1);
     return old != (up ? 1 : 0);
+}
+
+bool cluster_note_once(struct cluster *c, int i, enum cluster_note n)
+{
+    atomic_uint_fast64_t *noted = &c->nodes[i].noted[n];
+    uint64_t now = atomic_load(&c->nodes[i].recoveries) + 1;
+    uint64_t old = atomic_load(noted);
+    return old != now && atomic_compare_exchange_strong(noted, &old, now);
 }
 
 bool cluster_probe_result(struct cluster *c, int i, int status,

@@ -2,6 +2,7 @@
  *
  * Written only by the control thread (health probes, passive reports it
  * turns into probes); read lock-free by every worker on the request path.
+ * The one exception: workers mark what they logged (cluster_note_once).
  *
  * Ownership: the app owns the struct cluster; it lives as long as the
  * process (the controller list is restart-only configuration). */
@@ -20,6 +21,14 @@ enum cluster_method {
     CLUSTER_BY_LIST_MEMBERS,     /* GET /fabric/v1/cluster/list-members */
 };
 
+/* Things said about a controller once per episode of trouble (from the
+ * moment it is seen in trouble until it is next marked up). */
+enum cluster_note {
+    CLUSTER_NOTE_HOME_DOWN = 0,   /* a hard home sent to while marked down */
+    CLUSTER_NOTE_HOME_UNREACHABLE,/* a hard home that could not be reached */
+    CLUSTER_NOTE__COUNT
+};
+
 struct cluster_node {
     /* constant after cluster_new */
     int index;
@@ -36,6 +45,12 @@ struct cluster_node {
     atomic_int method;       /* enum cluster_method: how it is watched */
     atomic_int read_only;    /* 1 when it reports a read-only mesh (mixed
                                 versions: every write fails) */
+    atomic_uint_fast64_t recoveries; /* times it came up: an episode of
+                                trouble ends with the next one */
+
+    /* shared, written by workers (cluster_note_once) */
+    atomic_uint_fast64_t noted[CLUSTER_NOTE__COUNT]; /* per note:
+                                recoveries + 1 when last said, 0 = never */
 
     /* control thread only */
     char version[32];        /* as list-members reports it ("" = unknown) */
@@ -74,6 +89,9 @@ static inline bool cluster_up(const struct cluster *c, int i)
 }
 
 int cluster_index(const struct cluster *c, const char *id);
+
+/* true for the first caller (any thread) since node i last came up. */
+bool cluster_note_once(struct cluster *c, int i, enum cluster_note n);
 
 /* A probe result for node i (control thread).  status 0 = no answer;
  * is_leader from the body when it could be read (else from the status).

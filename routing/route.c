@@ -41,15 +41,20 @@ void route_pick(const struct cluster *c, const struct route_in *in,
     uint64_t allowed = up & ~fenced;
     out->node = -1;
     out->fenced_skip = false;
+    out->home_down = false;
 
-    if (in->home >= 0) {
+    if (in->home_gone || in->home >= c->n) {
         out->decision = DECISION_STICKY_HIT;
-        if (!nodeset_has(up, in->home)) {
-            out->kind = ROUTE_HOME_GONE;
-            return;
-        }
+        out->kind = ROUTE_HOME_GONE;
+        return;
+    }
+    if (in->home >= 0) {
+        /* down by the probes' account (timeouts, 5xx, the fall rule) is no
+         * proof the state is gone: a slow home still answers its own */
+        out->decision = DECISION_STICKY_HIT;
         out->kind = ROUTE_TO;
         out->node = in->home;
+        out->home_down = !nodeset_has(up, in->home);
         return;
     }
 

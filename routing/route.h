@@ -2,7 +2,10 @@
  *
  * Precedence when constraints meet:
  *  1. a hard home (the controller that holds a legacy session or an OIDC
- *     login's auth request/code): that controller or nothing;
+ *     login's auth request/code): that controller, even when health probes
+ *     mark it down (slow is not gone: the state exists nowhere else, and
+ *     only an attempt that cannot reach it says it is gone, proxy/
+ *     request_answer.c); a home not in the configuration is gone;
  *  2. leader pinning: MFA enrollment must reach the leader (waiting for one
  *     when none is known); writes prefer it (saving the follower's forward
  *     hop and its 5 s timeout) and fall back to balancing;
@@ -24,7 +27,7 @@ enum route_kind {
     ROUTE_TO = 0,          /* node is set */
     ROUTE_WAIT_LEADER,     /* leader required, none known yet */
     ROUTE_NO_HEALTHY,      /* nobody to send it to */
-    ROUTE_HOME_GONE,       /* the hard home is down */
+    ROUTE_HOME_GONE,       /* the hard home is not in the configuration */
 };
 
 enum route_decision {
@@ -46,6 +49,8 @@ enum route_pin {
 struct route_in {
     enum route_pin pin;
     int home;              /* hard home node, -1 = none */
+    bool home_gone;        /* the affinity entry names a controller that is
+                              not configured (any more) */
     uint64_t fenced;       /* nodes this identity must not reach */
     uint64_t tried;        /* nodes already tried (avoided when balancing) */
     int not_leader;        /* answered CLUSTER_NO_LEADER, -1 = none ... */
@@ -60,6 +65,7 @@ struct route_out {
     int node;
     enum route_decision decision;
     bool fenced_skip;      /* a fence changed the choice */
+    bool home_down;        /* node is a hard home health probes mark down */
 };
 
 void route_pick(const struct cluster *c, const struct route_in *in,

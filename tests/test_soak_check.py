@@ -228,6 +228,57 @@ def test_a_legacy_session_call_answered_elsewhere_is_lost_affinity():
     assert counts(run(h.finish())) == {"lost_affinity": 1}
 
 
+QG_401 = "The controller holding this session or login (ctrl1) cannot be reached (connection refused); " \
+         "authenticate again."
+CTRL_401 = "The request could not be completed. The session is not authorized or the credentials are invalid"
+
+
+def legacy_session_401(h, ctrl, msg, flow="fl"):
+    h.op(20.0, "legacy.auth", 200, flow=flow, ctrl="ctrl1", data={"authQueries": []})
+    h.op(20.5, "read", 200, flow=flow, ctrl="ctrl1", cred="session")
+    h.op(21.0, "read", 401, flow=flow, ctrl=ctrl, cred="session", err_code="UNAUTHORIZED", envelope=True,
+         err_msg=msg)
+
+
+def test_quorumgates_own_401_while_the_home_was_only_slow_is_lost_affinity():
+    """Issue 18: the home marked down by its probes but never killed or stopped still gets
+    its session's calls, so quorumgate's own 401 (naming the home) is a violation; the home's
+    own 401 (the session expired there) is not; neither is excused by a Redis restart."""
+    h, _ = clean()
+    legacy_session_401(h, "ctrl1", QG_401)
+    c = run(h.finish())
+    assert counts(c) == {"lost_affinity": 1}
+    assert "quorumgate itself" in c.violations["lost_affinity"][0]["msg"]
+    h, _ = clean()
+    legacy_session_401(h, "ctrl1", QG_401)
+    h.fault("redis_restart", 19.0, 21.0, target=6379)
+    assert counts(run(h.finish())) == {"lost_affinity": 1}
+    h, _ = clean()
+    legacy_session_401(h, None, "The session's controller is unavailable; authenticate again.")
+    assert counts(run(h.finish())) == {"lost_affinity": 1}
+    h, _ = clean()
+    legacy_session_401(h, "ctrl1", CTRL_401)
+    assert counts(run(h.finish())) == {}
+
+
+@pytest.mark.parametrize("kind", ["leader_kill", "follower_stop", "heal"])
+def test_quorumgates_own_401_while_the_home_was_killed_or_stopped_is_documented(kind):
+    h, _ = clean()
+    legacy_session_401(h, "ctrl1", QG_401)
+    h.fault(kind, 19.0, 21.0, target="ctrl1")
+    c = run(h.finish())
+    assert counts(c) == {}
+    assert c.notes["affinity: home %s down (documented)" % kind] == 1
+
+
+def test_quorumgates_own_401_to_an_oidc_login_step_is_lost_affinity():
+    h, _ = clean()
+    h.op(20.0, "oidc.authorize", 302, flow="fo", ctrl="ctrl2", qg="qgA")
+    h.op(20.2, "oidc.password", 401, flow="fo", ctrl="ctrl2", qg="qgB", err_code="UNAUTHORIZED",
+         envelope=True, err_msg=QG_401.replace("ctrl1", "ctrl2"))
+    assert counts(run(h.finish())) == {"lost_affinity": 1}
+
+
 @pytest.mark.parametrize("kind,target", [("follower_stop", "ctrl1"), ("leader_kill", "ctrl1"),
                                          ("redis_restart", 6379)])
 def test_lost_affinity_in_the_documented_cases_is_classified(kind, target):

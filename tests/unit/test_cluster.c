@@ -159,6 +159,38 @@ static void test_passive_failure(void **state)
     free(f);
 }
 
+/* Logged once per episode: from the first note until the controller is
+ * marked up again; each kind of note on its own. */
+static void test_notes_once_per_episode(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct cluster *c = &f->c;
+    for (int k = 0; k < 2; k++)
+        cluster_probe_result(c, 1, 500, false, "boom", 2, 2, 10);
+    assert_int_equal(atomic_load(&c->nodes[1].up), 0);
+    assert_true(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_DOWN));
+    assert_false(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_DOWN));
+    assert_true(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_UNREACHABLE));
+    assert_false(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_UNREACHABLE));
+    assert_true(cluster_note_once(c, 0, CLUSTER_NOTE_HOME_DOWN));
+    /* one success (rise 2) is not a recovery; more failures are the same
+     * episode */
+    cluster_probe_result(c, 1, 429, false, NULL, 2, 2, 20);
+    cluster_probe_result(c, 1, 500, false, "boom", 2, 2, 30);
+    assert_false(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_DOWN));
+    /* up again: the next trouble is a new episode */
+    cluster_probe_result(c, 1, 429, false, NULL, 2, 2, 40);
+    cluster_probe_result(c, 1, 429, false, NULL, 2, 2, 50);
+    assert_int_equal(atomic_load(&c->nodes[1].up), 1);
+    for (int k = 0; k < 2; k++)
+        cluster_probe_result(c, 1, 0, false, "timeout", 2, 2, 60);
+    assert_true(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_DOWN));
+    assert_false(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_DOWN));
+    assert_true(cluster_note_once(c, 1, CLUSTER_NOTE_HOME_UNREACHABLE));
+    free(f);
+}
+
 static void test_first_probe_round_settles_the_view(void **state)
 {
     (void)state;
@@ -201,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_rise_fall_and_leader),
         cmocka_unit_test(test_newest_claim_leads),
         cmocka_unit_test(test_passive_failure),
+        cmocka_unit_test(test_notes_once_per_episode),
         cmocka_unit_test(test_first_probe_round_settles_the_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

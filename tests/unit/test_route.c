@@ -1,5 +1,7 @@
 /* test_route.c - precedence when constraints meet (routing/route.c): a
- * hard home beats leader pinning and fences, a dead home is HOME_GONE;
+ * hard home beats leader pinning and fences and is sent to even when the
+ * probes mark it down (flagged home_down), only a home not configured is
+ * HOME_GONE;
  * MFA waits for a leader (also when the leader is down, fenced, or just
  * said it is not leading); writes prefer the leader and fall back to
  * balancing; balancing skips controllers that are down, fenced or
@@ -89,13 +91,32 @@ static void test_home_is_a_hard_constraint(void **state)
         assert_int_equal(o.kind, ROUTE_TO);
         assert_int_equal(o.node, 2);
     }
-    view(f, 3, 0); /* home (2) down */
-    struct route_out o = pick(f, PIN_REQUIRE_LEADER, 2, 0, 0);
+    struct route_out o = pick(f, PIN_NONE, 2, 0, 0);
+    assert_false(o.home_down);
+    /* home (2) marked down by its probes: slow is not gone, it still gets
+     * the requests of the state only it holds, flagged */
+    view(f, 3, 0);
+    for (int pin = PIN_NONE; pin <= PIN_REQUIRE_LEADER; pin++) {
+        o = pick(f, (enum route_pin)pin, 2, 0, 1u << 2);
+        assert_int_equal(o.kind, ROUTE_TO);
+        assert_int_equal(o.node, 2);
+        assert_int_equal(o.decision, DECISION_STICKY_HIT);
+        assert_true(o.home_down);
+    }
+    view(f, 0, -1); /* nobody up, no leader, not even settled */
+    atomic_store(&f->c->settled, false);
+    o = pick(f, PIN_REQUIRE_LEADER, 1, 0, 0);
+    assert_int_equal(o.kind, ROUTE_TO);
+    assert_int_equal(o.node, 1);
+    assert_true(o.home_down);
+    /* the entry names a controller this process does not have */
+    struct route_in in = {.pin = PIN_NONE, .home = -1, .home_gone = true,
+                          .not_leader = -1};
+    view(f, 7, 0);
+    route_pick(f->c, &in, f->outstanding, &f->rng, &o);
     assert_int_equal(o.kind, ROUTE_HOME_GONE);
     assert_int_equal(o.node, -1);
-    view(f, 0, -1);
-    o = pick(f, PIN_NONE, 1, 0, 0);
-    assert_int_equal(o.kind, ROUTE_HOME_GONE);
+    assert_int_equal(o.decision, DECISION_STICKY_HIT);
 }
 
 static void test_leader_required(void **state)

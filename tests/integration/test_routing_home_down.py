@@ -1,0 +1,219 @@
+"""A hard home that only looks down (issue 18, the soak's lost affinity): a
+legacy session or an OIDC login lives on one controller; when that
+controller fails its health probes (5xx, probe timeouts, the fall rule) but
+still answers, its requests still go there and get its answers.  Only a
+home that cannot be reached (refused, no connection) makes quorumgate
+answer 401 UNAUTHORIZED itself.  Counted in affinity_home_down_total and
+affinity_home_unreachable_total, logged once per episode.
+"""
+import threading
+import time
+
+import pytest
+
+from tests.integration.routing_support import (
+    ZitiClient, assert_envelope, is_oidc_login, nodes_that_saw, oidc_login, redis_call, redis_dump, wait_view)
+from tests.support.procs import wait_until
+
+PROBE = "/health-checks/controller/raft"
+DOWN_LOG = "is marked down by its health probes"
+UNREACHABLE_LOG = "cannot be reached (connect"
+
+
+def _session_requests(r):
+    return r["path"].startswith("/edge/client/v1/current-")
+
+
+def _counter(qg, name, ctrl):
+    return qg.metrics().value("quorumgate_" + name, controller=ctrl) or 0
+
+
+def _legacy_session_on(qg, sim, home):
+    if sim.control.leader() != home:
+        sim.control.transfer(home)
+    wait_view(qg, leader=home)
+    bob = ZitiClient(qg.url)
+    bob.legacy_login("bob", "bob-pw").expect(200)       # /authenticate: the leader
+    sim.control.transfer(next(n for n in sim.node_ids if n != home))   # home is a follower now
+    wait_view(qg, leader=sim.control.leader())
+    return bob
+
+
+@pytest.mark.parametrize("probe_fault", ["500", "hang"])
+def test_a_home_failing_its_health_probes_still_answers_its_sessions(quorumgate, sim, probe_fault):
+    """The probes fail (a 500, or no answer within health.timeout: the fall
+    rule marks the home down) while its API answers: the session's calls get
+    the controller's 200, not quorumgate's 401."""
+    qg = quorumgate(sim=sim)
+    home = "ctrl1"
+    bob = _legacy_session_on(qg, sim, home)
+    sim.control.inject(probe_fault, PROBE, node=home, count=1000000)
+    wait_view(qg, up={home: False})
+    sim.control.reset_requests()
+    before = _counter(qg, "affinity_home_down_total", home)
+    for _ in range(10):
+        r = bob.current_identity()
+        assert r.status == 200, (r.status, r.body[:300])
+        assert r.header("quorumgate-controller") == home
+        assert r.json()["data"]["name"] == "bob"
+    assert nodes_that_saw(sim, _session_requests) == [home]
+    assert _counter(qg, "affinity_home_down_total", home) - before == 10
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    # said once for the episode, not once per request
+    assert qg.stderr_text().count(DOWN_LOG) == 1, qg.stderr_text()[-3000:]
+
+    # probes pass again: up, no longer counted; the next episode is logged again
+    sim.control.clear_injections()
+    wait_view(qg, up={home: True})
+    n = _counter(qg, "affinity_home_down_total", home)
+    bob.current_identity().expect(200)
+    assert _counter(qg, "affinity_home_down_total", home) == n
+    sim.control.inject(probe_fault, PROBE, node=home, count=1000000)
+    wait_view(qg, up={home: False})
+    assert bob.current_identity().expect(200).header("quorumgate-controller") == home
+    wait_until(lambda: qg.stderr_text().count(DOWN_LOG) == 2, timeout=5, what="a second episode logged")
+    sim.control.clear_injections()
+
+
+def test_a_paused_home_marked_down_answers_when_it_resumes(quorumgate, sim):
+    """The soak's case: a home too slow to answer its probes (paused here,
+    every request waits) is marked down; a call of its session waits for
+    its answer instead of getting quorumgate's 401."""
+    qg = quorumgate(sim=sim)
+    home = "ctrl2"
+    bob = _legacy_session_on(qg, sim, home)
+    sim.control.pause(home)
+    try:
+        wait_view(qg, up={home: False})
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", bob.current_identity()), daemon=True)
+        t.start()
+        # the call reaches the paused home (the simulator logs it when it
+        # resumes), so nothing answers it before the resume
+        wait_until(lambda: _counter(qg, "affinity_home_down_total", home) >= 1, timeout=5,
+                   what="the call sent to the home marked down")
+        assert "r" not in out, out["r"].status
+    finally:
+        sim.control.resume(home)
+    t.join(15)
+    r = out["r"]
+    assert r.status == 200, (r.status, r.body[:300])
+    assert r.header("quorumgate-controller") == home
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+
+
+def test_a_home_that_cannot_be_reached_gets_the_401_envelope(quorumgate, sim):
+    """Killed (connection refused): whether or not the probes noticed yet,
+    quorumgate answers 401 UNAUTHORIZED itself, after the retry policy's
+    attempts at the home and nowhere else; counted and logged once."""
+    qg = quorumgate(sim=sim)
+    home = "ctrl3"
+    bob = _legacy_session_on(qg, sim, home)
+    bob.current_identity().expect(200)
+    sim.control.inject("500", PROBE, node=home, count=1000000)   # marked down first...
+    wait_view(qg, up={home: False})
+    sim.control.kill(home)                                        # ... then gone
+    sim.control.reset_requests()
+    t0 = time.monotonic()
+    r = bob.current_identity()
+    took = time.monotonic() - t0
+    j = assert_envelope(r, 401, "UNAUTHORIZED")
+    assert home in j["error"]["message"] and "cannot be reached" in j["error"]["message"], j
+    assert r.header("quorumgate-controller") == home
+    # the session policy's attempts, all at the home (never elsewhere)
+    assert 1 <= int(r.header("quorumgate-attempts")) <= 3, r.header("quorumgate-attempts")
+    assert nodes_that_saw(sim, _session_requests) == []
+    for _ in range(4):
+        assert_envelope(bob.current_identity(), 401, "UNAUTHORIZED")
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 5
+    assert qg.stderr_text().count(UNREACHABLE_LOG) == 1, qg.stderr_text()[-3000:]
+    print("401 after %.3f s" % took)
+    sim.control.clear_injections()
+
+
+def test_an_oidc_login_whose_home_fails_its_probes_completes_there(quorumgate, sim):
+    """The same for an OIDC login: its auth request lives in one
+    controller's memory; that controller marked down by its probes still
+    gets the login's next steps and the login completes."""
+    qg = quorumgate(sim=sim)
+    wait_view(qg, leader="ctrl1")
+    c = ZitiClient(qg.url)
+    box = {}
+
+    class FirstStepThenFault:
+        """The authorize step, then the home's probes start failing."""
+
+        def request(self, *a, **kw):
+            r = c.request(*a, **kw)
+            home = r.header("quorumgate-controller")
+            box["home"] = home
+            sim.control.inject("500", PROBE, node=home, count=1000000)
+            wait_view(qg, up={home: False})
+            sim.control.reset_requests()
+            return r
+
+    lg = oidc_login(FirstStepThenFault(), c, "alice", "alice-pw")
+    home = box["home"]
+    assert lg.ok, lg.failed_step
+    assert set(lg.controllers()) == {home}, lg.controllers()
+    assert nodes_that_saw(sim, is_oidc_login) == [home]
+    assert _counter(qg, "affinity_home_down_total", home) >= 2
+    sim.control.clear_injections()
+
+
+def test_a_home_no_longer_configured_gets_the_401_envelope(quorumgate, sim):
+    """The shared Redis names a home this process does not have (removed from
+    its configuration): the session is out of reach, quorumgate answers 401
+    itself and asks nobody."""
+    qa = quorumgate(sim=sim, name="qa")
+    wait_view(qa, leader="ctrl1")
+    bob = ZitiClient(qa.url)
+    bob.legacy_login("bob", "bob-pw").expect(200)
+    keys = [k for k in redis_dump(qa.redis) if k.startswith(b"qg:aff:sess:")]
+    assert len(keys) == 1, keys
+    redis_call(qa.redis, "SET", keys[0], "ctrl-retired", "PX", "60000")
+    qb = quorumgate(sim=sim, name="qb")      # no local entry: reads Redis
+    wait_view(qb, leader="ctrl1")
+    other = ZitiClient(qb.url)
+    other.zt_session = bob.zt_session
+    sim.control.reset_requests()
+    j = assert_envelope(other.current_identity(), 401, "UNAUTHORIZED")
+    assert "not configured" in j["error"]["message"], j
+    assert nodes_that_saw(sim, _session_requests) == []
+
+
+def test_a_call_waiting_for_a_connection_to_a_busy_home_is_not_told_the_session_is_gone(quorumgate, sim):
+    """A slow home holds every pooled connection (upstream.max_connections):
+    a call that times out waiting for one never reached the controller, but
+    the controller is there -- the answer is quorumgate's 504 (the class's
+    retries spent), never the 401 that would end the session."""
+    qg = quorumgate({"upstream": {"max_connections": 1},
+                     "retry": {"policies": {"session": {"per_try_timeout": "400ms", "deadline": "3s"}}}},
+                    sim=sim)
+    home = "ctrl1"
+    bob = _legacy_session_on(qg, sim, home)
+    sim.control.inject("500", PROBE, node=home, count=1000000)
+    wait_view(qg, up={home: False})
+    # an MFA read of the session (class mfa: per-try timeout 6 s) holds the
+    # only connection for 2 s
+    sim.control.inject("delay", "/edge/client/v1/current-identity/mfa", node=home, count=1, delay_ms=2000)
+    first = {}
+    before = _counter(qg, "affinity_home_down_total", home)
+    t = threading.Thread(target=lambda: first.setdefault("r", bob.mfa_get()), daemon=True)
+    t.start()
+    # routed (and so started: the attempt begins in the same step) to the home
+    wait_until(lambda: _counter(qg, "affinity_home_down_total", home) > before, timeout=5,
+               what="the first call sent")
+    other = ZitiClient(qg.url)
+    other.zt_session = bob.zt_session
+    r = other.request("GET", "/edge/client/v1/current-api-session")
+    # the session class's 3 tries of 400 ms, each waiting for the connection
+    assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
+    t.join(10)
+    # the controller's own answer (no enrollment yet), from the home
+    assert first["r"].status == 404, first["r"].status
+    assert first["r"].header("quorumgate-controller") == home
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    # the home still has the session: once it is free, the session works
+    assert bob.current_identity().expect(200).header("quorumgate-controller") == home
+    sim.control.clear_injections()
