@@ -180,3 +180,40 @@ def test_a_home_no_longer_configured_gets_the_401_envelope(quorumgate, sim):
     j = assert_envelope(other.current_identity(), 401, "UNAUTHORIZED")
     assert "not configured" in j["error"]["message"], j
     assert nodes_that_saw(sim, _session_requests) == []
+
+
+def test_a_call_waiting_for_a_connection_to_a_busy_home_is_not_told_the_session_is_gone(quorumgate, sim):
+    """A slow home holds every pooled connection (upstream.max_connections):
+    a call that times out waiting for one never reached the controller, but
+    the controller is there -- the answer is quorumgate's 504 (the class's
+    retries spent), never the 401 that would end the session."""
+    qg = quorumgate({"upstream": {"max_connections": 1},
+                     "retry": {"policies": {"session": {"per_try_timeout": "400ms", "deadline": "3s"}}}},
+                    sim=sim)
+    home = "ctrl1"
+    bob = _legacy_session_on(qg, sim, home)
+    sim.control.inject("500", PROBE, node=home, count=1000000)
+    wait_view(qg, up={home: False})
+    # an MFA read of the session (class mfa: per-try timeout 6 s) holds the
+    # only connection for 2 s
+    sim.control.inject("delay", "/edge/client/v1/current-identity/mfa", node=home, count=1, delay_ms=2000)
+    first = {}
+    before = _counter(qg, "affinity_home_down_total", home)
+    t = threading.Thread(target=lambda: first.setdefault("r", bob.mfa_get()), daemon=True)
+    t.start()
+    # routed (and so started: the attempt begins in the same step) to the home
+    wait_until(lambda: _counter(qg, "affinity_home_down_total", home) > before, timeout=5,
+               what="the first call sent")
+    other = ZitiClient(qg.url)
+    other.zt_session = bob.zt_session
+    r = other.request("GET", "/edge/client/v1/current-api-session")
+    # the session class's 3 tries of 400 ms, each waiting for the connection
+    assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
+    t.join(10)
+    # the controller's own answer (no enrollment yet), from the home
+    assert first["r"].status == 404, first["r"].status
+    assert first["r"].header("quorumgate-controller") == home
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    # the home still has the session: once it is free, the session works
+    assert bob.current_identity().expect(200).header("quorumgate-controller") == home
+    sim.control.clear_injections()
