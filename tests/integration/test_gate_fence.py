@@ -13,8 +13,8 @@ from tests.conftest import IDENTITIES
 from tests.ctrlsim.client import ZitiClient
 from tests.integration.routing_support import oidc_login
 
-from tests.integration.gate_support import (Background, client, fence_of, last_seq, replication, requests_on, settled,
-                                            start_enrollment, timed, totp_now, wait_all_have,
+from tests.integration.gate_support import (STEADY_HEALTH, Background, client, fence_of, last_seq, replication,
+                                            requests_on, settled, start_enrollment, timed, totp_now, wait_all_have,
                                             wait_controller_up, wait_fenced, wait_until)
 
 READS = 24
@@ -59,7 +59,8 @@ def reads_landing_on(qg, c, node, n=READS):
 
 def test_fenced_identity_is_kept_away_from_the_controller_until_it_acknowledges(quorumgate):
     qg = quorumgate({"gate": {"mode": "majority", "timeout": "%dms" % (GATE_TIMEOUT_S * 1000),
-                              "probe": {"initial": "20ms", "max": "100ms"}}})
+                              "probe": {"initial": "20ms", "max": "100ms"}},
+                     "health": STEADY_HEALTH})
     sim = qg.sim
     leader, (lagging, other) = roles(sim)
     alice, mfa_id, secret, answered_at = fenced_verify(qg, lagging)

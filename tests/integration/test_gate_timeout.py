@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.integration.gate_support import (change_id, client, direct, identity_hex, metric, MFA_PATH,
+from tests.integration.gate_support import (STEADY_HEALTH, change_id, client, direct, identity_hex, metric, MFA_PATH,
                                             mfa_states, redis_client, replication, requests_on, settled,
                                             start_enrollment, timed, totp_now, wait_fenced, wait_until)
 
@@ -24,7 +24,10 @@ def setup(quorumgate, on_timeout=None, lag_ms=4000, timeout_ms=TIMEOUT_MS):
     g = {"mode": "healthy", "timeout": "%dms" % timeout_ms, "probe": {"initial": "20ms", "max": "100ms"}}
     if on_timeout:
         g["on_timeout"] = on_timeout
-    qg = quorumgate({"gate": g})
+    # mode healthy stops waiting for a controller that goes down: a stall
+    # of the simulator longer than the suite's 500 ms health timeout (1.5 s
+    # reproduces it) would release the wait early, naming the lagging one
+    qg = quorumgate({"gate": g, "health": STEADY_HEALTH})
     sim = qg.sim
     leader = sim.control.leader()
     lagging = [n for n in sim.node_ids if n != leader][0]

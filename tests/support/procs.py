@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
-from .resp import resp_encode
+from .resp import RedisClient, resp_encode
 from .yamlout import dump_yaml
 
 
@@ -85,6 +85,21 @@ def make_certs(directory, names=("localhost", "ctrl.ziti.test"), ips=("127.0.0.1
 # ---------------------------------------------------------------------------
 # redis
 
+def answered_by_pid(port, pid):
+    """A redis-server (or sentinel) on 127.0.0.1:port answers, and it is
+    process pid (INFO server's process_id; any process when pid is None)."""
+    try:
+        c = RedisClient(port, timeout=2.0)
+        try:
+            info = c("INFO", "server")
+        finally:
+            c.close()
+    except (OSError, RuntimeError):
+        return False
+    if not isinstance(info, bytes):
+        return False
+    return pid is None or ("\nprocess_id:%d\r" % pid).encode() in info
+
 class RedisServer:
     """A throw-away redis-server on a free loopback port, no persistence."""
 
@@ -136,10 +151,11 @@ class RedisServer:
             return data
 
     def ping(self):
-        try:
-            return self.command("PING") == b"+PONG\r\n"
-        except OSError:
-            return False
+        """This server answers: the redis-server on its port is our process.
+        A free port can be taken by another redis-server (a concurrent test
+        run) between free_port() and our bind; ours then exits at once, but
+        a bare PING would have been answered by the other one meanwhile."""
+        return answered_by_pid(self.port, self.proc.pid if self.proc else None)
 
     def stop(self):
         if self.proc is not None:
@@ -222,6 +238,9 @@ class Quorumgate:
         self.passthrough_address = None
         self.exit_code = None
         self.killed_by_us = False
+        # argv put before the binary; it must exec it in the same process
+        # (so that the PID stays quorumgate's), e.g. unshare without --fork
+        self.prefix = []
 
     def write_config(self, config=None):
         if config is not None:
@@ -237,7 +256,7 @@ class Quorumgate:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.proc = subprocess.Popen([self.binary, "-c", self.config_path], stdout=self._out, stderr=self._err,
+        self.proc = subprocess.Popen(self.prefix + [self.binary, "-c", self.config_path], stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir, env=env)
 
         def listening():

@@ -334,10 +334,22 @@ class PrometheusServer:
             conn.close()
 
     def _ready(self):
+        """Ready, and it is ours: the free port may have been taken by another
+        Prometheus (a concurrent run) before ours bound it (ours then exits,
+        but the other one says ready meanwhile)."""
         try:
-            return self._get("/-/ready")[0] == 200
+            if self._get("/-/ready")[0] != 200:
+                return False
+            status, body = self._get("/api/v1/status/flags")
         except OSError:
             return False
+        if status != 200:
+            return False
+        try:
+            flags = json.loads(body)["data"]
+        except (ValueError, KeyError, TypeError):
+            return False
+        return flags.get("config.file") == self.config_path
 
     def api(self, path, **params):
         q = ("?" + urllib.parse.urlencode(params)) if params else ""

@@ -5,7 +5,7 @@ failover takes a second or two."""
 import os
 import subprocess
 
-from .procs import RedisServer, free_port, stop_pid, wait_until
+from .procs import RedisServer, answered_by_pid, free_port, stop_pid, wait_until
 from .resp import RedisClient
 
 MASTER_NAME = "qgmaster"
@@ -66,10 +66,8 @@ class SentinelProcess:
         raise RuntimeError("redis sentinel did not start: see %s" % self.log_path)
 
     def ping(self):
-        try:
-            return command(self.port, "PING") == "PONG"
-        except (OSError, RuntimeError, ValueError):
-            return False
+        """Answers, and it is our process (see RedisServer.ping)."""
+        return answered_by_pid(self.port, self.proc.pid if self.proc else None)
 
     @property
     def address(self):

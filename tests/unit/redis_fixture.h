@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,20 +39,41 @@ static inline int redis_fixture_free_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* Our server accepts connections: asked on its unix socket, which is in
+ * our directory and made after the TCP listener.  A connect to the TCP
+ * port could be answered by another process that took the free port
+ * between redis_fixture_free_port() and the server's bind (ours then
+ * exits), or by a TCP self-connect while nothing listens there yet. */
 static inline bool redis_fixture_answers(const struct redis_fixture *s)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)s->port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->sock);
     bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
     close(fd);
     return ok;
 }
 
+static inline bool redis_fixture_try(struct redis_fixture *s);
+
 /* Starts the server (in its directory and on its port when it ran before)
- * and waits (at most 5 s) until it accepts connections. */
+ * and waits (at most 5 s) until it accepts connections.  A port it chose
+ * itself that another process took first is chosen again (5 times). */
 static inline void redis_fixture_start(struct redis_fixture *s)
+{
+    bool chosen = !s->port;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        if (redis_fixture_try(s))
+            return;
+        if (!chosen)
+            break;
+        s->port = 0;
+    }
+    fail_msg("redis-server exited during startup (see %s/redis.log)", s->dir);
+}
+
+/* One start; false when the server exited during startup. */
+static inline bool redis_fixture_try(struct redis_fixture *s)
 {
     char port[16], logf[128];
     if (!s->dir[0]) {
@@ -88,13 +110,14 @@ static inline void redis_fixture_start(struct redis_fixture *s)
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             s->pid = 0;
-            fail_msg("redis-server exited during startup (see %s)", logf);
+            return false;
         }
         if (redis_fixture_answers(s))
-            return;
+            return true;
         usleep(10 * 1000);
     }
     fail_msg("redis-server did not start listening on port %d", s->port);
+    return false;
 }
 
 /* Kills the server by PID (SIGKILL); its directory and port stay. */
