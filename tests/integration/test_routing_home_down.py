@@ -217,3 +217,31 @@ def test_a_call_waiting_for_a_connection_to_a_busy_home_is_not_told_the_session_
     # the home still has the session: once it is free, the session works
     assert bob.current_identity().expect(200).header("quorumgate-controller") == home
     sim.control.clear_injections()
+
+
+def test_an_oidc_login_whose_home_is_killed_gets_the_401_envelope(quorumgate, sim):
+    """The auth request lived in the killed controller's memory: the next
+    step of the login is answered 401 UNAUTHORIZED by quorumgate (naming the
+    home; the client starts the login again), never sent elsewhere."""
+    qg = quorumgate(sim=sim)
+    wait_view(qg, leader="ctrl1")
+    c = ZitiClient(qg.url)
+    box = {}
+
+    class FirstStepThenKill:
+        def request(self, *a, **kw):
+            r = c.request(*a, **kw)
+            box["home"] = home = r.header("quorumgate-controller")
+            sim.control.kill(home)
+            sim.control.reset_requests()
+            return r
+
+    lg = oidc_login(FirstStepThenKill(), c, "alice", "alice-pw")
+    home = box["home"]
+    assert not lg.ok
+    name, r = lg.steps[-1]
+    assert name == "login-page", lg.steps
+    j = assert_envelope(r, 401, "UNAUTHORIZED")
+    assert home in j["error"]["message"] and "cannot be reached" in j["error"]["message"], j
+    assert nodes_that_saw(sim, is_oidc_login) == []
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 1
