@@ -1,7 +1,9 @@
 /* loop.c - see loop.h.  Wraps libuv. */
 #include "base/loop.h"
 
+#include <netdb.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #include "base/util.h"
@@ -45,6 +47,12 @@ struct loop_defer {
     uv_idle_t h;           /* active while scheduled: the loop polls
                               without blocking, then runs it once */
     loop_cb cb;
+    void *arg;
+};
+
+struct loop_resolve {
+    uv_getaddrinfo_t req;  /* first member: request pointer == struct */
+    loop_resolve_cb cb;    /* NULL once cancelled */
     void *arg;
 };
 
@@ -291,4 +299,47 @@ void loop_defer_free(struct loop_defer *d)
         return;
     uv_idle_stop(&d->h);
     uv_close((uv_handle_t *)&d->h, loop_close_cb);
+}
+
+static void loop_resolve_done(uv_getaddrinfo_t *req, int status,
+                              struct addrinfo *ai)
+{
+    struct loop_resolve *r = (struct loop_resolve *)req;
+    if (r->cb && status != UV_ECANCELED)
+        r->cb(r->arg, status == 0 ? ai : NULL,
+              status == 0 ? NULL : uv_strerror(status));
+    uv_freeaddrinfo(ai);
+    free(r);
+}
+
+struct loop_resolve *loop_resolve(struct loop *l, const char *host,
+                                  const char *service, loop_resolve_cb cb,
+                                  void *arg)
+{
+    struct loop_resolve *r = xcalloc(1, sizeof(*r));
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV; /* no AI_ADDRCONFIG: it drops the
+                                        loopback family a host lacks
+                                        elsewhere */
+    r->cb = cb;
+    r->arg = arg;
+    int rc = uv_getaddrinfo(&l->uv, &r->req, loop_resolve_done, host, service,
+                            &hints);
+    if (rc != 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void loop_resolve_cancel(struct loop_resolve *r)
+{
+    if (!r)
+        return;
+    r->cb = NULL;
+    uv_cancel((uv_req_t *)&r->req); /* fails once running: then it ends
+                                        by itself and is freed in done */
 }

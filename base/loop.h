@@ -19,6 +19,8 @@ struct loop_async;
 struct loop_signal;
 struct loop_prepare;
 struct loop_defer;
+struct loop_resolve;
+struct addrinfo;
 
 typedef void (*loop_cb)(void *arg);
 /* events: LOOP_READ / LOOP_WRITE that are ready, LOOP_ERROR on poll error. */
@@ -75,5 +77,20 @@ void loop_defer_free(struct loop_defer *d);
  * (used to flush per-iteration batches such as the access log). */
 struct loop_prepare *loop_prepare_new(struct loop *l, loop_cb cb, void *arg);
 void loop_prepare_free(struct loop_prepare *p);
+
+/* Name resolution (getaddrinfo) on libuv's thread pool: the loop never
+ * blocks.  service is a port number (never looked up by name); any address
+ * family.  cb runs once on the loop's thread with the addresses in the
+ * resolver's order (ai, released after cb returns) or ai NULL and err (the
+ * resolver's message), unless the resolution was cancelled first.  The
+ * handle is the loop's: it is released after cb, or after a cancel.
+ * NULL: the resolution could not start (bad arguments); cb never runs. */
+typedef void (*loop_resolve_cb)(void *arg, const struct addrinfo *ai,
+                                const char *err);
+struct loop_resolve *loop_resolve(struct loop *l, const char *host,
+                                  const char *service, loop_resolve_cb cb,
+                                  void *arg);
+/* cb will not run.  Safe until cb has started, never after. */
+void loop_resolve_cancel(struct loop_resolve *r);
 
 #endif

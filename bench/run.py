@@ -324,7 +324,7 @@ listeners:
   address: "127.0.0.1:{admin}"
 controllers:
   - id: ctrl1
-    url: "{scheme}://127.0.0.1:{up}"
+    url: "{scheme}://{uphost}:{up}"
 upstream:
   max_connections: 64
 {tls_up}health:
@@ -337,7 +337,7 @@ log:
   level: warn
   access_log: {alog}
 """.format(port=port, admin=admin_port, up=up_port, key=key, tls_listen=tls_listen,
-           workers=WORKERS,
+           workers=WORKERS, uphost=UPSTREAM_HOST,
            tls_up=tls_up, scheme="https" if TLS else "http",
            alog=os.path.join(tmp, "quorumgate-access.log") if access_log else "off")
 
@@ -826,10 +826,11 @@ def profile(tmp, args):
 CPUS = False
 TLS = None     # --tls: {"ca", "cert", "key"} for every server and proxy
 WORKERS = 1    # --workers: processes/threads of every server and proxy
+UPSTREAM_HOST = "127.0.0.1"  # --upstream-host: the host of quorumgate's controller URL
 
 
 def main():
-    global CPUS, TLS, WORKERS
+    global CPUS, TLS, WORKERS, UPSTREAM_HOST
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-rel", "quorumgate"))
     ap.add_argument("--duration", type=int, default=10)
@@ -854,6 +855,9 @@ def main():
     ap.add_argument("--tls", action="store_true",
                     help="compare over TLS: clients to every proxy and every proxy to the "
                     "upstream over HTTPS (TLS 1.3, one certificate, upstream verified)")
+    ap.add_argument("--upstream-host", default="127.0.0.1",
+                    help="the host in quorumgate's controller URL: a name (localhost) is "
+                    "resolved by quorumgate itself; nginx and HAProxy keep 127.0.0.1")
     ap.add_argument("--profile-dir", help="where --only profile writes its report")
     ap.add_argument("--call-graph", default="fp", help="perf --call-graph mode (fp, dwarf)")
     args = ap.parse_args()
@@ -869,6 +873,7 @@ def main():
                  % args.bin)
     CPUS = len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
     WORKERS = max(1, args.workers)
+    UPSTREAM_HOST = args.upstream_host
     if WORKERS > 1:
         CPUS = False  # PIN=none: the kernel spreads every server's workers
     if WORKERS > 1:

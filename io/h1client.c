@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "base/list.h"
+#include "base/log.h"
 #include "base/loop.h"
 #include "base/util.h"
 #include "io/h1client_impl.h"
@@ -129,36 +130,6 @@ static void h1_deferred(void *arg)
 
 /* ---- origins and dispatch ---------------------------------------------- */
 
-static bool h1_parse_addr(const char *host, size_t hlen, unsigned port,
-                          struct sockaddr_storage *ss, socklen_t *len)
-{
-    char tmp[64];
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host++;
-        hlen -= 2;
-    }
-    if (hlen >= sizeof(tmp))
-        return false;
-    memcpy(tmp, host, hlen);
-    tmp[hlen] = '\0';
-    memset(ss, 0, sizeof(*ss));
-    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, tmp, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*a4);
-        return true;
-    }
-    if (inet_pton(AF_INET6, tmp, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*a6);
-        return true;
-    }
-    return false; /* a name: libcurl resolves it without blocking */
-}
-
 /* "host:port" with host maybe in brackets; port required. */
 static bool h1_split_hostport(const char *s, size_t n, size_t *hlen,
                               unsigned *port)
@@ -193,19 +164,24 @@ static struct h1origin *h1_origin_new(struct h1client *c, const char *url,
     unsigned port;
     if (!h1_split_hostport(auth, alen, &hlen, &port))
         return NULL;
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    if (connect_to) { /* "name:port:addr:port" */
+    /* where to connect: connect_to's address ("name:port:addr:port")
+     * when given, else the URL's host; a name is resolved */
+    const char *rhost = auth;
+    size_t rlen = hlen;
+    unsigned rport = port;
+    if (connect_to) {
         const char *a = strchr(connect_to, ':');
         a = a ? strchr(a + 1, ':') : NULL;
-        size_t ahlen;
-        unsigned aport;
-        if (!a || !h1_split_hostport(a + 1, strlen(a + 1), &ahlen, &aport) ||
-            !h1_parse_addr(a + 1, ahlen, aport, &ss, &sslen))
+        if (!a || !h1_split_hostport(a + 1, strlen(a + 1), &rlen, &rport))
             return NULL;
-    } else if (!h1_parse_addr(auth, hlen, port, &ss, &sslen)) {
-        return NULL;
+        rhost = a + 1;
     }
+    if (rlen >= 2 && rhost[0] == '[' && rhost[rlen - 1] == ']') {
+        rhost++;
+        rlen -= 2;
+    }
+    if (rlen == 0 || rlen > 253 || memchr(rhost, '\0', rlen))
+        return NULL;
     if (tls && !c->tls) {
         char err[200];
         if (c->tls_failed)
@@ -218,24 +194,101 @@ static struct h1origin *h1_origin_new(struct h1client *c, const char *url,
         }
     }
     struct h1origin *o = xcalloc(1, sizeof(*o));
+    o->c = c;
     o->key = h1_strndup(url, key_len);
     o->key_len = key_len;
     o->connect_to = connect_to ? xstrdup(connect_to) : NULL;
     o->tls = tls;
     bool default_port = port == (tls ? 443u : 80u);
     o->host_hdr = h1_strndup(auth, default_port ? hlen : alen);
+    /* the certificate name and SNI: always the URL's host, never the
+     * address connected to */
     if (hlen >= 2 && auth[0] == '[')
         o->name = h1_strndup(auth + 1, hlen - 2);
     else
         o->name = h1_strndup(auth, hlen);
-    o->addr = ss;
-    o->addr_len = sslen;
+    o->rname = h1_strndup(rhost, rlen);
+    o->port = rport;
+    h1addr_init(&o->addr, rhost, rlen, rport);
     list_init(&o->idle);
     list_init(&o->waiting);
     c->origins = xrealloc(c->origins,
                           (size_t)(c->n_origins + 1) * sizeof(*c->origins));
     c->origins[c->n_origins++] = o;
     return o;
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+/* The waiting exchanges of o, which has no address: each fails as a
+ * connect failure of its controller (nothing was written). */
+static void h1_origin_fail_waiting(struct h1origin *o, bool sync)
+{
+    struct list *l;
+    while ((l = list_first(&o->waiting))) {
+        struct h1x *x = h1x_of(l);
+        h1x_unwait(x);
+        x->r->unreachable = true;
+        h1client_finish(x, UPSTREAM_CONNECT_ERROR, o->res_err, sync);
+    }
+}
+
+static void h1_resolve_failed(struct h1origin *o, const char *err, bool sync)
+{
+    struct h1client *c = o->c;
+    snprintf(o->res_err, sizeof(o->res_err), "resolve %s: %s", o->rname,
+             err);
+    if (h1addr_failed(&o->addr, loop_now_ms(c->loop)) && c->log)
+        log_warn(c->log,
+                 "controller host %s does not resolve (%s); %s",
+                 o->rname, err,
+                 o->addr.n ? "its last known addresses are still used"
+                           : "requests for it fail as connect errors");
+    if (o->addr.n == 0)
+        h1_origin_fail_waiting(o, sync);
+}
+
+static void h1_resolved(void *arg, const struct addrinfo *ai,
+                        const char *err)
+{
+    struct h1origin *o = arg;
+    struct h1client *c = o->c;
+    bool recovered;
+    o->res = NULL;
+    if (!ai) {
+        h1_resolve_failed(o, err, false);
+        return;
+    }
+    if (h1addr_resolved(&o->addr, ai, o->port, loop_now_ms(c->loop),
+                        &recovered) == 0) {
+        h1_resolve_failed(o, "no IPv4 or IPv6 address", false);
+        return;
+    }
+    if (recovered && c->log)
+        log_info(c->log, "controller host %s resolves again", o->rname);
+    h1client_serve(o, false);
+}
+
+static void h1_resolve(struct h1origin *o, bool sync)
+{
+    struct h1client *c = o->c;
+    char port[8];
+    h1addr_begin(&o->addr);
+    if (h1addr_never_resolves(o->rname, strlen(o->rname))) {
+        h1_resolve_failed(o, "RFC 6761: .invalid never resolves", sync);
+        return;
+    }
+    snprintf(port, sizeof(port), "%u", o->port);
+    o->res = loop_resolve(c->loop, o->rname, port, h1_resolved, o);
+    if (!o->res)
+        h1_resolve_failed(o, "the resolver refused the name", sync);
+}
+
+void h1client_unreachable(struct h1origin *o)
+{
+    h1addr_unreachable(&o->addr);
+    if (h1addr_check(&o->addr, loop_now_ms(o->c->loop)) == H1ADDR_REFRESH)
+        h1_resolve(o, false);
 }
 
 static struct h1origin *h1_origin(struct h1client *c,
@@ -289,6 +342,8 @@ static bool h1x_dispatch(struct h1x *x, bool sync)
 {
     struct h1origin *o = x->o;
     struct h1client *c = x->c;
+    if (o->addr.n == 0)
+        return false; /* its name is being resolved */
     if (!x->r->fresh_connection) {
         struct h1conn *k = h1origin_idle(o);
         if (k) {
@@ -325,9 +380,15 @@ static void h1x_timeout(void *arg)
 {
     struct h1x *x = arg;
     struct h1conn *k = x->conn;
-    if (!k) { /* still waiting for a connection */
+    if (!k) { /* still waiting for a connection, or for its name */
+        if (!x->o->addr.n) /* not a pooled connection: the name */
+            x->r->unreachable = true;
         h1client_finish(x, UPSTREAM_CONNECT_TIMEOUT,
-                   "no connection to the controller in time", false);
+                        x->o->addr.n ? "no connection to the controller "
+                                       "in time"
+                                     : "the controller's name did not "
+                                       "resolve in time",
+                        false);
         return;
     }
     bool connecting = k->state == C_CONNECTING || k->state == C_HANDSHAKE;
@@ -355,6 +416,7 @@ struct h1client *h1client_new(struct loop *loop,
     c->cert_file = h1_dup(s->cert_file);
     c->key_file = h1_dup(s->key_file);
     c->verify = s->verify;
+    c->log = s->log;
     c->defer = loop_defer_new(loop, h1_deferred, c);
     h1client_set_settings(c, s);
     return c;
@@ -401,7 +463,9 @@ void h1client_free(struct h1client *c)
             h1x_unwait(x);
             h1x_destroy(x);
         }
+        loop_resolve_cancel(o->res);
         h1tls_session_free(&o->session);
+        free(o->rname);
         free(o->key);
         free(o->connect_to);
         free(o->host_hdr);
@@ -426,6 +490,7 @@ bool h1client_start(struct h1client *c, struct upstream_req *r)
     if (!o)
         return false;
     upstream_req_reset(r);
+    r->via_own_client = true;
     struct h1x *x = h1x_get(c);
     x->r = r;
     x->o = o;
@@ -434,12 +499,20 @@ bool h1client_start(struct h1client *c, struct upstream_req *r)
     r->priv = x;
     r->on_own_client = true;
     c->active++;
+    enum h1addr_next next = h1addr_check(&o->addr, loop_now_ms(c->loop));
+    if (next == H1ADDR_FAILED) { /* resolved in vain a moment ago */
+        r->unreachable = true;
+        h1client_finish(x, UPSTREAM_CONNECT_ERROR, o->res_err, true);
+        return true;
+    }
     if (r->timeout_ms)
         loop_timer_start(x->timer, r->timeout_ms, 0);
-    if (list_empty(&o->waiting) && h1x_dispatch(x, true))
-        return true;
-    x->waiting = true; /* behind the others, in order */
-    list_insert_tail(&o->waiting, &x->link);
+    if (!list_empty(&o->waiting) || !h1x_dispatch(x, true)) {
+        x->waiting = true; /* behind the others, in order */
+        list_insert_tail(&o->waiting, &x->link);
+    }
+    if (next == H1ADDR_REFRESH || next == H1ADDR_RESOLVE)
+        h1_resolve(o, true);
     return true;
 }
 

@@ -2,7 +2,8 @@
  * one loop: kept-alive connection pools per controller (at most
  * max_host_connections each, further requests wait in order), TLS through
  * h1tls, answers parsed by h1parse, no allocation per exchange once warm
- * (exchanges, buffers and connections are recycled).  Driven through
+ * (exchanges, buffers and connections are recycled); controllers by IP
+ * address or by name (resolved without blocking).  Driven through
  * upstream.h: upstream_start() hands it the requests marked own_client.
  *
  * It never sends a request twice: an exchange that fails is reported, with
@@ -30,8 +31,13 @@ void h1client_free(struct h1client *c);
 void h1client_set_settings(struct h1client *c,
                            const struct upstream_settings *s);
 /* false: not a request this client takes (a scheme other than http/https,
- * a host that is not an IP literal, TLS material that does not load);
- * libcurl runs it instead.  true: done runs later, never inside this call. */
+ * a URL or connect_to it cannot parse, TLS material that does not load);
+ * libcurl runs it instead.  true: done runs later, never inside this call.
+ * A host name (the URL's, or connect_to's address) is resolved on the loop
+ * (h1addr.h has the rules); requests wait for its first resolution within
+ * their timeout, and fail as UPSTREAM_CONNECT_ERROR (nothing written) when
+ * it does not resolve.  Host, SNI and the certificate check use the URL's
+ * host, never the address. */
 bool h1client_start(struct h1client *c, struct upstream_req *r);
 void h1client_cancel(struct h1client *c, struct upstream_req *r);
 int h1client_active(const struct h1client *c);

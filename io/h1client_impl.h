@@ -15,6 +15,7 @@
 #include "base/buf.h"
 #include "base/h1parse.h"
 #include "base/list.h"
+#include "io/h1addr.h"
 #include "io/h1client.h"
 #include "io/upstream.h"
 
@@ -23,6 +24,8 @@ struct h1tls_ctx;
 struct loop_io;
 struct loop_timer;
 struct loop_defer;
+struct loop_resolve;
+struct log;
 
 #define H1_RBUF 16384          /* read buffer of a connection, to start */
 #define H1_MAX_HEAD 65536      /* an answer's head (and its trailers) */
@@ -49,14 +52,19 @@ struct h1x {
 
 /* One controller address (scheme, authority and connect_to). */
 struct h1origin {
+    struct h1client *c;          /* borrowed */
     char *key;                   /* owned: "scheme://authority" */
     size_t key_len;
     char *connect_to;            /* owned, or NULL */
     bool tls;
     char *host_hdr;              /* owned: the Host value */
     char *name;                  /* owned: certificate name / SNI */
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
+    char *rname;                 /* owned: the host connected to (the URL's
+                                    or connect_to's), without brackets */
+    unsigned port;               /* the port connected to */
+    struct h1addr addr;          /* where rname is */
+    struct loop_resolve *res;    /* the resolution running, or NULL */
+    char res_err[160];           /* why the last resolution failed */
     struct list idle;            /* owned h1conns: kept-alive, last used
                                     first */
     int n_conns;                 /* open, idle or busy */
@@ -68,11 +76,13 @@ struct h1origin {
 struct h1conn {
     struct h1client *c;          /* borrowed */
     struct h1origin *o;          /* borrowed */
-    int fd;                      /* owned */
+    int fd;                      /* owned; -1 between addresses */
     struct loop_io *io;          /* owned */
     int events;
     struct h1tls *tls;           /* owned, or NULL */
     enum h1_state state;
+    int tries;                   /* addresses tried (connecting) */
+    int ai;                      /* index of the address connected to */
     struct h1x *x;               /* borrowed: the exchange in progress */
     struct buf out;              /* owned: request bytes */
     size_t out_off;
@@ -101,6 +111,7 @@ struct h1client {
     struct list spare;           /* owned h1xs */
     struct list deferred;        /* borrowed h1xs (live ones) */
     struct loop_defer *defer;    /* owned */
+    struct log *log;             /* borrowed, or NULL */
     int active;
 };
 
@@ -113,7 +124,11 @@ void h1client_finish(struct h1x *x, enum upstream_result res, const char *err,
  * now carry. */
 void h1client_serve(struct h1origin *o, bool sync);
 
-/* h1conn.c: a new connection to o for x. */
+/* h1client.c: a new connection reached none of o's addresses: they are
+ * resolved again (in the background). */
+void h1client_unreachable(struct h1origin *o);
+
+/* h1conn.c: a new connection to o for x (o has addresses). */
 void h1conn_open(struct h1client *c, struct h1origin *o, struct h1x *x,
                  bool sync);
 /* h1conn.c: x goes out on k (idle, connected). */

@@ -20,6 +20,8 @@
 static const struct h1parse_ops h1conn_parse_ops;
 static void h1conn_io(void *arg, int events);
 static void h1conn_connect_timeout(void *arg);
+static void h1conn_next(struct h1conn *k, enum upstream_result res,
+                        const char *why, bool sync, bool first);
 
 static void h1conn_want(struct h1conn *k, int events)
 {
@@ -38,7 +40,8 @@ void h1conn_close(struct h1conn *k)
     h1tls_free(k->tls);
     loop_io_free(k->io);
     loop_timer_free(k->timer);
-    close(k->fd);
+    if (k->fd >= 0)
+        close(k->fd);
     buf_free(&k->out);
     free(k->rbuf);
     free(k);
@@ -216,32 +219,80 @@ static void h1conn_handshake(struct h1conn *k)
         h1conn_fail(k, UPSTREAM_TLS_ERROR, err, false);
 }
 
+/* Connects k to the next of its origin's addresses not tried yet.  When
+ * every one was tried, the connection fails with res/msg (the last try's):
+ * nothing was written.  first: inside h1conn_open(), where the caller
+ * serves the origin's waiting exchanges itself. */
+static void h1conn_next(struct h1conn *k, enum upstream_result res,
+                        const char *why, bool sync, bool first)
+{
+    struct h1origin *o = k->o;
+    struct h1client *c = k->c;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s", why);
+    if (k->io) {
+        loop_io_free(k->io);
+        k->io = NULL;
+        k->events = 0;
+    }
+    if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
+    }
+    int i;
+    while ((i = h1addr_pick(&o->addr, k->tries)) >= 0) {
+        const struct sockaddr *sa = (const struct sockaddr *)&o->addr.a[i];
+        socklen_t salen = o->addr.len[i];
+        k->tries++;
+        k->ai = i;
+        int fd = socket(sa->sa_family,
+                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            res = UPSTREAM_CONNECT_ERROR;
+            snprintf(msg, sizeof(msg), "socket: %s", strerror(errno));
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
+            res = UPSTREAM_CONNECT_ERROR;
+            snprintf(msg, sizeof(msg), "connect: %s", strerror(errno));
+            close(fd);
+            continue;
+        }
+        k->io = loop_io_new(c->loop, fd, h1conn_io, k);
+        if (!k->io) {
+            res = UPSTREAM_CONNECT_ERROR;
+            snprintf(msg, sizeof(msg), "connect: cannot watch the socket");
+            close(fd);
+            continue;
+        }
+        k->fd = fd;
+        if (c->connect_timeout_ms)
+            loop_timer_start(k->timer, c->connect_timeout_ms, 0);
+        h1conn_want(k, LOOP_WRITE);
+        return;
+    }
+    /* none answered: resolve the name again (in the background) */
+    h1client_unreachable(o);
+    if (!first) {
+        h1conn_fail(k, res, msg, sync);
+        return;
+    }
+    struct h1x *x = k->x;
+    k->x = NULL;
+    h1conn_close(k);
+    x->r->unreachable = true;
+    h1client_finish(x, res, msg, sync);
+}
+
 void h1conn_open(struct h1client *c, struct h1origin *o, struct h1x *x,
                  bool sync)
 {
-    int fd = socket(o->addr.ss_family,
-                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    char msg[96];
-    if (fd < 0) {
-        snprintf(msg, sizeof(msg), "socket: %s", strerror(errno));
-        h1client_finish(x, UPSTREAM_CONNECT_ERROR, msg, sync);
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&o->addr, o->addr_len) < 0 &&
-        errno != EINPROGRESS) {
-        snprintf(msg, sizeof(msg), "connect: %s", strerror(errno));
-        close(fd);
-        x->r->unreachable = true;
-        h1client_finish(x, UPSTREAM_CONNECT_ERROR, msg, sync);
-        return;
-    }
     struct h1conn *k = xcalloc(1, sizeof(*k));
     k->c = c;
     k->o = o;
-    k->fd = fd;
-    k->io = loop_io_new(c->loop, fd, h1conn_io, k);
+    k->fd = -1;
     k->timer = loop_timer_new(c->loop, h1conn_connect_timeout, k);
     k->rcap = H1_RBUF;
     k->rbuf = xmalloc(k->rcap);
@@ -251,9 +302,7 @@ void h1conn_open(struct h1client *c, struct h1origin *o, struct h1x *x,
     list_init(&k->idle_link);
     list_insert_head(&c->conns, &k->link);
     o->n_conns++;
-    if (c->connect_timeout_ms)
-        loop_timer_start(k->timer, c->connect_timeout_ms, 0);
-    h1conn_want(k, LOOP_WRITE);
+    h1conn_next(k, UPSTREAM_CONNECT_ERROR, "no address", sync, true);
 }
 
 static void h1conn_connected(struct h1conn *k)
@@ -262,12 +311,13 @@ static void h1conn_connected(struct h1conn *k)
     socklen_t len = sizeof(err);
     if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
-    if (err) {
+    if (err) { /* refused, unreachable: nothing was written */
         char msg[96];
         snprintf(msg, sizeof(msg), "connect: %s", strerror(err));
-        h1conn_fail(k, UPSTREAM_CONNECT_ERROR, msg, false);
+        h1conn_next(k, UPSTREAM_CONNECT_ERROR, msg, false, false);
         return;
     }
+    h1addr_connected(&k->o->addr, k->ai);
     if (!k->o->tls) {
         h1conn_ready(k);
         return;
@@ -401,7 +451,11 @@ static void h1conn_io(void *arg, int events)
 static void h1conn_connect_timeout(void *arg)
 {
     struct h1conn *k = arg;
-    h1conn_fail(k, UPSTREAM_CONNECT_TIMEOUT, "connect timeout", false);
+    if (k->state == C_CONNECTING) /* the next address, if any */
+        h1conn_next(k, UPSTREAM_CONNECT_TIMEOUT, "connect timeout", false,
+                    false);
+    else
+        h1conn_fail(k, UPSTREAM_CONNECT_TIMEOUT, "connect timeout", false);
 }
 
 /* ---- answer capture ---------------------------------------------------- */

@@ -8,6 +8,7 @@
 #include "base/list.h"
 #include "base/loop.h"
 #include "base/util.h"
+#include "io/h1addr.h"
 #include "io/h1client.h"
 
 /* A connect_to line and its libcurl list, kept for the upstream's life. */
@@ -279,6 +280,7 @@ static void upstream_finish(struct upstream *u, CURL *e, CURLcode rc)
     curl_easy_getinfo(e, CURLINFO_REQUEST_SIZE, &reqsize);
     curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total_us);
     r->sent = reqsize > 0;
+    r->via_own_client = false;
     r->duration_ns = (uint64_t)total_us * 1000u;
     if (r->result != UPSTREAM_TOO_LARGE)
         r->result = upstream_map(rc, r->sent);
@@ -460,9 +462,40 @@ void upstream_free(struct upstream *u)
     free(u);
 }
 
+/* The host r connects to (connect_to's address, else the URL's) is in
+ * the domain "invalid", which never resolves (RFC 6761 6.4; h1addr.h):
+ * the resolver is not asked, not even by libcurl. */
+static bool upstream_never_resolves(const struct upstream_req *r)
+{
+    const char *h, *end;
+    if (r->connect_to) {
+        h = strchr(r->connect_to, ':');
+        h = h ? strchr(h + 1, ':') : NULL;
+        if (!h)
+            return false;
+        h++;
+        end = strrchr(h, ':');
+    } else {
+        h = strstr(r->url, "://");
+        if (!h)
+            return false;
+        h += 3;
+        end = h + strcspn(h, "/?#");
+        const char *colon = end;
+        while (colon > h && colon[-1] != ':' && colon[-1] != ']')
+            colon--;
+        if (colon > h && colon[-1] == ':')
+            end = colon - 1;
+    }
+    return end && end > h && h1addr_never_resolves(h, (size_t)(end - h));
+}
+
 void upstream_start(struct upstream *u, struct upstream_req *r)
 {
-    if (r->own_client && h1client_start(u->h1, r))
+    /* the request path runs on the own client; so does a request for a
+     * name that never resolves, which it fails at once */
+    if ((r->own_client || upstream_never_resolves(r)) &&
+        h1client_start(u->h1, r))
         return;
     CURL *e = upstream_easy_get(u);
     struct upstream_run *run = upstream_run_get(u);

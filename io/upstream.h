@@ -21,6 +21,7 @@
 #include "base/http.h"
 
 struct loop;
+struct log;
 struct upstream;
 
 struct upstream_settings {
@@ -31,6 +32,8 @@ struct upstream_settings {
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;        /* keep-alive connections older: closed */
     uint32_t max_host_connections;   /* per controller */
+    struct log *log;                 /* borrowed: why a controller's name
+                                        does not resolve; NULL = quiet */
 };
 
 enum upstream_result {
@@ -73,6 +76,7 @@ struct upstream_req {
     enum upstream_result result;
     int status;                      /* 0 unless UPSTREAM_OK */
     bool sent;                       /* request bytes went out */
+    bool via_own_client;             /* h1client.h ran it, not libcurl */
     bool unreachable;                /* no connection to the controller
                                         could be made: refused or
                                         unreachable, or the connection (TLS

@@ -242,6 +242,8 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
     metrics_inc(a->metrics, M_UPSTREAM_ATTEMPTS_TOTAL, node, o);
     metrics_observe_ns(a->metrics, M_UPSTREAM_DURATION_SECONDS, node,
                        r->duration_ns);
+    metrics_inc(a->metrics, M_UPSTREAM_CLIENT_ATTEMPTS_TOTAL,
+                r->via_own_client ? M_CLIENT_OWN : M_CLIENT_LIBCURL);
 
     if (r->result == UPSTREAM_CONNECT_ERROR)
         worker_report_failure(w, node, true);

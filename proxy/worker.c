@@ -75,6 +75,7 @@ void worker_upstream_settings(const struct config *cfg,
     s->connect_timeout_ms = cfg->upstream.connect_timeout_ms;
     s->idle_timeout_ms = cfg->upstream.idle_timeout_ms;
     s->max_host_connections = cfg->upstream.max_connections;
+    s->log = NULL; /* the caller's, if it wants one */
 }
 
 uint64_t worker_rand(struct worker *w)
@@ -284,6 +285,7 @@ struct worker *worker_new(struct app *app, const struct worker_events *ev,
     w->rng |= 1;
     w->outstanding = xcalloc((size_t)cfg->n_controllers, sizeof(int));
     worker_upstream_settings(cfg, &us);
+    us.log = app->log;
     w->up = upstream_new(w->loop, &us);
     w->wake = loop_async_new(w->loop, worker_wake, w);
     log_batch_init(&w->access, app->log);

@@ -238,6 +238,9 @@ class Quorumgate:
         self.passthrough_address = None
         self.exit_code = None
         self.killed_by_us = False
+        # argv put before the binary; it must exec it in the same process
+        # (so that the PID stays quorumgate's), e.g. unshare without --fork
+        self.prefix = []
 
     def write_config(self, config=None):
         if config is not None:
@@ -253,7 +256,7 @@ class Quorumgate:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.proc = subprocess.Popen([self.binary, "-c", self.config_path], stdout=self._out, stderr=self._err,
+        self.proc = subprocess.Popen(self.prefix + [self.binary, "-c", self.config_path], stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir, env=env)
 
         def listening():

@@ -34,6 +34,7 @@ class ScriptedUpstream:
         if tls:
             self.ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ssl_ctx.load_cert_chain(tls[0], tls[1])
+            self.ssl_ctx.sni_callback = self._on_sni
         self.lock = threading.Lock()
         self.actions = collections.deque()
         self.records = []
@@ -41,6 +42,7 @@ class ScriptedUpstream:
         self.open_conns = 0
         self.max_open = 0
         self.resumed = {}          # conn number -> TLS session reused
+        self.sni = []              # the server name of every TLS handshake
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -128,6 +130,11 @@ class ScriptedUpstream:
             rest += chunk
         req = {"method": method, "target": target, "headers": headers, "body": rest[:n]}
         return req, rest[n:]
+
+    def _on_sni(self, sslsock, server_name, ctx):
+        with self.lock:
+            self.sni.append(server_name)
+        return None
 
     def _health(self, s):
         status = 200 if self.leader else 429
