@@ -79,6 +79,11 @@ static void pipeline_gate_read_done(struct upstream_req *r, void *arg)
                         true);
     bool no_answer = r->result != UPSTREAM_OK || r->status == 429 ||
                      (r->status >= 500 && r->status <= 599);
+    if (rq->home >= 0 && rq->node == rq->home && r->unreachable) {
+        /* nobody can stand in for a hard home: the session is gone */
+        request_answer_home_unreachable(rq, r);
+        return;
+    }
     if (no_answer && loop_now_ms(rq->w->loop) < ps->deadline_ms) {
         /* the leader died or is changing (seen on a real cluster: the read
          * met the killed leader before the cluster view did): without the
@@ -101,9 +106,10 @@ static bool pipeline_gate_read(struct request *rq)
     struct app *a = pipeline_app(rq);
     struct worker *w = rq->w;
     uint64_t now = loop_now_ms(w->loop);
-    /* a legacy session can only be read where it lives */
+    /* a legacy session can only be read where it lives: there even while
+     * its probes mark it down (slow is not gone, routing/route.h) */
     int leader = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
-    if (leader < 0 || !cluster_up(a->cluster, leader)) {
+    if (leader < 0 || (rq->home < 0 && !cluster_up(a->cluster, leader))) {
         if (now >= rq->pipe.deadline_ms) {
             request_answer_error(rq, ERR_CLUSTER_NO_LEADER, NULL);
             return true;
@@ -154,6 +160,11 @@ static void pipeline_gate_legacy_id_done(struct upstream_req *r, void *arg)
             /* the controller refuses the credential: the call itself
              * will be refused the same way, nothing to hold */
             rq->pipe.gated = false;
+        } else if (rq->home >= 0 && rq->node == rq->home &&
+                   r->unreachable) {
+            /* the session's home cannot be reached (twice): it is gone */
+            request_answer_home_unreachable(rq, r);
+            return;
         } else {
             /* no answer: the change could not be tracked; nothing was
              * sent yet, so refusing changes nothing */

@@ -170,6 +170,10 @@ void request_answer_json(struct request *rq, int status, const char *body);
 /* The last attempt's failure goes back to the client as it was (an
  * upstream answer) or as our envelope (no answer). */
 void request_answer_give_up(struct request *rq);
+/* r (an attempt or a read at rq's hard home, rq->node) could not reach
+ * the home: 401 UNAUTHORIZED, counted, logged once per episode. */
+void request_answer_home_unreachable(struct request *rq,
+                                     const struct upstream_req *r);
 /* The controller's own answer when its last one had e's status, else our
  * envelope with e (message NULL: the table's). */
 void request_answer_as_upstream_or(struct request *rq, enum errcode e,

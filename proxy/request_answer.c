@@ -106,7 +106,8 @@ void request_answer_as_upstream_or(struct request *rq, enum errcode e,
  * retry policy, unchanged, had its turn): the session or login it holds is
  * gone for this client.  Only then does quorumgate answer 401 itself --
  * never because probes mark the home down (request.c). */
-static void request_answer_home_unreachable(struct request *rq)
+void request_answer_home_unreachable(struct request *rq,
+                                     const struct upstream_req *r)
 {
     struct app *a = request_app(rq);
     const char *ctrl = a->cluster->nodes[rq->node].id;
@@ -118,12 +119,12 @@ static void request_answer_home_unreachable(struct request *rq)
                    "controller %s cannot be reached (%s: %s): requests of "
                    "the sessions and logins it holds are answered 401 "
                    "UNAUTHORIZED; logged once until it is up again",
-                   ctrl, upstream_result_name(rq->up.result),
-                   rq->up.error[0] ? rq->up.error : "no connection");
+                   ctrl, upstream_result_name(r->result),
+                   r->error[0] ? r->error : "no connection");
     snprintf(msg, sizeof(msg),
              "The controller holding this session or login (%s) cannot be "
              "reached (%s); authenticate again.",
-             ctrl, rq->up.result == UPSTREAM_CONNECT_TIMEOUT
+             ctrl, r->result == UPSTREAM_CONNECT_TIMEOUT
                        ? "connect timeout"
                        : "connection refused");
     request_answer_error(rq, ERR_UNAUTHORIZED, msg);
@@ -135,7 +136,7 @@ void request_answer_give_up(struct request *rq)
     const char *ctrl = rq->node >= 0 ? a->cluster->nodes[rq->node].id : "?";
     char msg[256];
     if (rq->home >= 0 && rq->node == rq->home && rq->up.unreachable) {
-        request_answer_home_unreachable(rq);
+        request_answer_home_unreachable(rq, &rq->up);
         return;
     }
     if (rq->up.result == UPSTREAM_OK && rq->up.status) {

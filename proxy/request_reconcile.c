@@ -186,10 +186,11 @@ void request_reconcile_start(struct request *rq)
     struct worker *w = rq->w;
     uint64_t now = loop_now_ms(w->loop);
     uint64_t hard = rq->deadline_ms + RECONCILE_GRACE_MS;
-    /* a legacy session can only be read where it lives */
+    /* a legacy session can only be read where it lives: there even while
+     * its probes mark it down (slow is not gone, routing/route.h) */
     int leader = rq->home >= 0 ? rq->home : cluster_leader(a->cluster);
     rq->stage = STAGE_RECONCILE;
-    if (leader < 0 || !cluster_up(a->cluster, leader)) {
+    if (leader < 0 || (rq->home < 0 && !cluster_up(a->cluster, leader))) {
         if (now >= hard) {
             request_reconcile_count(rq, M_RECONCILE_FAILED);
             request_answer_give_up(rq);

@@ -8,6 +8,8 @@ import pytest
 
 from tests.integration.gate_support import mfa_states, timed, totp_now, wait_all_have, wait_leader_known
 from tests.ctrlsim.client import ZitiClient
+from tests.integration.routing_support import nodes_that_saw
+from tests.support.procs import wait_until
 
 LAG_MS = 1500
 
@@ -99,3 +101,56 @@ def test_legacy_session_create_with_the_relay_is_held_until_every_controller_has
     finally:
         rl.stop()
         assert rl.problems() == []
+
+
+def test_legacy_session_verify_on_a_home_failing_its_probes_is_answered_by_the_home(quorumgate, tmp_path):
+    """Issue 18: the session's home marked down by its health probes still
+    answers; the gate reads the enrollment there (the session exists nowhere
+    else) and the verify is answered 200 by the home, held until every
+    controller has it -- not 503 after routing.leader_wait."""
+    qg = quorumgate(legacy_gate(tmp_path))
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    c = ZitiClient(qg.url, ca_file=qg.ca)
+    home = c.legacy_login("alice", "alice-pw").expect(200).header("quorumgate-controller")
+    assert home == leader
+    mfa_id = c.mfa_create().expect(201).json()["data"]["id"]
+    secret = c.mfa_secret()
+    wait_all_have(sim, c.identity_id, mfa_id, verified=False)
+    sim.control.inject("500", "/health-checks/controller/raft", node=home, count=1000000)
+    wait_until(lambda: qg.metrics().value("quorumgate_controller_up", controller=home) == 0, timeout=10,
+               what="the home marked down")
+    try:
+        r = c.mfa_verify(totp_now(secret))
+        r.expect(200)
+        assert r.header("quorumgate-controller") == home
+        assert mfa_states(sim, c.identity_id) == {n: {"id": mfa_id, "isVerified": True} for n in sim.node_ids}
+        assert r.header("quorumgate-replication") is not None, r.headers
+        assert (qg.metrics().value("quorumgate_affinity_home_down_total", controller=home) or 0) >= 1
+    finally:
+        sim.control.clear_injections()
+
+
+@pytest.mark.parametrize("marked_down", [False, True])
+def test_legacy_session_verify_on_a_killed_home_gets_the_401_envelope(quorumgate, tmp_path, marked_down):
+    """The session's home killed (before or after its probes noticed): the
+    gate's reads at the home cannot reach it, so the session is gone: 401
+    UNAUTHORIZED naming the home, nothing sent anywhere else (not a 503 that
+    invites the client to retry a session that no longer exists)."""
+    qg = quorumgate(legacy_gate(tmp_path))
+    sim = qg.sim
+    wait_leader_known(qg)
+    c = ZitiClient(qg.url, ca_file=qg.ca)
+    home = c.legacy_login("alice", "alice-pw").expect(200).header("quorumgate-controller")
+    c.mfa_create().expect(201)
+    secret = c.mfa_secret()
+    sim.control.kill(home)
+    if marked_down:
+        wait_until(lambda: qg.metrics().value("quorumgate_controller_up", controller=home) == 0, timeout=10,
+                   what="the home marked down")
+    sim.control.reset_requests()
+    r = c.mfa_verify(totp_now(secret))
+    assert r.status == 401, (r.status, r.body[:300])
+    j = r.json()
+    assert j["error"]["code"] == "UNAUTHORIZED" and home in j["error"]["message"], j
+    assert nodes_that_saw(sim, lambda x: "/mfa" in x["path"]) == [], sim.control.requests()
