@@ -99,15 +99,8 @@ def main(argv=None):
         sim.node(nid).lag = int(ms) / 1000.0
     sim.start(control_port=a.control_port, initial_leader=a.initial_leader or None)
 
-    info = sim.info()
-    line = json.dumps(info)
-    if a.ready_file:
-        tmp = a.ready_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(line + "\n")
-        os.replace(tmp, a.ready_file)
-    print(line, flush=True)
-
+    # Installed before the ready file: SimProcess may signal as soon as it
+    # has read it, and the default actions of SIGTERM and SIGUSR1 kill.
     # The handler only appends to a list: it runs on the main thread between
     # two bytecodes, and an Event.set() there deadlocks when the main thread
     # is inside that Event's wait() holding its lock (seen in CI: the
@@ -118,6 +111,16 @@ def main(argv=None):
     # SIGUSR1 dumps every thread's stack to stderr (SimProcess.stop sends it
     # before SIGKILL, so a simulator that does not stop says where it is).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+    info = sim.info()
+    line = json.dumps(info)
+    if a.ready_file:
+        tmp = a.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(line + "\n")
+        os.replace(tmp, a.ready_file)
+    print(line, flush=True)
+
     while not stop and not sim.stopped.is_set():
         time.sleep(0.2)
     sim.stop()

@@ -390,6 +390,7 @@ class Cluster:
         self.election_timeout = election_timeout
         self.election_delay = election_delay
         self.forward_timeout = forward_timeout
+        self.forwards_waiting = 0   # writes forwarded to a leader that does not reply, now
         self.apply_wait_timeout = apply_wait_timeout
         self.apply_timeout = apply_timeout
         self.forward_errors = forward_errors
@@ -626,7 +627,13 @@ class Cluster:
                 reason = None
         if reason == "timeout":
             # the message goes out and no reply comes within 5 s
-            self.stopping.wait(self.forward_timeout)
+            with self.cond:
+                self.forwards_waiting += 1
+            try:
+                self.stopping.wait(self.forward_timeout)
+            finally:
+                with self.cond:
+                    self.forwards_waiting -= 1
             raise self._forward_error(CAUSE_REPLY_TIMEOUT, dial=False)
         with self.cond:
             if L.role != "leader":
@@ -807,6 +814,7 @@ class Cluster:
         with self.cond:
             return {"leader": self.leader, "term": self.term, "commitIndex": self.commit_index,
                     "leaderChanges": self.leader_changes,
+                    "forwardsWaiting": self.forwards_waiting,
                     "config": self.config(),
                     "nodes": [n.snapshot() for n in self.nodes],
                     "identities": [{k: v for k, v in i.items() if k != "password"}

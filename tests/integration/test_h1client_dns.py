@@ -13,6 +13,7 @@ Names: `localhost` (the hosts file) and the special-use domain `.invalid`
 here asks a DNS server (on some machines glibc would send a .invalid query
 to the configured server)."""
 import subprocess
+import time
 
 import pytest
 
@@ -28,8 +29,9 @@ WRITE = "/edge/management/v1/services"
 def scripted(certs):
     started = []
 
-    def make(n=1, tls=None, leaders=(0,)):
-        ups = [ScriptedUpstream(leader=i in leaders, name="ctrl%d" % (i + 1), tls=tls).start()
+    def make(n=1, tls=None, leaders=(0,), host="127.0.0.1", port=0):
+        ups = [ScriptedUpstream(leader=i in leaders, name="ctrl%d" % (i + 1), tls=tls,
+                                host=host, port=port).start()
                for i in range(n)]
         started.extend(ups)
         return ScriptedCluster(ups)
@@ -211,6 +213,35 @@ def test_unresolvable_name_read_goes_elsewhere(quorumgate, scripted, tmp_path):
     assert m["libcurl"] == 0 and m["own"] >= 6, m
     warn = resolve_warnings(qg)
     assert len(warn) == 1 and "ctrl1.test" in warn[0]["msg"], warn
+
+
+def test_connect_failure_resolves_the_name_again(quorumgate, scripted, tmp_path):
+    """The controller moves to another address and its name says so: the
+    old address refuses, and quorumgate resolves the name again at once --
+    not after the 30 s the addresses are otherwise kept -- and forwards to
+    the new one."""
+    a = scripted(1).upstreams[0]                                   # 127.0.0.1:P
+    b = scripted(1, host="127.0.0.2", port=a.port).upstreams[0]    # 127.0.0.2:P
+    cl = ScriptedCluster([a])
+    qg = quorumgate({"controllers": [{"id": "ctrl1", "url": named(a, "ctrl1.test")}],
+                     "health": HEALTH_SLOW}, sim=cl, start=False)
+    hosts = own_hosts(qg, tmp_path, ["127.0.0.1 localhost", "127.0.0.1 ctrl1.test"])
+    qg.start()
+    wait_leader_known(qg, "ctrl1")
+    assert call(qg, "GET", READ).status == 200
+    assert len(a.requests()) == 1 and len(b.requests()) == 0
+    with open(hosts, "r+") as f:
+        f.truncate(0)
+        f.write("127.0.0.1 localhost\n127.0.0.2 ctrl1.test\n")
+    a.stop()   # refuses, and closes the kept-alive connection
+    # a name is resolved again after a connect failure at most once a second
+    time.sleep(1.1)
+    wait_until(lambda: call(qg, "GET", READ).status == 200, timeout=10,
+               what="forwarded to the controller's new address")
+    assert len(b.requests()) >= 1 and len(a.requests()) == 1
+    lines = [e for e in qg.access_log() if e.get("upstream")]
+    assert any(x["outcome"] == "connect_error" for e in lines for x in e["upstream"]), lines
+    assert by_client(qg)["libcurl"] == 0
 
 
 def test_unresolvable_only_controller_answers_envelope(quorumgate, scripted, tmp_path):

@@ -4,6 +4,7 @@ longer than the deadline.  Answers and state are read on the leader.
 
 Run: python3 -m pytest tests/integration/test_retry_cluster.py -q
 """
+import concurrent.futures
 import json
 import time
 import urllib.request
@@ -302,9 +303,21 @@ def test_forward_to_a_frozen_leader(quorumgate, sim_factory, forward_errors, sta
     e.ctl.transfer(frozen)
     c, _ = e.login()
     ident = c.identity_id
+    # Nobody may notice the frozen leader before the create is on its way to
+    # it: with the suite's 300 ms election timeout, a create that took longer
+    # than 400 ms to reach the follower (ASan, load 12) found a new leader
+    # already and was answered 201 at once.  Elections resume as soon as the
+    # follower's forward waits on the frozen leader.
+    et = e.ctl.state()["config"]["electionTimeoutMs"]
+    e.ctl.config(electionTimeoutMs=600000)
     e.ctl.pause(frozen)
     e.ctl.reset_requests()
-    r = c.mfa_create()
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(c.mfa_create)
+        e.ctl.wait_for(lambda s: s["forwardsWaiting"] > 0 or fut.done(), timeout=20,
+                       what="the create forwarded to the frozen leader")
+        e.ctl.config(electionTimeoutMs=et)
+        r = fut.result(timeout=30)
     e.ctl.resume(frozen)
     assert r.status == 201, r.body
     new = e.ctl.wait_leader()

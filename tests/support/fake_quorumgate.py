@@ -87,6 +87,19 @@ def main():
                                          "duration": time.time() - t0}) + "\n")
             sys.stdout.flush()
 
+    # before the first "listening" line: the harness may send SIGTERM as
+    # soon as it has read them (the default action would kill us, -15)
+    done = []   # not an Event: set() from a handler deadlocks against the main thread's wait()
+
+    def on_term(signum, frame):
+        if mode == "crash":
+            signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if mode != "ignore_term":
+            done.append(1)
+
+    signal.signal(signal.SIGTERM, on_term)
+
     servers = []
     for kind, addr, h in (("client", client_addr, Client), ("admin", admin_addr, Admin)):
         host, port = addr.rsplit(":", 1)
@@ -99,16 +112,6 @@ def main():
         sys.stderr.write("==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x602000000010\n")
         sys.stderr.flush()
 
-    done = []   # not an Event: set() from a handler deadlocks against the main thread's wait()
-
-    def on_term(signum, frame):
-        if mode == "crash":
-            signal.signal(signal.SIGSEGV, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGSEGV)
-        if mode != "ignore_term":
-            done.append(1)
-
-    signal.signal(signal.SIGTERM, on_term)
     while not done:
         time.sleep(0.1)
     for s in servers:

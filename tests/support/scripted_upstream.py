@@ -27,7 +27,7 @@ OK = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
 
 class ScriptedUpstream:
-    def __init__(self, leader=True, tls=None, name="ctrl"):
+    def __init__(self, leader=True, tls=None, name="ctrl", host="127.0.0.1", port=0):
         self.leader = leader
         self.name = name
         self.ssl_ctx = None
@@ -45,10 +45,10 @@ class ScriptedUpstream:
         self.sni = []              # the server name of every TLS handshake
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.listen(256)
         self.port = self.sock.getsockname()[1]
-        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
+        self.url = "%s://%s:%d" % ("https" if tls else "http", host, self.port)
         self.stopping = False
         self.threads = []
         self.client_socks = []
