@@ -6,6 +6,8 @@ home that cannot be reached (refused, no connection) makes quorumgate
 answer 401 UNAUTHORIZED itself.  Counted in affinity_home_down_total and
 affinity_home_unreachable_total, logged once per episode.
 """
+import os
+import subprocess
 import threading
 import time
 
@@ -29,6 +31,27 @@ def _session_requests(r):
 
 def _counter(qg, name, ctrl):
     return qg.metrics().value("quorumgate_" + name, controller=ctrl) or 0
+
+
+def _fds_connected_to(pid, port):
+    """Descriptor numbers of pid's TCP sockets whose peer port is port."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        with open("/proc/%s/net/%s" % (pid, table)) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+    out = []
+    for fd in os.listdir("/proc/%s/fd" % pid):
+        try:
+            link = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            out.append(int(fd))
+    assert out, "no connection of quorumgate to port %d" % port
+    return out
 
 
 def _legacy_session_on(qg, sim, home):
@@ -249,3 +272,43 @@ def test_an_oidc_login_whose_home_is_killed_gets_the_401_envelope(quorumgate, si
     assert home in j["error"]["message"] and "cannot be reached" in j["error"]["message"], j
     assert nodes_that_saw(sim, is_oidc_login) == []
     assert _counter(qg, "affinity_home_unreachable_total", home) == 1
+
+
+def test_quorumgate_out_of_descriptors_does_not_end_the_session(quorumgate, sim):
+    """quorumgate itself out of file descriptors (socket() fails with
+    EMFILE) cannot open a connection to the home: that says nothing about
+    the controller, so the answer is an upstream error, never the 401 that
+    would end a session the home still has."""
+    qg = quorumgate(STEADY, sim=sim)
+    home = "ctrl3"
+    bob = _legacy_session_on(qg, sim, home)
+    bob.keep_alive = True
+    bob.current_identity().expect(200)          # the front connection stays open
+    pid = str(qg.proc.pid)
+    # every pooled connection to the home is reset when used: each retry
+    # must open a new one
+    sim.control.inject("reset", "/edge/client/v1/current-identity", node=home, count=1000)
+    # The kernel hands out the lowest free descriptor: a limit at or below
+    # the lowest one connected to the home refuses every new descriptor,
+    # also after the reset closed a pooled connection (its number is not
+    # below the limit).
+    limit = min(_fds_connected_to(pid, sim.port(home)))
+    old = subprocess.run(["prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "--output=SOFT,HARD"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["prlimit", "--pid", pid, "--nofile=%d:%s" % (limit, old[1])], check=True)
+    try:
+        r = bob.current_identity()
+    finally:
+        subprocess.run(["prlimit", "--pid", pid, "--nofile=%s:%s" % (old[0], old[1])], check=True)
+        sim.control.clear_injections()
+    assert r.status != 401, (r.status, r.body)
+    assert r.status in (502, 503, 504), (r.status, r.body)
+    # the retries could not get a descriptor (the pooled connection the
+    # reset closed had a number at or above the limit)
+    assert "Too many open files" in r.json()["error"]["message"], r.body
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    assert UNREACHABLE_LOG not in qg.stderr_text()
+    # the home still has the session
+    again = ZitiClient(qg.url)
+    again.zt_session = bob.zt_session
+    assert again.current_identity().expect(200).header("quorumgate-controller") == home
