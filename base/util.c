@@ -172,3 +172,9 @@ bool util_copy_whole(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = '\0';
     return true;
 }
+
+bool util_errno_is_local(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM ||
+           e == EADDRNOTAVAIL || e == EAGAIN;
+}

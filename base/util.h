@@ -37,6 +37,9 @@ static inline bool util_has_prefix(const char *s, const char *prefix)
 bool util_copy_whole(char *dst, size_t cap, const char *src, size_t len);
 /* Value of a hexadecimal digit, or -1. */
 int util_hexval(char c);
+/* A socket()/connect() errno that comes from this machine (descriptors,
+ * memory, local ports), not from the peer. */
+bool util_errno_is_local(int e);
 
 /* Parse "250ms" "2s" "1m" "1h" (unit required); false on bad input. */
 bool util_parse_duration_ms(const char *s, uint64_t *out);

@@ -83,6 +83,9 @@ struct h1conn {
     enum h1_state state;
     int tries;                   /* addresses tried (connecting) */
     int ai;                      /* index of the address connected to */
+    bool local_error;            /* an address failed on this machine's
+                                    side (descriptors, memory, ports): the
+                                    controller is not known unreachable */
     struct h1x *x;               /* borrowed: the exchange in progress */
     struct buf out;              /* owned: request bytes */
     size_t out_off;

@@ -58,7 +58,7 @@ void h1conn_fail(struct h1conn *k, enum upstream_result res,
     bool opening = k->state == C_CONNECTING || k->state == C_HANDSHAKE;
     k->x = NULL;
     h1conn_close(k);
-    if (x && opening &&
+    if (x && opening && !k->local_error &&
         (res == UPSTREAM_CONNECT_ERROR || res == UPSTREAM_CONNECT_TIMEOUT))
         x->r->unreachable = true;
     if (x)
@@ -249,6 +249,7 @@ static void h1conn_next(struct h1conn *k, enum upstream_result res,
                         SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             res = UPSTREAM_CONNECT_ERROR;
+            k->local_error = true;
             snprintf(msg, sizeof(msg), "socket: %s", strerror(errno));
             continue;
         }
@@ -256,6 +257,7 @@ static void h1conn_next(struct h1conn *k, enum upstream_result res,
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
             res = UPSTREAM_CONNECT_ERROR;
+            k->local_error = k->local_error || util_errno_is_local(errno);
             snprintf(msg, sizeof(msg), "connect: %s", strerror(errno));
             close(fd);
             continue;
@@ -263,6 +265,7 @@ static void h1conn_next(struct h1conn *k, enum upstream_result res,
         k->io = loop_io_new(c->loop, fd, h1conn_io, k);
         if (!k->io) {
             res = UPSTREAM_CONNECT_ERROR;
+            k->local_error = true;
             snprintf(msg, sizeof(msg), "connect: cannot watch the socket");
             close(fd);
             continue;
@@ -281,8 +284,11 @@ static void h1conn_next(struct h1conn *k, enum upstream_result res,
     }
     struct h1x *x = k->x;
     k->x = NULL;
+    bool local = k->local_error;
     h1conn_close(k);
-    x->r->unreachable = true;
+    /* the 401 that ends a session must mean the controller, not this
+     * machine's descriptors, memory or ports */
+    x->r->unreachable = !local;
     h1client_finish(x, res, msg, sync);
 }
 

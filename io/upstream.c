@@ -286,7 +286,10 @@ static void upstream_finish(struct upstream *u, CURL *e, CURLcode rc)
         r->result = upstream_map(rc, r->sent);
     /* a timeout may have been spent waiting for a pooled connection:
      * only a connection that failed says the controller is not there */
-    r->unreachable = rc == CURLE_COULDNT_CONNECT;
+    long oserr = 0;
+    curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &oserr);
+    r->unreachable = rc == CURLE_COULDNT_CONNECT &&
+                     !util_errno_is_local((int)oserr);
     r->status = r->result == UPSTREAM_OK ? (int)status : 0;
     if (rc != CURLE_OK && !r->error[0])
         snprintf(r->error, sizeof(r->error), "%s", curl_easy_strerror(rc));

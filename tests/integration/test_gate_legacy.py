@@ -108,7 +108,9 @@ def test_legacy_session_verify_on_a_home_failing_its_probes_is_answered_by_the_h
     answers; the gate reads the enrollment there (the session exists nowhere
     else) and the verify is answered 200 by the home, held until every
     controller has it -- not 503 after routing.leader_wait."""
-    qg = quorumgate(legacy_gate(tmp_path))
+    # the example's probe timeout and fall count: a stall of the loaded
+    # machine must not drop a lagging controller from the held verify
+    qg = quorumgate(dict(legacy_gate(tmp_path), health={"timeout": "1s", "fall": 2}))
     sim = qg.sim
     leader = wait_leader_known(qg)
     c = ZitiClient(qg.url, ca_file=qg.ca)

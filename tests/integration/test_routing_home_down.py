@@ -6,6 +6,8 @@ home that cannot be reached (refused, no connection) makes quorumgate
 answer 401 UNAUTHORIZED itself.  Counted in affinity_home_down_total and
 affinity_home_unreachable_total, logged once per episode.
 """
+import os
+import subprocess
 import threading
 import time
 
@@ -17,6 +19,9 @@ from tests.support.procs import wait_until
 
 PROBE = "/health-checks/controller/raft"
 DOWN_LOG = "is marked down by its health probes"
+# the example's probe timeout and fall count (the suite's 500 ms / fall 1 flaps the view when the
+# loaded machine stalls a moment; these tests mark a controller down on purpose)
+STEADY = {"health": {"timeout": "1s", "fall": 2}}
 UNREACHABLE_LOG = "cannot be reached (connect"
 
 
@@ -26,6 +31,27 @@ def _session_requests(r):
 
 def _counter(qg, name, ctrl):
     return qg.metrics().value("quorumgate_" + name, controller=ctrl) or 0
+
+
+def _fds_connected_to(pid, port):
+    """Descriptor numbers of pid's TCP sockets whose peer port is port."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        with open("/proc/%s/net/%s" % (pid, table)) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+    out = []
+    for fd in os.listdir("/proc/%s/fd" % pid):
+        try:
+            link = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            out.append(int(fd))
+    assert out, "no connection of quorumgate to port %d" % port
+    return out
 
 
 def _legacy_session_on(qg, sim, home):
@@ -44,7 +70,7 @@ def test_a_home_failing_its_health_probes_still_answers_its_sessions(quorumgate,
     """The probes fail (a 500, or no answer within health.timeout: the fall
     rule marks the home down) while its API answers: the session's calls get
     the controller's 200, not quorumgate's 401."""
-    qg = quorumgate(sim=sim)
+    qg = quorumgate(STEADY, sim=sim)
     home = "ctrl1"
     bob = _legacy_session_on(qg, sim, home)
     sim.control.inject(probe_fault, PROBE, node=home, count=1000000)
@@ -60,7 +86,8 @@ def test_a_home_failing_its_health_probes_still_answers_its_sessions(quorumgate,
     assert _counter(qg, "affinity_home_down_total", home) - before == 10
     assert _counter(qg, "affinity_home_unreachable_total", home) == 0
     # said once for the episode, not once per request
-    assert qg.stderr_text().count(DOWN_LOG) == 1, qg.stderr_text()[-3000:]
+    logged = qg.stderr_text().count(DOWN_LOG)
+    assert logged == 1, qg.stderr_text()[-3000:]
 
     # probes pass again: up, no longer counted; the next episode is logged again
     sim.control.clear_injections()
@@ -71,7 +98,7 @@ def test_a_home_failing_its_health_probes_still_answers_its_sessions(quorumgate,
     sim.control.inject(probe_fault, PROBE, node=home, count=1000000)
     wait_view(qg, up={home: False})
     assert bob.current_identity().expect(200).header("quorumgate-controller") == home
-    wait_until(lambda: qg.stderr_text().count(DOWN_LOG) == 2, timeout=5, what="a second episode logged")
+    wait_until(lambda: qg.stderr_text().count(DOWN_LOG) == logged + 1, timeout=5, what="a second episode logged")
     sim.control.clear_injections()
 
 
@@ -79,7 +106,7 @@ def test_a_paused_home_marked_down_answers_when_it_resumes(quorumgate, sim):
     """The soak's case: a home too slow to answer its probes (paused here,
     every request waits) is marked down; a call of its session waits for
     its answer instead of getting quorumgate's 401."""
-    qg = quorumgate(sim=sim)
+    qg = quorumgate(STEADY, sim=sim)
     home = "ctrl2"
     bob = _legacy_session_on(qg, sim, home)
     sim.control.pause(home)
@@ -106,7 +133,7 @@ def test_a_home_that_cannot_be_reached_gets_the_401_envelope(quorumgate, sim):
     """Killed (connection refused): whether or not the probes noticed yet,
     quorumgate answers 401 UNAUTHORIZED itself, after the retry policy's
     attempts at the home and nowhere else; counted and logged once."""
-    qg = quorumgate(sim=sim)
+    qg = quorumgate(STEADY, sim=sim)
     home = "ctrl3"
     bob = _legacy_session_on(qg, sim, home)
     bob.current_identity().expect(200)
@@ -135,7 +162,7 @@ def test_an_oidc_login_whose_home_fails_its_probes_completes_there(quorumgate, s
     """The same for an OIDC login: its auth request lives in one
     controller's memory; that controller marked down by its probes still
     gets the login's next steps and the login completes."""
-    qg = quorumgate(sim=sim)
+    qg = quorumgate(STEADY, sim=sim)
     wait_view(qg, leader="ctrl1")
     c = ZitiClient(qg.url)
     box = {}
@@ -187,7 +214,7 @@ def test_a_call_waiting_for_a_connection_to_a_busy_home_is_not_told_the_session_
     a call that times out waiting for one never reached the controller, but
     the controller is there -- the answer is quorumgate's 504 (the class's
     retries spent), never the 401 that would end the session."""
-    qg = quorumgate({"upstream": {"max_connections": 1},
+    qg = quorumgate({"upstream": {"max_connections": 1}, "health": STEADY["health"],
                      "retry": {"policies": {"session": {"per_try_timeout": "400ms", "deadline": "3s"}}}},
                     sim=sim)
     home = "ctrl1"
@@ -195,8 +222,8 @@ def test_a_call_waiting_for_a_connection_to_a_busy_home_is_not_told_the_session_
     sim.control.inject("500", PROBE, node=home, count=1000000)
     wait_view(qg, up={home: False})
     # an MFA read of the session (class mfa: per-try timeout 6 s) holds the
-    # only connection for 2 s
-    sim.control.inject("delay", "/edge/client/v1/current-identity/mfa", node=home, count=1, delay_ms=2000)
+    # only connection for 5 s (the other call's tries end within 3 s)
+    sim.control.inject("delay", "/edge/client/v1/current-identity/mfa", node=home, count=1, delay_ms=5000)
     first = {}
     before = _counter(qg, "affinity_home_down_total", home)
     t = threading.Thread(target=lambda: first.setdefault("r", bob.mfa_get()), daemon=True)
@@ -217,3 +244,71 @@ def test_a_call_waiting_for_a_connection_to_a_busy_home_is_not_told_the_session_
     # the home still has the session: once it is free, the session works
     assert bob.current_identity().expect(200).header("quorumgate-controller") == home
     sim.control.clear_injections()
+
+
+def test_an_oidc_login_whose_home_is_killed_gets_the_401_envelope(quorumgate, sim):
+    """The auth request lived in the killed controller's memory: the next
+    step of the login is answered 401 UNAUTHORIZED by quorumgate (naming the
+    home; the client starts the login again), never sent elsewhere."""
+    qg = quorumgate(STEADY, sim=sim)
+    wait_view(qg, leader="ctrl1")
+    c = ZitiClient(qg.url)
+    box = {}
+
+    class FirstStepThenKill:
+        def request(self, *a, **kw):
+            r = c.request(*a, **kw)
+            box["home"] = home = r.header("quorumgate-controller")
+            sim.control.kill(home)
+            sim.control.reset_requests()
+            return r
+
+    lg = oidc_login(FirstStepThenKill(), c, "alice", "alice-pw")
+    home = box["home"]
+    assert not lg.ok
+    name, r = lg.steps[-1]
+    assert name == "login-page", lg.steps
+    j = assert_envelope(r, 401, "UNAUTHORIZED")
+    assert home in j["error"]["message"] and "cannot be reached" in j["error"]["message"], j
+    assert nodes_that_saw(sim, is_oidc_login) == []
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 1
+
+
+def test_quorumgate_out_of_descriptors_does_not_end_the_session(quorumgate, sim):
+    """quorumgate itself out of file descriptors (socket() fails with
+    EMFILE) cannot open a connection to the home: that says nothing about
+    the controller, so the answer is an upstream error, never the 401 that
+    would end a session the home still has."""
+    qg = quorumgate(STEADY, sim=sim)
+    home = "ctrl3"
+    bob = _legacy_session_on(qg, sim, home)
+    bob.keep_alive = True
+    bob.current_identity().expect(200)          # the front connection stays open
+    pid = str(qg.proc.pid)
+    # every pooled connection to the home is reset when used: each retry
+    # must open a new one
+    sim.control.inject("reset", "/edge/client/v1/current-identity", node=home, count=1000)
+    # The kernel hands out the lowest free descriptor: a limit at or below
+    # the lowest one connected to the home refuses every new descriptor,
+    # also after the reset closed a pooled connection (its number is not
+    # below the limit).
+    limit = min(_fds_connected_to(pid, sim.port(home)))
+    old = subprocess.run(["prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "--output=SOFT,HARD"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["prlimit", "--pid", pid, "--nofile=%d:%s" % (limit, old[1])], check=True)
+    try:
+        r = bob.current_identity()
+    finally:
+        subprocess.run(["prlimit", "--pid", pid, "--nofile=%s:%s" % (old[0], old[1])], check=True)
+        sim.control.clear_injections()
+    assert r.status != 401, (r.status, r.body)
+    assert r.status in (502, 503, 504), (r.status, r.body)
+    # the retries could not get a descriptor (the pooled connection the
+    # reset closed had a number at or above the limit)
+    assert "Too many open files" in r.json()["error"]["message"], r.body
+    assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    assert UNREACHABLE_LOG not in qg.stderr_text()
+    # the home still has the session
+    again = ZitiClient(qg.url)
+    again.zt_session = bob.zt_session
+    assert again.current_identity().expect(200).header("quorumgate-controller") == home
