@@ -73,16 +73,6 @@ bool util_strcaseeq(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
-bool util_strncaseeq(const char *a, size_t alen, const char *b)
-{
-    return strlen(b) == alen && strncasecmp(a, b, alen) == 0;
-}
-
-bool util_has_prefix(const char *s, const char *prefix)
-{
-    return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
 int util_hexval(char c)
 {
     if (c >= '0' && c <= '9')

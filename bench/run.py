@@ -369,32 +369,33 @@ def start_upstream(tmp):
     return Server("upstream", p, port)
 
 
-def start_quorumgate(tmp, args, up):
+def start_quorumgate(tmp, args, up, wrap=(), wait=15):
     port, admin = free_port(), free_port()
     conf = write(tmp, "quorumgate.yaml",
                  quorumgate_conf(tmp, port, admin, up.port, args.access_log == "on"))
-    p = start("quorumgate", [args.bin, "-c", conf], tmp, cpu=0)
+    p = start("quorumgate", list(wrap) + [args.bin, "-c", conf], tmp, cpu=0)
     # 200 through the proxy = it listens and has seen the leader
-    wait_for(lambda: http_get(port)[0] == 200, 15, "quorumgate to route to the leader", p)
+    wait_for(lambda: http_get(port)[0] == 200, wait, "quorumgate to route to the leader", p)
     return Server("quorumgate", p, port, admin)
 
 
-def start_nginx_proxy(tmp, args, up):
+def start_nginx_proxy(tmp, args, up, wrap=(), wait=10):
     port = free_port()
     conf = write(tmp, "nginx-proxy.conf",
                  nginx_proxy_conf(tmp, port, up.port, args.access_log == "on"))
-    p = start("nginx-proxy", ["nginx", "-p", tmp, "-e",
-                              os.path.join(tmp, "nginx-proxy", "boot.log"), "-c", conf],
+    p = start("nginx-proxy", list(wrap) + ["nginx", "-p", tmp, "-e",
+                                           os.path.join(tmp, "nginx-proxy", "boot.log"),
+                                           "-c", conf],
               tmp, cpu=0)
-    wait_for(lambda: http_get(port)[0] == 200, 10, "the nginx proxy", p)
+    wait_for(lambda: http_get(port)[0] == 200, wait, "the nginx proxy", p)
     return Server("nginx", p, port)
 
 
-def start_haproxy(tmp, args, up):
+def start_haproxy(tmp, args, up, wrap=(), wait=10):
     port = free_port()
     conf = write(tmp, "haproxy.cfg", haproxy_conf(tmp, port, up.port, args.access_log == "on"))
-    p = start("haproxy", ["haproxy", "-db", "-f", conf], tmp, cpu=0)
-    wait_for(lambda: http_get(port)[0] == 200, 10, "HAProxy", p)
+    p = start("haproxy", list(wrap) + ["haproxy", "-db", "-f", conf], tmp, cpu=0)
+    wait_for(lambda: http_get(port)[0] == 200, wait, "HAProxy", p)
     return Server("haproxy", p, port)
 
 
@@ -702,21 +703,29 @@ def drive(port, total, conns=8):
     return ok
 
 
-def cost(tmp, args):
-    """Per-request cost of quorumgate that does not depend on how busy the
-    machine is: instructions (valgrind callgrind, user space only) and
-    system calls (strace -c), over a fixed number of requests."""
+def cost_memset(dump):
+    """Instructions callgrind counted inside memset (self cost).  glibc
+    clears large areas with `rep stosb`, which callgrind counts once per
+    byte: libmicrohttpd's per-request pool clearing shows up here as about
+    one instruction per byte cleared, far above its cost on the CPU."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", dump],
+                         capture_output=True, text=True, timeout=120).stdout
+    return sum(int(m.group(1).replace(",", "")) for m in
+               re.finditer(r"^\s*([\d,]+) \([ \d.]+%\)\s+\S*memset\S*", out, re.M))
+
+
+def cost_one(tmp, args, up, name, starter):
+    """System calls and user-space instructions per request of one proxy
+    (its own process only; the upstream is not counted)."""
     n = args.cost_requests
-    print("\n== cost: %d requests over 8 connections (after a warm-up)" % n, flush=True)
-    up = start_upstream(tmp)
     res = {}
     if shutil.which("strace"):
-        qg = start_quorumgate(tmp, args, up)
-        drive(qg.port, 2000)
-        out = os.path.join(tmp, "strace.txt")
-        st = start("strace", ["strace", "-c", "-f", "-o", out, "-p", str(qg.proc.pid)], tmp)
+        srv = starter(tmp, args, up)
+        drive(srv.port, 2000)
+        out = os.path.join(tmp, "strace-%s.txt" % name)
+        st = start("strace", ["strace", "-c", "-f", "-o", out, "-p", str(srv.proc.pid)], tmp)
         time.sleep(1.0)
-        ok = drive(qg.port, n)
+        ok = drive(srv.port, n)
         os.kill(st.pid, signal.SIGINT)
         st.wait(30)
         _procs.remove(st)
@@ -728,43 +737,72 @@ def cost(tmp, args):
                     calls[m.group(3)] = int(m.group(1))
         res["syscalls"] = sum(calls.values()) / n
         top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
-        print("   system calls per request: %.2f (%s); %d/%d answered 200"
-              % (res["syscalls"], ", ".join("%s %.2f" % (k, v / n) for k, v in top), ok, n))
-        stop(qg.proc)
+        print("   %-10s system calls per request: %.2f (%s); %d/%d answered 200"
+              % (name, res["syscalls"], ", ".join("%s %.2f" % (k, v / n) for k, v in top), ok, n),
+              flush=True)
+        stop(srv.proc)
     if shutil.which("valgrind"):
-        port, admin = free_port(), free_port()
-        conf = write(tmp, "quorumgate-cg.yaml",
-                     quorumgate_conf(tmp, port, admin, up.port, args.access_log == "on"))
-        cg = os.path.join(tmp, "callgrind.out")
-        p = start("quorumgate-callgrind",
-                  ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + cg + ".%p",
-                   "--dump-instr=no", args.bin, "-c", conf], tmp, cpu=0)
-        wait_for(lambda: http_get(port)[0] == 200, 60, "quorumgate under valgrind", p)
-        drive(port, 1000)
+        cg = os.path.join(tmp, "callgrind-%s.out" % name)
+        srv = starter(tmp, args, up, wrap=["valgrind", "--tool=callgrind",
+                                           "--callgrind-out-file=" + cg + ".%p",
+                                           "--dump-instr=no"], wait=60)
+        p = srv.proc
+        drive(srv.port, 1000)
         # every dump restarts the counters: the second one holds the n requests
         subprocess.run(["callgrind_control", "--dump=warmup", str(p.pid)],
                        capture_output=True, timeout=60, cwd=tmp)
-        ok = drive(port, n)
+        ok = drive(srv.port, n)
         subprocess.run(["callgrind_control", "--dump=bench", str(p.pid)], capture_output=True,
                        timeout=60, cwd=tmp)
         stop(p)
-        dumps = sorted(f for f in os.listdir(tmp) if f.startswith("callgrind.out.")
+        dumps = sorted(f for f in os.listdir(tmp) if f.startswith("callgrind-%s.out." % name)
                        and not f.endswith(".txt"))
-        total = 0
+        total = memset = 0
         for d in dumps:
             with open(os.path.join(tmp, d)) as f:
                 text = f.read()
             m = re.search(r"^totals: (\d+)", text, re.M)
             if m and re.search(r"^desc: Trigger: .*bench", text, re.M):
                 total += int(m.group(1))
+                memset += cost_memset(os.path.join(tmp, d))
         res["instructions"] = total / n
-        print("   instructions per request (user space, callgrind): %.0f; %d/%d answered 200"
-              % (res["instructions"], ok, n))
+        res["memset"] = memset / n
+        print("   %-10s instructions per request (user space, callgrind): %.0f, of which memset %.0f;"
+              " %d/%d answered 200" % (name, res["instructions"], res["memset"], ok, n), flush=True)
         if args.profile_dir:
             for d in dumps:
                 shutil.copy(os.path.join(tmp, d), args.profile_dir)
-    stop(up.proc)
     return res
+
+
+def cost(tmp, args):
+    """Per-request cost that does not depend on how busy the machine is:
+    instructions (valgrind callgrind, user space only) and system calls
+    (strace -c), over a fixed number of requests, for quorumgate and (with
+    --cost-peers, the default) nginx and HAProxy in front of the same upstream."""
+    n = args.cost_requests
+    print("\n== cost: %d requests over 8 connections (after a warm-up)" % n, flush=True)
+    up = start_upstream(tmp)
+    targets = [("quorumgate", start_quorumgate)]
+    if args.cost_peers == "on":
+        targets += [("nginx", start_nginx_proxy), ("haproxy", start_haproxy)]
+    res = {}
+    for name, starter in targets:
+        if name != "quorumgate" and not shutil.which(name):
+            print("   %-10s not installed: skipped" % name)
+            continue
+        res[name] = cost_one(tmp, args, up, name, starter)
+    if len(res) > 1 and "quorumgate" in res:
+        q = res["quorumgate"]
+        for name, r in res.items():
+            if name == "quorumgate":
+                continue
+            print("   quorumgate / %s: system calls %s, instructions %s" % (
+                name,
+                "%.2fx" % (q["syscalls"] / r["syscalls"]) if r.get("syscalls") else "-",
+                "%.2fx" % (q["instructions"] / r["instructions"]) if r.get("instructions") else "-"))
+    stop(up.proc)
+    return res.get("quorumgate", {})
 
 
 # --------------------------------------------------------------------------
@@ -846,6 +884,8 @@ def main():
     ap.add_argument("--idle-hold", type=int, default=5)
     ap.add_argument("--soak-duration", type=int, default=60)
     ap.add_argument("--cost-requests", type=int, default=5000)
+    ap.add_argument("--cost-peers", choices=("on", "off"), default="on",
+                    help="--only cost also measures nginx and HAProxy (same upstream)")
     ap.add_argument("--ab", help="comma-separated quorumgate binaries to compare "
                     "(interleaved --rounds; use with --only none)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")

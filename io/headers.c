@@ -234,8 +234,12 @@ void headers_for_upstream(struct headers *out,
         buf_puts(&v, ", ");
     }
     bool v6 = strchr(ctx->client_addr, ':') != NULL;
-    buf_printf(&v, "for=%s%s%s%s;proto=%s", v6 ? "\"[" : "", ctx->client_addr,
-               v6 ? "]" : "", v6 ? "\"" : "", proto);
+    /* for=ADDR or for="[ADDR]" (RFC 7239 6), without printf: it runs on
+     * every forwarded request */
+    buf_puts(&v, v6 ? "for=\"[" : "for=");
+    buf_puts(&v, ctx->client_addr);
+    buf_puts(&v, v6 ? "]\";proto=" : ";proto=");
+    buf_puts(&v, proto);
     if (host && host->value_len) {
         buf_puts(&v, ";host=\"");
         for (size_t i = 0; i < host->value_len; i++) {

@@ -50,6 +50,10 @@ struct listener_conn {
                                       memory, for the next request */
     unsigned served;               /* requests completed on it */
     uint64_t start_ns;             /* accepted (monotonic) */
+    char client_addr[64];          /* the peer's address as text, found at
+                                      its first request (empty until then:
+                                      a connection's peer never changes) */
+    uint16_t client_port;
 };
 
 /* Private part of an exchange, allocated with it. */
