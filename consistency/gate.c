@@ -426,16 +426,29 @@ static void gate_on_members(void *arg, bool ok, uint64_t mask)
 }
 
 /* A stale controller that acknowledged the enrollment's create held it
- * once: its "gone" is the delete's, its isMfaEnabled the verify's
+ * once: its "gone" is the delete's, its isMfaEnabled the verify's; one that
+ * acknowledged the verify had isMfaEnabled true: its false is the delete's
  * (gate_probe.c). */
-static void gate_on_had(void *arg, bool ok, uint64_t mask)
+static void gate_on_had(struct gate_wait *gw, bool ok, uint64_t mask,
+                        uint64_t *had)
 {
-    struct gate_wait *gw = arg;
     gate_count_result(gw->g, M_REDIS_ACK_READ, ok);
     if (gate_unref(gw))
         return;
     if (ok)
-        gw->had |= mask;
+        *had |= mask;
+}
+
+static void gate_on_had_create(void *arg, bool ok, uint64_t mask)
+{
+    struct gate_wait *gw = arg;
+    gate_on_had(gw, ok, mask, &gw->had);
+}
+
+static void gate_on_had_verify(void *arg, bool ok, uint64_t mask)
+{
+    struct gate_wait *gw = arg;
+    gate_on_had(gw, ok, mask, &gw->had_verified);
 }
 
 static void gate_read_had(struct gate_wait *gw)
@@ -443,13 +456,14 @@ static void gate_read_had(struct gate_wait *gw)
     struct config *cfg = gate_cfg(gw->g);
     char cid[CRYPTO_HMAC_HEX_LEN + 1];
     enum gate_call earlier[] = {GATE_CREATE, GATE_VERIFY};
+    ackstore_acks_cb cb[] = {gate_on_had_create, gate_on_had_verify};
     size_t n = gw->call == GATE_DELETE ? 2 : 1;
-    gw->had_ctx = (struct ackstore_ctx){.c = gw->g->env.cluster,
-                                        .acks = gate_on_had, .arg = gw};
     for (size_t i = 0; i < n; i++) {
+        gw->had_ctx[i] = (struct ackstore_ctx){.c = gw->g->env.cluster,
+                                               .acks = cb[i], .arg = gw};
         gate_change_id(cfg, gw->identity, gw->mfa_id, earlier[i], cid);
         gw->refs++;
-        ackstore_read_acks(gw->g->env.redis, cfg, cid, &gw->had_ctx);
+        ackstore_read_acks(gw->g->env.redis, cfg, cid, &gw->had_ctx[i]);
     }
 }
 

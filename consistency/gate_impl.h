@@ -81,7 +81,9 @@ struct gate_wait {
     uint64_t stale;               /* fenced for the identity or down when
                                    * held: may lack earlier changes too */
     uint64_t had;                 /* acknowledged the enrollment's create
-                                   * (or verify, for a delete) in Redis */
+                                   * in Redis */
+    uint64_t had_verified;        /* acknowledged its verify in Redis (a
+                                   * delete's wait only) */
     int need;
     bool match_all;               /* healthy/all: every required one */
     bool healthy;                 /* mode healthy: required follows health */
@@ -99,7 +101,7 @@ struct gate_wait {
     int n;
     struct ackstore_ctx held_ctx;  /* Redis callbacks (see refs) */
     struct ackstore_ctx read_ctx;
-    struct ackstore_ctx had_ctx;
+    struct ackstore_ctx had_ctx[2]; /* create, verify */
     int refs;                     /* Redis commands still to call back */
     bool dead;                    /* finished; memory kept for refs */
 };

@@ -12,8 +12,8 @@ fenced."""
 import pytest
 
 from tests.ctrlsim.client import ZitiClient
-from tests.integration.gate_support import (client, replication, start_enrollment, totp_now, wait_fenced,
-                                            wait_leader_known)
+from tests.integration.gate_support import (client, mfa_states, replication, start_enrollment, totp_now,
+                                            wait_fenced, wait_leader_known, wait_until)
 from tests.integration.test_gate_legacy import legacy_gate
 
 GATE_TIMEOUT = "1s"
@@ -103,3 +103,48 @@ def test_a_member_still_holding_an_older_enrollment_does_not_acknowledge_a_legac
     rep, idx, behind = acked_members_have_it(r, sim, leader)
     assert behind == [], ("acked by members that have not applied the verify", rep, idx)
     assert rep["pending"] == [lagging], rep
+
+
+def test_a_member_that_has_only_the_create_does_not_acknowledge_a_legacy_delete(quorumgate, tmp_path):
+    """bench/soak.py, v1.7.2 CI run (op 3099): an OIDC create and verify of ctrl3's enrollment were
+    answered pending=ctrl3 (stopped for 5 s); back up, ctrl3 applied the create, and the create's
+    lingering probe recorded its acknowledgement in Redis; the verify was still on its way there.
+    A delete through a legacy session (confirmed with the management API) then read
+    isMfaEnabled=false at ctrl3 -- true of an unverified enrollment as much as of a deleted one --
+    and, ctrl3 having acknowledged the create, took it as the delete: acked=ctrl1,ctrl2,ctrl3 while
+    ctrl3 still held the enrollment.  Through the management API only a verify acknowledgement
+    shows the member once had isMfaEnabled=true."""
+    over = legacy_gate(tmp_path)
+    over["gate"].update({"timeout": GATE_TIMEOUT, "probe": {"initial": "20ms", "max": "100ms"}})
+    qg = quorumgate(over)
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    legacy = ZitiClient(qg.url, ca_file=qg.ca)
+    home = legacy.legacy_login("bob", "bob-pw").expect(200).header("quorumgate-controller")
+    lagging = [n for n in sim.node_ids if n not in (leader, home)][-1]
+    c = client(qg, "bob")
+    assert c.identity_id == legacy.identity_id
+
+    sim.control.set_lag(lagging, 60000)
+    mfa_id, secret = start_enrollment(c)
+    # the create is answered without the lagging member, which is fenced ...
+    wait_fenced(qg, c.identity_id, [lagging])
+    # ... and applies it later: the create's gate hears that and lifts the fence (its
+    # acknowledgement is in Redis)
+    sim.control.set_lag(lagging, 0)
+    wait_until(lambda: (mfa_states(sim, c.identity_id)[lagging] or {}).get("id") == mfa_id,
+               what="the lagging member to apply the create")
+    wait_fenced(qg, c.identity_id, [])
+    # the verify does not get there
+    sim.control.set_lag(lagging, 60000)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
+    wait_fenced(qg, c.identity_id, [lagging])
+    assert mfa_states(sim, c.identity_id)[lagging] == {"id": mfa_id, "isVerified": False}
+
+    r = legacy.mfa_delete(totp_now(secret)).expect(200)
+    rep, idx, behind = acked_members_have_it(r, sim, leader)
+    assert behind == [], ("acked by members that have not applied the delete", rep, idx)
+    assert rep["pending"] == [lagging], rep
+    assert mfa_states(sim, c.identity_id)[lagging] is not None
+    wait_fenced(qg, c.identity_id, [lagging])
