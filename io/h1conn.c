@@ -16,6 +16,7 @@
 #include "base/loop.h"
 #include "base/util.h"
 #include "io/h1tls.h"
+#include "io/headers.h"
 
 static const struct h1parse_ops h1conn_parse_ops;
 static void h1conn_io(void *arg, int events);
@@ -82,28 +83,45 @@ static void h1conn_build(struct h1conn *k, struct h1x *x)
     buf_putc(b, ' ');
     buf_puts(b, x->target);
     buf_append(b, " HTTP/1.1\r\n", 11);
-    for (int i = 0; i < r->n_headers; i++) {
-        const char *line = r->headers[i];
-        const char *colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        size_t nlen = (size_t)(colon - line);
-        const char *v = colon + 1;
+    int n = r->headers ? r->n_headers : r->fields ? r->fields->n : 0;
+    for (int i = 0; i < n; i++) {
+        /* "Name: value" lines, or the pairs they would be made of */
+        const char *name, *v;
+        size_t nlen;
+        if (r->headers) {
+            const char *colon = strchr(r->headers[i], ':');
+            if (!colon)
+                continue;
+            name = r->headers[i];
+            nlen = (size_t)(colon - name);
+            v = colon + 1;
+        } else {
+            name = headers_name(r->fields, i);
+            nlen = strlen(name);
+            v = headers_value(r->fields, i);
+        }
+        const char *raw = v;
         while (*v == ' ' || *v == '\t')
             v++;
         if (!*v) /* "Name:" asks libcurl to leave a field out: so do we */
             continue;
-        if (util_strncaseeq(line, nlen, "Host")) {
+        if (util_strncaseeq(name, nlen, "Host")) {
             host = v;
             host_len = strlen(v);
             continue;
         }
-        if (util_strncaseeq(line, nlen, "Content-Length") ||
-            util_strncaseeq(line, nlen, "Transfer-Encoding") ||
-            util_strncaseeq(line, nlen, "Connection") ||
-            util_strncaseeq(line, nlen, "Keep-Alive"))
+        if (util_strncaseeq(name, nlen, "Content-Length") ||
+            util_strncaseeq(name, nlen, "Transfer-Encoding") ||
+            util_strncaseeq(name, nlen, "Connection") ||
+            util_strncaseeq(name, nlen, "Keep-Alive"))
             continue; /* the framing and the connection are ours */
-        buf_puts(b, line);
+        if (r->headers) {
+            buf_puts(b, name); /* the line as given */
+        } else {
+            buf_append(b, name, nlen);
+            buf_append(b, ": ", 2);
+            buf_puts(b, raw);
+        }
         buf_append(b, "\r\n", 2);
     }
     buf_append(b, "Host: ", 6);

@@ -89,7 +89,13 @@ void headers_free(struct headers *h)
 
 static const char **headers_view(struct headers *h, int count)
 {
-    h->view = xrealloc(h->view, (size_t)(count ? count : 1) * sizeof(char *));
+    /* grown only: the list is reused from one request to the next */
+    if (count < 1)
+        count = 1;
+    if (count > h->view_cap) {
+        h->view = xrealloc(h->view, (size_t)count * sizeof(char *));
+        h->view_cap = count;
+    }
     return h->view;
 }
 

@@ -27,6 +27,7 @@ struct headers {
     uint32_t *off;         /* owned: name and value offsets, 2 per field */
     int n, cap;
     const char **view;     /* owned: pointers built by headers_lines/pairs */
+    int view_cap;          /* entries allocated in view */
     struct buf lines;      /* owned: storage for "Name: value" lines */
 };
 

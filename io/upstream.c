@@ -10,6 +10,7 @@
 #include "base/util.h"
 #include "io/h1addr.h"
 #include "io/h1client.h"
+#include "io/headers.h"
 
 /* A connect_to line and its libcurl list, kept for the upstream's life. */
 struct upstream_route {
@@ -500,6 +501,10 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
     if ((r->own_client || upstream_never_resolves(r)) &&
         h1client_start(u->h1, r))
         return;
+    if (!r->headers && r->fields) {
+        r->headers = headers_lines(r->fields);
+        r->n_headers = r->fields->n;
+    }
     CURL *e = upstream_easy_get(u);
     struct upstream_run *run = upstream_run_get(u);
     run->r = r;

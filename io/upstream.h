@@ -23,6 +23,7 @@
 struct loop;
 struct log;
 struct upstream;
+struct headers;
 
 struct upstream_settings {
     const char *ca_file;             /* NULL = system store */
@@ -61,6 +62,10 @@ struct upstream_req {
     const char *connect_to;          /* "name:port:addr:port" or NULL */
     const char *const *headers;      /* "Name: value" lines */
     int n_headers;
+    struct headers *fields;          /* or, when headers is NULL: the
+                                        fields as pairs (borrowed); the own
+                                        client writes them from there, the
+                                        lines are made only for libcurl */
     const char *body;
     size_t body_len;
     uint64_t timeout_ms;             /* whole attempt; 0 = none */

@@ -119,8 +119,11 @@ void request_attempt_start(struct request *rq, int node)
     rq->up.method_name = ex->method_name;
     rq->up.url = rq->url;
     rq->up.connect_to = request_app(rq)->cluster->nodes[node].connect_to;
-    rq->up.headers = headers_lines(&rq->up_headers);
-    rq->up.n_headers = rq->up_headers.n;
+    /* the pairs: the own client writes them as they are, libcurl gets
+     * "Name: value" lines made by upstream_start */
+    rq->up.headers = NULL;
+    rq->up.n_headers = 0;
+    rq->up.fields = &rq->up_headers;
     rq->up.body = ex->body;
     rq->up.body_len = ex->body_len;
     rq->up.timeout_ms = per_try && per_try < left ? per_try : left;
