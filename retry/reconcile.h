@@ -19,8 +19,9 @@
  *     budget), never resent;
  *   - a read that gets no answer, a 429 or a 5xx is made again after the
  *     policy's backoff on whoever leads then (at most 2 x max_attempts such
- *     failures, deadline and budget permitting: a repeated read takes a
- *     retry slot);
+ *     failures that reached a controller -- a refused one is bounded by the
+ *     deadline only --, deadline and budget permitting: a repeated read
+ *     takes a retry slot);
  *   - the state cannot be read: the controller's own answer goes back
  *     (a 500 UNHANDLED, a resend's 404 or 409), or, when the call was sent
  *     and got no answer (reset, timeout), 504 "outcome unknown" -- never an

@@ -392,6 +392,44 @@ def test_legacy_verify_committed_then_home_killed_is_outcome_unknown(env):
     assert [(n, s) for n, s, _ in env.seen("POST", VERIFY)] == [(home, 0)]
 
 
+def test_legacy_verify_committed_home_killed_and_back_within_the_deadline_is_200(env):
+    """As above, but the home comes back (restarted, its local session with
+    it) while the deadline lasts: refused reads (a fraction of a millisecond
+    each) must not spend the reads before it is back -- the state is read
+    there and the committed verify answered 200 as it would have been
+    (bench/soak.py op 2166: twelve refused reads in 2.9 s of a 10 s deadline,
+    the home back 3 s before it)."""
+    name, pw = env.new_identity("legacy")
+    c = ZitiClient(env.qg.url, timeout=30)
+    home = c.legacy_login(name, pw).expect(200).header("quorumgate-controller")
+    c.mfa_create().expect(201)
+    secret = c.mfa_secret()
+    reconciled = MetricDelta(env, "quorumgate_reconciled_total", call="verify", result="applied")
+    env.ctl.inject("reset_after_commit", VERIFY, method="POST", node=home)
+    env.ctl.inject("hang", MFA, method="GET", node=home)
+    bg = Background(c.mfa_verify, totp_now(secret))
+    wait_until(lambda: injection_hit(env, "hang", MFA, "GET"), timeout=5, what="the state read on the home")
+    env.ctl.kill(home)
+    # refused reads at the dead home, at least more than the 2 x max_attempts (12) a read may fail
+    time.sleep(2.5)
+    assert bg.t.is_alive(), "answered while its home was down: %r" % (bg.value and bg.value.body,)
+    env.ctl.restart(home)
+    r = bg.result(timeout=20)
+    env.ctl.clear_injections()
+    assert r.status == 200, r.body
+    assert r.header("quorumgate-controller") == home, r.header_list
+    assert attempts_header(r) == 1
+    assert reconciled.get() == 1
+    entry = env.access_entry(r.header("x-request-id"))
+    reads = [a for a in entry["upstream"] if a.get("read")]
+    # (the access log keeps the first 16 upstream entries only)
+    assert len([a for a in reads if a["outcome"] == "state_unreadable"]) > 12, entry
+    gets = env.seen("GET", MFA, node=home)
+    assert gets[-1][1] == 200, gets   # read at the home once it was back
+    assert [(n, s) for n, s, _ in env.seen("POST", VERIFY)] == [(home, 0)]
+    assert env.ctl.mfa_on(home, c.identity_id)["isVerified"] is True
+
+
 def test_new_leader_still_applying_does_not_turn_a_create_into_409(quorumgate):
     """The create commits on the old leader, its answer is lost and the old
     leader dies; the new leader has the entry (raft) but applies it 1.5 s
