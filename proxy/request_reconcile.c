@@ -1,6 +1,7 @@
 /* request_reconcile.c - see request_reconcile.h. */
 #include "proxy/request_reconcile.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "base/loop.h"
@@ -90,6 +91,32 @@ static void request_reconcile_applied(struct request *rq, const char *id)
 
 static void request_reconcile_wait_leader(void *arg);
 
+/* The state could not be read in time (every read failed, or no leader to
+ * read it on): whether the call was applied is unknown.  An attempt sent
+ * without getting an answer (reset, timeout: "written, no answer") says
+ * nothing about that, so the client is told so -- 504, outcome unknown --
+ * never a 502 that reads as "it failed" (bench/soak.py, issue 18: a legacy
+ * verify reset by its home's kill had committed, and the reads on that home
+ * were refused until the deadline).  A controller's own answer (the raft
+ * dispatch's 500 UNHANDLED, a resend's 404 or 409) goes back as it was. */
+static void request_reconcile_unknown(struct request *rq)
+{
+    struct app *a = rq->w->app;
+    char msg[256];
+    request_reconcile_count(rq, M_RECONCILE_FAILED);
+    if (rq->up.result == UPSTREAM_OK || !rq->up.sent) {
+        request_answer_give_up(rq);
+        return;
+    }
+    snprintf(msg, sizeof(msg),
+             "controller %s took the call but gave no answer (%s); whether "
+             "it was applied is unknown: its state could not be read in "
+             "time",
+             rq->node >= 0 ? a->cluster->nodes[rq->node].id : "?",
+             upstream_result_name(rq->up.result));
+    request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
+}
+
 /* Read the state again after the policy's backoff, on whoever leads then,
  * while the deadline lasts and the budget gives the request a retry slot
  * (a sick cluster is not stormed with reads either). */
@@ -140,8 +167,7 @@ static void request_reconcile_done(struct upstream_req *r, void *arg)
     if (st == RECONCILE_UNREADABLE) {
         if (request_reconcile_read_again(rq, r))
             return;
-        request_reconcile_count(rq, M_RECONCILE_FAILED);
-        request_answer_give_up(rq);
+        request_reconcile_unknown(rq);
         return;
     }
     uint64_t skew = rq->cfg->retry.clock_skew_ms;
@@ -192,8 +218,7 @@ void request_reconcile_start(struct request *rq)
     rq->stage = STAGE_RECONCILE;
     if (leader < 0 || (rq->home < 0 && !cluster_up(a->cluster, leader))) {
         if (now >= hard) {
-            request_reconcile_count(rq, M_RECONCILE_FAILED);
-            request_answer_give_up(rq);
+            request_reconcile_unknown(rq);
             return;
         }
         request_after(rq, 50, request_reconcile_wait_leader);

@@ -3,8 +3,8 @@
  * GET .../current-identity/mfa on the leader with the client's own
  * credentials, answer as the call would have when the change is there,
  * send the call again when it is not, read again when the read fails or
- * the state is behind, give the real upstream error back when it cannot be
- * read.
+ * the state is behind; when it cannot be read, give the controller's own
+ * answer back, or 504 "outcome unknown" for a call sent without an answer.
  *
  * Ownership: works on the request it is given; keeps nothing. */
 #ifndef QG_REQUEST_RECONCILE_H

@@ -21,8 +21,11 @@
  *     policy's backoff on whoever leads then (at most 2 x max_attempts such
  *     failures, deadline and budget permitting: a repeated read takes a
  *     retry slot);
- *   - the state cannot be read: the real upstream error goes back, never an
- *     invented success. */
+ *   - the state cannot be read: the controller's own answer goes back
+ *     (a 500 UNHANDLED, a resend's 404 or 409), or, when the call was sent
+ *     and got no answer (reset, timeout), 504 "outcome unknown" -- never an
+ *     invented success, never a 502 saying that a maybe-applied write
+ *     failed (proxy/request_reconcile.c). */
 #ifndef QG_RECONCILE_H
 #define QG_RECONCILE_H
 

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.ctrlsim.client import totp_now
+from tests.ctrlsim.client import ZitiClient, totp_now
 from tests.integration.retry_support import (MFA, VERIFY, Background, Env, MetricDelta, attempts_header,
                                              enroll_started, enroll_verified, retry_config)
 from tests.support.procs import wait_until
@@ -331,11 +331,12 @@ def test_forward_to_a_frozen_leader(quorumgate, sim_factory, forward_errors, sta
     assert entry["attempts"] == 2 and entry.get("reconciled") is None, entry
 
 
-def test_unreadable_state_after_a_leader_change_answers_the_real_error(env):
-    """The create's connection breaks on the old leader (nothing committed),
-    the old leader dies while its state is read, and the new leader cannot
-    show its state either: the client gets the real failure -- the reset on
-    the controller that had the call -- not an invented answer, and not a
+def test_unreadable_state_after_a_leader_change_is_outcome_unknown(env):
+    """The create's connection breaks on the old leader (nothing committed,
+    but quorumgate cannot know), the old leader dies while its state is
+    read, and the new leader cannot show its state either: the client is
+    told the outcome is unknown (504 naming the controller that had the
+    call), not an invented answer, not a 502 that says it failed, and not a
     failure attributed to the controller that was only read."""
     c, _ = env.login()
     old = env.leader()
@@ -347,7 +348,7 @@ def test_unreadable_state_after_a_leader_change_answers_the_real_error(env):
     env.ctl.kill(old)
     r = bg.result(timeout=20)
     env.ctl.clear_injections()
-    assert r.status == 502 and r.error_code == "PROXY_UPSTREAM_ERROR", r.body
+    assert r.status == 504 and r.error_code == "PROXY_UPSTREAM_TIMEOUT", r.body
     assert old in r.json()["error"]["message"], r.body
     assert r.header("quorumgate-controller") == old, r.header_list
     assert attempts_header(r) == 1
@@ -357,6 +358,38 @@ def test_unreadable_state_after_a_leader_change_answers_the_real_error(env):
     new = env.ctl.wait_leader(not_in=(old,))
     assert any(a["controller"] == new and a["status"] == 500 for a in reads), entry
     assert env.ctl.mfa_on(new, c.identity_id) is None
+
+
+def test_legacy_verify_committed_then_home_killed_is_outcome_unknown(env):
+    """bench/soak.py (issue 18), op 2166: a legacy session's verify commits
+    on its home (the leader), the home is killed before the answer leaves,
+    and the session's state can be read nowhere else -- every read at the
+    dead home fails until the reads are spent.  The verify was applied (the
+    other controllers have it), so the answer must not say it failed: 504,
+    outcome unknown, naming the home (it was 502 PROXY_UPSTREAM_ERROR)."""
+    name, pw = env.new_identity("legacy")
+    c = ZitiClient(env.qg.url, timeout=30)
+    home = c.legacy_login(name, pw).expect(200).header("quorumgate-controller")
+    assert home == env.leader()
+    c.mfa_create().expect(201)
+    secret = c.mfa_secret()
+    env.ctl.inject("reset_after_commit", VERIFY, method="POST", node=home)
+    env.ctl.inject("hang", MFA, method="GET", node=home)
+    bg = Background(c.mfa_verify, totp_now(secret))
+    wait_until(lambda: injection_hit(env, "hang", MFA, "GET"), timeout=5, what="the state read on the home")
+    env.ctl.kill(home)
+    r = bg.result(timeout=20)
+    env.ctl.clear_injections()
+    assert r.status == 504 and r.error_code == "PROXY_UPSTREAM_TIMEOUT", r.body
+    assert home in r.json()["error"]["message"], r.body
+    assert r.header("quorumgate-controller") == home, r.header_list
+    assert attempts_header(r) == 1
+    entry = env.access_entry(r.header("x-request-id"))
+    reads = [a for a in entry["upstream"] if a.get("read")]
+    assert reads and all(a["controller"] == home and a["outcome"] == "state_unreadable" for a in reads), entry
+    new = env.ctl.wait_leader(not_in=(home,))
+    assert env.ctl.mfa_on(new, c.identity_id)["isVerified"] is True
+    assert [(n, s) for n, s, _ in env.seen("POST", VERIFY)] == [(home, 0)]
 
 
 def test_new_leader_still_applying_does_not_turn_a_create_into_409(quorumgate):

@@ -252,6 +252,34 @@ def test_state_unreadable_answers_the_real_error(env):
     assert len(env.seen("POST", VERIFY)) == 1
 
 
+def test_state_unreadable_after_a_lost_answer_is_outcome_unknown(env):
+    """The verify commits but its connection breaks before the answer
+    (written, no answer) and no state read gets through: whether it was
+    applied is unknown, so the answer is 504 saying so -- never a 502 that
+    tells the client it failed (bench/soak.py, issue 18: op 2166 of a CI
+    soak, a committed verify answered 502 PROXY_UPSTREAM_ERROR)."""
+    c, d = env.login()
+    secret = enroll_started(env, c, d)
+    leader = env.leader()
+    failed = MetricDelta(env, "quorumgate_reconciled_total", call="verify", result="failed")
+    env.ctl.inject("reset_after_commit", VERIFY, method="POST", node=leader)
+    env.ctl.inject("500", MFA, method="GET", node=leader, count=100)   # every state read fails
+    r = c.mfa_verify(totp_now(secret))
+    env.ctl.clear_injections()
+    assert r.status == 504 and r.error_code == "PROXY_UPSTREAM_TIMEOUT", r.body
+    msg = r.json()["error"]["message"]
+    assert leader in msg and "unknown" in msg, msg
+    assert r.header("quorumgate-controller") == leader, r.header_list
+    assert attempts_header(r) == 1
+    assert failed.get() == 1
+    entry = env.access_entry(_request_id(r))
+    reads = [a for a in entry["upstream"] if a.get("read")]
+    assert reads and all(a["outcome"] == "state_unreadable" for a in reads), entry
+    # it did commit, and nothing was sent twice
+    assert env.mfa_on_leader(c.identity_id)["isVerified"] is True
+    assert len(env.seen("POST", VERIFY)) == 1
+
+
 def test_wrong_code_is_not_retried(env):
     """A plain 400 MFA_INVALID_TOKEN is an answer, not a failure."""
     c, d = env.login()
