@@ -70,6 +70,9 @@ def test_error_injection_on_create(sim, mode, status, code, committed):
     assert r.status == status and r.error_code == code
     assert set(r.json()) == {"error", "meta"}
     assert r.header("server") == "ziti-controller/v1.5.4"
+    # the serving follower waited for its own apply, not for the leader's
+    # (its apply thread may run later on a loaded machine)
+    ctl.wait_applied(nodes=["ctrl1"])
     assert (ctl.mfa_on("ctrl1", c.identity_id) is not None) == committed
     assert ctl.count(method="POST", path=MFA, status=status) == 1
     r = c.mfa_create()

@@ -39,6 +39,7 @@ def test_follower_forwards_and_lagging_node_reads_stale(sim):
     assert c2.mfa_get().status == 200                # the serving node has applied it
     st = ctl.state()
     assert st["commitIndex"] == 1 and st["leader"] == "ctrl1"
+    ctl.wait_applied(nodes=["ctrl1"])                # the leader applies in its own thread
     assert ctl.mfa_on("ctrl1", c2.identity_id) is not None
     c3 = as_node(c2, sim, "ctrl3")
     assert c3.mfa_get().status == 404                # stale read on the lagging node
