@@ -23,6 +23,7 @@ import pytest
 from tests.ctrlsim.control import SimProcess
 from tests.support.procs import Quorumgate, RedisServer, deep_merge, make_certs
 from tests.support.prom import PrometheusServer
+from tests.support.scripted_upstream import ScriptedCluster, ScriptedUpstream
 from tests.support.sentinel import SentinelGroup
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +47,27 @@ def _identity_args():
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     return make_certs(str(tmp_path_factory.mktemp("certs")))
+
+
+@pytest.fixture
+def scripted(certs):
+    """make(n, tls, leaders, host, port): n scripted controllers
+    (tests/support/scripted_upstream.py) as a ScriptedCluster, stopped after
+    the test.  tls: None/False, True (the suite's certificate) or (cert, key)."""
+    started = []
+
+    def make(n=1, tls=None, leaders=(0,), host="127.0.0.1", port=0):
+        if tls is True:
+            tls = (certs["cert"], certs["key"])
+        ups = [ScriptedUpstream(leader=i in leaders, name="ctrl%d" % (i + 1), tls=tls or None,
+                                host=host, port=port).start()
+               for i in range(n)]
+        started.extend(ups)
+        return ScriptedCluster(ups)
+
+    yield make
+    for up in started:
+        up.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.core_support import call, status, wait_access, wait_leader_known
 from tests.support.procs import wait_until
-from tests.support.scripted_upstream import OK, ScriptedCluster, ScriptedUpstream
+from tests.support.scripted_upstream import OK
 
 WRITE = "/edge/management/v1/services"
 READ = "/edge/client/v1/version"
@@ -23,22 +23,6 @@ CREATED_CHUNKED = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                    b"Transfer-Encoding: chunked\r\n\r\n"
                    b"10;ext=1\r\n{\"data\":{\"id\":\"s\r\n"
                    b"d\r\n\"},\"meta\":{}}\r\n0\r\nTrailer: t\r\n\r\n")
-
-
-@pytest.fixture
-def scripted(certs):
-    started = []
-
-    def make(n=1, tls=False, leaders=(0,)):
-        ups = [ScriptedUpstream(leader=i in leaders, name="ctrl%d" % (i + 1),
-                                tls=(certs["cert"], certs["key"]) if tls else None).start()
-               for i in range(n)]
-        started.extend(ups)
-        return ScriptedCluster(ups)
-
-    yield make
-    for up in started:
-        up.stop()
 
 
 def qg_over(quorumgate, cluster, overrides=None):

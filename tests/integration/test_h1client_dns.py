@@ -19,26 +19,10 @@ import pytest
 
 from tests.integration.core_support import assert_envelope, call, status, wait_access, wait_leader_known
 from tests.support.procs import make_certs, wait_until
-from tests.support.scripted_upstream import ScriptedCluster, ScriptedUpstream
+from tests.support.scripted_upstream import ScriptedCluster
 
 READ = "/edge/client/v1/version"
 WRITE = "/edge/management/v1/services"
-
-
-@pytest.fixture
-def scripted(certs):
-    started = []
-
-    def make(n=1, tls=None, leaders=(0,), host="127.0.0.1", port=0):
-        ups = [ScriptedUpstream(leader=i in leaders, name="ctrl%d" % (i + 1), tls=tls,
-                                host=host, port=port).start()
-               for i in range(n)]
-        started.extend(ups)
-        return ScriptedCluster(ups)
-
-    yield make
-    for up in started:
-        up.stop()
 
 
 def named(up, host="localhost"):
