@@ -176,7 +176,12 @@ static void redis_conn_gone(struct redis *r)
             REDIS_LOG(r, LOG_LEVEL_DEBUG, "attempt %u failed (%s)",
                       r->attempt + 1, err);
     }
-    redis_schedule_reconnect(r);
+    if (r->reconnect_now) { /* a new master is known: no reason to wait */
+        r->reconnect_now = false;
+        loop_timer_start(r->reconnect_timer, 0, 0);
+    } else {
+        redis_schedule_reconnect(r);
+    }
     if (r->sentinel) /* down, or not the master: ask again */
         redis_sentinel_recheck(r->sentinel);
     if (was_up)
@@ -556,6 +561,7 @@ static void redis_moved_cb(void *arg)
     } else if (gen != r->master_gen &&
                (port != r->port || !r->host || strcmp(host, r->host) != 0)) {
         r->attempt = 0;
+        r->reconnect_now = true;
         REDIS_LOG(r, LOG_LEVEL_WARN, "the master moved from %s to %s:%u; "
                   "reconnecting", r->addr, host, (unsigned)port);
         redis_drop(r, "the master moved to %s:%u", host, (unsigned)port);

@@ -107,6 +107,8 @@ struct redis {
     struct redis_sentinel *owned_sentinel; /* owned when not shared */
     struct loop_async *moved;        /* owned: the master changed */
     uint64_t master_gen;             /* of the address connected to */
+    bool reconnect_now;              /* dropped because the master moved:
+                                        reconnect at once */
     char *master_name;               /* owned; NULL without sentinels */
 };
 

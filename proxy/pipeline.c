@@ -41,6 +41,36 @@ void pipeline_resume(struct request *rq)
         request_reroute(rq);
 }
 
+/* The worker's Redis connection is being made: what needs it waits for
+ * it (worker_redis_await), then runs again (cb). */
+static bool pipeline_await_redis(struct request *rq, void (*cb)(void *))
+{
+    if (!worker_redis_await(rq->w, &rq->pipe.redis_wait, cb, rq))
+        return false;
+    rq->stage = STAGE_AFFINITY;
+    return true;
+}
+
+static void pipeline_redis_ready(void *arg)
+{
+    pipeline_resume(arg);
+}
+
+static void pipeline_learn_ready(void *arg)
+{
+    struct request *rq = arg;
+    if (!pipeline_learn(rq))
+        request_learned(rq);
+}
+
+bool pipeline_await_step(struct request *rq, int step)
+{
+    if (!pipeline_await_redis(rq, pipeline_redis_ready))
+        return false;
+    rq->pipe.step = step; /* runs again */
+    return true;
+}
+
 static void pipeline_warn_redis(struct request *rq, const char *what)
 {
     struct worker *w = rq->w;
@@ -232,6 +262,8 @@ static bool pipeline_affinity(struct request *rq)
         }
         return false;
     }
+    if (!redis_up(rq->w->redis) && pipeline_await_step(rq, STEP_AFFINITY))
+        return true;
     if (!redis_up(rq->w->redis)) {
         pipeline_warn_redis(rq, "an affinity lookup");
         metrics_inc(a->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_AFFINITY_GET,
@@ -340,6 +372,15 @@ bool pipeline_learn(struct request *rq)
             free(loc);
         }
     }
+    if (n > 0 && !redis_up(rq->w->redis) &&
+        pipeline_await_redis(rq, pipeline_learn_ready)) {
+        /* every quorumgate must find it: learned once Redis is there */
+        for (int i = 0; i < n; i++) {
+            explicit_bzero(learn[i].tok, strlen(learn[i].tok));
+            free(learn[i].tok);
+        }
+        return true;
+    }
     /* a bounded rate per client address: a loop of logins cannot fill
      * Redis with entries */
     const struct config_routing *rt = &rq->cfg->routing;
@@ -430,5 +471,6 @@ void pipeline_cancel(struct request *rq)
         rq->pipe.cmd = NULL;
     }
     jwks_cancel(rq->w->jwks, rq);
+    worker_redis_unawait(&rq->pipe.redis_wait);
     gate_detach(&rq->gate);
 }

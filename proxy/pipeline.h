@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "consistency/ackstore.h"
+#include "proxy/worker.h"
 #include "routing/affinity.h"
 
 struct request;
@@ -47,6 +48,8 @@ struct pipeline_state {
     int id_result;                  /* enum jwks_result of the bearer, -1 */
     bool keys_fetched;              /* the controllers' keys were asked for */
     uint64_t deadline_ms;           /* leader wait for the state read */
+    struct worker_redis_waiter redis_wait; /* for the worker's Redis
+                                       connection, being made */
 };
 
 /* POST .../authenticate of the client or the management API (a legacy

@@ -345,6 +345,9 @@ bool pipeline_gate_prepare(struct request *rq, int step)
                 return false;
             }
         }
+        if (!redis_up(rq->w->redis) &&
+            pipeline_await_step(rq, STEP_GATE_CHECK))
+            return true;
         if (!redis_up(rq->w->redis)) {
             metrics_inc(a->metrics, M_REPLICATION_TRACKING_UNAVAILABLE_TOTAL);
             request_answer_error(rq, ERR_REPLICATION_TRACKING_UNAVAILABLE, NULL);

@@ -28,6 +28,11 @@ static inline struct app *pipeline_app(struct request *rq)
  * are done. */
 void pipeline_resume(struct request *rq);
 
+/* pipeline.c: the worker's Redis connection is being made: waits for it
+ * (once per request), then runs step again; false when it does not wait
+ * (it is up, or down for longer: degrade now). */
+bool pipeline_await_step(struct request *rq, int step);
+
 /* pipeline_gate.c: the gate's call for a classified call, -1 for none. */
 int pipeline_gate_call(enum classify_call c);
 /* pipeline_gate.c: runs one of the gate's steps (STEP_GATE_CHECK ..

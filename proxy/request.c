@@ -290,6 +290,7 @@ static struct request *request_alloc(struct worker *w)
         rq = xcalloc(1, sizeof(*rq));
         list_init(&rq->link);
         list_init(&rq->wait_link);
+        list_init(&rq->pipe.redis_wait.link);
         return rq;
     }
     rq = list_entry(l, struct request, link);
@@ -306,6 +307,7 @@ static struct request *request_alloc(struct worker *w)
     rq->timer = keep.timer;
     list_init(&rq->link);
     list_init(&rq->wait_link);
+    list_init(&rq->pipe.redis_wait.link);
     return rq;
 }
 

@@ -111,14 +111,80 @@ static void worker_acks_sub_state(void *arg, bool up)
 #define WORKER_JWKS_TIMEOUT_MS 3000
 #define WORKER_LEARN_SLOTS 4096
 
+/* ---- waiting for the Redis connection -------------------------------- */
+
+/* Every waiter goes on (the connection is up, or the wait is over).  A
+ * callback may wait again (the list is swapped first) or end another
+ * waiter (unlinked from the local list). */
+static void worker_redis_wake(struct worker *w, bool up)
+{
+    struct list woken, *l;
+    list_init(&woken);
+    if (list_empty(&w->redis_waiting))
+        return;
+    /* move every waiter to the local list */
+    list_insert_after(&w->redis_waiting, &woken);
+    list_remove(&w->redis_waiting);
+    loop_timer_stop(w->redis_wait_timer);
+    while ((l = list_pop_head(&woken))) {
+        struct worker_redis_waiter *wt =
+            list_entry(l, struct worker_redis_waiter, link);
+        metrics_inc(w->app->metrics, M_REDIS_CONNECTION_WAITS_TOTAL,
+                    up ? M_RESULT_OK : M_RESULT_ERROR);
+        wt->cb(wt->arg);
+    }
+}
+
+static void worker_redis_wait_over(void *arg)
+{
+    struct worker *w = arg;
+    worker_redis_wake(w, redis_up(w->redis));
+}
+
+static void worker_redis_state(void *arg, bool up)
+{
+    struct worker *w = arg;
+    if (!up) /* being made again from now on */
+        w->redis_wait_until =
+            loop_now_ms(w->loop) + w->cfg->redis.connect_timeout_ms;
+    else
+        worker_redis_wake(w, true);
+}
+
+bool worker_redis_await(struct worker *w, struct worker_redis_waiter *wt,
+                        void (*cb)(void *arg), void *arg)
+{
+    uint64_t now = loop_now_ms(w->loop);
+    if (!w->redis || redis_up(w->redis) || now >= w->redis_wait_until)
+        return false;
+    wt->cb = cb;
+    wt->arg = arg;
+    if (!list_linked(&wt->link))
+        list_insert_tail(&w->redis_waiting, &wt->link);
+    if (!loop_timer_active(w->redis_wait_timer))
+        loop_timer_start(w->redis_wait_timer, w->redis_wait_until - now, 0);
+    return true;
+}
+
+void worker_redis_unawait(struct worker_redis_waiter *wt)
+{
+    list_remove(&wt->link);
+}
+
 static void worker_replication_init(struct worker *w)
 {
     char name[32], chan[96];
     snprintf(name, sizeof(name), "worker-%d", w->id);
     struct redis_sentinel *sentinel = w->app->sentinel;
+    w->redis_wait_timer = loop_timer_new(w->loop, worker_redis_wait_over, w);
+    /* requests wait for the first connection as for a reconnection */
+    w->redis_wait_until =
+        loop_now_ms(w->loop) + w->cfg->redis.connect_timeout_ms;
     w->redis = redis_new(w->loop, &w->cfg->redis,
                          &(struct redis_options){.name = name,
                                                  .log = w->app->log,
+                                                 .on_state = worker_redis_state,
+                                                 .state_arg = w,
                                                  .sentinel = sentinel});
     snprintf(name, sizeof(name), "worker-%d-sub", w->id);
     w->acks_sub = redis_new(
@@ -156,6 +222,11 @@ static void worker_replication_init(struct worker *w)
  * free every wait.  Redis settings are restart-only: a reload keeps them. */
 static void worker_replication_stop(struct worker *w)
 {
+    /* waiters left are requests being aborted: they never go on */
+    while (list_pop_head(&w->redis_waiting))
+        ;
+    loop_timer_free(w->redis_wait_timer);
+    w->redis_wait_timer = NULL;
     redis_free(w->redis);
     redis_free(w->acks_sub);
     w->redis = w->acks_sub = NULL;
@@ -274,6 +345,7 @@ struct worker *worker_new(struct app *app, const struct worker_events *ev,
     struct config *cfg = app_config(app);
     list_init(&w->requests);
     list_init(&w->waiting);
+    list_init(&w->redis_waiting);
     list_init(&w->spare_requests);
     struct listener_limits lim;
     struct upstream_settings us;

@@ -36,6 +36,16 @@ struct gate;
 struct jwks_fetch;
 struct passthrough;
 
+/* A request waiting for its worker's Redis connection to come up
+ * (worker_redis_await).  Embedded in its owner, which keeps it alive until
+ * cb runs or it calls worker_redis_unawait. */
+struct worker_redis_waiter {
+    struct list link;                 /* in the worker's redis_waiting, or
+                                         unlinked */
+    void (*cb)(void *arg);            /* up, or the wait is over */
+    void *arg;
+};
+
 /* What a worker reports to its owner, through callbacks the owner gives
  * at worker_new (they run on the worker's thread). */
 struct worker_events {
@@ -86,6 +96,10 @@ struct worker {
     /* replication, on the worker's loop */
     struct redis *redis;              /* owned: commands */
     struct redis *acks_sub;           /* owned: subscriber on <prefix>acks */
+    struct list redis_waiting;        /* borrowed: worker_redis_waiter */
+    uint64_t redis_wait_until;        /* loop clock: requests wait for the
+                                         connection until then */
+    struct loop_timer *redis_wait_timer; /* owned: ends the waits */
     struct gate *gate;                /* owned: the held answers */
     atomic_int gate_waiting;          /* mirror of gate_waiting(), for
                                          other threads */
@@ -125,6 +139,18 @@ uint64_t worker_rand(struct worker *w);
 /* Statistics of the worker's Redis connections: out[0] commands, out[1]
  * the subscriber.  Any thread, until the worker stops. */
 void worker_redis_stats(struct worker *w, struct redis_stats *out);
+/* The worker's Redis connection is not up but is being made (at start,
+ * after it was lost, when the Sentinel master moved), and it went down at
+ * most redis.connect_timeout ago: wt waits for it (cb(arg) runs once, on
+ * the loop, when it is up or that time is over; a request thus never
+ * routes without the shared affinity, nor refuses a gated call, because
+ * its worker was reconnecting) and true is returned.  false: it is up, or
+ * it has been down longer: degrade now (the wait is counted in
+ * redis_connection_waits_total). */
+bool worker_redis_await(struct worker *w, struct worker_redis_waiter *wt,
+                        void (*cb)(void *arg), void *arg);
+/* wt no longer waits (nothing when it does not). */
+void worker_redis_unawait(struct worker_redis_waiter *wt);
 /* Answers held by the gate (approximate, any thread). */
 int worker_gate_waiting(struct worker *w);
 
