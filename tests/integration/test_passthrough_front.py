@@ -7,6 +7,7 @@ import http.client
 import ssl
 
 from tests.integration.core_support import call, wait_leader_known
+from tests.support.procs import wait_until
 
 
 def _envelope(r):
@@ -35,7 +36,10 @@ def test_cert_logins_are_refused_naming_the_passthrough_listener(quorumgate):
     seen = [x for reqs in sim.control.requests().values() for x in reqs
             if not x["path"].startswith("/health-checks")]
     assert seen == [], seen
-    lines = [e for e in qg.access_log() if e.get("error") == "PROXY_CERT_AUTH_UNSUPPORTED"]
+    # (each line is written after its answer was sent)
+    lines = wait_until(lambda: (lambda ls: ls if len(ls) >= 4 else None)(
+        [e for e in qg.access_log() if e.get("error") == "PROXY_CERT_AUTH_UNSUPPORTED"]),
+        timeout=5, what="4 access-log lines")
     assert len(lines) == 4 and all(e["status"] == 400 and e["attempts"] == 0 for e in lines)
     # a password login is forwarded as before
     r = call(qg, "POST", "/edge/client/v1/authenticate?method=password",

@@ -93,7 +93,8 @@ def test_max_connections_refuses_the_next_one(quorumgate, tcp_echo_factory):
     c = pt_connect(qg)
     assert closed_by_peer(c, timeout=5)
     wait_metric(qg, "quorumgate_passthrough_refused_total", 1, reason="max_connections")
-    e = [x for x in pt_lines(qg) if x["result"] == "refused_max_connections"]
+    e = wait_until(lambda: [x for x in pt_lines(qg) if x["result"] == "refused_max_connections"], timeout=5,
+                   what="the refused_max_connections access-log line")
     assert len(e) == 1 and e[0]["controller"] == "" and e[0]["bytes_to_controller"] == 0
     a.close()
     wait_metric(qg, "quorumgate_passthrough_open_connections", 1, controller="ctrl1")
@@ -143,7 +144,8 @@ def test_no_leader_refuses_and_a_dead_leader_is_a_connect_failure(quorumgate, tc
     assert closed_by_peer(s, timeout=5)
     s.close()
     wait_metric(qg, "quorumgate_passthrough_closes_total", 1, reason="connect_failed")
-    e = [x for x in pt_lines(qg) if x["result"] == "connect_failed"]
+    e = wait_until(lambda: [x for x in pt_lines(qg) if x["result"] == "connect_failed"], timeout=5,
+                   what="the connect_failed access-log line")
     assert e and e[0]["controller"] == "ctrl1" and e[0]["error"]
 
 
@@ -169,7 +171,8 @@ def test_connect_timeout(quorumgate, tcp_echo_factory):
         assert closed_by_peer(s, timeout=5)
         s.close()
         wait_metric(qg, "quorumgate_passthrough_closes_total", 1, reason="connect_timeout")
-        e = [x for x in pt_lines(qg) if x["result"] == "connect_timeout"]
+        e = wait_until(lambda: [x for x in pt_lines(qg) if x["result"] == "connect_timeout"], timeout=5,
+                       what="the connect_timeout access-log line")
         assert e and 250 <= e[0]["duration_ms"] < 3000
     finally:
         for f in fillers:

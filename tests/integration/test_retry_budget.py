@@ -8,6 +8,7 @@ import concurrent.futures
 
 from tests.ctrlsim.client import ZitiClient
 from tests.integration.retry_support import MFA, Env, MetricDelta, attempts_header, retry_config
+from tests.support.procs import wait_until
 
 READ = "/edge/client/v1/current-identity"
 
@@ -60,7 +61,10 @@ def test_read_flood_stays_within_the_budget(quorumgate):
     assert len(env.seen("GET", READ)) == sum(attempts)
     assert sum(attempts) <= n + allowed * (max_attempts - 1)
     # the access log says which ones met the exhausted budget
-    lines = [e for e in env.qg.access_log() if e.get("path") == READ and e.get("status") == 504]
+    # (each line is written after its answer was sent)
+    lines = wait_until(lambda: (lambda ls: ls if len(ls) >= n else None)(
+        [e for e in env.qg.access_log() if e.get("path") == READ and e.get("status") == 504]),
+        timeout=5, what="the %d access-log lines" % n)
     assert sum(1 for e in lines if e.get("budget_exhausted")) == n - len(retried), lines[:3]
 
 

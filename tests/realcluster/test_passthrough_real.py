@@ -278,7 +278,10 @@ def test_sni_split_on_the_https_port(cluster, rc_qg, cert_identity, identity, ce
     # closes it, which can come after the client has read its answer: count once none is open
     wait_until(lambda: qg.metrics().value("quorumgate_passthrough_open_connections") == 0, timeout=10,
                what="the spliced connections closed")
-    lines = _pt_lines(qg)
+    # and the lines written: a line follows its counters (the access log is written in batches)
+    n = qg.metrics().value("quorumgate_passthrough_connections_total") or 0
+    lines = wait_until(lambda: (lambda ls: ls if len(ls) >= n else None)(_pt_lines(qg)), timeout=10,
+                       what="%d passthrough access-log lines" % n)
     assert lines and {e["controller"] for e in lines} == {leader}, lines
     # SNI ctrl.ziti.test: quorumgate's HTTPS front (its certificate, the test CA)
     ctx = ssl.create_default_context(cafile=certs["ca"])

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import default_qg_config
 from tests.ctrlsim.client import ZitiClient
-from tests.support.procs import Quorumgate, deep_merge
+from tests.support.procs import Quorumgate, deep_merge, wait_until
 from tests.support.prom import parse_exposition
 from tests.support.resp import RedisClient, _Incomplete, resp_parse
 from tests.support.yamlout import dump_yaml
@@ -81,6 +81,8 @@ def test_quorumgate_wrapper_with_fake_binary(tmp_path, sim, redis_server, certs)
         assert qg.url != qg.admin_url
         r = ZitiClient(qg.url).version().expect(200)
         assert r.json()["data"]["version"] == "v1.5.4"
+        # the line is written after the answer was sent (as quorumgate does)
+        wait_until(lambda: qg.access_log(), timeout=5, what="the access-log line")
         assert qg.access_log()[-1]["path"] == "/version"
         assert qg.metrics().value("quorumgate_build_info", version="fake") == 1
         assert [e["kind"] for e in qg.error_log() if e.get("msg") == "listening"] == ["client", "admin"]
