@@ -34,6 +34,12 @@ class LockedOut:
         if kill:
             self.admin("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
 
+    def drop(self, qg):
+        """lock(), and wait until qg's worker saw its connection go."""
+        self.lock()
+        wait_log(qg, lambda e: "worker-0: connection lost" in e.get("msg", ""), timeout=5,
+                 what="the worker's Redis connection to drop")
+
     def reopen(self):
         assert self.admin("CONFIG", "SET", "requirepass", "") in ("OK", b"OK")
 
@@ -77,9 +83,7 @@ def test_a_gated_call_waits_for_the_workers_reconnection(quorumgate):
     lock = LockedOut(qg.redis)
     try:
         n_log = len(qg.error_log())
-        lock.lock()
-        wait_log(qg, lambda e: "worker-0: connection lost" in e.get("msg", ""), timeout=5,
-                 what="the worker's Redis connection to drop")
+        lock.drop(qg)
         t, out = in_background(c.mfa_create)
         refused_attempt(qg, n_log)
         # still no answer: the create waits for Redis, nothing was sent
@@ -100,9 +104,7 @@ def test_the_wait_ends_at_connect_timeout_with_the_503_of_redis_down(quorumgate)
     c = client(qg)
     lock = LockedOut(qg.redis)
     try:
-        lock.lock()
-        wait_log(qg, lambda e: "worker-0: connection lost" in e.get("msg", ""), timeout=5,
-                 what="the worker's Redis connection to drop")
+        lock.drop(qg)
         r = c.mfa_create()
         assert r.status == 503 and r.error_code == "REPLICATION_TRACKING_UNAVAILABLE", (r.status, r.body)
         assert mfa_states(sim, c.identity_id) == {n: None for n in sim.node_ids}
