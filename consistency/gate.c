@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/gate_before.h"
 #include "consistency/gate_clear.h"
 #include "consistency/gate_impl.h"
 #include "consistency/mgmt.h"
@@ -691,6 +692,15 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     gw->stale = ((gw->all & ~up) |
                  fence_mask(env->fence, &gw->fk, fence_now(env->fence))) &
                 ~(answered_by >= 0 ? nodeset_of(answered_by) : 0);
+    if (h->before && call == GATE_DELETE) {
+        /* read before the delete went out: holding the enrollment then,
+         * "gone" now is the delete; gone already, it lacks an earlier
+         * change (gate_before.h) */
+        gw->had |= h->before->holding;
+        gw->had_verified |= h->before->enabled;
+        gw->stale |= h->before->lacking & gw->all &
+                     ~(answered_by >= 0 ? nodeset_of(answered_by) : 0);
+    }
     /* the controller that answered has it */
     if (answered_by >= 0)
         gate_add_acks(gw, nodeset_of(answered_by));

@@ -23,7 +23,10 @@
  * Legacy sessions (zt-session, valid only on the controller that issued
  * them) are confirmed with quorumgate's own management credential
  * (gate.management) through GET /edge/management/v1/identities/{id}
- * (isMfaEnabled).  An unverified enrollment is not visible there, so with
+ * (isMfaEnabled).  Before a delete is sent, every controller's state of the
+ * enrollment is read (gate_before.h), so that one already lacking an earlier
+ * change is not taken for one that has the delete.  An unverified
+ * enrollment is not visible there, so with
  * probes a legacy create is confirmed by the controller that answered it
  * (every later call of that session goes there too); the relay sees it.
  *
@@ -60,6 +63,7 @@ struct upstream;
 struct cluster;
 struct log;
 struct fence;
+struct gate_before_result;
 
 enum gate_call { GATE_CREATE = 0, GATE_VERIFY, GATE_DELETE };
 
@@ -143,6 +147,9 @@ struct gate_hold_args {
                                 delete are confirmed there with
                                 gate.management, a create is not waited
                                 for there (and not fenced) */
+    /* a delete: each controller's state read right before it was sent
+     * (gate_before.h), NULL when not read */
+    const struct gate_before_result *before;
     gate_release_cb done;    /* called once, when the answer may go */
     void *arg;
     struct gate_wait **handle; /* the owner's: set while the wait reports

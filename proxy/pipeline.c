@@ -454,6 +454,8 @@ bool pipeline_before_route(struct request *rq)
     ps->id_result = -1;
     ps->unconfirmed = false;
     ps->slot = false;
+    ps->before = NULL;
+    ps->before_read = false;
     ps->gated = rq->cfg->gate.enabled && gc >= 0;
     ps->gcall = gc;
     ps->deadline_ms = rq->start_ms + rq->cfg->routing.leader_wait_ms;
@@ -470,6 +472,8 @@ void pipeline_cancel(struct request *rq)
         redis_cancel(rq->w->redis, rq->pipe.cmd);
         rq->pipe.cmd = NULL;
     }
+    gate_before_cancel(rq->pipe.before);
+    rq->pipe.before = NULL;
     jwks_cancel(rq->w->jwks, rq);
     worker_redis_unawait(&rq->pipe.redis_wait);
     gate_detach(&rq->gate);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "consistency/ackstore.h"
+#include "consistency/gate_before.h"
 #include "proxy/worker.h"
 #include "routing/affinity.h"
 
@@ -48,6 +49,10 @@ struct pipeline_state {
     int id_result;                  /* enum jwks_result of the bearer, -1 */
     bool keys_fetched;              /* the controllers' keys were asked for */
     uint64_t deadline_ms;           /* leader wait for the state read */
+    struct gate_before *before;     /* a delete's read of every
+                                       controller, running (owned) */
+    struct gate_before_result before_res; /* ... and what it found */
+    bool before_read;
     struct worker_redis_waiter redis_wait; /* for the worker's Redis
                                        connection, being made */
 };

@@ -207,6 +207,42 @@ static bool pipeline_gate_legacy_id(struct request *rq)
     return true;
 }
 
+static void pipeline_gate_before_done(void *arg,
+                                      const struct gate_before_result *res)
+{
+    struct request *rq = arg;
+    rq->pipe.before = NULL;
+    rq->pipe.before_res = *res;
+    rq->pipe.before_read = true;
+    pipeline_resume(rq);
+}
+
+/* A delete: every controller's state of the enrollment, read before the
+ * delete goes out (consistency/gate_before.h).  true = async. */
+static bool pipeline_gate_before(struct request *rq)
+{
+    struct pipeline_state *ps = &rq->pipe;
+    char *path = request_mfa_state_path(rq);
+    ps->before = gate_before_start(
+        rq->w->gate,
+        &(struct gate_before_args){
+            .identity = rq->identity,
+            .mfa_id = ps->mfa_id,
+            .verified = ps->pre_state == RECONCILE_VERIFIED,
+            .legacy = ps->legacy,
+            .authorization = request_header(rq, "Authorization"),
+            .state_path = path,
+            .refused = request_key_refusers(rq),
+            .done = pipeline_gate_before_done,
+            .arg = rq,
+        });
+    free(path);
+    if (!ps->before)
+        return false;
+    rq->stage = STAGE_RECONCILE;
+    return true;
+}
+
 /* The gate released a held answer: what goes out is decided here. */
 static void pipeline_gate_released(void *arg, const struct gate_release *rel)
 {
@@ -243,6 +279,7 @@ static bool pipeline_gate_hold(struct request *rq, enum gate_call call,
             .authorization = request_header(rq, "Authorization"),
             .state_path = path,
             .refused = request_key_refusers(rq),
+            .before = rq->pipe.before_read ? &rq->pipe.before_res : NULL,
             .done = pipeline_gate_released,
             .arg = rq,
             .handle = &rq->gate,
@@ -362,10 +399,17 @@ bool pipeline_gate_prepare(struct request *rq, int step)
             return false;
         return pipeline_gate_legacy_id(rq);
     case STEP_STATE_READ:
-        ps->step = STEP_RECORD;
+        ps->step = STEP_BEFORE;
         if (!ps->gated || ps->gcall == GATE_CREATE || ps->pre_state >= 0)
             return false;
         return pipeline_gate_read(rq);
+    case STEP_BEFORE:
+        ps->step = STEP_RECORD;
+        if (!ps->gated || ps->gcall != GATE_DELETE ||
+            (ps->pre_state != RECONCILE_VERIFIED &&
+             ps->pre_state != RECONCILE_UNVERIFIED))
+            return false;
+        return pipeline_gate_before(rq);
     case STEP_RECORD:
         ps->step = STEP_DONE;
         if (!ps->gated || ps->gcall != GATE_VERIFY ||

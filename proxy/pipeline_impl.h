@@ -15,6 +15,7 @@ enum pipeline_step {
     STEP_GATE_CHECK,
     STEP_LEGACY_ID,
     STEP_STATE_READ,
+    STEP_BEFORE,
     STEP_RECORD,
     STEP_DONE,
 };

@@ -12,8 +12,9 @@ fenced."""
 import pytest
 
 from tests.ctrlsim.client import ZitiClient
-from tests.integration.gate_support import (client, mfa_states, replication, start_enrollment, totp_now,
-                                            wait_fenced, wait_leader_known, wait_until)
+from tests.integration.gate_support import (client, direct, enroll_on_leader, mfa_states, replication,
+                                            start_enrollment, totp_now, wait_all_have, wait_fenced,
+                                            wait_leader_known, wait_until)
 from tests.integration.test_gate_legacy import legacy_gate
 
 GATE_TIMEOUT = "1s"
@@ -148,3 +149,73 @@ def test_a_member_that_has_only_the_create_does_not_acknowledge_a_legacy_delete(
     assert rep["pending"] == [lagging], rep
     assert mfa_states(sim, c.identity_id)[lagging] is not None
     wait_fenced(qg, c.identity_id, [lagging])
+
+
+@pytest.mark.parametrize("kind", ["legacy", "oidc"])
+def test_a_member_lacking_a_change_made_around_quorumgate_does_not_acknowledge_the_delete(quorumgate, tmp_path,
+                                                                                         kind):
+    """bench/soak.py, 30-minute run (op 2722 of its history): a verify was answered 504 (outcome
+    unknown: nothing acknowledged in Redis, nothing fenced) and committed; the legacy delete
+    that followed read isMfaEnabled=false, through the management API, on a member that had not
+    applied the verify yet -- what it says after the delete too -- and answered it acked there.
+    Here the earlier changes are made straight on the leader (around quorumgate, as the 504's
+    were) while a follower applies nothing: a legacy delete finds it lacking the verify, an OIDC
+    delete finds it lacking the create (404, the same as deleted).  Each controller's state is
+    read before the delete goes out: the follower that already said "gone" is named pending, not
+    acked."""
+    over = legacy_gate(tmp_path)
+    over["gate"].update({"timeout": GATE_TIMEOUT, "probe": {"initial": "20ms", "max": "100ms"}})
+    qg = quorumgate(over)
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    legacy = ZitiClient(qg.url, ca_file=qg.ca)
+    home = legacy.legacy_login("bob", "bob-pw").expect(200).header("quorumgate-controller")
+    lagging = [n for n in sim.node_ids if n not in (leader, home)][-1]
+    c = client(qg, "bob")
+    assert c.identity_id == legacy.identity_id
+    on_leader = direct(qg, c, leader)
+    if kind == "legacy":
+        mfa_id, secret = start_enrollment(c)
+        wait_all_have(sim, c.identity_id, mfa_id, verified=False)
+        sim.control.set_lag(lagging, 60000)
+    else:
+        sim.control.set_lag(lagging, 60000)
+        mfa_id, secret = start_enrollment(on_leader)
+    on_leader.mfa_verify(totp_now(secret)).expect(200)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True,
+                  nodes=[n for n in sim.node_ids if n != lagging])
+    held = mfa_states(sim, c.identity_id)[lagging]
+    assert held == ({"id": mfa_id, "isVerified": False} if kind == "legacy" else None), held
+    wait_fenced(qg, c.identity_id, [])  # nothing tells quorumgate the follower is behind
+
+    deleter = legacy if kind == "legacy" else c
+    r = deleter.mfa_delete(totp_now(secret)).expect(200)
+    rep, idx, behind = acked_members_have_it(r, sim, leader)
+    assert behind == [], ("acked by members that have not applied the delete", rep, idx)
+    assert rep["pending"] == [lagging], rep
+    assert mfa_states(sim, c.identity_id)[lagging] == held
+    wait_fenced(qg, c.identity_id, [lagging])
+
+
+@pytest.mark.parametrize("kind", ["legacy", "oidc"])
+def test_up_to_date_members_acknowledge_a_delete_of_an_enrollment_made_around_quorumgate(quorumgate, tmp_path,
+                                                                                         kind):
+    """The read before the delete changes nothing for members that have the enrollment: with no
+    acknowledgement of it in Redis (made straight on the leader), each is seen holding it before
+    the delete and acknowledges the delete as soon as it has it (a 1 s gate timeout would name
+    any member that waited for its end)."""
+    over = legacy_gate(tmp_path)
+    over["gate"].update({"timeout": GATE_TIMEOUT, "probe": {"initial": "20ms", "max": "100ms"}})
+    qg = quorumgate(over)
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    legacy = ZitiClient(qg.url, ca_file=qg.ca)
+    legacy.legacy_login("bob", "bob-pw").expect(200)
+    c = client(qg, "bob")
+    mfa_id, secret = enroll_on_leader(qg, c)
+    direct(qg, c, leader).mfa_verify(totp_now(secret)).expect(200)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True)
+    c2 = client(qg, "bob", totp_secret=secret) if kind == "oidc" else legacy
+    r = c2.mfa_delete(totp_now(secret)).expect(200)
+    rep, idx, behind = acked_members_have_it(r, sim, leader)
+    assert behind == [] and sorted(rep["acked"]) == sorted(sim.node_ids) and rep["pending"] == [], (rep, idx)
