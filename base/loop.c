@@ -37,6 +37,12 @@ struct loop_signal {
     void *arg;
 };
 
+struct loop_watch {
+    uv_fs_event_t h;
+    loop_watch_cb cb;
+    void *arg;
+};
+
 struct loop_prepare {
     uv_prepare_t h;
     loop_cb cb;
@@ -241,6 +247,37 @@ void loop_signal_free(struct loop_signal *s)
         return;
     uv_signal_stop(&s->h);
     uv_close((uv_handle_t *)&s->h, loop_close_cb);
+}
+
+static void loop_watch_event(uv_fs_event_t *h, const char *name, int events,
+                             int status)
+{
+    struct loop_watch *w = (struct loop_watch *)h;
+    (void)events;
+    (void)status; /* an error is also a reason to look */
+    w->cb(w->arg, name);
+}
+
+struct loop_watch *loop_watch_new(struct loop *l, const char *dir,
+                                  loop_watch_cb cb, void *arg)
+{
+    struct loop_watch *w = xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    uv_fs_event_init(&l->uv, &w->h);
+    if (uv_fs_event_start(&w->h, loop_watch_event, dir, 0) != 0) {
+        uv_close((uv_handle_t *)&w->h, loop_close_cb);
+        return NULL;
+    }
+    return w;
+}
+
+void loop_watch_free(struct loop_watch *w)
+{
+    if (!w)
+        return;
+    uv_fs_event_stop(&w->h);
+    uv_close((uv_handle_t *)&w->h, loop_close_cb);
 }
 
 static void loop_prepare_cb(uv_prepare_t *h)

@@ -20,6 +20,7 @@ struct loop_signal;
 struct loop_prepare;
 struct loop_defer;
 struct loop_resolve;
+struct loop_watch;
 struct addrinfo;
 
 typedef void (*loop_cb)(void *arg);
@@ -77,6 +78,16 @@ void loop_defer_free(struct loop_defer *d);
  * (used to flush per-iteration batches such as the access log). */
 struct loop_prepare *loop_prepare_new(struct loop *l, loop_cb cb, void *arg);
 void loop_prepare_free(struct loop_prepare *p);
+
+/* Changes in a directory (inotify, through libuv's fs events): cb runs on
+ * the loop with the name of the file in it that was created, written to,
+ * renamed or removed (NULL when not known) -- a hint to look, never the
+ * only one: events can be coalesced or lost.  NULL when the directory
+ * cannot be watched (it does not exist, say). */
+typedef void (*loop_watch_cb)(void *arg, const char *name);
+struct loop_watch *loop_watch_new(struct loop *l, const char *dir,
+                                  loop_watch_cb cb, void *arg);
+void loop_watch_free(struct loop_watch *w);
 
 /* Name resolution (getaddrinfo) on libuv's thread pool: the loop never
  * blocks.  service is a port number (never looked up by name); any address

@@ -43,6 +43,10 @@ struct relay_source {
     off_t off;
     struct buf partial;               /* owned: an incomplete last line */
     bool skipping;                    /* inside an over-long line */
+    struct loop_watch *watch;         /* owned: its directory's changes */
+    const char *base;                 /* the file's name in it (in path) */
+    struct relay *r;                  /* borrowed: the owner */
+    int idx;                          /* in r->src */
 };
 
 struct relay {
@@ -282,6 +286,21 @@ static size_t relay_read(struct relay *r, int si)
     return total;
 }
 
+static void relay_poll_source(struct relay *r, int si);
+
+/* The file was written to, created, renamed or removed: read it now rather
+ * than at the next poll, so that an acknowledgement follows the
+ * controller's apply by a loop iteration, not by up to relay.poll. */
+static void relay_watched(void *arg, const char *name)
+{
+    struct relay_source *s = arg;
+    struct relay *r = s->r;
+    if (name && strcmp(name, s->base) != 0)
+        return; /* another file in the directory */
+    relay_poll_source(r, s->idx);
+    relay_send(r);
+}
+
 static void relay_poll_source(struct relay *r, int si)
 {
     struct relay_source *s = &r->src[si];
@@ -351,6 +370,16 @@ struct relay *relay_new(struct loop *loop, struct redis *redis,
         s->path = xstrdup(cfg->relay.sources[i].path);
         s->node = config_controller_index(cfg, s->id);
         s->fd = -1;
+        s->r = r;
+        s->idx = i;
+        /* the directory, so that a file created after a rotation is seen
+         * too; NULL (no inotify, no directory yet): the poll alone */
+        const char *slash = strrchr(s->path, '/');
+        s->base = slash ? slash + 1 : s->path;
+        char *dir = slash ? xstrndup(s->path, (size_t)(slash - s->path))
+                          : xstrdup(".");
+        s->watch = loop_watch_new(loop, dir[0] ? dir : "/", relay_watched, s);
+        free(dir);
     }
     r->tick = loop_timer_new(loop, relay_tick, r);
     loop_timer_start(r->tick, 0, 0);
@@ -362,6 +391,7 @@ void relay_free(struct relay *r)
     if (!r)
         return;
     for (int i = 0; i < r->n; i++) {
+        loop_watch_free(r->src[i].watch);
         relay_close(&r->src[i]);
         buf_free(&r->src[i].partial);
         free(r->src[i].path);

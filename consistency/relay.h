@@ -14,7 +14,8 @@
  * recovery codes that finalState carries (db.Mfa JSON tags) are never
  * copied, logged or stored.
  *
- * Files are polled (relay.poll); a rotated file (new inode at the path) is
+ * Files are watched (inotify: a write is read on the next loop iteration)
+ * and polled (relay.poll, for what a watch cannot see); a rotated file (new inode at the path) is
  * finished and then followed from its start; a truncated one is followed
  * from its start.  Acknowledgements that Redis did not take are kept and
  * sent again.

@@ -195,6 +195,52 @@ def test_relay_survives_rotation_and_truncation(quorumgate, relay, tmp_path):
     assert m.value("quorumgate_relay_events_total", controller=rot, result="acked") >= 3
 
 
+def test_relay_reads_a_write_at_once_not_at_its_next_poll(quorumgate, relay, tmp_path):
+    """The relay watches the event files' directories (inotify), so a controller's event is
+    acknowledged as soon as it is written, not up to relay.poll later (issue 13: the gate should
+    cost no more than replication).  With a poll of an hour, only the watch can bring the
+    changes in time: the write into a file, then a file created after a rotation."""
+    qg = quorumgate(EVENTS_GATE)
+    sim = qg.sim
+    ids = sim.node_ids
+    leader, (rot, other) = leader_of(sim)
+    files = {n: str(tmp_path / ("watched-%s.json" % n)) for n in ids}
+    copied = {n: 0 for n in ids}
+
+    def pump(n):
+        lines = read_lines(sim.events_path(n))
+        with open(files[n], "ab") as f:
+            f.writelines(lines[copied[n]:])
+        copied[n] = len(lines)
+
+    for n in ids:
+        open(files[n], "wb").close()
+    rl = relay(qg, files, poll="1h")
+    wait_until(lambda: rl.healthz()["pending"] == 0, timeout=5, what="the relay's first poll")
+    c = client(qg)
+
+    bg = Background(c.mfa_create)
+    wait_until(lambda: all(sim.control.mfa_on(n, c.identity_id) for n in ids), timeout=5,
+               what="the create on every node")
+    for n in ids:
+        pump(n)
+    r = bg.result(timeout=10)
+    assert r.status == 201 and replication(r)["pending"] == [], (r.status, r.header("quorumgate-replication"))
+    mfa_id = r.json()["data"]["id"]
+    secret = c.mfa_secret()
+
+    # rotated: the old file renamed away, the event written into a new file at the path
+    bg = Background(c.mfa_verify, totp_now(secret))
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True, timeout=5)
+    os.rename(files[rot], files[rot] + ".1")
+    for n in ids:
+        pump(n)
+    r = bg.result(timeout=10)
+    assert r.status == 200 and replication(r)["pending"] == [], (r.status, r.header("quorumgate-replication"))
+    m = relay_metrics(rl)
+    assert m.value("quorumgate_relay_events_total", controller=rot, result="acked") >= 2
+
+
 def test_relay_skips_malformed_and_unrelated_lines(quorumgate, relay, tmp_path):
     qg = quorumgate(EVENTS_GATE)
     path = str(tmp_path / "ctrl2.json")
