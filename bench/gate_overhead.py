@@ -20,6 +20,9 @@ answer arrived).  Reports median and p99.
     python3 bench/gate_overhead.py                      # simulator, lag 5 ms
     python3 bench/gate_overhead.py -n 50 --lag-ms 3 --json out.json
     python3 bench/gate_overhead.py --real v1.5.4        # tests/realcluster fixture
+    python3 bench/gate_overhead.py --real v1.7.2 --source events --relay-poll-ms 5
+                      # acknowledgements from `quorumgate relay` following each
+                      # controller's entity-change event file (no probes)
 
 The poller's own resolution (--poll-ms plus one loopback round trip) makes
 lag_end late by up to that much, so the overhead it reports is a lower
@@ -175,8 +178,9 @@ class SimTarget:
 
     def __init__(self, work, lag_ms, certs):
         from tests.ctrlsim.control import SimProcess
+        self.events_dir = os.path.join(work, "events")
         args = ["--nodes", "3", "--tls-cert", certs["cert"], "--tls-key", certs["key"],
-                "--identity", "admin:admin-pw:admin"]
+                "--identity", "admin:admin-pw:admin", "--events-dir", self.events_dir]
         for nid in ("ctrl2", "ctrl3"):
             args += ["--lag-ms", "%s=%d" % (nid, lag_ms)]
         self.sim = SimProcess(args, workdir=os.path.join(work, "sim"))
@@ -201,6 +205,9 @@ class SimTarget:
     def password(self, name):
         return "admin-pw" if name == "admin" else "pw-" + name
 
+    def events_path(self, nid):
+        return self.sim.events_path(nid)
+
     def stop(self):
         self.sim.stop()
 
@@ -209,10 +216,16 @@ class RealTarget:
     """A real 3-controller cluster (tests/realcluster: built from ../shared/ziti, health-checks
     bound), started here and stopped by PID."""
 
-    def __init__(self, work, version):
-        from tests.realcluster.cluster import ZitiCluster, health_checks, ziti_binary
-        self.cl = ZitiCluster(ziti_binary(version), version, os.path.join(work, "ziti"),
-                              edits=(health_checks,))
+    def __init__(self, work, version, commit_timeout=None, events=False):
+        from tests.realcluster.cluster import ZitiCluster, events_file, health_checks, ziti_binary
+        edits = [health_checks] + ([events_file] if events else [])
+        if commit_timeout:
+            def commit(member_id, cfg):
+                # raft's CommitTimeout (hashicorp/raft config.go: 50 ms by default): how long the
+                # leader waits, with no new entry, before it tells the followers the commit index
+                cfg["cluster"]["commitTimeout"] = commit_timeout
+            edits.append(commit)
+        self.cl = ZitiCluster(ziti_binary(version), version, os.path.join(work, "ziti"), edits=edits)
         self.cl.start()
         self.ca = self.cl.ca
 
@@ -233,6 +246,9 @@ class RealTarget:
     def password(self, name):
         return "admin" if name == "admin" else "pw-" + name
 
+    def events_path(self, nid):
+        return self.cl.events_path(nid)
+
     def stop(self):
         self.cl.stop()
 
@@ -243,17 +259,23 @@ def main():
     ap.add_argument("--lag-ms", type=int, default=5, help="simulator follower lag (default 5)")
     ap.add_argument("--poll-ms", type=float, default=1.0, help="independent poller interval (default 1)")
     ap.add_argument("--real", metavar="VERSION", help="a real cluster (tests/realcluster) instead of the simulator")
+    ap.add_argument("--source", choices=("probe", "events"), default="probe",
+                    help="gate.source: probe (default) or events (a `quorumgate relay` follows the "
+                         "controllers' entity-change event files)")
+    ap.add_argument("--relay-poll-ms", type=int, default=5, help="relay.poll with --source events (default 5)")
+    ap.add_argument("--commit-timeout", metavar="DURATION",
+                    help="with --real: the controllers' cluster.commitTimeout (e.g. 5ms; default: theirs, 50ms)")
     ap.add_argument("--json", help="write the summary here")
     a = ap.parse_args()
     binary = os.environ.get("QUORUMGATE_BIN") or os.path.join(ROOT, "build", "quorumgate")
     work = tempfile.mkdtemp(prefix="qg-gate-overhead-")
     from tests.support.procs import make_certs
     certs = make_certs(os.path.join(work, "pki"))
-    redis = target = qg = None
+    redis = target = qg = relay = None
     try:
         redis = RedisServer(os.path.join(work, "redis")).start()
         if a.real:
-            target = RealTarget(work, a.real)
+            target = RealTarget(work, a.real, a.commit_timeout, events=a.source == "events")
         else:
             target = SimTarget(work, a.lag_ms, certs)
         key = os.path.join(work, "hmac.key")
@@ -269,18 +291,28 @@ def main():
                "redis": {"address": redis.address}, "secrets": {"hmac_key_file": key},
                "log": {"level": "info", "error_log": "stderr", "access_log": "stdout"},
                "gate": {"management": {"username": "admin", "password_file": pw}}}
+        if a.source == "events":
+            cfg["gate"]["source"] = "events"
         qg = Quorumgate(binary, work, cfg).start()
+        if a.source == "events":
+            from tests.integration.gate_support import Relay
+            rcfg = dict(cfg, relay={"poll": "%dms" % a.relay_poll_ms, "metrics_address": "127.0.0.1:0",
+                                    "sources": [{"controller": c["id"], "path": target.events_path(c["id"])}
+                                                for c in target.controllers()]})
+            relay = Relay(binary, work, rcfg).start()
         wait_until(lambda: json.loads(qg_status(qg))["leader"], timeout=15, what="a leader")
         rows, probes = run(qg, target, a.n, a.poll_ms / 1000.0)
         summary = summarise(rows, probes, len(target.controllers()) - 1)
         summary["target"] = a.real or ("simulator, lag %d ms" % a.lag_ms)
+        summary["commit_timeout"] = a.commit_timeout or "controller default"
+        summary["source"] = a.source if a.source == "probe" else "events (relay.poll %d ms)" % a.relay_poll_ms
         summary["first_create_refused_401"] = len(refused_first_create)
         print(json.dumps(summary, indent=2))
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"summary": summary, "rows": rows}, f, indent=1)
     finally:
-        for p in (qg, target, redis):
+        for p in (qg, relay, target, redis):
             if p is not None:
                 with contextlib.suppress(Exception):
                     p.stop()
