@@ -45,6 +45,16 @@ from tests.ctrlsim.client import ZitiClient, totp_now  # noqa: E402
 from tests.support.procs import Quorumgate, RedisServer, wait_until  # noqa: E402
 
 
+def parse_ms(text):
+    """'50ms' / '0.05s' / '50' -> 50"""
+    t = text.strip()
+    if t.endswith("ms"):
+        return int(float(t[:-2]))
+    if t.endswith("s"):
+        return int(float(t[:-1]) * 1000)
+    return int(float(t))
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))] if xs else float("nan")
@@ -176,13 +186,15 @@ def summarise(rows, probes, n_followers):
 class SimTarget:
     """A simulator cluster (HTTPS) with a fixed follower lag."""
 
-    def __init__(self, work, lag_ms, certs):
+    def __init__(self, work, lag_ms, certs, commit_timeout_ms=0):
         from tests.ctrlsim.control import SimProcess
         self.events_dir = os.path.join(work, "events")
         args = ["--nodes", "3", "--tls-cert", certs["cert"], "--tls-key", certs["key"],
                 "--identity", "admin:admin-pw:admin", "--events-dir", self.events_dir]
         for nid in ("ctrl2", "ctrl3"):
             args += ["--lag-ms", "%s=%d" % (nid, lag_ms)]
+        if commit_timeout_ms:
+            args += ["--commit-timeout-ms", str(commit_timeout_ms)]
         self.sim = SimProcess(args, workdir=os.path.join(work, "sim"))
         os.makedirs(self.sim.workdir, exist_ok=True)
         self.sim.start()
@@ -264,7 +276,9 @@ def main():
                          "controllers' entity-change event files)")
     ap.add_argument("--relay-poll-ms", type=int, default=5, help="relay.poll with --source events (default 5)")
     ap.add_argument("--commit-timeout", metavar="DURATION",
-                    help="with --real: the controllers' cluster.commitTimeout (e.g. 5ms; default: theirs, 50ms)")
+                    help="the controllers' raft commit timeout: with --real their cluster.commitTimeout "
+                         "(e.g. 5ms; default theirs, 50ms); with the simulator --commit-timeout-ms "
+                         "(e.g. 50ms; default 0, at once)")
     ap.add_argument("--json", help="write the summary here")
     a = ap.parse_args()
     binary = os.environ.get("QUORUMGATE_BIN") or os.path.join(ROOT, "build", "quorumgate")
@@ -277,7 +291,7 @@ def main():
         if a.real:
             target = RealTarget(work, a.real, a.commit_timeout, events=a.source == "events")
         else:
-            target = SimTarget(work, a.lag_ms, certs)
+            target = SimTarget(work, a.lag_ms, certs, parse_ms(a.commit_timeout) if a.commit_timeout else 0)
         key = os.path.join(work, "hmac.key")
         with open(key, "w") as f:
             f.write(os.urandom(32).hex() + "\n")

@@ -62,6 +62,9 @@ def main(argv=None):
                     help="forward dial/reply-timeout failures: v1.5.4 = 500 UNHANDLED, "
                          "head (>= v1.8.0) = 429 SERVER_TOO_MANY_REQUESTS")
     ap.add_argument("--lag-ms", action="append", default=[], help="NODE=MS replication lag (repeatable)")
+    ap.add_argument("--commit-timeout-ms", type=int, default=0,
+                    help="raft CommitTimeout: with no new entry, followers learn a commit after a random "
+                         "1-2x this (real controllers: 50); 0 (default) = at once")
     ap.add_argument("--events-dir", help="write NODE-events.json entity-change files here")
     ap.add_argument("--new-address", help="send ziti-ctrl-address with this value ({port}, {id} expand)")
     ap.add_argument("--totp-issuer", default="openziti.io", help="edge.totp.hostname")
@@ -94,6 +97,7 @@ def main(argv=None):
         if len(bits) < 2:
             ap.error("--identity wants NAME:PASSWORD[:admin]")
         sim.cluster.seed_identity(bits[0], bits[1], len(bits) > 2 and bits[2] == "admin")
+    sim.cluster.commit_timeout = a.commit_timeout_ms / 1000.0
     for spec in a.lag_ms:
         nid, ms = spec.split("=")
         sim.node(nid).lag = int(ms) / 1000.0

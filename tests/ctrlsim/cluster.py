@@ -29,6 +29,17 @@ What is modelled (openziti/ziti v1.5.4 unless said otherwise):
 * Each node applies committed entries in order, ``lag`` seconds after it
   received them (a lagging follower).  Raft commit = a majority persisted the
   entry, not that every node applied it.
+* A follower learns that an entry committed only from the leader's next
+  AppendEntries: the next entry, or, with no new entry, a timer of a random
+  ``commit_timeout``..2x``commit_timeout`` (hashicorp/raft v1.7.3
+  replication.go:169,495 ``randomTimeout(CommitTimeout)``, util.go:34-40;
+  default 50 ms, config.go:321; ctrl.yaml ``cluster: commitTimeout``,
+  controller/config/config.go:246-250, controller/raft/raft.go:646-648).  So on
+  an idle real cluster the followers apply a change 50-100 ms after the
+  leader answered (measured ~100 ms median, bench/gate_overhead.py).  The
+  simulator's ``commit_timeout`` is 0 unless set (``--commit-timeout-ms``):
+  followers then learn a commit at once, which keeps the suite fast; the
+  tests that need a lagging follower set ``lag``.
 * Elections: followers notice a lost leader after ``election_timeout``
   (hashicorp heartbeat timeout; real default 5 s, controller/config/config.go),
   become leaderless (503 window), and a connected majority elects a new leader
@@ -42,6 +53,7 @@ import copy
 import datetime
 import json
 import os
+import random
 import secrets
 import string
 import threading
@@ -269,6 +281,8 @@ class Node:
         self.lag = 0.0
         self.match_index = 0
         self.recv_times = {}
+        self.known_commit = 0    # the commit index this follower was told
+        self.commit_notify_at = 0.0
         # legacy API sessions: written to the local bolt DB, not raft
         # (controller/model/api_session_manager.go ApiSessionManager.Create)
         self.sessions = {}       # token -> session dict
@@ -383,6 +397,7 @@ class Cluster:
         self.by_id = {n.id: n for n in self.nodes}
         self.log = []            # entries: {"index","term","cmd"}
         self.commit_index = 0
+        self.commit_timeout = 0.0   # seconds; 0: followers learn commits at once
         self.term = 0
         self.leader = None
         self.leader_changes = 0
@@ -519,7 +534,21 @@ class Cluster:
                 for i in range(n.match_index + 1, last + 1):
                     n.recv_times[i] = t
                 n.match_index = last
+                # this AppendEntries carries the commit index from before
+                # its own entries; the next one comes with the timer
+                n.known_commit = max(n.known_commit, self.commit_index - 1)
+                n.commit_notify_at = t + self.commit_timeout * (1 + random.random())
         self.cond.notify_all()
+
+    def _notify_commits(self, L, t):
+        """The leader's CommitTimeout timer per follower (see the module doc)."""
+        for n in self.nodes:
+            if n is L or not self.reachable(L, n) or t < n.commit_notify_at:
+                continue
+            n.commit_notify_at = t + self.commit_timeout * (1 + random.random())
+            if n.known_commit < self.commit_index:
+                n.known_commit = self.commit_index
+                self.cond.notify_all()
 
     def _monitor(self):
         while not self.stopping.is_set():
@@ -546,6 +575,8 @@ class Cluster:
                     self._step_down(L)      # leaderLeaseTimeout
             else:
                 L.quorum_lost_at = None
+                if self.commit_timeout > 0:
+                    self._notify_commits(L, t)
         L = self.leader_node()
         for n in self.nodes:
             if not n.up:
@@ -584,7 +615,9 @@ class Cluster:
         while not self.stopping.is_set():
             with self.cond:
                 nxt = node.fsm.applied + 1
-                if not node.up or nxt > min(self.commit_index, node.match_index):
+                told = (self.commit_index if self.commit_timeout <= 0 or node.role == "leader"
+                        else node.known_commit)
+                if not node.up or nxt > min(self.commit_index, told, node.match_index):
                     self.cond.wait(0.05)
                     continue
                 due = node.recv_times.get(nxt, 0.0) + node.lag
