@@ -22,11 +22,15 @@
  *     failures that reached a controller -- a refused one is bounded by the
  *     deadline only --, deadline and budget permitting: a repeated read
  *     takes a retry slot);
- *   - the state cannot be read: the controller's own answer goes back
- *     (a 500 UNHANDLED, a resend's 404 or 409), or, when the call was sent
- *     and got no answer (reset, timeout), 504 "outcome unknown" -- never an
- *     invented success, never a 502 saying that a maybe-applied write
- *     failed (proxy/request_reconcile.c). */
+ *   - a legacy session's home (not the leader) that answered 5xx and does
+ *     not show the change is behind (a forwarded write commits on the
+ *     leader first): read again, never resent;
+ *   - the state cannot be read: 504 "outcome unknown" when the call was
+ *     sent and got no answer (reset, timeout) or a 5xx (the raft dispatch's
+ *     500 may follow a commit); else the controller's own answer goes back
+ *     (a resend's 404 or 409) -- never an invented success, never a 502 or
+ *     500 saying that a maybe-applied write failed
+ *     (proxy/request_reconcile.c). */
 #ifndef QG_RECONCILE_H
 #define QG_RECONCILE_H
 
