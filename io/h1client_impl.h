@@ -83,6 +83,9 @@ struct h1conn {
     enum h1_state state;
     int tries;                   /* addresses tried (connecting) */
     int ai;                      /* index of the address connected to */
+    bool cut_short;              /* the exchange's own time ran out while
+                                  * connecting: says nothing of the
+                                  * controller (not unreachable) */
     bool local_error;            /* an address failed on this machine's
                                     side (descriptors, memory, ports): the
                                     controller is not known unreachable */

@@ -57,7 +57,8 @@ void h1conn_fail(struct h1conn *k, enum upstream_result res,
     /* a connection that could not be made (not a TLS error: that one
      * answered, with something else than the controller expected) */
     bool opening = k->state == C_CONNECTING || k->state == C_HANDSHAKE;
-    bool local = k->local_error; /* read before h1conn_close frees k */
+    bool local = k->local_error || k->cut_short; /* read before
+                                                   * h1conn_close frees k */
     k->x = NULL;
     h1conn_close(k);
     if (x && opening && !local &&

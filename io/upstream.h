@@ -86,8 +86,10 @@ struct upstream_req {
                                         could be made: refused or
                                         unreachable, or the connection (TLS
                                         handshake included) not complete
-                                        within the connect timeout or the
-                                        attempt's time; false when the
+                                        within the connect timeout; false
+                                        when the attempt's own time ended
+                                        first (a few ms left of a deadline
+                                        prove nothing), and when the
                                         request only waited for a pooled
                                         connection (the controller holds
                                         them all: it is there) */

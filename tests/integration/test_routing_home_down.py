@@ -7,6 +7,7 @@ answer 401 UNAUTHORIZED itself.  Counted in affinity_home_down_total and
 affinity_home_unreachable_total, logged once per episode.
 """
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -312,3 +313,116 @@ def test_quorumgate_out_of_descriptors_does_not_end_the_session(quorumgate, sim)
     again = ZitiClient(qg.url)
     again.zt_session = bob.zt_session
     assert again.current_identity().expect(200).header("quorumgate-controller") == home
+
+
+class HoldingRelay:
+    """A TCP relay to a controller's port; after hold(), new connections are accepted (by the
+    kernel and by this relay) and then left silent: a TLS handshake over them never completes."""
+
+    def __init__(self, port):
+        self.target = port
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.holding = threading.Event()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.socks.append(conn)
+            if self.holding.is_set():
+                continue
+            up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            up.settimeout(None)
+            self.socks.append(up)
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def hold(self):
+        self.holding.set()
+
+    def close(self):
+        self.lsock.close()
+        for s in self.socks:
+            s.close()
+
+
+def test_a_connection_cut_short_by_the_attempts_own_time_is_not_a_gone_home(quorumgate, sim_factory):
+    """bench/soak.py, 30-minute run: legacy sessions got quorumgate's 401 "cannot be reached"
+    while their home answered everything else -- the last attempt had only the few ms left of the
+    request's deadline, and the connection it opened was not complete when that ran out.  Only the
+    connection's own connect timeout (upstream.connect_timeout) is evidence that the controller is
+    gone; an attempt's time running out while connecting is a 504.  Here new connections to the
+    home are accepted and left silent (the TLS handshake waits), and the attempts (400 ms each)
+    end well before the 5 s connect timeout (an MFA create: a write, on a new connection)."""
+    sim = sim_factory(tls=True)   # HTTPS, as real controllers: the handshake is what waits
+    home = "ctrl2"
+    relay = HoldingRelay(sim.port(home))
+    try:
+        url = sim.url(home).rsplit(":", 1)[0] + ":%d" % relay.port
+        qg = quorumgate({"controllers": [{"id": n, "url": url if n == home else sim.url(n)}
+                                         for n in sim.node_ids],
+                         "upstream": {"connect_timeout": "5s"}, "health": STEADY["health"],
+                         "gate": {"enabled": False},
+                         "retry": {"policies": {"mfa": {"per_try_timeout": "400ms",
+                                                        "deadline": "1500ms"}}}},
+                        sim=sim)
+        bob = _legacy_session_on(qg, sim, home)
+        bob.current_identity().expect(200)
+        relay.hold()
+        r = bob.mfa_create()   # a write: a new connection (fresh_connection)
+        assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
+        assert r.header("quorumgate-controller") == home
+        assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    finally:
+        relay.close()
+
+
+def test_one_connect_timeout_whose_retries_the_budget_refused_is_not_a_gone_home(quorumgate, sim_factory):
+    """The same soak, three more of its 401s: the home missed one connect timeout (1 s, an
+    overloaded machine) and the retry budget (retry.budget) refused the retries the class would
+    have made -- the README promises the 401 only after the class's retries.  Without them, one
+    connect timeout is a slow home: 504."""
+    sim = sim_factory(tls=True)
+    home = "ctrl2"
+    relay = HoldingRelay(sim.port(home))
+    try:
+        url = sim.url(home).rsplit(":", 1)[0] + ":%d" % relay.port
+        qg = quorumgate({"controllers": [{"id": n, "url": url if n == home else sim.url(n)}
+                                         for n in sim.node_ids],
+                         "upstream": {"connect_timeout": "300ms"}, "health": STEADY["health"],
+                         "gate": {"enabled": False},
+                         "retry": {"budget": {"ratio": 0, "min": 0},
+                                   "policies": {"mfa": {"per_try_timeout": "2s", "deadline": "3s"}}}},
+                        sim=sim)
+        bob = _legacy_session_on(qg, sim, home)
+        bob.current_identity().expect(200)
+        relay.hold()
+        r = bob.mfa_create()
+        assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
+        assert r.header("quorumgate-attempts") == "1", r.header("quorumgate-attempts")
+        assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    finally:
+        relay.close()
