@@ -300,8 +300,11 @@ class Checker:
 
     def check_logins(self):
         per_user = collections.defaultdict(list)
+        tokens = collections.defaultdict(list)  # flow -> its oidc.token steps
         for o in self.ops:
             per_user[o.get("user")].append(("op", o["t0"], o))
+            if o.get("step") == "oidc.token":
+                tokens[o.get("flow")].append(o)
         for a in self.by["admin"]:
             per_user[a.get("user")].append(("admin", a.get("t0", 0), a))
         for user, items in per_user.items():
@@ -319,6 +322,15 @@ class Checker:
                 no_totp = (o.get("step") == "oidc.password" and o.get("status") == 302) or \
                           (o.get("step") == "legacy.auth" and o.get("status") == 200 and
                            "MFA" not in ((o.get("data") or {}).get("authQueries") or []))
+                if no_totp and o.get("step") == "oidc.password":
+                    # an OIDC login is made by its token: quorumgate refuses the token of a login
+                    # whose password step a fenced member answered (README "Logins and fences")
+                    tok = next((x for x in sorted(tokens.get(o.get("flow"), []), key=lambda x: x["t0"])
+                                if x["t0"] >= t), None)
+                    if tok is None or tok.get("status") != 200:
+                        self.notes["OIDC password step without TOTP; no token issued (%s)" % (
+                            "none asked" if tok is None else tok.get("err_code") or tok.get("status"))] += 1
+                        continue
                 if no_totp:
                     self.flag("login_without_totp", "%s login through %s answered by %s without TOTP %.3f s after "
                               "the verify answered" % (o.get("kind"), o.get("qg"), controller_of(o),

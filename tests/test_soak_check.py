@@ -58,7 +58,7 @@ class H:
         self.recs.append(rec)
         return rec
 
-    def oidc_login(self, t, flow, totp, ctrl="ctrl1"):
+    def oidc_login(self, t, flow, totp, ctrl="ctrl1", token=200):
         self.op(t, "oidc.authorize", 302, flow=flow, ctrl=ctrl)
         self.op(t + 0.1, "oidc.page", 200, flow=flow, ctrl=ctrl, qg="qgB")
         if totp:
@@ -67,7 +67,11 @@ class H:
         else:
             self.op(t + 0.2, "oidc.password", 302, flow=flow, ctrl=ctrl)
         self.op(t + 0.4, "oidc.callback", 302, flow=flow, ctrl=ctrl)
-        self.op(t + 0.5, "oidc.token", 200, flow=flow, ctrl=ctrl, qg="qgB")
+        if token == 200:
+            self.op(t + 0.5, "oidc.token", 200, flow=flow, ctrl=ctrl, qg="qgB")
+        elif token is not None:
+            self.op(t + 0.5, "oidc.token", token, flow=flow, ctrl=ctrl, qg="qgB",
+                    err_code="REPLICATION_LOGIN_FENCED")
 
     def event(self, t, ev, mfa, verified=False, was=None, idx=1):
         for m in MEMBERS:
@@ -192,6 +196,17 @@ def test_an_oidc_login_through_quorumgate_without_totp_after_the_verify_is_flagg
     c = run(h.finish())
     assert counts(c) == {"login_without_totp": 1}
     assert "ctrl3" in c.violations["login_without_totp"][0]["msg"]
+
+
+def test_an_oidc_login_whose_token_quorumgate_refused_is_no_login():
+    """bench/soak.py, 30-minute v1.7.2 run (op 160078): a lagging member answered the password step
+    without TOTP, and quorumgate refused the flow's token (503 REPLICATION_LOGIN_FENCED): nobody
+    logged in, which is what the fence is for."""
+    h, _ = clean()
+    h.oidc_login(4.0, "f9", totp=False, ctrl="ctrl3", token=503)
+    c = run(h.finish())
+    assert counts(c) == {}
+    assert c.notes["OIDC password step without TOTP; no token issued (REPLICATION_LOGIN_FENCED)"] == 1
 
 
 def test_a_legacy_login_through_quorumgate_without_an_mfa_query_after_the_verify_is_flagged():
