@@ -35,6 +35,23 @@ def acked_members_have_it(r, sim, leader):
     return rep, idx, behind
 
 
+def bob_both_ways(quorumgate, tmp_path):
+    """quorumgate with the legacy gate, bob logged in with a legacy session (its home) and with
+    OIDC; the follower that is neither leader nor home -> (qg, sim, leader, legacy client,
+    that follower, OIDC client)."""
+    over = legacy_gate(tmp_path)
+    over["gate"].update({"timeout": GATE_TIMEOUT, "probe": {"initial": "20ms", "max": "100ms"}})
+    qg = quorumgate(over)
+    sim = qg.sim
+    leader = wait_leader_known(qg)
+    legacy = ZitiClient(qg.url, ca_file=qg.ca)
+    home = legacy.legacy_login("bob", "bob-pw").expect(200).header("quorumgate-controller")
+    lagging = [n for n in sim.node_ids if n not in (leader, home)][-1]
+    c = client(qg, "bob")
+    assert c.identity_id == legacy.identity_id
+    return qg, sim, leader, legacy, lagging, c
+
+
 @pytest.mark.parametrize("kind", ["oidc", "legacy"])
 def test_a_member_behind_an_earlier_change_does_not_acknowledge_the_delete(quorumgate, tmp_path, kind):
     over = legacy_gate(tmp_path) if kind == "legacy" else {}
@@ -115,16 +132,7 @@ def test_a_member_that_has_only_the_create_does_not_acknowledge_a_legacy_delete(
     and, ctrl3 having acknowledged the create, took it as the delete: acked=ctrl1,ctrl2,ctrl3 while
     ctrl3 still held the enrollment.  Through the management API only a verify acknowledgement
     shows the member once had isMfaEnabled=true."""
-    over = legacy_gate(tmp_path)
-    over["gate"].update({"timeout": GATE_TIMEOUT, "probe": {"initial": "20ms", "max": "100ms"}})
-    qg = quorumgate(over)
-    sim = qg.sim
-    leader = wait_leader_known(qg)
-    legacy = ZitiClient(qg.url, ca_file=qg.ca)
-    home = legacy.legacy_login("bob", "bob-pw").expect(200).header("quorumgate-controller")
-    lagging = [n for n in sim.node_ids if n not in (leader, home)][-1]
-    c = client(qg, "bob")
-    assert c.identity_id == legacy.identity_id
+    qg, sim, leader, legacy, lagging, c = bob_both_ways(quorumgate, tmp_path)
 
     sim.control.set_lag(lagging, 60000)
     mfa_id, secret = start_enrollment(c)
@@ -163,16 +171,7 @@ def test_a_member_lacking_a_change_made_around_quorumgate_does_not_acknowledge_t
     delete finds it lacking the create (404, the same as deleted).  Each controller's state is
     read before the delete goes out: the follower that already said "gone" is named pending, not
     acked."""
-    over = legacy_gate(tmp_path)
-    over["gate"].update({"timeout": GATE_TIMEOUT, "probe": {"initial": "20ms", "max": "100ms"}})
-    qg = quorumgate(over)
-    sim = qg.sim
-    leader = wait_leader_known(qg)
-    legacy = ZitiClient(qg.url, ca_file=qg.ca)
-    home = legacy.legacy_login("bob", "bob-pw").expect(200).header("quorumgate-controller")
-    lagging = [n for n in sim.node_ids if n not in (leader, home)][-1]
-    c = client(qg, "bob")
-    assert c.identity_id == legacy.identity_id
+    qg, sim, leader, legacy, lagging, c = bob_both_ways(quorumgate, tmp_path)
     on_leader = direct(qg, c, leader)
     if kind == "legacy":
         mfa_id, secret = start_enrollment(c)

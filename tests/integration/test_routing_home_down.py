@@ -369,6 +369,26 @@ class HoldingRelay:
             s.close()
 
 
+def _bob_behind_a_relay(quorumgate, sim_factory, upstream, retry):
+    """An HTTPS simulator whose ctrl2 quorumgate reaches through a HoldingRelay, quorumgate (gate
+    off) and bob's legacy session on ctrl2 -> (relay, qg, bob); the caller closes the relay."""
+    sim = sim_factory(tls=True)   # HTTPS, as real controllers: the handshake is what waits
+    home = "ctrl2"
+    relay = HoldingRelay(sim.port(home))
+    url = sim.url(home).rsplit(":", 1)[0] + ":%d" % relay.port
+    try:
+        qg = quorumgate({"controllers": [{"id": n, "url": url if n == home else sim.url(n)}
+                                         for n in sim.node_ids],
+                         "upstream": upstream, "health": STEADY["health"], "gate": {"enabled": False},
+                         "retry": retry}, sim=sim)
+        bob = _legacy_session_on(qg, sim, home)
+        bob.current_identity().expect(200)
+    except BaseException:
+        relay.close()
+        raise
+    return relay, qg, bob
+
+
 def test_a_connection_cut_short_by_the_attempts_own_time_is_not_a_gone_home(quorumgate, sim_factory):
     """bench/soak.py, 30-minute run: legacy sessions got quorumgate's 401 "cannot be reached"
     while their home answered everything else -- the last attempt had only the few ms left of the
@@ -377,20 +397,11 @@ def test_a_connection_cut_short_by_the_attempts_own_time_is_not_a_gone_home(quor
     gone; an attempt's time running out while connecting is a 504.  Here new connections to the
     home are accepted and left silent (the TLS handshake waits), and the attempts (400 ms each)
     end well before the 5 s connect timeout (an MFA create: a write, on a new connection)."""
-    sim = sim_factory(tls=True)   # HTTPS, as real controllers: the handshake is what waits
     home = "ctrl2"
-    relay = HoldingRelay(sim.port(home))
+    relay, qg, bob = _bob_behind_a_relay(quorumgate, sim_factory, {"connect_timeout": "5s"},
+                                         {"policies": {"mfa": {"per_try_timeout": "400ms",
+                                                               "deadline": "1500ms"}}})
     try:
-        url = sim.url(home).rsplit(":", 1)[0] + ":%d" % relay.port
-        qg = quorumgate({"controllers": [{"id": n, "url": url if n == home else sim.url(n)}
-                                         for n in sim.node_ids],
-                         "upstream": {"connect_timeout": "5s"}, "health": STEADY["health"],
-                         "gate": {"enabled": False},
-                         "retry": {"policies": {"mfa": {"per_try_timeout": "400ms",
-                                                        "deadline": "1500ms"}}}},
-                        sim=sim)
-        bob = _legacy_session_on(qg, sim, home)
-        bob.current_identity().expect(200)
         relay.hold()
         r = bob.mfa_create()   # a write: a new connection (fresh_connection)
         assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
@@ -405,20 +416,11 @@ def test_one_connect_timeout_whose_retries_the_budget_refused_is_not_a_gone_home
     overloaded machine) and the retry budget (retry.budget) refused the retries the class would
     have made -- the README promises the 401 only after the class's retries.  Without them, one
     connect timeout is a slow home: 504."""
-    sim = sim_factory(tls=True)
     home = "ctrl2"
-    relay = HoldingRelay(sim.port(home))
+    relay, qg, bob = _bob_behind_a_relay(quorumgate, sim_factory, {"connect_timeout": "300ms"},
+                                         {"budget": {"ratio": 0, "min": 0},
+                                          "policies": {"mfa": {"per_try_timeout": "2s", "deadline": "3s"}}})
     try:
-        url = sim.url(home).rsplit(":", 1)[0] + ":%d" % relay.port
-        qg = quorumgate({"controllers": [{"id": n, "url": url if n == home else sim.url(n)}
-                                         for n in sim.node_ids],
-                         "upstream": {"connect_timeout": "300ms"}, "health": STEADY["health"],
-                         "gate": {"enabled": False},
-                         "retry": {"budget": {"ratio": 0, "min": 0},
-                                   "policies": {"mfa": {"per_try_timeout": "2s", "deadline": "3s"}}}},
-                        sim=sim)
-        bob = _legacy_session_on(qg, sim, home)
-        bob.current_identity().expect(200)
         relay.hold()
         r = bob.mfa_create()
         assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
