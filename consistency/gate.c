@@ -692,14 +692,23 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     gw->stale = ((gw->all & ~up) |
                  fence_mask(env->fence, &gw->fk, fence_now(env->fence))) &
                 ~(answered_by >= 0 ? nodeset_of(answered_by) : 0);
-    if (h->before && call == GATE_DELETE) {
-        /* read before the delete went out: holding the enrollment then,
-         * "gone" now is the delete; gone already, it lacks an earlier
-         * change (gate_before.h) */
-        gw->had |= h->before->holding;
-        gw->had_verified |= h->before->enabled;
-        gw->stale |= h->before->lacking & gw->all &
-                     ~(answered_by >= 0 ? nodeset_of(answered_by) : 0);
+    if (h->before) {
+        /* each member's state read before the call went out
+         * (gate_before.h) */
+        uint64_t me = answered_by >= 0 ? nodeset_of(answered_by) : 0;
+        if (call == GATE_DELETE) {
+            /* holding the enrollment then, "gone" now is the delete; gone
+             * already, it lacks an earlier change */
+            gw->had |= h->before->holding;
+            gw->had_verified |= h->before->enabled;
+            gw->stale |= (h->before->gone | h->before->disabled) & gw->all &
+                         ~me;
+        } else if (call == GATE_VERIFY) {
+            /* no MFA then: isMfaEnabled true now is this verify; true
+             * already: an older enrollment it has not seen deleted */
+            gw->had |= h->before->disabled;
+            gw->stale |= h->before->enabled & gw->all & ~me;
+        }
     }
     /* the controller that answered has it */
     if (answered_by >= 0)

@@ -23,9 +23,9 @@
  * Legacy sessions (zt-session, valid only on the controller that issued
  * them) are confirmed with quorumgate's own management credential
  * (gate.management) through GET /edge/management/v1/identities/{id}
- * (isMfaEnabled).  Before a delete is sent, every controller's state of the
- * enrollment is read (gate_before.h), so that one already lacking an earlier
- * change is not taken for one that has the delete.  An unverified
+ * (isMfaEnabled).  Before a delete (or a legacy verify) is sent, every
+ * controller's state of the enrollment is read (gate_before.h), so that one
+ * already lacking an earlier change is not taken for one that has this one.  An unverified
  * enrollment is not visible there, so with
  * probes a legacy create is confirmed by the controller that answered it
  * (every later call of that session goes there too); the relay sees it.

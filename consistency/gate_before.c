@@ -98,14 +98,14 @@ static void gate_before_answer(struct upstream_req *r, void *arg)
             b->res.enabled |= bit;
         else if (gate_acknowledges_mgmt(GATE_DELETE, r->status,
                                         r->resp_body.data, r->resp_body.len))
-            b->res.lacking |= bit;
+            b->res.disabled |= bit;
     } else if (r->result == UPSTREAM_OK) {
         if (gate_acknowledges(GATE_CREATE, b->mfa_id, r->status,
                               r->resp_body.data, r->resp_body.len))
             b->res.holding |= bit;
         else if (gate_acknowledges(GATE_DELETE, b->mfa_id, r->status,
                                    r->resp_body.data, r->resp_body.len))
-            b->res.lacking |= bit;
+            b->res.gone |= bit;
     }
     gate_before_read_end(rd);
 }
@@ -150,10 +150,14 @@ struct gate_before *gate_before_start(struct gate *g,
                                       const struct gate_before_args *a)
 {
     const struct cluster *c = g->env.cluster;
-    bool can_mgmt = a->verified && a->identity && a->identity[0] &&
-                    mgmt_configured(g->mgmt);
-    bool can_token = !a->legacy && a->authorization && a->state_path &&
-                     a->mfa_id && a->mfa_id[0];
+    /* a delete's isMfaEnabled says something only of a verified
+     * enrollment; a verify's client-API reads name the enrollment: no
+     * doubt there */
+    bool can_mgmt = (a->call == GATE_VERIFY || a->verified) && a->identity &&
+                    a->identity[0] && mgmt_configured(g->mgmt);
+    bool can_token = a->call == GATE_DELETE && !a->legacy &&
+                     a->authorization && a->state_path && a->mfa_id &&
+                     a->mfa_id[0];
     if (c->n < 2 || (!can_mgmt && !can_token))
         return NULL;
     struct gate_before *b = xcalloc(1, sizeof(*b));

@@ -1,6 +1,6 @@
 /* gate_before.h - the state of an MFA enrollment on every controller, read
- * right before a delete is sent, so that its held answer can tell "deleted"
- * from "never had it".
+ * right before a delete (or a legacy verify) is sent, so that its held
+ * answer can tell "deleted" from "never had it".
  *
  * Gone (404, or isMfaEnabled false through the management API) is what a
  * controller says after the delete, and also what it says while it still
@@ -13,6 +13,13 @@
  * seen holding the enrollment first, or it is named pending).  Found by
  * bench/soak.py (issue 18): a legacy delete right after a verify answered
  * 504 counted isMfaEnabled false on a member that lacked the verify.
+ *
+ * A legacy verify is read the same way (management API only): a member
+ * that says isMfaEnabled true before the verify is sent still holds an
+ * older verified enrollment whose delete it has not applied, and its true
+ * afterwards may be that one's (bench/soak.py, 30-minute v1.5.4 run: the
+ * delete's holder was killed before it could fence that member); one that
+ * says false has no MFA yet, so its true afterwards is this verify's.
  *
  * Read the way the gate's probes read: GET .../current-identity/mfa with
  * the client's credential (the enrollment by id), or, for legacy sessions
@@ -31,18 +38,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "consistency/gate.h"
+
 struct gate;
 struct gate_before;
 
 struct gate_before_result {
     uint64_t holding;  /* read through the client API: holds the enrollment */
+    uint64_t gone;     /* ... answered "no such enrollment" */
     uint64_t enabled;  /* read through the management API: isMfaEnabled */
-    uint64_t lacking;  /* answered "gone" already: lacks an earlier change */
+    uint64_t disabled; /* ... isMfaEnabled false */
 };
 typedef void (*gate_before_cb)(void *arg,
                                const struct gate_before_result *res);
 
 struct gate_before_args {
+    enum gate_call call;       /* GATE_DELETE or GATE_VERIFY (legacy: only
+                                  the management API can be misread) */
     const char *identity;      /* the controller's identity id */
     const char *mfa_id;        /* the enrollment, as the leader shows it */
     bool verified;             /* verified on the leader (else the

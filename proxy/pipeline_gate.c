@@ -226,6 +226,7 @@ static bool pipeline_gate_before(struct request *rq)
     ps->before = gate_before_start(
         rq->w->gate,
         &(struct gate_before_args){
+            .call = (enum gate_call)ps->gcall,
             .identity = rq->identity,
             .mfa_id = ps->mfa_id,
             .verified = ps->pre_state == RECONCILE_VERIFIED,
@@ -405,9 +406,13 @@ bool pipeline_gate_prepare(struct request *rq, int step)
         return pipeline_gate_read(rq);
     case STEP_BEFORE:
         ps->step = STEP_RECORD;
-        if (!ps->gated || ps->gcall != GATE_DELETE ||
-            (ps->pre_state != RECONCILE_VERIFIED &&
-             ps->pre_state != RECONCILE_UNVERIFIED))
+        if (!ps->gated || ps->gcall == GATE_CREATE ||
+            (ps->gcall == GATE_DELETE &&
+             ps->pre_state != RECONCILE_VERIFIED &&
+             ps->pre_state != RECONCILE_UNVERIFIED) ||
+            (ps->gcall == GATE_VERIFY &&
+             (ps->pre_state != RECONCILE_UNVERIFIED ||
+              !(ps->legacy || request_key_refusers(rq)))))
             return false;
         return pipeline_gate_before(rq);
     case STEP_RECORD:
