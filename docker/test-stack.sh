@@ -56,7 +56,9 @@ die() { echo "test-stack: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (rootful podman)"
 
 # --- packages ------------------------------------------------------------
-pkgs=(podman runc netavark aardvark-dns debootstrap docker-compose python3 curl)
+# iptables: netavark (podman 4.3's network backend) runs it to set up the bridge; without it
+# `compose up` fails with "netavark: No such file or directory" (a fresh Debian 12 machine)
+pkgs=(podman runc netavark aardvark-dns iptables debootstrap docker-compose python3 curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
