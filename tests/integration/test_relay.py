@@ -67,6 +67,23 @@ def read_lines(path):
         return f.read().splitlines(keepends=True)
 
 
+def event_copies(sim, tmp_path, prefix):
+    """Empty event files the test owns, one per node -> (files, pump): pump(n) appends what the
+    simulator wrote for n since the last pump."""
+    files = {n: str(tmp_path / ("%s-%s.json" % (prefix, n))) for n in sim.node_ids}
+    copied = {n: 0 for n in sim.node_ids}
+
+    def pump(n):
+        lines = read_lines(sim.events_path(n))
+        with open(files[n], "ab") as f:
+            f.writelines(lines[copied[n]:])
+        copied[n] = len(lines)
+
+    for n in sim.node_ids:
+        open(files[n], "wb").close()
+    return files, pump
+
+
 # ---------------------------------------------------------------------------
 
 def test_relay_feeds_the_gate_from_the_controllers_event_files(quorumgate, relay):
@@ -130,18 +147,7 @@ def test_relay_survives_rotation_and_truncation(quorumgate, relay, tmp_path):
     sim = qg.sim
     ids = sim.node_ids
     leader, (rot, trunc) = leader_of(sim)
-    files = {n: str(tmp_path / ("relay-%s.json" % n)) for n in ids}
-    copied = {n: 0 for n in ids}
-
-    def pump(n, path=None):
-        """Append what the simulator wrote for n since the last pump."""
-        lines = read_lines(sim.events_path(n))
-        with open(path or files[n], "ab") as f:
-            f.writelines(lines[copied[n]:])
-        copied[n] = len(lines)
-
-    for n in ids:
-        open(files[n], "wb").close()
+    files, pump = event_copies(sim, tmp_path, "relay")
     rl = relay(qg, files)
     c = client(qg)
 
@@ -204,17 +210,7 @@ def test_relay_reads_a_write_at_once_not_at_its_next_poll(quorumgate, relay, tmp
     sim = qg.sim
     ids = sim.node_ids
     leader, (rot, other) = leader_of(sim)
-    files = {n: str(tmp_path / ("watched-%s.json" % n)) for n in ids}
-    copied = {n: 0 for n in ids}
-
-    def pump(n):
-        lines = read_lines(sim.events_path(n))
-        with open(files[n], "ab") as f:
-            f.writelines(lines[copied[n]:])
-        copied[n] = len(lines)
-
-    for n in ids:
-        open(files[n], "wb").close()
+    files, pump = event_copies(sim, tmp_path, "watched")
     rl = relay(qg, files, poll="1h")
     wait_until(lambda: rl.healthz()["pending"] == 0, timeout=5, what="the relay's first poll")
     c = client(qg)
