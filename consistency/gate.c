@@ -358,6 +358,7 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
              &(struct gate_release){
                  .timed_out = timed_out,
                  .fail = timed_out && cfg->gate.fail_on_timeout,
+                 .fenced = gw->fenced,
                  .replication = h.data});
     buf_free(&h);
     gate_maybe_finish(gw);

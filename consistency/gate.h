@@ -128,6 +128,8 @@ struct gate_release {
     bool timed_out;          /* not every required controller acknowledged */
     bool fail;               /* timed out and gate.on_timeout is fail: the
                                 owner answers with an error */
+    uint64_t fenced;         /* controllers the identity is fenced on as
+                                the answer goes (pending ones) */
     const char *replication; /* "acked=a,b; pending=c" (valid during the
                                 callback) */
 };

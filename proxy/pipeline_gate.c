@@ -250,6 +250,11 @@ static void pipeline_gate_released(void *arg, const struct gate_release *rel)
     struct request *rq = arg;
     snprintf(rq->replication, sizeof(rq->replication), "%s",
              rel->replication);
+    /* the client's next OIDC login (the usual next step after a verify)
+     * starts where the change is: the controllers named pending would let
+     * it in without TOTP */
+    if (rel->fenced)
+        request_login_hint(rq, rel->fenced);
     if (rel->fail) {
         char msg[320];
         snprintf(msg, sizeof(msg),

@@ -311,12 +311,21 @@ static struct request *request_alloc(struct worker *w)
     return rq;
 }
 
+void request_aux_auth_free(struct request *rq)
+{
+    if (rq->aux_auth)
+        explicit_bzero(rq->aux_auth, strlen(rq->aux_auth));
+    free(rq->aux_auth);
+    rq->aux_auth = NULL;
+}
+
 static void request_release(struct request *rq)
 {
     struct worker *w = rq->w;
     upstream_req_free(&rq->aux);
     free(rq->aux_url);
     rq->aux_url = NULL;
+    request_aux_auth_free(rq);
     if (w->n_spare_requests < REQUEST_SPARES && !w->draining) {
         /* keep ordinary amounts of storage, not what a huge one grew */
         if (rq->up_headers.data.cap + rq->up_headers.lines.cap > 32768)
@@ -345,6 +354,7 @@ void request_destroy(struct request *rq)
     upstream_req_free(&rq->aux);
     free(rq->url);
     free(rq->aux_url);
+    request_aux_auth_free(rq);
     free(rq);
 }
 

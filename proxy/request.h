@@ -90,6 +90,7 @@ struct request {
     bool retried;
     bool key_fetched;                  /* keys fetched for a refused token */
     bool login_resent;                 /* a fenced login sent elsewhere */
+    bool amr_checked;                  /* a token's MFA state was read */
     struct loop_timer *timer;          /* owned: backoff, waits, deadline;
                                           NULL until request_after() */
 
@@ -100,6 +101,10 @@ struct request {
     int n_reads;                       /* state reads made so far */
     int n_read_failures;               /* ... that got no usable answer */
     char *aux_url;                     /* owned */
+    char *aux_auth;                    /* owned, wiped: a state read's own
+                                          Authorization line, or NULL */
+    const char *aux_lines[2];          /* that read's header lines (into
+                                          aux_auth and static text) */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */
     char replication[CONFIG_REPLICATION_MAX]; /* Quorumgate-Replication */
@@ -120,6 +125,8 @@ void request_on_connection(void *ctx, int delta);
 
 /* Frees the worker's spare request structs (worker shutdown). */
 void request_free_spares(struct worker *w);
+/* Wipes and frees rq->aux_auth (a state read's own credential). */
+void request_aux_auth_free(struct request *rq);
 /* Frees one request struct and everything it owns. */
 void request_destroy(struct request *rq);
 
@@ -191,6 +198,12 @@ void request_attempt_retry_if_allowed(struct request *rq);
 void request_attempt_aux_get(struct request *rq, int node, const char *path,
                              uint64_t timeout_ms,
                              void (*done)(struct upstream_req *r, void *arg));
+/* The same with these header lines (borrowed until done runs). */
+void request_attempt_aux_get_as(struct request *rq, int node,
+                                const char *path, const char *const *headers,
+                                int n_headers, uint64_t timeout_ms,
+                                void (*done)(struct upstream_req *r,
+                                             void *arg));
 /* Log an auxiliary attempt (state reads). */
 void request_attempt_log(struct request *rq, int node, const char *outcome,
                          int status, uint64_t duration_ns, bool reconcile);

@@ -200,13 +200,23 @@ void request_attempt_aux_get(struct request *rq, int node, const char *path,
                              uint64_t timeout_ms,
                              void (*done)(struct upstream_req *r, void *arg))
 {
+    request_attempt_aux_get_as(rq, node, path, headers_lines(&rq->up_headers),
+                               rq->up_headers.n, timeout_ms, done);
+}
+
+void request_attempt_aux_get_as(struct request *rq, int node,
+                                const char *path, const char *const *headers,
+                                int n_headers, uint64_t timeout_ms,
+                                void (*done)(struct upstream_req *r,
+                                             void *arg))
+{
     request_attempt_url(rq, node, path, &rq->aux_url);
     rq->aux_node = node;
     rq->aux.method = HTTP_GET;
     rq->aux.url = rq->aux_url;
     rq->aux.connect_to = request_app(rq)->cluster->nodes[node].connect_to;
-    rq->aux.headers = headers_lines(&rq->up_headers);
-    rq->aux.n_headers = rq->up_headers.n;
+    rq->aux.headers = headers;
+    rq->aux.n_headers = n_headers;
     rq->aux.body = NULL;
     rq->aux.body_len = 0;
     rq->aux.timeout_ms = timeout_ms;

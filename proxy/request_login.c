@@ -8,7 +8,19 @@
  * expires on the lagging controller).  An OIDC login's token answer
  * (authorization-code grant) whose access token names an identity fenced
  * on the controller that minted it is refused with 503 and the client's
- * address noted (fence hints), so that its next login starts elsewhere. */
+ * address noted (fence hints), so that its next login starts elsewhere.
+ *
+ * The identity's fence on that controller may have been lifted between
+ * the password step it answered without asking for TOTP (it lacked the
+ * verify then) and the token step (it has it now): the controller does
+ * not check again -- an OIDC token's session is MFA-complete by its amr
+ * claim alone, never "required" (controller/env/appenv.go, the API
+ * session built from the claims: MfaRequired false).  So a token without
+ * "totp" in its amr, minted by a controller fenced for someone within an
+ * auth request's life, is passed only once that controller shows the
+ * identity without a verified enrollment (GET .../current-identity/mfa
+ * with that token); otherwise it is refused the same way (bench/soak.py,
+ * issue 18: the token of such a login was issued after the fence went). */
 #include "proxy/request.h"
 #include "proxy/request_impl.h"
 
@@ -102,6 +114,90 @@ static void request_login_discard(struct upstream_req *r)
     r->n_resp_hdrs = 0;
 }
 
+/* An auth request (and its code) lives at most 10 minutes on the
+ * controller that holds it, removed by a sweep every 10 s
+ * (controller/oidc_auth/storage.go HybridStorage.start and Clean): a
+ * login whose password step a fenced controller answered ends (or
+ * expires) within this long after the fence went. */
+#define LOGIN_AUTH_REQUEST_LIFE_S 620
+
+/* The state read of a token without TOTP (the controller's client API). */
+#define LOGIN_MFA_PATH "/edge/client/v1/current-identity/mfa"
+
+/* Refuses the token answer r of node (a retry from the client's address
+ * avoids fenced, when not 0). */
+static void request_login_refuse(struct request *rq, int node,
+                                 struct upstream_req *r, uint64_t fenced)
+{
+    metrics_inc(request_app(rq)->metrics, M_LOGIN_TOKENS_REFUSED_TOTAL,
+                node);
+    if (fenced)
+        request_login_hint(rq, fenced); /* the retry starts elsewhere */
+    request_login_discard(r);
+    request_answer_error(rq, ERR_REPLICATION_LOGIN_FENCED,
+                         "the controller that answered this login lacks the "
+                         "identity's latest MFA change; log in again");
+}
+
+/* The minter's answer to "which enrollment does this token's identity
+ * have": none (404) or an unverified one passes the token. */
+static void request_login_mfa_read(struct upstream_req *r, void *arg)
+{
+    struct request *rq = arg;
+    struct app *a = request_app(rq);
+    bool verified = false, none = false;
+    request_aux_auth_free(rq);
+    if (r->result == UPSTREAM_OK && r->status == 404) {
+        none = true;
+    } else if (r->result == UPSTREAM_OK && r->status == 200) {
+        struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
+        none = json_bool(json_path(j, "data.isVerified"), &verified) &&
+               !verified;
+        json_free(j);
+    }
+    request_attempt_log(rq, rq->aux_node,
+                        none       ? "no_mfa"
+                        : verified ? "mfa_verified"
+                                   : "unreadable",
+                        r->status, r->duration_ns, true);
+    rq->stage = STAGE_ATTEMPT;
+    if (none) {
+        if (!request_login_fenced(rq, rq->node, &rq->up))
+            request_attempt_answered(rq);
+        return;
+    }
+    if (!verified)
+        log_printf(a->log, LOG_LEVEL_WARN,
+                   "the MFA state of a login's identity could not be read "
+                   "on %s (%s, status %d): its token without TOTP refused",
+                   a->cluster->nodes[rq->aux_node].id,
+                   upstream_result_name(r->result), r->status);
+    request_login_refuse(rq, rq->node, &rq->up, 0);
+}
+
+/* A verified token without TOTP, minted by node lately fenced for someone:
+ * read the identity's enrollment there (true: the read is out). */
+static bool request_login_read_mfa(struct request *rq, int node,
+                                   const char *tok)
+{
+    struct fence *f = &request_app(rq)->fence;
+    uint64_t now = loop_now_ms(rq->w->loop);
+    if (rq->amr_checked || jwks_claim_lists(tok, strlen(tok), "amr", "totp") ||
+        !fence_node_recent(f, node, fence_now(f), LOGIN_AUTH_REQUEST_LIFE_S))
+        return false;
+    uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
+    uint64_t per_try = rq->policy->per_try_timeout_ms;
+    rq->amr_checked = true;
+    rq->aux_auth = xasprintf("Authorization: Bearer %s", tok);
+    rq->aux_lines[0] = "Accept: application/json";
+    rq->aux_lines[1] = rq->aux_auth;
+    rq->stage = STAGE_RECONCILE;
+    request_attempt_aux_get_as(rq, node, LOGIN_MFA_PATH, rq->aux_lines, 2,
+                               per_try && per_try < left ? per_try : left,
+                               request_login_mfa_read);
+    return true;
+}
+
 static void request_login_keys_fetched(void *arg)
 {
     struct request *rq = arg;
@@ -157,15 +253,11 @@ static bool request_login_token(struct request *rq, int node,
                    "a token answer of %s could not be verified (result %d) "
                    "while fences are in place: refused",
                    a->cluster->nodes[node].id, (int)v);
-    if (!nodeset_has(fenced, node) && (v == JWKS_VERIFIED || !tok))
+    if (!nodeset_has(fenced, node) && (v == JWKS_VERIFIED || !tok)) {
+        handled = v == JWKS_VERIFIED && request_login_read_mfa(rq, node, tok);
         goto out;
-    metrics_inc(a->metrics, M_LOGIN_TOKENS_REFUSED_TOTAL, node);
-    if (fenced)
-        request_login_hint(rq, fenced); /* the retry starts elsewhere */
-    request_login_discard(r);
-    request_answer_error(rq, ERR_REPLICATION_LOGIN_FENCED,
-                         "the controller that answered this login lacks the "
-                         "identity's latest MFA change; log in again");
+    }
+    request_login_refuse(rq, node, r, fenced);
     handled = true;
 out:
     request_login_wipe(j, "access_token");
@@ -181,11 +273,19 @@ bool request_login_fenced(struct request *rq, int node,
 {
     struct app *a = request_app(rq);
     uint64_t fenced = 0;
-    if (!rq->ex || r->result != UPSTREAM_OK || r->status != 200 ||
-        atomic_load(&a->fence.identities) == 0)
+    if (!rq->ex || r->result != UPSTREAM_OK || r->status != 200)
         return false;
-    if (!pipeline_is_authenticate(rq))
+    if (rq->cls.call == CALL_OIDC_TOKEN) {
+        /* a fence lifted lately may have let its password step through */
+        if (atomic_load(&a->fence.identities) == 0 &&
+            !fence_node_recent(&a->fence, node, fence_now(&a->fence),
+                               LOGIN_AUTH_REQUEST_LIFE_S))
+            return false;
         return request_login_token(rq, node, r);
+    }
+    if (atomic_load(&a->fence.identities) == 0 ||
+        !pipeline_is_authenticate(rq))
+        return false;
     struct json *j = json_parse(r->resp_body.data, r->resp_body.len);
     const char *id = json_path_string(j, "data.identity.id");
     if (!id)

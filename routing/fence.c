@@ -11,6 +11,8 @@ void fence_init(struct fence *f, uint32_t capacity)
     atomic_store(&f->login_mask, 0);
     atomic_store(&f->login_until, 0);
     atomic_store(&f->identities, 0);
+    for (int i = 0; i < CONFIG_MAX_CONTROLLERS; i++)
+        atomic_store(&f->last_fenced[i], 0);
 }
 
 void fence_free(struct fence *f)
@@ -73,11 +75,17 @@ static void fence_scan_one(void *arg, uint64_t key, uint32_t payload,
         s->until = expiry; /* recomputed again when the first one ends */
 }
 
-/* Under wlock: refresh the login mask and the identity count. */
+/* Under wlock: refresh the login mask and the identity count; the nodes
+ * fenced before or after it were fenced until now. */
 static void fence_recount(struct fence *f)
 {
     struct fence_scan s = {0};
-    atable_each(&f->t, fence_now(f), fence_scan_one, &s);
+    uint64_t now = fence_now(f);
+    atable_each(&f->t, now, fence_scan_one, &s);
+    uint64_t seen = s.mask | atomic_load(&f->login_mask);
+    for (int i = 0; i < CONFIG_MAX_CONTROLLERS; i++)
+        if (seen & ((uint64_t)1 << i))
+            atomic_store(&f->last_fenced[i], now);
     atomic_store(&f->login_mask, s.mask);
     atomic_store(&f->login_until, s.until);
     atomic_store(&f->identities, s.n);
@@ -140,6 +148,17 @@ uint64_t fence_login_mask(const struct fence *f, uint64_t now_s)
         pthread_mutex_unlock(&w->wlock);
     }
     return atomic_load(&f->login_mask);
+}
+
+bool fence_node_recent(const struct fence *f, int node, uint64_t now_s,
+                       uint64_t window_s)
+{
+    if (node < 0 || node >= CONFIG_MAX_CONTROLLERS)
+        return false;
+    if (fence_login_mask(f, now_s) & ((uint64_t)1 << node))
+        return true;
+    uint64_t last = atomic_load(&f->last_fenced[node]);
+    return last && last + window_s >= now_s;
 }
 
 void fence_hint_add(struct fence *f, const struct fence_key *k, uint64_t mask,

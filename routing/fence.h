@@ -33,6 +33,9 @@ struct fence {
     atomic_int identities;             /* fenced identities (gauge) */
     struct atable hints;               /* client address fp -> mask + check
                                           (same clock as t) */
+    /* per controller: the table time it was last seen fenced for someone
+     * (0: never); set at every change, so at most a change late */
+    atomic_uint_fast64_t last_fenced[CONFIG_MAX_CONTROLLERS];
 };
 
 struct fence_key {
@@ -57,6 +60,10 @@ void fence_set(struct fence *f, const struct fence_key *k, uint64_t mask,
                uint64_t expiry_s);
 /* Nodes fenced for someone (status; hints count only while in it). */
 uint64_t fence_login_mask(const struct fence *f, uint64_t now_s);
+/* Node is fenced for someone at now_s, or was within the last window_s
+ * seconds (an OIDC login answered by it then may end only now). */
+bool fence_node_recent(const struct fence *f, int node, uint64_t now_s,
+                       uint64_t window_s);
 uint64_t fence_now(const struct fence *f);
 /* A fenced identity's call came from the client address whose key is k
  * (fence_key_from_hex of its HMAC): until expiry_s, that address's new

@@ -228,6 +228,42 @@ out:
     return r;
 }
 
+bool jwks_claim_lists(const char *token, size_t len, const char *claim,
+                      const char *value)
+{
+    bool found = false;
+    struct json *claims = NULL;
+    unsigned char *p = NULL;
+    size_t p_len;
+    const char *dot1 = token ? memchr(token, '.', len) : NULL;
+    const char *dot2 =
+        dot1 ? memchr(dot1 + 1, '.', (size_t)(token + len - dot1 - 1)) : NULL;
+    if (!dot2)
+        goto out;
+    p = crypto_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &p_len);
+    if (!p)
+        goto out;
+    claims = json_parse((const char *)p, p_len);
+    struct json *c = json_get(claims, claim);
+    const char *one = json_string(c);
+    if (one) {
+        found = strcmp(one, value) == 0;
+        goto out;
+    }
+    if (!json_is_array(c))
+        goto out;
+    for (struct json *e = json_first(c); e && !found; e = json_next(e)) {
+        const char *v = json_string(e);
+        found = v && strcmp(v, value) == 0;
+    }
+out:
+    json_free(claims);
+    if (p)
+        explicit_bzero(p, p_len);
+    free(p);
+    return found;
+}
+
 /* ---- fetching ------------------------------------------------------------- */
 
 struct jwks_waiter {

@@ -57,6 +57,10 @@ int jwks_nodes_loaded(struct jwks *k);
  * goes into sub (NUL-terminated; JWKS_EXPIRED when missing or too long). */
 enum jwks_result jwks_verify(struct jwks *k, const char *token, size_t len,
                              uint64_t now_s, char *sub, size_t cap);
+/* The token's claim (an array of strings, or a string) lists value.  Reads
+ * the payload only: for a token jwks_verify verified. */
+bool jwks_claim_lists(const char *token, size_t len, const char *claim,
+                      const char *value);
 /* The controller whose own JWKS names kid exactly: the token's minter (a
  * controller's own document is the only one that names its key the way
  * its tokens do, see above).  -1 when none does, or more than one. */

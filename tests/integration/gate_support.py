@@ -287,6 +287,28 @@ def settled(qg, sim, identity_id, mfa_id, verified=None):
     wait_fenced(qg, identity_id, [])
 
 
+def roles(sim):
+    """(leader, [the other two])"""
+    leader = sim.control.leader()
+    return leader, [n for n in sim.node_ids if n != leader]
+
+
+def fenced_verify(qg, lagging, lag_ms=60000):
+    """alice verifies while `lagging` cannot apply: the gate (majority)
+    answers and fences her away from it.  (client, mfa id, secret, when the
+    verify was answered: time.monotonic())"""
+    sim = qg.sim
+    c = client(qg)
+    mfa_id, secret = start_enrollment(c)
+    settled(qg, sim, c.identity_id, mfa_id, verified=False)
+    sim.control.set_lag(lagging, lag_ms)
+    r = c.mfa_verify(totp_now(secret)).expect(200)
+    answered_at = time.monotonic()
+    assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
+    wait_fenced(qg, c.identity_id, [lagging])
+    return c, mfa_id, secret, answered_at
+
+
 def wait_leader_known(qg, timeout=10.0):
     """quorumgate's cluster view names the simulator's leader."""
     leader = qg.sim.control.leader()

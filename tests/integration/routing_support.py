@@ -54,12 +54,16 @@ class Login:
         return [s for s in out if s]
 
 
-def oidc_login(first, rest, username, password, totp_secret=None, id_in="json"):
+def oidc_login(first, rest, username, password, totp_secret=None, id_in="json", after_authorize=None,
+               before_token=None):
     """An OIDC authorization-code + PKCE login whose first step
     (``/oidc/authorize``) goes through client ``first`` and every later step
     through ``rest``.  ``id_in`` says how the password step names the auth
     request: "json" (body), "form" (form body) or "query" (authRequestID).
-    Never raises for a failed step: ``Login.ok`` / ``failed_step`` say."""
+    ``after_authorize(resp)`` returning false stops the login there (failed
+    step "stopped after authorize"); ``before_token(lg)`` runs right before
+    the token step.  Never raises for a failed step: ``Login.ok`` /
+    ``failed_step`` say."""
     lg = Login()
     verifier = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -78,6 +82,9 @@ def oidc_login(first, rest, username, password, totp_secret=None, id_in="json"):
 
     r = step("authorize", first, "GET", "/oidc/authorize?" + q, want=(302,))
     if r is None:
+        return lg
+    if after_authorize is not None and not after_authorize(r):
+        lg.failed_step = "stopped after authorize"
         return lg
     loc = r.header("location") or ""
     lg.auth_request_id = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query).get("authRequestID", [None])[0]
@@ -119,6 +126,8 @@ def oidc_login(first, rest, username, password, totp_secret=None, id_in="json"):
         lg.failed_step = "callback: no code/state in %r" % r.header("location")
         return lg
     lg.code = bq["code"][0]
+    if before_token is not None:
+        before_token(lg)
     r = step("token", rest, "POST", "/oidc/oauth/token",
              form={"grant_type": "authorization_code", "code": lg.code, "code_verifier": verifier,
                    "client_id": "openziti", "redirect_uri": REDIRECT_URI})

@@ -13,9 +13,9 @@ from tests.conftest import IDENTITIES
 from tests.ctrlsim.client import ZitiClient
 from tests.integration.routing_support import oidc_login
 
-from tests.integration.gate_support import (STEADY_HEALTH, Background, client, fence_of, last_seq, replication,
-                                            requests_on, settled, start_enrollment, timed, totp_now, wait_all_have,
-                                            wait_controller_up, wait_fenced, wait_until)
+from tests.integration.gate_support import (STEADY_HEALTH, Background, client, fence_of, fenced_verify, last_seq,
+                                            replication, requests_on, roles, settled, start_enrollment, timed,
+                                            totp_now, wait_all_have, wait_controller_up, wait_fenced, wait_until)
 
 READS = 24
 GATE_TIMEOUT_S = 1.0
@@ -27,26 +27,6 @@ def let_the_gate_time_out(answered_at, timeout_s):
     left = answered_at + timeout_s + 0.5 - time.monotonic()
     if left > 0:
         time.sleep(left)
-
-
-def roles(sim):
-    leader = sim.control.leader()
-    return leader, [n for n in sim.node_ids if n != leader]
-
-
-def fenced_verify(qg, lagging, lag_ms=60000):
-    """alice verifies while `lagging` cannot apply: the gate (majority)
-    answers and fences her away from it."""
-    sim = qg.sim
-    c = client(qg)
-    mfa_id, secret = start_enrollment(c)
-    settled(qg, sim, c.identity_id, mfa_id, verified=False)
-    sim.control.set_lag(lagging, lag_ms)
-    r = c.mfa_verify(totp_now(secret)).expect(200)
-    answered_at = time.monotonic()
-    assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
-    wait_fenced(qg, c.identity_id, [lagging])
-    return c, mfa_id, secret, answered_at
 
 
 def reads_landing_on(qg, c, node, n=READS):

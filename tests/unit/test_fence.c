@@ -2,8 +2,8 @@
  * identity HMAC, add (masks merge, the later deadline wins), clear (what
  * acknowledged goes; the fence goes with its last controller), set (from
  * Redis; mask 0 removes), deadlines, the mask for new logins and the
- * fenced-identities count, a lifted fence that must not come back, and
- * readers racing writers. */
+ * fenced-identities count, a lifted fence that must not come back, how
+ * long a controller counts as fenced lately, and readers racing writers. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -296,6 +296,41 @@ static void test_readers_and_writers(void **state)
     fence_free(&f);
 }
 
+/* A controller fenced for someone stays "recent" for the window after its
+ * last fence went (cleared or expired), and only that controller. */
+static void test_node_recent(void **state)
+{
+    (void)state;
+    struct fence f;
+    fence_init(&f, 256);
+    struct fence_key a = key_of("aaaaaaaaaaaaaaaa11aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    uint64_t now = fence_now(&f);
+    for (int i = 0; i < 3; i++)
+        assert_false(fence_node_recent(&f, i, now, 600));
+    assert_false(fence_node_recent(&f, -1, now, 600));
+    assert_false(fence_node_recent(&f, 64, now, 600));
+    fence_add(&f, &a, C2, now + 30);
+    advance(&f, 20); /* fenced all along: recent whatever the window */
+    now = fence_now(&f);
+    assert_true(fence_node_recent(&f, 1, now, 0));
+    assert_false(fence_node_recent(&f, 0, now, 600));
+    fence_clear(&f, &a, C2); /* lifted at 20 s */
+    assert_true(fence_node_recent(&f, 1, now, 600));
+    advance(&f, 600);
+    assert_true(fence_node_recent(&f, 1, fence_now(&f), 600));
+    advance(&f, 2);
+    assert_false(fence_node_recent(&f, 1, fence_now(&f), 600));
+    /* a fence that expires counts until it is seen gone */
+    now = fence_now(&f);
+    fence_add(&f, &a, C3, now + 5);
+    advance(&f, 10);
+    assert_true(fence_node_recent(&f, 2, fence_now(&f), 600));
+    assert_int_equal(fence_login_mask(&f, fence_now(&f)), 0);
+    advance(&f, 601);
+    assert_false(fence_node_recent(&f, 2, fence_now(&f), 600));
+    fence_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_hints),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_lifted_fence_does_not_come_back),
+        cmocka_unit_test(test_node_recent),
         cmocka_unit_test(test_readers_and_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

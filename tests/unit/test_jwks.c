@@ -154,6 +154,31 @@ static void test_verified(void **state)
     jwks_free(k);
 }
 
+/* amr of a verified token: a list, or one string; nothing else counts. */
+static void test_claim_lists(void **state)
+{
+    (void)state;
+    const char *h = "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}";
+    const char *t = token(rsa_key, h, "{\"sub\":\"a\",\"amr\":[\"password\",\"totp\"]}", "rs256");
+    assert_true(jwks_claim_lists(t, strlen(t), "amr", "totp"));
+    assert_true(jwks_claim_lists(t, strlen(t), "amr", "password"));
+    assert_false(jwks_claim_lists(t, strlen(t), "amr", "tot"));
+    assert_false(jwks_claim_lists(t, strlen(t), "acr", "totp"));
+    t = token(rsa_key, h, "{\"sub\":\"a\",\"amr\":[\"password\"]}", "rs256");
+    assert_false(jwks_claim_lists(t, strlen(t), "amr", "totp"));
+    t = token(rsa_key, h, "{\"sub\":\"a\",\"amr\":\"totp\"}", "rs256");
+    assert_true(jwks_claim_lists(t, strlen(t), "amr", "totp"));
+    t = token(rsa_key, h, "{\"sub\":\"a\",\"amr\":[1,{\"totp\":1},null]}", "rs256");
+    assert_false(jwks_claim_lists(t, strlen(t), "amr", "totp"));
+    t = token(rsa_key, h, "{\"sub\":\"a\"}", "rs256");
+    assert_false(jwks_claim_lists(t, strlen(t), "amr", "totp"));
+    /* not a JWS, or a payload that is not JSON */
+    assert_false(jwks_claim_lists("abc", 3, "amr", "totp"));
+    assert_false(jwks_claim_lists("a.!!!.c", 7, "amr", "totp"));
+    assert_false(jwks_claim_lists("a.bm90IGpzb24.c", 15, "amr", "totp"));
+    assert_false(jwks_claim_lists(NULL, 0, "amr", "totp"));
+}
+
 /* The attack of issue 17: a token that names someone else's sub. */
 static void test_forged(void **state)
 {
@@ -293,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_unknown_expired_malformed),
         cmocka_unit_test(test_rotation_and_documents),
         cmocka_unit_test(test_bearer),
+        cmocka_unit_test(test_claim_lists),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
