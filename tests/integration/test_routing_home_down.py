@@ -326,8 +326,10 @@ class HoldingRelay:
         self.lsock.listen(64)
         self.port = self.lsock.getsockname()[1]
         self.holding = threading.Event()
+        self.stopping = threading.Event()
         self.socks = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def _accept(self):
         while True:
@@ -336,6 +338,8 @@ class HoldingRelay:
             except OSError:
                 return
             self.socks.append(conn)
+            if self.stopping.is_set():
+                return
             if self.holding.is_set():
                 continue
             up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
@@ -362,6 +366,26 @@ class HoldingRelay:
 
     def hold(self):
         self.holding.set()
+
+    def blackhole(self):
+        """New connections never complete TCP, as to a host that is gone: nobody accepts any more,
+        the backlog is 0 and one connection waits in the queue, so the kernel drops every further
+        SYN (its accept queue is full)."""
+        self.holding.set()
+        self.stopping.set()
+        wake = socket.create_connection(("127.0.0.1", self.port), timeout=5)   # the last accept
+        self.socks.append(wake)
+        self.acceptor.join(5)
+        assert not self.acceptor.is_alive()
+        self.lsock.listen(0)
+        self.socks.append(socket.create_connection(("127.0.0.1", self.port), timeout=5))
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        try:
+            with pytest.raises(socket.timeout):
+                probe.connect(("127.0.0.1", self.port))
+        finally:
+            probe.close()
 
     def close(self):
         self.lsock.close()
@@ -426,5 +450,41 @@ def test_one_connect_timeout_whose_retries_the_budget_refused_is_not_a_gone_home
         assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
         assert r.header("quorumgate-attempts") == "1", r.header("quorumgate-attempts")
         assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    finally:
+        relay.close()
+
+
+def test_full_connect_timeouts_of_a_handshake_the_home_never_answers_are_not_a_gone_home(quorumgate, sim_factory):
+    """bench/soak.py, 30-minute v1.5.4 run: four 401s "cannot be reached (connect timeout)" after two
+    or three full connect timeouts of a home that answered everything else on an overloaded
+    machine.  Its kernel had accepted each connection: the TLS handshake was what the controller
+    was slow to answer -- a live process, so 504, retries made, the session kept."""
+    home = "ctrl2"
+    relay, qg, bob = _bob_behind_a_relay(quorumgate, sim_factory, {"connect_timeout": "300ms"},
+                                         {"policies": {"mfa": {"per_try_timeout": "2s", "deadline": "4s"}}})
+    try:
+        relay.hold()
+        r = bob.mfa_create()   # a write: a new connection, whose handshake never ends
+        assert_envelope(r, 504, "PROXY_UPSTREAM_TIMEOUT")
+        assert int(r.header("quorumgate-attempts")) >= 2, r.header("quorumgate-attempts")
+        assert r.header("quorumgate-controller") == home
+        assert _counter(qg, "affinity_home_unreachable_total", home) == 0
+    finally:
+        relay.close()
+
+
+def test_a_home_whose_connections_never_complete_tcp_is_gone(quorumgate, sim_factory):
+    """The other side of the rule above: no TCP connection at all within the connect timeout,
+    after the class's retries, is a controller that cannot be reached (a host that is gone): 401."""
+    home = "ctrl2"
+    relay, qg, bob = _bob_behind_a_relay(quorumgate, sim_factory, {"connect_timeout": "300ms"},
+                                         {"policies": {"mfa": {"per_try_timeout": "2s", "deadline": "4s"}}})
+    try:
+        relay.blackhole()
+        r = bob.mfa_create()
+        j = assert_envelope(r, 401, "UNAUTHORIZED")
+        assert "cannot be reached (connect timeout)" in j["error"]["message"], j
+        assert r.header("quorumgate-controller") == home
+        assert _counter(qg, "affinity_home_unreachable_total", home) == 1
     finally:
         relay.close()
