@@ -229,6 +229,27 @@ def hmac_key_of(qg):
         return f.read()
 
 
+def write_fence(qg, sub, nodes, ttl_ms=60000, index=True):
+    """A fence of identity sub on nodes, written the way consistency/ackstore.c
+    writes it (and published); returns the identity's HMAC."""
+    idhex = hmac_hex(hmac_key_of(qg), "identity|" + sub)
+    key = "qg:fence:" + idhex
+    for node in nodes:
+        redis_call(qg.redis, "HSET", key, node, str(int(time.time() * 1000) + ttl_ms))
+    redis_call(qg.redis, "PEXPIRE", key, str(ttl_ms + 60000))
+    if index:
+        redis_call(qg.redis, "SADD", "qg:fence-index", idhex)
+    redis_call(qg.redis, "PUBLISH", "qg:fences", idhex)
+    return idhex
+
+
+def lift_fence(qg, idhex):
+    """The fence of write_fence gone (every controller acknowledged)."""
+    redis_call(qg.redis, "DEL", "qg:fence:" + idhex)
+    redis_call(qg.redis, "SREM", "qg:fence-index", idhex)
+    redis_call(qg.redis, "PUBLISH", "qg:fences", idhex)
+
+
 # ---- quorumgate -------------------------------------------------------------------
 
 def wait_view(qg, leader=None, up=None, timeout=10.0):

@@ -9,26 +9,13 @@ witnesses.  Legacy logins prefer the leader, so their fence is put there.
 Clients connect from distinct loopback addresses (127.0.0.x): an OIDC
 login's first step avoids only what is fenced for identities whose calls
 came from the same address."""
-from tests.integration.routing_support import (ZitiClient, client_with_token, hmac_hex, hmac_key_of,
-                                               nodes_that_saw, oidc_login, redis_call)
+from tests.integration.routing_support import (ZitiClient, client_with_token, nodes_that_saw, oidc_login,
+                                               write_fence as fence)
 from tests.support.procs import wait_until
-import time
 
 READ = "/edge/client/v1/current-identity"
 AUTH = "/edge/client/v1/authenticate"
 N = 12
-
-
-def fence(qg, sub, nodes, ttl_ms=60000):
-    """A fence written the way consistency/ackstore.c writes it."""
-    idhex = hmac_hex(hmac_key_of(qg), "identity|" + sub)
-    key = "qg:fence:" + idhex
-    for node in nodes:
-        redis_call(qg.redis, "HSET", key, node, str(int(time.time() * 1000) + ttl_ms))
-    redis_call(qg.redis, "PEXPIRE", key, str(ttl_ms + 60000))
-    redis_call(qg.redis, "SADD", "qg:fence-index", idhex)
-    redis_call(qg.redis, "PUBLISH", "qg:fences", idhex)
-    return idhex
 
 
 def identity_id(qg, name, pw):

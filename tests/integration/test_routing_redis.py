@@ -12,7 +12,7 @@ import time
 from tests.ctrlsim.client import totp_now
 from tests.integration.routing_support import (
     ZitiClient, client_with_token, decisions, delta, hmac_hex, hmac_key_of, nodes_that_saw, oidc_login,
-    redis_call, redis_dump)
+    redis_call, redis_dump, write_fence)
 from tests.support.procs import wait_until
 
 READ = "/edge/client/v1/current-identity"
@@ -150,13 +150,7 @@ def test_redis_lost_mid_run_degrades_to_the_local_cache(quorumgate, sim):
 
 
 def _fence(qg, sub, node, ttl_ms):
-    """A fence written the way consistency/ackstore.c writes it."""
-    idhex = hmac_hex(hmac_key_of(qg), "identity|" + sub)
-    key = "qg:fence:" + idhex
-    redis_call(qg.redis, "HSET", key, node, str(int(time.time() * 1000) + ttl_ms))
-    redis_call(qg.redis, "PEXPIRE", key, str(ttl_ms + 60000))
-    redis_call(qg.redis, "PUBLISH", "qg:fences", idhex)
-    return idhex
+    return write_fence(qg, sub, [node], ttl_ms, index=False)
 
 
 def _reads(sim, client, n=30):
