@@ -15,9 +15,11 @@
  * verify then) and the token step (it has it now): the controller does
  * not check again -- an OIDC token's session is MFA-complete by its amr
  * claim alone, never "required" (controller/env/appenv.go, the API
- * session built from the claims: MfaRequired false).  So a token without
- * "totp" in its amr, minted by a controller fenced for someone within an
- * auth request's life, is passed only once that controller shows the
+ * session built from the claims: MfaRequired false).  So a login whose
+ * answer does not say "totp" (the amr of its ID token: the access token
+ * carries none, tests/realcluster/OBSERVATIONS.md), minted by a controller
+ * fenced for someone within an auth request's life, is passed only once that
+ * controller shows the
  * identity without a verified enrollment (GET .../current-identity/mfa
  * with that token); otherwise it is refused the same way (bench/soak.py,
  * issue 18: the token of such a login was issued after the fence went). */
@@ -175,15 +177,28 @@ static void request_login_mfa_read(struct upstream_req *r, void *arg)
     request_login_refuse(rq, rq->node, &rq->up, 0);
 }
 
-/* A verified token without TOTP, minted by node lately fenced for someone:
- * read the identity's enrollment there (true: the read is out). */
+/* The token answer j says the login's TOTP step ran: the amr of its ID
+ * token (the controller's own answer, from the same key as the access
+ * token), else of the access token. */
+static bool request_login_had_totp(const struct json *j, const char *tok)
+{
+    const char *idt = json_string(json_get(j, "id_token"));
+    if (idt && *idt)
+        return jwks_claim_lists(idt, strlen(idt), "amr", "totp");
+    return jwks_claim_lists(tok, strlen(tok), "amr", "totp");
+}
+
+/* A verified token of a login without TOTP (answer j), minted by node
+ * lately fenced for someone: read the identity's enrollment there (true:
+ * the read is out). */
 static bool request_login_read_mfa(struct request *rq, int node,
-                                   const char *tok)
+                                   const struct json *j, const char *tok)
 {
     struct fence *f = &request_app(rq)->fence;
     uint64_t now = loop_now_ms(rq->w->loop);
-    if (rq->amr_checked || jwks_claim_lists(tok, strlen(tok), "amr", "totp") ||
-        !fence_node_recent(f, node, fence_now(f), LOGIN_AUTH_REQUEST_LIFE_S))
+    if (rq->amr_checked ||
+        !fence_node_recent(f, node, fence_now(f), LOGIN_AUTH_REQUEST_LIFE_S) ||
+        request_login_had_totp(j, tok))
         return false;
     uint64_t left = rq->deadline_ms > now ? rq->deadline_ms - now : 1;
     uint64_t per_try = rq->policy->per_try_timeout_ms;
@@ -254,7 +269,8 @@ static bool request_login_token(struct request *rq, int node,
                    "while fences are in place: refused",
                    a->cluster->nodes[node].id, (int)v);
     if (!nodeset_has(fenced, node) && (v == JWKS_VERIFIED || !tok)) {
-        handled = v == JWKS_VERIFIED && request_login_read_mfa(rq, node, tok);
+        handled =
+            v == JWKS_VERIFIED && request_login_read_mfa(rq, node, j, tok);
         goto out;
     }
     request_login_refuse(rq, node, r, fenced);

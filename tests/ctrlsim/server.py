@@ -521,7 +521,8 @@ class Api:
         if p.kind != "legacy":
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             return edge_ok({"id": p.claims.get("z_asid"), "identityId": p.identity["id"], "authQueries": [],
-                            "isMfaComplete": "totp" in (p.claims.get("amr") or []), "isMfaRequired": False,
+                            "isMfaComplete": False, "isMfaRequired": False,   # TotpComplete() of an access
+                            # token, which has no amr (appenv.go: MfaComplete from the claims)
                             "authenticatorId": "oidc", "lastActivityAt": now, "createdAt": now, "updatedAt": now})
         return edge_ok(self.session_model(req.node, p.session, p.identity))
 
@@ -862,10 +863,13 @@ class Api:
         iss = self.issuer(req)
         custom = {"z_asid": asid, "z_ia": bool(identity["isAdmin"]), "z_cfs": None, "z_ra": req.handler.client_address[0],
                   "z_ice": False, "z_sdk": None, "z_env": None}
+        # the real access token carries no amr (seen on v1.5.4 and v1.7.2: storage.go sets it on the
+        # claims, but it is not in the token; tests/realcluster/OBSERVATIONS.md), the ID token does
         access = dict(custom, iss=iss, sub=identity["id"], aud=["openziti"], exp=now + self.c.access_token_ttl,
-                      iat=now, nbf=now, jti=str(uuid.uuid4()), amr=list(amr), client_id=client_id,
+                      iat=now, nbf=now, jti=str(uuid.uuid4()), client_id=client_id,
                       scopes=scopes, z_t="a")
-        refresh = dict(access, exp=now + self.c.refresh_token_ttl, jti=str(uuid.uuid4()), z_t="r")
+        # (the simulator keeps the login's amr in its refresh token, to issue the ID token again)
+        refresh = dict(access, exp=now + self.c.refresh_token_ttl, jti=str(uuid.uuid4()), z_t="r", amr=list(amr))
         idt = {"iss": iss, "sub": identity["id"], "aud": [client_id], "exp": now + self.c.access_token_ttl,
                "iat": now, "auth_time": now, "amr": list(amr), "azp": client_id, "z_asid": asid}
         return Resp(200, jbody({"access_token": tokens.sign(access, node.kid, node.key), "token_type": "Bearer",

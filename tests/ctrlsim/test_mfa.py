@@ -101,7 +101,7 @@ def test_jwt_session_is_fully_authenticated_even_without_totp(sim):
     # ProcessJwt grants AuthenticatedPermission whatever the amr (v1.5.4)
     c = login(sim, "ctrl3")
     secret = c.enroll_mfa()
-    assert "totp" not in c.claims()["amr"]
+    assert "amr" not in c.claims() and "totp" not in c.claims(c.id_token)["amr"]
     assert c.current_identity().status == 200
     assert c.recovery_codes(totp_now(secret)).status == 200
 

