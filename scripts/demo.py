@@ -119,7 +119,8 @@ def main():
         except ApiFailure as e:
             totp_asked = "yes" if "TOTP required" in str(e) else "NO (%s)" % e
         c2.oidc_login("alice", "alice-pw", totp_secret=secret)
-        amr = c2.claims().get("amr", [])
+        # the ID token names the login's methods (real access tokens carry no amr)
+        amr = c2.claims(c2.id_token).get("amr", []) if c2.id_token else []
         if "totp" not in amr:
             failures.append("the login with TOTP carries amr=%s" % amr)
         say("4. a new OIDC login now needs TOTP: %s (with the code: amr=%s)" % (totp_asked, ",".join(amr)))
