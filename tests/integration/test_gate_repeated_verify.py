@@ -8,8 +8,9 @@ enrollment and got the controller's 404 -- a verify that committed, answered as 
 Here the lost first try is sent straight to the leader (as the dead quorumgate had forwarded it);
 the repeat goes through quorumgate."""
 from tests.ctrlsim.client import ZitiClient
-from tests.integration.gate_support import (client, replication, start_enrollment, totp_now, wait_leader_known,
-                                            wait_until)
+from tests.integration.gate_support import (MFA_PATH, STEADY_HEALTH, Background, client, replication, roles, settled,
+                                            start_enrollment, totp_now, wait_all_have, wait_fenced,
+                                            wait_leader_known, wait_until)
 from tests.integration.test_gate_legacy import legacy_gate
 
 
@@ -54,3 +55,42 @@ def test_a_verify_without_an_enrollment_still_gets_the_controllers_404(quorumgat
     # one attempt at the call itself (a state read, no resend)
     assert verifies[-1].get("status") == 404
     assert len([a for a in verifies[-1].get("upstream", []) if not a.get("read")]) == 1, verifies[-1]
+
+
+def test_a_verify_read_on_a_new_leader_that_lacks_the_identitys_changes_is_not_taken_for_a_repeat(quorumgate):
+    """bench/soak.py, 30-minute v1.5.4 run (op 81382): a follower that lagged (named pending for
+    the identity's delete and then its create, so fenced) was made leader; quorumgate read the
+    enrollment there before the verify of the new enrollment, saw the deleted one still verified,
+    took the call for a repeat and answered 200 from the old one's record -- the verify was
+    never sent, and logins went on without TOTP.  A leader fenced for the identity is read again
+    until it has the identity's changes."""
+    qg = quorumgate({"gate": {"mode": "majority", "timeout": "1000ms",
+                              "probe": {"initial": "20ms", "max": "100ms"}},
+                     "health": STEADY_HEALTH, "routing": {"leader_wait": "5s"}})
+    sim = qg.sim
+    _, (lagging, _) = roles(sim)
+    c = client(qg, "alice")
+    old_id, old_secret = start_enrollment(c)
+    settled(qg, sim, c.identity_id, old_id, verified=False)
+    c.mfa_verify(totp_now(old_secret)).expect(200)
+    settled(qg, sim, c.identity_id, old_id, verified=True)
+    sim.control.set_lag(lagging, 60000)
+    r = c.mfa_delete(totp_now(old_secret)).expect(200)
+    assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
+    new_id, new_secret = start_enrollment(c)
+    wait_fenced(qg, c.identity_id, [lagging])
+    sim.control.transfer(lagging)
+    wait_leader_known(qg)
+    assert sim.control.leader() == lagging
+    sent = sim.control.count("POST", "/edge/client/v1/current-identity/mfa/verify")
+    reads = sim.control.count("GET", MFA_PATH, node=lagging)
+    verify = Background(c.mfa_verify, totp_now(new_secret))
+    # the leader still shows the deleted enrollment, verified: quorumgate reads it more than once
+    wait_until(lambda: verify.done() or sim.control.count("GET", MFA_PATH, node=lagging) >= reads + 2,
+               timeout=5, what="quorumgate to read the lagging leader's enrollment")
+    sim.control.set_lag(lagging, 0)
+    r = verify.result(15)
+    assert r.status == 200, (r.status, r.body[:300])
+    assert sim.control.count("POST", "/edge/client/v1/current-identity/mfa/verify") == sent + 1
+    wait_all_have(sim, c.identity_id, new_id, verified=True)
+    assert "acked=" in (r.header("quorumgate-replication") or ""), r.header("quorumgate-replication")
