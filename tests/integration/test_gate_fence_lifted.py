@@ -73,12 +73,19 @@ def test_a_token_minted_without_totp_is_refused_when_the_fence_went_after_its_pa
     assert refused(qg, lagging) == 1
 
 
-def test_a_token_without_totp_passes_where_the_identity_has_no_mfa_after_reading_it(quorumgate):
+def fence_went(quorumgate):
+    """alice's verify fenced a follower, which then caught up: its fence went a moment ago.
+    (qg, the follower, alice's TOTP secret)"""
     qg = quorumgate(GATE)
-    sim = qg.sim
-    _, (lagging, _) = roles(sim)
-    alice, mfa_id, _, _ = fenced_verify(qg, lagging)
+    _, (lagging, _) = roles(qg.sim)
+    alice, mfa_id, secret, _ = fenced_verify(qg, lagging)
     caught_up(qg, alice, mfa_id, lagging)
+    return qg, lagging, secret
+
+
+def test_a_token_without_totp_passes_where_the_identity_has_no_mfa_after_reading_it(quorumgate):
+    qg, lagging, _ = fence_went(quorumgate)
+    sim = qg.sim
 
     # bob has no MFA: his token from the controller fenced lately is read
     # for, and passed
@@ -115,11 +122,8 @@ def test_a_login_that_asked_for_totp_passes_where_a_fence_went_lately(quorumgate
     the access token carries none, as on real controllers), and is passed without a read.  The
     30-minute soak on v1.7.2 saw 10,127 such logins refused when only the access token was looked
     at."""
-    qg = quorumgate(GATE)
+    qg, lagging, secret = fence_went(quorumgate)
     sim = qg.sim
-    _, (lagging, _) = roles(sim)
-    alice, mfa_id, secret, _ = fenced_verify(qg, lagging)
-    caught_up(qg, alice, mfa_id, lagging)
     seq = last_seq(sim, lagging)
     for net in ("127.0.5", "127.0.6", "127.0.7"):
         lg = login_held_by(qg, lagging, "alice", totp_secret=secret, net=net)
