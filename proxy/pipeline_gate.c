@@ -21,10 +21,8 @@
 #include "proxy/request.h"
 #include "proxy/worker.h"
 #include "retry/reconcile.h"
-#include "base/crypto.h"
 #include "base/nodeset.h"
 #include "routing/cluster.h"
-#include "routing/fence.h"
 #include "routing/identity.h"
 #include "routing/jwks.h"
 
@@ -63,14 +61,8 @@ static void pipeline_gate_read_retry(void *arg)
 /* rq's identity is fenced on the controller its state was read on. */
 static bool pipeline_gate_fenced_here(struct request *rq)
 {
-    struct fence *f = &pipeline_app(rq)->fence;
-    char idhex[CRYPTO_HMAC_HEX_LEN + 1];
-    struct fence_key k = {0};
-    if (!rq->identity[0] || atomic_load(&f->identities) == 0)
-        return false;
-    gate_identity_hex(rq->cfg, rq->identity, idhex);
-    fence_key_from_hex(idhex, &k);
-    return nodeset_has(fence_mask(f, &k, fence_now(f)), rq->node);
+    return rq->identity[0] &&
+           nodeset_has(request_login_fences(rq, rq->identity), rq->node);
 }
 
 static void pipeline_gate_read_done(struct upstream_req *r, void *arg)

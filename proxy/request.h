@@ -161,6 +161,8 @@ uint64_t request_key_refusers(struct request *rq);
  * from rq's client address, mask its fenced controllers: that address's
  * OIDC logins avoid them for a while (gate.fence_ttl at most). */
 void request_login_hint(struct request *rq, uint64_t mask);
+/* The controllers fenced for identity (a controller id) now (0: none). */
+uint64_t request_login_fences(struct request *rq, const char *identity);
 /* The controllers an OIDC login from rq's client address avoids. */
 uint64_t request_login_avoid(struct request *rq);
 /* Stop the request's timer, if it has one yet. */

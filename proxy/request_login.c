@@ -47,8 +47,7 @@
 #include "routing/jwks.h"
 #include "proxy/worker.h"
 
-/* The controllers fenced for identity (0: none). */
-static uint64_t request_login_fences(struct request *rq, const char *identity)
+uint64_t request_login_fences(struct request *rq, const char *identity)
 {
     struct fence *f = &request_app(rq)->fence;
     char idhex[CRYPTO_HMAC_HEX_LEN + 1];
