@@ -131,3 +131,22 @@ def test_a_login_that_asked_for_totp_passes_where_a_fence_went_lately(quorumgate
         assert "totp" in [n for n, _ in lg.steps]
     assert requests_on(sim, lagging, "GET", MFA_PATH, since_seq=seq) == []
     assert refused(qg, lagging) == 0
+
+
+def test_a_token_whose_mfa_state_cannot_be_read_is_refused(quorumgate):
+    """The read that decides is answered 500 by the controller that minted the token: its MFA
+    state is unknown, so the token without TOTP is not passed (503, logged); the next login
+    passes once the controller answers again."""
+    qg, lagging, _ = fence_went(quorumgate)
+    qg.sim.control.inject("500", MFA_PATH, method="GET", node=lagging, count=1)
+    lg = login_held_by(qg, lagging, "bob")
+    name, r = lg.steps[-1]
+    assert name == "token" and r.status == 503, lg.failed_step
+    assert r.json()["error"]["code"] == "REPLICATION_LOGIN_FENCED"
+    assert b"access_token" not in r.body and b"eyJ" not in r.body
+    assert refused(qg, lagging) == 1
+    wait_until(lambda: "could not be read on %s" % lagging in qg.stderr_text(), timeout=5,
+               what="the warning about the unreadable MFA state")
+    again = login_held_by(qg, lagging, "bob", net="127.0.8")
+    assert again.ok, again.failed_step
+    assert refused(qg, lagging) == 1

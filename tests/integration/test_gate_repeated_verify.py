@@ -57,16 +57,13 @@ def test_a_verify_without_an_enrollment_still_gets_the_controllers_404(quorumgat
     assert len([a for a in verifies[-1].get("upstream", []) if not a.get("read")]) == 1, verifies[-1]
 
 
-def test_a_verify_read_on_a_new_leader_that_lacks_the_identitys_changes_is_not_taken_for_a_repeat(quorumgate):
-    """bench/soak.py, 30-minute v1.5.4 run (op 81382): a follower that lagged (named pending for
-    the identity's delete and then its create, so fenced) was made leader; quorumgate read the
-    enrollment there before the verify of the new enrollment, saw the deleted one still verified,
-    took the call for a repeat and answered 200 from the old one's record -- the verify was
-    never sent, and logins went on without TOTP.  A leader fenced for the identity is read again
-    until it has the identity's changes."""
+def lagging_leader(quorumgate, leader_wait):
+    """alice's verified enrollment deleted and a new one created while a follower lagged (named
+    pending for both, so fenced); that follower is then made leader, still showing the deleted
+    enrollment verified.  (qg, that leader, alice, the new enrollment's id, its secret)"""
     qg = quorumgate({"gate": {"mode": "majority", "timeout": "1000ms",
                               "probe": {"initial": "20ms", "max": "100ms"}},
-                     "health": STEADY_HEALTH, "routing": {"leader_wait": "5s"}})
+                     "health": STEADY_HEALTH, "routing": {"leader_wait": leader_wait}})
     sim = qg.sim
     _, (lagging, _) = roles(sim)
     c = client(qg, "alice")
@@ -82,6 +79,18 @@ def test_a_verify_read_on_a_new_leader_that_lacks_the_identitys_changes_is_not_t
     sim.control.transfer(lagging)
     wait_leader_known(qg)
     assert sim.control.leader() == lagging
+    return qg, lagging, c, new_id, new_secret
+
+
+def test_a_verify_read_on_a_new_leader_that_lacks_the_identitys_changes_is_not_taken_for_a_repeat(quorumgate):
+    """bench/soak.py, 30-minute v1.5.4 run (op 81382): a follower that lagged (named pending for
+    the identity's delete and then its create, so fenced) was made leader; quorumgate read the
+    enrollment there before the verify of the new enrollment, saw the deleted one still verified,
+    took the call for a repeat and answered 200 from the old one's record -- the verify was
+    never sent, and logins went on without TOTP.  A leader fenced for the identity is read again
+    until it has the identity's changes."""
+    qg, lagging, c, new_id, new_secret = lagging_leader(quorumgate, "5s")
+    sim = qg.sim
     sent = sim.control.count("POST", "/edge/client/v1/current-identity/mfa/verify")
     reads = sim.control.count("GET", MFA_PATH, node=lagging)
     verify = Background(c.mfa_verify, totp_now(new_secret))
@@ -94,3 +103,18 @@ def test_a_verify_read_on_a_new_leader_that_lacks_the_identitys_changes_is_not_t
     assert sim.control.count("POST", "/edge/client/v1/current-identity/mfa/verify") == sent + 1
     wait_all_have(sim, c.identity_id, new_id, verified=True)
     assert "acked=" in (r.header("quorumgate-replication") or ""), r.header("quorumgate-replication")
+
+
+def test_a_verify_while_the_leader_stays_behind_is_refused_with_nothing_sent(quorumgate):
+    """The same lagging leader does not catch up within routing.leader_wait: the call is not sent
+    (its state there says nothing, and the leader lacks the identity's changes) and the client
+    gets a retryable 503; nothing changed anywhere."""
+    qg, lagging, c, new_id, new_secret = lagging_leader(quorumgate, "1s")
+    sim = qg.sim
+    sent = sim.control.count("POST", "/edge/client/v1/current-identity/mfa/verify")
+    r = c.mfa_verify(totp_now(new_secret))
+    assert r.status == 503, (r.status, r.body[:300])
+    assert r.json()["error"]["code"] == "CLUSTER_NO_LEADER", r.body[:300]
+    assert sim.control.count("POST", "/edge/client/v1/current-identity/mfa/verify") == sent
+    sim.control.set_lag(lagging, 0)
+    wait_all_have(sim, c.identity_id, new_id, verified=False)
