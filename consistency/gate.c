@@ -702,14 +702,15 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
              * already, it lacks an earlier change */
             gw->had |= h->before->holding;
             gw->had_verified |= h->before->enabled;
-            gw->stale |= (h->before->gone | h->before->disabled) & gw->all &
-                         ~me;
+            gw->lacked = (h->before->gone | h->before->disabled) & ~me;
         } else if (call == GATE_VERIFY) {
             /* no MFA then: isMfaEnabled true now is this verify; true
              * already: an older enrollment it has not seen deleted */
             gw->had |= h->before->disabled;
-            gw->stale |= h->before->enabled & gw->all & ~me;
+            gw->lacked = h->before->enabled & ~me;
         }
+        /* not read in time: it may be either */
+        gw->stale |= (gw->lacked | (h->before->unread & ~me)) & gw->all;
     }
     /* the controller that answered has it */
     if (answered_by >= 0)

@@ -37,6 +37,7 @@ struct gate_before {
     char *identity, *mfa_id;      /* owned copies */
     char *auth;                   /* owned: "Authorization: ..." or NULL */
     int pending;                  /* reads still out */
+    uint64_t asked;               /* the controllers read */
     struct loop_timer *timer;     /* owned: the bound, then the finish */
     int n;
     struct gate_before_read reads[CONFIG_MAX_CONTROLLERS];
@@ -70,6 +71,8 @@ static void gate_before_finish(void *arg)
 {
     struct gate_before *b = arg;
     struct gate_before_result res = b->res;
+    res.unread = b->asked & ~(res.holding | res.gone | res.enabled |
+                              res.disabled);
     gate_before_cb done = b->done;
     void *done_arg = b->arg;
     gate_before_free(b);
@@ -179,6 +182,7 @@ struct gate_before *gate_before_start(struct gate *g,
         if (rd->mgmt ? can_mgmt : can_token) {
             rd->out = true;
             b->pending++;
+            b->asked |= nodeset_of(i);
         }
     }
     if (!b->pending) {

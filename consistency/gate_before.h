@@ -26,8 +26,13 @@
  * and controllers that refuse the client's token, GET
  * /edge/management/v1/identities/{id} with gate.management (isMfaEnabled:
  * only meaningful when the enrollment is verified on the leader).  Bounded
- * by twice gate.probe.max; a controller that does not answer in time is
- * neither (the wait treats it as before).
+ * by twice gate.probe.max.  A controller asked that gives no usable
+ * answer in time (stopped, slow, refusing) is unread: its state is unknown,
+ * so the wait treats it as stale like a controller seen lacking the
+ * enrollment (bench/soak.py, 30-minute v1.5.4 run, op 27098: a member
+ * SIGSTOPped during the read before a legacy verify still held an older
+ * verified enrollment, and its isMfaEnabled true was taken for this
+ * verify's).
  *
  * Ownership: a struct gate_before belongs to its caller's request until its
  * callback ran or gate_before_cancel; it borrows the gate (same loop) and
@@ -48,6 +53,7 @@ struct gate_before_result {
     uint64_t gone;     /* ... answered "no such enrollment" */
     uint64_t enabled;  /* read through the management API: isMfaEnabled */
     uint64_t disabled; /* ... isMfaEnabled false */
+    uint64_t unread;   /* asked, no usable answer in time: unknown */
 };
 typedef void (*gate_before_cb)(void *arg,
                                const struct gate_before_result *res);

@@ -84,6 +84,9 @@ struct gate_wait {
                                    * in Redis */
     uint64_t had_verified;        /* acknowledged its verify in Redis (a
                                    * delete's wait only) */
+    uint64_t lacked;              /* seen without the earlier change by the
+                                   * read right before this one: what Redis
+                                   * says it acknowledged does not count */
     int need;
     bool match_all;               /* healthy/all: every required one */
     bool healthy;                 /* mode healthy: required follows health */

@@ -12,9 +12,9 @@ fenced."""
 import pytest
 
 from tests.ctrlsim.client import ZitiClient
-from tests.integration.gate_support import (client, direct, enroll_on_leader, mfa_states, replication,
-                                            start_enrollment, totp_now, wait_all_have, wait_fenced,
-                                            wait_leader_known, wait_until)
+from tests.integration.gate_support import (change_id, client, direct, enroll_on_leader, mfa_states,
+                                            redis_client, replication, start_enrollment, totp_now,
+                                            wait_all_have, wait_fenced, wait_leader_known, wait_until)
 from tests.integration.test_gate_legacy import legacy_gate
 
 GATE_TIMEOUT = "1s"
@@ -220,13 +220,10 @@ def test_up_to_date_members_acknowledge_a_delete_of_an_enrollment_made_around_qu
     assert behind == [] and sorted(rep["acked"]) == sorted(sim.node_ids) and rep["pending"] == [], (rep, idx)
 
 
-def test_a_member_that_missed_a_delete_nobody_fenced_does_not_acknowledge_a_legacy_verify(quorumgate, tmp_path):
-    """bench/soak.py, 30-minute v1.5.4 run (op 26880, a legacy login without TOTP): a follower
-    stopped for 5 s missed an enrollment's delete, and the quorumgate holding that delete was
-    killed before it could fence it; the next legacy verify read isMfaEnabled=true there -- the
-    old enrollment's -- and answered acked=ctrl1,ctrl2,ctrl3.  Here the delete is made straight on
-    the leader (nothing fences anyone).  Each member's isMfaEnabled is read before the verify goes
-    out: the one still true is not taken for the verify until it was seen false."""
+def missed_delete(quorumgate, tmp_path):
+    """bob's verified enrollment deleted straight on the leader (nothing fences anyone) while one
+    follower applies nothing: it still holds the old enrollment -> (qg, sim, leader, legacy
+    client, that follower, OIDC client, the old enrollment's id)."""
     qg, sim, leader, legacy, lagging, c = bob_both_ways(quorumgate, tmp_path)
     old_id, old_secret = start_enrollment(c)
     assert replication(c.mfa_verify(totp_now(old_secret)).expect(200))["pending"] == []
@@ -235,10 +232,70 @@ def test_a_member_that_missed_a_delete_nobody_fenced_does_not_acknowledge_a_lega
     wait_until(lambda: all(m is None for n, m in mfa_states(sim, c.identity_id).items() if n != lagging),
                what="the delete everywhere but on the lagging member")
     wait_fenced(qg, c.identity_id, [])
+    return qg, sim, leader, legacy, lagging, c, old_id
 
+
+def test_a_member_that_missed_a_delete_nobody_fenced_does_not_acknowledge_a_legacy_verify(quorumgate, tmp_path):
+    """bench/soak.py, 30-minute v1.5.4 run (op 26880, a legacy login without TOTP): a follower
+    stopped for 5 s missed an enrollment's delete, and the quorumgate holding that delete was
+    killed before it could fence it; the next legacy verify read isMfaEnabled=true there -- the
+    old enrollment's -- and answered acked=ctrl1,ctrl2,ctrl3.  Here the delete is made straight on
+    the leader (nothing fences anyone).  Each member's isMfaEnabled is read before the verify goes
+    out: the one still true is not taken for the verify until it was seen false."""
+    qg, sim, leader, legacy, lagging, c, old_id = missed_delete(quorumgate, tmp_path)
     mfa_id, secret = start_enrollment(legacy)
     r = legacy.mfa_verify(totp_now(secret)).expect(200)
     rep, idx, behind = acked_members_have_it(r, sim, leader)
     assert behind == [], ("acked by members that have not applied the verify", rep, idx)
     assert rep["pending"] == [lagging], rep
     assert mfa_states(sim, c.identity_id)[lagging] == {"id": old_id, "isVerified": True}
+
+
+def test_a_member_unread_before_a_legacy_verify_is_not_taken_for_current(quorumgate, tmp_path):
+    """bench/soak.py, 30-minute v1.5.4 run (op 26354, then op 27098): as above, but the member was
+    SIGSTOPped during the read before the verify, so that read had no answer from it and it was
+    treated as if it had no MFA then; its isMfaEnabled true -- the old enrollment's -- was taken
+    for the verify and written to Redis.  A member the read could not reach in time is stale:
+    it acknowledges only once it was seen without MFA."""
+    qg, sim, leader, legacy, lagging, c, old_id = missed_delete(quorumgate, tmp_path)
+    mfa_id, secret = start_enrollment(legacy)
+    # its answer to the read before the verify comes after that read's bound (2 x probe.max)
+    path = "/edge/management/v1/identities/%s" % c.identity_id
+    sim.control.inject("delay", path, method="GET", node=lagging, delay_ms=1500)
+    r = legacy.mfa_verify(totp_now(secret)).expect(200)
+    assert [i["hits"] for i in sim.control.injections()] == [1]
+    rep, idx, behind = acked_members_have_it(r, sim, leader)
+    assert behind == [], ("acked by members that have not applied the verify", rep, idx)
+    assert rep["pending"] == [lagging], rep
+    assert mfa_states(sim, c.identity_id)[lagging] == {"id": old_id, "isVerified": True}
+    wait_fenced(qg, c.identity_id, [lagging])
+
+
+def test_a_verify_acknowledgement_in_redis_does_not_exempt_a_member_seen_without_mfa(quorumgate, tmp_path):
+    """bench/soak.py, 30-minute v1.5.4 run (op 27098): the wrong verify acknowledgement of op 26354
+    (above) sat in Redis; at the legacy delete that followed, the read before it saw the member
+    with isMfaEnabled false -- it lacked the verify -- but the acknowledgement in Redis exempted
+    it from the stale rule, and its false was taken for the delete: acked=ctrl1,ctrl2,ctrl3.  Here
+    the verify is made straight on the leader while the follower applies nothing, and the wrong
+    acknowledgement is written to Redis as that quorumgate wrote it.  What the member was seen
+    with right before the delete wins: it is named pending."""
+    qg, sim, leader, legacy, lagging, c = bob_both_ways(quorumgate, tmp_path)
+    mfa_id, secret = start_enrollment(c)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=False)
+    sim.control.set_lag(lagging, 60000)
+    direct(qg, c, leader).mfa_verify(totp_now(secret)).expect(200)
+    wait_all_have(sim, c.identity_id, mfa_id, verified=True,
+                  nodes=[n for n in sim.node_ids if n != lagging])
+    r = redis_client(qg.redis)
+    try:
+        r("SADD", "qg:gate:%s:acks" % change_id(qg, c.identity_id, mfa_id, "verify"), lagging)
+    finally:
+        r.close()
+    wait_fenced(qg, c.identity_id, [])
+
+    r = legacy.mfa_delete(totp_now(secret)).expect(200)
+    rep, idx, behind = acked_members_have_it(r, sim, leader)
+    assert behind == [], ("acked by members that have not applied the delete", rep, idx)
+    assert rep["pending"] == [lagging], rep
+    assert mfa_states(sim, c.identity_id)[lagging] == {"id": mfa_id, "isVerified": False}
+    wait_fenced(qg, c.identity_id, [lagging])
