@@ -57,6 +57,21 @@ FAULTS = ("transfer", "follower_stop", "leader_kill", "redis_restart", "qg_hup",
 CLUSTER_FAULTS = ("transfer", "follower_stop", "leader_kill")
 
 
+def events_files(path):
+    """The controller's event file and its rotated backups, oldest first: the file handler
+    rotates at 10 MB into events-<time>.json beside it and keeps every backup
+    (controller/events/file_logger.go:62-101, v1.7.2: lumberjack, maxsizemb 10, maxbackups 0);
+    a 30-minute run fills several."""
+    d, base = os.path.split(path)
+    stem, ext = os.path.splitext(base)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return [path]
+    rotated = sorted(n for n in names if n.startswith(stem + "-") and n.endswith(ext))
+    return [os.path.join(d, n) for n in rotated] + [path]
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", default="v1.7.2")
@@ -167,6 +182,17 @@ class Soak:
                         q = [x.get("typeId") for x in (r.json()["data"].get("authQueries") or [])]
                         rec["authQueries"] = q
                         have = "MFA" in q
+                        if have:
+                            # which enrollment asks: a member still holding an older verified one
+                            # asks too (a partly authenticated session may read it:
+                            # controller/internal/routes/current_identity_router.go:61, v1.5.4 and v1.7.2)
+                            m = d.mfa_get()
+                            if m.status == 200:
+                                md = m.json()["data"]
+                                rec["held"] = md.get("id")
+                                if md.get("id") != user.mfa or not md.get("isVerified"):
+                                    rec["other"] = True
+                                    have = False
                 elif call == "delete":
                     r = self.cluster.admin_call(mid, "GET", "/edge/management/v1/identities/" + user.iid,
                                                 timeout=3.0)
@@ -494,11 +520,13 @@ class Soak:
             self.history.write({"type": "final", "member": mid, "t": time.time(), "mfa_enabled": states[mid],
                                 "complete": len(states[mid]) == len(ids)})
         for mid in cl.node_ids:
-            try:
-                with open(cl.events_path(mid), errors="replace") as f:
-                    lines = f.readlines()
-            except OSError:
-                lines = []
+            lines = []
+            for path in events_files(cl.events_path(mid)):
+                try:
+                    with open(path, errors="replace") as f:
+                        lines += f.readlines()
+                except OSError:
+                    pass
             for line in lines:
                 try:
                     e = json.loads(line)

@@ -10,9 +10,14 @@ against the history and the controllers' final state and applied changes recorde
                            answer to the call in flight when the controllers applied it,
                            and no verify of that enrollment answered 200; a timeout answer,
                            504 or 503 TIMEOUT, says the outcome is unknown: counted apart)
+  verify_never_applied     no verify answered 200 that no controller ever applied (its
+                           enrollment has no verify in any controller's event files, rotated
+                           ones included)
   released_unreplicated    no answer released as replicated while a required controller did
                            not have it (a controller read directly right after a gated create
-                           or delete lacked the change and was not named pending)
+                           or delete lacked the change and was not named pending; after a
+                           verify, a member whose MFA query came from another enrollment than
+                           the one verified)
   login_without_totp       no login without TOTP after a verified enrollment was answered:
                            through quorumgate (an OIDC password step answered 302, or a
                            legacy login without an MFA query, after a verify answered 200 and
@@ -53,7 +58,7 @@ import datetime
 import json
 import sys
 
-VIOLATION_KINDS = ("duplicate_create", "verify_failed_but_committed", "released_unreplicated",
+VIOLATION_KINDS = ("duplicate_create", "verify_failed_but_committed", "verify_never_applied", "released_unreplicated",
                    "login_without_totp", "lost_affinity", "not_enveloped", "final_state", "qg_crash",
                    "fault_missing", "incomplete")
 FAULT_KINDS = ("transfer", "follower_stop", "leader_kill", "redis_restart", "qg_hup", "qg_kill")
@@ -277,6 +282,16 @@ class Checker:
                     self.notes["verify committed with no verify call recorded for that enrollment"] += 1
                 else:
                     self.notes["verify committed outside any recorded call's window"] += 1
+        # the other way round: an answer of success for a verify no controller applied (30-minute
+        # v1.5.4 run, op 81382: a verify read on a lagging new leader was taken for a repeat and
+        # answered from the record of the enrollment before it, never sent)
+        for (user, mfa), calls in ops.items():
+            ok = [o for o in calls if o.get("status") == 200]
+            if mfa and ok and ("verified", mfa) not in events.get(user, {}):
+                o = ok[0]
+                self.flag("verify_never_applied", "verify answered 200 (%s), no controller applied it" % (
+                    (o.get("headers") or {}).get("quorumgate-replication")), user=user, mfa=mfa, op=o.get("id"),
+                    qg=o.get("qg"))
 
     def check_direct(self):
         for d in self.by["direct"]:
@@ -292,10 +307,17 @@ class Checker:
             if rep is not None and member in rep[1]:
                 self.notes["direct read: a member named pending lacked the change (allowed)"] += 1
                 continue
-            what = ("released_unreplicated" if d.get("call") != "verify" else "login_without_totp")
+            what = ("released_unreplicated" if d.get("call") != "verify" or d.get("other") else
+                    "login_without_totp")
+            if d.get("call") != "verify":
+                saw = "lacked the change"
+            elif d.get("other"):
+                saw = "its MFA query came from enrollment %s, not the one verified" % d.get("held")
+            else:
+                saw = "a legacy login there did not ask for MFA"
             msg = ("%s answered %s with Quorumgate-Replication %r; %s read directly right after: %s" % (
                 d.get("call"), op.get("status"), (op.get("headers") or {}).get("quorumgate-replication"), member,
-                "a legacy login there did not ask for MFA" if d.get("call") == "verify" else "lacked the change"))
+                saw))
             self.flag(what, msg, user=d.get("user"), op=op.get("id"), member=member, qg=op.get("qg"))
 
     def check_logins(self):

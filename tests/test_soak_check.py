@@ -190,6 +190,26 @@ def test_a_direct_login_without_mfa_after_the_verify_is_flagged():
     assert counts(run(h.finish())) == {"login_without_totp": 1}
 
 
+def test_a_direct_mfa_query_from_another_enrollment_after_the_verify_is_flagged():
+    """The member asks for MFA, but for an older enrollment it has not seen deleted: the verify's
+    acknowledgement was wrong (30-minute v1.5.4 run, op 26354)."""
+    h, ops = clean()
+    h.direct(ops["verify"], "verify", have=False, member="ctrl3")
+    h.recs[-1].update(other=True, held="M0")
+    c = run(h.finish())
+    assert counts(c) == {"released_unreplicated": 1}
+    assert "M0" in c.violations["released_unreplicated"][0]["msg"]
+
+
+def test_a_verify_answered_200_that_no_controller_applied_is_flagged():
+    """30-minute v1.5.4 run, op 81382: answered from an older record, never sent."""
+    h, _ = clean()
+    h.recs = [r for r in h.recs if not (r["type"] == "event" and r["event"] == "updated")]
+    c = run(h.finish())
+    assert counts(c) == {"verify_never_applied": 1}
+    assert c.violations["verify_never_applied"][0]["mfa"] == "M1"
+
+
 def test_an_oidc_login_through_quorumgate_without_totp_after_the_verify_is_flagged():
     h, _ = clean()
     h.oidc_login(4.0, "f9", totp=False, ctrl="ctrl3")      # after verify (3.05), before delete (7.0)
@@ -444,3 +464,16 @@ def test_a_commit_after_an_earlier_timed_out_try_is_counted_apart():
     h.op(1.5, "mfa.verify", 504, cred="bearer", mfa="M1", err_code="PROXY_UPSTREAM_TIMEOUT")
     c = run(h.finish())
     assert counts(c) == {} and any("earlier try" in k for k in c.notes)
+
+
+def test_the_soak_reads_the_rotated_event_files_too(tmp_path):
+    """A 30-minute run rotates each controller's event file (10 MB): the backups, named
+    events-<time>.json beside it, hold the run's early changes."""
+    spec = importlib.util.spec_from_file_location("soak", os.path.join(ROOT, "bench", "soak.py"))
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    for n in ("events-2026-12-02T15-10-00.000.json", "events-2026-12-02T15-01-00.000.json", "events.json",
+              "ctrl.yaml", "events.json.lock"):
+        (tmp_path / n).write_text("")
+    got = [os.path.basename(p) for p in soak.events_files(str(tmp_path / "events.json"))]
+    assert got == ["events-2026-12-02T15-01-00.000.json", "events-2026-12-02T15-10-00.000.json", "events.json"]
