@@ -12,15 +12,20 @@
 #include "io/redis.h"
 #include "routing/cluster.h"
 
-/* KEYS: record, acks.  ARGV: call, identity, required, deadline,
- * answeredBy, ttl_ms, channel, cid. */
+/* KEYS: record, acks, open.  ARGV: call, identity, required, deadline,
+ * answeredBy, ttl_ms, channel, cid, held. */
 static const char ackstore_hold_lua[] =
     "redis.call('HSETNX',KEYS[1],'call',ARGV[1]) "
     "redis.call('HSETNX',KEYS[1],'identity',ARGV[2]) "
     "redis.call('HSETNX',KEYS[1],'required',ARGV[3]) "
     "redis.call('HSETNX',KEYS[1],'deadline',ARGV[4]) "
     "redis.call('HSETNX',KEYS[1],'answeredBy',ARGV[5]) "
+    "redis.call('HSETNX',KEYS[1],'held',ARGV[9]) "
     "redis.call('HSETNX',KEYS[1],'status','pending') "
+    "if redis.call('HGET',KEYS[1],'status') == 'pending' then "
+    "redis.call('ZADD',KEYS[3],redis.call('HGET',KEYS[1],'deadline'),"
+    "ARGV[8]) "
+    "redis.call('PEXPIRE',KEYS[3],ARGV[6]) end "
     "if ARGV[5] ~= '' then redis.call('SADD',KEYS[2],ARGV[5]) end "
     "redis.call('PEXPIRE',KEYS[1],ARGV[6]) "
     "if redis.call('EXISTS',KEYS[2]) == 1 then "
@@ -141,13 +146,17 @@ struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
                                 const char *cid, const char *idhex,
                                 const char *call, const struct cluster *c,
                                 uint64_t required, uint64_t deadline_ms,
+                                uint64_t held_wall_ms,
                                 const char *answered_by,
                                 struct ackstore_ctx *ctx)
 {
-    char rec[160], acks[170], chan[96], req[ACKSTORE_IDS_MAX], dl[24], ttl[24];
+    char rec[160], acks[170], open[96], chan[96], req[ACKSTORE_IDS_MAX],
+        dl[24], ttl[24], held[24];
     const char *p = cfg->redis.key_prefix;
     snprintf(rec, sizeof(rec), "%sgate:%s", p, cid);
     snprintf(acks, sizeof(acks), "%sgate:%s:acks", p, cid);
+    snprintf(open, sizeof(open), "%sgate-open", p);
+    snprintf(held, sizeof(held), "%llu", (unsigned long long)held_wall_ms);
     ackstore_channel(cfg, ACKSTORE_CHANNEL_ACKS, chan, sizeof(chan));
     ackstore_ids(c, required, req);
     snprintf(dl, sizeof(dl), "%llu",
@@ -159,8 +168,9 @@ struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)(cfg->gate.timeout_ms +
                                   cfg->gate.outcome_ttl_ms));
-    const char *argv[] = {"EVAL", ackstore_hold_lua, "2", rec, acks, call,
-                          idhex, req, dl, answered_by, ttl, chan, cid};
+    const char *argv[] = {"EVAL", ackstore_hold_lua, "3", rec, acks, open,
+                          call, idhex, req, dl, answered_by, ttl, chan, cid,
+                          held};
     return redis_command_argv(r, ackstore_on_acks, ctx, (int)ARRAY_LEN(argv),
                               argv, NULL);
 }
@@ -240,11 +250,12 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
                               (int)ARRAY_LEN(argv), argv, NULL);
 }
 
-/* KEYS: gate record.  ARGV: status, replication, ttl (ms). */
+/* KEYS: gate record, open.  ARGV: status, replication, ttl (ms), cid. */
 static const char ackstore_outcome_lua[] =
     "redis.call('HSET',KEYS[1],'status',ARGV[1],'replication',ARGV[2]) "
     "if redis.call('PTTL',KEYS[1]) < 0 then "
     "redis.call('PEXPIRE',KEYS[1],ARGV[3]) end "
+    "redis.call('ZREM',KEYS[2],ARGV[4]) "
     "return 1";
 
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
@@ -254,14 +265,78 @@ void ackstore_record_outcome(struct redis *r, const struct config *cfg,
 {
     /* the record may be gone (its hold failed, it expired): one made here
      * gets a TTL too, never an immortal key */
-    char rec[160], ttl[24];
+    char rec[160], open[96], ttl[24];
     snprintf(rec, sizeof(rec), "%sgate:%s", cfg->redis.key_prefix, cid);
+    snprintf(open, sizeof(open), "%sgate-open", cfg->redis.key_prefix);
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)(cfg->gate.timeout_ms +
                                   cfg->gate.outcome_ttl_ms));
-    const char *argv[] = {"EVAL", ackstore_outcome_lua, "1", rec, status,
-                          replication, ttl};
+    const char *argv[] = {"EVAL", ackstore_outcome_lua, "2", rec, open,
+                          status, replication, ttl, cid};
     redis_command_argv(r, cb, arg, (int)ARRAY_LEN(argv), argv, NULL);
+}
+
+/* KEYS: open.  ARGV: cutoff (unix ms), key prefix, limit.  Claims the
+ * records still pending whose deadline is before the cutoff: their holder
+ * did not release them (it died); each is marked timed out here, so that
+ * one quorumgate takes it over.  Returns {cid, identity, held, call,
+ * {acks}} for each. */
+static const char ackstore_orphans_lua[] =
+    "local due = redis.call('ZRANGEBYSCORE',KEYS[1],'-inf',ARGV[1],"
+    "'LIMIT',0,tonumber(ARGV[3])) "
+    "local out = {} "
+    "for _, cid in ipairs(due) do "
+    "redis.call('ZREM',KEYS[1],cid) "
+    "local rk = ARGV[2] .. 'gate:' .. cid "
+    "local f = redis.call('HMGET',rk,'status','identity','held','call') "
+    "if f[1] == 'pending' then "
+    "redis.call('HSET',rk,'status','timeout') "
+    "out[#out+1] = {cid, f[2] or '', f[3] or '0', f[4] or '', "
+    "redis.call('SMEMBERS',rk .. ':acks')} end end "
+    "return out";
+
+static void ackstore_on_orphans(void *arg, enum redis_status st,
+                                const struct redis_reply *rep)
+{
+    struct ackstore_ctx *k = arg;
+    struct ackstore_orphan o[ACKSTORE_ORPHANS_MAX];
+    size_t n = 0;
+    bool ok = redis_reply_ok(st, rep) && rep->type == REDIS_TYPE_ARRAY;
+    for (size_t i = 0; ok && i < rep->n_elements; i++) {
+        const struct redis_reply *e = &rep->elements[i];
+        if (n == ACKSTORE_ORPHANS_MAX || e->type != REDIS_TYPE_ARRAY ||
+            e->n_elements != 5 || e->elements[0].len == 0 ||
+            e->elements[1].len == 0)
+            continue;
+        /* a value too long to hold whole is not read (a record of another
+         * kind, not ours) */
+        if (!util_copy_whole(o[n].cid, sizeof(o[n].cid), e->elements[0].str,
+                             e->elements[0].len) ||
+            !util_copy_whole(o[n].idhex, sizeof(o[n].idhex),
+                             e->elements[1].str, e->elements[1].len) ||
+            !util_copy_whole(o[n].call, sizeof(o[n].call),
+                             e->elements[3].str, e->elements[3].len))
+            continue;
+        o[n].held_ms = strtoull(e->elements[2].str, NULL, 10);
+        o[n].acked = ackstore_members(k->c, &e->elements[4]);
+        n++;
+    }
+    k->orphans(k->arg, ok, o, n);
+}
+
+struct redis_cmd *ackstore_orphans(struct redis *r, const struct config *cfg,
+                                   uint64_t cutoff_wall_ms,
+                                   struct ackstore_ctx *ctx)
+{
+    char open[96], cutoff[24], limit[8];
+    snprintf(open, sizeof(open), "%sgate-open", cfg->redis.key_prefix);
+    snprintf(cutoff, sizeof(cutoff), "%llu",
+             (unsigned long long)cutoff_wall_ms);
+    snprintf(limit, sizeof(limit), "%d", ACKSTORE_ORPHANS_MAX);
+    const char *argv[] = {"EVAL", ackstore_orphans_lua, "1", open, cutoff,
+                          cfg->redis.key_prefix, limit};
+    return redis_command_argv(r, ackstore_on_orphans, ctx,
+                              (int)ARRAY_LEN(argv), argv, NULL);
 }
 
 static void ackstore_fence_cmd(struct redis *r, const struct config *cfg,
@@ -401,6 +476,8 @@ redis_cb ackstore_reply_reader(enum ackstore_reply which)
         return ackstore_on_acks;
     case ACKSTORE_REPLY_RECORD:
         return ackstore_on_record;
+    case ACKSTORE_REPLY_ORPHANS:
+        return ackstore_on_orphans;
     default:
         return ackstore_on_fence;
     }

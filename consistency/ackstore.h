@@ -3,6 +3,10 @@
  *                             answeredBy, status (pending|released|timeout),
  *                             replication (the header value sent)
  *   <prefix>gate:<cid>:acks   set of controller ids that have the change
+ *   <prefix>gate-open         sorted set: the cids still pending, by
+ *                             deadline (unix ms); a holder's outcome takes
+ *                             its cid out, so one left past its deadline
+ *                             was held by a quorumgate that went away
  *   <prefix>fence:<idhex>     hash: controller id ->
  *                             "<expiry unix ms>:<held unix ms>:<cid>", the
  *                             latest change that fenced it there
@@ -21,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/crypto.h"
 #include "config/config.h"
 #include "io/redis.h"
 
@@ -41,6 +46,16 @@ struct ackstore_record {
 typedef void (*ackstore_record_cb)(void *arg, bool ok,
                                    const struct ackstore_record *rec);
 
+/* A change whose holder went away (ackstore_orphans). */
+struct ackstore_orphan {
+    char cid[CRYPTO_HMAC_HEX_LEN + 1];
+    char idhex[CRYPTO_HMAC_HEX_LEN + 1];
+    char call[16];            /* create, verify, delete */
+    uint64_t held_ms;         /* when it was held (unix ms) */
+    uint64_t acked;           /* mask over the cluster's controllers */
+};
+#define ACKSTORE_ORPHANS_MAX 16
+
 /* What a command calls back, owned by the caller and embedded in its
  * state: it must stay valid until the callback ran or the connection was
  * freed.  One context may serve several commands at once. */
@@ -51,17 +66,28 @@ struct ackstore_ctx {
     /* a fence read: idhex names the identity it is about */
     void (*fence)(void *arg, bool ok, const char *idhex, uint64_t mask,
                   uint64_t expiry_ms);
+    /* claimed orphans (valid during the call) */
+    void (*orphans)(void *arg, bool ok, const struct ackstore_orphan *o,
+                    size_t n);
     void *arg;
 };
 
-/* Create the record if absent, add answered_by to the acks, publish;
- * cb gets the acknowledgements recorded so far. */
+/* Create the record if absent (held at held_wall_ms, unix ms; open until
+ * its outcome), add answered_by to the acks, publish; cb gets the
+ * acknowledgements recorded so far. */
 struct redis_cmd *ackstore_hold(struct redis *r, const struct config *cfg,
                                 const char *cid, const char *idhex,
                                 const char *call, const struct cluster *c,
                                 uint64_t required, uint64_t deadline_ms,
+                                uint64_t held_wall_ms,
                                 const char *answered_by,
                                 struct ackstore_ctx *ctx);
+/* Claim up to ACKSTORE_ORPHANS_MAX records still pending whose deadline is
+ * before cutoff_wall_ms (their holder went away without an outcome): each
+ * is marked timed out, for one caller only; ctx->orphans gets them. */
+struct redis_cmd *ackstore_orphans(struct redis *r, const struct config *cfg,
+                                   uint64_t cutoff_wall_ms,
+                                   struct ackstore_ctx *ctx);
 /* controller_id has the change: add it and publish (no callback). */
 void ackstore_ack(struct redis *r, const struct config *cfg, const char *cid,
                   const char *controller_id);
@@ -78,6 +104,7 @@ struct redis_cmd *ackstore_read_record(struct redis *r,
                                        const char *cid,
                                        struct ackstore_ctx *ctx);
 /* The next three take an optional redis_command callback (may be NULL). */
+/* The change's outcome (the record is no longer open). */
 void ackstore_record_outcome(struct redis *r, const struct config *cfg,
                              const char *cid, const char *status,
                              const char *replication, redis_cb cb,
@@ -117,6 +144,7 @@ enum ackstore_reply {
     ACKSTORE_REPLY_ACKS,      /* hold, read_acks */
     ACKSTORE_REPLY_RECORD,    /* read_record */
     ACKSTORE_REPLY_FENCE,     /* fence_read, fence_read_all */
+    ACKSTORE_REPLY_ORPHANS,   /* orphans */
 };
 redis_cb ackstore_reply_reader(enum ackstore_reply which);
 

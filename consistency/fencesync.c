@@ -6,15 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 #include "config/config.h"
 #include "consistency/ackstore.h"
+#include "consistency/gate.h"
 #include "io/redis.h"
 #include "metrics/metrics.h"
+#include "routing/cluster.h"
 #include "routing/fence.h"
+
+/* How long after its deadline a change still open counts as abandoned. */
+#define FENCESYNC_ORPHAN_MARGIN_MS 3000
 
 /* Owned by the app (control thread). */
 struct fencesync {
@@ -29,6 +36,8 @@ struct fencesync {
     atomic_bool redis_ok;                /* last PING answered */
     atomic_bool redis_evicts;            /* maxmemory-policy not noeviction */
     struct ackstore_ctx fence_ctx;
+    struct ackstore_ctx orphan_ctx;
+    bool orphans_out;                    /* a claim is in flight */
 };
 
 static void fencesync_on_ping(void *arg, enum redis_status st,
@@ -53,10 +62,85 @@ static void fencesync_on_ping(void *arg, enum redis_status st,
     }
 }
 
+static void fencesync_on_write(void *arg, enum redis_status st,
+                               const struct redis_reply *rep)
+{
+    struct fencesync *fs = arg;
+    metrics_inc(fs->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_FENCE_WRITE,
+                redis_reply_ok(st, rep) ? M_RESULT_OK : M_RESULT_ERROR);
+}
+
+static void fencesync_names(const struct cluster *c, uint64_t mask,
+                            struct buf *b)
+{
+    bool first = true;
+    for (int i = 0; i < c->n; i++)
+        if (nodeset_has(mask, i)) {
+            buf_printf(b, "%s%s", first ? "" : ",", c->nodes[i].id);
+            first = false;
+        }
+}
+
+/* Changes whose holder went away before their deadline (killed, crashed,
+ * its host lost) were never released: nobody fenced the controllers that
+ * lacked them, so a login there could skip TOTP until they catch up.  Done
+ * here what the holder's release would have done (gate.c gate_release):
+ * the identity fenced on every controller without an acknowledgement, the
+ * outcome recorded (a repeated verify is answered from it). */
+static void fencesync_on_orphans(void *arg, bool ok,
+                                 const struct ackstore_orphan *o, size_t n)
+{
+    struct fencesync *fs = arg;
+    const struct cluster *c = fs->orphan_ctx.c;
+    fs->orphans_out = false;
+    metrics_inc(fs->metrics, M_REDIS_OPERATIONS_TOTAL, M_REDIS_GATE_READ,
+                ok ? M_RESULT_OK : M_RESULT_ERROR);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t pending = nodeset_first(c->n) & ~o[i].acked;
+        struct buf h = {0};
+        buf_puts(&h, "acked=");
+        fencesync_names(c, o[i].acked, &h);
+        if (pending) {
+            buf_puts(&h, "; pending=");
+            fencesync_names(c, pending, &h);
+            ackstore_fence_add(fs->redis, fs->cfg, o[i].idhex, o[i].cid,
+                               o[i].held_ms, c, pending, fencesync_on_write,
+                               fs);
+        }
+        ackstore_record_outcome(fs->redis, fs->cfg, o[i].cid, "timeout",
+                                h.data, fencesync_on_write, fs);
+        for (int k = 0; k < 3; k++)
+            if (strcmp(o[i].call, gate_call_name((enum gate_call)k)) == 0)
+                metrics_inc(fs->metrics, M_REPLICATION_TIMEOUTS_TOTAL,
+                            (enum metrics_mfa_call)k);
+        log_printf(fs->log, LOG_LEVEL_WARN,
+                   "replication gate: a held %s (change %.12s) was not "
+                   "released by its deadline: the quorumgate holding it "
+                   "went away; taken over (%s)%s",
+                   o[i].call, o[i].cid, h.data,
+                   pending ? ", the identity is fenced on the pending "
+                             "controllers"
+                           : "");
+        buf_free(&h);
+    }
+}
+
 static void fencesync_ping(void *arg)
 {
     struct fencesync *fs = arg;
     redis_command(fs->redis, fencesync_on_ping, fs, "PING");
+    /* a holder releases at its deadline: one still open a while after it
+     * went away (the margin covers the hosts' clocks and a slow release) */
+    if (atomic_load(&fs->redis_ok) && fs->cfg->gate.enabled &&
+        !fs->orphans_out) {
+        uint64_t margin = FENCESYNC_ORPHAN_MARGIN_MS + fs->cfg->gate.poll_ms;
+        uint64_t now = util_wall_ms();
+        if (now > margin) {
+            fs->orphans_out = true; /* before: its answer may come at once */
+            ackstore_orphans(fs->redis, fs->cfg, now - margin,
+                             &fs->orphan_ctx);
+        }
+    }
     loop_timer_start(fs->ping, 1000, 0);
 }
 
@@ -151,6 +235,8 @@ struct fencesync *fencesync_new(const struct fencesync_args *args)
     fs->log = args->log;
     fs->fence_ctx = (struct ackstore_ctx){
         .c = args->cluster, .fence = fencesync_on_fence, .arg = fs};
+    fs->orphan_ctx = (struct ackstore_ctx){
+        .c = args->cluster, .orphans = fencesync_on_orphans, .arg = fs};
     fs->ping = loop_timer_new(fs->loop, fencesync_ping, fs);
     fs->redis = redis_new(fs->loop, &fs->cfg->redis,
                           &(struct redis_options){.name = "control",

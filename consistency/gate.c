@@ -730,6 +730,7 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
     gw->holding = true;
     ackstore_hold(g->env.redis, cfg, gw->cid, gw->idhex,
                   gate_call_name(call), c, gw->required, gw->deadline_ms,
+                  gw->held_wall_ms,
                   answered_by >= 0 ? c->nodes[answered_by].id : "",
                   &gw->held_ctx);
     if (unreadable) {

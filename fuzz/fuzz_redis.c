@@ -11,6 +11,14 @@
 #include "io/redis.h"
 #include "routing/cluster.h"
 
+static void on_orphans(void *arg, bool ok, const struct ackstore_orphan *o,
+                       size_t n)
+{
+    (void)arg; (void)ok;
+    for (size_t i = 0; i < n; i++)
+        (void)strlen(o[i].cid);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void on_acks(void *arg, bool ok, uint64_t mask)
@@ -33,6 +41,14 @@ static void on_fence(void *arg, bool ok, const char *idhex, uint64_t mask,
         (void)strlen(idhex);
 }
 
+static void on_orphans(void *arg, bool ok, const struct ackstore_orphan *o,
+                       size_t n)
+{
+    (void)arg; (void)ok;
+    for (size_t i = 0; i < n; i++)
+        (void)strlen(o[i].cid);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct cluster *c;
@@ -41,10 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     struct ackstore_ctx ctx = {.c = c, .acks = on_acks, .record = on_record,
-                               .fence = on_fence};
+                               .fence = on_fence, .orphans = on_orphans};
     (void)redis_reply_parse((const char *)data + 1, size - 1,
                             ackstore_reply_reader(
-                                (enum ackstore_reply)(data[0] % 3)),
+                                (enum ackstore_reply)(data[0] % 4)),
                             &ctx);
     return 0;
 }

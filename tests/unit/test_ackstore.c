@@ -50,6 +50,8 @@ struct fx {
     uint64_t fence_expiry;
     bool fence_done;             /* the idhex == NULL call */
     long long integer;           /* a raw command's integer reply */
+    struct ackstore_orphan orphans[ACKSTORE_ORPHANS_MAX];
+    size_t n_orphans;
     enum redis_status raw_status;
 };
 
@@ -103,6 +105,16 @@ static void on_fence(void *arg, bool ok, const char *idhex, uint64_t mask,
              idhex);
     f->fence_masks[f->n_fences++] = mask;
     f->fence_expiry = expiry_ms;
+}
+
+static void on_orphans(void *arg, bool ok, const struct ackstore_orphan *o,
+                       size_t n)
+{
+    struct fx *f = arg;
+    f->ok = ok;
+    f->n_orphans = n;
+    memcpy(f->orphans, o, n * sizeof(*o));
+    f->pending--;
 }
 
 static void on_raw(void *arg, enum redis_status st,
@@ -171,6 +183,7 @@ static int fx_setup(void **state)
                                    .acks = on_acks,
                                    .record = on_record,
                                    .fence = on_fence,
+                                   .orphans = on_orphans,
                                    .arg = f};
     *state = f;
     return 0;
@@ -195,8 +208,8 @@ static void fx_hold(struct fx *f, const char *answered_by)
     f->pending = 1;
     assert_non_null(ackstore_hold(f->redis, f->cfg, CID, ID1, "verify",
                                   f->cluster, nodeset_first(3),
-                                  util_mono_ms() + 10000, answered_by,
-                                  &f->ctx));
+                                  util_mono_ms() + 10000, util_wall_ms(),
+                                  answered_by, &f->ctx));
     fx_wait(f);
 }
 
@@ -271,6 +284,75 @@ static void test_outcome(void **state)
     assert_int_equal(f->rec.acked, 0);
     long long ttl = fx_pttl(f, "gate:gone01");
     assert_in_range(ttl, 1, 30000);
+}
+
+static void fx_orphans(struct fx *f, uint64_t cutoff_wall_ms)
+{
+    f->pending = 1;
+    f->n_orphans = 99;
+    assert_non_null(ackstore_orphans(f->redis, f->cfg, cutoff_wall_ms,
+                                     &f->ctx));
+    fx_wait(f);
+    assert_true(f->ok);
+}
+
+/* A change still open after its deadline was held by a quorumgate that
+ * went away: claimed once, with what it needs to be fenced; one whose
+ * outcome was recorded, or whose deadline is still ahead, is not. */
+static void test_orphans(void **state)
+{
+    struct fx *f = *state;
+    uint64_t held = util_wall_ms() - 5000;
+    f->pending = 1;
+    assert_non_null(ackstore_hold(f->redis, f->cfg, CID, ID1, "delete",
+                                  f->cluster, nodeset_first(3),
+                                  util_mono_ms(), held, "ctrl2", &f->ctx));
+    fx_wait(f);
+    ackstore_ack(f->redis, f->cfg, CID, "ctrl3");
+    /* released in time: not open */
+    f->pending = 1;
+    assert_non_null(ackstore_hold(f->redis, f->cfg, "c0ffee02", ID2, "verify",
+                                  f->cluster, nodeset_first(3),
+                                  util_mono_ms(), held, "ctrl1", &f->ctx));
+    fx_wait(f);
+    f->pending = 1;
+    ackstore_record_outcome(f->redis, f->cfg, "c0ffee02", "released",
+                            "acked=ctrl1,ctrl2,ctrl3", on_raw, f);
+    fx_wait(f);
+    /* its deadline ahead: not yet */
+    fx_hold(f, "ctrl1"); /* CID again: the record and its deadline stay */
+    f->pending = 1;
+    assert_non_null(ackstore_hold(f->redis, f->cfg, "c0ffee03", ID2, "verify",
+                                  f->cluster, nodeset_first(3),
+                                  util_mono_ms() + 60000, held, "ctrl1",
+                                  &f->ctx));
+    fx_wait(f);
+
+    long long ttl = fx_pttl(f, "gate-open"); /* expires like the records */
+    assert_true(ttl > 0 && ttl <= 30000);
+
+    fx_orphans(f, util_wall_ms() - 10000);
+    assert_int_equal(f->n_orphans, 0);
+    fx_orphans(f, util_wall_ms());
+    assert_int_equal(f->n_orphans, 1);
+    assert_string_equal(f->orphans[0].cid, CID);
+    assert_string_equal(f->orphans[0].idhex, ID1);
+    assert_string_equal(f->orphans[0].call, "delete");
+    assert_int_equal(f->orphans[0].held_ms, held);
+    assert_int_equal(f->orphans[0].acked,
+                     nodeset_of(0) | nodeset_of(1) | nodeset_of(2));
+    fx_read_record(f, CID);
+    assert_string_equal(f->rec.status, "timeout");
+    /* claimed once */
+    fx_orphans(f, util_wall_ms());
+    assert_int_equal(f->n_orphans, 0);
+    /* a hold of a claimed change (a repeat) does not open it again */
+    fx_hold(f, "ctrl1");
+    fx_orphans(f, util_wall_ms() + 120000);
+    assert_int_equal(f->n_orphans, 1);
+    assert_string_equal(f->orphans[0].cid, "c0ffee03");
+    /* nothing open is left: the set is gone */
+    assert_true(fx_pttl(f, "gate-open") == -2);
 }
 
 static void test_unknown_record(void **state)
@@ -402,6 +484,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold_ack_read, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_outcome, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_orphans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_record, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_fences, fx_setup, fx_teardown),

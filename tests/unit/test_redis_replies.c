@@ -30,7 +30,8 @@
 #define ID64 "abababababababababababababababababababababababababababababababab"
 
 struct seen {
-    int calls, fences;
+    int calls, fences, orphans;
+    struct ackstore_orphan orphan;
     uint64_t mask;
     char idhex[80];
     struct ackstore_record rec;
@@ -57,12 +58,24 @@ static void on_record(void *arg, bool ok, const struct ackstore_record *rec)
     s->rec = *rec;
 }
 
+static void on_orphans(void *arg, bool ok, const struct ackstore_orphan *o,
+                       size_t n)
+{
+    struct seen *s = arg;
+    (void)ok;
+    s->calls++;
+    s->orphans = (int)n;
+    if (n)
+        s->orphan = o[0];
+}
+
 static struct seen feed(struct cluster *c, enum ackstore_reply which,
                         const char *bytes, size_t len)
 {
     struct seen s = {0};
     struct ackstore_ctx ctx = {.c = c, .fence = on_fence,
-                               .record = on_record, .arg = &s};
+                               .record = on_record, .orphans = on_orphans,
+                               .arg = &s};
     assert_true(redis_reply_parse(bytes, len, ackstore_reply_reader(which),
                                   &ctx));
     return s;
@@ -100,6 +113,24 @@ static void test_odd_shapes(void **state)
     assert_string_equal(s.rec.status, "pending");
     assert_int_equal(s.rec.deadline_wall_ms, 12);
     assert_int_equal(s.rec.acked, 1);
+    /* claimed orphans: one of the wrong shape, one without a cid, one
+     * whose acks are not an array, one well formed */
+    s = FEED(c, ACKSTORE_REPLY_ORPHANS,
+             "*4\r\n*2\r\n$1\r\nx\r\n$1\r\ny\r\n"
+             "*5\r\n$0\r\n\r\n$64\r\n" ID64 "\r\n$1\r\n5\r\n$6\r\nverify\r\n*0\r\n"
+             "*5\r\n$2\r\nc7\r\n$64\r\n" ID64 "\r\n:5\r\n$6\r\nverify\r\n:1\r\n"
+             "*5\r\n$2\r\nc8\r\n$64\r\n" ID64 "\r\n$2\r\n42\r\n$6\r\ndelete\r\n*1\r\n$2\r\nc2\r\n");
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.orphans, 2);
+    assert_string_equal(s.orphan.cid, "c7");
+    assert_int_equal(s.orphan.held_ms, 0);
+    assert_int_equal(s.orphan.acked, 0);
+    s = FEED(c, ACKSTORE_REPLY_ORPHANS,
+             "*1\r\n*5\r\n$2\r\nc8\r\n$64\r\n" ID64 "\r\n$2\r\n42\r\n$6\r\ndelete\r\n*1\r\n$2\r\nc2\r\n");
+    assert_int_equal(s.orphans, 1);
+    assert_string_equal(s.orphan.call, "delete");
+    assert_int_equal(s.orphan.held_ms, 42);
+    assert_int_equal(s.orphan.acked, 2);
     /* not one complete reply: nothing is called */
     struct ackstore_ctx ctx = {.c = c, .fence = on_fence, .arg = &s};
     assert_false(redis_reply_parse("*2\r\n$1\r\n", 8, ackstore_reply_reader(ACKSTORE_REPLY_FENCE), &ctx));
