@@ -365,3 +365,28 @@ def test_management_api_mfa_is_reconciled_on_its_own_api(env):
     assert [(n, s) for n, s, _ in env.seen("GET", path)] == [(leader, 200)]
     assert env.seen("GET", MFA) == []
     assert env.create_events(ident) == [st["id"]]
+
+
+def test_a_write_whose_first_attempt_was_lost_is_not_answered_no_leader(env):
+    """bench/soak.py, 30-minute v1.7.2 run: a verify sent to the leader during a leadership
+    transfer was not answered; the state read on the next leader did not show it yet, so it was
+    to be sent again, but no leader came before the deadline, and the client got 503
+    CLUSTER_NO_LEADER ("nothing happened, retry") -- the verify committed 8 s later.  An earlier
+    attempt with an unknown outcome makes the answer 504, outcome unknown.  Here the first try
+    hangs, and the cluster loses its leader right after the state read."""
+    c, d = env.login()
+    secret = enroll_started(env, c, d)
+    leader = env.leader()
+    env.ctl.reset_requests()
+    env.ctl.inject("hang", VERIFY, method="POST", node=leader)
+    bg = Background(c.mfa_verify, totp_now(secret))
+    wait_until(lambda: env.seen("GET", MFA, node=leader), timeout=10, what="the state read after the lost try")
+    env.ctl.partition(*[[n] for n in env.sim.node_ids])       # no majority anywhere: no leader
+    try:
+        r = bg.result(timeout=30)
+    finally:
+        env.ctl.clear_injections()
+        env.ctl.heal()
+        env.ctl.wait_leader()
+    assert r.status == 504 and r.error_code == "PROXY_UPSTREAM_TIMEOUT", (r.status, r.body)
+    assert "unknown" in r.json()["error"]["message"], r.body
