@@ -697,16 +697,20 @@ bool gate_hold(struct gate *g, const struct gate_hold_args *h)
         /* each member's state read before the call went out
          * (gate_before.h) */
         uint64_t me = answered_by >= 0 ? nodeset_of(answered_by) : 0;
+        /* isMfaEnabled names no enrollment: from a member already fenced
+         * for the identity (behind by an unknown number of its changes),
+         * true or false says nothing of this one (gate_probe.c) */
+        uint64_t behind = gw->stale;
         if (call == GATE_DELETE) {
             /* holding the enrollment then, "gone" now is the delete; gone
              * already, it lacks an earlier change */
             gw->had |= h->before->holding;
-            gw->had_verified |= h->before->enabled;
+            gw->had_verified |= h->before->enabled & ~behind;
             gw->lacked = (h->before->gone | h->before->disabled) & ~me;
         } else if (call == GATE_VERIFY) {
             /* no MFA then: isMfaEnabled true now is this verify; true
              * already: an older enrollment it has not seen deleted */
-            gw->had |= h->before->disabled;
+            gw->had |= h->before->disabled & ~behind;
             gw->lacked = h->before->enabled & ~me;
         }
         /* not read in time: it may be either */

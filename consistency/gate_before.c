@@ -43,6 +43,15 @@ struct gate_before {
     struct gate_before_read reads[CONFIG_MAX_CONTROLLERS];
 };
 
+/* How long the reads may take: twice gate.probe.max, at least a second (a
+ * controller not read in time counts as stale, which a busy one should not
+ * be for want of a few hundred milliseconds). */
+static uint64_t gate_before_bound(const struct config *cfg)
+{
+    uint64_t b = 2 * cfg->gate.probe_max_ms;
+    return b < 1000 ? 1000 : b;
+}
+
 static void gate_before_free(struct gate_before *b)
 {
     struct upstream *up = b->g->env.up;
@@ -117,7 +126,7 @@ static void gate_before_send(struct gate_before_read *rd, const char *auth)
 {
     struct gate_before *b = rd->b;
     const struct gate_env *env = &b->g->env;
-    uint64_t bound = 2 * gate_cfg(b->g)->gate.probe_max_ms;
+    uint64_t bound = gate_before_bound(gate_cfg(b->g));
     rd->hdr_lines[0] = "Accept: application/json";
     rd->hdr_lines[1] = auth;
     rd->req.method = HTTP_GET;
@@ -189,7 +198,7 @@ struct gate_before *gate_before_start(struct gate *g,
         gate_before_free(b);
         return NULL;
     }
-    loop_timer_start(b->timer, 2 * gate_cfg(g)->gate.probe_max_ms, 0);
+    loop_timer_start(b->timer, gate_before_bound(gate_cfg(g)), 0);
     for (int i = 0; i < c->n; i++) {
         struct gate_before_read *rd = &b->reads[i];
         if (!rd->out)

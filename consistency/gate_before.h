@@ -26,7 +26,7 @@
  * and controllers that refuse the client's token, GET
  * /edge/management/v1/identities/{id} with gate.management (isMfaEnabled:
  * only meaningful when the enrollment is verified on the leader).  Bounded
- * by twice gate.probe.max.  A controller asked that gives no usable
+ * by twice gate.probe.max, at least 1 s.  A controller asked that gives no usable
  * answer in time (stopped, slow, refusing) is unread: its state is unknown,
  * so the wait treats it as stale like a controller seen lacking the
  * enrollment (bench/soak.py, 30-minute v1.5.4 run, op 27098: a member
