@@ -146,16 +146,22 @@ class Soak:
         return m.running and not m.paused
 
     def admin_reset_mfa(self, iid, why):
-        """The operator removes an identity's MFA (DELETE .../identities/{id}/mfa on the leader):
-        recorded, so the checker knows the enrollment ended here."""
-        rec = {"type": "admin", "what": "reset_mfa", "user": iid, "why": why, "t0": time.time()}
-        try:
-            lead = self.cluster.leader()
-            r = self.cluster.admin_call(lead or self.cluster.node_ids[0], "DELETE",
-                                        "/edge/management/v1/identities/%s/mfa" % iid, timeout=5.0)
-            rec["status"] = r.status
-        except (OSError, AssertionError) as e:
-            rec["status"], rec["error"] = 0, type(e).__name__
+        """The operator removes an identity's MFA: DELETE .../identities/{id}/mfa on every member.
+        That call is not replicated in v1.5.4 and v1.7.2 (MfaManager.DeleteAllForIdentity writes
+        the member's own bolt database, controller/model/mfa_manager.go:312-316 v1.7.2; openziti/ziti
+        #4291): sent to the leader alone, the other members kept the enrollment, the identity's
+        next create failed there with MFA_EXISTS while it succeeded on the leader, and the members
+        diverged for good (30-minute v1.7.2 run, 2026-12-02: two final_state violations).
+        Recorded, so the checker knows the enrollment ended here."""
+        rec = {"type": "admin", "what": "reset_mfa", "user": iid, "why": why, "t0": time.time(), "members": {}}
+        for mid in self.cluster.node_ids:
+            try:
+                r = self.cluster.admin_call(mid, "DELETE", "/edge/management/v1/identities/%s/mfa" % iid,
+                                            timeout=5.0)
+                rec["members"][mid] = r.status
+            except (OSError, AssertionError) as e:
+                rec["members"][mid] = type(e).__name__
+        rec["status"] = 200 if all(v == 200 for v in rec["members"].values()) else 0
         rec["t1"] = time.time()
         self.history.write(rec)
 
