@@ -151,6 +151,19 @@ void request_answer_give_up(struct request *rq)
         request_answer_home_unreachable(rq, &rq->up);
         return;
     }
+    if (rq->had_ambiguous && rq->up.result == UPSTREAM_OK &&
+        rq->up.status >= 500) { /* had_ambiguous: MFA writes only */
+        /* a resend's failure after an attempt that was not answered: the
+         * earlier one may still commit (an entry the old leader appended
+         * commits under the next one) -- not "it failed" */
+        snprintf(msg, sizeof(msg),
+                 "controller %s answered %d to a resend after an earlier "
+                 "attempt that was not answered; whether the call was "
+                 "applied is unknown",
+                 ctrl, rq->up.status);
+        request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
+        return;
+    }
     if (rq->up.result == UPSTREAM_OK && rq->up.status) {
         request_answer_upstream(rq); /* the original error goes back */
         return;

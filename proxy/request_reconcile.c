@@ -119,6 +119,19 @@ static void request_reconcile_unknown(struct request *rq)
         request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
         return;
     }
+    if (rq->up.result == UPSTREAM_OK && rq->had_ambiguous) {
+        /* the answer to a resend (a verify's 404: nothing left to verify)
+         * may be the earlier attempt's doing, committed after the state
+         * read that let the resend go (30-minute v1.7.2 run: a verify
+         * answered 404 that had committed 6 s into its first try) */
+        snprintf(msg, sizeof(msg),
+                 "controller %s answered %d after an earlier attempt that "
+                 "was not answered; whether the call was applied is "
+                 "unknown: its state could not be read in time",
+                 ctrl, rq->up.status);
+        request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
+        return;
+    }
     if (rq->up.result == UPSTREAM_OK || !rq->up.sent) {
         request_answer_give_up(rq);
         return;
