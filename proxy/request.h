@@ -179,6 +179,12 @@ void request_answer_json(struct request *rq, int status, const char *body);
 /* The last attempt's failure goes back to the client as it was (an
  * upstream answer) or as our envelope (no answer). */
 void request_answer_give_up(struct request *rq);
+/* rq's write was answered (rq->up) but may have been applied anyway: 504
+ * PROXY_UPSTREAM_TIMEOUT saying the outcome is unknown, never an answer
+ * that tells the client it failed.  after_lost: an earlier attempt was not
+ * answered; unread: the state read after it failed. */
+void request_answer_unknown(struct request *rq, bool after_lost,
+                            bool unread);
 /* r (an attempt or a read at rq's hard home, rq->node) could not reach
  * the home: 401 UNAUTHORIZED, counted, logged once per episode. */
 void request_answer_home_unreachable(struct request *rq,

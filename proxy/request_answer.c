@@ -136,6 +136,22 @@ void request_answer_home_unreachable(struct request *rq,
     request_answer_error(rq, ERR_UNAUTHORIZED, msg);
 }
 
+void request_answer_unknown(struct request *rq, bool after_lost,
+                            bool unread)
+{
+    struct app *a = request_app(rq);
+    const char *ctrl = rq->node >= 0 ? a->cluster->nodes[rq->node].id : "?";
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "controller %s answered %d%s; whether the call was applied is "
+             "unknown%s",
+             ctrl, rq->up.status,
+             after_lost ? " after an earlier attempt that was not answered"
+                        : "",
+             unread ? ": its state could not be read in time" : "");
+    request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
+}
+
 void request_answer_give_up(struct request *rq)
 {
     struct app *a = request_app(rq);
@@ -156,12 +172,7 @@ void request_answer_give_up(struct request *rq)
         /* a resend's failure after an attempt that was not answered: the
          * earlier one may still commit (an entry the old leader appended
          * commits under the next one) -- not "it failed" */
-        snprintf(msg, sizeof(msg),
-                 "controller %s answered %d to a resend after an earlier "
-                 "attempt that was not answered; whether the call was "
-                 "applied is unknown",
-                 ctrl, rq->up.status);
-        request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
+        request_answer_unknown(rq, true, false);
         return;
     }
     if (rq->up.result == UPSTREAM_OK && rq->up.status) {

@@ -97,39 +97,28 @@ static void request_reconcile_wait_leader(void *arg);
  * nothing about that, so the client is told so -- 504, outcome unknown --
  * never a 502 that reads as "it failed" (bench/soak.py, issue 18: a legacy
  * verify reset by its home's kill had committed, and the reads on that home
- * were refused until the deadline).  A controller's own answer (the raft
- * dispatch's 500 UNHANDLED, a resend's 404 or 409) goes back as it was. */
+ * were refused until the deadline).  So is a controller's 5xx, and any
+ * answer to a resend after such an attempt; a first attempt's 4xx goes
+ * back as it was. */
 static void request_reconcile_unknown(struct request *rq)
 {
     struct app *a = rq->w->app;
     char msg[256];
     const char *ctrl = rq->node >= 0 ? a->cluster->nodes[rq->node].id : "?";
     request_reconcile_count(rq, M_RECONCILE_FAILED);
-    if (rq->up.result == UPSTREAM_OK && rq->up.status >= 500 &&
-        rq->up.status <= 599) {
-        /* the raft dispatch's 500 (a forwarded write committed on the
-         * leader while the serving controller's own apply timed out, a
-         * leadership lost while committing): not "it failed" either
-         * (bench/soak.py, 30-minute run: three legacy verifies answered
-         * 500 UNHANDLED by their home had committed) */
-        snprintf(msg, sizeof(msg),
-                 "controller %s answered %d; whether the call was applied "
-                 "is unknown: its state could not be read in time",
-                 ctrl, rq->up.status);
-        request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
-        return;
-    }
-    if (rq->up.result == UPSTREAM_OK && rq->had_ambiguous) {
-        /* the answer to a resend (a verify's 404: nothing left to verify)
-         * may be the earlier attempt's doing, committed after the state
-         * read that let the resend go (30-minute v1.7.2 run: a verify
-         * answered 404 that had committed 6 s into its first try) */
-        snprintf(msg, sizeof(msg),
-                 "controller %s answered %d after an earlier attempt that "
-                 "was not answered; whether the call was applied is "
-                 "unknown: its state could not be read in time",
-                 ctrl, rq->up.status);
-        request_answer_error(rq, ERR_PROXY_UPSTREAM_TIMEOUT, msg);
+    /* the raft dispatch's 5xx (a forwarded write committed on the leader
+     * while the serving controller's own apply timed out, a leadership
+     * lost while committing): not "it failed" either (bench/soak.py,
+     * 30-minute run: three legacy verifies answered 500 UNHANDLED by their
+     * home had committed).  Nor is the answer to a resend after an
+     * unanswered attempt (a verify's 404: nothing left to verify), which
+     * may be that attempt's doing, committed after the state read that let
+     * the resend go (30-minute v1.7.2 run: a verify answered 404 that had
+     * committed 6 s into its first try). */
+    if (rq->up.result == UPSTREAM_OK &&
+        ((rq->up.status >= 500 && rq->up.status <= 599) ||
+         rq->had_ambiguous)) {
+        request_answer_unknown(rq, rq->had_ambiguous, true);
         return;
     }
     if (rq->up.result == UPSTREAM_OK || !rq->up.sent) {
