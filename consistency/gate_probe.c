@@ -90,14 +90,20 @@ static void gate_probe_answer(struct gate_probe *p, struct upstream_req *r)
     struct gate_wait *gw = p->gw;
     struct config *cfg = gate_cfg(gw->g);
     p->in_flight = false;
+    bool by_mgmt = gw->legacy || p->mgmt;
     if (r->result == UPSTREAM_OK) {
-        if (r->status == 401 || r->status == 403)
+        /* only the client's own credential refused says nothing of
+         * replication (a forged token must not fence its identity
+         * everywhere); quorumgate's management session refused is its own
+         * problem, and the member may well lack the change (second
+         * 30-minute v1.7.2 run, op 23737: a legacy verify's pending member
+         * left unfenced, a login there without TOTP) */
+        if ((r->status == 401 || r->status == 403) && !by_mgmt)
             gw->denied |= nodeset_of(p->node);
         else
             gw->answered |= nodeset_of(p->node);
     }
     bool ack;
-    bool by_mgmt = gw->legacy || p->mgmt;
     if (by_mgmt) {
         ack = r->result == UPSTREAM_OK &&
               gate_acknowledges_mgmt(gw->call, r->status, r->resp_body.data,

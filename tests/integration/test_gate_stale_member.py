@@ -341,3 +341,22 @@ def test_a_member_behind_several_changes_is_not_confirmed_through_the_management
         time.sleep(0.02)
     assert (old_id, True, True) in seen, seen          # it did pass through the old "verified"
     assert mfa_states(sim, c.identity_id)[lagging] == {"id": mfa_id, "isVerified": True}, seen[-5:]
+
+
+def test_a_member_refusing_the_management_session_is_fenced_when_pending(quorumgate, tmp_path):
+    """A controller that refuses the client's own token (401) says nothing about replication, so
+    a wait does not fence it for that alone (a forged token must not fence its identity
+    everywhere).  quorumgate's own management session refused is another matter: the member
+    may well lack the change, and a legacy verify pending there must fence it, or a login there
+    skips TOTP (second 30-minute v1.7.2 run, op 23737, a candidate cause)."""
+    qg, sim, leader, legacy, lagging, c = bob_both_ways(quorumgate, tmp_path)
+    mfa_id, secret = start_enrollment(legacy)
+    sim.control.set_lag(lagging, 60000)
+    path = "/edge/management/v1/identities/%s" % c.identity_id
+    sim.control.inject("401", path, method="GET", node=lagging, count=1000)
+    try:
+        r = legacy.mfa_verify(totp_now(secret)).expect(200)
+        assert replication(r)["pending"] == [lagging], r.header("quorumgate-replication")
+        wait_fenced(qg, c.identity_id, [lagging])
+    finally:
+        sim.control.clear_injections()
