@@ -11,14 +11,6 @@
 #include "io/redis.h"
 #include "routing/cluster.h"
 
-static void on_orphans(void *arg, bool ok, const struct ackstore_orphan *o,
-                       size_t n)
-{
-    (void)arg; (void)ok;
-    for (size_t i = 0; i < n; i++)
-        (void)strlen(o[i].cid);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void on_acks(void *arg, bool ok, uint64_t mask)
