@@ -70,17 +70,6 @@ static void fencesync_on_write(void *arg, enum redis_status st,
                 redis_reply_ok(st, rep) ? M_RESULT_OK : M_RESULT_ERROR);
 }
 
-static void fencesync_names(const struct cluster *c, uint64_t mask,
-                            struct buf *b)
-{
-    bool first = true;
-    for (int i = 0; i < c->n; i++)
-        if (nodeset_has(mask, i)) {
-            buf_printf(b, "%s%s", first ? "" : ",", c->nodes[i].id);
-            first = false;
-        }
-}
-
 /* Changes whose holder went away before their deadline (killed, crashed,
  * its host lost) were never released: nobody fenced the controllers that
  * lacked them, so a login there could skip TOTP until they catch up.  Done
@@ -99,10 +88,10 @@ static void fencesync_on_orphans(void *arg, bool ok,
         uint64_t pending = nodeset_first(c->n) & ~o[i].acked;
         struct buf h = {0};
         buf_puts(&h, "acked=");
-        fencesync_names(c, o[i].acked, &h);
+        cluster_names(c, o[i].acked, &h);
         if (pending) {
             buf_puts(&h, "; pending=");
-            fencesync_names(c, pending, &h);
+            cluster_names(c, pending, &h);
             ackstore_fence_add(fs->redis, fs->cfg, o[i].idhex, o[i].cid,
                                o[i].held_ms, c, pending, fencesync_on_write,
                                fs);

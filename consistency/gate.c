@@ -205,17 +205,6 @@ static void gate_read(struct gate_wait *gw)
                        &gw->read_ctx);
 }
 
-static void gate_names(const struct cluster *c, uint64_t mask, struct buf *b)
-{
-    bool first = true;
-    for (int i = 0; i < c->n; i++) {
-        if (!nodeset_has(mask, i))
-            continue;
-        buf_printf(b, "%s%s", first ? "" : ",", c->nodes[i].id);
-        first = false;
-    }
-}
-
 static bool gate_satisfied(const struct gate_wait *gw)
 {
     if (gw->match_all)
@@ -324,10 +313,10 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
         return;
     gw->released = true;
     buf_puts(&h, "acked=");
-    gate_names(c, gw->acked & gw->all, &h);
+    cluster_names(c, gw->acked & gw->all, &h);
     if (pending) {
         buf_puts(&h, "; pending=");
-        gate_names(c, pending, &h);
+        cluster_names(c, pending, &h);
     }
     if (timed_out)
         metrics_inc(env->metrics, M_REPLICATION_TIMEOUTS_TOTAL,

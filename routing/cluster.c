@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
+#include "base/nodeset.h"
 #include "base/util.h"
 
 void cluster_controller_urls(const struct config *cfg, int i,
@@ -188,4 +190,15 @@ bool cluster_passive_failure(struct cluster *c, int i, const char *why,
 const char *cluster_method_name(enum cluster_method m)
 {
     return m == CLUSTER_BY_LIST_MEMBERS ? "list-members" : "health-checks";
+}
+
+void cluster_names(const struct cluster *c, uint64_t mask, struct buf *b)
+{
+    bool first = true;
+    for (int i = 0; i < c->n; i++) {
+        if (!nodeset_has(mask, i))
+            continue;
+        buf_printf(b, "%s%s", first ? "" : ",", c->nodes[i].id);
+        first = false;
+    }
 }

@@ -90,6 +90,11 @@ static inline bool cluster_up(const struct cluster *c, int i)
 
 int cluster_index(const struct cluster *c, const char *id);
 
+/* Appends the ids of the members in mask to b, comma separated, in
+ * configuration order ("ctrl1,ctrl3"); nothing when mask is empty. */
+struct buf;
+void cluster_names(const struct cluster *c, uint64_t mask, struct buf *b);
+
 /* true for the first caller (any thread) since node i last came up. */
 bool cluster_note_once(struct cluster *c, int i, enum cluster_note n);
 
