@@ -327,7 +327,17 @@ static void gate_release(struct gate_wait *gw, bool timed_out)
     /* a controller that only refused the credential says nothing about
      * replication (a forged or expired token would fence its identity
      * everywhere): not fenced */
-    gate_fence(gw, pending & ~(gw->denied & ~gw->answered));
+    uint64_t refusing = pending & gw->denied & ~gw->answered;
+    gate_fence(gw, pending & ~refusing);
+    if (refusing) {
+        struct buf r = {0};
+        cluster_names(c, refusing, &r);
+        log_info(env->log,
+                 "replication gate: %s (change %.12s) pending on %s, not "
+                 "fenced: they only refused the client's credential",
+                 gate_call_name(gw->call), gw->cid, r.data);
+        buf_free(&r);
+    }
     if (pending && (cfg->gate.source == GATE_SRC_PROBE || gw->redis_lost))
         gate_probe_all(gw); /* the fenced ones: until they have it */
     ackstore_record_outcome(g->env.redis, cfg, gw->cid,

@@ -4,7 +4,7 @@ probing stopped at a controller that refuses the client's credential (the
 wait does not sit out its timeout for it), and the probes counted."""
 import time
 
-from tests.integration.gate_support import Background, client, metric, replication, wait_leader_known
+from tests.integration.gate_support import Background, client, metric, replication, wait_leader_known, wait_log
 from tests.integration.routing_support import assert_envelope
 
 LAG_MS = 1500
@@ -66,6 +66,9 @@ def test_probing_stops_at_a_controller_refusing_the_credential(quorumgate):
     took = time.monotonic() - t0
     rep = replication(r)
     assert rep["pending"] == [refusing], rep
+    # left unfenced (the client's own token refused says nothing about replication), and said so
+    wait_log(qg, lambda e: "pending on %s, not fenced" % refusing in e.get("msg", ""), timeout=5,
+             what="the log naming the refusing member left unfenced")
     assert took < 2.5, "the wait sat out the lag of a controller it cannot ask (%.2fs)" % took
     # it stopped asking: a refusal right after a login may pass (3, over >= 1 s), not more
     sent = metric(qg, "quorumgate_replication_probes_total", controller=refusing) - probes0
