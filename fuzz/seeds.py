@@ -92,6 +92,20 @@ def main():
                    b"5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n")
     put("h1parse", b"\x01HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
     put("h1parse", b"\x7eHTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nto the end")
+    # h1req: selector byte (bit 0 small limits, the rest a split point) +
+    # what a client sends the front: the smuggling tests' requests, then
+    # well-framed ones, pipelined
+    src = open("tests/integration/test_core_smuggling.py").read()
+    ns = {}
+    exec(src[src.index("SMUGGLED = "):src.index("\n\n\n@pytest")], ns)
+    for i, name in enumerate(sorted(ns["CASES"])):
+        put("h1req", bytes([i * 37 % 256 & 0xfe]) + ns["CASES"][name])
+    put("h1req", b"\x40POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                 b"\r\nGET /b?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    put("h1req", b"\x20PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                 b"Expect: 100-continue\r\n\r\n5;a=b;q=\"x\\\"y\"\r\nhello\r\n0\r\nT: 1\r\n\r\n")
+    put("h1req", b"\x61GET /caf\xc3\xa9 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                 b"GET / HTTP/1.0\r\n\r\n")
 
 
 if __name__ == "__main__":

@@ -6,16 +6,16 @@
 #   scripts/fuzz.sh all SECONDS        every target, SECONDS each (CI smoke)
 #   scripts/fuzz.sh --list             the targets
 #
-# Targets: framing config json location relay redis h1parse.  Seeds come from
-# fuzz/corpus/TARGET (committed, taken from the tests); what the fuzzer
-# finds on top goes to build-fuzz/corpus/TARGET (kept between runs).  A
-# crash, leak, timeout or sanitizer report stops the run and exits non-zero
-# with the input in build-fuzz/crashes/; the last line printed is
+# Targets: framing config json location relay redis h1parse h1req.  Seeds
+# come from fuzz/corpus/TARGET (committed, taken from the tests); what the
+# fuzzer finds on top goes to build-fuzz/corpus/TARGET (kept between runs).
+# A crash, leak, timeout or sanitizer report stops the run and exits
+# non-zero with the input in build-fuzz/crashes/; the last line printed is
 # "fuzz TARGET: N runs in S s (R execs/s), cov C, ft F, corpus K".
 # Environment: BUILD_DIR (build-fuzz), FUZZ_JOBS (2 build jobs), CC (clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGETS=(framing config json location relay redis h1parse)
+TARGETS=(framing config json location relay redis h1parse h1req)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${TARGETS[@]}"; exit 0; fi
 if [ $# -ne 2 ] || ! [[ "$2" =~ ^[0-9]+$ ]]; then
   echo "usage: $0 TARGET|all SECONDS   (targets: ${TARGETS[*]})" >&2; exit 2
