@@ -120,8 +120,17 @@ static enum h1req_result h1req_request_line(struct h1req *p, const char *s,
         return h1req_bad(p, "malformed HTTP version");
     if (v[5] != '1' || v[7] > '1')
         return h1req_fail(p, H1REQ_E_VERSION, "unsupported HTTP version");
+    memcpy(p->method, s, mlen);
+    p->method[mlen] = '\0';
+    p->minor = v[7] - '0';
+    /* reported before the target is checked: a refused request is still
+     * logged with what it asked for */
+    if (p->ops->request_line &&
+        !p->ops->request_line(p->arg, s, mlen, t, tlen))
+        return h1req_fail(p, H1REQ_E_STOPPED, "stopped at the request line");
     /* origin-form only (3.2.1): no absolute-form, no '*'; no control
-     * bytes, spaces or fragment; raw bytes above 0x7f are let through */
+     * bytes (a bare CR included), spaces or fragment; raw bytes above 0x7f
+     * are let through */
     if (tlen == 0 || t[0] != '/')
         return h1req_bad(p, "request target must be an absolute path");
     for (size_t i = 0; i < tlen; i++) {
@@ -129,13 +138,7 @@ static enum h1req_result h1req_request_line(struct h1req *p, const char *s,
         if (c <= 0x20 || c == 0x7f || c == '#')
             return h1req_bad(p, "invalid character in the request target");
     }
-    memcpy(p->method, s, mlen);
-    p->method[mlen] = '\0';
-    p->minor = v[7] - '0';
     p->state = ST_FIELDS;
-    if (p->ops->request_line &&
-        !p->ops->request_line(p->arg, s, mlen, t, tlen))
-        return h1req_fail(p, H1REQ_E_STOPPED, "stopped at the request line");
     return H1REQ_MORE;
 }
 
@@ -453,7 +456,9 @@ enum h1req_result h1req_feed(struct h1req *p, const char *data, size_t len,
             res = h1req_bad(p, "bare LF as a line end");
             break;
         }
-        if (memchr(data + pos, '\r', n - 1)) {
+        /* (in the request line: a CR is a bad method, target or version,
+         * found once the line is split, so that its target is reported) */
+        if (p->state != ST_LINE && memchr(data + pos, '\r', n - 1)) {
             res = h1req_bad(p, "bare CR in a line");
             break;
         }

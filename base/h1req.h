@@ -30,9 +30,11 @@ struct h1req;
 
 /* Ownership: a table of functions, borrowed by the parser. */
 struct h1req_ops {
-    /* the request line: the method and the target as received (an
-     * origin-form path and query, possibly with raw bytes above 0x7f);
-     * p->method and p->minor are set; false = stop */
+    /* the request line, the method and the target as received, as soon
+     * as it splits into those and a supported version: the target is
+     * checked after this call (origin-form; raw bytes above 0x7f let
+     * through) and may still be refused; p->method and p->minor are set;
+     * false = stop */
     bool (*request_line)(void *arg, const char *method, size_t method_len,
                          const char *target, size_t target_len);
     /* a field of the head (never a trailer), value without surrounding

@@ -495,7 +495,7 @@ static const struct {
     CASE("ctl_in_target", TARGET_CHAR,
          "GET /edge/client/v1/version\x01" " HTTP/1.1\r\nHost: x\r\n\r\n"
          SMUGGLED),
-    CASE("bare_cr_in_target", "bare CR in a line",
+    CASE("bare_cr_in_target", TARGET_CHAR,
          "GET /edge/client/v1/version\rX HTTP/1.1\r\nHost: x\r\n\r\n"
          SMUGGLED),
     CASE("fragment_in_target", TARGET_CHAR,
@@ -564,8 +564,9 @@ static void test_request_line(void **state)
     bad("GET /a\tb HTTP/1.1\r\nHost: x\r\n\r\n", B, TARGET_CHAR);
     bad("GET /a\x7f HTTP/1.1\r\nHost: x\r\n\r\n", B, TARGET_CHAR);
     bad("GET /a\x1b[0m HTTP/1.1\r\nHost: x\r\n\r\n", B, TARGET_CHAR);
-    bad("GET /a\rb HTTP/1.1\r\nHost: x\r\n\r\n", B, "bare CR in a line");
-    bad("GET /a HTTP/1.1\r\r\nHost: x\r\n\r\n", B, "bare CR in a line");
+    bad("GET /a\rb HTTP/1.1\r\nHost: x\r\n\r\n", B, TARGET_CHAR);
+    bad("GET /a HTTP/1.1\r\r\nHost: x\r\n\r\n", B, "malformed HTTP version");
+    bad("G\rT /a HTTP/1.1\r\nHost: x\r\n\r\n", B, "malformed request method");
     bad("GET /a HTTP/1.1\nHost: x\r\n\r\n", B, "bare LF as a line end");
     /* the method: H1REQ_MAX_METHOD bytes, not one more */
     char m[128];
@@ -575,6 +576,27 @@ static void test_request_line(void **state)
     snprintf(m, sizeof(m), "%.*s /x HTTP/1.1\r\nHost: x\r\n\r\n",
              H1REQ_MAX_METHOD + 1, "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKL");
     bad(m, B, "request method too long");
+}
+
+/* A request refused for its target was still reported (the front logs
+ * what it asked for), and nothing after it. */
+static void test_refused_target_reported(void **state)
+{
+    (void)state;
+    static struct run r;
+    const char *msg = "GET http://evil.example/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    splits(&r, msg, strlen(msg), &lim);
+    assert_int_equal(r.res, H1REQ_ERROR);
+    assert_string_equal(r.g.log, "GET http://evil.example/x\n");
+    msg = "GET /a\rb HTTP/1.1\r\nHost: x\r\n\r\n";
+    splits(&r, msg, strlen(msg), &lim);
+    assert_int_equal(r.res, H1REQ_ERROR);
+    assert_string_equal(r.g.log, "GET /a\rb\n");
+    /* a line that does not split into three parts reports nothing */
+    msg = "GET /a\r\nHost: x\r\n\r\n";
+    splits(&r, msg, strlen(msg), &lim);
+    assert_int_equal(r.res, H1REQ_ERROR);
+    assert_int_equal(r.g.log_len, 0);
 }
 
 static void test_fields(void **state)
@@ -904,6 +926,7 @@ int main(void)
         cmocka_unit_test(test_expect),
         cmocka_unit_test(test_smuggling),
         cmocka_unit_test(test_request_line),
+        cmocka_unit_test(test_refused_target_reported),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_framing),
         cmocka_unit_test(test_chunk_errors),
