@@ -129,24 +129,8 @@ static enum MHD_Result listener_access(void *cls, struct MHD_Connection *c,
         if (*upload_data_size) {
             size_t n = *upload_data_size;
             *upload_data_size = 0;
-            if (xp->discarding || xp->body.len + n > l->limits.max_body_bytes) {
-                xp->discarding = true;
-                xp->discarded += n;
-                /* drop bodies that keep coming long after the limit */
-                return xp->discarded > 4 * l->limits.max_body_bytes + 65536
-                           ? MHD_NO
-                           : MHD_YES;
-            }
-            if (!listener_request_charge(l, ex, n, false)) {
-                /* the budget is spent: keep none of it, answer 503 */
-                xp->discarding = xp->over_budget = true;
-                xp->discarded += n;
-                buf_free(&xp->body);
-                listener_request_uncharge(l, ex);
-                return MHD_YES;
-            }
-            buf_append(&xp->body, upload_data, n);
-            return MHD_YES;
+            return listener_request_body(l, ex, upload_data, n) ? MHD_YES
+                                                                : MHD_NO;
         }
         listener_respond_arm(xp->conn, 0);
         if (xp->over_budget) {
@@ -305,6 +289,18 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->request_id_header = xstrdup(request_id_header);
     l->rng = (util_mono_ns() ^ ((uint64_t)(uintptr_t)l << 17) ^
               ((uint64_t)fd << 40)) | 1;
+    l->fd = -1;
+    list_init(&l->conns);
+    list_init(&l->done);
+    if (!l->tls && fd >= 0) {
+        /* plain HTTP on a socket of its own: the native server */
+        l->native = true;
+        l->fd = fd;
+        l->io = loop_io_new(loop, fd, listener_native_accept, l);
+        loop_io_set(l->io, LOOP_READ);
+        l->soon = loop_defer_new(loop, listener_native_finish_all, l);
+        return l;
+    }
     /* Opportunistic reads and writes (MHD_USE_TURBO, above) for plain HTTP
      * and TLS alike.  A TLS handshake stalled half-way makes libmicrohttpd
      * 0.9.75 poll it until the header deadline closes the connection (a
@@ -394,7 +390,8 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
 void listener_adopt(struct listener *l, int fd,
                     const struct sockaddr_storage *peer, socklen_t len)
 {
-    /* libmicrohttpd closes the socket itself when it cannot take it */
+    /* libmicrohttpd closes the socket itself when it cannot take it (an
+     * adopting listener is never native: it has no socket of its own) */
     MHD_add_connection(l->d, fd, (const struct sockaddr *)peer, len);
     listener_run(l);
 }
@@ -404,6 +401,10 @@ void listener_quiesce(struct listener *l)
     if (l->quiesced)
         return;
     l->quiesced = true;
+    if (l->native) {
+        listener_native_quiesce(l);
+        return;
+    }
     MHD_socket fd = MHD_quiesce_daemon(l->d);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
@@ -414,7 +415,10 @@ void listener_free(struct listener *l)
 {
     if (!l)
         return;
-    MHD_stop_daemon(l->d);
+    if (l->native)
+        listener_native_free(l);
+    else
+        MHD_stop_daemon(l->d);
     loop_io_free(l->io);
     loop_timer_free(l->timer);
     loop_defer_free(l->soon);

@@ -9,19 +9,33 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "base/buf.h"
 #include "base/errcodes.h"
+#include "base/list.h"
 #include "io/listener.h"
 
 
-/* Owned by the worker; lives on one loop. */
+/* Owned by the worker; lives on one loop.  A plain-HTTP listener with a
+ * socket of its own is native (listener_native.c, no daemon); the others
+ * run a libmicrohttpd daemon. */
 struct listener {
     struct loop *loop;             /* borrowed */
-    struct MHD_Daemon *d;          /* owned */
-    struct loop_io *io;            /* owned: watches the daemon's epoll fd */
+    struct MHD_Daemon *d;          /* owned; NULL when native */
+    struct loop_io *io;            /* owned: watches the daemon's epoll fd;
+                                      native: the listening socket */
     struct loop_timer *timer;      /* owned: the daemon's own timeouts */
-    struct loop_defer *soon;       /* owned: run the daemon next iteration */
+    struct loop_defer *soon;       /* owned: run the daemon next iteration;
+                                      native: end the answered exchanges */
+    bool native;
+    bool closing;                  /* native: being freed */
+    int fd;                        /* native: the listening socket, or -1 */
+    struct list conns;             /* native: its connections (owned) */
+    struct list done;              /* native: those whose answer is sent */
+    uint32_t n_conns;
+    time_t date_at;                /* native: the Date field's second */
+    char date[40];
     const struct listener_ops *ops;/* borrowed */
     void *ctx;                     /* borrowed */
     struct listener_limits limits;
@@ -42,7 +56,8 @@ enum listener_phase {
 /* Owned by the listener, one per client connection (MHD socket context). */
 struct listener_conn {
     struct listener *l;            /* borrowed */
-    struct MHD_Connection *c;      /* borrowed */
+    struct MHD_Connection *c;      /* borrowed; NULL when native */
+    bool native;                   /* a struct native_conn's first member */
     int fd;
     struct loop_timer *deadline;   /* owned */
     struct listener_exchange *ex;  /* borrowed: the request in progress */
@@ -71,6 +86,7 @@ struct listener_xpriv {
     size_t url_cap;
     int hdr_cap;                   /* allocated entries of ex->headers */
     struct buf body;               /* owned */
+    struct buf text;               /* owned: native: the head's text */
 };
 
 struct listener_exchange_alloc {
@@ -99,6 +115,20 @@ void listener_request_set_id(struct listener *l, struct listener_exchange *ex);
 void listener_request_client_addr(struct listener_exchange *ex,
                                   struct MHD_Connection *c);
 void listener_request_free(struct listener_exchange_alloc *a);
+/* A zeroed exchange; on a kept-alive connection the previous one's memory
+ * (conn->spare) is reused. */
+struct listener_exchange_alloc *listener_request_reuse(
+    struct listener_conn *conn);
+/* The checks made once the head is in (framing, limits, method, target,
+ * budget, admission); bad: a field-syntax fault found by the caller's
+ * parser (NULL: none).  false when answered already (a local error). */
+bool listener_request_check(struct listener *l, struct listener_exchange *ex,
+                            const char *bad, size_t head_bytes);
+/* n body bytes arrived: kept, or dropped (over the body limit or the
+ * budget, answered once the body is over).  false: so far over the limit
+ * that the connection is to be closed without reading more. */
+bool listener_request_body(struct listener *l, struct listener_exchange *ex,
+                           const char *p, size_t n);
 
 /* Answers 503 PROXY_BUFFER_BUDGET (and tells the owner). */
 void listener_request_budget_spent(struct listener *l,
@@ -116,10 +146,26 @@ void listener_request_uncharge(struct listener *l,
  * code and status, message (NULL: the table's, base/errcodes.def). */
 void listener_respond_error(struct listener_exchange *ex, struct listener *l,
                             enum errcode e, const char *message, bool close);
+/* The Content-Length value among answer headers, if a plain number. */
+bool listener_respond_given_length(const char *const *headers, int n,
+                                   uint64_t *out);
+/* The reason phrase of a status ("Not Found"). */
+const char *listener_respond_reason(int status);
 /* Queue the prepared response from inside the access handler. */
 enum MHD_Result listener_respond_queue(struct listener_exchange *ex);
 /* Per-connection deadline: (re)arm for ms (0 = stop); on expiry. */
 void listener_respond_arm(struct listener_conn *conn, uint64_t ms);
 void listener_respond_deadline(void *arg);
+
+/* listener_native.c */
+/* The listening socket is readable. */
+void listener_native_accept(void *arg, int events);
+/* End the exchanges whose answer is sent (the listener's soon). */
+void listener_native_finish_all(void *arg);
+void listener_native_respond(struct listener_exchange *ex, int status,
+                             const char *const *headers, int n, char *body,
+                             size_t len, bool close);
+void listener_native_quiesce(struct listener *l);
+void listener_native_free(struct listener *l);
 
 #endif

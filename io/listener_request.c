@@ -64,14 +64,14 @@ void listener_request_free(struct listener_exchange_alloc *a)
     if (!a)
         return;
     buf_free(&a->p.body);
+    buf_free(&a->p.text);
     free(a->p.raw_url);
     free(a->ex.headers);
     free(a);
 }
 
-/* A zeroed exchange; on a keep-alive connection the previous one's memory
- * (header index, URL and body buffers) is reused. */
-static struct listener_exchange_alloc *listener_request_reuse(
+/* (header index, URL, text and body buffers) */
+struct listener_exchange_alloc *listener_request_reuse(
     struct listener_conn *conn)
 {
     struct listener_exchange_alloc *a = conn ? conn->spare : NULL;
@@ -83,6 +83,7 @@ static struct listener_exchange_alloc *listener_request_reuse(
     char *url = a->p.raw_url;
     size_t url_cap = a->p.url_cap;
     struct buf body = a->p.body;
+    struct buf text = a->p.text;
     memset(a, 0, sizeof(*a));
     a->ex.headers = hdrs;
     a->p.hdr_cap = hdr_cap;
@@ -90,6 +91,8 @@ static struct listener_exchange_alloc *listener_request_reuse(
     a->p.url_cap = url_cap;
     buf_reset(&body);
     a->p.body = body;
+    buf_reset(&text);
+    a->p.text = text;
     return a;
 }
 
@@ -258,8 +261,6 @@ bool listener_request_headers(struct listener *l,
 {
     struct listener_xpriv *xp = XP(ex);
     struct listener_request_walk w = {ex->headers, 0, xp->hdr_cap};
-    uint64_t clen = 0;
-    bool has_clen;
     ex->method_name = method;
     ex->method = http_method_parse(method);
     ex->version = version;
@@ -273,8 +274,17 @@ bool listener_request_headers(struct listener *l,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     size_t hsize = ci ? ci->header_size : 0;
-    const char *bad = framing_fields(ex->headers, ex->n_headers, method,
-                                     hsize);
+    return listener_request_check(
+        l, ex, framing_fields(ex->headers, ex->n_headers, method, hsize),
+        hsize);
+}
+
+bool listener_request_check(struct listener *l, struct listener_exchange *ex,
+                            const char *bad, size_t hsize)
+{
+    uint64_t clen = 0;
+    bool has_clen = false;
+    const char *method = ex->method_name;
     if (!bad)
         bad = framing_check(ex->headers, ex->n_headers, ex->version, &clen,
                             &has_clen);
@@ -284,7 +294,7 @@ bool listener_request_headers(struct listener *l,
                hsize > l->limits.max_header_bytes) {
         listener_respond_error(ex, l, ERR_REQUEST_HEADER_FIELDS_TOO_LARGE, NULL,
                                true);
-    } else if ((bad = framing_target(ex->url, method, version))) {
+    } else if ((bad = framing_target(ex->url, method, ex->version))) {
         listener_respond_error(ex, l, ERR_BAD_REQUEST, bad, true);
     } else if (strcmp(method, "TRACE") == 0 || strcmp(method, "TRACK") == 0) {
         /* it would echo the request, credentials and all, back */
@@ -300,5 +310,27 @@ bool listener_request_headers(struct listener *l,
     } else if (!(ex->admitted = l->ops->admit(l->ctx))) {
         listener_respond_error(ex, l, ERR_PROXY_OVERLOADED, NULL, false);
     }
-    return xp->resp == NULL;
+    return ex->status == 0;
+}
+
+bool listener_request_body(struct listener *l, struct listener_exchange *ex,
+                           const char *p, size_t n)
+{
+    struct listener_xpriv *xp = XP(ex);
+    if (xp->discarding || xp->body.len + n > l->limits.max_body_bytes) {
+        xp->discarding = true;
+        xp->discarded += n;
+        /* drop bodies that keep coming long after the limit */
+        return xp->discarded <= 4 * l->limits.max_body_bytes + 65536;
+    }
+    if (!listener_request_charge(l, ex, n, false)) {
+        /* the budget is spent: keep none of it, answer 503 */
+        xp->discarding = xp->over_budget = true;
+        xp->discarded += n;
+        buf_free(&xp->body);
+        listener_request_uncharge(l, ex);
+        return true;
+    }
+    buf_append(&xp->body, p, n);
+    return true;
 }

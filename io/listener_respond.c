@@ -32,9 +32,8 @@ static ssize_t listener_respond_no_body(void *cls, uint64_t pos, char *buf,
     return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-/* The Content-Length value among headers, if it is a plain number. */
-static bool listener_respond_given_length(const char *const *headers, int n,
-                                          uint64_t *out)
+bool listener_respond_given_length(const char *const *headers, int n,
+                                   uint64_t *out)
 {
     for (int i = 0; i < n; i++) {
         if (!util_strcaseeq(headers[2 * i], MHD_HTTP_HEADER_CONTENT_LENGTH))
@@ -86,6 +85,12 @@ static struct MHD_Response *listener_respond_make(
     return r;
 }
 
+const char *listener_respond_reason(int status)
+{
+    const char *r = MHD_get_reason_phrase_for((unsigned int)status);
+    return r && *r ? r : "Unknown";
+}
+
 /* An error the listener answers itself, in the OpenZiti envelope. */
 void listener_respond_error(struct listener_exchange *ex,
                             struct listener *l, enum errcode e,
@@ -113,6 +118,11 @@ void listener_respond(struct listener_exchange *ex, int status,
                       char *body, size_t body_len, bool close)
 {
     struct listener_xpriv *xp = XP(ex);
+    if (xp->conn && xp->conn->native) {
+        listener_native_respond(ex, status, headers, n_header_pairs, body,
+                                body_len, close);
+        return;
+    }
     if (xp->resp || xp->phase == PHASE_ANSWERED) {
         free(body); /* answered twice: keep the first */
         return;
