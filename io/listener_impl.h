@@ -17,6 +17,11 @@
 #include "io/listener.h"
 
 
+/* Buffers a native listener keeps for its connections' reads and request
+ * heads: a connection holds them only while it reads or handles a
+ * request, so an idle one costs a few hundred bytes. */
+#define LISTENER_POOL 128
+
 /* Owned by the worker; lives on one loop.  A plain-HTTP listener with a
  * socket of its own is native (listener_native.c, no daemon); the others
  * run a libmicrohttpd daemon. */
@@ -36,6 +41,8 @@ struct listener {
     uint32_t n_conns;
     time_t date_at;                /* native: the Date field's second */
     char date[40];
+    struct buf pool[LISTENER_POOL]; /* native: spare buffers (owned) */
+    int n_pool;
     const struct listener_ops *ops;/* borrowed */
     void *ctx;                     /* borrowed */
     struct listener_limits limits;

@@ -89,6 +89,27 @@ static void native_close(struct native_conn *nc);
 
 /* ---- small helpers ----------------------------------------------------- */
 
+/* b (empty) gets room for at least n bytes, from the pool if it can. */
+static void native_buf_get(struct listener *l, struct buf *b, size_t n)
+{
+    if (!b->data && l->n_pool > 0)
+        *b = l->pool[--l->n_pool];
+    if (b->cap < n + 1)
+        buf_reserve(b, n);
+}
+
+/* b goes back to the pool (or is freed); b is left empty. */
+static void native_buf_put(struct listener *l, struct buf *b)
+{
+    if (b->data && l->n_pool < LISTENER_POOL && b->cap <= 256 * 1024) {
+        buf_reset(b);
+        l->pool[l->n_pool++] = *b;
+    } else {
+        buf_free(b);
+    }
+    *b = (struct buf){0};
+}
+
 static void native_watch(struct native_conn *nc, int events)
 {
     if (nc->events == events)
@@ -136,9 +157,7 @@ static struct listener_exchange *native_exchange(struct native_conn *nc)
     xp->conn = &nc->base;
     /* field text is copied here as it is parsed; room for the whole head
      * up front, so that pointers into it stay valid */
-    buf_reset(&xp->text);
-    if (xp->text.cap < need + 1)
-        buf_reserve(&xp->text, need);
+    native_buf_get(l, &xp->text, need);
     ex->url = "";
     ex->method_name = "";
     ex->method = HTTP_OTHER;
@@ -441,6 +460,7 @@ static void native_end_exchange(struct native_conn *nc)
         l->ops->on_complete(l->ctx, ex); /* not for a partial line */
     listener_request_uncharge(l, ex);
     struct listener_exchange_alloc *a = (struct listener_exchange_alloc *)ex;
+    native_buf_put(l, &xp->text);
     if (!nc->base.spare && xp->hdr_cap <= 256) {
         if (xp->body.cap > 4096)
             buf_free(&xp->body);
@@ -502,7 +522,7 @@ static void native_close(struct native_conn *nc)
     loop_timer_free(nc->base.deadline);
     close(nc->base.fd);
     listener_request_free(nc->base.spare);
-    buf_free(&nc->in);
+    native_buf_put(l, &nc->in);
     buf_free(&nc->out);
     free(nc->body);
     l->n_conns--;
@@ -544,7 +564,7 @@ static void native_process(struct native_conn *nc)
         break; /* more bytes needed */
     }
     if (nc->in_off == nc->in.len) {
-        buf_reset(&nc->in);
+        native_buf_put(l, &nc->in); /* nothing held while idle */
         nc->in_off = 0;
     }
 }
@@ -558,6 +578,7 @@ static void native_read(struct native_conn *nc)
         nc->in.len -= nc->in_off;
         nc->in_off = 0;
     }
+    native_buf_get(nc->base.l, &nc->in, NATIVE_READ_CHUNK);
     if (nc->in.cap - nc->in.len < NATIVE_READ_CHUNK + 1)
         buf_reserve(&nc->in, NATIVE_READ_CHUNK);
     ssize_t r = recv(nc->base.fd, nc->in.data + nc->in.len,
@@ -758,4 +779,6 @@ void listener_native_free(struct listener *l)
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
+    while (l->n_pool > 0)
+        buf_free(&l->pool[--l->n_pool]);
 }
