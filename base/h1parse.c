@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "base/http.h"
+
 enum {
     ST_STATUS = 0,   /* status line */
     ST_FIELDS,       /* header field lines */
@@ -37,20 +39,6 @@ static enum h1parse_result h1parse_fail(struct h1parse *p, const char *why)
     return H1P_ERROR;
 }
 
-static bool h1parse_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-        (c >= 'A' && c <= 'Z'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-/* field-value and reason-phrase characters: VCHAR, obs-text, SP, HTAB */
-static bool h1parse_vchar(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
 static bool h1parse_ieq(const char *a, size_t n, const char *b)
 {
     if (strlen(b) != n)
@@ -65,16 +53,6 @@ static bool h1parse_ieq(const char *a, size_t n, const char *b)
     return true;
 }
 
-static void h1parse_trim(const char **s, size_t *n)
-{
-    while (*n && ((*s)[0] == ' ' || (*s)[0] == '\t')) {
-        (*s)++;
-        (*n)--;
-    }
-    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
-        (*n)--;
-}
-
 /* Calls fn for each comma-separated, trimmed, non-empty element. */
 static bool h1parse_list(const char *v, size_t n,
                          bool (*fn)(struct h1parse *p, const char *e,
@@ -87,7 +65,7 @@ static bool h1parse_list(const char *v, size_t n,
             continue;
         const char *e = v + start;
         size_t len = i - start;
-        h1parse_trim(&e, &len);
+        http_trim(&e, &len);
         if (len && !fn(p, e, len))
             return false;
         start = i + 1;
@@ -149,7 +127,7 @@ static enum h1parse_result h1parse_status_line(struct h1parse *p,
     if (n > 12 && s[12] != ' ')
         return h1parse_fail(p, "malformed status line");
     for (size_t i = 13; i < n; i++)
-        if (!h1parse_vchar((unsigned char)s[i]))
+        if (!http_vchar((unsigned char)s[i]))
             return h1parse_fail(p, "control character in the reason");
     if (status == 101)
         return h1parse_fail(p, "unexpected protocol switch");
@@ -170,14 +148,14 @@ static enum h1parse_result h1parse_field(struct h1parse *p, const char *s,
         return h1parse_fail(p, "malformed header field");
     size_t nlen = (size_t)(colon - s);
     for (size_t i = 0; i < nlen; i++)
-        if (!h1parse_tchar((unsigned char)s[i]))
+        if (!http_tchar((unsigned char)s[i]))
             return h1parse_fail(p, "malformed header name");
     const char *v = colon + 1;
     size_t vlen = n - nlen - 1;
     for (size_t i = 0; i < vlen; i++)
-        if (!h1parse_vchar((unsigned char)v[i]))
+        if (!http_vchar((unsigned char)v[i]))
             return h1parse_fail(p, "control character in a header value");
-    h1parse_trim(&v, &vlen);
+    http_trim(&v, &vlen);
     if (++p->n_headers > p->lim.max_headers)
         return h1parse_fail(p, "too many header fields");
     if (trailer || p->status < 200)
@@ -262,7 +240,7 @@ static enum h1parse_result h1parse_chunk_size(struct h1parse *p,
     if (i < n && s[i] != ';')
         return h1parse_fail(p, "malformed chunk size");
     for (; i < n; i++) /* chunk extensions: checked for controls, ignored */
-        if (!h1parse_vchar((unsigned char)s[i]))
+        if (!http_vchar((unsigned char)s[i]))
             return h1parse_fail(p, "control character in a chunk extension");
     if (v == 0) {
         p->state = ST_TRAILERS;

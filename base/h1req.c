@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "base/http.h"
 #include "base/util.h"
 
 enum {
@@ -60,39 +61,11 @@ static enum h1req_result h1req_bad(struct h1req *p, const char *why)
     return h1req_fail(p, H1REQ_E_BAD, why);
 }
 
-static bool h1req_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-        (c >= 'A' && c <= 'Z'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-/* field-value characters: VCHAR, obs-text, SP, HTAB */
-static bool h1req_vchar(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-static bool h1req_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 static size_t h1req_bws(const char *s, size_t n, size_t i)
 {
-    while (i < n && h1req_ows(s[i]))
+    while (i < n && http_ows(s[i]))
         i++;
     return i;
-}
-
-static void h1req_trim(const char **s, size_t *n)
-{
-    size_t i = h1req_bws(*s, *n, 0);
-    *s += i;
-    *n -= i;
-    while (*n && h1req_ows((*s)[*n - 1]))
-        (*n)--;
 }
 
 static enum h1req_result h1req_request_line(struct h1req *p, const char *s,
@@ -103,7 +76,7 @@ static enum h1req_result h1req_request_line(struct h1req *p, const char *s,
         return h1req_bad(p, "malformed request line");
     size_t mlen = (size_t)(sp1 - s);
     for (size_t i = 0; i < mlen; i++)
-        if (!h1req_tchar((unsigned char)s[i]))
+        if (!http_tchar((unsigned char)s[i]))
             return h1req_bad(p, "malformed request method");
     if (mlen > H1REQ_MAX_METHOD)
         return h1req_bad(p, "request method too long");
@@ -180,7 +153,7 @@ static void h1req_connection(struct h1req *p, const char *v, size_t n)
             continue;
         const char *e = v + start;
         size_t len = i - start;
-        h1req_trim(&e, &len);
+        http_trim(&e, &len);
         if (util_strncaseeq(e, len, "close"))
             p->conn_close = true;
         else if (util_strncaseeq(e, len, "keep-alive"))
@@ -241,14 +214,14 @@ static enum h1req_result h1req_field(struct h1req *p, const char *s,
         return h1req_bad(p, "malformed header field");
     size_t nlen = (size_t)(colon - s);
     for (size_t i = 0; i < nlen; i++) /* no whitespace before the colon */
-        if (!h1req_tchar((unsigned char)s[i]))
+        if (!http_tchar((unsigned char)s[i]))
             return h1req_bad(p, "invalid character in a header field name");
     const char *v = colon + 1;
     size_t vlen = n - nlen - 1;
     for (size_t i = 0; i < vlen; i++)
-        if (!h1req_vchar((unsigned char)v[i]))
+        if (!http_vchar((unsigned char)v[i]))
             return h1req_bad(p, "control character in a header field value");
-    h1req_trim(&v, &vlen);
+    http_trim(&v, &vlen);
     if (++p->n_headers > p->lim.max_headers)
         return h1req_fail(p, H1REQ_E_TOO_LARGE,
                           trailer ? "too many trailer fields"
@@ -298,7 +271,7 @@ static const char *h1req_chunk_ext(const char *s, size_t n)
             return first ? "malformed chunk size"
                          : "malformed chunk extension";
         size_t start = i = h1req_bws(s, n, i + 1);
-        while (i < n && h1req_tchar((unsigned char)s[i]))
+        while (i < n && http_tchar((unsigned char)s[i]))
             i++;
         if (i == start)
             return "malformed chunk extension";
@@ -310,14 +283,14 @@ static const char *h1req_chunk_ext(const char *s, size_t n)
             for (i++; i < n && s[i] != '"'; i++) {
                 if (s[i] == '\\' && ++i == n)
                     break;
-                if (!h1req_vchar((unsigned char)s[i]))
+                if (!http_vchar((unsigned char)s[i]))
                     return "malformed chunk extension";
             }
             if (i >= n)
                 return "malformed chunk extension";
             i++;
         } else {
-            while (i < n && h1req_tchar((unsigned char)s[i]))
+            while (i < n && http_tchar((unsigned char)s[i]))
                 i++;
             if (i == start)
                 return "malformed chunk extension";

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 enum http_method {
     HTTP_GET = 0,
@@ -35,5 +36,37 @@ bool http_is_hop_by_hop(const char *name, size_t len);
 /* True when name appears as a token in a Connection header value. */
 bool http_connection_lists(const char *connection_value, const char *name,
                            size_t len);
+
+/* RFC 9110 5.6.2 tchar: the characters of a token (method, field name). */
+static inline bool http_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+        (c >= 'A' && c <= 'Z'))
+        return true;
+    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* The characters of a field value (VCHAR, obs-text, SP, HTAB). */
+static inline bool http_vchar(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* Optional whitespace (RFC 9110 5.6.3). */
+static inline bool http_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* [*s, *s + *n) without leading and trailing optional whitespace. */
+static inline void http_trim(const char **s, size_t *n)
+{
+    while (*n && http_ows((*s)[0])) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n && http_ows((*s)[*n - 1]))
+        (*n)--;
+}
 
 #endif

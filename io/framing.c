@@ -3,22 +3,14 @@
 
 #include <string.h>
 
-#include "io/listener.h"
+#include "base/http.h"
 #include "base/util.h"
+#include "io/listener.h"
 
 static bool framing_token_chunked(const char *v, size_t n)
 {
-    while (n && (*v == ' ' || *v == '\t'))
-        v++, n--;
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-        n--;
+    http_trim(&v, &n);
     return util_strncaseeq(v, n, "chunked");
-}
-
-static bool framing_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 /* What libmicrohttpd 0.9.75 lets through although RFC 9112 says to reject
@@ -44,7 +36,7 @@ const char *framing_fields(const struct listener_header *headers, int n,
         if (h->name_len == 0)
             return "empty header field name";
         for (size_t k = 0; k < h->name_len; k++)
-            if (!framing_tchar((unsigned char)h->name[k]))
+            if (!http_tchar((unsigned char)h->name[k]))
                 return "invalid character in a header field name";
         for (size_t k = 0; k < h->value_len; k++) {
             unsigned char c = (unsigned char)h->value[k];
