@@ -50,13 +50,20 @@ const char *http_status_class(int status)
 
 bool http_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {
-        "Connection", "Keep-Alive", "Proxy-Connection", "TE",
-        "Transfer-Encoding", "Upgrade", "Trailer", "Proxy-Authenticate",
-        "Proxy-Authorization",
+    /* with their lengths: this runs for every field both ways */
+#define HOP(s) {s, sizeof(s) - 1}
+    static const struct {
+        const char *name;
+        size_t len;
+    } hop[] = {
+        HOP("Connection"), HOP("Keep-Alive"), HOP("Proxy-Connection"),
+        HOP("TE"), HOP("Transfer-Encoding"), HOP("Upgrade"), HOP("Trailer"),
+        HOP("Proxy-Authenticate"), HOP("Proxy-Authorization"),
     };
+#undef HOP
     for (size_t i = 0; i < ARRAY_LEN(hop); i++)
-        if (util_strncaseeq(name, len, hop[i]))
+        if (hop[i].len == len && util_caseeq_first(name, hop[i].name) &&
+            strncasecmp(name, hop[i].name, len) == 0)
             return true;
     return false;
 }

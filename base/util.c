@@ -68,11 +68,6 @@ char *xasprintf(const char *fmt, ...)
     return p;
 }
 
-bool util_strcaseeq(const char *a, const char *b)
-{
-    return strcasecmp(a, b) == 0;
-}
-
 int util_hexval(char c)
 {
     if (c >= '0' && c <= '9')

@@ -188,10 +188,16 @@ void headers_for_upstream(struct headers *out,
                           const struct headers_up_ctx *ctx)
 {
     /* fields quorumgate sets itself, or the transport does */
-    static const char *const own[] = {
-        "Host", "Expect", "X-Forwarded-For", "X-Forwarded-Proto",
-        "X-Forwarded-Host", "Forwarded", "X-Client-CertPem",
+#define OWN(s) {s, sizeof(s) - 1}
+    static const struct {
+        const char *name;
+        size_t len;
+    } own[] = {
+        OWN("Host"), OWN("Expect"), OWN("X-Forwarded-For"),
+        OWN("X-Forwarded-Proto"), OWN("X-Forwarded-Host"), OWN("Forwarded"),
+        OWN("X-Client-CertPem"),
     };
+#undef OWN
     char *conn = headers_connection_in(in, n);
     const struct listener_header *host = headers_find_in(in, n, "Host");
     if (host && !headers_host_ok(host->value, host->value_len))
@@ -208,7 +214,8 @@ void headers_for_upstream(struct headers *out,
                     util_strncaseeq(f->name, f->name_len,
                                     ctx->request_id_header);
         for (size_t k = 0; !skip && k < ARRAY_LEN(own); k++)
-            skip = util_strncaseeq(f->name, f->name_len, own[k]);
+            skip = f->name_len == own[k].len &&
+                   util_strncaseeq(f->name, f->name_len, own[k].name);
         if (skip)
             continue;
         has_accept |= util_strncaseeq(f->name, f->name_len, "Accept");
