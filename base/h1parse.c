@@ -126,9 +126,8 @@ static enum h1parse_result h1parse_status_line(struct h1parse *p,
         return h1parse_fail(p, "status code out of range");
     if (n > 12 && s[12] != ' ')
         return h1parse_fail(p, "malformed status line");
-    for (size_t i = 13; i < n; i++)
-        if (!http_vchar((unsigned char)s[i]))
-            return h1parse_fail(p, "control character in the reason");
+    if (n > 13 && !http_field_value(s + 13, n - 13))
+        return h1parse_fail(p, "control character in the reason");
     if (status == 101)
         return h1parse_fail(p, "unexpected protocol switch");
     p->minor = s[7] - '0';
@@ -147,14 +146,12 @@ static enum h1parse_result h1parse_field(struct h1parse *p, const char *s,
     if (!colon || colon == s)
         return h1parse_fail(p, "malformed header field");
     size_t nlen = (size_t)(colon - s);
-    for (size_t i = 0; i < nlen; i++)
-        if (!http_tchar((unsigned char)s[i]))
-            return h1parse_fail(p, "malformed header name");
+    if (!http_token(s, nlen))
+        return h1parse_fail(p, "malformed header name");
     const char *v = colon + 1;
     size_t vlen = n - nlen - 1;
-    for (size_t i = 0; i < vlen; i++)
-        if (!http_vchar((unsigned char)v[i]))
-            return h1parse_fail(p, "control character in a header value");
+    if (!http_field_value(v, vlen))
+        return h1parse_fail(p, "control character in a header value");
     http_trim(&v, &vlen);
     if (++p->n_headers > p->lim.max_headers)
         return h1parse_fail(p, "too many header fields");

@@ -75,9 +75,8 @@ static enum h1req_result h1req_request_line(struct h1req *p, const char *s,
     if (!sp1 || sp1 == s)
         return h1req_bad(p, "malformed request line");
     size_t mlen = (size_t)(sp1 - s);
-    for (size_t i = 0; i < mlen; i++)
-        if (!http_tchar((unsigned char)s[i]))
-            return h1req_bad(p, "malformed request method");
+    if (!http_token(s, mlen))
+        return h1req_bad(p, "malformed request method");
     if (mlen > H1REQ_MAX_METHOD)
         return h1req_bad(p, "request method too long");
     const char *t = sp1 + 1;
@@ -213,14 +212,12 @@ static enum h1req_result h1req_field(struct h1req *p, const char *s,
     if (!colon || colon == s)
         return h1req_bad(p, "malformed header field");
     size_t nlen = (size_t)(colon - s);
-    for (size_t i = 0; i < nlen; i++) /* no whitespace before the colon */
-        if (!http_tchar((unsigned char)s[i]))
-            return h1req_bad(p, "invalid character in a header field name");
+    if (!http_token(s, nlen)) /* no whitespace before the colon */
+        return h1req_bad(p, "invalid character in a header field name");
     const char *v = colon + 1;
     size_t vlen = n - nlen - 1;
-    for (size_t i = 0; i < vlen; i++)
-        if (!http_vchar((unsigned char)v[i]))
-            return h1req_bad(p, "control character in a header field value");
+    if (!http_field_value(v, vlen))
+        return h1req_bad(p, "control character in a header field value");
     http_trim(&v, &vlen);
     if (++p->n_headers > p->lim.max_headers)
         return h1req_fail(p, H1REQ_E_TOO_LARGE,

@@ -1,6 +1,7 @@
 /* http.c - see http.h. */
 #include "base/http.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -46,6 +47,40 @@ const char *http_status_class(int status)
     if (status < 100 || status > 599)
         return "other";
     return classes[status / 100 - 1];
+}
+
+/* !#$%&'*+-.^_`| ~ DIGIT ALPHA; bytes from 0x80 up are not (zero) */
+const bool http_tchar_table[256] = {
+    /*  0 1 2 3 4 5 6 7 8 9 a b c d e f */
+    [0x20] =
+        0,1,0,1,1,1,1,1,0,0,1,1,0,1,1,0, /* 0x20  !"#$%&'()*+,-./ */
+        1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,0, /* 0x30 0123456789:;<=>? */
+        0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 0x40 @ABCDEFGHIJKLMNO */
+        1,1,1,1,1,1,1,1,1,1,1,0,0,0,1,1, /* 0x50 PQRSTUVWXYZ[\]^_ */
+        1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 0x60 `abcdefghijklmno */
+        1,1,1,1,1,1,1,1,1,1,1,0,1,0,1,0, /* 0x70 pqrstuvwxyz{|}~ DEL */
+};
+
+/* Eight bytes at a time (most values are dates, types, ids: 10 to 40
+ * bytes, on every request and answer): a word with no byte below 0x20 and
+ * none equal to 0x7f is all field-value characters; a word that has one is
+ * looked at byte by byte (HTAB is allowed). */
+bool http_field_value(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, d;
+        memcpy(&w, s + i, 8);
+        d = w ^ (ones * 0x7f); /* a zero byte where w has 0x7f */
+        if (((w - ones * 0x20) | (d - ones)) & ~w & highs)
+            break; /* below 0x20 or 0x7f somewhere (or a false alarm
+                      next to such a byte): decided below */
+    }
+    for (; i < n; i++)
+        if (!http_vchar((unsigned char)s[i]))
+            return false;
+    return true;
 }
 
 bool http_is_hop_by_hop(const char *name, size_t len)

@@ -37,13 +37,12 @@ bool http_is_hop_by_hop(const char *name, size_t len);
 bool http_connection_lists(const char *connection_value, const char *name,
                            size_t len);
 
-/* RFC 9110 5.6.2 tchar: the characters of a token (method, field name). */
+/* RFC 9110 5.6.2 tchar: the characters of a token (method, field name).
+ * A table: every field name of every request and answer goes through it. */
+extern const bool http_tchar_table[256];
 static inline bool http_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-        (c >= 'A' && c <= 'Z'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return http_tchar_table[c];
 }
 
 /* The characters of a field value (VCHAR, obs-text, SP, HTAB). */
@@ -51,6 +50,18 @@ static inline bool http_vchar(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
+
+/* True when all of [s, s + n) are tchar. */
+static inline bool http_token(const char *s, size_t n)
+{
+    bool ok = true;
+    for (size_t i = 0; i < n; i++)
+        ok &= http_tchar((unsigned char)s[i]);
+    return ok;
+}
+
+/* True when all of [s, s + n) are field-value characters. */
+bool http_field_value(const char *s, size_t n);
 
 /* Optional whitespace (RFC 9110 5.6.3). */
 static inline bool http_ows(char c)
