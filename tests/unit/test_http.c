@@ -106,6 +106,41 @@ static void test_connection_lists(void **state)
     assert_true(http_connection_lists("x-foo", "x-foo-longer", 5));
 }
 
+/* The table and the eight-bytes-at-a-time test against their definitions
+ * (RFC 9110 5.6.2 tchar; VCHAR, obs-text, SP, HTAB). */
+static void test_char_classes(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 256; c++) {
+        bool t = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                 (c >= 'A' && c <= 'Z') ||
+                 (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        assert_int_equal(http_tchar((unsigned char)c), t);
+        char one = (char)c;
+        assert_int_equal(http_token(&one, 1), t);
+    }
+    char v[40];
+    for (size_t n = 0; n <= sizeof(v); n++) {
+        memset(v, 'a', sizeof(v));
+        assert_true(http_field_value(v, n));
+        for (size_t i = 0; i < n; i++) {
+            static const unsigned char probe[] = {0x00, 0x01, '\t', '\n',
+                                                  '\r', 0x1f, ' ', 0x7e,
+                                                  0x7f, 0x80, 0xff};
+            for (size_t k = 0; k < sizeof(probe); k++) {
+                v[i] = (char)probe[k];
+                bool ok = probe[k] == '\t' ||
+                          (probe[k] >= 0x20 && probe[k] != 0x7f);
+                assert_int_equal(http_field_value(v, n), ok);
+            }
+            v[i] = 'a';
+        }
+    }
+    assert_true(http_token("X-Request-Id", 12));
+    assert_false(http_token("X Request", 9));
+    assert_false(http_token("Name:", 5));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +149,7 @@ int main(void)
         cmocka_unit_test(test_status_class),
         cmocka_unit_test(test_hop_by_hop),
         cmocka_unit_test(test_connection_lists),
+        cmocka_unit_test(test_char_classes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
