@@ -309,16 +309,25 @@ static struct request *request_alloc(struct worker *w)
     }
     rq = list_entry(l, struct request, link);
     w->n_spare_requests--;
-    struct request keep = *rq;
+    /* the storage kept from one request to the next, field by field (a
+     * copy of the whole 3.5 KB struct was ~440 instructions per request) */
+    struct headers up_headers = rq->up_headers;
+    struct headers answer_headers = rq->answer_headers;
+    struct buf resp_hdr_data = rq->up.resp_hdr_data;
+    struct upstream_header *resp_hdrs = rq->up.resp_hdrs;
+    int cap_resp_hdrs = rq->up.cap_resp_hdrs;
+    struct buf resp_body = rq->up.resp_body;
+    char *url = rq->url;
+    struct loop_timer *timer = rq->timer;
     memset(rq, 0, sizeof(*rq));
-    rq->up_headers = keep.up_headers;
-    rq->answer_headers = keep.answer_headers;
-    rq->up.resp_hdr_data = keep.up.resp_hdr_data;
-    rq->up.resp_hdrs = keep.up.resp_hdrs;
-    rq->up.cap_resp_hdrs = keep.up.cap_resp_hdrs;
-    rq->up.resp_body = keep.up.resp_body;
-    rq->url = keep.url;
-    rq->timer = keep.timer;
+    rq->up_headers = up_headers;
+    rq->answer_headers = answer_headers;
+    rq->up.resp_hdr_data = resp_hdr_data;
+    rq->up.resp_hdrs = resp_hdrs;
+    rq->up.cap_resp_hdrs = cap_resp_hdrs;
+    rq->up.resp_body = resp_body;
+    rq->url = url;
+    rq->timer = timer;
     list_init(&rq->link);
     list_init(&rq->wait_link);
     list_init(&rq->pipe.redis_wait.link);
