@@ -75,14 +75,23 @@ static bool classify_has_header(const struct listener_header *h, int n,
     return false;
 }
 
+/* A literal and its length, for the prefix tables below. */
+struct classify_prefix {
+    const char *s;
+    size_t len;
+};
+#define CLASSIFY_PREFIX(s) {s, sizeof(s) - 1}
+
 /* "/edge/client/v1/..." or "/edge/management/v1/..." -> the rest, or NULL */
 static const char *classify_api_rest(const char *p)
 {
-    static const char *const bases[] = {"/edge/client/v1",
-                                        "/edge/management/v1"};
+    static const struct classify_prefix bases[] = {
+        CLASSIFY_PREFIX("/edge/client/v1"),
+        CLASSIFY_PREFIX("/edge/management/v1"),
+    };
     for (size_t i = 0; i < ARRAY_LEN(bases); i++)
-        if (util_has_prefix(p, bases[i]))
-            return p + strlen(bases[i]);
+        if (strncmp(p, bases[i].s, bases[i].len) == 0)
+            return p + bases[i].len;
     return NULL;
 }
 
@@ -127,24 +136,35 @@ static enum classify_call classify_call_of(enum http_method m, const char *p)
  * path as if under /edge/client/v1, webapis/client-api.go newHandler). */
 static bool classify_not_client_default(const char *p)
 {
-    static const char *const others[] = {"/edge", "/fabric", "/.well-known",
-                                         "/oidc", "/health-checks"};
+    static const struct classify_prefix others[] = {
+        CLASSIFY_PREFIX("/edge"), CLASSIFY_PREFIX("/fabric"),
+        CLASSIFY_PREFIX("/.well-known"), CLASSIFY_PREFIX("/oidc"),
+        CLASSIFY_PREFIX("/health-checks"),
+    };
     for (size_t i = 0; i < ARRAY_LEN(others); i++)
-        if (util_has_prefix(p, others[i]))
+        if (strncmp(p, others[i].s, others[i].len) == 0)
             return true;
     return strcmp(p, "/") == 0 || strcmp(p, "/version") == 0;
 }
 
+/* Room classify_client_path needs for a path of len bytes. */
+#define CLASSIFY_CLIENT_ROOM(len) ((len) + sizeof("/edge/client/v1"))
+
 /* The client API's own rewriting: /edge/v1 is the client API, and a path
  * outside /edge, /fabric and /.well-known goes under /edge/client/v1.
- * Returns a malloc'ed path. */
-static char *classify_client_path(const char *p)
+ * Written to out, which has CLASSIFY_CLIENT_ROOM(strlen(p)) bytes. */
+static void classify_client_path(const char *p, char *out)
 {
-    if (util_has_prefix(p, "/edge/v1") && (p[8] == '/' || p[8] == '\0'))
-        return xasprintf("/edge/client/v1%s", p + 8);
-    if (!classify_not_client_default(p))
-        return xasprintf("/edge/client/v1%s", p);
-    return xstrdup(p);
+    const char *prefix = "", *rest = p;
+    if (util_has_prefix(p, "/edge/v1") && (p[8] == '/' || p[8] == '\0')) {
+        prefix = "/edge/client/v1";
+        rest = p + 8;
+    } else if (!classify_not_client_default(p)) {
+        prefix = "/edge/client/v1";
+    }
+    size_t plen = strlen(prefix), rlen = strlen(rest);
+    memcpy(out, prefix, plen);
+    memcpy(out + plen, rest, rlen + 1);
 }
 
 static bool classify_is_mfa(enum classify_call c)
@@ -157,11 +177,16 @@ static bool classify_is_mfa(enum classify_call c)
  * controller rewrites the decoded path before it cleans it: rewritten then
  * cleaned (what it does), and cleaned then rewritten; an MFA call in either
  * wins (classifying a path the controller will 404 as MFA costs nothing,
- * missing one that reaches the MFA handlers loses the gate). */
+ * missing one that reaches the MFA handlers loses the gate).  scratch has
+ * CLASSIFY_SCRATCH(len) bytes; the path returned is in it. */
+#define CLASSIFY_SCRATCH(len) (4 * CLASSIFY_CLIENT_ROOM(len))
 static char *classify_canonical(enum http_method m, const char *path,
-                                size_t len, enum classify_call *call)
+                                size_t len, enum classify_call *call,
+                                char *scratch)
 {
-    char *dec = xmalloc(len + 1);
+    char *dec = scratch, *b = dec + CLASSIFY_CLIENT_ROOM(len),
+         *a = b + CLASSIFY_CLIENT_ROOM(len),
+         *a2 = a + CLASSIFY_CLIENT_ROOM(len);
     size_t n = 0;
     for (size_t i = 0; i < len; i++) { /* decoded, not cleaned */
         int hi = i + 2 < len ? util_hexval(path[i + 1]) : -1;
@@ -174,21 +199,16 @@ static char *classify_canonical(enum http_method m, const char *path,
         }
     }
     dec[n] = '\0';
-    char *b = classify_client_path(dec);
+    classify_client_path(dec, b);
     classify_clean(b, strlen(b));
-    char *a = xmalloc(len + 1);
     classify_normalise(path, len, a, len + 1);
-    char *a2 = classify_client_path(a);
+    classify_client_path(a, a2);
     enum classify_call cb = classify_call_of(m, b);
     enum classify_call ca = classify_call_of(m, a2);
-    free(dec);
-    free(a);
     if (classify_is_mfa(cb) && !classify_is_mfa(ca)) {
-        free(a2);
         *call = cb;
         return b;
     }
-    free(b);
     *call = ca;
     return a2;
 }
@@ -198,7 +218,13 @@ void classify_request(const struct config_routing *rt, enum http_method m,
                       const struct listener_header *headers, int n_headers,
                       struct classify_result *out)
 {
-    char *p = classify_canonical(m, path, path_len, &out->call);
+    /* on the stack for ordinary paths (this runs for every request) */
+    char stack[CLASSIFY_SCRATCH(256)];
+    char *heap = CLASSIFY_SCRATCH(path_len) > sizeof(stack)
+                     ? xmalloc(CLASSIFY_SCRATCH(path_len))
+                     : NULL;
+    char *p = classify_canonical(m, path, path_len, &out->call,
+                                 heap ? heap : stack);
     out->row = -1;
     out->totp_write = CALL_OTHER;
     if (strcmp(p, "/oidc/login/totp/enroll") == 0)
@@ -224,7 +250,7 @@ void classify_request(const struct config_routing *rt, enum http_method m,
         out->row = i;
         break;
     }
-    free(p);
+    free(heap);
 }
 
 const char *classify_call_name(enum classify_call c)
