@@ -104,7 +104,7 @@ static void h1conn_build(struct h1conn *k, struct h1x *x)
             v = colon + 1;
         } else {
             name = headers_name(r->fields, i);
-            nlen = strlen(name);
+            nlen = headers_name_len(r->fields, i);
             v = headers_value(r->fields, i);
         }
         const char *raw = v;

@@ -9,8 +9,9 @@
 #include "io/upstream.h"
 #include "base/util.h"
 
-void headers_add(struct headers *h, const char *name, size_t name_len,
-                 const char *value, size_t value_len)
+/* A field whose value is appended to h->data piece by piece, then
+ * headers_close. */
+static void headers_open(struct headers *h, const char *name, size_t name_len)
 {
     if (h->n == h->cap) {
         h->cap = h->cap ? 2 * h->cap : 16;
@@ -20,9 +21,20 @@ void headers_add(struct headers *h, const char *name, size_t name_len,
     buf_append(&h->data, name, name_len);
     buf_putc(&h->data, '\0');
     h->off[2 * h->n + 1] = (uint32_t)h->data.len;
-    buf_append(&h->data, value, value_len);
+}
+
+static void headers_close(struct headers *h)
+{
     buf_putc(&h->data, '\0');
     h->n++;
+}
+
+void headers_add(struct headers *h, const char *name, size_t name_len,
+                 const char *value, size_t value_len)
+{
+    headers_open(h, name, name_len);
+    buf_append(&h->data, value, value_len);
+    headers_close(h);
 }
 
 void headers_adds(struct headers *h, const char *name, const char *value)
@@ -33,6 +45,12 @@ void headers_adds(struct headers *h, const char *name, const char *value)
 const char *headers_name(const struct headers *h, int i)
 {
     return h->data.data + h->off[2 * i];
+}
+
+size_t headers_name_len(const struct headers *h, int i)
+{
+    /* the value follows the name and its NUL */
+    return h->off[2 * i + 1] - h->off[2 * i] - 1;
 }
 
 const char *headers_value(const struct headers *h, int i)
@@ -229,70 +247,79 @@ void headers_for_upstream(struct headers *out,
         headers_adds(out, "Content-Type", "");
     headers_adds(out, "Expect", "");
 
-    struct buf v = {0};
+    /* the values are written in place (out->data) */
+    struct buf *v = &out->data;
+    headers_open(out, "X-Forwarded-For", 15);
     if (ctx->trust_forwarded && xff) {
-        buf_append(&v, xff->value, xff->value_len);
-        buf_puts(&v, ", ");
+        buf_append(v, xff->value, xff->value_len);
+        buf_puts(v, ", ");
     }
-    buf_puts(&v, ctx->client_addr);
-    headers_add(out, "X-Forwarded-For", 15, v.data, v.len);
+    buf_puts(v, ctx->client_addr);
+    headers_close(out);
     headers_adds(out, "X-Forwarded-Proto", proto);
     if (host)
         headers_add(out, "X-Forwarded-Host", 16, host->value,
                     host->value_len);
 
-    buf_reset(&v);
+    headers_open(out, "Forwarded", 9);
     if (ctx->trust_forwarded && fwd) {
-        buf_append(&v, fwd->value, fwd->value_len);
-        buf_puts(&v, ", ");
+        buf_append(v, fwd->value, fwd->value_len);
+        buf_puts(v, ", ");
     }
     bool v6 = strchr(ctx->client_addr, ':') != NULL;
     /* for=ADDR or for="[ADDR]" (RFC 7239 6), without printf: it runs on
      * every forwarded request */
-    buf_puts(&v, v6 ? "for=\"[" : "for=");
-    buf_puts(&v, ctx->client_addr);
-    buf_puts(&v, v6 ? "]\";proto=" : ";proto=");
-    buf_puts(&v, proto);
+    buf_puts(v, v6 ? "for=\"[" : "for=");
+    buf_puts(v, ctx->client_addr);
+    buf_puts(v, v6 ? "]\";proto=" : ";proto=");
+    buf_puts(v, proto);
     if (host && host->value_len) {
-        buf_puts(&v, ";host=\"");
+        buf_puts(v, ";host=\"");
         for (size_t i = 0; i < host->value_len; i++) {
             char c = host->value[i];
             if (c != '"' && c != '\\')
-                buf_putc(&v, c);
+                buf_putc(v, c);
         }
-        buf_putc(&v, '"');
+        buf_putc(v, '"');
     }
-    headers_add(out, "Forwarded", 9, v.data, v.len);
-    buf_free(&v);
+    headers_close(out);
     free(conn);
     headers_adds(out, ctx->request_id_header, ctx->request_id);
 }
 
 void headers_for_client(struct headers *out, const struct upstream_req *r)
 {
-    /* every Connection field line counts (RFC 9110 5.3) */
-    struct buf conn = {0};
-    bool found = false;
+    /* every Connection field line counts (RFC 9110 5.3): the one value
+     * as it is (NUL-terminated in resp_hdr_data), several joined */
+    struct buf joined = {0};
+    const char *conn = NULL;
+    int n_conn = 0;
     for (int i = 0; i < r->n_resp_hdrs; i++) {
         const struct upstream_header *h = &r->resp_hdrs[i];
+        const char *value = r->resp_hdr_data.data + h->value_off;
         if (!util_strncaseeq(r->resp_hdr_data.data + h->name_off, h->name_len,
                              "Connection"))
             continue;
-        if (found)
-            buf_putc(&conn, ',');
-        buf_append(&conn, r->resp_hdr_data.data + h->value_off, h->value_len);
-        found = true;
+        if (n_conn == 1)
+            buf_puts(&joined, conn);
+        if (n_conn >= 1) {
+            buf_putc(&joined, ',');
+            buf_append(&joined, value, h->value_len);
+        }
+        conn = value;
+        n_conn++;
     }
-    char *conn_copy = found ? buf_steal(&conn, NULL) : NULL;
+    if (n_conn > 1)
+        conn = joined.data;
     for (int i = 0; i < r->n_resp_hdrs; i++) {
         const struct upstream_header *h = &r->resp_hdrs[i];
         const char *name = r->resp_hdr_data.data + h->name_off;
-        if (headers_is_hop(name, h->name_len, conn_copy) &&
+        if (headers_is_hop(name, h->name_len, conn) &&
             !(r->method == HTTP_HEAD &&
               util_strncaseeq(name, h->name_len, "Content-Length")))
             continue; /* a HEAD answer keeps the length it describes */
         headers_add(out, name, h->name_len,
                     r->resp_hdr_data.data + h->value_off, h->value_len);
     }
-    free(conn_copy);
+    buf_free(&joined);
 }

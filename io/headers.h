@@ -35,6 +35,8 @@ void headers_add(struct headers *h, const char *name, size_t name_len,
                  const char *value, size_t value_len);
 void headers_adds(struct headers *h, const char *name, const char *value);
 const char *headers_name(const struct headers *h, int i);
+/* strlen(headers_name(h, i)), without the scan. */
+size_t headers_name_len(const struct headers *h, int i);
 const char *headers_value(const struct headers *h, int i);
 /* First value of name (case-insensitive) or NULL. */
 const char *headers_get(const struct headers *h, const char *name);
