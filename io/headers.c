@@ -37,11 +37,6 @@ void headers_add(struct headers *h, const char *name, size_t name_len,
     headers_close(h);
 }
 
-void headers_adds(struct headers *h, const char *name, const char *value)
-{
-    headers_add(h, name, strlen(name), value, strlen(value));
-}
-
 const char *headers_name(const struct headers *h, int i)
 {
     return h->data.data + h->off[2 * i];

@@ -33,7 +33,13 @@ struct headers {
 
 void headers_add(struct headers *h, const char *name, size_t name_len,
                  const char *value, size_t value_len);
-void headers_adds(struct headers *h, const char *name, const char *value);
+/* Inline: most names and values are literals, whose lengths are
+ * constants. */
+static inline void headers_adds(struct headers *h, const char *name,
+                                const char *value)
+{
+    headers_add(h, name, strlen(name), value, strlen(value));
+}
 const char *headers_name(const struct headers *h, int i);
 /* strlen(headers_name(h, i)), without the scan. */
 size_t headers_name_len(const struct headers *h, int i);
