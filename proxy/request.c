@@ -318,6 +318,7 @@ static struct request *request_alloc(struct worker *w)
     int cap_resp_hdrs = rq->up.cap_resp_hdrs;
     struct buf resp_body = rq->up.resp_body;
     char *url = rq->url;
+    size_t url_cap = rq->url_cap;
     struct loop_timer *timer = rq->timer;
     memset(rq, 0, sizeof(*rq));
     rq->up_headers = up_headers;
@@ -327,6 +328,7 @@ static struct request *request_alloc(struct worker *w)
     rq->up.cap_resp_hdrs = cap_resp_hdrs;
     rq->up.resp_body = resp_body;
     rq->url = url;
+    rq->url_cap = url_cap;
     rq->timer = timer;
     list_init(&rq->link);
     list_init(&rq->wait_link);
@@ -348,6 +350,7 @@ static void request_release(struct request *rq)
     upstream_req_free(&rq->aux);
     free(rq->aux_url);
     rq->aux_url = NULL;
+    rq->aux_url_cap = 0;
     request_aux_auth_free(rq);
     if (w->n_spare_requests < REQUEST_SPARES && !w->draining) {
         /* keep ordinary amounts of storage, not what a huge one grew */

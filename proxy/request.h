@@ -80,6 +80,7 @@ struct request {
     /* attempts */
     struct upstream_req up;            /* owned */
     char *url;                         /* owned: URL of the current attempt */
+    size_t url_cap;                    /* bytes allocated at url */
     struct request_attempt attempts[REQUEST_MAX_ATTEMPTS];
     int n_attempts;                    /* attempts at the request itself */
     int n_log;                         /* entries in attempts[] */
@@ -101,6 +102,7 @@ struct request {
     int n_reads;                       /* state reads made so far */
     int n_read_failures;               /* ... that got no usable answer */
     char *aux_url;                     /* owned */
+    size_t aux_url_cap;                /* bytes allocated at aux_url */
     char *aux_auth;                    /* owned, wiped: a state read's own
                                           Authorization line, or NULL */
     const char *aux_lines[2];          /* that read's header lines (into

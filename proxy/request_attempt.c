@@ -84,14 +84,17 @@ static void request_attempt_success(struct request *rq)
 /* ---- attempts ------------------------------------------------------------ */
 
 static void request_attempt_url(struct request *rq, int node,
-                                const char *target, char **dst)
+                                const char *target, char **dst, size_t *cap)
 {
     struct cluster *c = request_app(rq)->cluster;
     const char *base = c->nodes[node].base_url;
     size_t nb = strlen(base), nt = strlen(target);
-    /* realloc keeps the block when it is big enough: the URL buffer of a
-     * recycled request is reused */
-    *dst = xrealloc(*dst, nb + nt + 1);
+    /* the URL buffer of a recycled request is reused as it is when it is
+     * big enough */
+    if (nb + nt + 1 > *cap) {
+        *dst = xrealloc(*dst, nb + nt + 1);
+        *cap = nb + nt + 1;
+    }
     memcpy(*dst, base, nb);
     memcpy(*dst + nb, target, nt + 1);
 }
@@ -114,7 +117,7 @@ void request_attempt_start(struct request *rq, int node)
     rq->node = node;
     rq->n_attempts++;
     rq->route.tried |= nodeset_of(node);
-    request_attempt_url(rq, node, ex->url, &rq->url);
+    request_attempt_url(rq, node, ex->url, &rq->url, &rq->url_cap);
     rq->up.method = ex->method;
     rq->up.method_name = ex->method_name;
     rq->up.url = rq->url;
@@ -210,7 +213,7 @@ void request_attempt_aux_get_as(struct request *rq, int node,
                                 void (*done)(struct upstream_req *r,
                                              void *arg))
 {
-    request_attempt_url(rq, node, path, &rq->aux_url);
+    request_attempt_url(rq, node, path, &rq->aux_url, &rq->aux_url_cap);
     rq->aux_node = node;
     rq->aux.method = HTTP_GET;
     rq->aux.url = rq->aux_url;
