@@ -20,8 +20,8 @@ void buf_reserve(struct buf *b, size_t extra)
     b->cap = cap;
 }
 
-/* One conversion of the plain kind buf_fmt_plain formats, at p (after the
- * '%'): its conversion character ('s', 'd', 'u' or '%') and its length
+/* One conversion of the plain kind buf_fmt_plain formats, at *p (after
+ * the '%'): its conversion character ('s', 'd', 'u' or '%') and its length
  * modifier in *len (0 none, 1 l, 2 ll, 3 z); NUL for anything else. */
 static char buf_fmt_conv(const char **p, int *len)
 {
@@ -41,32 +41,28 @@ static char buf_fmt_conv(const char **p, int *len)
     return c;
 }
 
-/* True when every conversion in fmt is %s %d %ld %lld %u %lu %llu %zu or
- * %% without flags, width or precision. */
-static bool buf_fmt_is_plain(const char *fmt)
+/* What vsnprintf makes of fmt when its conversions are all %s %d %ld %lld
+ * %u %lu %llu %zu or %% without flags, width or precision, without stdio:
+ * the answer's status line and Content-Length are formatted on every
+ * request (vsnprintf was ~2,000 instructions per request).  False, with
+ * some of the output appended, at any other conversion. */
+static bool buf_fmt_plain(struct buf *b, const char *fmt, va_list ap)
 {
-    int len;
-    for (const char *p = strchr(fmt, '%'); p; p = strchr(p, '%')) {
+    const char *lit = fmt, *p = fmt;
+    while (*p) {
+        if (*p != '%') {
+            p++;
+            continue;
+        }
+        buf_append(b, lit, (size_t)(p - lit));
         p++;
-        if (!buf_fmt_conv(&p, &len))
-            return false;
-    }
-    return true;
-}
-
-/* What vsnprintf makes of a plain format (buf_fmt_is_plain), without
- * stdio: the answer's status line and Content-Length are formatted on
- * every request (vsnprintf was ~2,000 instructions per request). */
-static void buf_fmt_plain(struct buf *b, const char *fmt, va_list ap)
-{
-    const char *p = fmt;
-    for (const char *pct; (pct = strchr(p, '%')); ) {
-        buf_append(b, p, (size_t)(pct - p));
-        p = pct + 1;
         int len;
         char c = buf_fmt_conv(&p, &len);
+        lit = p;
         unsigned long long u;
         bool neg = false;
+        if (c == '\0')
+            return false;
         if (c == '%') {
             buf_putc(b, '%');
             continue;
@@ -97,16 +93,12 @@ static void buf_fmt_plain(struct buf *b, const char *fmt, va_list ap)
             *--d = '-';
         buf_append(b, d, (size_t)(digits + sizeof(digits) - d));
     }
-    buf_puts(b, p);
+    buf_append(b, lit, (size_t)(p - lit));
+    return true;
 }
 
-void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+static void buf_vprintf_stdio(struct buf *b, const char *fmt, va_list ap)
 {
-    if (buf_fmt_is_plain(fmt)) {
-        buf_reserve(b, 64);
-        buf_fmt_plain(b, fmt, ap);
-        return;
-    }
     va_list ap2;
     va_copy(ap2, ap);
     buf_reserve(b, 64);
@@ -119,6 +111,20 @@ void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     }
     va_end(ap2);
     b->len += (size_t)n;
+}
+
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+{
+    size_t start = b->len;
+    va_list ap2;
+    va_copy(ap2, ap);
+    buf_reserve(b, 64);
+    if (!buf_fmt_plain(b, fmt, ap)) { /* back to where it started */
+        b->len = start;
+        b->data[start] = '\0';
+        buf_vprintf_stdio(b, fmt, ap2);
+    }
+    va_end(ap2);
 }
 
 void buf_printf(struct buf *b, const char *fmt, ...)
