@@ -82,6 +82,13 @@ struct classify_prefix {
 };
 #define CLASSIFY_PREFIX(s) {s, sizeof(s) - 1}
 
+/* Whether p starts with s[0..len), len >= 2: the second byte first, since
+ * every path starts with '/' (p[1] is read only after p[0] matched). */
+static bool classify_prefixed(const char *p, const char *s, size_t len)
+{
+    return p[0] == s[0] && p[1] == s[1] && strncmp(p, s, len) == 0;
+}
+
 /* "/edge/client/v1/..." or "/edge/management/v1/..." -> the rest, or NULL */
 static const char *classify_api_rest(const char *p)
 {
@@ -90,7 +97,7 @@ static const char *classify_api_rest(const char *p)
         CLASSIFY_PREFIX("/edge/management/v1"),
     };
     for (size_t i = 0; i < ARRAY_LEN(bases); i++)
-        if (strncmp(p, bases[i].s, bases[i].len) == 0)
+        if (classify_prefixed(p, bases[i].s, bases[i].len))
             return p + bases[i].len;
     return NULL;
 }
@@ -142,7 +149,7 @@ static bool classify_not_client_default(const char *p)
         CLASSIFY_PREFIX("/health-checks"),
     };
     for (size_t i = 0; i < ARRAY_LEN(others); i++)
-        if (strncmp(p, others[i].s, others[i].len) == 0)
+        if (classify_prefixed(p, others[i].s, others[i].len))
             return true;
     return strcmp(p, "/") == 0 || strcmp(p, "/version") == 0;
 }
@@ -156,7 +163,7 @@ static bool classify_not_client_default(const char *p)
 static void classify_client_path(const char *p, char *out)
 {
     const char *prefix = "", *rest = p;
-    if (util_has_prefix(p, "/edge/v1") && (p[8] == '/' || p[8] == '\0')) {
+    if (classify_prefixed(p, "/edge/v1", 8) && (p[8] == '/' || p[8] == '\0')) {
         prefix = "/edge/client/v1";
         rest = p + 8;
     } else if (!classify_not_client_default(p)) {
