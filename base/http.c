@@ -69,8 +69,13 @@ bool http_field_value(const char *s, size_t n)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i < n; i += 8) {
         uint64_t w, d;
+        if (i + 8 > n) {
+            if (n < 8)
+                break;
+            i = n - 8; /* the last eight bytes, again in part */
+        }
         memcpy(&w, s + i, 8);
         d = w ^ (ones * 0x7f); /* a zero byte where w has 0x7f */
         if (((w - ones * 0x20) | (d - ones)) & ~w & highs)
