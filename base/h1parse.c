@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/http.h"
+#include "base/util.h"
 
 enum {
     ST_STATUS = 0,   /* status line */
@@ -39,18 +40,10 @@ static enum h1parse_result h1parse_fail(struct h1parse *p, const char *why)
     return H1P_ERROR;
 }
 
+/* a[0..n) equals b, a lower-case literal, but for case. */
 static bool h1parse_ieq(const char *a, size_t n, const char *b)
 {
-    if (strlen(b) != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (char)(x - 'A' + 'a');
-        if (x != y)
-            return false;
-    }
-    return true;
+    return util_strncaseeq(a, n, b);
 }
 
 /* Calls fn for each comma-separated, trimmed, non-empty element. */
