@@ -137,8 +137,10 @@ static bool h1req_host_ok(const char *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)v[i];
-        if (!(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'z') &&
-            !(c >= 'A' && c <= 'Z') && !strchr("-._~!$&'()*+,;=:[]%", c))
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+            (c >= 'A' && c <= 'Z') || c == '.' || c == ':' || c == '-')
+            continue; /* the usual ones without a strchr */
+        if (!strchr("-._~!$&'()*+,;=:[]%", c))
             return false;
     }
     return true;
