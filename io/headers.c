@@ -37,22 +37,6 @@ void headers_add(struct headers *h, const char *name, size_t name_len,
     headers_close(h);
 }
 
-const char *headers_name(const struct headers *h, int i)
-{
-    return h->data.data + h->off[2 * i];
-}
-
-size_t headers_name_len(const struct headers *h, int i)
-{
-    /* the value follows the name and its NUL */
-    return h->off[2 * i + 1] - h->off[2 * i] - 1;
-}
-
-const char *headers_value(const struct headers *h, int i)
-{
-    return h->data.data + h->off[2 * i + 1];
-}
-
 const char *headers_get(const struct headers *h, const char *name)
 {
     for (int i = 0; i < h->n; i++)
