@@ -90,12 +90,34 @@ static void test_buf_printf(void **state)
     buf_free(&g);
 }
 
+/* Every length through buf_append's fixed-size copies and the call. */
+static void test_buf_append(void **state)
+{
+    (void)state;
+    char src[80], want[200];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (char)('A' + i % 50);
+    for (size_t n = 0; n <= 70; n++) {
+        struct buf b = {0};
+        buf_puts(&b, "<");
+        buf_append(&b, src, n);
+        buf_append(&b, src + 3, n / 2);
+        buf_puts(&b, ">");
+        snprintf(want, sizeof(want), "<%.*s%.*s>", (int)n, src, (int)(n / 2),
+                 src + 3);
+        assert_string_equal(b.data, want);
+        assert_int_equal(b.len, strlen(want));
+        buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_whole),
         cmocka_unit_test(test_strcaseeq),
         cmocka_unit_test(test_buf_printf),
+        cmocka_unit_test(test_buf_append),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
