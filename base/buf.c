@@ -48,12 +48,8 @@ static char buf_fmt_conv(const char **p, int *len)
  * some of the output appended, at any other conversion. */
 static bool buf_fmt_plain(struct buf *b, const char *fmt, va_list ap)
 {
-    const char *lit = fmt, *p = fmt;
-    while (*p) {
-        if (*p != '%') {
-            p++;
-            continue;
-        }
+    const char *lit = fmt, *p;
+    while (*(p = strchrnul(lit, '%'))) {
         buf_append(b, lit, (size_t)(p - lit));
         p++;
         int len;
