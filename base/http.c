@@ -115,8 +115,7 @@ bool http_connection_lists(const char *value, const char *name, size_t len)
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
         const char *start = p;
-        while (*p && *p != ',')
-            p++;
+        p = strchrnul(p, ','); /* called for every field both ways */
         const char *end = p;
         while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
             end--;
