@@ -129,13 +129,13 @@ static enum classify_call classify_call_of(enum http_method m, const char *p)
     }
     if (strcmp(p, "/version") == 0 && m == HTTP_GET)
         return CALL_VERSION;
+    if (!classify_prefixed(p, "/oidc/", 6))
+        return CALL_OTHER; /* the rest are all under /oidc/ */
     if (strcmp(p, "/oidc/authorize") == 0)
         return CALL_OIDC_AUTHORIZE;
     if (strcmp(p, "/oidc/oauth/token") == 0 || strcmp(p, "/oidc/token") == 0)
         return CALL_OIDC_TOKEN;
-    if (util_has_prefix(p, "/oidc/"))
-        return CALL_OIDC_LOGIN;
-    return CALL_OTHER;
+    return CALL_OIDC_LOGIN;
 }
 
 /* Whether the path belongs to another API than the client one (the
@@ -234,13 +234,15 @@ void classify_request(const struct config_routing *rt, enum http_method m,
                                  heap ? heap : stack);
     out->row = -1;
     out->totp_write = CALL_OTHER;
-    if (strcmp(p, "/oidc/login/totp/enroll") == 0)
-        out->totp_write = m == HTTP_POST     ? CALL_MFA_CREATE
-                          : m == HTTP_DELETE ? CALL_MFA_DELETE
-                                             : CALL_OTHER;
-    else if (strcmp(p, "/oidc/login/totp/enroll/verify") == 0 &&
-             m == HTTP_POST)
-        out->totp_write = CALL_MFA_VERIFY;
+    if (classify_prefixed(p, "/oidc/", 6)) {
+        if (strcmp(p, "/oidc/login/totp/enroll") == 0)
+            out->totp_write = m == HTTP_POST     ? CALL_MFA_CREATE
+                              : m == HTTP_DELETE ? CALL_MFA_DELETE
+                                                 : CALL_OTHER;
+        else if (strcmp(p, "/oidc/login/totp/enroll/verify") == 0 &&
+                 m == HTTP_POST)
+            out->totp_write = CALL_MFA_VERIFY;
+    }
     out->cls = (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS)
                    ? ROUTE_READ
                    : ROUTE_WRITE;
