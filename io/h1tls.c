@@ -1,10 +1,12 @@
 /* h1tls.c - see h1tls.h.  Wraps OpenSSL 3 (libssl) for the upstream
- * client; base/crypto.c wraps its hashing side (libcrypto). */
+ * client and the HTTPS listeners; base/crypto.c wraps its hashing side
+ * (libcrypto). */
 #include "io/h1tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -91,6 +93,90 @@ fail:
     return NULL;
 }
 
+/* Every certificate of a PEM text, in order: to the chain (leaf first),
+ * or to the trust store and the list of CA names sent to clients. */
+static bool h1tls_load_certs(SSL_CTX *ctx, const char *pem, bool trust)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509 *x = NULL;
+    int n = 0;
+    bool ok = bio != NULL;
+    while (ok && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (trust)
+            ok = X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x) == 1 &&
+                 SSL_CTX_add_client_CA(ctx, x) == 1;
+        else if (n == 0)
+            ok = SSL_CTX_use_certificate(ctx, x) == 1;
+        else
+            ok = SSL_CTX_add1_chain_cert(ctx, x) == 1;
+        X509_free(x);
+        n++;
+    }
+    /* the loop ends on "no more PEM" (expected) or a broken one */
+    unsigned long e = ERR_peek_last_error();
+    if (ok && n > 0 && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+        ERR_clear_error();
+    else if (ok && e)
+        ok = false;
+    BIO_free(bio);
+    return ok && n > 0;
+}
+
+struct h1tls_ctx *h1tls_server_ctx_new(const char *cert_pem,
+                                       const char *key_pem,
+                                       const char *client_ca_pem, char *err,
+                                       size_t errlen)
+{
+    static const unsigned char sid_ctx[] = "quorumgate";
+    struct h1tls_ctx *c = xcalloc(1, sizeof(*c));
+    BIO *kb = NULL;
+    EVP_PKEY *key = NULL;
+    ERR_clear_error();
+    c->ctx = SSL_CTX_new(TLS_server_method());
+    if (!c->ctx) {
+        h1tls_errstr(err, errlen, "no context");
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION |
+                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(c->ctx, 1);
+    /* resumption: TLS 1.3 tickets, one per handshake; the server cache
+     * for TLS 1.2 session ids */
+    SSL_CTX_set_num_tickets(c->ctx, 1);
+    SSL_CTX_set_session_id_context(c->ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    if (!h1tls_load_certs(c->ctx, cert_pem, false)) {
+        h1tls_errstr(err, errlen, "cannot load the certificate");
+        goto fail;
+    }
+    kb = BIO_new_mem_buf(key_pem, -1);
+    key = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    if (!key || SSL_CTX_use_PrivateKey(c->ctx, key) != 1 ||
+        SSL_CTX_check_private_key(c->ctx) != 1) {
+        h1tls_errstr(err, errlen, "cannot load the private key (or it does "
+                                  "not match the certificate)");
+        goto fail;
+    }
+    if (client_ca_pem) {
+        if (!h1tls_load_certs(c->ctx, client_ca_pem, true)) {
+            h1tls_errstr(err, errlen, "cannot load the client CA");
+            goto fail;
+        }
+        SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+    }
+    BIO_free(kb);
+    EVP_PKEY_free(key);
+    return c;
+fail:
+    BIO_free(kb);
+    EVP_PKEY_free(key);
+    h1tls_ctx_free(c);
+    return NULL;
+}
+
 void h1tls_ctx_free(struct h1tls_ctx *c)
 {
     if (!c)
@@ -122,6 +208,19 @@ struct h1tls *h1tls_new(struct h1tls_ctx *c, int fd, const char *name,
     if (slot && *slot)
         SSL_set_session(t->ssl, *slot);
     SSL_set_connect_state(t->ssl);
+    return t;
+}
+
+struct h1tls *h1tls_accept_new(struct h1tls_ctx *c, int fd)
+{
+    struct h1tls *t = xcalloc(1, sizeof(*t));
+    t->ssl = SSL_new(c->ctx);
+    if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
+        h1tls_free(t);
+        return NULL;
+    }
+    SSL_set_app_data(t->ssl, t);
+    SSL_set_accept_state(t->ssl);
     return t;
 }
 
@@ -211,4 +310,17 @@ bool h1tls_pending(struct h1tls *t)
 bool h1tls_resumed(struct h1tls *t)
 {
     return SSL_session_reused(t->ssl) == 1;
+}
+
+bool h1tls_peer_cert(struct h1tls *t)
+{
+    return SSL_get0_peer_certificate(t->ssl) != NULL;
+}
+
+void h1tls_close_notify(struct h1tls *t)
+{
+    if (SSL_is_init_finished(t->ssl) &&
+        !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
+        (void)SSL_shutdown(t->ssl);
+    ERR_clear_error();
 }

@@ -1,8 +1,13 @@
-/* h1tls.h - client TLS for the upstream HTTP/1.1 client (h1client): an
- * OpenSSL SSL on a non-blocking socket, verification against the
- * configured CA (or the system store), SNI and host/IP checks, optional
- * client certificate, session resumption through a slot the caller keeps
- * per controller.  The only file of h1client that includes OpenSSL.
+/* h1tls.h - TLS on non-blocking sockets through OpenSSL (libssl), for
+ * both ends of quorumgate's HTTP/1.1:
+ * - the upstream client (h1client): verification against the configured
+ *   CA (or the system store), SNI and host/IP checks, optional client
+ *   certificate, session resumption through a slot the caller keeps per
+ *   controller;
+ * - the HTTPS listeners (listener_native.c): certificate chain and key
+ *   from PEM text, optional client certificates verified against a CA,
+ *   server-side session resumption (tickets and the session cache).
+ * The only file that includes libssl's headers.
  *
  * Ownership: a struct h1tls_ctx is owned by one h1client; a struct h1tls
  * by one connection; a session slot (void *) by the caller, released with
@@ -26,12 +31,22 @@ struct h1tls_ctx *h1tls_ctx_new(const char *ca_file, const char *cert_file,
                                 const char *key_file, bool verify, char *err,
                                 size_t errlen);
 void h1tls_ctx_free(struct h1tls_ctx *c);
+/* A server context: cert_pem (chain, leaf first) and key_pem are PEM
+ * text; client_ca_pem (NULL = none) makes clients be asked for a
+ * certificate, which must then verify against it (a client without one
+ * is still served).  NULL (and err) when any of them does not load. */
+struct h1tls_ctx *h1tls_server_ctx_new(const char *cert_pem,
+                                       const char *key_pem,
+                                       const char *client_ca_pem, char *err,
+                                       size_t errlen);
 
 /* name: the host the certificate must match (DNS name or IP literal); a
  * DNS name is also sent as SNI.  *slot: a session to resume, refreshed
  * with each new one the server issues. */
 struct h1tls *h1tls_new(struct h1tls_ctx *c, int fd, const char *name,
                         void **slot);
+/* The server end of an accepted connection. */
+struct h1tls *h1tls_accept_new(struct h1tls_ctx *c, int fd);
 void h1tls_free(struct h1tls *t);
 void h1tls_session_free(void **slot);
 
@@ -46,5 +61,9 @@ ssize_t h1tls_write(struct h1tls *t, const void *buf, size_t n,
 /* bytes decrypted and not read yet */
 bool h1tls_pending(struct h1tls *t);
 bool h1tls_resumed(struct h1tls *t);
+/* The peer presented a certificate (which verified). */
+bool h1tls_peer_cert(struct h1tls *t);
+/* Sends close_notify, once, without waiting for the peer's. */
+void h1tls_close_notify(struct h1tls *t);
 
 #endif

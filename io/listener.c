@@ -14,6 +14,7 @@
 
 #include "base/loop.h"
 #include "base/util.h"
+#include "io/h1tls.h"
 #include "io/listener_impl.h"
 
 /* ---- sockets ---------------------------------------------------------- */
@@ -292,12 +293,28 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     l->fd = -1;
     list_init(&l->conns);
     list_init(&l->done);
-    if (!l->tls && fd >= 0) {
-        /* plain HTTP on a socket of its own: the native server */
+    if (l->tls) {
+        char e[256];
+        l->tls_ctx = h1tls_server_ctx_new(tls->cert_pem, tls->key_pem,
+                                          tls->client_ca_pem, e, sizeof(e));
+        if (!l->tls_ctx) {
+            *err = xasprintf("cannot start the HTTPS listener: %s", e);
+            if (fd >= 0)
+                close(fd);
+            free(l->request_id_header);
+            free(l);
+            return NULL;
+        }
+    }
+    if (l->tls || fd >= 0) {
+        /* the native server; fd < 0: connections come through
+         * listener_adopt() (the passthrough's SNI split) */
         l->native = true;
         l->fd = fd;
-        l->io = loop_io_new(loop, fd, listener_native_accept, l);
-        loop_io_set(l->io, LOOP_READ);
+        if (fd >= 0) {
+            l->io = loop_io_new(loop, fd, listener_native_accept, l);
+            loop_io_set(l->io, LOOP_READ);
+        }
         l->soon = loop_defer_new(loop, listener_native_finish_all, l);
         return l;
     }
@@ -390,8 +407,11 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
 void listener_adopt(struct listener *l, int fd,
                     const struct sockaddr_storage *peer, socklen_t len)
 {
-    /* libmicrohttpd closes the socket itself when it cannot take it (an
-     * adopting listener is never native: it has no socket of its own) */
+    if (l->native) {
+        listener_native_adopt(l, fd, peer, len);
+        return;
+    }
+    /* libmicrohttpd closes the socket itself when it cannot take it */
     MHD_add_connection(l->d, fd, (const struct sockaddr *)peer, len);
     listener_run(l);
 }
@@ -422,6 +442,7 @@ void listener_free(struct listener *l)
     loop_io_free(l->io);
     loop_timer_free(l->timer);
     loop_defer_free(l->soon);
+    h1tls_ctx_free(l->tls_ctx);
     free(l->request_id_header);
     free(l);
 }

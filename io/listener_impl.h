@@ -16,6 +16,8 @@
 #include "base/list.h"
 #include "io/listener.h"
 
+struct h1tls_ctx;
+
 
 /* Buffers a native listener keeps for its connections' reads and request
  * heads: a connection holds them only while it reads or handles a
@@ -48,6 +50,7 @@ struct listener {
     struct listener_limits limits;
     int index;
     bool tls;
+    struct h1tls_ctx *tls_ctx;     /* owned: native HTTPS */
     bool quiesced;
     char *request_id_header;       /* owned */
     uint64_t rng;                  /* request id generator state */
@@ -172,6 +175,10 @@ void listener_native_finish_all(void *arg);
 void listener_native_respond(struct listener_exchange *ex, int status,
                              const char *const *headers, int n, char *body,
                              size_t len, bool close);
+/* A connection accepted elsewhere (the passthrough's SNI split). */
+void listener_native_adopt(struct listener *l, int fd,
+                           const struct sockaddr_storage *peer,
+                           socklen_t len);
 void listener_native_quiesce(struct listener *l);
 void listener_native_free(struct listener *l);
 

@@ -34,6 +34,7 @@
 #include "base/loop.h"
 #include "base/util.h"
 #include "io/framing.h"
+#include "io/h1tls.h"
 #include "io/listener_impl.h"
 
 /* Bytes read ahead beyond the current request (a pipelined next one) before
@@ -46,6 +47,9 @@
  * (nginx's lingering_close). */
 #define NATIVE_LINGER_MS 2000
 #define NATIVE_LINGER_BYTES (1024 * 1024)
+/* Over TLS, a body up to this size is copied behind the answer's head so
+ * that both go in one record and one system call. */
+#define NATIVE_TLS_MERGE (12 * 1024)
 
 enum native_state {
     NS_IDLE = 0,      /* between requests: nothing of the next one yet */
@@ -80,12 +84,16 @@ struct native_conn {
     bool head_only;                /* HEAD: the body is not sent */
     struct sockaddr_storage peer;
     socklen_t peer_len;
+    struct h1tls *tls;             /* owned; NULL on plain HTTP */
+    bool handshaking;              /* TLS handshake not done yet */
+    bool client_cert;              /* the client presented a certificate */
 };
 
 #define NC(conn) ((struct native_conn *)(void *)(conn))
 
 static void native_process(struct native_conn *nc);
 static void native_close(struct native_conn *nc);
+static void native_io(void *arg, int events);
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -163,7 +171,8 @@ static struct listener_exchange *native_exchange(struct native_conn *nc)
     ex->method = HTTP_OTHER;
     ex->version = "";
     ex->start_ns = util_mono_ns();
-    ex->tls = false;
+    ex->tls = l->tls;
+    ex->client_cert = nc->client_cert;
     ex->listener_index = l->index;
     memcpy(ex->client_addr, nc->base.client_addr, sizeof(ex->client_addr));
     ex->client_port = nc->base.client_port;
@@ -235,8 +244,12 @@ static bool native_on_head(void *arg, const struct h1req *p)
     if (p->expect_continue && (p->chunked || p->length > 0)) {
         /* the client waits for this before it sends the body */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        (void)!send(nc->base.fd, cont, sizeof(cont) - 1,
-                    MSG_NOSIGNAL | MSG_DONTWAIT);
+        uint64_t wire;
+        if (nc->tls)
+            (void)h1tls_write(nc->tls, cont, sizeof(cont) - 1, &wire);
+        else
+            (void)!send(nc->base.fd, cont, sizeof(cont) - 1,
+                        MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     return true;
 }
@@ -330,11 +343,35 @@ static const char *native_date(struct listener *l)
     return l->date;
 }
 
+/* native_write over TLS: the head, then the body (a small body is in the
+ * head's buffer already: one record). */
+static bool native_write_tls(struct native_conn *nc, size_t head, size_t body)
+{
+    while (nc->sent < head + body) {
+        const char *p = nc->sent < head ? nc->out.data + nc->sent
+                                        : nc->body + (nc->sent - head);
+        size_t n = nc->sent < head ? head - nc->sent : head + body - nc->sent;
+        uint64_t wire;
+        ssize_t w = h1tls_write(nc->tls, p, n, &wire);
+        if (w > 0) {
+            nc->sent += (size_t)w;
+            continue;
+        }
+        if (w == H1TLS_WANT_WRITE)
+            return false; /* retried with the same bytes, as TLS needs */
+        nc->lost = true; /* reset, or a protocol failure */
+        return true;
+    }
+    return true;
+}
+
 /* Sends what is left of the answer; true when all of it went. */
 static bool native_write(struct native_conn *nc)
 {
     size_t head = nc->out.len;
     size_t body = nc->head_only ? 0 : nc->body_len;
+    if (nc->tls)
+        return native_write_tls(nc, head, body);
     while (nc->sent < head + body) {
         struct iovec iov[2];
         int n = 0;
@@ -434,6 +471,13 @@ void listener_native_respond(struct listener_exchange *ex, int status,
                                                                 : len));
     buf_append(&nc->out, "\r\n", 2);
     free(nc->body);
+    if (nc->tls && !nc->head_only && len <= NATIVE_TLS_MERGE) {
+        /* one TLS record for head and body (TLS has no writev) */
+        buf_append(&nc->out, body, len);
+        free(body);
+        body = NULL;
+        len = 0;
+    }
     nc->body = body;
     nc->body_len = len;
     nc->sent = 0;
@@ -482,6 +526,8 @@ static void native_finish(struct native_conn *nc)
     if (nc->close_after && !nc->lost && !nc->eof && !l->closing) {
         nc->st = NS_LINGER;
         nc->sent = 0; /* counts the bytes drained */
+        if (nc->tls)
+            h1tls_close_notify(nc->tls);
         shutdown(nc->base.fd, SHUT_WR);
         native_arm(nc, NATIVE_LINGER_MS);
         native_watch(nc, LOOP_READ);
@@ -497,6 +543,11 @@ static void native_finish(struct native_conn *nc)
     /* idle keep-alive time, then closed without a word */
     native_arm(nc, l->limits.idle_timeout_ms);
     native_watch(nc, LOOP_READ);
+    if (nc->tls && h1tls_pending(nc->tls)) {
+        /* read ahead by TLS: the socket will not say so again */
+        native_io(nc, LOOP_READ);
+        return;
+    }
     if (nc->in_off < nc->in.len)
         native_process(nc);
 }
@@ -520,6 +571,9 @@ static void native_close(struct native_conn *nc)
     list_remove(&nc->done_link);
     loop_io_free(nc->io);
     loop_timer_free(nc->base.deadline);
+    if (nc->tls && !nc->lost && !nc->handshaking && nc->st != NS_LINGER)
+        h1tls_close_notify(nc->tls);
+    h1tls_free(nc->tls);
     close(nc->base.fd);
     listener_request_free(nc->base.spare);
     native_buf_put(l, &nc->in);
@@ -569,6 +623,32 @@ static void native_process(struct native_conn *nc)
     }
 }
 
+/* native_read over TLS: records already read ahead are decrypted in the
+ * same call, up to the read-ahead bound (native_finish reads the rest). */
+static void native_read_tls(struct native_conn *nc)
+{
+    for (;;) {
+        ssize_t r = h1tls_read(nc->tls, nc->in.data + nc->in.len,
+                               nc->in.cap - nc->in.len - 1);
+        if (r > 0) {
+            nc->in.len += (size_t)r;
+            nc->in.data[nc->in.len] = '\0';
+            if (!h1tls_pending(nc->tls) ||
+                nc->in.len - nc->in_off > NATIVE_READ_AHEAD)
+                return;
+            if (nc->in.cap - nc->in.len < NATIVE_READ_CHUNK + 1)
+                buf_reserve(&nc->in, NATIVE_READ_CHUNK);
+            continue;
+        }
+        if (r == H1TLS_WANT_READ || r == H1TLS_WANT_WRITE)
+            return;
+        nc->eof = true; /* close_notify, a reset or a protocol failure */
+        if (r != H1TLS_CLOSED)
+            nc->lost = true;
+        return;
+    }
+}
+
 static void native_read(struct native_conn *nc)
 {
     if (nc->in_off > 0 && nc->in_off * 2 > nc->in.len) {
@@ -581,6 +661,10 @@ static void native_read(struct native_conn *nc)
     native_buf_get(nc->base.l, &nc->in, NATIVE_READ_CHUNK);
     if (nc->in.cap - nc->in.len < NATIVE_READ_CHUNK + 1)
         buf_reserve(&nc->in, NATIVE_READ_CHUNK);
+    if (nc->tls) {
+        native_read_tls(nc);
+        return;
+    }
     ssize_t r = recv(nc->base.fd, nc->in.data + nc->in.len,
                      nc->in.cap - nc->in.len - 1, 0);
     if (r > 0) {
@@ -606,12 +690,39 @@ static void native_linger(struct native_conn *nc)
     native_close(nc);
 }
 
+/* Moves the TLS handshake on; true once it is done. */
+static bool native_handshake(struct native_conn *nc)
+{
+    char err[160];
+    int rc = h1tls_handshake(nc->tls, err, sizeof(err));
+    if (rc == 1) {
+        nc->handshaking = false;
+        nc->client_cert = h1tls_peer_cert(nc->tls);
+        native_watch(nc, LOOP_READ);
+        return true;
+    }
+    if (rc == H1TLS_WANT_READ || rc == H1TLS_WANT_WRITE) {
+        native_watch(nc, rc == H1TLS_WANT_READ ? LOOP_READ : LOOP_WRITE);
+        return false;
+    }
+    /* not TLS, no common cipher, a refused client certificate: there is
+     * no HTTP to answer in (libmicrohttpd closed these silently too) */
+    nc->lost = true;
+    native_close(nc);
+    return false;
+}
+
 static void native_io(void *arg, int events)
 {
     struct native_conn *nc = arg;
     if (nc->st == NS_LINGER) {
         native_linger(nc);
         return;
+    }
+    if (nc->handshaking) {
+        if (!native_handshake(nc))
+            return;
+        events = LOOP_READ; /* a request may have come with it */
     }
     if (events & (LOOP_WRITE | LOOP_ERROR) && nc->st == NS_SENDING) {
         native_send(nc);
@@ -643,6 +754,11 @@ static void native_deadline(void *arg)
     struct native_conn *nc = arg;
     struct listener *l = nc->base.l;
     struct listener_exchange *ex = nc->base.ex;
+    if (nc->handshaking) {
+        nc->lost = true; /* no TLS yet: nothing can be answered */
+        native_close(nc);
+        return;
+    }
     switch (nc->st) {
     case NS_LINGER:
         native_close(nc);
@@ -715,8 +831,15 @@ static void native_add(struct listener *l, int fd,
         close(fd);
         return;
     }
+    struct h1tls *tls = NULL;
+    if (l->tls_ctx && !(tls = h1tls_accept_new(l->tls_ctx, fd))) {
+        close(fd);
+        return;
+    }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct native_conn *nc = xcalloc(1, sizeof(*nc));
+    nc->tls = tls;
+    nc->handshaking = tls != NULL;
     nc->base.l = l;
     nc->base.fd = fd;
     nc->base.native = true;
@@ -750,6 +873,17 @@ void listener_native_accept(void *arg, int events)
             break; /* EAGAIN; EMFILE and the like: tried again next time */
         native_add(l, fd, &peer, len);
     }
+}
+
+void listener_native_adopt(struct listener *l, int fd,
+                           const struct sockaddr_storage *peer,
+                           socklen_t len)
+{
+    if (l->quiesced) {
+        close(fd);
+        return;
+    }
+    native_add(l, fd, peer, len);
 }
 
 void listener_native_quiesce(struct listener *l)

@@ -76,7 +76,7 @@ def test_a_client_presenting_a_certificate_gets_the_envelope_on_logins_only(quor
                      "passthrough": {"address": "127.0.0.1:0"}})
     wait_leader_known(qg)
     pw = b'{"username":"alice","password":"alice-pw"}'
-    with_cert = _https(qg, 0, cert=(certs["cert"], certs["key"]))
+    with_cert = _https(qg, 0, cert=(certs["client_cert"], certs["client_key"]))
     status, body = _req(with_cert, "POST", "/edge/client/v1/authenticate?method=password", pw)
     assert status == 400 and b"PROXY_CERT_AUTH_UNSUPPORTED" in body, body
     status, body = _req(with_cert, "GET", "/oidc/authorize?client_id=openziti&response_type=code")

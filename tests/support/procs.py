@@ -58,8 +58,9 @@ def stop_pid(proc, sig=signal.SIGTERM, timeout=10.0):
 # certificates
 
 def make_certs(directory, names=("localhost", "ctrl.ziti.test"), ips=("127.0.0.1",)):
-    """A CA and a server certificate signed by it (openssl CLI).  Returns a
-    dict of paths: ca, ca_key, cert, key."""
+    """A CA, a server certificate and a client certificate signed by it
+    (openssl CLI).  Returns a dict of paths: ca, ca_key, cert, key,
+    client_cert, client_key."""
     os.makedirs(directory, exist_ok=True)
     p = {k: os.path.join(directory, v) for k, v in
          {"ca": "ca.pem", "ca_key": "ca.key", "cert": "server.pem", "key": "server.key",
@@ -79,6 +80,17 @@ def make_certs(directory, names=("localhost", "ctrl.ziti.test"), ips=("127.0.0.1
                 "extendedKeyUsage=serverAuth\n" % san)
     run("x509", "-req", "-in", p["csr"], "-CA", p["ca"], "-CAkey", p["ca_key"], "-CAcreateserial",
         "-out", p["cert"], "-days", "2", "-extfile", p["ext"])
+    # a client certificate (an identity's, as a Ziti CA issues them)
+    p.update({k: os.path.join(directory, v) for k, v in
+              {"client_cert": "client.pem", "client_key": "client.key",
+               "client_csr": "client.csr", "client_ext": "client.ext"}.items()})
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", p["client_key"], "-out", p["client_csr"], "-subj", "/CN=test-identity")
+    with open(p["client_ext"], "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                "extendedKeyUsage=clientAuth\n")
+    run("x509", "-req", "-in", p["client_csr"], "-CA", p["ca"], "-CAkey", p["ca_key"],
+        "-CAcreateserial", "-out", p["client_cert"], "-days", "2", "-extfile", p["client_ext"])
     return p
 
 
