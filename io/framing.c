@@ -13,57 +13,6 @@ static bool framing_token_chunked(const char *v, size_t n)
     return util_strncaseeq(v, n, "chunked");
 }
 
-/* What libmicrohttpd 0.9.75 lets through although RFC 9112 says to reject
- * it (400), because a peer parser could read the message differently:
- *  - a field name that is not a token, e.g. whitespace before the colon
- *    ("Transfer-Encoding : chunked" is kept as a field the library does not
- *    recognise, while others do; 5.1);
- *  - CR, LF, NUL or another control character in a value (a bare CR
- *    would split the line for a parser downstream; 5.5 of RFC 9110); the
- *    library cuts a value at a NUL, so the rest of its line is checked;
- *  - obsolete line folding (5.2): the library glues a continuation line to
- *    the field *name* of the line before ("Transfer-Encoding:" +
- *    " chunked" becomes a field "Transfer-Encodingchunked").  Fields are
- *    views into the received header block [start, start + size), where
- *    the colon became a NUL: a field whose value does not follow its name,
- *    colon and optional whitespace there was rewritten by a fold. */
-const char *framing_fields(const struct listener_header *headers, int n,
-                           const char *start, size_t size)
-{
-    const char *end = start + size;
-    for (int i = 0; i < n; i++) {
-        const struct listener_header *h = &headers[i];
-        if (h->name_len == 0)
-            return "empty header field name";
-        for (size_t k = 0; k < h->name_len; k++)
-            if (!http_tchar((unsigned char)h->name[k]))
-                return "invalid character in a header field name";
-        for (size_t k = 0; k < h->value_len; k++) {
-            unsigned char c = (unsigned char)h->value[k];
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                return "control character in a header field value";
-        }
-        const char *p = h->name + h->name_len;
-        if (!start || h->name < start || p >= end || *p != '\0')
-            return "obsolete line folding in the header";
-        for (p++; p < h->value && (*p == ' ' || *p == '\t'); p++)
-            ;
-        if (p != h->value || h->value + h->value_len > end)
-            return "obsolete line folding in the header";
-        /* The library ends a value at a NUL byte: what follows it up to
-         * the next field is the rest of the line, which must be nothing
-         * but the line end (NULs where CR LF were) and whitespace. */
-        const char *next = i + 1 < n && headers[i + 1].name > h->value
-                               ? headers[i + 1].name
-                               : end;
-        for (p = h->value + h->value_len; p < next; p++)
-            if (*p != '\0' && *p != '\r' && *p != '\n' && *p != ' ' &&
-                *p != '\t')
-                return "control character in a header field value";
-    }
-    return NULL;
-}
-
 /* The request target (RFC 9112 3.2.1 origin-form), as received: an
  * absolute path and query without control characters, spaces or a
  * fragment (bytes above 0x7f are let through, as most servers do).  The

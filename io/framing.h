@@ -1,7 +1,7 @@
-/* framing.h - the request rules the listener enforces beyond what
- * libmicrohttpd 0.9.75 checks, so that no peer parser can read a message
- * differently from quorumgate (request smuggling): RFC 9112 field syntax,
- * the request target, and Content-Length / Transfer-Encoding framing.
+/* framing.h - the request rules the listener enforces once a head is
+ * parsed (base/h1req.c checks the field syntax), so that no peer parser
+ * can read a message differently from quorumgate (request smuggling): the
+ * request target, and Content-Length / Transfer-Encoding framing.
  * Each returns NULL when the request is fine, else the reason for its 400.
  * Pure functions over the parsed request. */
 #ifndef QG_FRAMING_H
@@ -13,10 +13,6 @@
 
 struct listener_header;
 
-/* Field names are tokens, values have no control characters, no obsolete
- * line folding ([start, start + size) is the received header block). */
-const char *framing_fields(const struct listener_header *headers, int n,
-                           const char *start, size_t size);
 /* An origin-form target without control characters, spaces or '#'. */
 const char *framing_target(const char *url, const char *method,
                            const char *version);

@@ -1,12 +1,11 @@
-/* listener_native.c - the listener's own HTTP/1.1 server, for plain-HTTP
- * listening sockets (see listener_impl.h; HTTPS listeners and the SNI split
- * stay with libmicrohttpd in listener.c).  It keeps libmicrohttpd's
- * behaviour as the rest of the listener defines it (framing checks,
- * limits, deadlines, the budget, 408s, request ids, exchange reuse) and
- * drops its per-request costs: no suspend/resume (a connection stays in
- * the loop's epoll set with the same events from one request to the next),
- * no per-request pool to zero, the answer written with one writev() from
- * the call that makes it.
+/* listener_native.c - the listener's HTTP/1.1 server (see
+ * listener_impl.h), plain or over TLS (io/h1tls.c), on the worker's loop:
+ * framing checks, limits, deadlines, the budget, 408s, request ids and
+ * exchange reuse as the rest of the listener defines them.  A connection
+ * stays in the loop's epoll set with the same events from one request to
+ * the next, nothing per request is zeroed, and the answer is written with
+ * one writev() (one TLS record for a small answer) from the call that
+ * makes it.
  *
  * A connection reads one request at a time (base/h1req.c parses it); bytes
  * of a pipelined next request wait in its input buffer until the current
@@ -16,7 +15,6 @@
  * answering.  An answer the listener gives before the request was handed
  * over (a local error) closes the connection: what is left of the request
  * is not read. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -134,23 +132,6 @@ static void native_arm(struct native_conn *nc, uint64_t ms)
         loop_timer_stop(nc->base.deadline);
 }
 
-static void native_peer_text(struct native_conn *nc)
-{
-    struct listener_conn *c = &nc->base;
-    const struct sockaddr *sa = (const struct sockaddr *)&nc->peer;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, c->client_addr,
-                  sizeof(c->client_addr));
-        c->client_port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, c->client_addr,
-                  sizeof(c->client_addr));
-        c->client_port = ntohs(in6->sin6_port);
-    }
-}
-
 /* ---- the exchange of a request ----------------------------------------- */
 
 /* A new exchange, the previous one's memory reused. */
@@ -237,7 +218,7 @@ static bool native_on_head(void *arg, const struct h1req *p)
     struct listener *l = nc->base.l;
     struct listener_exchange *ex = nc->base.ex;
     listener_request_set_id(l, ex);
-    if (!listener_request_check(l, ex, NULL, p->head_bytes))
+    if (!listener_request_check(l, ex, p->head_bytes))
         return false; /* answered: a local error */
     nc->st = NS_BODY;
     native_arm(nc, l->limits.body_timeout_ms);
@@ -842,12 +823,14 @@ static void native_add(struct listener *l, int fd,
     nc->handshaking = tls != NULL;
     nc->base.l = l;
     nc->base.fd = fd;
-    nc->base.native = true;
     nc->base.start_ns = util_mono_ns();
     nc->base.deadline = loop_timer_new(l->loop, native_deadline, nc);
     memcpy(&nc->peer, peer, len);
     nc->peer_len = len;
-    native_peer_text(nc);
+    listener_request_peer_text((const struct sockaddr *)peer,
+                               nc->base.client_addr,
+                               sizeof(nc->base.client_addr),
+                               &nc->base.client_port);
     list_init(&nc->done_link);
     list_insert_tail(&l->conns, &nc->link);
     l->n_conns++;

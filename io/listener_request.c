@@ -1,9 +1,8 @@
-/* listener_request.c - reading a request for the listener (see
+/* listener_request.c - the request side of the listener (see
  * listener_impl.h): request ids, the exchange and its reuse on kept-alive
- * connections, the client's address and certificate, collecting and
- * checking the headers (framing, limits, methods, admission). */
+ * connections, the client's address, the checks once the head is in
+ * (framing, limits, methods, admission), the body and the buffer budget. */
 #include <arpa/inet.h>
-#include <gnutls/gnutls.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +11,6 @@
 #include "base/util.h"
 #include "io/framing.h"
 #include "io/listener_impl.h"
-
-static bool listener_request_peer_cert(struct MHD_Connection *c);
 
 /* ---- request ids ---------------------------------------------------- */
 
@@ -65,12 +62,11 @@ void listener_request_free(struct listener_exchange_alloc *a)
         return;
     buf_free(&a->p.body);
     buf_free(&a->p.text);
-    free(a->p.raw_url);
     free(a->ex.headers);
     free(a);
 }
 
-/* (header index, URL, text and body buffers) */
+/* (header index, text and body buffers) */
 struct listener_exchange_alloc *listener_request_reuse(
     struct listener_conn *conn)
 {
@@ -80,15 +76,11 @@ struct listener_exchange_alloc *listener_request_reuse(
     conn->spare = NULL;
     struct listener_header *hdrs = a->ex.headers;
     int hdr_cap = a->p.hdr_cap;
-    char *url = a->p.raw_url;
-    size_t url_cap = a->p.url_cap;
     struct buf body = a->p.body;
     struct buf text = a->p.text;
     memset(a, 0, sizeof(*a));
     a->ex.headers = hdrs;
     a->p.hdr_cap = hdr_cap;
-    a->p.raw_url = url;
-    a->p.url_cap = url_cap;
     buf_reset(&body);
     a->p.body = body;
     buf_reset(&text);
@@ -100,87 +92,17 @@ _Static_assert(sizeof(((struct listener_conn *)0)->client_addr) ==
                    sizeof(((struct listener_exchange *)0)->client_addr),
                "the connection keeps the exchange's address text");
 
-void *listener_request_begin(void *cls, const char *uri,
-                             struct MHD_Connection *c)
+void listener_request_peer_text(const struct sockaddr *sa, char *text,
+                                size_t len, uint16_t *port)
 {
-    struct listener *l = cls;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct listener_conn *conn = ci ? ci->socket_context : NULL;
-    struct listener_exchange_alloc *a = listener_request_reuse(conn);
-    struct listener_exchange *ex = &a->ex;
-    size_t ulen = strlen(uri ? uri : "");
-    ex->priv = &a->p;
-    a->p.conn = conn;
-    if (ulen + 1 > a->p.url_cap) {
-        a->p.url_cap = ulen + 1 < 256 ? 256 : ulen + 1;
-        a->p.raw_url = xrealloc(a->p.raw_url, a->p.url_cap);
-    }
-    memcpy(a->p.raw_url, uri ? uri : "", ulen + 1);
-    ex->url = a->p.raw_url;
-    ex->start_ns = util_mono_ns();
-    ex->tls = l->tls;
-    ex->listener_index = l->index;
-    ex->method_name = "";
-    ex->method = HTTP_OTHER; /* until the headers are in */
-    ex->version = "";
-    if (conn && conn->client_addr[0]) {
-        /* the peer's text, made once per connection (inet_ntop and the
-         * library's lookup were ~1,700 instructions per request) */
-        memcpy(ex->client_addr, conn->client_addr, sizeof(ex->client_addr));
-        ex->client_port = conn->client_port;
-    } else {
-        listener_request_client_addr(ex, c);
-        if (conn) {
-            memcpy(conn->client_addr, ex->client_addr,
-                   sizeof(conn->client_addr));
-            conn->client_port = ex->client_port;
-        }
-    }
-    ex->client_cert = l->tls && listener_request_peer_cert(c);
-    if (conn) {
-        conn->ex = ex;
-        /* a later request on a kept-alive connection: its own deadline
-         * (the first one's runs from the connection's start) */
-        if (conn->served > 0)
-            listener_respond_arm(conn, l->limits.header_timeout_ms);
-    }
-    return ex;
-}
-
-/* Did the client present a certificate in the TLS handshake?  Only asked
- * for when the listener has tls.client_ca.  libmicrohttpd 0.9.75 hands out
- * its GnuTLS session (the certificate query it had is gone), so this one
- * GnuTLS call belongs to this wrapper of libmicrohttpd. */
-static bool listener_request_peer_cert(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    unsigned int n = 0;
-    if (!ci || !ci->tls_session)
-        return false;
-    return gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session,
-                                        &n) != NULL && n > 0;
-}
-
-void listener_request_client_addr(struct listener_exchange *ex,
-                                  struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
-        return;
-    const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ex->client_addr,
-                  sizeof(ex->client_addr));
-        ex->client_port = ntohs(in->sin_port);
+        inet_ntop(AF_INET, &in->sin_addr, text, (socklen_t)len);
+        *port = ntohs(in->sin_port);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ex->client_addr,
-                  sizeof(ex->client_addr));
-        ex->client_port = ntohs(in6->sin6_port);
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, (socklen_t)len);
+        *port = ntohs(in6->sin6_port);
     }
 }
 
@@ -230,64 +152,14 @@ void listener_request_uncharge(struct listener *l,
     xp->charged = 0;
 }
 
-struct listener_request_walk {
-    struct listener_header *items;
-    int n, cap;
-};
-
-static enum MHD_Result listener_request_collect(void *cls,
-                                                enum MHD_ValueKind kind,
-                                                const char *key,
-                                                size_t key_size,
-                                                const char *value,
-                                                size_t value_size)
-{
-    struct listener_request_walk *w = cls;
-    if (w->n == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 16;
-        w->items = xrealloc(w->items, (size_t)w->cap * sizeof(*w->items));
-    }
-    w->items[w->n++] = (struct listener_header){key, key_size,
-                                                value ? value : "",
-                                                value ? value_size : 0};
-    return MHD_YES;
-}
-
-/* First call: headers are in.  Returns false when already answered. */
-bool listener_request_headers(struct listener *l,
-                              struct listener_exchange *ex,
-                              struct MHD_Connection *c, const char *method,
-                              const char *version)
-{
-    struct listener_xpriv *xp = XP(ex);
-    struct listener_request_walk w = {ex->headers, 0, xp->hdr_cap};
-    ex->method_name = method;
-    ex->method = http_method_parse(method);
-    ex->version = version;
-    MHD_get_connection_values_n(c, MHD_HEADER_KIND, listener_request_collect,
-                                &w);
-    ex->headers = w.items;
-    ex->n_headers = w.n;
-    xp->hdr_cap = w.cap;
-    listener_request_set_id(l, ex);
-
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    size_t hsize = ci ? ci->header_size : 0;
-    return listener_request_check(
-        l, ex, framing_fields(ex->headers, ex->n_headers, method, hsize),
-        hsize);
-}
-
 bool listener_request_check(struct listener *l, struct listener_exchange *ex,
-                            const char *bad, size_t hsize)
+                            size_t hsize)
 {
     uint64_t clen = 0;
     bool has_clen = false;
     const char *method = ex->method_name;
-    if (!bad)
-        bad = framing_check(ex->headers, ex->n_headers, ex->version, &clen,
-                            &has_clen);
+    const char *bad = framing_check(ex->headers, ex->n_headers, ex->version,
+                                    &clen, &has_clen);
     if (bad) {
         listener_respond_error(ex, l, ERR_BAD_REQUEST, bad, true);
     } else if ((uint64_t)ex->n_headers > l->limits.max_headers ||

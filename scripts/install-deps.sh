@@ -32,7 +32,7 @@ for p in "${extra[@]}"; do
 done
 
 build_pkgs=(build-essential cmake ninja-build pkg-config
-            libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
+            libcurl4-openssl-dev libssl-dev
             libhiredis-dev
             libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
 # redis-server is also the sentinel of the Sentinel tests (`redis-server
@@ -42,7 +42,7 @@ test_pkgs=(redis-server prometheus openssl curl ca-certificates procps docker-co
            clang libclang-rt-14-dev
            python3 python3-pip python3-pytest python3-yaml)
 bench_pkgs=(nginx-light haproxy wrk util-linux strace valgrind)
-runtime_pkgs=(libmicrohttpd12 libcurl4 libssl3 libhiredis0.14 libuv1
+runtime_pkgs=(libcurl4 libssl3 libhiredis0.14 libuv1
               libyaml-0-2 libcjson1 ca-certificates)
 
 case "$what" in

@@ -1,7 +1,6 @@
 /* test_framing.c - io/framing.c: the request rules quorumgate enforces
- * beyond libmicrohttpd (request smuggling).  The header block is laid out
- * as libmicrohttpd leaves it: each "Name: value\r\n" line in place, the
- * colon and the line end overwritten with NULs, the fields views into it. */
+ * once a head is parsed (request smuggling): the target and the framing
+ * fields.  Field syntax is base/h1req.c's (tests/unit/test_h1req.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,75 +47,6 @@ static void block_build(struct block *b, const char *const *lines)
     }
 }
 
-static const char *fields(const char *const *lines)
-{
-    static struct block b;
-    block_build(&b, lines);
-    return framing_fields(b.h, b.n, b.data, b.size);
-}
-
-static void test_fields_ok(void **state)
-{
-    (void)state;
-    assert_null(fields((const char *const[]){"Host: a", "X-Y: b c\td",
-                                              "Accept:*/*", NULL}));
-    assert_null(fields((const char *const[]){NULL}));
-}
-
-static void test_fields_refused(void **state)
-{
-    (void)state;
-    /* whitespace before the colon: not a token */
-    assert_string_equal(
-        fields((const char *const[]){"Transfer-Encoding : chunked", NULL}),
-        "invalid character in a header field name");
-    assert_string_equal(fields((const char *const[]){": x", NULL}),
-                        "empty header field name");
-    assert_string_equal(fields((const char *const[]){"A\x01: x", NULL}),
-                        "invalid character in a header field name");
-    /* a bare CR or DEL inside a value */
-    assert_string_equal(fields((const char *const[]){"A: x\ry", NULL}),
-                        "control character in a header field value");
-    assert_string_equal(fields((const char *const[]){"A: x\x7fy", NULL}),
-                        "control character in a header field value");
-}
-
-/* The library cuts a value at a NUL: the rest of its line must be empty. */
-static void test_fields_nul_in_value(void **state)
-{
-    (void)state;
-    struct block b;
-    block_build(&b, (const char *const[]){"A: x-y", "B: z", NULL});
-    /* "A: x\0y": the library's value ends at the NUL */
-    ((char *)b.h[0].value)[1] = '\0';
-    b.h[0].value_len = 1;
-    assert_string_equal(framing_fields(b.h, b.n, b.data, b.size),
-                        "control character in a header field value");
-    /* the same value cut where the line ends is fine */
-    block_build(&b, (const char *const[]){"A: x", "B: z", NULL});
-    assert_null(framing_fields(b.h, b.n, b.data, b.size));
-}
-
-/* Obsolete line folding: the library glues the continuation to the name
- * of the line before, so the value no longer follows its name. */
-static void test_fields_folding(void **state)
-{
-    (void)state;
-    struct block b;
-    block_build(&b, (const char *const[]){"Transfer-Encoding: chunked",
-                                          NULL});
-    b.h[0].value = b.data + b.size - 3; /* somewhere else in the block */
-    b.h[0].value_len = 1;
-    assert_string_equal(framing_fields(b.h, b.n, b.data, b.size),
-                        "obsolete line folding in the header");
-    /* a field outside the block */
-    block_build(&b, (const char *const[]){"A: b", NULL});
-    assert_string_equal(framing_fields(b.h, b.n, b.data + 1, b.size - 1),
-                        "obsolete line folding in the header");
-    assert_string_equal(framing_fields(b.h, b.n, NULL, 0),
-                        "obsolete line folding in the header");
-}
-
 static void test_target(void **state)
 {
     (void)state;
@@ -132,7 +62,7 @@ static void test_target(void **state)
     assert_string_equal(framing_target("/a\x7f", NULL, NULL),
                         "invalid character in the request target");
     assert_null(framing_target("/caf\xc3\xa9", NULL, NULL));
-    /* the request line as the library leaves it: "GET\0/a\0HTTP/1.1";
+    /* the request line as a parser leaves it: "GET\0/a\0HTTP/1.1";
      * a NUL inside the target shows as a target shorter than its room */
     char line[] = "GET\0/abc\0HTTP/1.1";
     assert_null(framing_target(line + 4, line, line + 9));
@@ -227,10 +157,6 @@ static void test_check_transfer_encoding(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fields_ok),
-        cmocka_unit_test(test_fields_refused),
-        cmocka_unit_test(test_fields_nul_in_value),
-        cmocka_unit_test(test_fields_folding),
         cmocka_unit_test(test_target),
         cmocka_unit_test(test_check_lengths),
         cmocka_unit_test(test_check_transfer_encoding),
