@@ -177,6 +177,11 @@ fail:
     return NULL;
 }
 
+void h1tls_server_ticket_keys(struct h1tls_ctx *c, const unsigned char *keys)
+{
+    SSL_CTX_set_tlsext_ticket_keys(c->ctx, (void *)keys, H1TLS_TICKET_KEYS);
+}
+
 void h1tls_ctx_free(struct h1tls_ctx *c)
 {
     if (!c)

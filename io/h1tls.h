@@ -39,6 +39,12 @@ struct h1tls_ctx *h1tls_server_ctx_new(const char *cert_pem,
                                        const char *key_pem,
                                        const char *client_ca_pem, char *err,
                                        size_t errlen);
+/* Session tickets sealed with these H1TLS_TICKET_KEYS bytes (name, HMAC
+ * and AES keys), so that contexts given the same ones resume each other's
+ * sessions. */
+void h1tls_server_ticket_keys(struct h1tls_ctx *c, const unsigned char *keys);
+
+#define H1TLS_TICKET_KEYS 80
 
 /* name: the host the certificate must match (DNS name or IP literal); a
  * DNS name is also sent as SNI.  *slot: a session to resume, refreshed

@@ -67,6 +67,9 @@ uint16_t listener_bound_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+_Static_assert(LISTENER_TICKET_KEYS == H1TLS_TICKET_KEYS,
+               "the ticket keys are handed through as they are");
+
 /* ---- a listener's life ------------------------------------------------ */
 
 struct listener *listener_new(struct loop *loop, int fd, int index,
@@ -101,6 +104,8 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
             free(l);
             return NULL;
         }
+        if (tls->ticket_keys)
+            h1tls_server_ticket_keys(l->tls_ctx, tls->ticket_keys);
     }
     if (fd >= 0) {
         l->io = loop_io_new(loop, fd, listener_native_accept, l);

@@ -1,13 +1,12 @@
-/* listener.h - the HTTP/1.1 front end: one libmicrohttpd daemon per listening
- * socket per worker loop, driven by that loop (external epoll).  The only
- * interface to libmicrohttpd: outside io/listener*.c nothing includes
- * microhttpd.h.
+/* listener.h - the HTTP/1.1 front end: one listener per listening socket
+ * per worker loop, plain HTTP or TLS, served on that loop by quorumgate's
+ * own server (io/listener_native.c).
  *
- * The listener parses and bounds requests (431, 413, 408, 400 for
+ * The listener parses and bounds requests (431, 413, 414, 408, 400 for
  * smuggling-shaped framing) and hands each complete request to its owner as
  * a struct listener_exchange.  The owner answers at once or later with
- * listener_respond(); meanwhile the connection is suspended, so no thread
- * waits.  When the exchange ends (answer sent, or connection lost) the owner
+ * listener_respond(); meanwhile the connection reads nothing more, so no
+ * thread waits.  When the exchange ends (answer sent, or connection lost) the owner
  * is told through on_complete and must forget the exchange.
  *
  * Ownership: a listener is owned by its worker and lives on that worker's
@@ -121,7 +120,13 @@ struct listener_tls {
     const char *cert_pem;                /* PEM text, not a path */
     const char *key_pem;
     const char *client_ca_pem;           /* NULL = do not ask for certs */
+    const unsigned char *ticket_keys;    /* LISTENER_TICKET_KEYS bytes
+                                            shared by every worker (a
+                                            session resumes on any); NULL
+                                            = the listener's own */
 };
+
+#define LISTENER_TICKET_KEYS 80
 
 /* Creates a listening socket for host:port (port 0 = any free port) with
  * SO_REUSEPORT, so several workers can bind the same address.  Returns the

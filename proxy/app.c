@@ -19,6 +19,7 @@
 #include "base/loop.h"
 #include "base/sdnotify.h"
 #include "io/upstream.h"
+#include "base/crypto.h"
 #include "base/util.h"
 #include "proxy/worker.h"
 #include "routing/cluster.h"
@@ -434,6 +435,7 @@ int app_init(struct app *a, const char *config_path)
                                .arg = a};
     a->health = health_new(a->loop, a->up, a->cluster, a->log, cfg, &ev);
 
+    crypto_random(a->ticket_keys, sizeof(a->ticket_keys)); /* one set for every worker */
     a->n_workers = (int)cfg->workers;
     a->workers = xcalloc((size_t)a->n_workers, sizeof(*a->workers));
     fds = xmalloc((size_t)a->n_workers * CONFIG_MAX_LISTENERS * sizeof(int));

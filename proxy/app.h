@@ -94,6 +94,9 @@ struct app {
     uint64_t redis_seen[2][2];         /* Redis connect ok/error, subscribe
                                           ok/error already counted
                                           (control thread, at scrapes) */
+    unsigned char ticket_keys[LISTENER_TICKET_KEYS]; /* random, made at
+                                          start: TLS session tickets of
+                                          every worker's HTTPS listeners */
     uint16_t public_port;              /* port the first client listener got */
     uint16_t passthrough_port;         /* port the passthrough listener got */
 };

@@ -388,7 +388,7 @@ struct worker *worker_new(struct app *app, const struct worker_events *ev,
                 worker_free(w);
                 return NULL;
             }
-            tls = (struct listener_tls){cert, key, ca};
+            tls = (struct listener_tls){cert, key, ca, app->ticket_keys};
         }
         w->listeners[i] = listener_new(w->loop, lfd, i,
                                        cl->tls ? &tls : NULL, &lim,

@@ -1,6 +1,6 @@
 /* worker.h - one worker thread: its own event loop, its own listeners (one
- * libmicrohttpd daemon per configured client listener, sockets bound with
- * SO_REUSEPORT), its own libcurl multi handle.  A request is served from
+ * per configured client listener, sockets bound with SO_REUSEPORT), its
+ * own upstream client and libcurl multi handle.  A request is served from
  * start to end on the worker that accepted it; nothing is handed between
  * threads on the request path.
  *

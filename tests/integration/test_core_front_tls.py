@@ -160,3 +160,28 @@ def test_plain_http_on_the_tls_port_is_closed_and_others_served(tls_qg, certs):
             got = b""
         assert not got.startswith(b"HTTP/"), got
     assert call(tls_qg, "GET", "/after", ca=certs["ca"]).status == 200
+
+
+def test_sessions_resume_on_every_worker(quorumgate, echo_factory, certs):
+    # SO_REUSEPORT spreads connections over the workers: each has its own
+    # TLS context, and the ticket keys they share let any of them resume a
+    # session another one issued.
+    cl = echo_factory(1)
+    qg = qg_over_echo(quorumgate, cl, {"workers": 2, "listeners": [
+        {"address": "127.0.0.1:0", "tls": {"cert": certs["cert"], "key": certs["key"]}}]})
+    ctx = _ctx(certs)
+    s = _connect(qg, ctx)
+    s.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [st for st, _, _ in _answers(s, 1)] == [200]
+    session = s.session
+    s.close()
+    reused = []
+    for i in range(12):
+        s = _connect(qg, ctx, session=session)
+        try:
+            s.sendall(b"GET /again/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            assert [st for st, _, _ in _answers(s, 1)] == [200]
+            reused.append(s.session_reused)
+        finally:
+            s.close()
+    assert all(reused), reused
