@@ -112,6 +112,32 @@ bool crypto_check_pem(const char *path, bool want_key, char **err)
     return ok;
 }
 
+bool crypto_key_matches(const char *cert_path, const char *key_path,
+                        char **err)
+{
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    bool ok = false;
+    FILE *f = fopen(cert_path, "r");
+    if (f) {
+        x = PEM_read_X509(f, NULL, NULL, NULL);
+        fclose(f);
+    }
+    f = fopen(key_path, "r");
+    if (f) {
+        k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        fclose(f);
+    }
+    ok = x && k && X509_check_private_key(x, k) == 1;
+    if (!ok)
+        *err = xasprintf("the key in '%s' is not the key of the certificate "
+                         "in '%s'", key_path, cert_path);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return ok;
+}
+
 /* ---- JSON Web Keys and JWS signatures ------------------------------------ */
 
 struct crypto_pubkey {

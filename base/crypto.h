@@ -26,6 +26,10 @@ char *crypto_b64_encode(const void *data, size_t len);
 /* Checks that path holds a PEM certificate (want_key false) or private key
  * (true) OpenSSL can read; on failure returns false and *err (malloc'ed). */
 bool crypto_check_pem(const char *path, bool want_key, char **err);
+/* The private key in key_path belongs to the (first) certificate in
+ * cert_path; false with *err (malloc'ed) when not, or either is unreadable. */
+bool crypto_key_matches(const char *cert_path, const char *key_path,
+                        char **err);
 
 /* A public key from a JSON Web Key (RFC 7517/7518): kty "RSA" with n, e,
  * or kty "EC" with crv P-256/P-384/P-521, x, y (base64url).  NULL when the

@@ -251,6 +251,25 @@ static void config_check_pem(struct config_parse *p, const char *path,
     }
 }
 
+/* A certificate and a key that load alone but do not belong together
+ * would stop the listener at start. */
+static void config_check_keypair(struct config_parse *p, const char *cert,
+                              const char *key, const char *where)
+{
+    char *err = NULL;
+    if (!cert || !key || access(cert, R_OK) != 0 || access(key, R_OK) != 0 ||
+        !crypto_check_pem(cert, false, &err) ||
+        !crypto_check_pem(key, true, &err)) {
+        free(err); /* reported by the checks above */
+        return;
+    }
+    if (!crypto_key_matches(cert, key, &err)) {
+        config_parse_error(p, config_util_line(p, where), "%s: %s", where,
+                           err);
+        free(err);
+    }
+}
+
 static void config_check_pems(struct config_parse *p, struct config *cfg)
 {
     for (int i = 0; i < cfg->n_listeners; i++) {
@@ -260,12 +279,15 @@ static void config_check_pems(struct config_parse *p, struct config *cfg)
         config_check_pem(p, l->tls_cert, w, false);
         snprintf(w, sizeof(w), "listeners[%d].tls.key", i);
         config_check_pem(p, l->tls_key, w, true);
+        config_check_keypair(p, l->tls_cert, l->tls_key, w);
         snprintf(w, sizeof(w), "listeners[%d].tls.client_ca", i);
         config_check_pem(p, l->tls_client_ca, w, false);
     }
     config_check_pem(p, cfg->upstream.ca_file, "upstream.tls.ca", false);
     config_check_pem(p, cfg->upstream.cert_file, "upstream.tls.cert", false);
     config_check_pem(p, cfg->upstream.key_file, "upstream.tls.key", true);
+    config_check_keypair(p, cfg->upstream.cert_file, cfg->upstream.key_file,
+                         "upstream.tls.key");
 }
 
 /* True for 0.0.0.0 and :: (any address). */

@@ -185,3 +185,24 @@ def test_sessions_resume_on_every_worker(quorumgate, echo_factory, certs):
         finally:
             s.close()
     assert all(reused), reused
+
+
+def test_a_key_that_is_not_the_certificates_is_refused(quorumgate, echo_factory, certs, tmp_path):
+    # -t names the line; a start with it fails with the listener's reason
+    # instead of serving clients a handshake that cannot complete.
+    import subprocess
+    import yaml
+    from tests.conftest import quorumgate_binary
+    other = make_certs(str(tmp_path / "other"))
+    cl = echo_factory(1)
+    qg = qg_over_echo(quorumgate, cl)
+    with open(qg.config_path) as f:
+        cfg = yaml.safe_load(f)
+    cfg["listeners"] = [{"address": "127.0.0.1:0", "tls": {"cert": certs["cert"], "key": other["key"]}}]
+    bad = str(tmp_path / "mismatch.yaml")
+    with open(bad, "w") as f:
+        yaml.safe_dump(cfg, f)
+    p = subprocess.run([quorumgate_binary(), "-t", "-c", bad], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert any(line.startswith(bad + ":") and "listeners[0].tls.key" in line and "is not the key" in line
+               for line in p.stderr.splitlines()), p.stderr
