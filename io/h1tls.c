@@ -138,8 +138,12 @@ struct h1tls_ctx *h1tls_server_ctx_new(const char *cert_pem,
         goto fail;
     }
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    /* a client that shuts its side without close_notify is read as one
+     * that closed (as on plain HTTP: its answer is still sent); requests
+     * are framed, so a cut one is never taken for whole */
     SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION |
-                                    SSL_OP_CIPHER_SERVER_PREFERENCE);
+                                    SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                    SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                  SSL_MODE_RELEASE_BUFFERS);

@@ -206,3 +206,60 @@ def test_a_key_that_is_not_the_certificates_is_refused(quorumgate, echo_factory,
     assert p.returncode != 0
     assert any(line.startswith(bad + ":") and "listeners[0].tls.key" in line and "is not the key" in line
                for line in p.stderr.splitlines()), p.stderr
+
+
+def _tls_over_bio(qg, ctx):
+    """A TLS client over memory BIOs on a raw socket, so that the socket can
+    be shut without a close_notify.  Returns (raw socket, SSLObject, pump)."""
+    raw = socket.create_connection(host_port(qg.url), timeout=5)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+
+    def flush():
+        data = out.read()
+        if data:
+            raw.sendall(data)
+
+    def pump(step):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                r = step()
+                flush()
+                return r
+            except ssl.SSLWantReadError:
+                flush()
+                data = raw.recv(65536)
+                if not data:
+                    inc.write_eof()
+                    return step()
+                inc.write(data)
+        raise AssertionError("TLS exchange did not finish")
+    pump(obj.do_handshake)
+    return raw, obj, pump
+
+
+def test_a_client_that_shuts_its_side_without_close_notify_gets_its_answer(tls_qg, certs):
+    # as on plain HTTP (test_core_front.py): a request whole, then the
+    # client's half of TCP shut (no TLS close_notify); the answer still goes
+    raw, obj, pump = _tls_over_bio(tls_qg, _ctx(certs))
+    got = b""
+    try:
+        obj.write(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
+        pump(lambda: None)
+        raw.shutdown(socket.SHUT_WR)
+        while True:
+            try:
+                chunk = pump(lambda: obj.read(65536))
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            if not chunk:
+                break
+            got += chunk
+            rs = parse_responses(got)
+            if rs and len(rs[0][2]) == int(rs[0][1].get("content-length", "-1")):
+                break
+    finally:
+        raw.close()
+    assert [st for st, _, _ in parse_responses(got)] == [200], got[:300]
+    assert [r["target"] for r in tls_qg.echo.seen()] == ["/half"]
