@@ -110,6 +110,7 @@ struct listener *listener_new(struct loop *loop, int fd, int index,
     if (fd >= 0) {
         l->io = loop_io_new(loop, fd, listener_native_accept, l);
         loop_io_set(l->io, LOOP_READ);
+        l->resume = loop_timer_new(loop, listener_native_resume, l);
     }
     l->soon = loop_defer_new(loop, listener_native_finish_all, l);
     return l;
@@ -135,6 +136,7 @@ void listener_free(struct listener *l)
         return;
     listener_native_free(l);
     loop_io_free(l->io);
+    loop_timer_free(l->resume);
     loop_defer_free(l->soon);
     h1tls_ctx_free(l->tls_ctx);
     free(l->request_id_header);

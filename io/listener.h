@@ -70,7 +70,13 @@ struct listener_exchange {
 enum listener_event {
     LISTENER_SEND_TIMEOUT,   /* an answer not taken in time: closed */
     LISTENER_BUDGET_SPENT,   /* a request refused: buffer budget spent */
+    LISTENER_ACCEPT_FAILED,  /* accept() found no descriptor or memory
+                                (errno says which): accepting pauses
+                                LISTENER_ACCEPT_PAUSE_MS */
+    LISTENER_TLS_FAILED,     /* a TLS handshake failed or timed out */
 };
+
+#define LISTENER_ACCEPT_PAUSE_MS 100
 
 /* Bytes of request bodies and answers held by listeners, counted across
  * every listener that shares it (all workers): a request that would take

@@ -29,6 +29,8 @@ struct h1tls_ctx;
 struct listener {
     struct loop *loop;             /* borrowed */
     struct loop_io *io;            /* owned: the listening socket */
+    struct loop_timer *resume;     /* owned: accepting again after a
+                                      failed accept() */
     struct loop_defer *soon;       /* owned: ends the answered exchanges */
     bool closing;                  /* being freed */
     int fd;                        /* the listening socket, or -1 */
@@ -138,6 +140,8 @@ const char *listener_respond_reason(int status);
 /* listener_native.c */
 /* The listening socket is readable (the listener's io). */
 void listener_native_accept(void *arg, int events);
+/* Accepting again after a pause (the listener's resume timer). */
+void listener_native_resume(void *arg);
 /* End the exchanges whose answer is sent (the listener's soon). */
 void listener_native_finish_all(void *arg);
 void listener_native_respond(struct listener_exchange *ex, int status,

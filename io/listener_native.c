@@ -687,9 +687,12 @@ static bool native_handshake(struct native_conn *nc)
         return false;
     }
     /* not TLS, no common cipher, a refused client certificate: there is
-     * no HTTP to answer in (libmicrohttpd closed these silently too) */
+     * no HTTP to answer in; counted by the owner */
+    struct listener *l = nc->base.l;
     nc->lost = true;
     native_close(nc);
+    if (l->ops->on_event)
+        l->ops->on_event(l->ctx, LISTENER_TLS_FAILED);
     return false;
 }
 
@@ -738,6 +741,8 @@ static void native_deadline(void *arg)
     if (nc->handshaking) {
         nc->lost = true; /* no TLS yet: nothing can be answered */
         native_close(nc);
+        if (l->ops->on_event)
+            l->ops->on_event(l->ctx, LISTENER_TLS_FAILED);
         return;
     }
     switch (nc->st) {
@@ -852,10 +857,34 @@ void listener_native_accept(void *arg, int events)
         socklen_t len = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            break; /* EAGAIN; EMFILE and the like: tried again next time */
-        native_add(l, fd, &peer, len);
+        if (fd >= 0) {
+            native_add(l, fd, &peer, len);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue; /* that one connection is gone */
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays queued and
+         * the socket readable, so polling on would spin; pause instead
+         * (as nginx does), until descriptors or memory may be back */
+        int e = errno;
+        loop_io_set(l->io, 0);
+        loop_timer_start(l->resume, LISTENER_ACCEPT_PAUSE_MS, 0);
+        errno = e; /* the owner may name it */
+        if (l->ops->on_event)
+            l->ops->on_event(l->ctx, LISTENER_ACCEPT_FAILED);
+        return;
     }
+}
+
+void listener_native_resume(void *arg)
+{
+    struct listener *l = arg;
+    if (l->fd < 0)
+        return;
+    loop_io_set(l->io, LOOP_READ);
+    listener_native_accept(l, LOOP_READ);
 }
 
 void listener_native_adopt(struct listener *l, int fd,
@@ -873,6 +902,8 @@ void listener_native_quiesce(struct listener *l)
 {
     loop_io_free(l->io);
     l->io = NULL;
+    if (l->resume)
+        loop_timer_stop(l->resume);
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,6 +30,19 @@ static void worker_listener_event(void *ctx, enum listener_event ev)
         metrics_inc(w->app->metrics, M_CLIENT_SEND_TIMEOUTS_TOTAL);
     else if (ev == LISTENER_BUDGET_SPENT)
         metrics_inc(w->app->metrics, M_BUFFER_BUDGET_REFUSED_TOTAL);
+    else if (ev == LISTENER_TLS_FAILED)
+        metrics_inc(w->app->metrics, M_CLIENT_TLS_HANDSHAKE_FAILURES_TOTAL);
+    else if (ev == LISTENER_ACCEPT_FAILED) {
+        uint64_t now = loop_now_ms(w->loop);
+        metrics_inc(w->app->metrics, M_CLIENT_ACCEPT_ERRORS_TOTAL);
+        if (!w->accept_warned_ms || now - w->accept_warned_ms >= 10000) {
+            w->accept_warned_ms = now; /* one line every 10 s per worker */
+            log_printf(w->app->log, LOG_LEVEL_WARN,
+                       "cannot accept client connections (%s): pausing "
+                       "accept for %d ms (raise LimitNOFILE / ulimit -n?)",
+                       strerror(errno), LISTENER_ACCEPT_PAUSE_MS);
+        }
+    }
 }
 
 static const struct listener_ops worker_listener_ops = {

@@ -91,6 +91,7 @@ struct worker {
     struct loop_timer *stop_timer;    /* owned */
     uint64_t seen_gen;
     uint64_t redis_warned_ms;         /* rate limit of a warning */
+    uint64_t accept_warned_ms;        /* rate limit of a warning */
     uint64_t legacy_warned_ms;        /* likewise */
 
     /* replication, on the worker's loop */

@@ -3,6 +3,7 @@
 connection on HTTPS), too many concurrent requests (503 PROXY_OVERLOADED).
 Every refused request must not reach a controller and must be logged."""
 import json
+import os
 import socket
 import ssl
 import threading
@@ -10,7 +11,7 @@ import time
 
 from tests.integration.core_support import (  # noqa: F401  (fixtures)
     assert_envelope, call, echo_factory, host_port, parse_responses, qg_over_echo, raw_request,
-    wait_access, wait_metric)
+    metric, wait_access, wait_leader_known, wait_metric)
 from tests.support.procs import wait_until
 
 
@@ -285,3 +286,52 @@ def test_too_many_concurrent_requests_is_503_overloaded(quorumgate, echo_factory
     assert m.value("quorumgate_requests_total", code="5xx") == 1
     # the gauge drops once the last answer is written out
     wait_metric(qg, "quorumgate_requests_in_flight", 0, timeout=5)
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_pauses_accepting_and_recovers(quorumgate, echo_factory):
+    # accept() failing with EMFILE leaves the connection queued and the
+    # listening socket readable: polling on would spin a core.  quorumgate
+    # pauses accepting (100 ms at a time), counts it, warns, and takes the
+    # queued clients once descriptors are free again.
+    cl = echo_factory(1)
+    limit = 200
+    qg = quorumgate({"controllers": [{"id": "ctrl1", "url": cl.url("ctrl1")}],
+                     "health": {"interval": "1s", "fast_interval": "1s"}}, sim=cl, start=False)
+    qg.prefix = ["prlimit", "--nofile=%d:%d" % (limit, limit), "--"]
+    qg.start()
+    wait_leader_known(qg)
+    pid = qg.proc.pid
+    host, port = host_port(qg.url)
+    held = []
+    try:
+        spare = limit - len(os.listdir("/proc/%d/fd" % pid))
+        for _ in range(spare + 10):               # more than it can take
+            held.append(socket.create_connection((host, port), timeout=5))
+        wait_until(lambda: len(os.listdir("/proc/%d/fd" % pid)) >= limit - 2, timeout=5,
+                   what="quorumgate's descriptors used up")
+        time.sleep(0.3)
+        before = _cpu_seconds(pid)
+        time.sleep(2.0)
+        spent = _cpu_seconds(pid) - before
+        assert spent < 0.5, "%.2f s of CPU in 2 s while out of descriptors" % spent
+        for s in held[:30]:
+            s.close()
+        del held[:30]
+        # the clients that waited in the backlog are taken, and answered
+        late = held[-1]
+        late.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        late.settimeout(5)
+        assert late.recv(100).startswith(b"HTTP/1.1 200"), "a queued client is served"
+    finally:
+        for s in held:
+            s.close()
+    assert call(qg, "GET", "/after").status == 200
+    assert metric(qg, "quorumgate_client_accept_errors_total") >= 1
+    wait_until(lambda: any("cannot accept client connections" in e.get("msg", "")
+                           for e in qg.error_log()), timeout=5, what="the warning")
