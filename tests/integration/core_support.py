@@ -230,6 +230,26 @@ def parse_responses(raw):
     return out
 
 
+def read_answers(s, n, timeout=5.0):
+    """Read from s (a socket, plain or TLS) until n whole answers (Content-
+    Length framed) are in; returns (parse_responses(raw), raw)."""
+    raw = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = parse_responses(raw)
+        if len(got) >= n and all(len(b) == int(h.get("content-length", "0")) for _, h, b in got):
+            return got, raw
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        raw += chunk
+    return parse_responses(raw), raw
+
+
 def raw_request(qg, data, timeout=5.0):
     """Send raw bytes to quorumgate's first listener; read until it closes.
     Returns (bytes, closed_by_server)."""

@@ -4,12 +4,11 @@ the statuses of requests it cannot read (414, 417, 505) in the OpenZiti
 envelope.  Raw sockets against the real binary in front of the simulator."""
 import json
 import socket
-import time
 
 import pytest
 
 from tests.integration.core_support import (  # noqa: F401  (fixtures)
-    host_port, parse_responses, raw_request, shared_sim_qg, sim_requests, wait_access)
+    host_port, parse_responses, raw_request, read_answers, shared_sim_qg, sim_requests, wait_access)
 
 VERSION = b"/edge/client/v1/version"
 
@@ -18,26 +17,6 @@ VERSION = b"/edge/client/v1/version"
 def qg_sim(shared_sim_qg):
     shared_sim_qg.sim.control.reset_requests()
     return shared_sim_qg
-
-
-def read_answers(s, n, timeout=5.0):
-    """Read from s until n whole answers (Content-Length framed) are in."""
-    raw = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = parse_responses(raw)
-        if len(got) >= n and sum(len(b) for _, _, b in got) == sum(
-                int(h.get("content-length", "0")) for _, h, _ in got):
-            return got, raw
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        raw += chunk
-    return parse_responses(raw), raw
 
 
 def connect(qg):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.integration.core_support import (  # noqa: F401  (fixtures)
-    call, echo_factory, host_port, parse_responses, qg_over_echo)
+    call, echo_factory, host_port, parse_responses, qg_over_echo, read_answers)
 from tests.support.procs import make_certs
 
 
@@ -38,21 +38,7 @@ def _connect(qg, ctx, session=None):
 
 
 def _answers(s, n, timeout=5.0):
-    raw = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = parse_responses(raw)
-        if len(got) >= n and all(len(b) == int(h.get("content-length", "0")) for _, h, b in got):
-            return got
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        raw += chunk
-    return parse_responses(raw)
+    return read_answers(s, n, timeout)[0]
 
 
 def test_pipelined_requests_in_one_tls_write_are_all_answered(tls_qg, certs):
