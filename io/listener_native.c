@@ -397,6 +397,36 @@ static void native_send(struct native_conn *nc)
     }
 }
 
+/* "HTTP/1.1 200 OK\r\n" (the answer's first line, on every request:
+ * no printf). */
+static void native_status_line(struct buf *out, int status)
+{
+    char code[4];
+    if (status < 100 || status > 999)
+        status = 500;
+    code[0] = (char)('0' + status / 100);
+    code[1] = (char)('0' + status / 10 % 10);
+    code[2] = (char)('0' + status % 10);
+    code[3] = ' ';
+    buf_append(out, "HTTP/1.1 ", 9);
+    buf_append(out, code, 4);
+    buf_puts(out, listener_respond_reason(status));
+    buf_append(out, "\r\n", 2);
+}
+
+static void native_content_length(struct buf *out, uint64_t n)
+{
+    char digits[24];
+    size_t at = sizeof(digits);
+    do {
+        digits[--at] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    buf_append(out, "Content-Length: ", 16);
+    buf_append(out, digits + at, sizeof(digits) - at);
+    buf_append(out, "\r\n", 2);
+}
+
 void listener_native_respond(struct listener_exchange *ex, int status,
                              const char *const *headers, int n, char *body,
                              size_t len, bool close)
@@ -423,15 +453,15 @@ void listener_native_respond(struct listener_exchange *ex, int status,
         l->quiesced)
         nc->close_after = true;
     buf_reset(&nc->out);
-    buf_printf(&nc->out, "HTTP/1.1 %d %s\r\n", status,
-               listener_respond_reason(status));
+    native_status_line(&nc->out, status);
     for (int i = 0; i < n; i++) {
         const char *name = headers[2 * i], *value = headers[2 * i + 1];
-        if (util_strcaseeq(name, "Content-Length") ||
-            util_strcaseeq(name, "Connection") ||
-            util_strcaseeq(name, "Transfer-Encoding"))
+        char c0 = (char)(name[0] | 0x20);
+        if ((c0 == 'c' && (util_strcaseeq(name, "Content-Length") ||
+                           util_strcaseeq(name, "Connection"))) ||
+            (c0 == 't' && util_strcaseeq(name, "Transfer-Encoding")))
             continue; /* framing is the listener's */
-        date |= util_strcaseeq(name, "Date");
+        date |= c0 == 'd' && util_strcaseeq(name, "Date");
         buf_puts(&nc->out, name);
         buf_append(&nc->out, ": ", 2);
         buf_puts(&nc->out, value);
@@ -447,9 +477,8 @@ void listener_native_respond(struct listener_exchange *ex, int status,
     else if (nc->parser.minor == 0)
         buf_puts(&nc->out, "Connection: Keep-Alive\r\n");
     if (!no_body)
-        buf_printf(&nc->out, "Content-Length: %llu\r\n",
-                   (unsigned long long)(ex->method == HTTP_HEAD ? head_len
-                                                                : len));
+        native_content_length(&nc->out, ex->method == HTTP_HEAD ? head_len
+                                                                 : len);
     buf_append(&nc->out, "\r\n", 2);
     free(nc->body);
     if (nc->tls && !nc->head_only && len <= NATIVE_TLS_MERGE) {
