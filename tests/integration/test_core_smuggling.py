@@ -79,13 +79,11 @@ def test_ambiguous_framing_is_400_and_nothing_reaches_the_controllers(qg_sim, ca
     assert b"smuggled" not in raw
     # the simulator saw nothing at all: neither the request nor the hidden one
     assert sim_requests(sim) == [], case
-    # (libmicrohttpd answers a broken Content-Length or chunk itself, with
-    # its own body and no request id; everything else is our envelope)
+    # every refusal is our envelope, with its request id in the access log
     line = wait_access(qg, lambda e: case in e.get("path", "") or (case == "asterisk_target" and e.get("path") == "*"),
                        what="the 400 in the access log (%s)" % case)
     assert line["status"] == 400 and not line.get("upstream"), line
-    if "x-request-id" in hdrs:
-        assert line["request_id"] == hdrs["x-request-id"]
+    assert line["request_id"] == hdrs["x-request-id"], (case, hdrs)
 
 
 def test_our_own_400_uses_the_envelope(qg_sim):

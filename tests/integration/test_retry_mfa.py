@@ -322,8 +322,8 @@ def test_state_read_failing_once_is_read_again(env):
 @pytest.mark.parametrize("stage", ["attempt", "state_read"])
 def test_client_leaving_mid_retry(env, stage):
     """The client gives up while quorumgate waits on an attempt or a state
-    read.  quorumgate (libmicrohttpd does not report a suspended client's
-    close) finishes the call; whatever it concluded, the enrollment exists at
+    read.  quorumgate (which reads nothing more from a connection while its
+    request is handled, so does not see the close) finishes the call; whatever it concluded, the enrollment exists at
     most once, the client's own retry gets the cluster's consistent answer,
     and nothing touches the freed request (the sanitizer build checks)."""
     c, d = env.login()
