@@ -80,17 +80,22 @@ static bool buf_fmt_plain(struct buf *b, const char *fmt, va_list ap)
                 : len == 2 ? va_arg(ap, unsigned long long)
                            : va_arg(ap, size_t);
         }
-        char digits[24], *d = digits + sizeof(digits);
-        do {
-            *--d = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
         if (neg)
-            *--d = '-';
-        buf_append(b, d, (size_t)(digits + sizeof(digits) - d));
+            buf_putc(b, '-');
+        buf_put_u64(b, u);
     }
     buf_append(b, lit, (size_t)(p - lit));
     return true;
+}
+
+void buf_put_u64(struct buf *b, uint64_t u)
+{
+    char digits[24], *d = digits + sizeof(digits);
+    do {
+        *--d = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    buf_append(b, d, (size_t)(digits + sizeof(digits) - d));
 }
 
 static void buf_vprintf_stdio(struct buf *b, const char *fmt, va_list ap)

@@ -416,14 +416,8 @@ static void native_status_line(struct buf *out, int status)
 
 static void native_content_length(struct buf *out, uint64_t n)
 {
-    char digits[24];
-    size_t at = sizeof(digits);
-    do {
-        digits[--at] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
     buf_append(out, "Content-Length: ", 16);
-    buf_append(out, digits + at, sizeof(digits) - at);
+    buf_put_u64(out, n);
     buf_append(out, "\r\n", 2);
 }
 
