@@ -13,7 +13,14 @@ import pytest
 
 from tests.integration.core_support import (  # noqa: F401  (fixtures)
     call, echo_factory, host_port, parse_responses, qg_over_echo, read_answers)
-from tests.support.procs import make_certs
+from tests.support import prom
+from tests.support.procs import make_certs, wait_until
+
+FAILED = "quorumgate_client_tls_handshake_failures_total"
+
+
+def _failures(qg):
+    return prom.metric(qg, FAILED, default=0.0)
 
 
 @pytest.fixture
@@ -120,6 +127,7 @@ def test_client_certificates_are_verified_against_the_client_ca(tls_qg, certs, t
     finally:
         good.close()
     assert got[0][0] == 400 and json.loads(got[0][2])["error"]["code"] == "PROXY_CERT_AUTH_UNSUPPORTED", got
+    assert _failures(tls_qg) == 0
     other = make_certs(str(tmp_path / "other"))
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
         s = _connect(tls_qg, _ctx(certs, (other["client_cert"], other["client_key"])))
@@ -132,11 +140,15 @@ def test_client_certificates_are_verified_against_the_client_ca(tls_qg, certs, t
         finally:
             s.close()
     assert not [r for r in tls_qg.echo.seen() if r["target"] == "/x"]
-    # no certificate at all: served
+    # the refusal is counted, once
+    wait_until(lambda: _failures(tls_qg) == 1, timeout=5, what=FAILED + " == 1")
+    # no certificate at all: served, and not a failure
     assert call(tls_qg, "GET", "/nocert", ca=certs["ca"]).status == 200
+    assert _failures(tls_qg) == 1
 
 
 def test_plain_http_on_the_tls_port_is_closed_and_others_served(tls_qg, certs):
+    assert _failures(tls_qg) == 0
     with socket.create_connection(host_port(tls_qg.url), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         s.settimeout(5)
@@ -145,7 +157,9 @@ def test_plain_http_on_the_tls_port_is_closed_and_others_served(tls_qg, certs):
         except ConnectionResetError:
             got = b""
         assert not got.startswith(b"HTTP/"), got
+    wait_until(lambda: _failures(tls_qg) == 1, timeout=5, what=FAILED + " == 1")
     assert call(tls_qg, "GET", "/after", ca=certs["ca"]).status == 200
+    assert _failures(tls_qg) == 1
 
 
 def test_sessions_resume_on_every_worker(quorumgate, echo_factory, certs):
