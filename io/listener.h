@@ -103,8 +103,10 @@ struct listener_ops {
     /* Optional: may this peer connect at all?  Asked right after accept;
      * false closes the connection before anything is read from it. */
     bool (*accept)(void *ctx, const struct sockaddr *peer, socklen_t len);
-    /* Optional: one of the listener's limits was applied. */
-    void (*on_event)(void *ctx, enum listener_event ev);
+    /* Optional: one of the listener's limits was applied.  detail, when
+     * not NULL, says more for a debug line (LISTENER_TLS_FAILED: the peer
+     * and OpenSSL's reason); it lives until the call returns. */
+    void (*on_event)(void *ctx, enum listener_event ev, const char *detail);
 };
 
 struct listener_limits {

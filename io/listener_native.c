@@ -694,6 +694,20 @@ static void native_linger(struct native_conn *nc)
     native_close(nc);
 }
 
+/* Not TLS, no common cipher, a refused client certificate, no handshake in
+ * time: there is no HTTP to answer in.  Closed, and the owner told why. */
+static void native_tls_failed(struct native_conn *nc, const char *why)
+{
+    struct listener *l = nc->base.l;
+    char detail[256];
+    snprintf(detail, sizeof(detail), "%s port %u: %s", nc->base.client_addr,
+             (unsigned)nc->base.client_port, why[0] ? why : "handshake failed");
+    nc->lost = true;
+    native_close(nc);
+    if (l->ops->on_event)
+        l->ops->on_event(l->ctx, LISTENER_TLS_FAILED, detail);
+}
+
 /* Moves the TLS handshake on; true once it is done. */
 static bool native_handshake(struct native_conn *nc)
 {
@@ -709,13 +723,7 @@ static bool native_handshake(struct native_conn *nc)
         native_watch(nc, rc == H1TLS_WANT_READ ? LOOP_READ : LOOP_WRITE);
         return false;
     }
-    /* not TLS, no common cipher, a refused client certificate: there is
-     * no HTTP to answer in; counted by the owner */
-    struct listener *l = nc->base.l;
-    nc->lost = true;
-    native_close(nc);
-    if (l->ops->on_event)
-        l->ops->on_event(l->ctx, LISTENER_TLS_FAILED);
+    native_tls_failed(nc, err);
     return false;
 }
 
@@ -762,10 +770,7 @@ static void native_deadline(void *arg)
     struct listener *l = nc->base.l;
     struct listener_exchange *ex = nc->base.ex;
     if (nc->handshaking) {
-        nc->lost = true; /* no TLS yet: nothing can be answered */
-        native_close(nc);
-        if (l->ops->on_event)
-            l->ops->on_event(l->ctx, LISTENER_TLS_FAILED);
+        native_tls_failed(nc, "no handshake within the header timeout");
         return;
     }
     switch (nc->st) {
@@ -776,7 +781,7 @@ static void native_deadline(void *arg)
         /* the answer was not taken within the send timeout */
         ex->send_timed_out = true;
         if (l->ops->on_event)
-            l->ops->on_event(l->ctx, LISTENER_SEND_TIMEOUT);
+            l->ops->on_event(l->ctx, LISTENER_SEND_TIMEOUT, NULL);
         nc->lost = true;
         native_close(nc);
         return;
@@ -896,7 +901,7 @@ void listener_native_accept(void *arg, int events)
         loop_timer_start(l->resume, LISTENER_ACCEPT_PAUSE_MS, 0);
         errno = e; /* the owner may name it */
         if (l->ops->on_event)
-            l->ops->on_event(l->ctx, LISTENER_ACCEPT_FAILED);
+            l->ops->on_event(l->ctx, LISTENER_ACCEPT_FAILED, NULL);
         return;
     }
 }

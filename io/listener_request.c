@@ -123,7 +123,7 @@ void listener_request_budget_spent(struct listener *l,
                                    struct listener_exchange *ex)
 {
     if (l->ops->on_event)
-        l->ops->on_event(l->ctx, LISTENER_BUDGET_SPENT);
+        l->ops->on_event(l->ctx, LISTENER_BUDGET_SPENT, NULL);
     listener_respond_error(ex, l, ERR_PROXY_BUFFER_BUDGET, NULL, true);
 }
 

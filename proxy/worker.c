@@ -23,15 +23,19 @@
 #include "routing/jwks.h"
 
 /* The listeners' own limits, counted. */
-static void worker_listener_event(void *ctx, enum listener_event ev)
+static void worker_listener_event(void *ctx, enum listener_event ev,
+                                  const char *detail)
 {
     struct worker *w = ctx;
     if (ev == LISTENER_SEND_TIMEOUT)
         metrics_inc(w->app->metrics, M_CLIENT_SEND_TIMEOUTS_TOTAL);
     else if (ev == LISTENER_BUDGET_SPENT)
         metrics_inc(w->app->metrics, M_BUFFER_BUDGET_REFUSED_TOTAL);
-    else if (ev == LISTENER_TLS_FAILED)
+    else if (ev == LISTENER_TLS_FAILED) {
         metrics_inc(w->app->metrics, M_CLIENT_TLS_HANDSHAKE_FAILURES_TOTAL);
+        log_debug(w->app->log, "client TLS handshake failed: %s",
+                  detail ? detail : "");
+    }
     else if (ev == LISTENER_ACCEPT_FAILED) {
         uint64_t now = loop_now_ms(w->loop);
         metrics_inc(w->app->metrics, M_CLIENT_ACCEPT_ERRORS_TOTAL);

@@ -23,11 +23,18 @@ def _failures(qg):
     return prom.metric(qg, FAILED, default=0.0)
 
 
+def _failure_lines(qg):
+    """The debug lines of failed handshakes: the peer and OpenSSL's reason."""
+    return [e["msg"] for e in qg.error_log()
+            if e.get("msg", "").startswith("client TLS handshake failed: ")]
+
+
 @pytest.fixture
 def tls_qg(quorumgate, echo_factory, certs):
     cl = echo_factory(1)
     tls = {"cert": certs["cert"], "key": certs["key"], "client_ca": certs["ca"]}
-    qg = qg_over_echo(quorumgate, cl, {"listeners": [{"address": "127.0.0.1:0", "tls": tls}]})
+    qg = qg_over_echo(quorumgate, cl, {"listeners": [{"address": "127.0.0.1:0", "tls": tls}],
+                                       "log": {"level": "debug"}})
     qg.echo = cl.upstreams[0]
     return qg
 
@@ -142,6 +149,8 @@ def test_client_certificates_are_verified_against_the_client_ca(tls_qg, certs, t
     assert not [r for r in tls_qg.echo.seen() if r["target"] == "/x"]
     # the refusal is counted, once
     wait_until(lambda: _failures(tls_qg) == 1, timeout=5, what=FAILED + " == 1")
+    lines = _failure_lines(tls_qg)
+    assert len(lines) == 1 and "127.0.0.1 port " in lines[0] and "certificate" in lines[0], lines
     # no certificate at all: served, and not a failure
     assert call(tls_qg, "GET", "/nocert", ca=certs["ca"]).status == 200
     assert _failures(tls_qg) == 1
@@ -158,6 +167,8 @@ def test_plain_http_on_the_tls_port_is_closed_and_others_served(tls_qg, certs):
             got = b""
         assert not got.startswith(b"HTTP/"), got
     wait_until(lambda: _failures(tls_qg) == 1, timeout=5, what=FAILED + " == 1")
+    lines = _failure_lines(tls_qg)
+    assert len(lines) == 1 and "127.0.0.1 port " in lines[0] and "http request" in lines[0], lines
     assert call(tls_qg, "GET", "/after", ca=certs["ca"]).status == 200
     assert _failures(tls_qg) == 1
 
