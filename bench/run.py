@@ -808,53 +808,104 @@ def cost(tmp, args):
 # --------------------------------------------------------------------------
 # profile (not part of the default run)
 
+def flame_tools():
+    """inferno's collapse and flamegraph commands (cargo install inferno), or None."""
+    found = []
+    for tool in ("inferno-collapse-perf", "inferno-flamegraph"):
+        path = shutil.which(tool) or next(
+            (p for p in (os.path.expanduser("~/.cargo/bin/" + tool),)
+             if os.access(p, os.X_OK)), None)
+        if not path:
+            return None
+        found.append(path)
+    return found
+
+
+def perf_profile(tmp, args, up, name, starter, out):
+    """perf record (cpu-clock) of one proxy -- every process of it -- under
+    wrk; its report by dso and symbol, and a flame graph (SVG) when inferno
+    is installed.  Returns (req/s under perf, kernel share, report lines)."""
+    srv = starter(tmp, args, up)
+    pids = [srv.proc.pid] + [int(x) for x in subprocess.run(
+        ["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()]
+    wrk(srv.port, args.warmup, args.connections, args.path)
+    data = out + ".perf.data"
+    rec = start("perf", ["perf", "record", "-e", "cpu-clock", "-F", "2999",
+                         "--call-graph", args.call_graph, "-o", data,
+                         "-p", ",".join(map(str, pids))], tmp)
+    time.sleep(0.5)
+    r = wrk(srv.port, args.duration, args.connections, args.path)
+    os.kill(rec.pid, signal.SIGINT)
+    rec.wait(60)
+    _procs.remove(rec)
+    stop(srv.proc)
+    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
+                          "--percent-limit", "0.5", "--sort", "dso,symbol"],
+                         capture_output=True, text=True, timeout=600).stdout
+    with open(out + ".perf.txt", "w") as f:
+        f.write(rep)
+    kernel = sum(float(m.group(1)) for m in
+                 re.finditer(r"^\s+([\d.]+)%\s+\[kernel[^\]]*\]", rep, re.M))
+    tools = flame_tools()
+    svg = None
+    if tools:
+        script = subprocess.run(["perf", "script", "-i", data], capture_output=True,
+                                timeout=600).stdout
+        folded = subprocess.run([tools[0]], input=script, capture_output=True,
+                                timeout=600).stdout
+        with open(out + ".folded", "wb") as f:
+            f.write(folded)
+        svg = out + ".svg"
+        with open(svg, "wb") as f:
+            f.write(subprocess.run([tools[1], "--title", "%s under wrk -c%d, %.0f req/s (perf "
+                                    "cpu-clock)" % (name, args.connections, r["rps"]),
+                                    "--minwidth", "0.2"],
+                                   input=folded, capture_output=True, timeout=600).stdout)
+    print("   %-10s %.0f req/s under perf; kernel %.0f%% of the samples shown; report %s.perf.txt%s"
+          % (name, r["rps"], kernel, out, "; flame graph " + svg if svg else
+             " (no flame graph: cargo install inferno)"), flush=True)
+    return rep
+
+
 def profile(tmp, args):
-    """perf (software cpu-clock event) on quorumgate while wrk loads it;
-    callgrind when perf cannot sample."""
-    print("\n== profile: quorumgate under wrk -c%d" % args.connections, flush=True)
+    """perf (software cpu-clock event) on quorumgate -- and with
+    --profile-peers on, nginx and HAProxy -- while wrk loads it; flame graphs
+    with inferno; callgrind when perf cannot sample."""
+    print("\n== profile: under wrk -t%d -c%d" % (WORKERS, args.connections), flush=True)
     up = start_upstream(tmp)
-    out = os.path.join(args.profile_dir or tmp, "quorumgate")
+    outdir = args.profile_dir or tmp
+    os.makedirs(outdir, exist_ok=True)
     perf_ok = shutil.which("perf") and subprocess.run(
         ["perf", "record", "-e", "cpu-clock", "-o", os.devnull, "true"],
         capture_output=True).returncode == 0
     if perf_ok:
-        qg = start_quorumgate(tmp, args, up)
-        wrk(qg.port, args.warmup, args.connections, args.path)
-        rec = start("perf", ["perf", "record", "-e", "cpu-clock", "-F", "4999",
-                             "--call-graph", args.call_graph, "-o", out + ".perf.data",
-                             "-p", str(qg.proc.pid)], tmp)
-        time.sleep(0.5)
-        r = wrk(qg.port, args.duration, args.connections, args.path)
-        os.kill(rec.pid, signal.SIGINT)
-        rec.wait(60)
-        _procs.remove(rec)
-        rep = subprocess.run(["perf", "report", "-i", out + ".perf.data", "--no-children",
-                              "--stdio", "-g", "none", "--percent-limit", "0.5",
-                              "--sort", "dso,symbol"],
-                             capture_output=True, text=True, timeout=600).stdout
-        with open(out + ".perf.txt", "w") as f:
-            f.write(rep)
-        print("   %.0f req/s under perf; report: %s.perf.txt (perf.data next to it)"
-              % (r["rps"], out))
-        print("\n".join(l for l in rep.splitlines() if l and not l.startswith("#"))[:6000])
-    else:
-        qg = Server("quorumgate", None, free_port(), free_port())
-        conf = write(tmp, "quorumgate.yaml",
-                     quorumgate_conf(tmp, qg.port, qg.admin_port, up.port, False))
-        qg.proc = start("quorumgate", ["valgrind", "--tool=callgrind",
-                                       "--callgrind-out-file=" + out + ".callgrind",
-                                       args.bin, "-c", conf], tmp, cpu=0)
-        wait_for(lambda: http_get(qg.port)[0] == 200, 60, "quorumgate under valgrind", qg.proc)
-        argv = ["wrk", "-t1", "-c8", "-d%ds" % args.duration, "http://127.0.0.1:%d%s"
-                % (qg.port, args.path)]
-        subprocess.run(argv, capture_output=True, timeout=args.duration + 60)
-        stop(qg.proc)
-        rep = subprocess.run(["callgrind_annotate", "--inclusive=no", out + ".callgrind"],
-                             capture_output=True, text=True).stdout
-        with open(out + ".callgrind.txt", "w") as f:
-            f.write(rep)
-        print(rep[:6000])
+        targets = [("quorumgate", start_quorumgate)]
+        if args.profile_peers == "on":
+            targets += [("nginx", start_nginx_proxy), ("haproxy", start_haproxy)]
+        for name, starter in targets:
+            rep = perf_profile(tmp, args, up, name, starter, os.path.join(outdir, name))
+            if name == "quorumgate":
+                print("\n".join(l for l in rep.splitlines()
+                                if l and not l.startswith("#"))[:6000])
+        stop(up.proc)
+        return True
+    qg = Server("quorumgate", None, free_port(), free_port())
+    out = os.path.join(outdir, "quorumgate")
+    conf = write(tmp, "quorumgate.yaml",
+                 quorumgate_conf(tmp, qg.port, qg.admin_port, up.port, False))
+    qg.proc = start("quorumgate", ["valgrind", "--tool=callgrind",
+                                   "--callgrind-out-file=" + out + ".callgrind",
+                                   args.bin, "-c", conf], tmp, cpu=0)
+    wait_for(lambda: http_get(qg.port)[0] == 200, 60, "quorumgate under valgrind", qg.proc)
+    argv = ["wrk", "-t1", "-c8", "-d%ds" % args.duration, "http://127.0.0.1:%d%s"
+            % (qg.port, args.path)]
+    subprocess.run(argv, capture_output=True, timeout=args.duration + 60)
     stop(qg.proc)
+    rep = subprocess.run(["callgrind_annotate", "--inclusive=no", out + ".callgrind"],
+                         capture_output=True, text=True).stdout
+    with open(out + ".callgrind.txt", "w") as f:
+        f.write(rep)
+    print(rep[:6000])
     stop(up.proc)
     return True
 
@@ -900,6 +951,8 @@ def main():
                     "resolved by quorumgate itself; nginx and HAProxy keep 127.0.0.1")
     ap.add_argument("--profile-dir", help="where --only profile writes its report")
     ap.add_argument("--call-graph", default="fp", help="perf --call-graph mode (fp, dwarf)")
+    ap.add_argument("--profile-peers", choices=("on", "off"), default="off",
+                    help="--only profile also records nginx and HAProxy")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
     parts = set(args.only.split(","))

@@ -399,7 +399,7 @@ void request_on_request(void *ctx, struct listener_exchange *ex)
     rq->w = w;
     rq->ex = ex;
     ex->user = rq;
-    rq->cfg = config_ref(w->cfg);
+    rq->cfg = worker_cfg_take(w, &rq->cfg_hold);
     rq->node = -1;
     rq->home = -1;
     list_insert_head(&w->requests, &rq->link);
@@ -467,8 +467,9 @@ static void request_maybe_free(struct request *rq)
         budget_release(&a->budget);
     request_unlink(rq);
     atomic_fetch_sub(&rq->w->live, 1);
-    config_unref(rq->cfg);
+    worker_cfg_drop(rq->w, rq->cfg_hold);
     rq->cfg = NULL;
+    rq->cfg_hold = NULL;
     request_release(rq);
 }
 

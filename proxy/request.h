@@ -52,7 +52,8 @@ enum request_stage {
 struct request {
     struct worker *w;                  /* borrowed */
     struct listener_exchange *ex;      /* borrowed; NULL once complete */
-    struct config *cfg;                /* owned reference */
+    struct config *cfg;                /* borrowed from cfg_hold */
+    struct worker_cfg_hold *cfg_hold;  /* counts this request as a user */
     struct list link;                  /* in the worker's live requests
                                           (or its spares) */
     struct list wait_link;             /* in the worker's requests waiting

@@ -22,6 +22,35 @@
 #include "routing/cluster.h"
 #include "routing/jwks.h"
 
+static struct worker_cfg_hold *worker_cfg_hold_new(struct config *cfg)
+{
+    struct worker_cfg_hold *h = xcalloc(1, sizeof(*h));
+    h->cfg = cfg;
+    return h;
+}
+
+static void worker_cfg_hold_free(struct worker_cfg_hold *h)
+{
+    if (!h)
+        return;
+    config_unref(h->cfg);
+    free(h);
+}
+
+struct config *worker_cfg_take(struct worker *w,
+                               struct worker_cfg_hold **hold)
+{
+    w->hold->users++;
+    *hold = w->hold;
+    return w->hold->cfg;
+}
+
+void worker_cfg_drop(struct worker *w, struct worker_cfg_hold *hold)
+{
+    if (--hold->users == 0 && hold != w->hold)
+        worker_cfg_hold_free(hold); /* replaced by a reload, now unused */
+}
+
 /* The listeners' own limits, counted. */
 static void worker_listener_event(void *ctx, enum listener_event ev,
                                   const char *detail)
@@ -275,8 +304,12 @@ static void worker_apply_config(struct worker *w, struct config *cfg)
         listener_set_limits(w->listeners[i], &lim);
     worker_upstream_settings(cfg, &us);
     upstream_set_settings(w->up, &us);
-    config_unref(w->cfg);
-    w->cfg = cfg; /* the reference handed over by worker_set_config */
+    struct worker_cfg_hold *old = w->hold;
+    w->hold = worker_cfg_hold_new(cfg); /* the reference handed over by
+                                           worker_set_config */
+    w->cfg = cfg;
+    if (old->users == 0)
+        worker_cfg_hold_free(old); /* else its last request frees it */
     if (w->pt)
         passthrough_config(w->pt);
 }
@@ -370,6 +403,7 @@ struct worker *worker_new(struct app *app, const struct worker_events *ev,
     w->app = app;
     w->id = id;
     w->cfg = cfg;
+    w->hold = worker_cfg_hold_new(cfg); /* app_config's reference */
     w->loop = loop_new();
     crypto_random(&w->rng, sizeof(w->rng));
     w->rng |= 1;
@@ -516,7 +550,7 @@ void worker_free(struct worker *w)
     struct config *next = atomic_exchange(&w->next_cfg, NULL);
     if (next)
         config_unref(next);
-    config_unref(w->cfg);
+    worker_cfg_hold_free(w->hold); /* requests are gone with the loop */
     free(w->outstanding);
     free(w);
 }

@@ -173,6 +173,46 @@ def test_sighup_with_a_good_file_applies_it(quorumgate, echo_factory):
     assert any("configuration reloaded" in e.get("msg", "") for e in qg.error_log())
 
 
+def test_requests_in_flight_across_reloads_finish_on_their_configuration(quorumgate, echo_factory):
+    # each request keeps the configuration it started with (the worker
+    # counts its users; the last one frees a replaced configuration): two
+    # reloads while three requests wait on a slow controller
+    cl = echo_factory(1)
+    cl.upstreams[0].respond("/slow", status=200, body=b"{}", delay=1.5)
+    qg = qg_over_echo(quorumgate, cl)
+    results = []
+
+    def slow(i):
+        results.append((i, call(qg, "GET", "/slow", timeout=10)))
+
+    def reload(n, expose):
+        cfg = copy.deepcopy(qg.config)
+        cfg["headers"] = {"expose_controller": expose}
+        qg.write_config(cfg)
+        qg.sighup()
+        wait_metric(qg, "quorumgate_config_reloads_total", n, result="success")
+
+    threads = [threading.Thread(target=slow, args=(0,))]
+    threads[0].start()
+    wait_until(lambda: status(qg)["requests_in_flight"] == 1, timeout=5, what="request 0 in flight")
+    reload(1, False)            # request 0 started with expose_controller on
+    threads.append(threading.Thread(target=slow, args=(1,)))
+    threads[1].start()
+    wait_until(lambda: status(qg)["requests_in_flight"] == 2, timeout=5, what="request 1 in flight")
+    reload(2, True)             # request 1 started with it off
+    threads.append(threading.Thread(target=slow, args=(2,)))
+    threads[2].start()
+    for t in threads:
+        t.join(15)
+    got = {i: r for i, r in results}
+    assert sorted(got) == [0, 1, 2] and all(r.status == 200 for r in got.values()), got
+    assert got[0].header("Quorumgate-Controller") is not None
+    assert got[1].header("Quorumgate-Controller") is None
+    assert got[2].header("Quorumgate-Controller") is not None
+    assert status(qg)["requests_in_flight"] == 0
+    assert call(qg, "GET", "/after").header("Quorumgate-Controller") is not None
+
+
 def test_sighup_applies_client_timeouts_to_new_connections(quorumgate, echo_factory):
     cl = echo_factory(1)
     qg = qg_over_echo(quorumgate, cl, {"timeouts": {"client_header": "10s", "client_idle": "30s"}})
