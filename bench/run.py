@@ -823,8 +823,9 @@ def flame_tools():
 
 def perf_profile(tmp, args, up, name, starter, out):
     """perf record (cpu-clock) of one proxy -- every process of it -- under
-    wrk; its report by dso and symbol, and a flame graph (SVG) when inferno
-    is installed.  Returns (req/s under perf, kernel share, report lines)."""
+    wrk; its report by dso and symbol (returned), and with inferno installed
+    the folded stacks, a flame graph (SVG) and CPU per request split into
+    user space and kernel."""
     srv = starter(tmp, args, up)
     pids = [srv.proc.pid] + [int(x) for x in subprocess.run(
         ["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()]
@@ -844,25 +845,34 @@ def perf_profile(tmp, args, up, name, starter, out):
                          capture_output=True, text=True, timeout=600).stdout
     with open(out + ".perf.txt", "w") as f:
         f.write(rep)
-    kernel = sum(float(m.group(1)) for m in
-                 re.finditer(r"^\s+([\d.]+)%\s+\[kernel[^\]]*\]", rep, re.M))
     tools = flame_tools()
-    svg = None
+    svg, split = None, ""
     if tools:
         script = subprocess.run(["perf", "script", "-i", data], capture_output=True,
                                 timeout=600).stdout
-        folded = subprocess.run([tools[0]], input=script, capture_output=True,
+        # --all: kernel frames end in _[k], so the user/kernel split can be read
+        folded = subprocess.run([tools[0], "--all"], input=script, capture_output=True,
                                 timeout=600).stdout
         with open(out + ".folded", "wb") as f:
             f.write(folded)
+        total = kernel = 0
+        for line in folded.decode(errors="replace").splitlines():
+            stack, _, weight = line.rpartition(" ")
+            total += int(weight)
+            kernel += int(weight) if stack.endswith("_[k]") else 0
+        n = max(r["requests"], 1)
+        # cpu-clock weights are nanoseconds of CPU
+        split = ("; %.2f us of CPU per request sampled: user %.2f, kernel %.2f"
+                 % (total / 1e3 / n, (total - kernel) / 1e3 / n, kernel / 1e3 / n))
         svg = out + ".svg"
         with open(svg, "wb") as f:
-            f.write(subprocess.run([tools[1], "--title", "%s under wrk -c%d, %.0f req/s (perf "
-                                    "cpu-clock)" % (name, args.connections, r["rps"]),
+            f.write(subprocess.run([tools[1], "--title", "%s under wrk -t%d -c%d, %.0f req/s "
+                                    "(perf cpu-clock)%s" % (name, WORKERS, args.connections,
+                                                            r["rps"], split),
                                     "--minwidth", "0.2"],
                                    input=folded, capture_output=True, timeout=600).stdout)
-    print("   %-10s %.0f req/s under perf; kernel %.0f%% of the samples shown; report %s.perf.txt%s"
-          % (name, r["rps"], kernel, out, "; flame graph " + svg if svg else
+    print("   %-10s %.0f req/s under perf%s; report %s.perf.txt%s"
+          % (name, r["rps"], split, out, "; flame graph " + svg if svg else
              " (no flame graph: cargo install inferno)"), flush=True)
     return rep
 

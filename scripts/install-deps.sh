@@ -6,7 +6,8 @@
 #   scripts/install-deps.sh test      build + redis-server, prometheus/promtool,
 #                                     openssl, curl, python3 with pytest and PyYAML,
 #                                     clang + libclang-rt (libFuzzer, scripts/fuzz.sh)
-#   scripts/install-deps.sh bench     test + nginx, haproxy, wrk, strace, valgrind
+#   scripts/install-deps.sh bench     test + nginx, haproxy, wrk, strace, valgrind,
+#                                     perf; inferno (flame graphs) when cargo is there
 #   scripts/install-deps.sh runtime   the shared libraries the binary links
 #
 #   scripts/install-deps.sh MODE PACKAGE...   MODE's packages and these extra
@@ -41,7 +42,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config
 test_pkgs=(redis-server prometheus openssl curl ca-certificates procps docker-compose
            clang libclang-rt-14-dev
            python3 python3-pip python3-pytest python3-yaml)
-bench_pkgs=(nginx-light haproxy wrk util-linux strace valgrind)
+bench_pkgs=(nginx-light haproxy wrk util-linux strace valgrind linux-perf)
 runtime_pkgs=(libcurl4 libssl3 libhiredis0.14 libuv1
               libyaml-0-2 libcjson1 ca-certificates)
 
@@ -90,6 +91,17 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
   if ! python3 -c 'import pytest, yaml' 2>/dev/null; then
     python3 -m pip install --quiet pytest pyyaml \
       || python3 -m pip install --quiet --break-system-packages pytest pyyaml
+  fi
+fi
+# Flame graphs (bench/run.sh --only profile): inferno, from crates.io, when
+# cargo is there; the profile is still written without it.
+if [ "$what" = bench ] && ! command -v inferno-flamegraph >/dev/null \
+   && [ ! -x "$HOME/.cargo/bin/inferno-flamegraph" ]; then
+  if command -v cargo >/dev/null; then
+    cargo install --quiet --locked inferno \
+      || echo "install-deps: cargo install inferno failed; no flame graphs" >&2
+  else
+    echo "install-deps: no cargo; bench profiles come without flame graphs" >&2
   fi
 fi
 echo "install-deps: $what dependencies present"
