@@ -118,8 +118,15 @@ static int relay_main_start(struct relay_proc *p, const char *path)
         return -1;
     }
     uint16_t port = listener_bound_port(fd);
-    struct listener_limits lim = {16 * 1024, 64, 0, 10000, 10000, 60000, 64, 0,
-                                  10000, NULL};
+    struct listener_limits lim = {
+        .max_header_bytes = 16 * 1024,
+        .max_headers = 64,
+        .header_timeout_ms = 10000,
+        .body_timeout_ms = 10000,
+        .idle_timeout_ms = 60000,
+        .max_connections = 64,
+        .send_timeout_ms = 10000,
+    };
     p->http = listener_new(p->loop, fd, -1, NULL, &lim, "X-Request-Id",
                            &relay_main_ops, p, &err);
     if (!p->http) {

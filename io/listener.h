@@ -74,6 +74,10 @@ enum listener_event {
                                 (errno says which): accepting pauses
                                 LISTENER_ACCEPT_PAUSE_MS */
     LISTENER_TLS_FAILED,     /* a TLS handshake failed or timed out */
+    LISTENER_REFUSED_MAX_CONNECTIONS, /* closed at accept: the daemon's
+                                         max_connections are open */
+    LISTENER_REFUSED_PER_CLIENT,      /* closed at accept: that address
+                                         has max_per_client open */
 };
 
 #define LISTENER_ACCEPT_PAUSE_MS 100
@@ -88,6 +92,29 @@ struct listener_budget {
     atomic_uint_fast64_t used;
     atomic_uint_fast64_t limit;
 };
+
+/* Open connections per client address across every listener that shares
+ * it (all workers), for limits.max_per_client: exact however SO_REUSEPORT
+ * spreads a client's connections.  Owned by the process (the app);
+ * thread-safe.  seed keys its hash. */
+struct listener_clients;
+enum listener_clients_result {
+    LISTENER_CLIENT_COUNTED,     /* counted: drop it when it closes */
+    LISTENER_CLIENT_NOT_COUNTED, /* not an IP peer: nothing to drop */
+    LISTENER_CLIENT_REFUSED,     /* limit reached: not counted */
+};
+struct listener_clients *listener_clients_new(uint64_t seed);
+void listener_clients_free(struct listener_clients *c);
+/* Counts one more connection of peer unless it has limit open (0 = no
+ * limit). */
+enum listener_clients_result listener_clients_take(
+    struct listener_clients *c, const struct sockaddr_storage *peer,
+    uint32_t limit);
+void listener_clients_drop(struct listener_clients *c,
+                           const struct sockaddr_storage *peer);
+/* Open connections of peer's address (tests, diagnostics). */
+uint32_t listener_clients_count(struct listener_clients *c,
+                                const struct sockaddr_storage *peer);
 
 struct listener_ops {
     /* A whole request has arrived (body included).  Answer with
@@ -117,7 +144,10 @@ struct listener_limits {
     uint64_t body_timeout_ms;
     uint64_t idle_timeout_ms;
     uint32_t max_connections;            /* for this daemon */
-    uint32_t max_per_client;             /* per client address; 0 = none */
+    uint32_t max_per_client;             /* per client address, counted in
+                                            clients; 0 = none */
+    struct listener_clients *clients;    /* borrowed; NULL = not counted
+                                            (and max_per_client unused) */
     uint64_t send_timeout_ms;            /* an answer's last byte is sent
                                             within this, or the connection
                                             is closed; 0 = none */

@@ -82,6 +82,8 @@ struct native_conn {
     bool head_only;                /* HEAD: the body is not sent */
     struct sockaddr_storage peer;
     socklen_t peer_len;
+    struct listener_clients *clients; /* borrowed: peer is counted there
+                                         (dropped at close); or NULL */
     struct h1tls *tls;             /* owned; NULL on plain HTTP */
     bool handshaking;              /* TLS handshake not done yet */
     bool client_cert;              /* the client presented a certificate */
@@ -583,6 +585,8 @@ static void native_close(struct native_conn *nc)
     native_buf_put(l, &nc->in);
     buf_free(&nc->out);
     free(nc->body);
+    if (nc->clients)
+        listener_clients_drop(nc->clients, &nc->peer);
     l->n_conns--;
     free(nc);
     if (l->ops->on_connection)
@@ -809,51 +813,41 @@ static void native_deadline(void *arg)
 
 /* ---- accepting ------------------------------------------------------------ */
 
-static bool native_per_client_ok(struct listener *l,
-                                 const struct sockaddr_storage *peer)
+static void native_refused(struct listener *l, enum listener_event ev)
 {
-    uint32_t same = 0;
-    struct list *it, *next;
-    if (!l->limits.max_per_client)
-        return true;
-    list_foreach_safe(it, next, &l->conns) {
-        struct native_conn *nc = list_entry(it, struct native_conn, link);
-        if (nc->peer.ss_family != peer->ss_family)
-            continue;
-        bool eq = peer->ss_family == AF_INET
-                      ? memcmp(&((const struct sockaddr_in *)&nc->peer)
-                                    ->sin_addr,
-                               &((const struct sockaddr_in *)peer)->sin_addr,
-                               sizeof(struct in_addr)) == 0
-                      : memcmp(&((const struct sockaddr_in6 *)&nc->peer)
-                                    ->sin6_addr,
-                               &((const struct sockaddr_in6 *)peer)->sin6_addr,
-                               sizeof(struct in6_addr)) == 0;
-        same += eq;
-    }
-    return same < l->limits.max_per_client;
+    if (l->ops->on_event)
+        l->ops->on_event(l->ctx, ev, NULL);
 }
 
 static void native_add(struct listener *l, int fd,
                        const struct sockaddr_storage *peer, socklen_t len)
 {
     int one = 1;
-    if (l->n_conns >= l->limits.max_connections ||
-        !native_per_client_ok(l, peer) ||
-        (l->ops->accept &&
-         !l->ops->accept(l->ctx, (const struct sockaddr *)peer, len))) {
-        close(fd);
-        return;
-    }
+    struct listener_clients *clients = l->limits.clients;
+    enum listener_clients_result counted = LISTENER_CLIENT_NOT_COUNTED;
     struct h1tls *tls = NULL;
-    if (l->tls_ctx && !(tls = h1tls_accept_new(l->tls_ctx, fd))) {
-        close(fd);
-        return;
+    if (l->n_conns >= l->limits.max_connections) {
+        native_refused(l, LISTENER_REFUSED_MAX_CONNECTIONS);
+        goto refuse;
     }
+    if (clients)
+        counted = listener_clients_take(clients, peer,
+                                        l->limits.max_per_client);
+    if (counted == LISTENER_CLIENT_REFUSED) {
+        native_refused(l, LISTENER_REFUSED_PER_CLIENT);
+        goto refuse;
+    }
+    if (l->ops->accept &&
+        !l->ops->accept(l->ctx, (const struct sockaddr *)peer, len))
+        goto refuse;
+    if (l->tls_ctx && !(tls = h1tls_accept_new(l->tls_ctx, fd)))
+        goto refuse;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct native_conn *nc = xcalloc(1, sizeof(*nc));
     nc->tls = tls;
     nc->handshaking = tls != NULL;
+    if (counted == LISTENER_CLIENT_COUNTED)
+        nc->clients = clients;
     nc->base.l = l;
     nc->base.fd = fd;
     nc->base.start_ns = util_mono_ns();
@@ -875,6 +869,11 @@ static void native_add(struct listener *l, int fd,
     native_watch(nc, LOOP_READ);
     if (l->ops->on_connection)
         l->ops->on_connection(l->ctx, +1);
+    return;
+refuse:
+    if (counted == LISTENER_CLIENT_COUNTED)
+        listener_clients_drop(clients, peer);
+    close(fd);
 }
 
 void listener_native_accept(void *arg, int events)

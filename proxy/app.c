@@ -436,6 +436,9 @@ int app_init(struct app *a, const char *config_path)
     a->health = health_new(a->loop, a->up, a->cluster, a->log, cfg, &ev);
 
     crypto_random(a->ticket_keys, sizeof(a->ticket_keys)); /* one set for every worker */
+    uint64_t seed;
+    crypto_random(&seed, sizeof(seed));
+    a->clients = listener_clients_new(seed); /* before the workers */
     a->n_workers = (int)cfg->workers;
     a->workers = xcalloc((size_t)a->n_workers, sizeof(*a->workers));
     fds = xmalloc((size_t)a->n_workers * CONFIG_MAX_LISTENERS * sizeof(int));
@@ -523,6 +526,7 @@ void app_free(struct app *a)
     for (int i = 0; i < a->n_workers; i++)
         worker_free(a->workers[i]);
     free(a->workers);
+    listener_clients_free(a->clients); /* after every client listener */
     admin_free(a->admin);
     fencesync_free(a->fencesync);
     redis_sentinel_free(a->sentinel); /* after every Redis connection */

@@ -74,6 +74,8 @@ struct app {
     atomic_int connections;            /* open client connections */
     struct listener_budget buffers;    /* embedded: every client listener's
                                           request and answer bytes */
+    struct listener_clients *clients;  /* owned: open connections per client
+                                          address, every client listener */
     uint64_t started_wall_ms;
     uint64_t reloads_ok, reloads_failed;
 

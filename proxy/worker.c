@@ -60,6 +60,12 @@ static void worker_listener_event(void *ctx, enum listener_event ev,
         metrics_inc(w->app->metrics, M_CLIENT_SEND_TIMEOUTS_TOTAL);
     else if (ev == LISTENER_BUDGET_SPENT)
         metrics_inc(w->app->metrics, M_BUFFER_BUDGET_REFUSED_TOTAL);
+    else if (ev == LISTENER_REFUSED_MAX_CONNECTIONS)
+        metrics_inc(w->app->metrics, M_CLIENT_CONNECTIONS_REFUSED_TOTAL,
+                    M_CONN_REFUSE_MAX_CONNECTIONS);
+    else if (ev == LISTENER_REFUSED_PER_CLIENT)
+        metrics_inc(w->app->metrics, M_CLIENT_CONNECTIONS_REFUSED_TOTAL,
+                    M_CONN_REFUSE_MAX_CONNECTIONS_PER_CLIENT);
     else if (ev == LISTENER_TLS_FAILED) {
         metrics_inc(w->app->metrics, M_CLIENT_TLS_HANDSHAKE_FAILURES_TOTAL);
         log_debug(w->app->log, "client TLS handshake failed: %s",
@@ -104,12 +110,10 @@ static void worker_limits(struct app *app, const struct config *cfg,
     lim->max_connections = cfg->limits.max_connections / (uint32_t)n_workers;
     if (lim->max_connections == 0)
         lim->max_connections = 1;
-    /* each worker's daemon counts its own; a client's connections spread
-     * over the workers (SO_REUSEPORT) */
-    uint32_t per = cfg->limits.max_connections_per_client;
-    lim->max_per_client = per ? (per + (uint32_t)n_workers - 1) /
-                                    (uint32_t)n_workers
-                              : 0;
+    /* counted across every worker and listener, however SO_REUSEPORT
+     * spreads a client's connections */
+    lim->max_per_client = cfg->limits.max_connections_per_client;
+    lim->clients = app->clients;
 }
 
 void worker_upstream_settings(const struct config *cfg,

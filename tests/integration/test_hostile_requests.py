@@ -78,3 +78,59 @@ def test_connections_per_client_are_limited(quorumgate):
     status, _, _ = raw(qg, b"GET /edge/client/v1/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status == 200
     b.close()
+
+
+def _open(url):
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _served(s):
+    """One request on s: True when answered 200, False when closed unanswered."""
+    from tests.integration.core_support import read_answers
+    try:
+        s.sendall(b"GET /edge/client/v1/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        got, raw = read_answers(s, 1)
+    except (ConnectionResetError, BrokenPipeError):
+        return False
+    assert [st for st, _, _ in got] in ([], [200]), raw
+    return bool(got)
+
+
+def _refused(qg):
+    from tests.support import prom
+    return prom.metric(qg, "quorumgate_client_connections_refused_total", default=0.0,
+                       reason="max_connections_per_client")
+
+
+def test_connections_per_client_count_across_listeners_and_workers(quorumgate):
+    """The limit is per client address for the whole process: connections
+    to two listeners, spread over two workers by SO_REUSEPORT, count
+    together (before, each worker and each listener counted its own)."""
+    from tests.support.procs import wait_until
+    qg = quorumgate({"limits": {"max_connections_per_client": 3}, "workers": 2,
+                     "listeners": [{"address": "127.0.0.1:0"}, {"address": "127.0.0.1:0"}]})
+    held = [_open(qg.url_of(0)), _open(qg.url_of(1)), _open(qg.url_of(0))]
+    try:
+        assert all(_served(s) for s in held)
+        for i in (0, 1):
+            extra = _open(qg.url_of(i))
+            try:
+                assert not _served(extra), "a fourth connection was served on listener %d" % i
+            finally:
+                extra.close()
+        wait_until(lambda: _refused(qg) == 2, timeout=5, what="2 refusals counted")
+        held.pop(1).close()
+
+        def fresh_served():
+            # the close is counted once a worker sees it
+            s = _open(qg.url_of(1))
+            try:
+                return _served(s)
+            finally:
+                s.close()
+        wait_until(fresh_served, timeout=5, what="a connection served after one closed")
+        assert all(_served(s) for s in held)
+    finally:
+        for s in held:
+            s.close()
