@@ -88,24 +88,27 @@ bool http_field_value(const char *s, size_t n)
     return true;
 }
 
+bool http_name_in(const struct http_name *table, size_t n, const char *name,
+                  size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (table[i].len == len && util_caseeq_first(name, table[i].name) &&
+            strncasecmp(name, table[i].name, len) == 0)
+            return true;
+    return false;
+}
+
 bool http_is_hop_by_hop(const char *name, size_t len)
 {
     /* with their lengths: this runs for every field both ways */
-#define HOP(s) {s, sizeof(s) - 1}
-    static const struct {
-        const char *name;
-        size_t len;
-    } hop[] = {
-        HOP("Connection"), HOP("Keep-Alive"), HOP("Proxy-Connection"),
-        HOP("TE"), HOP("Transfer-Encoding"), HOP("Upgrade"), HOP("Trailer"),
-        HOP("Proxy-Authenticate"), HOP("Proxy-Authorization"),
+    static const struct http_name hop[] = {
+        HTTP_NAME("Connection"), HTTP_NAME("Keep-Alive"),
+        HTTP_NAME("Proxy-Connection"), HTTP_NAME("TE"),
+        HTTP_NAME("Transfer-Encoding"), HTTP_NAME("Upgrade"),
+        HTTP_NAME("Trailer"), HTTP_NAME("Proxy-Authenticate"),
+        HTTP_NAME("Proxy-Authorization"),
     };
-#undef HOP
-    for (size_t i = 0; i < ARRAY_LEN(hop); i++)
-        if (hop[i].len == len && util_caseeq_first(name, hop[i].name) &&
-            strncasecmp(name, hop[i].name, len) == 0)
-            return true;
-    return false;
+    return http_name_in(hop, ARRAY_LEN(hop), name, len);
 }
 
 bool http_connection_lists(const char *value, const char *name, size_t len)

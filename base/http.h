@@ -33,6 +33,18 @@ const char *http_status_class(int status);
 
 /* RFC 9110 7.6.1: fixed hop-by-hop names (case-insensitive). */
 bool http_is_hop_by_hop(const char *name, size_t len);
+
+/* A field name with its length, for tables of names that run on every
+ * field: HTTP_NAME("Host"). */
+struct http_name {
+    const char *name;
+    size_t len;
+};
+#define HTTP_NAME(s) {s, sizeof(s) - 1}
+
+/* Is name (len bytes, any case) in table (n entries)? */
+bool http_name_in(const struct http_name *table, size_t n, const char *name,
+                  size_t len);
 /* True when name appears as a token in a Connection header value. */
 bool http_connection_lists(const char *connection_value, const char *name,
                            size_t len);

@@ -288,7 +288,7 @@ def haproxy_conf(tmp, port, up_port, access_log):
     opt = ("    option httplog\n    log global\n" if access_log else "    no log\n")
     return """global
     nbthread {workers}
-    maxconn 8000
+    maxconn 30000
 {log}defaults
     mode http
 {opt}    option http-keep-alive
@@ -547,39 +547,52 @@ def ab(tmp, args):
 # --------------------------------------------------------------------------
 # idle connections
 
-def idle(tmp, args):
+def rss_tree_kib(pid):
+    """RSS of pid and its children (nginx's master and workers)."""
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                          text=True).stdout.split()
+    return rss_kib(pid) + sum(rss_kib(int(k)) for k in kids)
+
+
+def idle_one(tmp, args, up, name, starter):
+    """n idle client connections (TLS ones with --tls: handshake done) held
+    open to one proxy; RSS of its processes before, while held, after."""
     n = args.idle_connections
-    print("\n== idle: %d idle client connections to quorumgate" % n, flush=True)
-    up = start_upstream(tmp)
-    qg = start_quorumgate(tmp, args, up)
-    pid = qg.proc.pid
-    rss0 = rss_kib(pid)
+    srv = starter(tmp, args, up)
+    pid = srv.proc.pid
+    rss0 = rss_tree_kib(pid)
+    ctx = ssl.create_default_context(cafile=TLS["ca"]) if TLS else None
     socks, failed = [], 0
     t0 = time.monotonic()
     for i in range(n):
         s = socket.socket()
         s.settimeout(5)
         try:
-            s.connect(("127.0.0.1", qg.port))
+            s.connect(("127.0.0.1", srv.port))
+            if ctx:
+                s = ctx.wrap_socket(s, server_hostname="localhost")
             socks.append(s)
         except OSError:
             failed += 1
             s.close()
     t_conn = time.monotonic() - t0
-    # quorumgate has accepted them all when its gauge says so
+
     def gauge():
-        st, body = http_get(qg.admin_port, "/metrics", timeout=5, tls=False)
+        st, body = http_get(srv.admin_port, "/metrics", timeout=5, tls=False)
         m = re.search(rb"^quorumgate_client_connections(?:\{[^}]*\})? (\S+)", body, re.M)
         return int(float(m.group(1))) if st == 200 and m else -1
-    try:
-        wait_for(lambda: gauge() >= len(socks), 30, "quorumgate to accept every connection",
-                 qg.proc)
-    except RuntimeError as e:
-        print("   " + str(e))
-    seen = gauge()
+    seen = None
+    if name == "quorumgate":
+        # quorumgate has accepted them all when its gauge says so
+        try:
+            wait_for(lambda: gauge() >= len(socks), 30, "quorumgate to accept every connection",
+                     srv.proc)
+        except RuntimeError as e:
+            print("   " + str(e))
+        seen = gauge()
     time.sleep(args.idle_hold)
-    rss_held = rss_kib(pid)
-    fresh_ok = sum(http_get(qg.port)[0] == 200 for _ in range(20))
+    rss_held = rss_tree_kib(pid)
+    fresh_ok = sum(http_get(srv.port)[0] == 200 for _ in range(20))
     # a request on every 100th idle connection
     sample = socks[::100]
     used_ok = 0
@@ -595,23 +608,43 @@ def idle(tmp, args):
             used_ok += data.startswith(b"HTTP/1.1 200")
         except OSError:
             pass
-    alive = qg.proc.poll() is None
+    alive = srv.proc.poll() is None
     for s in socks:
         s.close()
-    wait_for(lambda: gauge() == 0, 30, "quorumgate to see the connections close", qg.proc)
+    if name == "quorumgate":
+        wait_for(lambda: gauge() == 0, 30, "quorumgate to see the connections close", srv.proc)
     time.sleep(0.5)
-    rss_after = rss_kib(pid)
-    ok = (alive and failed == 0 and seen >= n and fresh_ok == 20 and used_ok == len(sample))
-    print("   connected %d/%d in %.1fs (failed %d); quorumgate_client_connections %d"
-          % (len(socks), n, t_conn, failed, seen))
-    print("   while held (%ds): %d/20 fresh requests ok, %d/%d requests on idle connections ok"
-          % (args.idle_hold, fresh_ok, used_ok, len(sample)))
-    print("   RSS before %.1f MiB, with %d connections %.1f MiB (%.1f KiB each), after close "
-          "%.1f MiB" % (rss0 / 1024, len(socks), rss_held / 1024,
-                        (rss_held - rss0) / max(len(socks), 1), rss_after / 1024))
-    print("   idle connections: %s" % ("OK" if ok else "FAILED"))
-    stop(qg.proc)
+    rss_after = rss_tree_kib(pid)
+    ok = (alive and failed == 0 and (seen is None or seen >= n) and fresh_ok == 20
+          and used_ok == len(sample))
+    per = (rss_held - rss0) / max(len(socks), 1)
+    print("   %-10s connected %d/%d in %.1fs (failed %d)%s; %d/20 fresh and %d/%d idle-connection "
+          "requests ok; RSS before %.1f MiB, held %.1f MiB (%.1f KiB each), after close %.1f MiB"
+          % (name, len(socks), n, t_conn, failed,
+             "; quorumgate_client_connections %d" % seen if seen is not None else "",
+             fresh_ok, used_ok, len(sample), rss0 / 1024, rss_held / 1024, per,
+             rss_after / 1024), flush=True)
+    stop(srv.proc)
+    return ok, per
+
+
+def idle(tmp, args):
+    n = args.idle_connections
+    print("\n== idle: %d idle %sclient connections held %ds%s" % (
+        n, "TLS " if TLS else "", args.idle_hold,
+        "; quorumgate, nginx, HAProxy" if args.idle_peers == "on" else ""), flush=True)
+    up = start_upstream(tmp)
+    targets = [("quorumgate", start_quorumgate)]
+    if args.idle_peers == "on":
+        targets += [("nginx", start_nginx_proxy), ("haproxy", start_haproxy)]
+    res = {name: idle_one(tmp, args, up, name, starter) for name, starter in targets}
     stop(up.proc)
+    ok = res["quorumgate"][0]
+    if args.idle_peers == "on":
+        q = res["quorumgate"][1]
+        print("   KiB per idle connection: quorumgate %.1f, nginx %.1f, HAProxy %.1f"
+              % (q, res["nginx"][1], res["haproxy"][1]))
+    print("   idle connections: %s" % ("OK" if ok else "FAILED"))
     return ok
 
 
@@ -943,6 +976,8 @@ def main():
     ap.add_argument("--only", default="compare,idle,soak")
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--idle-hold", type=int, default=5)
+    ap.add_argument("--idle-peers", choices=("on", "off"), default="off",
+                    help="--only idle also holds the connections to nginx and HAProxy")
     ap.add_argument("--soak-duration", type=int, default=60)
     ap.add_argument("--cost-requests", type=int, default=5000)
     ap.add_argument("--cost-peers", choices=("on", "off"), default="on",

@@ -185,16 +185,11 @@ void headers_for_upstream(struct headers *out,
                           const struct headers_up_ctx *ctx)
 {
     /* fields quorumgate sets itself, or the transport does */
-#define OWN(s) {s, sizeof(s) - 1}
-    static const struct {
-        const char *name;
-        size_t len;
-    } own[] = {
-        OWN("Host"), OWN("Expect"), OWN("X-Forwarded-For"),
-        OWN("X-Forwarded-Proto"), OWN("X-Forwarded-Host"), OWN("Forwarded"),
-        OWN("X-Client-CertPem"),
+    static const struct http_name own[] = {
+        HTTP_NAME("Host"), HTTP_NAME("Expect"), HTTP_NAME("X-Forwarded-For"),
+        HTTP_NAME("X-Forwarded-Proto"), HTTP_NAME("X-Forwarded-Host"),
+        HTTP_NAME("Forwarded"), HTTP_NAME("X-Client-CertPem"),
     };
-#undef OWN
     char *conn = headers_connection_in(in, n);
     const struct listener_header *host = headers_find_in(in, n, "Host");
     if (host && !headers_host_ok(host->value, host->value_len))
@@ -209,10 +204,8 @@ void headers_for_upstream(struct headers *out,
         const struct listener_header *f = &in[i];
         bool skip = headers_is_hop(f->name, f->name_len, conn) ||
                     util_strncaseeq(f->name, f->name_len,
-                                    ctx->request_id_header);
-        for (size_t k = 0; !skip && k < ARRAY_LEN(own); k++)
-            skip = f->name_len == own[k].len &&
-                   util_strncaseeq(f->name, f->name_len, own[k].name);
+                                    ctx->request_id_header) ||
+                    http_name_in(own, ARRAY_LEN(own), f->name, f->name_len);
         if (skip)
             continue;
         has_accept |= util_strncaseeq(f->name, f->name_len, "Accept");

@@ -306,8 +306,8 @@ static void check_example_specifics(const struct config *c, const char *dir)
     free(p);
     assert_string_equal(c->upstream.server_name, "ctrl.ziti.example.com");
     /* The example spells out the built-in classes: lines are its own. */
-    assert_int_equal(c->routing.routes[0].line, 145);
-    assert_int_equal(c->routing.routes[5].line, 150);
+    assert_int_equal(c->routing.routes[0].line, 146);
+    assert_int_equal(c->routing.routes[5].line, 151);
 }
 
 static void test_example_as_shipped(void **state)
