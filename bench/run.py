@@ -288,7 +288,7 @@ def haproxy_conf(tmp, port, up_port, access_log):
     opt = ("    option httplog\n    log global\n" if access_log else "    no log\n")
     return """global
     nbthread {workers}
-    maxconn 30000
+    maxconn {maxconn}
 {log}defaults
     mode http
 {opt}    option http-keep-alive
@@ -303,6 +303,7 @@ frontend fe
 backend be
     server up 127.0.0.1:{up} maxconn 1000{sssl}
 """.format(log=log, opt=opt, port=port, up=up_port, workers=WORKERS,
+           maxconn=HAPROXY_MAXCONN,
            bssl=(" ssl crt %s ssl-min-ver TLSv1.3" % haproxy_pem()) if TLS else "",
            sssl=(" ssl verify required ca-file %s sni str(localhost) verifyhost localhost"
                  % TLS["ca"]) if TLS else "")
@@ -959,10 +960,11 @@ CPUS = False
 TLS = None     # --tls: {"ca", "cert", "key"} for every server and proxy
 WORKERS = 1    # --workers: processes/threads of every server and proxy
 UPSTREAM_HOST = "127.0.0.1"  # --upstream-host: the host of quorumgate's controller URL
+HAPROXY_MAXCONN = 8000  # --only idle raises it (HAProxy wants 2 descriptors per connection)
 
 
 def main():
-    global CPUS, TLS, WORKERS, UPSTREAM_HOST
+    global CPUS, TLS, WORKERS, UPSTREAM_HOST, HAPROXY_MAXCONN
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-rel", "quorumgate"))
     ap.add_argument("--duration", type=int, default=10)
@@ -1020,6 +1022,9 @@ def main():
         print("bench: WARNING fewer than 2 CPUs: nothing is pinned, numbers mean little")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = args.idle_connections + 2000
+    if "idle" in parts and args.idle_peers == "on":
+        HAPROXY_MAXCONN = max(HAPROXY_MAXCONN, args.idle_connections + 500)
+        need = max(need, 2 * HAPROXY_MAXCONN + 1000)
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     if "idle" in parts and hard < need:
