@@ -134,3 +134,36 @@ def test_connections_per_client_count_across_listeners_and_workers(quorumgate):
     finally:
         for s in held:
             s.close()
+
+
+def test_max_connections_closes_more_at_accept_and_counts_them(quorumgate):
+    """limits.max_connections (divided among the workers): with two open, a
+    third is closed before anything is read, counted by reason; once one
+    closes, a new one is served."""
+    from tests.support import prom
+    from tests.support.procs import wait_until
+    qg = quorumgate({"limits": {"max_connections": 2}, "workers": 1})
+    held = [_open(qg.url), _open(qg.url)]
+    try:
+        assert all(_served(s) for s in held)
+        extra = _open(qg.url)
+        try:
+            assert not _served(extra)
+        finally:
+            extra.close()
+        wait_until(lambda: prom.metric(qg, "quorumgate_client_connections_refused_total",
+                                       default=0.0, reason="max_connections") == 1,
+                   timeout=5, what="the refusal counted")
+        assert _refused(qg) == 0   # not the per-client limit
+        held.pop().close()
+
+        def fresh_served():
+            s = _open(qg.url)
+            try:
+                return _served(s)
+            finally:
+                s.close()
+        wait_until(fresh_served, timeout=5, what="a connection served after one closed")
+    finally:
+        for s in held:
+            s.close()
