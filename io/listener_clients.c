@@ -65,7 +65,14 @@ static uint8_t listener_clients_key(const struct sockaddr_storage *peer,
         return 4;
     }
     if (peer->ss_family == AF_INET6) {
-        memcpy(addr, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)
+                                         ->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) { /* a dual-stack listener's IPv4
+                                           client: the same as on a v4 one */
+            memcpy(addr, a6->s6_addr + 12, 4);
+            return 4;
+        }
+        memcpy(addr, a6, 16);
         return 16;
     }
     return 0;

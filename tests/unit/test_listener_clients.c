@@ -1,6 +1,7 @@
 /* test_listener_clients.c - io/listener_clients.c, the open connections per
  * client address behind limits.max_connections_per_client: the limit,
- * addresses kept apart (IPv4, IPv6, ports ignored), peers that are not IP,
+ * addresses kept apart (IPv4, IPv6; ports ignored; an IPv4-mapped IPv6
+ * address is its IPv4 one), peers that are not IP,
  * a table grown well past its first size, and two threads taking and
  * dropping at once (every worker shares one table). */
 #include <setjmp.h>
@@ -73,14 +74,25 @@ static void test_ipv4_and_ipv6_addresses_are_apart(void **state)
     struct listener_clients *c = listener_clients_new(7);
     struct sockaddr_storage v4 = addr("127.0.0.1", 1);
     struct sockaddr_storage v6 = addr("::1", 1);
-    struct sockaddr_storage mapped = addr("::ffff:127.0.0.1", 1);
-    assert_int_equal(listener_clients_take(c, &v4, 1), LISTENER_CLIENT_COUNTED);
-    assert_int_equal(listener_clients_take(c, &v6, 1), LISTENER_CLIENT_COUNTED);
-    assert_int_equal(listener_clients_take(c, &mapped, 1), LISTENER_CLIENT_COUNTED);
-    assert_int_equal(listener_clients_take(c, &v6, 1), LISTENER_CLIENT_REFUSED);
+    struct sockaddr_storage mapped = addr("::ffff:127.0.0.1", 2);
+    struct sockaddr_storage other = addr("::ffff:127.0.0.2", 2);
+    assert_int_equal(listener_clients_take(c, &v4, 2), LISTENER_CLIENT_COUNTED);
+    assert_int_equal(listener_clients_take(c, &v6, 2), LISTENER_CLIENT_COUNTED);
+    assert_int_equal(listener_clients_take(c, &v6, 2), LISTENER_CLIENT_COUNTED);
+    assert_int_equal(listener_clients_take(c, &v6, 2), LISTENER_CLIENT_REFUSED);
+    /* a dual-stack listener's IPv4 client is the same client */
+    assert_int_equal(listener_clients_take(c, &mapped, 2), LISTENER_CLIENT_COUNTED);
+    assert_int_equal(listener_clients_count(c, &v4), 2);
+    assert_int_equal(listener_clients_take(c, &v4, 2), LISTENER_CLIENT_REFUSED);
+    assert_int_equal(listener_clients_take(c, &other, 2), LISTENER_CLIENT_COUNTED);
+    listener_clients_drop(c, &mapped);
+    assert_int_equal(listener_clients_count(c, &v4), 1);
     listener_clients_drop(c, &v4);
     listener_clients_drop(c, &v6);
-    listener_clients_drop(c, &mapped);
+    listener_clients_drop(c, &v6);
+    listener_clients_drop(c, &other);
+    assert_int_equal(listener_clients_count(c, &v4), 0);
+    assert_int_equal(listener_clients_count(c, &v6), 0);
     listener_clients_free(c);
 }
 
