@@ -2,6 +2,7 @@
 #include "base/http.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -126,4 +127,42 @@ bool http_connection_lists(const char *value, const char *name, size_t len)
             return true;
     }
     return false;
+}
+
+/* ---- field lists --------------------------------------------------------- */
+
+void http_fields_add(struct http_fields *l, const char *name, size_t name_len,
+                     const char *value, size_t value_len)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->f = xrealloc(l->f, (size_t)l->cap * sizeof(*l->f));
+    }
+    l->f[l->n++] = (struct http_field){name, value, name_len, value_len};
+}
+
+const struct http_field *http_fields_get(const struct http_fields *l,
+                                         const char *name)
+{
+    for (int i = 0; i < l->n; i++)
+        if (util_strncaseeq(l->f[i].name, l->f[i].name_len, name))
+            return &l->f[i];
+    return NULL;
+}
+
+int http_fields_remove(struct http_fields *l, const char *name)
+{
+    int kept = 0;
+    for (int i = 0; i < l->n; i++)
+        if (!util_strncaseeq(l->f[i].name, l->f[i].name_len, name))
+            l->f[kept++] = l->f[i];
+    int removed = l->n - kept;
+    l->n = kept;
+    return removed;
+}
+
+void http_fields_free(struct http_fields *l)
+{
+    free(l->f);
+    *l = (struct http_fields){0};
 }

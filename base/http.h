@@ -31,6 +31,43 @@ bool http_method_idempotent(enum http_method m);
 /* "2xx" style class label for a status, "other" for nonsense. */
 const char *http_status_class(int status);
 
+/* One header field of an answer: name and value with their lengths
+ * (neither is read past its length, neither needs a NUL). */
+struct http_field {
+    const char *name, *value;
+    size_t name_len, value_len;
+};
+/* A field of two string literals: HTTP_FIELD("Cache-Control", "no-store"). */
+#define HTTP_FIELD(n, v) {n, v, sizeof(n) - 1, sizeof(v) - 1}
+
+/* A list of fields pointing into storage owned elsewhere: the answer's
+ * fields as they go to listener_respond, without a copy.
+ * Ownership: f is owned (grown by http_fields_add); the names and values
+ * are borrowed and must outlive every use of the list.  A zeroed struct
+ * is empty. */
+struct http_fields {
+    struct http_field *f;
+    int n, cap;
+};
+
+void http_fields_add(struct http_fields *l, const char *name, size_t name_len,
+                     const char *value, size_t value_len);
+static inline void http_fields_adds(struct http_fields *l, const char *name,
+                                    const char *value)
+{
+    http_fields_add(l, name, strlen(name), value, strlen(value));
+}
+/* The first field called name (any case), or NULL. */
+const struct http_field *http_fields_get(const struct http_fields *l,
+                                         const char *name);
+/* Drops every field called name (any case); returns how many. */
+int http_fields_remove(struct http_fields *l, const char *name);
+static inline void http_fields_reset(struct http_fields *l)
+{
+    l->n = 0;
+}
+void http_fields_free(struct http_fields *l);
+
 /* RFC 9110 7.6.1: fixed hop-by-hop names (case-insensitive). */
 bool http_is_hop_by_hop(const char *name, size_t len);
 

@@ -779,7 +779,10 @@ def cost_one(tmp, args, up, name, starter):
         cg = os.path.join(tmp, "callgrind-%s.out" % name)
         srv = starter(tmp, args, up, wrap=["valgrind", "--tool=callgrind",
                                            "--callgrind-out-file=" + cg + ".%p",
-                                           "--dump-instr=no"], wait=60)
+                                           "--dump-instr=no",
+                                           # every dump names its functions in full
+                                           # (callgrind_annotate reads each alone)
+                                           "--compress-strings=no"], wait=60)
         p = srv.proc
         drive(srv.port, 1000)
         # every dump restarts the counters: the second one holds the n requests

@@ -49,7 +49,9 @@ static void relay_main_on_request(void *ctx, struct listener_exchange *ex)
         status = 404;
         buf_puts(&b, "{\"error\":\"try /metrics or /healthz\"}\n");
     }
-    const char *hdrs[] = {"Content-Type", ctype};
+    const struct http_field hdrs[] = {
+        {"Content-Type", ctype, 12, strlen(ctype)},
+    };
     size_t len;
     char *body = buf_steal(&b, &len);
     listener_respond(ex, status, hdrs, 1, body, len, false);

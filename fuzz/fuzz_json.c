@@ -34,13 +34,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - 1;
 
     struct buf body = {0};
-    struct headers h = {0};
+    struct http_fields h = {0};
+    char *keep;
     buf_append(&body, doc, len);
-    headers_adds(&h, "Content-Type", "application/json");
+    http_fields_adds(&h, "Content-Type", "application/json");
     rewrite_response(cfg, (sel & 1) ? CALL_CONTROLLERS : CALL_VERSION, 200,
-                     &body, &h);
+                     &body, &h, &keep);
     buf_free(&body);
-    headers_free(&h);
+    http_fields_free(&h);
+    free(keep);
 
     struct failure f;
     static const int statuses[] = {200, 404, 409, 429, 500, 503};

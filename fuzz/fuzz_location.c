@@ -21,19 +21,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct config *cfg = fuzz_config();
     char *loc = xstrndup((const char *)data, size); /* a header value */
     struct buf body = {0};
-    struct headers h = {0};
-    headers_adds(&h, "Location", loc);
-    headers_adds(&h, "ziti-ctrl-address", loc);
-    rewrite_response(cfg, CALL_OIDC_LOGIN, 302, &body, &h);
-    const char *out = headers_get(&h, "Location");
+    struct http_fields h = {0};
+    char *keep;
+    http_fields_adds(&h, "Location", loc);
+    http_fields_adds(&h, "ziti-ctrl-address", loc);
+    rewrite_response(cfg, CALL_OIDC_LOGIN, 302, &body, &h, &keep);
+    const struct http_field *f = http_fields_get(&h, "Location");
     char tok[1024];
-    if (out) {
+    if (f) {
+        char *out = xstrndup(f->value, f->value_len);
         (void)identity_location_param(out, "authRequestID", tok, sizeof(tok));
         (void)identity_location_param(out, "code", tok, sizeof(tok));
+        free(out);
     }
     (void)identity_location_param(loc, "id", tok, sizeof(tok));
     free(rewrite_origin(loc, "https://ziti.example.com"));
-    headers_free(&h);
+    http_fields_free(&h);
+    free(keep);
     buf_free(&body);
     free(loc);
     return 0;

@@ -117,16 +117,6 @@ const char *const *headers_lines(struct headers *h)
     return v;
 }
 
-const char *const *headers_pairs(struct headers *h)
-{
-    const char **v = headers_view(h, 2 * h->n);
-    for (int i = 0; i < h->n; i++) {
-        v[2 * i] = headers_name(h, i);
-        v[2 * i + 1] = headers_value(h, i);
-    }
-    return v;
-}
-
 bool headers_is_hop(const char *name, size_t len, const char *connection)
 {
     if (http_is_hop_by_hop(name, len) ||
@@ -259,7 +249,7 @@ void headers_for_upstream(struct headers *out,
     headers_adds(out, ctx->request_id_header, ctx->request_id);
 }
 
-void headers_for_client(struct headers *out, const struct upstream_req *r)
+void headers_for_client(struct http_fields *out, const struct upstream_req *r)
 {
     /* every Connection field line counts (RFC 9110 5.3): the one value
      * as it is (NUL-terminated in resp_hdr_data), several joined */
@@ -290,8 +280,8 @@ void headers_for_client(struct headers *out, const struct upstream_req *r)
             !(r->method == HTTP_HEAD &&
               util_strncaseeq(name, h->name_len, "Content-Length")))
             continue; /* a HEAD answer keeps the length it describes */
-        headers_add(out, name, h->name_len,
-                    r->resp_hdr_data.data + h->value_off, h->value_len);
+        http_fields_add(out, name, h->name_len,
+                        r->resp_hdr_data.data + h->value_off, h->value_len);
     }
     buf_free(&joined);
 }

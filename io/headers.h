@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/http.h"
 
 struct listener_header;
 struct upstream_req;
@@ -68,8 +69,6 @@ void headers_wipe(struct headers *h);
 void headers_free(struct headers *h);
 /* "Name: value" lines for the upstream engine; valid until next change. */
 const char *const *headers_lines(struct headers *h);
-/* name, value, name, value ... for listener_respond. */
-const char *const *headers_pairs(struct headers *h);
 
 struct headers_up_ctx {
     const char *client_addr;     /* peer address */
@@ -83,8 +82,9 @@ struct headers_up_ctx {
 void headers_for_upstream(struct headers *out,
                           const struct listener_header *in, int n,
                           const struct headers_up_ctx *ctx);
-/* The response headers to send the client, from the controller's. */
-void headers_for_client(struct headers *out, const struct upstream_req *r);
+/* Appends the response fields to send the client to out: a view of the
+ * controller's (r's storage, not copied: valid while r keeps its answer). */
+void headers_for_client(struct http_fields *out, const struct upstream_req *r);
 
 /* true for fields a proxy must not forward (hop-by-hop, framing, or
  * named in the message's Connection value, which may be NULL). */

@@ -195,12 +195,12 @@ void listener_free(struct listener *l);
 void listener_set_limits(struct listener *l,
                          const struct listener_limits *limits);
 
-/* Answer an exchange.  headers are "Name", "value" pairs (copied).  The body
- * is taken over (malloc'ed, freed by the listener); close asks for the
- * connection to be closed after the answer. */
+/* Answer an exchange.  The n fields are copied before the call returns.
+ * The body is taken over (malloc'ed, freed by the listener); close asks for
+ * the connection to be closed after the answer. */
 void listener_respond(struct listener_exchange *ex, int status,
-                      const char *const *headers, int n_header_pairs,
-                      char *body, size_t body_len, bool close);
+                      const struct http_field *fields, int n, char *body,
+                      size_t body_len, bool close);
 
 /* Case-insensitive header lookup on a request: first value or NULL. */
 const char *listener_header(const struct listener_exchange *ex,

@@ -132,7 +132,7 @@ void listener_request_uncharge(struct listener *l,
 void listener_respond_error(struct listener_exchange *ex, struct listener *l,
                             enum errcode e, const char *message, bool close);
 /* The Content-Length value among answer headers, if a plain number. */
-bool listener_respond_given_length(const char *const *headers, int n,
+bool listener_respond_given_length(const struct http_field *fields, int n,
                                    uint64_t *out);
 /* The reason phrase of a status ("Not Found"). */
 const char *listener_respond_reason(int status);
@@ -145,8 +145,8 @@ void listener_native_resume(void *arg);
 /* End the exchanges whose answer is sent (the listener's soon). */
 void listener_native_finish_all(void *arg);
 void listener_native_respond(struct listener_exchange *ex, int status,
-                             const char *const *headers, int n, char *body,
-                             size_t len, bool close);
+                             const struct http_field *fields, int n,
+                             char *body, size_t len, bool close);
 /* A connection accepted elsewhere (the passthrough's SNI split). */
 void listener_native_adopt(struct listener *l, int fd,
                            const struct sockaddr_storage *peer,

@@ -424,8 +424,8 @@ static void native_content_length(struct buf *out, uint64_t n)
 }
 
 void listener_native_respond(struct listener_exchange *ex, int status,
-                             const char *const *headers, int n, char *body,
-                             size_t len, bool close)
+                             const struct http_field *fields, int n,
+                             char *body, size_t len, bool close)
 {
     struct listener_xpriv *xp = XP(ex);
     struct native_conn *nc = NC(xp->conn);
@@ -443,7 +443,7 @@ void listener_native_respond(struct listener_exchange *ex, int status,
     listener_request_charge(l, ex, len, true);
     nc->head_only = ex->method == HTTP_HEAD || no_body;
     if (ex->method == HTTP_HEAD &&
-        !listener_respond_given_length(headers, n, &head_len))
+        !listener_respond_given_length(fields, n, &head_len))
         head_len = len;
     if (close || nc->st != NS_WAITING || !nc->parser.keep_alive ||
         l->quiesced)
@@ -451,16 +451,18 @@ void listener_native_respond(struct listener_exchange *ex, int status,
     buf_reset(&nc->out);
     native_status_line(&nc->out, status);
     for (int i = 0; i < n; i++) {
-        const char *name = headers[2 * i], *value = headers[2 * i + 1];
-        char c0 = (char)(name[0] | 0x20);
-        if ((c0 == 'c' && (util_strcaseeq(name, "Content-Length") ||
-                           util_strcaseeq(name, "Connection"))) ||
-            (c0 == 't' && util_strcaseeq(name, "Transfer-Encoding")))
+        const struct http_field *f = &fields[i];
+        const char *name = f->name;
+        size_t nl = f->name_len;
+        char c0 = nl ? (char)(name[0] | 0x20) : 0;
+        if ((c0 == 'c' && (util_strncaseeq(name, nl, "Content-Length") ||
+                           util_strncaseeq(name, nl, "Connection"))) ||
+            (c0 == 't' && util_strncaseeq(name, nl, "Transfer-Encoding")))
             continue; /* framing is the listener's */
-        date |= c0 == 'd' && util_strcaseeq(name, "Date");
-        buf_puts(&nc->out, name);
+        date |= c0 == 'd' && util_strncaseeq(name, nl, "Date");
+        buf_append(&nc->out, name, nl);
         buf_append(&nc->out, ": ", 2);
-        buf_puts(&nc->out, value);
+        buf_append(&nc->out, f->value, f->value_len);
         buf_append(&nc->out, "\r\n", 2);
     }
     if (!date) {

@@ -13,20 +13,21 @@
 
 /* ---- responses ------------------------------------------------------- */
 
-bool listener_respond_given_length(const char *const *headers, int n,
+bool listener_respond_given_length(const struct http_field *fields, int n,
                                    uint64_t *out)
 {
     for (int i = 0; i < n; i++) {
-        if (!util_strcaseeq(headers[2 * i], "Content-Length"))
+        const struct http_field *f = &fields[i];
+        if (!util_strncaseeq(f->name, f->name_len, "Content-Length"))
             continue;
-        const char *v = headers[2 * i + 1];
         uint64_t x = 0;
-        if (!*v)
+        if (!f->value_len)
             return false;
-        for (; *v; v++) {
-            if (*v < '0' || *v > '9' || x > UINT64_MAX / 10 - 10)
+        for (size_t k = 0; k < f->value_len; k++) {
+            char c = f->value[k];
+            if (c < '0' || c > '9' || x > UINT64_MAX / 10 - 10)
                 return false;
-            x = x * 10 + (uint64_t)(*v - '0');
+            x = x * 10 + (uint64_t)(c - '0');
         }
         *out = x;
         return true;
@@ -89,10 +90,11 @@ void listener_respond_error(struct listener_exchange *ex,
     const char *code = errcode_name(e);
     char *body = envelope_error(code, message ? message : errcode_message(e),
                                 ex->request_id, NULL, &len);
-    const char *hdrs[] = {
-        "Content-Type", ENVELOPE_CONTENT_TYPE,
-        l->request_id_header, ex->request_id,
-        "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+    const struct http_field hdrs[] = {
+        HTTP_FIELD("Content-Type", ENVELOPE_CONTENT_TYPE),
+        {l->request_id_header, ex->request_id, strlen(l->request_id_header),
+         strlen(ex->request_id)},
+        HTTP_FIELD("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
     };
     ex->local_error = true;
     ex->error_code = code;
@@ -102,9 +104,8 @@ void listener_respond_error(struct listener_exchange *ex,
 }
 
 void listener_respond(struct listener_exchange *ex, int status,
-                      const char *const *headers, int n_header_pairs,
-                      char *body, size_t body_len, bool close)
+                      const struct http_field *fields, int n, char *body,
+                      size_t body_len, bool close)
 {
-    listener_native_respond(ex, status, headers, n_header_pairs, body,
-                            body_len, close);
+    listener_native_respond(ex, status, fields, n, body, body_len, close);
 }

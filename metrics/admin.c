@@ -79,10 +79,15 @@ static void admin_reply(struct listener_exchange *ex, int status,
                         const char *ctype, struct buf *body,
                         const char *extra_name, const char *extra_value)
 {
-    const char *hdrs[6] = {"Content-Type", ctype, "Cache-Control",
-                           "no-store", extra_name, extra_value};
+    struct http_field hdrs[3] = {
+        {"Content-Type", ctype, 12, strlen(ctype)},
+        HTTP_FIELD("Cache-Control", "no-store"),
+    };
     size_t len;
     char *data = buf_steal(body, &len);
+    if (extra_name)
+        hdrs[2] = (struct http_field){extra_name, extra_value,
+                                      strlen(extra_name), strlen(extra_value)};
     listener_respond(ex, status, hdrs, extra_name ? 3 : 2, data, len, false);
 }
 

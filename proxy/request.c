@@ -312,7 +312,7 @@ static struct request *request_alloc(struct worker *w)
     /* the storage kept from one request to the next, field by field (a
      * copy of the whole 3.5 KB struct was ~440 instructions per request) */
     struct headers up_headers = rq->up_headers;
-    struct headers answer_headers = rq->answer_headers;
+    struct http_fields answer_fields = rq->answer_fields;
     struct buf resp_hdr_data = rq->up.resp_hdr_data;
     struct upstream_header *resp_hdrs = rq->up.resp_hdrs;
     int cap_resp_hdrs = rq->up.cap_resp_hdrs;
@@ -322,7 +322,7 @@ static struct request *request_alloc(struct worker *w)
     struct loop_timer *timer = rq->timer;
     memset(rq, 0, sizeof(*rq));
     rq->up_headers = up_headers;
-    rq->answer_headers = answer_headers;
+    rq->answer_fields = answer_fields;
     rq->up.resp_hdr_data = resp_hdr_data;
     rq->up.resp_hdrs = resp_hdrs;
     rq->up.cap_resp_hdrs = cap_resp_hdrs;
@@ -356,13 +356,13 @@ static void request_release(struct request *rq)
         /* keep ordinary amounts of storage, not what a huge one grew */
         if (rq->up_headers.data.cap + rq->up_headers.lines.cap > 32768)
             headers_free(&rq->up_headers);
-        if (rq->answer_headers.data.cap > 32768)
-            headers_free(&rq->answer_headers);
+        if (rq->answer_fields.cap > 256)
+            http_fields_free(&rq->answer_fields);
         if (rq->up.resp_hdr_data.cap > 32768)
             upstream_req_free(&rq->up);
         /* a spare keeps its storage: not the client's credentials */
         headers_wipe(&rq->up_headers);
-        headers_reset(&rq->answer_headers);
+        http_fields_reset(&rq->answer_fields);
         upstream_req_reset(&rq->up);
         list_insert_head(&w->spare_requests, &rq->link);
         w->n_spare_requests++;
@@ -375,7 +375,7 @@ void request_destroy(struct request *rq)
 {
     loop_timer_free(rq->timer);
     headers_free(&rq->up_headers);
-    headers_free(&rq->answer_headers);
+    http_fields_free(&rq->answer_fields);
     upstream_req_free(&rq->up);
     upstream_req_free(&rq->aux);
     free(rq->url);

@@ -66,7 +66,9 @@ struct request {
     uint64_t start_ms;                 /* loop clock */
     uint64_t start_wall_ms;            /* wall clock, for createdAt */
     void (*timer_cb)(void *rq);        /* what the timer does next */
-    struct headers answer_headers;     /* owned: the answer's headers */
+    struct http_fields answer_fields;  /* owned array: the answer's fields,
+                                          * pointing into up, the config
+                                          * and literals */
     uint64_t deadline_ms;              /* overall, loop clock */
 
     /* routing */

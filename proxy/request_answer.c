@@ -18,33 +18,36 @@
 #include "routing/cluster.h"
 #include "routing/rewrite.h"
 
-static void request_answer_own_headers(struct request *rq,
-                                       struct headers *h)
+/* quorumgate's own fields, after the answer's; the attempt count is
+ * written into n (the caller's, alive until the answer is sent). */
+static void request_answer_own_fields(struct request *rq,
+                                      struct http_fields *f, char n[16])
 {
     const struct config *cfg = rq->cfg;
     struct app *a = request_app(rq);
-    char n[16];
-    size_t nl = sizeof(n);
-    headers_remove(h, cfg->headers.request_id);
-    headers_adds(h, cfg->headers.request_id, rq->ex->request_id);
+    size_t nl = 16;
+    http_fields_remove(f, cfg->headers.request_id);
+    http_fields_adds(f, cfg->headers.request_id, rq->ex->request_id);
     /* the count in decimal, without printf (on every answer) */
     unsigned v = rq->n_attempts > 0 ? (unsigned)rq->n_attempts : 0;
     do {
         n[--nl] = (char)('0' + v % 10);
         v /= 10;
     } while (v && nl > 0);
-    headers_add(h, "Quorumgate-Attempts", 19, n + nl, sizeof(n) - nl);
+    http_fields_add(f, "Quorumgate-Attempts", 19, n + nl, 16 - nl);
     /* the controller that answered, or for our own errors the one the
      * request was last sent to (the one the error is about) */
     if (cfg->headers.expose_controller && rq->node >= 0)
-        headers_adds(h, "Quorumgate-Controller", a->cluster->nodes[rq->node].id);
+        http_fields_adds(f, "Quorumgate-Controller",
+                         a->cluster->nodes[rq->node].id);
     if (rq->replication[0])
-        headers_adds(h, "Quorumgate-Replication", rq->replication);
+        http_fields_adds(f, "Quorumgate-Replication", rq->replication);
 }
 
 static void request_answer_send(struct request *rq, int status,
-                                struct headers *h, char *body, size_t len)
+                                struct http_fields *f, char *body, size_t len)
 {
+    char n[16];
     if (!rq->ex || rq->stage == STAGE_ANSWERED) {
         free(body);
         return;
@@ -53,49 +56,53 @@ static void request_answer_send(struct request *rq, int status,
     request_timer_stop(rq);
     rq->stage = STAGE_ANSWERED;
     rq->status = status;
-    request_answer_own_headers(rq, h);
-    listener_respond(rq->ex, status, headers_pairs(h), h->n, body, len,
-                     rq->w->draining);
+    request_answer_own_fields(rq, f, n);
+    listener_respond(rq->ex, status, f->f, f->n, body, len, rq->w->draining);
 }
 
-/* The answer's header list: the request's own, kept (with its storage)
+/* The answer's field list: the request's own, kept (with its storage)
  * from one request to the next on this worker. */
-static struct headers *request_answer_headers(struct request *rq)
+static struct http_fields *request_answer_fields(struct request *rq)
 {
-    headers_reset(&rq->answer_headers);
-    return &rq->answer_headers;
+    http_fields_reset(&rq->answer_fields);
+    return &rq->answer_fields;
 }
 
 void request_answer_error(struct request *rq, enum errcode e,
                           const char *message)
 {
-    struct headers *h = request_answer_headers(rq);
+    struct http_fields *f = request_answer_fields(rq);
     size_t len;
     char *body = envelope_error(errcode_name(e),
                                 message ? message : errcode_message(e),
                                 rq->ex ? rq->ex->request_id : "", NULL, &len);
     rq->error_code = errcode_name(e);
-    headers_adds(h, "Content-Type", ENVELOPE_CONTENT_TYPE);
-    request_answer_send(rq, errcode_status(e), h, body, len);
+    http_fields_add(f, "Content-Type", 12, ENVELOPE_CONTENT_TYPE,
+                    sizeof(ENVELOPE_CONTENT_TYPE) - 1);
+    request_answer_send(rq, errcode_status(e), f, body, len);
 }
 
 void request_answer_json(struct request *rq, int status, const char *json)
 {
-    struct headers *h = request_answer_headers(rq);
-    headers_adds(h, "Content-Type", "application/json");
+    struct http_fields *f = request_answer_fields(rq);
+    http_fields_add(f, "Content-Type", 12, "application/json", 16);
     char *body = xstrdup(json);
-    request_answer_send(rq, status, h, body, strlen(body));
+    request_answer_send(rq, status, f, body, strlen(body));
 }
 
 void request_answer_upstream(struct request *rq)
 {
-    struct headers *h = request_answer_headers(rq);
+    struct http_fields *f = request_answer_fields(rq);
     size_t len;
-    headers_for_client(h, &rq->up);
+    char *keep; /* a rewritten Location */
+    /* the controller's fields are not copied: they point into rq->up,
+     * which keeps them until the answer is written */
+    headers_for_client(f, &rq->up);
     rewrite_response(rq->cfg, rq->cls.call, rq->up.status, &rq->up.resp_body,
-                     h);
+                     f, &keep);
     char *body = buf_steal(&rq->up.resp_body, &len);
-    request_answer_send(rq, rq->up.status, h, body, len);
+    request_answer_send(rq, rq->up.status, f, body, len);
+    free(keep);
 }
 
 /* No usable answer from any attempt: say why, in the envelope. */

@@ -161,18 +161,23 @@ void rewrite_request(enum classify_call call, struct headers *up_headers)
 }
 
 void rewrite_response(const struct config *cfg, enum classify_call call,
-                      int status, struct buf *resp_body, struct headers *h)
+                      int status, struct buf *resp_body, struct http_fields *h,
+                      char **keep)
 {
     const char *pub = cfg->public_url;
-    headers_remove(h, "ziti-ctrl-address");
+    *keep = NULL;
+    http_fields_remove(h, "ziti-ctrl-address");
     if (!pub)
         return;
-    const char *loc = headers_get(h, "Location");
-    if (loc && rewrite_points_at_controller(cfg, loc)) {
-        char *n = rewrite_origin(loc, pub);
-        headers_remove(h, "Location");
-        headers_adds(h, "Location", n);
-        free(n);
+    const struct http_field *f = http_fields_get(h, "Location");
+    if (f) {
+        char *loc = xstrndup(f->value, f->value_len);
+        if (rewrite_points_at_controller(cfg, loc) &&
+            (*keep = rewrite_origin(loc, pub)) != NULL) {
+            http_fields_remove(h, "Location");
+            http_fields_adds(h, "Location", *keep);
+        }
+        free(loc);
     }
     if (status != 200)
         return;

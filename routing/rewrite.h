@@ -14,6 +14,7 @@
 
 struct config;
 struct headers;
+struct http_fields;
 struct buf;
 
 /* Prepares the upstream headers of a call for the rewrite: the calls whose
@@ -22,9 +23,12 @@ struct buf;
  * controllers' addresses in it). */
 void rewrite_request(enum classify_call call, struct headers *up_headers);
 /* Rewrites a call's upstream answer (status, body: rewritten in place)
- * and the header list h about to be sent to the client. */
+ * and the fields h about to be sent to the client.  A rewritten Location
+ * points into *keep (malloc'ed, or NULL): the caller frees it once h has
+ * been sent. */
 void rewrite_response(const struct config *cfg, enum classify_call call,
-                      int status, struct buf *body, struct headers *h);
+                      int status, struct buf *body, struct http_fields *h,
+                      char **keep);
 
 /* Replaces the origin (scheme://host:port) of url by public_url; malloc'ed.
  * Returns NULL when url is not absolute. */

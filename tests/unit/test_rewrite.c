@@ -138,17 +138,19 @@ static char *answer(struct config *cfg, enum classify_call call, int status,
 {
     struct buf resp_body = {0};
     buf_puts(&resp_body, body ? body : "");
-    struct headers h = {0};
-    headers_adds(&h, "Content-Type", "application/json");
-    headers_adds(&h, "ziti-ctrl-address", "https://10.0.0.1:1280");
+    struct http_fields h = {0};
+    char *keep;
+    http_fields_adds(&h, "Content-Type", "application/json");
+    http_fields_adds(&h, "ziti-ctrl-address", "https://10.0.0.1:1280");
     if (location)
-        headers_adds(&h, "Location", location);
-    rewrite_response(cfg, call, status, &resp_body, &h);
-    *had_ctrl_addr = headers_get(&h, "ziti-ctrl-address") != NULL;
-    const char *l = headers_get(&h, "Location");
-    *loc_out = l ? xstrdup(l) : NULL;
-    assert_non_null(headers_get(&h, "Content-Type"));
-    headers_free(&h);
+        http_fields_adds(&h, "Location", location);
+    rewrite_response(cfg, call, status, &resp_body, &h, &keep);
+    *had_ctrl_addr = http_fields_get(&h, "ziti-ctrl-address") != NULL;
+    const struct http_field *l = http_fields_get(&h, "Location");
+    *loc_out = l ? xstrndup(l->value, l->value_len) : NULL;
+    assert_non_null(http_fields_get(&h, "Content-Type"));
+    http_fields_free(&h);
+    free(keep);
     size_t n;
     char *b = buf_steal(&resp_body, &n);
     return b;
