@@ -141,20 +141,30 @@ void http_fields_add(struct http_fields *l, const char *name, size_t name_len,
     l->f[l->n++] = (struct http_field){name, value, name_len, value_len};
 }
 
+/* f is called name (len bytes), any case */
+static bool http_field_is(const struct http_field *f, const char *name,
+                          size_t len)
+{
+    return f->name_len == len && len && util_caseeq_first(f->name, name) &&
+           strncasecmp(f->name, name, len) == 0;
+}
+
 const struct http_field *http_fields_get(const struct http_fields *l,
                                          const char *name)
 {
+    size_t len = strlen(name);
     for (int i = 0; i < l->n; i++)
-        if (util_strncaseeq(l->f[i].name, l->f[i].name_len, name))
+        if (http_field_is(&l->f[i], name, len))
             return &l->f[i];
     return NULL;
 }
 
 int http_fields_remove(struct http_fields *l, const char *name)
 {
+    size_t len = strlen(name);
     int kept = 0;
     for (int i = 0; i < l->n; i++)
-        if (!util_strncaseeq(l->f[i].name, l->f[i].name_len, name))
+        if (!http_field_is(&l->f[i], name, len))
             l->f[kept++] = l->f[i];
     int removed = l->n - kept;
     l->n = kept;
