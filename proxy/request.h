@@ -112,7 +112,6 @@ struct request {
                                           aux_auth and static text) */
     const char *reconciled;            /* outcome label, NULL if none */
     struct gate_wait *gate;            /* owned by the gate while held */
-    char replication[CONFIG_REPLICATION_MAX]; /* Quorumgate-Replication */
 
     struct pipeline_state pipe;        /* affinity and gate stages */
 
@@ -120,6 +119,9 @@ struct request {
     int status;
     const char *error_code;            /* our own envelope code, if any */
     bool complete;                     /* the listener is done with us */
+
+    /* last: a reused struct clears replication[0] only (request.c) */
+    char replication[CONFIG_REPLICATION_MAX]; /* Quorumgate-Replication */
 };
 
 /* Listener callbacks (ctx = worker). */
