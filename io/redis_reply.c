@@ -70,7 +70,9 @@ void redis_reply_bound_reader(redisReader *rd, redisReplyObjectFunctions *fns)
     if (rd->fn != fns) {
         *fns = *rd->fn;
         fns->createArray = redis_create_array;
-        redisReaderSetPrivdata(rd, rd->fn);
+        /* not redisReaderSetPrivdata: hiredis 0.14's macro casts the
+         * pointer to int (a clang warning) */
+        rd->privdata = rd->fn;
         rd->fn = fns;
     }
 }
