@@ -1,10 +1,12 @@
 /* test_http.c - HTTP vocabulary (base/http.c): methods as received and as
  * configured, idempotency (RFC 9110 9.2.2), status classes, hop-by-hop
- * names (RFC 9110 7.6.1) and the tokens of a Connection value. */
+ * names (RFC 9110 7.6.1), the tokens of a Connection value, and the
+ * field lists answers are sent with (http_fields). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -141,6 +143,50 @@ static void test_char_classes(void **state)
     assert_false(http_token("Name:", 5));
 }
 
+/* Names and values are read by their lengths: a list may point into the
+ * middle of a buffer, with no NUL after a name or a value. */
+static void test_fields(void **state)
+{
+    (void)state;
+    static const char raw[] = "Content-TypeXapplication/jsonLocationY";
+    struct http_fields l = {0};
+    http_fields_add(&l, raw, 12, raw + 13, 16);
+    http_fields_add(&l, raw + 29, 8, "/a", 2);
+    http_fields_adds(&l, "content-type", "text/plain");
+    const struct http_field *f = http_fields_get(&l, "CONTENT-TYPE");
+    assert_non_null(f);
+    assert_ptr_equal(f, &l.f[0]); /* the first */
+    assert_int_equal(f->value_len, 16);
+    assert_memory_equal(f->value, "application/json", 16);
+    f = http_fields_get(&l, "location");
+    assert_non_null(f);
+    assert_memory_equal(f->value, "/a", 2);
+    /* a name's prefix is another name */
+    assert_null(http_fields_get(&l, "Content"));
+    assert_null(http_fields_get(&l, "Content-Type2"));
+    assert_null(http_fields_get(&l, ""));
+    assert_int_equal(http_fields_remove(&l, "Content-Type"), 2);
+    assert_int_equal(http_fields_remove(&l, "Content-Type"), 0);
+    assert_int_equal(l.n, 1);
+    assert_memory_equal(l.f[0].name, "Location", 8);
+    /* growth past the first allocation keeps order */
+    char names[40][8];
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof(names[i]), "X-%d", i);
+        http_fields_adds(&l, names[i], i % 2 ? "odd" : "even");
+    }
+    assert_int_equal(l.n, 41);
+    assert_int_equal(http_fields_remove(&l, "x-7"), 1);
+    assert_int_equal(l.n, 40);
+    assert_memory_equal(l.f[7].name, "X-6", 3);
+    assert_memory_equal(l.f[8].name, "X-8", 3);
+    http_fields_reset(&l);
+    assert_int_equal(l.n, 0);
+    assert_null(http_fields_get(&l, "Location"));
+    http_fields_free(&l);
+    assert_null(l.f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_hop_by_hop),
         cmocka_unit_test(test_connection_lists),
         cmocka_unit_test(test_char_classes),
+        cmocka_unit_test(test_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
