@@ -117,6 +117,14 @@ const char *const *headers_lines(struct headers *h)
     return v;
 }
 
+void headers_blank_for_libcurl(struct headers *h)
+{
+    static const char *const names[] = {"Accept", "Content-Type", "Expect"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (!headers_get(h, names[i]))
+            headers_adds(h, names[i], "");
+}
+
 bool headers_is_hop(const char *name, size_t len, const char *connection)
 {
     if (http_is_hop_by_hop(name, len) ||
@@ -187,7 +195,6 @@ void headers_for_upstream(struct headers *out,
     const struct listener_header *xff = headers_find_in(in, n,
                                                         "X-Forwarded-For");
     const struct listener_header *fwd = headers_find_in(in, n, "Forwarded");
-    bool has_accept = false, has_ctype = false;
     const char *proto = ctx->tls ? "https" : "http";
 
     for (int i = 0; i < n; i++) {
@@ -198,17 +205,8 @@ void headers_for_upstream(struct headers *out,
                     http_name_in(own, ARRAY_LEN(own), f->name, f->name_len);
         if (skip)
             continue;
-        has_accept |= util_strncaseeq(f->name, f->name_len, "Accept");
-        has_ctype |= util_strncaseeq(f->name, f->name_len, "Content-Type");
         headers_add(out, f->name, f->name_len, f->value, f->value_len);
     }
-    /* keep libcurl from adding fields the client did not send */
-    if (!has_accept)
-        headers_adds(out, "Accept", "");
-    if (!has_ctype)
-        headers_adds(out, "Content-Type", "");
-    headers_adds(out, "Expect", "");
-
     /* the values are written in place (out->data) */
     struct buf *v = &out->data;
     headers_open(out, "X-Forwarded-For", 15);

@@ -82,6 +82,12 @@ struct headers_up_ctx {
 void headers_for_upstream(struct headers *out,
                           const struct listener_header *in, int n,
                           const struct headers_up_ctx *ctx);
+/* Adds an empty Accept, Content-Type and Expect where h has none: libcurl
+ * leaves a field given as "Name:" out instead of adding its own (Accept:
+ * any, a form Content-Type on a POST, Expect: 100-continue).  For the
+ * lines of a forwarded request that libcurl sends; quorumgate's own
+ * client sends the fields as they are. */
+void headers_blank_for_libcurl(struct headers *h);
 /* Appends the response fields to send the client to out: a view of the
  * controller's (r's storage, not copied: valid while r keeps its answer). */
 void headers_for_client(struct http_fields *out, const struct upstream_req *r);

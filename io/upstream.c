@@ -502,6 +502,7 @@ void upstream_start(struct upstream *u, struct upstream_req *r)
         h1client_start(u->h1, r))
         return;
     if (!r->headers && r->fields) {
+        headers_blank_for_libcurl(r->fields);
         r->headers = headers_lines(r->fields);
         r->n_headers = r->fields->n;
     }
