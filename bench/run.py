@@ -460,7 +460,7 @@ def fmt_ratio(a, b):
 
 def compare(tmp, args):
     print("== compare: wrk -t%d -c%d -d%ds --latency %s (after a %ds warm-up); %s; "
-          "access logs %s for every proxy%s"
+          "access logs %s for every proxy%s; the proxies' order rotates each round"
           % (WORKERS, args.connections, args.duration, args.path, args.warmup,
              "servers on CPU 0, wrk on CPU 1" if CPUS else "nothing pinned",
              args.access_log, "; TLS end to end" if TLS else ""),
@@ -470,8 +470,13 @@ def compare(tmp, args):
                 "haproxy": start_haproxy}
     names = ["direct", "quorumgate", "nginx", "haproxy"]
     runs = {n: [] for n in names}
+    proxies = names[1:]
     for rnd in range(args.rounds):
-        for name in names:
+        # the proxies take turns at each place in the round: the machine's
+        # speed drifts over minutes, and a fixed order would hand one of
+        # them the same part of every round
+        k = rnd % len(proxies)
+        for name in ["direct"] + proxies[k:] + proxies[:k]:
             srv = up if name == "direct" else starters[name](tmp, args, up)
             try:
                 r = measure(srv, up, args)
