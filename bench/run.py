@@ -242,6 +242,29 @@ def upstream_conf(tmp, port):
            ssl=nginx_ssl())
 
 
+# --peer-fields on: nginx and HAProxy set the fields quorumgate sets on every
+# forwarded request (X-Forwarded-For/-Proto/-Host, Forwarded, a request id sent
+# up and back), as a configuration in front of controllers would
+NGINX_FIELDS = """\
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\\"$http_host\\"";
+            proxy_set_header X-Request-Id $request_id;
+            add_header X-Request-Id $request_id always;
+"""
+HAPROXY_FIELDS = """\
+    option forwardfor
+    unique-id-format %[rand,hex]%[rand,hex]
+    unique-id-header X-Request-Id
+    http-request set-header X-Forwarded-Proto PROTO
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header Forwarded for=%[src];proto=PROTO;host=\\"%[req.hdr(host)]\\"
+    http-response set-header X-Request-Id %[unique-id]
+"""
+PEER_FIELDS = False  # --peer-fields
+
+
 def nginx_proxy_conf(tmp, port, up_port, access_log):
     head, t = nginx_common(tmp, "nginx-proxy")
     log = ("access_log %s/access.log combined buffer=64k flush=1s;" % t
@@ -262,11 +285,11 @@ def nginx_proxy_conf(tmp, port, up_port, access_log):
             proxy_pass {scheme}://up;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-{pssl}        }}
+{fields}{pssl}        }}
     }}
 }}
 """.format(temps=nginx_temp_paths(t), log=log, port=port, up=up_port, ssl=nginx_ssl(),
-           scheme="https" if TLS else "http",
+           scheme="https" if TLS else "http", fields=NGINX_FIELDS if PEER_FIELDS else "",
            pssl=("            proxy_ssl_verify on;\n"
                  "            proxy_ssl_protocols TLSv1.3;\n"
                  "            proxy_ssl_trusted_certificate %s;\n"
@@ -299,10 +322,12 @@ def haproxy_conf(tmp, port, up_port, access_log):
     timeout http-keep-alive 300s
 frontend fe
     bind 127.0.0.1:{port}{bssl}
-    default_backend be
+{fields}    default_backend be
 backend be
     server up 127.0.0.1:{up} maxconn 1000{sssl}
 """.format(log=log, opt=opt, port=port, up=up_port, workers=WORKERS,
+           fields=(HAPROXY_FIELDS.replace("PROTO", "https" if TLS else "http")
+                   if PEER_FIELDS else ""),
            maxconn=HAPROXY_MAXCONN,
            bssl=(" ssl crt %s ssl-min-ver TLSv1.3" % haproxy_pem()) if TLS else "",
            sssl=(" ssl verify required ca-file %s sni str(localhost) verifyhost localhost"
@@ -463,7 +488,9 @@ def compare(tmp, args):
           "access logs %s for every proxy%s; the proxies' order rotates each round"
           % (WORKERS, args.connections, args.duration, args.path, args.warmup,
              "servers on CPU 0, wrk on CPU 1" if CPUS else "nothing pinned",
-             args.access_log, "; TLS end to end" if TLS else ""),
+             args.access_log, ("; TLS end to end" if TLS else "") +
+             ("; nginx and HAProxy set the forwarded fields and a request id too"
+              if PEER_FIELDS else "")),
           flush=True)
     up = start_upstream(tmp)
     starters = {"quorumgate": start_quorumgate, "nginx": start_nginx_proxy,
@@ -972,7 +999,7 @@ HAPROXY_MAXCONN = 8000  # --only idle raises it (HAProxy wants 2 descriptors per
 
 
 def main():
-    global CPUS, TLS, WORKERS, UPSTREAM_HOST, HAPROXY_MAXCONN
+    global CPUS, TLS, WORKERS, UPSTREAM_HOST, HAPROXY_MAXCONN, PEER_FIELDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-rel", "quorumgate"))
     ap.add_argument("--duration", type=int, default=10)
@@ -983,6 +1010,9 @@ def main():
     ap.add_argument("--path", default="/")
     ap.add_argument("--access-log", choices=("off", "on"), default="off",
                     help="access logs for every proxy (files in the temp dir)")
+    ap.add_argument("--peer-fields", choices=("off", "on"), default="off",
+                    help="nginx and HAProxy also set X-Forwarded-For/-Proto/-Host, Forwarded "
+                    "and a request id, as quorumgate does")
     ap.add_argument("--only", default="compare,idle,soak")
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--idle-hold", type=int, default=5)
@@ -1021,6 +1051,7 @@ def main():
                  % args.bin)
     CPUS = len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
     WORKERS = max(1, args.workers)
+    PEER_FIELDS = args.peer_fields == "on"
     UPSTREAM_HOST = args.upstream_host
     if WORKERS > 1:
         CPUS = False  # PIN=none: the kernel spreads every server's workers
