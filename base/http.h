@@ -39,6 +39,12 @@ struct http_field {
 };
 /* A field of two string literals: HTTP_FIELD("Cache-Control", "no-store"). */
 #define HTTP_FIELD(n, v) {n, v, sizeof(n) - 1, sizeof(v) - 1}
+/* A field of two NUL-terminated strings. */
+static inline struct http_field http_field_of(const char *name,
+                                              const char *value)
+{
+    return (struct http_field){name, value, strlen(name), strlen(value)};
+}
 
 /* A list of fields pointing into storage owned elsewhere: the answer's
  * fields as they go to listener_respond, without a copy.
@@ -55,7 +61,8 @@ void http_fields_add(struct http_fields *l, const char *name, size_t name_len,
 static inline void http_fields_adds(struct http_fields *l, const char *name,
                                     const char *value)
 {
-    http_fields_add(l, name, strlen(name), value, strlen(value));
+    struct http_field f = http_field_of(name, value);
+    http_fields_add(l, f.name, f.name_len, f.value, f.value_len);
 }
 /* The first field called name (any case), or NULL. */
 const struct http_field *http_fields_get(const struct http_fields *l,

@@ -49,9 +49,7 @@ static void relay_main_on_request(void *ctx, struct listener_exchange *ex)
         status = 404;
         buf_puts(&b, "{\"error\":\"try /metrics or /healthz\"}\n");
     }
-    const struct http_field hdrs[] = {
-        {"Content-Type", ctype, 12, strlen(ctype)},
-    };
+    const struct http_field hdrs[] = {http_field_of("Content-Type", ctype)};
     size_t len;
     char *body = buf_steal(&b, &len);
     listener_respond(ex, status, hdrs, 1, body, len, false);

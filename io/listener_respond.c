@@ -92,8 +92,7 @@ void listener_respond_error(struct listener_exchange *ex,
                                 ex->request_id, NULL, &len);
     const struct http_field hdrs[] = {
         HTTP_FIELD("Content-Type", ENVELOPE_CONTENT_TYPE),
-        {l->request_id_header, ex->request_id, strlen(l->request_id_header),
-         strlen(ex->request_id)},
+        http_field_of(l->request_id_header, ex->request_id),
         HTTP_FIELD("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
     };
     ex->local_error = true;

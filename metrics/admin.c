@@ -80,14 +80,13 @@ static void admin_reply(struct listener_exchange *ex, int status,
                         const char *extra_name, const char *extra_value)
 {
     struct http_field hdrs[3] = {
-        {"Content-Type", ctype, 12, strlen(ctype)},
+        http_field_of("Content-Type", ctype),
         HTTP_FIELD("Cache-Control", "no-store"),
     };
     size_t len;
     char *data = buf_steal(body, &len);
     if (extra_name)
-        hdrs[2] = (struct http_field){extra_name, extra_value,
-                                      strlen(extra_name), strlen(extra_value)};
+        hdrs[2] = http_field_of(extra_name, extra_value);
     listener_respond(ex, status, hdrs, extra_name ? 3 : 2, data, len, false);
 }
 

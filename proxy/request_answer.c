@@ -77,15 +77,14 @@ void request_answer_error(struct request *rq, enum errcode e,
                                 message ? message : errcode_message(e),
                                 rq->ex ? rq->ex->request_id : "", NULL, &len);
     rq->error_code = errcode_name(e);
-    http_fields_add(f, "Content-Type", 12, ENVELOPE_CONTENT_TYPE,
-                    sizeof(ENVELOPE_CONTENT_TYPE) - 1);
+    http_fields_adds(f, "Content-Type", ENVELOPE_CONTENT_TYPE);
     request_answer_send(rq, errcode_status(e), f, body, len);
 }
 
 void request_answer_json(struct request *rq, int status, const char *json)
 {
     struct http_fields *f = request_answer_fields(rq);
-    http_fields_add(f, "Content-Type", 12, "application/json", 16);
+    http_fields_adds(f, "Content-Type", "application/json");
     char *body = xstrdup(json);
     request_answer_send(rq, status, f, body, strlen(body));
 }
