@@ -34,7 +34,7 @@ done
 
 build_pkgs=(build-essential cmake ninja-build pkg-config
             libcurl4-openssl-dev libssl-dev
-            libhiredis-dev
+            libhiredis-dev liburing-dev
             libuv1-dev libyaml-dev libcjson-dev libcmocka-dev)
 # redis-server is also the sentinel of the Sentinel tests (`redis-server
 # sentinel.conf --sentinel`; Debian's redis-sentinel package only adds a
@@ -43,7 +43,7 @@ test_pkgs=(redis-server prometheus openssl curl ca-certificates procps docker-co
            clang libclang-rt-14-dev
            python3 python3-pip python3-pytest python3-yaml)
 bench_pkgs=(nginx-light haproxy wrk util-linux strace valgrind linux-perf)
-runtime_pkgs=(libcurl4 libssl3 libhiredis0.14 libuv1
+runtime_pkgs=(libcurl4 libssl3 libhiredis0.14 liburing2 libuv1
               libyaml-0-2 libcjson1 ca-certificates)
 
 case "$what" in

@@ -68,7 +68,7 @@ deb="$build/quorumgate_${version}_$(dpkg --print-architecture).deb"
 ok "cmake --build $build --target package: $deb ($(( $(date +%s) - start ))s)"
 
 depends=$(dpkg-deb -f "$deb" Depends)
-for lib in libc6 libcurl4 libssl3 libhiredis0.14 libuv1 libyaml-0-2 libcjson1 adduser; do
+for lib in libc6 libcurl4 libssl3 libhiredis0.14 liburing2 libuv1 libyaml-0-2 libcjson1 adduser; do
   case ", $depends," in *", $lib "*|*", $lib,"*) ;; *) fail "Depends lacks $lib: $depends" ;; esac
 done
 ok "Depends from dpkg-shlibdeps: $depends"
