@@ -121,6 +121,7 @@ struct config_upstream {
     uint64_t connect_timeout_ms;     /* default 2s */
     uint64_t idle_timeout_ms;        /* idle keep-alive upstream conns; 60s */
     uint32_t max_connections;        /* per controller per worker; 64 */
+    bool batch_sends;                /* io_uring batches; default true */
 };
 
 struct config_health {

@@ -190,6 +190,7 @@ static const struct config_field config_schema_upstream_fields[] = {
         MS_1D),
     U32("max_connections", struct config_upstream, max_connections, "64", 1,
         100000),
+    BOOL("batch_sends", struct config_upstream, batch_sends, "true"),
 };
 static const struct config_section config_schema_upstream =
     CONFIG_SECTION(config_schema_upstream_fields);

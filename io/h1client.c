@@ -14,6 +14,7 @@
 #include "base/list.h"
 #include "base/log.h"
 #include "base/loop.h"
+#include "base/uring.h"
 #include "base/util.h"
 #include "io/h1client_impl.h"
 #include "io/h1tls.h"
@@ -409,6 +410,8 @@ static char *h1_dup(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
+static void h1client_batch_start(struct h1client *c);
+
 struct h1client *h1client_new(struct loop *loop,
                               const struct upstream_settings *s)
 {
@@ -423,6 +426,7 @@ struct h1client *h1client_new(struct loop *loop,
     c->verify = s->verify;
     c->log = s->log;
     c->defer = loop_defer_new(loop, h1_deferred, c);
+    list_init(&c->queue);
     h1client_set_settings(c, s);
     return c;
 }
@@ -435,6 +439,34 @@ void h1client_set_settings(struct h1client *c,
     c->idle_timeout_ms = s->idle_timeout_ms;
     c->max_conns = s->max_host_connections ? (int)s->max_host_connections
                                            : 64;
+    c->batch = s->batch_sends;
+    if (c->batch && !c->uring && !c->uring_failed)
+        h1client_batch_start(c);
+}
+
+static void h1client_send_now(void *arg)
+{
+    struct h1client *c = arg;
+    if (list_empty(&c->queue))
+        return;
+    h1conn_send_queue(c);
+    loop_defer_cancel(c->send_late); /* the loop may block: nothing waits */
+}
+
+/* The ring for batch_sends, and the two calls that send its queue. */
+static void h1client_batch_start(struct h1client *c)
+{
+    const char *why = NULL;
+    c->uring = uring_new(H1_BATCH, &why);
+    if (!c->uring) {
+        c->uring_failed = true;
+        if (c->log)
+            log_info(c->log, "upstream.batch_sends: %s; one send per "
+                             "request", why);
+        return;
+    }
+    c->send = loop_prepare_new(c->loop, h1client_send_now, c);
+    c->send_late = loop_defer_new(c->loop, h1client_send_now, c);
 }
 
 static void h1x_destroy(struct h1x *x)
@@ -481,6 +513,9 @@ void h1client_free(struct h1client *c)
         h1x_destroy(h1x_of(l));
     free(c->origins);
     loop_defer_free(c->defer);
+    loop_prepare_free(c->send);
+    loop_defer_free(c->send_late);
+    uring_free(c->uring);
     h1tls_ctx_free(c->tls);
     free(c->ca_file);
     free(c->cert_file);

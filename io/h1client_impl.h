@@ -24,6 +24,8 @@ struct h1tls_ctx;
 struct loop_io;
 struct loop_timer;
 struct loop_defer;
+struct loop_prepare;
+struct uring;
 struct loop_resolve;
 struct log;
 
@@ -32,7 +34,13 @@ struct log;
 #define H1_MAX_HEADERS 256
 #define H1_INLINE_BODY 16384   /* bodies up to this go in the head's write */
 
-enum h1_state { C_CONNECTING, C_HANDSHAKE, C_IDLE, C_SENDING, C_READING };
+/* C_QUEUED: the request is built and waits in the client's queue for the
+ * loop turn's batch of sends (h1conn_send_queue); nothing is written. */
+enum h1_state {
+    C_CONNECTING, C_HANDSHAKE, C_IDLE, C_QUEUED, C_SENDING, C_READING
+};
+
+#define H1_BATCH 256           /* sends in one io_uring submission */
 
 struct h1conn;
 
@@ -101,6 +109,8 @@ struct h1conn {
     uint64_t idle_since;
     struct list idle_link;       /* in the origin's idle list, if idle */
     struct list link;            /* in the client's conns */
+    struct list queue_link;      /* in the client's queue, if C_QUEUED */
+    long queued_result;          /* the batch's result for this one */
 };
 
 struct h1client {
@@ -117,6 +127,16 @@ struct h1client {
     struct list spare;           /* owned h1xs */
     struct list deferred;        /* borrowed h1xs (live ones) */
     struct loop_defer *defer;    /* owned */
+    bool batch;                  /* upstream_settings.batch_sends */
+    struct uring *uring;         /* owned; NULL: not asked for, refused by
+                                    the kernel (uring_failed) or broken */
+    bool uring_failed;
+    struct list queue;           /* borrowed h1conns in C_QUEUED, in order */
+    struct loop_prepare *send;   /* owned: sends the queue before the loop
+                                    waits for I/O */
+    struct loop_defer *send_late;/* owned: the same when a request was
+                                    queued after that (the loop must not
+                                    block with a queue) */
     struct log *log;             /* borrowed, or NULL */
     int active;
 };
@@ -144,5 +164,9 @@ void h1conn_fail(struct h1conn *k, enum upstream_result res, const char *err,
                  bool sync);
 /* h1conn.c: closes k and frees it (off every list). */
 void h1conn_close(struct h1conn *k);
+/* h1conn.c: writes every queued request: one io_uring submission per
+ * H1_BATCH, the rest of each (a large body, a partial write, an error)
+ * as without a batch. */
+void h1conn_send_queue(struct h1client *c);
 
 #endif

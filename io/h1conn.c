@@ -13,7 +13,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/loop.h"
+#include "base/uring.h"
 #include "base/util.h"
 #include "io/h1tls.h"
 #include "io/headers.h"
@@ -37,6 +39,7 @@ void h1conn_close(struct h1conn *k)
     struct h1origin *o = k->o;
     list_remove(&k->idle_link); /* if it is idle */
     list_remove(&k->link);
+    list_remove(&k->queue_link); /* if it is queued */
     o->n_conns--;
     h1tls_free(k->tls);
     loop_io_free(k->io);
@@ -221,7 +224,78 @@ void h1conn_begin(struct h1conn *k, struct h1x *x, bool sync)
     h1parse_init(&k->p, &h1conn_parse_ops, x, &lim,
                  x->r->method == HTTP_HEAD);
     h1conn_build(k, x);
+    if (k->c->batch && k->c->uring && !k->tls) {
+        /* written with the loop turn's other requests: the queue is sent
+         * before the loop next waits for I/O */
+        k->state = C_QUEUED;
+        list_insert_tail(&k->c->queue, &k->queue_link);
+        loop_defer_schedule(k->c->send_late);
+        return;
+    }
     h1conn_flush(k, sync);
+}
+
+/* The batch has written k's request, some of it, or none. */
+static void h1conn_queued_sent(struct h1conn *k)
+{
+    long res = k->queued_result;
+    k->state = C_SENDING;
+    if (res == -EINPROGRESS) {
+        /* taken by the kernel, its outcome lost with the ring: it may
+         * have gone, so it is never written again */
+        k->x->r->sent = true;
+        h1conn_fail(k, UPSTREAM_RESET, "send: the batch's outcome is unknown",
+                    false);
+        return;
+    }
+    if (res > 0) {
+        k->x->r->sent = true;
+        k->x->r->batched = true;
+        k->out_off += (size_t)res;
+    }
+    /* the rest as without a batch: a large body, what did not fit (want
+     * to write), or the error, which the socket says again (nothing was
+     * written) */
+    h1conn_flush(k, false);
+}
+
+void h1conn_send_queue(struct h1client *c)
+{
+    struct uring_send s[H1_BATCH];
+    struct h1conn *ks[H1_BATCH];
+    while (!list_empty(&c->queue)) {
+        /* this batch's connections move to a list of their own: a callback
+         * that closes one of them (h1conn_close) takes it out of it */
+        struct list batch, *l;
+        unsigned n = 0;
+        list_init(&batch);
+        while (n < H1_BATCH && (l = list_first(&c->queue))) {
+            struct h1conn *k = list_entry(l, struct h1conn, queue_link);
+            list_remove(l);
+            list_insert_tail(&batch, l);
+            ks[n] = k;
+            s[n] = (struct uring_send){.fd = k->fd,
+                                       .data = k->out.data + k->out_off,
+                                       .len = k->out.len - k->out_off};
+            n++;
+        }
+        bool ok = c->uring && uring_send_all(c->uring, s, n);
+        for (unsigned i = 0; i < n; i++)
+            ks[i]->queued_result = c->uring ? s[i].result : -ECANCELED;
+        if (c->uring && !ok) {
+            if (c->log)
+                log_error(c->log, "upstream.batch_sends: io_uring failed; "
+                                  "one send per request from now on");
+            uring_free(c->uring);
+            c->uring = NULL;
+            c->uring_failed = true;
+        }
+        while ((l = list_first(&batch))) {
+            struct h1conn *k = list_entry(l, struct h1conn, queue_link);
+            list_remove(l);
+            h1conn_queued_sent(k);
+        }
+    }
 }
 
 /* Connected (and TLS done): the waiting exchange goes. */
@@ -332,6 +406,7 @@ void h1conn_open(struct h1client *c, struct h1origin *o, struct h1x *x,
     k->x = x;
     x->conn = k;
     list_init(&k->idle_link);
+    list_init(&k->queue_link);
     list_insert_head(&c->conns, &k->link);
     o->n_conns++;
     h1conn_next(k, UPSTREAM_CONNECT_ERROR, "no address", sync, true);
@@ -476,6 +551,11 @@ static void h1conn_io(void *arg, int events)
         return;
     case C_IDLE:
         h1conn_read(k);
+        return;
+    case C_QUEUED:
+        /* nothing written yet: the batch writes it before the loop polls
+         * again, and what the socket says now (the controller closed it
+         * while idle, say) is read after that, as without a batch */
         return;
     }
 }

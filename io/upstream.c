@@ -582,6 +582,7 @@ void upstream_req_reset(struct upstream_req *r)
     r->result = UPSTREAM_OK;
     r->status = 0;
     r->sent = false;
+    r->batched = false;
     r->unreachable = false;
     r->n_resp_hdrs = 0;
     buf_reset(&r->resp_hdr_data);

@@ -33,6 +33,9 @@ struct upstream_settings {
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;        /* keep-alive connections older: closed */
     uint32_t max_host_connections;   /* per controller */
+    bool batch_sends;                /* the requests of a loop turn go out in
+                                        one io_uring submission, where the
+                                        kernel allows it (base/uring.h) */
     struct log *log;                 /* borrowed: why a controller's name
                                         does not resolve; NULL = quiet */
 };
@@ -82,6 +85,8 @@ struct upstream_req {
     int status;                      /* 0 unless UPSTREAM_OK */
     bool sent;                       /* request bytes went out */
     bool via_own_client;             /* h1client.h ran it, not libcurl */
+    bool batched;                    /* its request went out in a batch of
+                                        sends (upstream.batch_sends) */
     bool unreachable;                /* no connection to the controller
                                         could be made: refused or
                                         unreachable, or the connection (TLS

@@ -422,6 +422,7 @@ int app_init(struct app *a, const char *config_path)
     struct upstream_settings us;
     worker_upstream_settings(cfg, &us);
     us.log = a->log;
+    us.batch_sends = false; /* the control plane: one request at a time */
     a->up = upstream_new(a->loop, &us);
     struct mgmt_env menv = {.up = a->up, .log = a->log, .c = a->cluster,
                             .config = app_current_config, .arg = a};

@@ -27,6 +27,7 @@ void oneshot_run(const struct config *cfg, struct upstream_req **reqs, int n)
     struct oneshot o = {.loop = loop_new(), .left = n};
     struct upstream_settings us;
     worker_upstream_settings(cfg, &us);
+    us.batch_sends = false; /* a few requests, once */
     struct upstream *up = upstream_new(o.loop, &us);
     for (int i = 0; i < n; i++) {
         reqs[i]->done = oneshot_done;

@@ -260,6 +260,8 @@ static void request_attempt_done(struct upstream_req *r, void *arg)
                        r->duration_ns);
     metrics_inc(a->metrics, M_UPSTREAM_CLIENT_ATTEMPTS_TOTAL,
                 r->via_own_client ? M_CLIENT_OWN : M_CLIENT_LIBCURL);
+    if (r->batched)
+        metrics_inc(a->metrics, M_UPSTREAM_BATCHED_SENDS_TOTAL);
 
     if (r->result == UPSTREAM_CONNECT_ERROR)
         worker_report_failure(w, node, true);

@@ -126,6 +126,7 @@ void worker_upstream_settings(const struct config *cfg,
     s->connect_timeout_ms = cfg->upstream.connect_timeout_ms;
     s->idle_timeout_ms = cfg->upstream.idle_timeout_ms;
     s->max_host_connections = cfg->upstream.max_connections;
+    s->batch_sends = cfg->upstream.batch_sends;
     s->log = NULL; /* the caller's, if it wants one */
 }
 

@@ -3,7 +3,11 @@ controller that answers byte by byte (tests/support/scripted_upstream.py):
 an answer cut at every byte, a request written with no answer (reported,
 never resent), nothing written (resent elsewhere, even a POST), pooled
 connections (reused, closed by the controller while idle, bounded by
-upstream.max_connections) and TLS session resumption."""
+upstream.max_connections) and TLS session resumption.  Every plain-HTTP
+test runs twice: with the requests of a loop turn written in one io_uring
+submission (upstream.batch_sends, the default) and one send() each."""
+import ctypes
+import os
 import threading
 import time
 
@@ -25,12 +29,32 @@ CREATED_CHUNKED = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                    b"d\r\n\"},\"meta\":{}}\r\n0\r\nTrailer: t\r\n\r\n")
 
 
-def qg_over(quorumgate, cluster, overrides=None):
+def io_uring_allowed():
+    """What quorumgate's uring_new() will meet: io_uring_setup(2) here."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    fd = libc.syscall(425, 4, params)  # SYS_io_uring_setup, x86-64
+    if fd >= 0:
+        os.close(fd)
+    return fd >= 0
+
+
+@pytest.fixture(params=[True, False], ids=["batched", "one-send-each"])
+def batch(request):
+    return request.param
+
+
+def qg_over(quorumgate, cluster, overrides=None, batch=True):
     over = {"controllers": [{"id": nid, "url": cluster.url(nid)} for nid in cluster.node_ids]}
     over.update(overrides or {})
+    over.setdefault("upstream", {})["batch_sends"] = batch
     qg = quorumgate(over, sim=cluster)
     wait_leader_known(qg)
     return qg
+
+
+def batched_sends(qg):
+    return qg.metrics().value("quorumgate_upstream_batched_sends_total")
 
 
 def attempts(r):
@@ -38,13 +62,13 @@ def attempts(r):
 
 
 @pytest.mark.parametrize("answer", [CREATED_LENGTH, CREATED_CHUNKED], ids=["length", "chunked"])
-def test_answer_cut_at_every_byte(quorumgate, scripted, answer):
+def test_answer_cut_at_every_byte(quorumgate, scripted, answer, batch):
     """A POST whose answer stops after k bytes: complete answers pass (the
     end of the stream after a complete one is fine), every shorter one is
     a 502 -- the request was written, so it is never resent."""
     cl = scripted(1)
     up = cl.upstreams[0]
-    qg = qg_over(quorumgate, cl)
+    qg = qg_over(quorumgate, cl, batch=batch)
     for k in range(len(answer) + 1):
         before = len(up.requests())
         up.script(("cut", answer, k))
@@ -63,13 +87,13 @@ def test_answer_cut_at_every_byte(quorumgate, scripted, answer):
     assert r.status == 200 and r.body == b'{"data":{},"meta":{}}'
 
 
-def test_written_without_answer_is_reported_not_resent(quorumgate, scripted):
+def test_written_without_answer_is_reported_not_resent(quorumgate, scripted, batch):
     """The controller takes the request and closes: a POST is ambiguous
     (502, one arrival, outcome reset); a GET is resent to the other
     controller by the retry rules, not by the client."""
     cl = scripted(2, leaders=(0, 1))
     a, b = cl.upstreams
-    qg = qg_over(quorumgate, cl)
+    qg = qg_over(quorumgate, cl, batch=batch)
     a.script(*[("drop",)] * 4)
     b.script(*[("drop",)] * 4)
     r = call(qg, "POST", WRITE, body=b'{"name":"s"}', headers={"Content-Type": "application/json"})
@@ -92,13 +116,13 @@ def test_written_without_answer_is_reported_not_resent(quorumgate, scripted):
     assert [x["outcome"] for x in line["upstream"]] == ["reset", "reset", "ok"], line
 
 
-def test_nothing_written_goes_elsewhere_even_a_post(quorumgate, scripted):
+def test_nothing_written_goes_elsewhere_even_a_post(quorumgate, scripted, batch):
     """The leader refuses connections (quorumgate has not probed it since):
     nothing was written, so the POST is sent to the other controller, once."""
     cl = scripted(2, leaders=(0,))
     a, b = cl.upstreams
     qg = qg_over(quorumgate, cl, {"health": {"interval": "60s", "fast_interval": "60s",
-                                             "timeout": "1s", "rise": 1, "fall": 5}})
+                                             "timeout": "1s", "rise": 1, "fall": 5}}, batch)
     wait_until(lambda: all(c["last_probe_ms"] for c in status(qg)["controllers"]),
                timeout=10, what="both probed")
     a.close_listener()
@@ -110,10 +134,10 @@ def test_nothing_written_goes_elsewhere_even_a_post(quorumgate, scripted):
     assert [x["outcome"] for x in line["upstream"]] == ["connect_error", "ok"], line
 
 
-def test_kept_alive_connection_reused_and_closed_while_idle(quorumgate, scripted):
+def test_kept_alive_connection_reused_and_closed_while_idle(quorumgate, scripted, batch):
     cl = scripted(1)
     up = cl.upstreams[0]
-    qg = qg_over(quorumgate, cl)
+    qg = qg_over(quorumgate, cl, batch=batch)
     for _ in range(10):
         assert call(qg, "GET", READ).status == 200
     conns = {q["conn"] for q in up.requests()}
@@ -130,10 +154,10 @@ def test_kept_alive_connection_reused_and_closed_while_idle(quorumgate, scripted
     assert reqs[-1]["conn"] != reqs[-2]["conn"]
 
 
-def test_pool_bounded_by_max_connections(quorumgate, scripted):
+def test_pool_bounded_by_max_connections(quorumgate, scripted, batch):
     cl = scripted(1)
     up = cl.upstreams[0]
-    qg = qg_over(quorumgate, cl, {"upstream": {"max_connections": 2}})
+    qg = qg_over(quorumgate, cl, {"upstream": {"max_connections": 2}}, batch)
     up.script(*[("slow", OK, 0.3)] * 6)
     results = []
 
@@ -150,11 +174,11 @@ def test_pool_bounded_by_max_connections(quorumgate, scripted):
     assert up.max_open <= 2 + 1  # + the health probes' own connection
 
 
-def test_request_as_written_upstream(quorumgate, scripted):
+def test_request_as_written_upstream(quorumgate, scripted, batch):
     """Host, framing and the fields libcurl was told to leave out."""
     cl = scripted(1)
     up = cl.upstreams[0]
-    qg = qg_over(quorumgate, cl)
+    qg = qg_over(quorumgate, cl, batch=batch)
     assert call(qg, "PUT", WRITE + "/x", body=b"abc", headers={"Content-Type": "text/plain"}).status == 200
     assert call(qg, "DELETE", WRITE + "/x").status == 200
     assert call(qg, "GET", READ + "?a=1&b=%20").status == 200
@@ -179,3 +203,55 @@ def test_tls_sessions_resumed(quorumgate, scripted, certs):
     conns = [q["conn"] for q in up.requests()]
     assert len(set(conns)) == 3, conns
     assert any(up.resumed[c] for c in conns[1:]), up.resumed
+
+
+def test_batched_sends_counted(quorumgate, scripted, batch):
+    """upstream_batched_sends_total says which way the requests went: every
+    plain-HTTP attempt through io_uring where the kernel allows it (and
+    quorumgate says at level info when it does not), none with
+    batch_sends: false."""
+    cl = scripted(1)
+    up = cl.upstreams[0]
+    qg = qg_over(quorumgate, cl, {"log": {"level": "info"}}, batch)
+    for _ in range(5):
+        assert call(qg, "GET", READ).status == 200
+    assert call(qg, "POST", WRITE, body=b'{"name":"s"}',
+                headers={"Content-Type": "application/json"}).status == 200
+    own = qg.metrics().value("quorumgate_upstream_client_attempts_total", client="own")
+    assert own == 6
+    allowed = io_uring_allowed()
+    assert batched_sends(qg) == (6 if batch and allowed else 0)
+    said = "upstream.batch_sends:" in qg.stderr_text()
+    assert said == (batch and not allowed), qg.stderr_text()[-2000:]
+    assert len(up.requests()) == 6
+
+
+def test_concurrent_requests_each_once(quorumgate, scripted, batch):
+    """Requests arriving together go out together (one batch when batched)
+    and each arrives once, on its own connection, with its own answer; a
+    body larger than the part written with the head follows it."""
+    cl = scripted(1)
+    up = cl.upstreams[0]
+    qg = qg_over(quorumgate, cl, batch=batch)
+    up.script(*[("slow", OK, 0.2)] * 12)
+    results = []
+    big = b"x" * (64 * 1024)
+
+    def one(i):
+        if i % 4 == 0:
+            r = call(qg, "POST", WRITE, body=big, headers={"Content-Type": "text/plain"})
+        else:
+            r = call(qg, "GET", READ + "?i=%d" % i)
+        results.append((i, r.status, attempts(r)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == [(i, 200, 1) for i in range(12)]
+    reqs = up.requests()
+    assert len(reqs) == 12
+    gets = sorted(q["target"] for q in reqs if q["method"] == "GET")
+    assert gets == sorted(READ + "?i=%d" % i for i in range(12) if i % 4)
+    assert [q["body"] for q in reqs if q["method"] == "POST"] == [big] * 3

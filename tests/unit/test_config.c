@@ -111,6 +111,7 @@ static void check_documented_values(const struct config *c)
     assert_int_equal(c->upstream.connect_timeout_ms, 2000);
     assert_int_equal(c->upstream.idle_timeout_ms, 60000);
     assert_int_equal(c->upstream.max_connections, 64);
+    assert_true(c->upstream.batch_sends);
     assert_string_equal(c->health.path, "/health-checks/controller/raft");
     assert_int_equal(c->health.interval_ms, 500);
     assert_int_equal(c->health.fast_interval_ms, 100);
@@ -305,9 +306,10 @@ static void check_example_specifics(const struct config *c, const char *dir)
     assert_string_equal(c->upstream.ca_file, p);
     free(p);
     assert_string_equal(c->upstream.server_name, "ctrl.ziti.example.com");
+    assert_true(c->upstream.batch_sends);
     /* The example spells out the built-in classes: lines are its own. */
-    assert_int_equal(c->routing.routes[0].line, 146);
-    assert_int_equal(c->routing.routes[5].line, 151);
+    assert_int_equal(c->routing.routes[0].line, 152);
+    assert_int_equal(c->routing.routes[5].line, 157);
 }
 
 static void test_example_as_shipped(void **state)
