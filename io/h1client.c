@@ -447,9 +447,8 @@ void h1client_set_settings(struct h1client *c,
 static void h1client_send_now(void *arg)
 {
     struct h1client *c = arg;
-    if (list_empty(&c->queue))
-        return;
-    h1conn_send_queue(c);
+    if (!list_empty(&c->queue))
+        h1conn_send_queue(c); /* until the queue is empty */
     loop_defer_cancel(c->send_late); /* the loop may block: nothing waits */
 }
 
