@@ -13,6 +13,7 @@
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/loop.h"
+#include "base/uring.h"
 #include "base/util.h"
 #include "consistency/mgmt.h"
 #include "io/redis.h"
@@ -439,6 +440,27 @@ static void check_upstream_cert(const struct config *cfg,
                cfg->upstream.cert_file);
 }
 
+/* upstream.batch_sends needs io_uring, which a kernel or a seccomp profile
+ * (Docker's default) may refuse: quorumgate then sends one by one. */
+static void check_upstream_batch(const struct config *cfg,
+                                 struct check_report *rep)
+{
+    if (!cfg->upstream.batch_sends) {
+        check_line(rep, "ok", "upstream", "batch_sends off: one send per "
+                   "request");
+        return;
+    }
+    const char *why = NULL;
+    struct uring *u = uring_new(4, &why);
+    if (u)
+        check_line(rep, "ok", "upstream", "batch_sends: io_uring available");
+    else
+        check_line(rep, "WARN", "upstream", "batch_sends: %s: quorumgate "
+                   "will send one request per system call (it works, with "
+                   "more CPU per request)", why);
+    uring_free(u);
+}
+
 int check_run(const struct config *cfg, FILE *out)
 {
     struct check_report rep = {.out = out};
@@ -449,6 +471,7 @@ int check_run(const struct config *cfg, FILE *out)
     check_basics(cfg, nd, n, &rep);
     check_members(cfg, nd, n, &rep);
     check_upstream_cert(cfg, &rep);
+    check_upstream_batch(cfg, &rep);
     if (cfg->redis.n_sentinels > 0)
         check_sentinels(cfg, &rep);
     check_redis(cfg, &rep);

@@ -5,6 +5,7 @@
 Fixtures are imported into each test module (``from
 tests.integration.core_support import echo_factory``) rather than put in a
 conftest, so other test files are not affected."""
+import ctypes
 import http.client
 import json
 import os
@@ -286,3 +287,14 @@ def wait_access(qg, pred, timeout=5.0, what="an access-log line"):
                 return e
         return None
     return wait_until(find, timeout=timeout, what=what)
+
+
+def io_uring_allowed():
+    """What quorumgate's uring_new() meets on this machine: io_uring_setup(2)
+    allowed or refused (kernel.io_uring_disabled, seccomp, no io_uring)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    fd = libc.syscall(425, 4, params)  # SYS_io_uring_setup (x86-64, arm64: 425)
+    if fd >= 0:
+        os.close(fd)
+    return fd >= 0

@@ -2,6 +2,7 @@
 the files the configuration names: one line per check, exit 0 only when every one passed."""
 import subprocess
 
+from tests.integration.core_support import io_uring_allowed
 from tests.integration.test_dropin_members import _mgmt
 
 
@@ -31,6 +32,18 @@ def test_everything_fine(tmp_path, quorumgate):
     assert "admin-pw" not in out + p.stderr   # the secret never shows
     assert any(line.split()[:2] == ["ok", "upstream"] and "no client certificate" in line
                for line in out.splitlines()), out
+    # upstream.batch_sends: what the kernel says of io_uring (a warning, never a failure)
+    want = (["ok", "upstream", "batch_sends:", "io_uring", "available"] if io_uring_allowed()
+            else ["WARN", "upstream", "batch_sends:"])
+    assert any(line.split()[:len(want)] == want for line in out.splitlines()), out
+
+
+def test_batch_sends_off_is_said(tmp_path, quorumgate):
+    qg = quorumgate(_mgmt(tmp_path), start=False)
+    qg.config["upstream"]["batch_sends"] = False
+    p = _check(qg)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "ok   upstream   batch_sends off: one send per request" in p.stdout.splitlines(), p.stdout
 
 
 def test_an_upstream_client_certificate_is_warned_about(tmp_path, quorumgate, certs):

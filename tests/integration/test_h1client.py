@@ -6,14 +6,12 @@ connections (reused, closed by the controller while idle, bounded by
 upstream.max_connections) and TLS session resumption.  Every plain-HTTP
 test runs twice: with the requests of a loop turn written in one io_uring
 submission (upstream.batch_sends, the default) and one send() each."""
-import ctypes
-import os
 import threading
 import time
 
 import pytest
 
-from tests.integration.core_support import call, status, wait_access, wait_leader_known
+from tests.integration.core_support import call, io_uring_allowed, status, wait_access, wait_leader_known
 from tests.support.procs import wait_until
 from tests.support.scripted_upstream import OK
 
@@ -27,16 +25,6 @@ CREATED_CHUNKED = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
                    b"Transfer-Encoding: chunked\r\n\r\n"
                    b"10;ext=1\r\n{\"data\":{\"id\":\"s\r\n"
                    b"d\r\n\"},\"meta\":{}}\r\n0\r\nTrailer: t\r\n\r\n")
-
-
-def io_uring_allowed():
-    """What quorumgate's uring_new() will meet: io_uring_setup(2) here."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    params = ctypes.create_string_buffer(120)  # struct io_uring_params
-    fd = libc.syscall(425, 4, params)  # SYS_io_uring_setup, x86-64
-    if fd >= 0:
-        os.close(fd)
-    return fd >= 0
 
 
 @pytest.fixture(params=[True, False], ids=["batched", "one-send-each"])
