@@ -111,6 +111,10 @@ struct h1conn {
     struct list link;            /* in the client's conns */
     struct list queue_link;      /* in the client's queue, if C_QUEUED */
     long queued_result;          /* the batch's result for this one */
+    struct buf ctext;            /* owned: TLS records of the request, made
+                                    for a batch (h1tls_seal) */
+    size_t ctext_off;
+    bool sealed;                 /* ctext holds records not all sent */
 };
 
 struct h1client {

@@ -47,6 +47,7 @@ void h1conn_close(struct h1conn *k)
     if (k->fd >= 0)
         close(k->fd);
     buf_free(&k->out);
+    buf_free(&k->ctext);
     free(k->rbuf);
     free(k);
 }
@@ -157,6 +158,28 @@ static void h1conn_read(struct h1conn *k);
 static void h1conn_flush(struct h1conn *k, bool sync)
 {
     struct upstream_req *r = k->x->r;
+    while (k->sealed) { /* TLS records made for a batch: the rest, as is */
+        size_t left = k->ctext.len - k->ctext_off;
+        if (!left) {
+            k->sealed = false;
+            break;
+        }
+        ssize_t n = send(k->fd, k->ctext.data + k->ctext_off, left,
+                         MSG_NOSIGNAL);
+        int err = errno;
+        if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+            h1conn_want(k, LOOP_READ | LOOP_WRITE);
+            return;
+        }
+        if (n < 0) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "send: %s", strerror(err));
+            h1conn_fail(k, UPSTREAM_RESET, msg, sync);
+            return;
+        }
+        r->sent = true;
+        k->ctext_off += (size_t)n;
+    }
     for (;;) {
         size_t left = k->out.len - k->out_off;
         if (!left && k->body_off == k->body_len)
@@ -224,9 +247,21 @@ void h1conn_begin(struct h1conn *k, struct h1x *x, bool sync)
     h1parse_init(&k->p, &h1conn_parse_ops, x, &lim,
                  x->r->method == HTTP_HEAD);
     h1conn_build(k, x);
-    if (k->c->batch && k->c->uring && !k->tls) {
+    if (k->c->batch && k->c->uring) {
         /* written with the loop turn's other requests: the queue is sent
-         * before the loop next waits for I/O */
+         * before the loop next waits for I/O.  Over TLS the request is
+         * encrypted now and its records go in the batch. */
+        if (k->tls) {
+            buf_reset(&k->ctext);
+            k->ctext_off = 0;
+            if (!h1tls_seal(k->tls, k->out.data, k->out.len, &k->ctext)) {
+                h1conn_fail(k, UPSTREAM_TLS_ERROR,
+                            "TLS: the request could not be encrypted", sync);
+                return;
+            }
+            k->out_off = k->out.len;
+            k->sealed = true;
+        }
         k->state = C_QUEUED;
         list_insert_tail(&k->c->queue, &k->queue_link);
         loop_defer_schedule(k->c->send_late);
@@ -251,7 +286,10 @@ static void h1conn_queued_sent(struct h1conn *k)
     if (res > 0) {
         k->x->r->sent = true;
         k->x->r->batched = true;
-        k->out_off += (size_t)res;
+        if (k->sealed)
+            k->ctext_off += (size_t)res;
+        else
+            k->out_off += (size_t)res;
     }
     /* the rest as without a batch: a large body, what did not fit (want
      * to write), or the error, which the socket says again (nothing was
@@ -274,9 +312,10 @@ void h1conn_send_queue(struct h1client *c)
             list_remove(l);
             list_insert_tail(&batch, l);
             ks[n] = k;
-            s[n] = (struct uring_send){.fd = k->fd,
-                                       .data = k->out.data + k->out_off,
-                                       .len = k->out.len - k->out_off};
+            const struct buf *b = k->sealed ? &k->ctext : &k->out;
+            size_t off = k->sealed ? k->ctext_off : k->out_off;
+            s[n] = (struct uring_send){.fd = k->fd, .data = b->data + off,
+                                       .len = b->len - off};
             n++;
         }
         bool ok = c->uring && uring_send_all(c->uring, s, n);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/util.h"
 
 /* Owned by one h1client. */
@@ -309,6 +310,40 @@ ssize_t h1tls_write(struct h1tls *t, const void *buf, size_t n,
     if (rc == 1)
         return (ssize_t)done;
     return h1tls_want(t, rc);
+}
+
+bool h1tls_seal(struct h1tls *t, const void *buf, size_t n, struct buf *out)
+{
+    /* the socket BIO is both rbio and wbio (two references, SSL_set_fd):
+     * the write side moves to a memory BIO for this call, then back */
+    BIO *sock = SSL_get_wbio(t->ssl);
+    BIO *mem = BIO_new(BIO_s_mem());
+    bool ok = false;
+    if (!mem || sock != SSL_get_rbio(t->ssl) || BIO_up_ref(sock) != 1) {
+        BIO_free(mem);
+        ERR_clear_error();
+        return false;
+    }
+    BIO_up_ref(mem);          /* ours, past SSL's release of it below */
+    SSL_set0_wbio(t->ssl, mem); /* drops one reference to sock */
+    size_t total = 0, done = 0; /* partial writes: a record at a time */
+    while (total < n &&
+           SSL_write_ex(t->ssl, (const char *)buf + total, n - total,
+                        &done) == 1)
+        total += done;
+    if (total == n) {
+        char *p;
+        long len = BIO_get_mem_data(mem, &p);
+        if (len > 0) {
+            buf_append(out, p, (size_t)len);
+            ok = true;
+        }
+    }
+    SSL_set0_wbio(t->ssl, sock); /* takes the reference taken above; SSL
+                                    releases its one to mem */
+    BIO_free(mem);
+    ERR_clear_error();
+    return ok;
 }
 
 bool h1tls_pending(struct h1tls *t)

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct buf;
 struct h1tls_ctx;
 struct h1tls;
 
@@ -64,6 +65,12 @@ ssize_t h1tls_read(struct h1tls *t, void *buf, size_t n);
  * accepted during this call (0 = nothing reached the kernel). */
 ssize_t h1tls_write(struct h1tls *t, const void *buf, size_t n,
                     uint64_t *wire);
+/* Encrypts all of buf into out (appended) instead of writing it to the
+ * socket, for the caller to send itself (a batch of sends).  Nothing
+ * reaches the socket.  true = every byte of buf is in out as TLS records;
+ * false = it could not be done here (the connection must be dropped: what
+ * OpenSSL holds no longer matches what the peer has). */
+bool h1tls_seal(struct h1tls *t, const void *buf, size_t n, struct buf *out);
 /* bytes decrypted and not read yet */
 bool h1tls_pending(struct h1tls *t);
 bool h1tls_resumed(struct h1tls *t);

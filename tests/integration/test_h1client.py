@@ -5,7 +5,8 @@ never resent), nothing written (resent elsewhere, even a POST), pooled
 connections (reused, closed by the controller while idle, bounded by
 upstream.max_connections) and TLS session resumption.  Every plain-HTTP
 test runs twice: with the requests of a loop turn written in one io_uring
-submission (upstream.batch_sends, the default) and one send() each."""
+submission (upstream.batch_sends, the default; over TLS their records,
+encrypted first) and one send() each."""
 import threading
 import time
 
@@ -180,10 +181,10 @@ def test_request_as_written_upstream(quorumgate, scripted, batch):
     assert get["target"] == READ + "?a=1&b=%20"
 
 
-def test_tls_sessions_resumed(quorumgate, scripted, certs):
+def test_tls_sessions_resumed(quorumgate, scripted, certs, batch):
     cl = scripted(1, tls=True)
     up = cl.upstreams[0]
-    qg = qg_over(quorumgate, cl, {"upstream": {"tls": {"ca": certs["ca"], "verify": True}}})
+    qg = qg_over(quorumgate, cl, {"upstream": {"tls": {"ca": certs["ca"], "verify": True}}}, batch)
     close = OK.replace(b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nConnection: close\r\n")
     up.script(*[("answer", close)] * 3)
     for _ in range(3):
@@ -243,3 +244,42 @@ def test_concurrent_requests_each_once(quorumgate, scripted, batch):
     gets = sorted(q["target"] for q in reqs if q["method"] == "GET")
     assert gets == sorted(READ + "?i=%d" % i for i in range(12) if i % 4)
     assert [q["body"] for q in reqs if q["method"] == "POST"] == [big] * 3
+
+
+def test_tls_batched(quorumgate, scripted, certs, batch):
+    """Over TLS, a batch carries each request's records: answers come back
+    on kept-alive connections, concurrent requests and a large body arrive
+    once each, an answer cut short is reported and never resent, and the
+    count says which way they went."""
+    cl = scripted(1, tls=True)
+    up = cl.upstreams[0]
+    qg = qg_over(quorumgate, cl, {"upstream": {"tls": {"ca": certs["ca"], "verify": True}}}, batch)
+    for _ in range(4):
+        assert call(qg, "GET", READ).status == 200
+    assert len({q["conn"] for q in up.requests()}) == 1
+    up.script(*[("slow", OK, 0.2)] * 8)
+    results = []
+    big = b"y" * (100 * 1024)
+
+    def one(i):
+        if i % 4 == 0:
+            r = call(qg, "POST", WRITE, body=big, headers={"Content-Type": "text/plain"})
+        else:
+            r = call(qg, "GET", READ + "?i=%d" % i)
+        results.append((i, r.status, attempts(r)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == [(i, 200, 1) for i in range(8)]
+    reqs = up.requests()
+    assert len(reqs) == 12
+    assert [q["body"] for q in reqs if q["method"] == "POST"] == [big] * 2
+    up.script(("cut", CREATED_LENGTH, 20))
+    r = call(qg, "POST", WRITE, body=b'{"name":"s"}', headers={"Content-Type": "application/json"})
+    assert r.status == 502 and attempts(r) == 1, (r.status, r.body)
+    assert len(up.requests()) == 13
+    assert call(qg, "GET", READ).status == 200
+    assert batched_sends(qg) == (14 if batch and io_uring_allowed() else 0)
