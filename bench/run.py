@@ -302,6 +302,7 @@ HAPROXY_FIELDS = """\
     http-response set-header X-Request-Id %[unique-id]
 """
 PEER_FIELDS = False  # --peer-fields
+BATCH_SENDS = True  # --batch-sends
 
 
 def nginx_proxy_conf(tmp, port, up_port, access_log):
@@ -392,6 +393,7 @@ controllers:
     url: "{scheme}://{uphost}:{up}"
 upstream:
   max_connections: 64
+  batch_sends: {batch}
 {tls_up}health:
   interval: 500ms
 limits:
@@ -403,6 +405,7 @@ log:
   access_log: {alog}
 """.format(port=port, admin=admin_port, up=up_port, key=key, tls_listen=tls_listen,
            workers=WORKERS, uphost=UPSTREAM_HOST,
+           batch="true" if BATCH_SENDS else "false",
            tls_up=tls_up, scheme="https" if TLS else "http",
            alog=os.path.join(tmp, "quorumgate-access.log") if access_log else "off")
 
@@ -533,7 +536,9 @@ def compare(tmp, args):
              "servers on CPU 0, wrk on CPU 1" if CPUS else "nothing pinned",
              args.access_log, ("; TLS end to end" if TLS else "") +
              ("; nginx and HAProxy set the forwarded fields and a request id too"
-              if PEER_FIELDS else "")),
+              if PEER_FIELDS else "") +
+             ("" if BATCH_SENDS else "; quorumgate sends one request per system call "
+              "(batch_sends off)")),
           flush=True)
     up = start_upstream(tmp)
     starters = {"quorumgate": start_quorumgate, "nginx": start_nginx_proxy,
@@ -1054,7 +1059,7 @@ HAPROXY_MAXCONN = 8000  # --only idle raises it (HAProxy wants 2 descriptors per
 
 
 def main():
-    global CPUS, TLS, WORKERS, UPSTREAM_HOST, HAPROXY_MAXCONN, PEER_FIELDS
+    global CPUS, TLS, WORKERS, UPSTREAM_HOST, HAPROXY_MAXCONN, PEER_FIELDS, BATCH_SENDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-rel", "quorumgate"))
     ap.add_argument("--duration", type=int, default=10)
@@ -1068,6 +1073,9 @@ def main():
     ap.add_argument("--peer-fields", choices=("off", "on"), default="off",
                     help="nginx and HAProxy also set X-Forwarded-For/-Proto/-Host, Forwarded "
                     "and a request id, as quorumgate does")
+    ap.add_argument("--batch-sends", choices=("on", "off"), default="on",
+                    help="quorumgate's upstream.batch_sends (off: one send per request, "
+                    "as where io_uring is refused)")
     ap.add_argument("--only", default="compare,idle,soak")
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--idle-hold", type=int, default=5)
@@ -1107,6 +1115,7 @@ def main():
     CPUS = len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
     WORKERS = max(1, args.workers)
     PEER_FIELDS = args.peer_fields == "on"
+    BATCH_SENDS = args.batch_sends == "on"
     UPSTREAM_HOST = args.upstream_host
     if WORKERS > 1:
         CPUS = False  # PIN=none: the kernel spreads every server's workers

@@ -154,6 +154,24 @@ static void h1conn_build(struct h1conn *k, struct h1x *x)
 
 static void h1conn_read(struct h1conn *k);
 
+/* After a send on k's socket that returned n (errno err): true = go on;
+ * false = k waits to write again (a full socket) or failed (closed,
+ * reported). */
+static bool h1conn_sent(struct h1conn *k, ssize_t n, int err, bool sync)
+{
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+        h1conn_want(k, LOOP_READ | LOOP_WRITE);
+        return false;
+    }
+    if (n < 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "send: %s", strerror(err));
+        h1conn_fail(k, UPSTREAM_RESET, msg, sync);
+        return false;
+    }
+    return true;
+}
+
 /* Writes what is left of the request.  One sendmsg in the usual case. */
 static void h1conn_flush(struct h1conn *k, bool sync)
 {
@@ -166,17 +184,8 @@ static void h1conn_flush(struct h1conn *k, bool sync)
         }
         ssize_t n = send(k->fd, k->ctext.data + k->ctext_off, left,
                          MSG_NOSIGNAL);
-        int err = errno;
-        if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
-            h1conn_want(k, LOOP_READ | LOOP_WRITE);
+        if (!h1conn_sent(k, n, errno, sync))
             return;
-        }
-        if (n < 0) {
-            char msg[96];
-            snprintf(msg, sizeof(msg), "send: %s", strerror(err));
-            h1conn_fail(k, UPSTREAM_RESET, msg, sync);
-            return;
-        }
         r->sent = true;
         k->ctext_off += (size_t)n;
     }
@@ -185,7 +194,6 @@ static void h1conn_flush(struct h1conn *k, bool sync)
         if (!left && k->body_off == k->body_len)
             break;
         ssize_t n;
-        int err = 0;
         if (k->tls) {
             uint64_t wire = 0;
             n = h1tls_write(k->tls, k->out.data + k->out_off, left, &wire);
@@ -211,17 +219,8 @@ static void h1conn_flush(struct h1conn *k, bool sync)
                                             k->body_len - k->body_off};
             struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
             n = sendmsg(k->fd, &mh, MSG_NOSIGNAL);
-            err = errno;
-            if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
-                h1conn_want(k, LOOP_READ | LOOP_WRITE);
+            if (!h1conn_sent(k, n, errno, sync))
                 return;
-            }
-            if (n < 0) {
-                char msg[96];
-                snprintf(msg, sizeof(msg), "send: %s", strerror(err));
-                h1conn_fail(k, UPSTREAM_RESET, msg, sync);
-                return;
-            }
             r->sent = true;
         }
         size_t m = (size_t)n;

@@ -46,6 +46,25 @@ def batched_sends(qg):
     return qg.metrics().value("quorumgate_upstream_batched_sends_total")
 
 
+def together(qg, n, big):
+    """n requests at once (every 4th a POST of big); [(i, status, attempts)]."""
+    results = []
+
+    def one(i):
+        if i % 4 == 0:
+            r = call(qg, "POST", WRITE, body=big, headers={"Content-Type": "text/plain"})
+        else:
+            r = call(qg, "GET", READ + "?i=%d" % i)
+        results.append((i, r.status, attempts(r)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    return sorted(results)
+
+
 def attempts(r):
     return int(r.header("Quorumgate-Attempts"))
 
@@ -223,22 +242,8 @@ def test_concurrent_requests_each_once(quorumgate, scripted, batch):
     up = cl.upstreams[0]
     qg = qg_over(quorumgate, cl, batch=batch)
     up.script(*[("slow", OK, 0.2)] * 12)
-    results = []
     big = b"x" * (64 * 1024)
-
-    def one(i):
-        if i % 4 == 0:
-            r = call(qg, "POST", WRITE, body=big, headers={"Content-Type": "text/plain"})
-        else:
-            r = call(qg, "GET", READ + "?i=%d" % i)
-        results.append((i, r.status, attempts(r)))
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert sorted(results) == [(i, 200, 1) for i in range(12)]
+    assert together(qg, 12, big) == [(i, 200, 1) for i in range(12)]
     reqs = up.requests()
     assert len(reqs) == 12
     gets = sorted(q["target"] for q in reqs if q["method"] == "GET")
@@ -258,22 +263,8 @@ def test_tls_batched(quorumgate, scripted, certs, batch):
         assert call(qg, "GET", READ).status == 200
     assert len({q["conn"] for q in up.requests()}) == 1
     up.script(*[("slow", OK, 0.2)] * 8)
-    results = []
     big = b"y" * (100 * 1024)
-
-    def one(i):
-        if i % 4 == 0:
-            r = call(qg, "POST", WRITE, body=big, headers={"Content-Type": "text/plain"})
-        else:
-            r = call(qg, "GET", READ + "?i=%d" % i)
-        results.append((i, r.status, attempts(r)))
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert sorted(results) == [(i, 200, 1) for i in range(8)]
+    assert together(qg, 8, big) == [(i, 200, 1) for i in range(8)]
     reqs = up.requests()
     assert len(reqs) == 12
     assert [q["body"] for q in reqs if q["method"] == "POST"] == [big] * 2
