@@ -279,6 +279,8 @@ def main():
                     help="the controllers' raft commit timeout: with --real their cluster.commitTimeout "
                          "(e.g. 5ms; default theirs, 50ms); with the simulator --commit-timeout-ms "
                          "(e.g. 50ms; default 0, at once)")
+    ap.add_argument("--batch-sends", choices=("on", "off"), default="on",
+                    help="quorumgate's upstream.batch_sends (default on)")
     ap.add_argument("--json", help="write the summary here")
     a = ap.parse_args()
     binary = os.environ.get("QUORUMGATE_BIN") or os.path.join(ROOT, "build", "quorumgate")
@@ -301,7 +303,7 @@ def main():
         cfg = {"workers": 1, "listeners": [{"address": "127.0.0.1:0"}],
                "admin": {"address": "127.0.0.1:0"},
                "controllers": target.controllers(),
-               "upstream": {"tls": {"ca": target.ca}},
+               "upstream": {"tls": {"ca": target.ca}, "batch_sends": a.batch_sends == "on"},
                "redis": {"address": redis.address}, "secrets": {"hmac_key_file": key},
                "log": {"level": "info", "error_log": "stderr", "access_log": "stdout"},
                "gate": {"management": {"username": "admin", "password_file": pw}}}
@@ -321,6 +323,7 @@ def main():
         summary["commit_timeout"] = a.commit_timeout or "controller default"
         summary["source"] = a.source if a.source == "probe" else "events (relay.poll %d ms)" % a.relay_poll_ms
         summary["first_create_refused_401"] = len(refused_first_create)
+        summary["batch_sends"] = a.batch_sends
         print(json.dumps(summary, indent=2))
         if a.json:
             with open(a.json, "w") as f:
