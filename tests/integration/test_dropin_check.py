@@ -1,17 +1,19 @@
 """`quorumgate check -c FILE` (issue 13, item 5) against the simulator, a real redis-server and
 the files the configuration names: one line per check, exit 0 only when every one passed."""
+import os
 import subprocess
+import sys
 
 from tests.integration.core_support import io_uring_allowed
 from tests.integration.test_dropin_members import _mgmt
 
 
-def _check(qg):
+def _check(qg, prefix=()):
     qg.write_config()
     open(qg.stderr_path, "a").close()
     open(qg.stdout_path, "a").close()
-    return subprocess.run([qg.binary, "check", "-c", qg.config_path], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(list(prefix) + [qg.binary, "check", "-c", qg.config_path],
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_everything_fine(tmp_path, quorumgate):
@@ -84,4 +86,16 @@ def test_problems_fail_with_their_line(tmp_path, quorumgate, sim_factory):
     p = _check(qg)
     assert p.returncode == 1
     assert any(line.startswith("FAIL ctrl1") and "https://127.0.0.1:1" in line
+               for line in p.stdout.splitlines()), p.stdout
+
+
+def test_io_uring_refused_is_a_warning(tmp_path, quorumgate):
+    """io_uring refused (tests/support/no_io_uring.py, as Docker's seccomp
+    default): `check` warns and still passes -- quorumgate works without it."""
+    qg = quorumgate(_mgmt(tmp_path), start=False)
+    wrapper = os.path.join(os.path.dirname(os.path.dirname(__file__)), "support", "no_io_uring.py")
+    p = _check(qg, prefix=(sys.executable, wrapper))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert any(line.split()[:3] == ["WARN", "upstream", "batch_sends:"]
+               and "io_uring is not permitted here" in line
                for line in p.stdout.splitlines()), p.stdout

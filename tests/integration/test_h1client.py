@@ -7,6 +7,8 @@ upstream.max_connections) and TLS session resumption.  Every plain-HTTP
 test runs twice: with the requests of a loop turn written in one io_uring
 submission (upstream.batch_sends, the default; over TLS their records,
 encrypted first) and one send() each."""
+import os
+import sys
 import threading
 import time
 
@@ -15,6 +17,8 @@ import pytest
 from tests.integration.core_support import call, io_uring_allowed, status, wait_access, wait_leader_known
 from tests.support.procs import wait_until
 from tests.support.scripted_upstream import OK
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 WRITE = "/edge/management/v1/services"
 READ = "/edge/client/v1/version"
@@ -274,3 +278,26 @@ def test_tls_batched(quorumgate, scripted, certs, batch):
     assert len(up.requests()) == 13
     assert call(qg, "GET", READ).status == 200
     assert batched_sends(qg) == (14 if batch and io_uring_allowed() else 0)
+
+
+def test_io_uring_refused_sends_one_by_one(quorumgate, scripted):
+    """Where io_uring is refused (a seccomp filter answers io_uring_setup
+    with EPERM, as Docker's default profile does), batch_sends falls back
+    to one send per request: quorumgate says why at level info, forwards
+    every request, counts none as batched."""
+    cl = scripted(1)
+    up = cl.upstreams[0]
+    over = {"controllers": [{"id": nid, "url": cl.url(nid)} for nid in cl.node_ids],
+            "log": {"level": "info"}}
+    qg = quorumgate(over, sim=cl, start=False)
+    qg.prefix = [sys.executable, os.path.join(ROOT, "tests", "support", "no_io_uring.py")]
+    qg.start()
+    wait_leader_known(qg)
+    for _ in range(3):
+        assert call(qg, "GET", READ).status == 200
+    assert call(qg, "POST", WRITE, body=b'{"name":"s"}',
+                headers={"Content-Type": "application/json"}).status == 200
+    assert len(up.requests()) == 4
+    assert batched_sends(qg) == 0
+    assert qg.metrics().value("quorumgate_upstream_client_attempts_total", client="own") == 4
+    assert "upstream.batch_sends: io_uring is not permitted here" in qg.stderr_text()
